@@ -1,0 +1,26 @@
+# Finds what mixlens needs; used by the build and, installed, by the package config.
+#   libcudacxx::libcudacxx  CCCL's cuda::std (span, mdspan, complex), from the CUDA toolkit
+#   PkgConfig::MIXLENS_FFTW3  FFTW3 in float and double (Debian: libfftw3-dev)
+#   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
+include_guard(GLOBAL)
+
+find_package(CUDAToolkit QUIET)
+set(_mixlens_cccl_hints)
+if(CUDAToolkit_FOUND)
+  list(APPEND _mixlens_cccl_hints "${CUDAToolkit_LIBRARY_DIR}/cmake")
+endif()
+list(APPEND _mixlens_cccl_hints /usr/local/cuda/lib64/cmake)
+find_package(libcudacxx CONFIG HINTS ${_mixlens_cccl_hints})
+if(NOT libcudacxx_FOUND)
+  message(FATAL_ERROR "mixlens needs CCCL's libcudacxx (cuda::std span/mdspan/complex), which ships with the "
+                      "CUDA toolkit: install the toolkit or set libcudacxx_DIR to <cuda>/lib64/cmake/libcudacxx")
+endif()
+
+find_package(PkgConfig QUIET)
+if(PkgConfig_FOUND)
+  pkg_check_modules(MIXLENS_FFTW3 QUIET IMPORTED_TARGET GLOBAL fftw3 fftw3f)
+endif()
+if(NOT MIXLENS_FFTW3_FOUND)
+  message(FATAL_ERROR "mixlens needs FFTW3 (float and double) found through pkg-config: "
+                      "on Debian, apt-get install pkg-config libfftw3-dev")
+endif()

@@ -1,0 +1,204 @@
+// The one concept every mixer implements: a bound, causal linear operator
+// y = M·x that can be applied with its fast algorithm and materialized exactly.
+#pragma once
+
+#include <concepts>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mixlens/config.hpp"
+#include "mixlens/error.hpp"
+#include "mixlens/tensor.hpp"
+
+namespace mixlens {
+
+// How the input controls the mixing matrix (the paper's operator classes).
+enum class data_control {
+  none,          // class (i): fixed mixing (S4, DSS, S5)
+  diagonal,      // class (ii): fixed mixer between data-controlled diagonal gates (GSS, Hyena)
+  non_diagonal,  // class (iii): data-controlled mixer (S6, attention)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(data_control c) {
+  switch (c) {
+    case data_control::none: return "fixed";
+    case data_control::diagonal: return "diagonal";
+    case data_control::non_diagonal: return "non_diagonal";
+  }
+  return "?";
+}
+
+// Specialize for every bound operator:
+//   static constexpr std::string_view name;
+//   static constexpr data_control control;
+//   static constexpr bool time_invariant;   // M is (block) Toeplitz
+//   static constexpr bool channel_mixing;   // M couples different channels
+template <class Op>
+struct operator_traits;
+
+// The parts of the concept, named separately so that a compiler error says which
+// one is missing (e.g. "materializable<my_op>" was not satisfied).
+template <class Op>
+concept has_shape = requires(const Op& op) {
+  typename Op::value_type;
+  { op.length() } -> std::same_as<index_t>;
+  { op.in_channels() } -> std::same_as<index_t>;
+  { op.out_channels() } -> std::same_as<index_t>;
+};
+
+// apply(x, y): x is (in_channels × L), y is (out_channels × L); the fast path.
+template <class Op>
+concept applicable = has_shape<Op> && requires(const Op& op, matrix_view<const typename Op::value_type> x,
+                                               matrix_view<typename Op::value_type> y) {
+  op.apply(x, y);
+};
+
+// materialize(o, i, m): the dense L×L block of M from input channel i to output
+// channel o (lower triangular, m(t, s) = weight of x(i, s) in y(o, t)).
+template <class Op>
+concept materializable = has_shape<Op> && requires(const Op& op, index_t channel,
+                                                   matrix_view<typename Op::value_type> m) {
+  op.materialize(channel, channel, m);
+};
+
+// row(o, i, t, r): row t of that block in O(L·N), without forming the matrix.
+template <class Op>
+concept has_rows = has_shape<Op> && requires(const Op& op, index_t channel, index_t t,
+                                             vector_view<typename Op::value_type> r) {
+  op.row(channel, channel, t, r);
+};
+
+template <class Op>
+concept classified = requires {
+  { operator_traits<Op>::name } -> std::convertible_to<std::string_view>;
+  { operator_traits<Op>::control } -> std::convertible_to<data_control>;
+  { operator_traits<Op>::time_invariant } -> std::convertible_to<bool>;
+  { operator_traits<Op>::channel_mixing } -> std::convertible_to<bool>;
+};
+
+// Views are passed to kernels by value, so they must be trivially copyable.
+template <class Op>
+concept trivially_copyable_view = std::is_trivially_copyable_v<Op>;
+
+template <class Op>
+concept linear_operator = applicable<Op> && materializable<Op> && has_rows<Op> && classified<Op> &&
+                          trivially_copyable_view<Op>;
+
+// An unbound mixer plus an input (in_channels × L) gives a bound operator.
+template <class Mixer>
+concept mixer = requires(const Mixer& m, matrix_view<const typename Mixer::value_type> x) {
+  typename Mixer::value_type;
+  m.bind(x);
+};
+
+// Owns the buffers a view points into (computed control signals, kernels) and
+// hands the view out. Storage must keep its data on the heap (std::vector,
+// mixlens::tensor) so that moving the owner leaves the view valid; copying is
+// disabled because the copy's view would alias the original's buffers.
+template <class View, class Storage>
+class bound {
+ public:
+  using view_type = View;
+  using value_type = typename View::value_type;
+
+  template <class MakeView>
+  bound(Storage storage, MakeView make_view) : storage_(std::move(storage)), view_(make_view(storage_)) {}
+  bound(const bound&) = delete;
+  bound& operator=(const bound&) = delete;
+  bound(bound&&) noexcept = default;
+  bound& operator=(bound&&) noexcept = default;
+
+  [[nodiscard]] const View& view() const { return view_; }
+  const View* operator->() const { return &view_; }
+  [[nodiscard]] const Storage& storage() const { return storage_; }
+
+ private:
+  Storage storage_;
+  View view_;
+};
+
+// The view of an operator, whether it is a view already or an owner of one.
+template <class Op>
+[[nodiscard]] constexpr const Op& view_of(const Op& op) {
+  return op;
+}
+template <class View, class Storage>
+[[nodiscard]] constexpr const View& view_of(const bound<View, Storage>& op) {
+  return op.view();
+}
+
+// ---- convenience functions returning owning results -------------------------
+
+namespace detail {
+inline void check_signal(std::string_view where, std::string_view argument, index_t channels, index_t length,
+                  index_t actual_channels, index_t actual_length) {
+  check_equal(where, argument, "channels (extent 0)", channels, actual_channels);
+  check_equal(where, argument, "length (extent 1)", length, actual_length);
+}
+
+inline void check_channel(std::string_view where, std::string_view argument, index_t channels, index_t c) {
+  if (c < 0 || c >= channels) fail(where, argument, "a channel in [0, " + std::to_string(channels) + ")", c);
+}
+
+inline void check_square(std::string_view where, std::string_view argument, index_t length, index_t rows,
+                         index_t cols) {
+  check_equal(where, argument, "rows", length, rows);
+  check_equal(where, argument, "columns", length, cols);
+}
+
+inline void check_row(std::string_view where, index_t length, index_t t, index_t row_size) {
+  if (t < 0 || t >= length) fail(where, "t", "a position in [0, " + std::to_string(length) + ")", t);
+  check_equal(where, "row", "size", length, row_size);
+}
+}  // namespace detail
+
+// y = M·x with the operator's fast algorithm, into a new matrix. (Named `mix`,
+// not `apply`, so that unqualified calls never meet cuda::std::apply by ADL.)
+template <class Op>
+[[nodiscard]] auto mix(const Op& op, matrix_view<const typename Op::value_type> x) {
+  const auto& v = view_of(op);
+  matrix<typename Op::value_type> y(v.out_channels(), v.length());
+  v.apply(x, y.view());
+  return y;
+}
+
+// The dense L×L block from input channel `in` to output channel `out`.
+template <class Op>
+[[nodiscard]] auto materialize(const Op& op, index_t out, index_t in) {
+  const auto& v = view_of(op);
+  matrix<typename Op::value_type> m(v.length(), v.length());
+  v.materialize(out, in, m.view());
+  return m;
+}
+
+// The whole operator as one (out_channels·L) × (in_channels·L) matrix, channel-major
+// blocks: entry (o·L + t, i·L + s). Built from the per-pair blocks.
+template <class Op>
+[[nodiscard]] auto materialize_full(const Op& op) {
+  const auto& v = view_of(op);
+  using T = typename Op::value_type;
+  const index_t L = v.length();
+  matrix<T> full(v.out_channels() * L, v.in_channels() * L);
+  matrix<T> block(L, L);
+  for (index_t o = 0; o < v.out_channels(); ++o)
+    for (index_t i = 0; i < v.in_channels(); ++i) {
+      v.materialize(o, i, block.view());
+      for (index_t t = 0; t < L; ++t)
+        for (index_t s = 0; s < L; ++s) full(o * L + t, i * L + s) = block(t, s);
+    }
+  return full;
+}
+
+// Row t of the block (out, in), computed without forming the matrix.
+template <class Op>
+[[nodiscard]] auto row(const Op& op, index_t out, index_t in, index_t t) {
+  const auto& v = view_of(op);
+  std::vector<typename Op::value_type> r(static_cast<std::size_t>(v.length()));
+  v.row(out, in, t, vector_view<typename Op::value_type>(r.data(), r.size()));
+  return r;
+}
+
+}  // namespace mixlens

@@ -1,0 +1,118 @@
+// The scan primitive: the affine recurrence h_t = a_t·h_{t-1} + b_t as a monoid,
+// and host scan policies over it. The element and its composition are
+// host/device code, shared with the GPU scans.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <vector>
+
+#include "mixlens/config.hpp"
+#include "mixlens/error.hpp"
+#include "mixlens/tensor.hpp"
+
+namespace mixlens {
+
+// The map h ↦ a·h + b. `A` and `B` are real or complex; a complex b with a real a
+// is allowed (a real decay acting on a complex state).
+template <class A, class B = A>
+struct affine {
+  A a;
+  B b;
+
+  [[nodiscard]] MIXLENS_HD static constexpr affine identity() { return {A(1), B(0)}; }
+};
+
+// (a1, b1) ∘ (a2, b2) = (a2·a1, a2·b1 + b2): apply `first`, then `second`.
+// Associative, not commutative.
+struct affine_compose {
+  template <class A, class B>
+  [[nodiscard]] MIXLENS_HD constexpr affine<A, B> operator()(const affine<A, B>& first,
+                                                             const affine<A, B>& second) const {
+    return {second.a * first.a, second.a * first.b + second.b};
+  }
+};
+
+// ---- host scan policies ------------------------------------------------------
+// Each computes the inclusive scan in place: afterwards e[t] = e[0] ∘ … ∘ e[t],
+// so e[t].b is the state h_t of the recurrence started from h_{-1} = 0.
+
+// One left-to-right pass: the reference every other policy must equal.
+struct sequential_scan {
+  template <class A, class B>
+  void operator()(vector_view<affine<A, B>> e) const {
+    affine_compose op;
+    for (std::size_t t = 1; t < e.size(); ++t) e[t] = op(e[t - 1], e[t]);
+  }
+};
+
+// Two levels: scan each chunk, scan the chunk totals (the carries), then fix up
+// every element with the carry of the chunks before it. Any chunk size ≥ 1.
+struct chunked_scan {
+  index_t chunk = 64;
+
+  template <class A, class B>
+  void operator()(vector_view<affine<A, B>> e) const {
+    if (chunk < 1) detail::fail("mixlens::chunked_scan", "chunk", "a chunk size >= 1", chunk);
+    const index_t n = static_cast<index_t>(e.size());
+    const index_t chunks = (n + chunk - 1) / chunk;
+    affine_compose op;
+    std::vector<affine<A, B>> carry(static_cast<std::size_t>(chunks));
+    for (index_t c = 0; c < chunks; ++c) {  // independent: one chunk per worker
+      const index_t begin = c * chunk, end = std::min(n, begin + chunk);
+      sequential_scan{}(e.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin)));
+      carry[static_cast<std::size_t>(c)] = e[static_cast<std::size_t>(end - 1)];
+    }
+    sequential_scan{}(vector_view<affine<A, B>>(carry));  // inclusive carries
+    for (index_t c = 1; c < chunks; ++c) {  // fix-up, independent per chunk
+      const auto& before = carry[static_cast<std::size_t>(c - 1)];
+      const index_t begin = c * chunk, end = std::min(n, begin + chunk);
+      for (index_t t = begin; t < end; ++t) e[static_cast<std::size_t>(t)] = op(before, e[static_cast<std::size_t>(t)]);
+    }
+  }
+};
+
+// Work-efficient parallel prefix (Blelloch 1990): an up-sweep builds partial
+// reductions in a balanced tree, a down-sweep distributes the exclusive prefixes;
+// O(n) compositions, O(log n) depth. The tree is padded with identities to a
+// power of two; order is preserved because the monoid is not commutative.
+struct blelloch_scan {
+  template <class A, class B>
+  void operator()(vector_view<affine<A, B>> e) const {
+    const std::size_t n = e.size();
+    if (n < 2) return;
+    using element = affine<A, B>;
+    const std::size_t size = std::bit_ceil(n);
+    std::vector<element> tree(size, element::identity());
+    std::copy(e.begin(), e.end(), tree.begin());
+    affine_compose op;
+    for (std::size_t stride = 1; stride < size; stride *= 2)  // up-sweep
+      for (std::size_t i = 2 * stride - 1; i < size; i += 2 * stride) tree[i] = op(tree[i - stride], tree[i]);
+    tree[size - 1] = element::identity();
+    for (std::size_t stride = size / 2; stride >= 1; stride /= 2) {  // down-sweep
+      for (std::size_t i = 2 * stride - 1; i < size; i += 2 * stride) {
+        const element left = tree[i - stride];
+        tree[i - stride] = tree[i];
+        tree[i] = op(tree[i], left);
+      }
+    }
+    for (std::size_t t = 0; t < n; ++t) e[t] = op(tree[t], e[t]);  // exclusive -> inclusive
+  }
+};
+
+template <class Policy>
+concept scan_policy = requires(const Policy& p, vector_view<affine<double>> e) { p(e); };
+
+// Runs the recurrence h_t = a_t·h_{t-1} + b_t with the chosen policy; h receives
+// every state. `a`, `b`, `h` have equal length.
+template <scan_policy Policy = sequential_scan, class A, class B>
+void linear_recurrence(vector_view<const A> a, vector_view<const B> b, vector_view<B> h, Policy policy = {}) {
+  detail::check_equal("mixlens::linear_recurrence", "b", "size", a.size(), b.size());
+  detail::check_equal("mixlens::linear_recurrence", "h", "size", a.size(), h.size());
+  std::vector<affine<A, B>> e(a.size());
+  for (std::size_t t = 0; t < a.size(); ++t) e[t] = {a[t], b[t]};
+  policy(vector_view<affine<A, B>>(e));
+  for (std::size_t t = 0; t < a.size(); ++t) h[t] = e[t].b;
+}
+
+}  // namespace mixlens

@@ -1,0 +1,56 @@
+#define BOOST_TEST_MODULE causal_conv
+#include <boost/test/unit_test.hpp>
+
+#include "common/oracles.hpp"
+#include "mixlens/ops/causal_conv.hpp"
+
+using namespace mixlens;
+
+namespace {
+// Direct convolution: the independent reference.
+template <class T>
+matrix<T> naive_conv(const matrix<T>& k, const std::vector<T>& d, const matrix<T>& x) {
+  matrix<T> y(x.extent(0), x.extent(1));
+  for (index_t c = 0; c < x.extent(0); ++c)
+    for (index_t t = 0; t < x.extent(1); ++t) {
+      double acc = d.empty() ? 0.0 : double(d[c]) * double(x(c, t));
+      for (index_t s = 0; s <= t; ++s)
+        if (t - s < k.extent(1)) acc += double(k(c, t - s)) * double(x(c, s));
+      y(c, t) = static_cast<T>(acc);
+    }
+  return y;
+}
+
+template <class T>
+void check_conv(index_t L, index_t taps, bool with_skip) {
+  const index_t C = 3;
+  auto k = testing::random_matrix<T>(C, taps, 10 + L);
+  auto x = testing::random_matrix<T>(C, L, 20 + L);
+  std::vector<T> d = with_skip ? testing::random_vector<T>(C, 5, -1, 1) : std::vector<T>{};
+  causal_conv_operator<T, short_conv_kind> op(k.view(), vector_view<const T>(d.data(), d.size()), L);
+  static_assert(linear_operator<decltype(op)>);
+  testing::check_linear_operator(op, x.view(), testing::tolerance<T>());
+  auto y = mix(op, x.view());
+  BOOST_TEST(testing::relative_error(y, naive_conv(k, d, x)) <= 10 * testing::tolerance<T>(), "L=" << L);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(direct_and_fft_paths_match_naive) {
+  for (index_t L : testing::test_lengths(1024)) {
+    check_conv<double>(L, std::min<index_t>(L, 4), true);  // short: direct
+    check_conv<double>(L, L, false);                        // long: FFT when L > 64
+    check_conv<float>(L, L, true);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_shapes_throw) {
+  matrix<double> k(2, 5), x(2, 4), y(2, 4);
+  testing::check_error([&] { causal_conv_operator<double, short_conv_kind>(k.view(), {}, 4); },
+                       {"kernel", "taps <= length 4", "5"});
+  causal_conv_operator<double, short_conv_kind> op(k.view(), {}, 8);
+  testing::check_error([&] { op.apply(x.view(), y.view()); }, {"'x'", "length (extent 1) = 8", "= 4"});
+  matrix<double> m(8, 8);
+  testing::check_error([&] { op.materialize(2, 0, m.view()); }, {"'out'", "[0, 2)", "2"});
+  std::vector<double> d(3);
+  testing::check_error([&] { causal_conv_operator<double, short_conv_kind>(k.view(), d, 8); }, {"skip", "size = 2"});
+}
