@@ -3,6 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMIXLENS_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j"$(nproc)" --target 00_quickstart
 ./build/examples/00_quickstart "$@"
