@@ -1,0 +1,143 @@
+// The unified implicit-attention form of a whole Mamba mixer block (Zimerman,
+// Ali, Wolf, ICLR 2025): from the in_proj output x (D × L) to the gated output,
+//   y = diag(g)·(α + diag(D))·diag(σ(c + bias))·M_conv · x  +  offset,
+// with c = conv1d(x) before its bias, g = SiLU(z), and σ(c + bias) the factor
+// that turns the SiLU into a diagonal matrix: SiLU(p) = p·σ(p). The conv bias
+// makes the block affine; `offset` is that constant part, so that
+// apply(x) + offset reproduces the block exactly.
+#pragma once
+
+#include <string_view>
+#include <type_traits>
+
+#include "mixlens/linear_operator.hpp"
+#include "mixlens/ops/causal_conv.hpp"
+#include "mixlens/ops/s6.hpp"
+
+namespace mixlens {
+
+struct mamba_conv_kind {
+  static constexpr std::string_view name = "Mamba conv1d";
+};
+
+template <class T, class State = T>
+struct mamba_block_operator {
+  using value_type = T;
+
+  s6_operator<T, State> ssm;                    // with D and the gate folded in
+  causal_conv_operator<T, mamba_conv_kind> conv;  // taps by lag, without the bias
+  matrix_view<const T> activation;              // (D, L): σ(c + bias)
+  matrix_view<const T> offset;                  // (D, L): the conv bias's contribution
+
+  [[nodiscard]] index_t length() const { return ssm.length(); }
+  [[nodiscard]] index_t in_channels() const { return ssm.in_channels(); }
+  [[nodiscard]] index_t out_channels() const { return ssm.out_channels(); }
+
+  // The linear part: conv, activation factor, SSM (+D, gate). Add `offset` for
+  // the block's output.
+  void apply(matrix_view<const T> x, matrix_view<T> y) const {
+    constexpr std::string_view where = "mixlens::mamba_block_operator::apply";
+    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
+    matrix<T> v(in_channels(), length());
+    conv.apply(x, v.view());
+    for (index_t d = 0; d < in_channels(); ++d)
+      for (index_t t = 0; t < length(); ++t) v(d, t) *= activation(d, t);
+    ssm.apply(v.view(), y);
+  }
+
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::mamba_block_operator::materialize";
+    detail::check_channel(where, "in", in_channels(), in);
+    ssm.materialize(out, in, m);  // checks out and m
+    if (out != in) return;
+    std::vector<T> r(static_cast<std::size_t>(length()));
+    for (index_t t = 0; t < length(); ++t) {
+      for (index_t s = 0; s < length(); ++s) r[static_cast<std::size_t>(s)] = m(t, s);
+      fold_conv(in, vector_view<const T>(r.data(), r.size()), t, [&](index_t s, T v) { m(t, s) = v; });
+    }
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::mamba_block_operator::row";
+    detail::check_channel(where, "in", in_channels(), in);
+    ssm.row(out, in, t, r);  // checks out, t and r
+    if (out != in) return;
+    std::vector<T> s6_row(r.begin(), r.end());
+    fold_conv(in, vector_view<const T>(s6_row.data(), s6_row.size()), t,
+              [&](index_t s, T v) { r[static_cast<std::size_t>(s)] = v; });
+  }
+
+ private:
+  // Row t of (S6 row)·diag(σ)·M_conv: entry s collects the taps reaching s.
+  template <class Store>
+  void fold_conv(index_t d, vector_view<const T> s6_row, index_t t, Store store) const {
+    const index_t taps = conv.kernel.extent(1);
+    for (index_t s = 0; s < length(); ++s) {
+      T acc = 0;
+      for (index_t lag = 0; lag < taps && s + lag <= t; ++lag)
+        acc += s6_row[static_cast<std::size_t>(s + lag)] * activation(d, s + lag) * conv.kernel(d, lag);
+      store(s, acc);
+    }
+  }
+};
+
+template <class T, class State>
+struct operator_traits<mamba_block_operator<T, State>> {
+  static constexpr std::string_view name = "Mamba block (unified form)";
+  static constexpr data_control control = data_control::non_diagonal;
+  static constexpr bool time_invariant = false;
+  static constexpr bool channel_mixing = false;
+};
+
+template <class T, class State>
+struct mamba_block_storage {
+  bound_s6<T, State> ssm;
+  matrix<T> kernel, activation, offset;
+};
+
+template <class T, class State = T>
+using bound_mamba_block = bound<mamba_block_operator<T, State>, mamba_block_storage<T, State>>;
+
+// Binds a Mamba block to the two halves of its in_proj output: x (D × L) and z
+// (D × L). `conv_weight` is PyTorch's Conv1d weight (D × K, padding K − 1, so tap
+// k multiplies x_{t−(K−1)+k}); `conv_bias` is (D) or empty.
+template <class T, class State>
+[[nodiscard]] bound_mamba_block<T, State> bind_mamba_block(const s6_mixer<T, State>& mixer, std::type_identity_t<matrix_view<const T>> conv_weight,
+                 std::type_identity_t<vector_view<const T>> conv_bias, std::type_identity_t<matrix_view<const T>> x,
+                 std::type_identity_t<matrix_view<const T>> z) {
+  constexpr std::string_view where = "mixlens::bind_mamba_block";
+  const index_t D = mixer.channels(), K = conv_weight.extent(1), L = x.extent(1);
+  detail::check_equal(where, "conv_weight", "channels (extent 0)", D, conv_weight.extent(0));
+  detail::check_positive(where, "conv_weight (taps, extent 1)", K);
+  if (!conv_bias.empty()) detail::check_equal(where, "conv_bias", "size", D, static_cast<index_t>(conv_bias.size()));
+  detail::check_equal(where, "x", "channels (extent 0)", D, x.extent(0));
+  detail::check_positive(where, "x (length, extent 1)", L);
+
+  matrix<T> kernel(D, std::min(K, L));  // taps beyond L never reach an output
+  for (index_t d = 0; d < D; ++d)
+    for (index_t lag = 0; lag < kernel.extent(1); ++lag) kernel(d, lag) = conv_weight(d, K - 1 - lag);
+  const causal_conv_operator<T, mamba_conv_kind> conv(kernel.view(), {}, L);
+
+  matrix<T> pre(D, L), u(D, L), activation(D, L), bias_input(D, L);
+  conv.apply(x, pre.view());
+  for (index_t d = 0; d < D; ++d)
+    for (index_t t = 0; t < L; ++t) {
+      const T bias = conv_bias.empty() ? T(0) : conv_bias[static_cast<std::size_t>(d)];
+      pre(d, t) += bias;
+      activation(d, t) = detail::sigmoid(pre(d, t));
+      u(d, t) = pre(d, t) * activation(d, t);  // SiLU
+      bias_input(d, t) = activation(d, t) * bias;
+    }
+  auto ssm = mixer.bind(u.view(), s6_fold{.skip = true, .gate = true}, z);
+  matrix<T> offset(D, L);
+  ssm->apply(bias_input.view(), offset.view());
+
+  mamba_block_storage<T, State> s{std::move(ssm), std::move(kernel), std::move(activation), std::move(offset)};
+  return bound_mamba_block<T, State>(std::move(s), [L](const mamba_block_storage<T, State>& st) {
+    return mamba_block_operator<T, State>{st.ssm.view(),
+                                          causal_conv_operator<T, mamba_conv_kind>(st.kernel.view(), {}, L),
+                                          st.activation.view(), st.offset.view()};
+  });
+}
+
+}  // namespace mixlens

@@ -1,0 +1,394 @@
+// S6, the selective state-space model of Mamba, as a data-controlled linear
+// operator, and its hidden attention α (Ali, Zimerman, Wolf 2024, eq. 12).
+//
+// Per channel d, with control signals Δ (D×L, > 0), B and C (G×N×L, channel d
+// reads group d / (D/G)) and A (D×N, Re < 0):
+//   h_t = exp(Δ_t A) ⊙ h_{t−1} + Δ_t B_t u_t,   y_t = ⟨C_t, h_t⟩ (+ D u_t) (· gate_t)
+//   α[d][i][j] = Σ_n C_i[n] · exp(A_n Σ_{k=j+1..i} Δ_k) · Δ_j B_j[n]     (j ≤ i)
+// For complex A (with complex B, C) the conjugate partner of each state is
+// implied and the output is 2·Re⟨C_t, h_t⟩, as in Mamba's reference scan.
+#pragma once
+
+#include <cmath>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include "mixlens/detail/math.hpp"
+#include "mixlens/detail/random.hpp"
+#include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
+
+namespace mixlens {
+
+namespace detail {
+// exp(Δ·a): the per-step decay of one state.
+template <class T>
+[[nodiscard]] T exp_scaled(T a, T dt) {
+  return std::exp(dt * a);
+}
+template <class T>
+[[nodiscard]] complex<T> exp_scaled(complex<T> a, T dt) {
+  return cuda::std::exp(dt * a);
+}
+// The real output of a state contraction: the conjugate partner of a complex
+// state is implied, so its contribution doubles the real part.
+template <class T>
+[[nodiscard]] T output_part(T x) {
+  return x;
+}
+template <class T>
+[[nodiscard]] T output_part(complex<T> x) {
+  return T(2) * x.real();
+}
+}  // namespace detail
+
+template <class T, class State = T>
+struct s6_operator {
+  static_assert(std::is_floating_point_v<T>, "s6_operator: T must be float or double");
+  static_assert(std::is_same_v<State, T> || std::is_same_v<State, complex<T>>,
+                "s6_operator: State must be T or mixlens::complex<T>");
+  using value_type = T;
+  using state_type = State;
+
+  matrix_view<const T> delta;      // (D, L), after softplus
+  matrix_view<const State> a;      // (D, N)
+  tensor_view<const State, 3> b;   // (G, N, L)
+  tensor_view<const State, 3> c;   // (G, N, L)
+  vector_view<const T> skip;       // (D) or empty: the D term, y += D·u
+  matrix_view<const T> gate;       // (D, L) or empty: y ⊙= gate (Mamba: SiLU(z))
+
+  s6_operator() = default;
+  s6_operator(matrix_view<const T> delta_, matrix_view<const State> a_, tensor_view<const State, 3> b_,
+              tensor_view<const State, 3> c_, vector_view<const T> skip_ = {}, matrix_view<const T> gate_ = {})
+      : delta(delta_), a(a_), b(b_), c(c_), skip(skip_), gate(gate_) {
+    validate();
+  }
+
+  [[nodiscard]] index_t length() const { return delta.extent(1); }
+  [[nodiscard]] index_t in_channels() const { return delta.extent(0); }
+  [[nodiscard]] index_t out_channels() const { return delta.extent(0); }
+  [[nodiscard]] index_t state_size() const { return a.extent(1); }
+  [[nodiscard]] index_t groups() const { return b.extent(0); }
+  [[nodiscard]] index_t group_of(index_t d) const { return d / (in_channels() / groups()); }
+
+  // y = M·u by the sequential recurrence (the fastest host path), or by any scan
+  // policy of scan.hpp run over each (channel, state) sequence.
+  template <scan_policy Policy = sequential_scan>
+  void apply(matrix_view<const T> u, matrix_view<T> y, Policy policy = {}) const {
+    constexpr std::string_view where = "mixlens::s6_operator::apply";
+    detail::check_signal(where, "u", in_channels(), length(), u.extent(0), u.extent(1));
+    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    const index_t L = length(), N = state_size();
+    std::vector<State> h(static_cast<std::size_t>(N));
+    std::vector<affine<State>> e;
+    for (index_t d = 0; d < in_channels(); ++d) {
+      const index_t g = group_of(d);
+      for (index_t t = 0; t < L; ++t) y(d, t) = T(0);
+      if constexpr (std::is_same_v<Policy, sequential_scan>) {
+        std::fill(h.begin(), h.end(), State(0));
+        for (index_t t = 0; t < L; ++t) {
+          const T dt = delta(d, t);
+          State acc(0);
+          for (index_t n = 0; n < N; ++n) {
+            auto& hn = h[static_cast<std::size_t>(n)];
+            hn = detail::exp_scaled(a(d, n), dt) * hn + dt * b(g, n, t) * u(d, t);
+            acc += c(g, n, t) * hn;
+          }
+          y(d, t) = detail::output_part(acc);
+        }
+      } else {
+        e.resize(static_cast<std::size_t>(L));
+        for (index_t n = 0; n < N; ++n) {
+          for (index_t t = 0; t < L; ++t)
+            e[static_cast<std::size_t>(t)] = {detail::exp_scaled(a(d, n), delta(d, t)),
+                                              State(delta(d, t) * b(g, n, t) * u(d, t))};
+          policy(vector_view<affine<State>>(e));
+          for (index_t t = 0; t < L; ++t)
+            y(d, t) += detail::output_part(c(g, n, t) * e[static_cast<std::size_t>(t)].b);
+        }
+      }
+      finish_row(d, u, y);
+    }
+  }
+
+  // The paper's hidden attention α[d] (L×L): no D term, no gate.
+  void alpha(index_t d, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::s6_operator::alpha";
+    detail::check_channel(where, "d", in_channels(), d);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    const index_t L = length(), N = state_size(), g = group_of(d);
+    // exp(Δ_i A_n) for every step: the column sweeps below reuse it L times.
+    std::vector<State> decay(static_cast<std::size_t>(L * N)), h(static_cast<std::size_t>(N));
+    for (index_t i = 0; i < L; ++i)
+      for (index_t n = 0; n < N; ++n) decay[static_cast<std::size_t>(i * N + n)] = detail::exp_scaled(a(d, n), delta(d, i));
+    for (index_t j = 0; j < L; ++j) {
+      for (index_t i = 0; i < j; ++i) m(i, j) = T(0);
+      // Column j: the state started by a unit impulse at j, decayed by running
+      // products (never exp(S_i)·exp(−S_j), which overflows).
+      for (index_t n = 0; n < N; ++n) h[static_cast<std::size_t>(n)] = delta(d, j) * b(g, n, j);
+      for (index_t i = j; i < L; ++i) {
+        State acc(0);
+        for (index_t n = 0; n < N; ++n) {
+          auto& hn = h[static_cast<std::size_t>(n)];
+          if (i > j) hn *= decay[static_cast<std::size_t>(i * N + n)];
+          acc += c(g, n, i) * hn;
+        }
+        m(i, j) = detail::output_part(acc);
+      }
+    }
+  }
+
+  // Row t of α[d] in O(L·N): a backward running product from the diagonal, so
+  // rows of very long sequences stay finite (terms underflow to 0 gracefully).
+  void alpha_row(index_t d, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::s6_operator::alpha_row";
+    detail::check_channel(where, "d", in_channels(), d);
+    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    const index_t N = state_size(), g = group_of(d);
+    std::vector<State> p(static_cast<std::size_t>(N));  // C_t[n]·exp(A_n Σ_{k=j+1..t} Δ_k)
+    for (index_t n = 0; n < N; ++n) p[static_cast<std::size_t>(n)] = c(g, n, t);
+    for (index_t j = length() - 1; j > t; --j) r[static_cast<std::size_t>(j)] = T(0);
+    for (index_t j = t; j >= 0; --j) {
+      State acc(0);
+      for (index_t n = 0; n < N; ++n) {
+        auto& pn = p[static_cast<std::size_t>(n)];
+        acc += pn * b(g, n, j);
+        pn *= detail::exp_scaled(a(d, n), delta(d, j));
+      }
+      r[static_cast<std::size_t>(j)] = detail::output_part(acc) * delta(d, j);
+    }
+  }
+
+  // The operator's whole block: diag(gate)·(α + diag(D)); α itself when the
+  // operator was built without skip and gate.
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::s6_operator::materialize";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    if (out != in) {
+      for (index_t t = 0; t < length(); ++t)
+        for (index_t s = 0; s < length(); ++s) m(t, s) = T(0);
+      return;
+    }
+    alpha(out, m);
+    for (index_t t = 0; t < length(); ++t) {
+      if (!skip.empty()) m(t, t) += skip[static_cast<std::size_t>(out)];
+      if (!is_empty(gate))
+        for (index_t s = 0; s <= t; ++s) m(t, s) *= gate(out, t);
+    }
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::s6_operator::row";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    if (out != in) {
+      detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+      for (auto& e : r) e = T(0);
+      return;
+    }
+    alpha_row(out, t, r);
+    if (!skip.empty()) r[static_cast<std::size_t>(t)] += skip[static_cast<std::size_t>(out)];
+    if (!is_empty(gate))
+      for (index_t s = 0; s <= t; ++s) r[static_cast<std::size_t>(s)] *= gate(out, t);
+  }
+
+ private:
+  void finish_row(index_t d, matrix_view<const T> u, matrix_view<T> y) const {
+    for (index_t t = 0; t < length(); ++t) {
+      if (!skip.empty()) y(d, t) += skip[static_cast<std::size_t>(d)] * u(d, t);
+      if (!is_empty(gate)) y(d, t) *= gate(d, t);
+    }
+  }
+
+  void validate() const {
+    constexpr std::string_view where = "mixlens::s6_operator";
+    const index_t D = delta.extent(0), L = delta.extent(1), N = a.extent(1), G = b.extent(0);
+    detail::check_positive(where, "delta (channels, extent 0)", D);
+    detail::check_positive(where, "delta (length, extent 1)", L);
+    detail::check_equal(where, "a", "channels (extent 0)", D, a.extent(0));
+    detail::check_positive(where, "a (state size, extent 1)", N);
+    detail::check_positive(where, "b (groups, extent 0)", G);
+    if (D % G != 0) detail::fail(where, "b", "a group count dividing the " + std::to_string(D) + " channels", G);
+    detail::check_equal(where, "b", "state size (extent 1)", N, b.extent(1));
+    detail::check_equal(where, "b", "length (extent 2)", L, b.extent(2));
+    detail::check_equal(where, "c", "groups (extent 0)", G, c.extent(0));
+    detail::check_equal(where, "c", "state size (extent 1)", N, c.extent(1));
+    detail::check_equal(where, "c", "length (extent 2)", L, c.extent(2));
+    if (!skip.empty()) detail::check_equal(where, "skip", "size", D, static_cast<index_t>(skip.size()));
+    if (!is_empty(gate)) {
+      detail::check_equal(where, "gate", "channels (extent 0)", D, gate.extent(0));
+      detail::check_equal(where, "gate", "length (extent 1)", L, gate.extent(1));
+    }
+    for (index_t d = 0; d < D; ++d) {
+      for (index_t n = 0; n < N; ++n)
+        if (!(detail::real_part(a(d, n)) < T(0)))
+          detail::fail(where, "a", "Re(A) < 0 (a stable decay) at [" + std::to_string(d) + "][" + std::to_string(n) + "]",
+                       detail::real_part(a(d, n)));
+      for (index_t t = 0; t < L; ++t)
+        if (!(delta(d, t) > T(0)))
+          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(d) + "][" + std::to_string(t) + "]",
+                       delta(d, t));
+    }
+  }
+};
+
+template <class T, class State>
+struct operator_traits<s6_operator<T, State>> {
+  static constexpr std::string_view name = "S6";
+  static constexpr data_control control = data_control::non_diagonal;
+  static constexpr bool time_invariant = false;
+  static constexpr bool channel_mixing = false;
+};
+
+// Which terms beyond the paper's α a bound S6 operator includes.
+struct s6_fold {
+  bool skip = false;  // + diag(D)
+  bool gate = false;  // diag(SiLU(z)) on the left; needs z
+};
+
+// The buffers behind a bound s6_operator.
+template <class T, class State>
+struct s6_storage {
+  matrix<T> delta;
+  matrix<State> a;
+  tensor<State, 3> b, c;
+  std::vector<T> skip;
+  matrix<T> gate;
+};
+
+template <class T, class State = T>
+using bound_s6 = bound<s6_operator<T, State>, s6_storage<T, State>>;
+
+// Mamba's selective SSM with its projections: Δ, B, C are computed from the input
+// u (D × L) as in Mamba's reference code,
+//   [δ; B; C] = x_proj·u_t,  Δ = softplus(dt_proj·δ + dt_bias),  A = −exp(A_log) (+ i·A_imag).
+// For complex State, x_proj yields 2N values for B and 2N for C, read as
+// (real, imaginary) pairs per state.
+template <class T, class State = T>
+class s6_mixer {
+ public:
+  using value_type = T;
+  using state_type = State;
+  static constexpr bool is_complex = !std::is_same_v<State, T>;
+  static constexpr index_t parts = is_complex ? 2 : 1;  // reals per B or C entry
+
+  // Mamba's initialization: A_log = log(1..N) (S4D-Real; S4D-Lin imaginary parts
+  // π·n for complex), x_proj ~ U(±1/√D), dt_proj.weight ~ U(±dt_rank^−½),
+  // dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], D = 1.
+  static s6_mixer mamba_init(index_t channels, index_t state_size, index_t dt_rank, std::uint64_t seed,
+                             double dt_min = 1e-3, double dt_max = 1e-1) {
+    constexpr std::string_view where = "mixlens::s6_mixer::mamba_init";
+    detail::check_positive(where, "channels", channels);
+    detail::check_positive(where, "state_size", state_size);
+    detail::check_positive(where, "dt_rank", dt_rank);
+    s6_mixer m;
+    m.x_proj = matrix<T>(dt_rank + 2 * parts * state_size, channels);
+    m.dt_proj = matrix<T>(channels, dt_rank);
+    m.dt_bias.assign(static_cast<std::size_t>(channels), T(0));
+    m.a_log = matrix<T>(channels, state_size);
+    m.a_imag = matrix<T>(is_complex ? channels : 0, is_complex ? state_size : 0);
+    m.skip.assign(static_cast<std::size_t>(channels), T(1));
+    detail::uniform_fill(m.x_proj, seed, 1.0 / std::sqrt(double(channels)));
+    detail::uniform_fill(m.dt_proj, seed + 1, 1.0 / std::sqrt(double(dt_rank)));
+    detail::splitmix64 rng(seed + 2);
+    for (auto& bias : m.dt_bias) {
+      const double dt = std::exp(std::log(dt_min) + rng.uniform() * (std::log(dt_max) - std::log(dt_min)));
+      bias = static_cast<T>(dt + std::log(-std::expm1(-dt)));  // softplus⁻¹(dt)
+    }
+    for (index_t d = 0; d < channels; ++d)
+      for (index_t n = 0; n < state_size; ++n) {
+        m.a_log(d, n) = is_complex ? static_cast<T>(std::log(0.5)) : static_cast<T>(std::log(double(n + 1)));
+        if constexpr (is_complex) m.a_imag(d, n) = static_cast<T>(M_PI * double(n));
+      }
+    return m;
+  }
+
+  [[nodiscard]] index_t channels() const { return a_log.extent(0); }
+  [[nodiscard]] index_t state_size() const { return a_log.extent(1); }
+  [[nodiscard]] index_t dt_rank() const { return dt_proj.extent(1); }
+
+  // Binds to the input u: the paper's α by default; `fold` adds D and the gate.
+  [[nodiscard]] bound_s6<T, State> bind(matrix_view<const T> u, s6_fold fold = {},
+                                        matrix_view<const T> z = {}) const {
+    constexpr std::string_view where = "mixlens::s6_mixer::bind";
+    validate();
+    detail::check_equal(where, "u", "channels (extent 0)", channels(), u.extent(0));
+    detail::check_positive(where, "u (length, extent 1)", u.extent(1));
+    const index_t D = channels(), N = state_size(), R = dt_rank(), L = u.extent(1);
+    s6_storage<T, State> s;
+    s.delta = matrix<T>(D, L);
+    s.a = matrix<State>(D, N);
+    s.b = tensor<State, 3>(1, N, L);
+    s.c = tensor<State, 3>(1, N, L);
+    for (index_t d = 0; d < D; ++d)
+      for (index_t n = 0; n < N; ++n) {
+        const T re = -std::exp(a_log(d, n));
+        if constexpr (is_complex) s.a(d, n) = State(re, a_imag(d, n));
+        else s.a(d, n) = re;
+      }
+    std::vector<T> proj(static_cast<std::size_t>(x_proj.extent(0)));
+    for (index_t t = 0; t < L; ++t) {
+      for (index_t r = 0; r < x_proj.extent(0); ++r) {
+        T acc = 0;
+        for (index_t d = 0; d < D; ++d) acc += x_proj(r, d) * u(d, t);
+        proj[static_cast<std::size_t>(r)] = acc;
+      }
+      for (index_t n = 0; n < N; ++n) {
+        s.b(0, n, t) = entry(proj, R + parts * n);
+        s.c(0, n, t) = entry(proj, R + parts * (N + n));
+      }
+      for (index_t d = 0; d < D; ++d) {
+        T acc = dt_bias[static_cast<std::size_t>(d)];
+        for (index_t r = 0; r < R; ++r) acc += dt_proj(d, r) * proj[static_cast<std::size_t>(r)];
+        s.delta(d, t) = detail::softplus(acc);
+      }
+    }
+    if (fold.skip) s.skip = skip;
+    if (fold.gate) {
+      if (is_empty(z)) detail::fail(where, "z", "a (channels × length) gate input when fold.gate is set", "none");
+      detail::check_signal(where, "z", D, L, z.extent(0), z.extent(1));
+      s.gate = matrix<T>(D, L);
+      for (index_t d = 0; d < D; ++d)
+        for (index_t t = 0; t < L; ++t) s.gate(d, t) = detail::silu(z(d, t));
+    }
+    return bound_s6<T, State>(std::move(s), [](const s6_storage<T, State>& st) {
+      return s6_operator<T, State>(st.delta.view(), st.a.view(), st.b.view(), st.c.view(),
+                                   vector_view<const T>(st.skip.data(), st.skip.size()), st.gate.view());
+    });
+  }
+
+  matrix<T> x_proj;         // (dt_rank + 2·parts·N) × D, no bias
+  matrix<T> dt_proj;        // D × dt_rank
+  std::vector<T> dt_bias;   // D
+  matrix<T> a_log;          // D × N: A = −exp(A_log)
+  matrix<T> a_imag;         // D × N for complex State, else empty
+  std::vector<T> skip;      // D
+
+ private:
+  [[nodiscard]] State entry(const std::vector<T>& proj, index_t k) const {
+    if constexpr (is_complex) return State(proj[static_cast<std::size_t>(k)], proj[static_cast<std::size_t>(k + 1)]);
+    else return proj[static_cast<std::size_t>(k)];
+  }
+
+  void validate() const {
+    constexpr std::string_view where = "mixlens::s6_mixer";
+    const index_t D = channels(), N = state_size(), R = dt_rank();
+    detail::check_positive(where, "a_log (channels)", D);
+    detail::check_positive(where, "a_log (state size)", N);
+    detail::check_positive(where, "dt_proj (dt_rank)", R);
+    detail::check_equal(where, "x_proj", "rows", R + 2 * parts * N, x_proj.extent(0));
+    detail::check_equal(where, "x_proj", "columns", D, x_proj.extent(1));
+    detail::check_equal(where, "dt_proj", "rows", D, dt_proj.extent(0));
+    detail::check_equal(where, "dt_bias", "size", D, static_cast<index_t>(dt_bias.size()));
+    detail::check_equal(where, "skip", "size", D, static_cast<index_t>(skip.size()));
+    if constexpr (is_complex) {
+      detail::check_equal(where, "a_imag", "rows", D, a_imag.extent(0));
+      detail::check_equal(where, "a_imag", "columns", N, a_imag.extent(1));
+    }
+  }
+};
+
+}  // namespace mixlens
