@@ -1,0 +1,403 @@
+// S5 (Smith, Warrington, Linderman 2023): one multi-input multi-output diagonal
+// SSM shared by all H channels,
+//   x_t = Λ̄ ⊙ x_{t−1} + B̄·u_t,   y_t = f·Re(C̃·x_t) + D ⊙ u_t,
+// with Λ ∈ C^P (Re < 0), B̃ ∈ C^{P×H}, C̃ ∈ C^{H×P}, a step Δ_p = exp(log_step_p)
+// per state, D ∈ R^H, and f = 2 under conjugate symmetry (only one state of each
+// conjugate pair is stored), else f = 1.
+// Discretization: ZOH Λ̄ = exp(ΛΔ), B̄ = (Λ̄ − 1)/Λ·B̃; bilinear
+// Λ̄ = (1 + ΛΔ/2)/(1 − ΛΔ/2), B̄ = Δ/(1 − ΛΔ/2)·B̃.
+// The mixing matrix is block lower-triangular Toeplitz with H×H blocks: block
+// (o, i) has entries m[t][s] = f·Re Σ_p C̃(o,p)·Λ̄_p^{t−s}·B̄(p,i) + D_o·[t = s]·[o = i].
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixlens/detail/s5_hippo.hpp"
+#include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
+
+namespace mixlens {
+
+enum class s5_discretization { zoh, bilinear };
+
+// How C is drawn at initialization (the options of the reference implementation).
+enum class s5_c_init {
+  trunc_standard_normal,  // per output row, truncated normal with std 1/sqrt(P_full), then C̃ = C·V
+  lecun_normal,           // truncated normal with std 1/sqrt(P_full·H), then C̃ = C·V
+  complex_normal,         // C̃ drawn directly: Re, Im ~ N(0, 1/2); not multiplied by V
+};
+
+// Initialization of an S5 mixer as in the paper's reference code.
+struct s5_init {
+  index_t state_size = 64;  // P of the paper: states before halving for conjugate symmetry
+  index_t blocks = 1;       // J: HiPPO-N blocks on the diagonal of Λ (state_size / blocks each)
+  bool conj_sym = true;     // store state_size / 2 states, output 2·Re
+  s5_discretization discretization = s5_discretization::zoh;
+  s5_c_init c_init = s5_c_init::trunc_standard_normal;
+  double dt_min = 1e-3;  // log_step ~ U[log dt_min, log dt_max]
+  double dt_max = 1e-1;
+  std::uint64_t seed = 0;
+};
+
+namespace detail {
+
+// Portable draws from a std::mt19937_64-like engine (whose output sequence the
+// standard fixes), so initializations agree across standard libraries.
+template <class Engine>
+double uniform01(Engine& gen) {
+  return double(gen() >> 11) * 0x1.0p-53;  // [0, 1)
+}
+
+template <class Engine>
+double standard_normal(Engine& gen) {  // Box–Muller
+  constexpr double two_pi = 6.283185307179586476925286766559;
+  const double u = 1.0 - uniform01(gen);  // (0, 1]
+  return std::sqrt(-2 * std::log(u)) * std::cos(two_pi * uniform01(gen));
+}
+
+// Normal truncated to ±2 standard deviations and rescaled to the given std (the
+// variance-scaling convention: the truncated standard normal has std 0.8796…).
+template <class Engine>
+double truncated_normal(Engine& gen, double stddev) {
+  double z;
+  do z = standard_normal(gen);
+  while (std::abs(z) > 2);
+  return z * stddev / 0.87962566103423978;
+}
+
+template <class T>
+complex<double> widen(const complex<T>& z) {
+  return {double(z.real()), double(z.imag())};
+}
+
+}  // namespace detail
+
+// ---- the bound operator ---------------------------------------------------------
+
+// Bound S5 SSM over sequences of a fixed length: spans over the discretized
+// parameters. Input and output channels are both H.
+template <class T>
+struct s5_operator {
+  using value_type = T;
+
+  vector_view<const complex<T>> lambda_bar;  // Λ̄, P
+  matrix_view<const complex<T>> b_bar;       // B̄, P × H
+  matrix_view<const complex<T>> c_tilde;     // C̃, H × P
+  vector_view<const T> skip;                 // D, H or empty
+  index_t sequence_length = 0;
+  bool conj_sym = false;  // output 2·Re instead of Re
+
+  s5_operator() = default;
+  s5_operator(vector_view<const complex<T>> lambda, matrix_view<const complex<T>> b, matrix_view<const complex<T>> c,
+              vector_view<const T> d, index_t length, bool conjugate_symmetry)
+      : lambda_bar(lambda), b_bar(b), c_tilde(c), skip(d), sequence_length(length), conj_sym(conjugate_symmetry) {
+    constexpr std::string_view where = "mixlens::s5_operator";
+    detail::check_positive(where, "length", length);
+    const index_t P = static_cast<index_t>(lambda.size());
+    detail::check_positive(where, "lambda_bar (states)", P);
+    detail::check_positive(where, "b_bar (channels, extent 1)", b.extent(1));
+    detail::check_equal(where, "b_bar", "states (extent 0)", P, b.extent(0));
+    detail::check_equal(where, "c_tilde", "channels (extent 0)", b.extent(1), c.extent(0));
+    detail::check_equal(where, "c_tilde", "states (extent 1)", P, c.extent(1));
+    if (!d.empty()) detail::check_equal(where, "skip", "size", b.extent(1), static_cast<index_t>(d.size()));
+  }
+
+  [[nodiscard]] index_t length() const { return sequence_length; }
+  [[nodiscard]] index_t in_channels() const { return b_bar.extent(1); }
+  [[nodiscard]] index_t out_channels() const { return c_tilde.extent(0); }
+  [[nodiscard]] index_t states() const { return static_cast<index_t>(lambda_bar.size()); }
+
+  // y = M·x by a parallel scan per state over the elements (Λ̄_p, (B̄·u_t)_p).
+  void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, blelloch_scan{}); }
+
+  template <scan_policy Policy>
+  void apply(matrix_view<const T> x, matrix_view<T> y, Policy policy) const {
+    constexpr std::string_view where = "mixlens::s5_operator::apply";
+    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
+    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    const index_t L = length(), H = in_channels();
+    const T f = conj_sym ? T(2) : T(1);
+    std::vector<affine<complex<T>>> e(static_cast<std::size_t>(L));
+    std::vector<double> acc(static_cast<std::size_t>(H * L), 0.0);  // y, summed over states
+    for (index_t p = 0; p < states(); ++p) {
+      const complex<T> a = lambda_bar[static_cast<std::size_t>(p)];
+      for (index_t t = 0; t < L; ++t) {
+        complex<T> bu(0);
+        for (index_t h = 0; h < H; ++h) bu += b_bar(p, h) * x(h, t);
+        e[static_cast<std::size_t>(t)] = {a, bu};
+      }
+      policy(vector_view<affine<complex<T>>>(e));
+      for (index_t o = 0; o < H; ++o) {
+        const complex<T> c = c_tilde(o, p);
+        double* row = acc.data() + o * L;
+        for (index_t t = 0; t < L; ++t) row[t] += double(f * (c * e[static_cast<std::size_t>(t)].b).real());
+      }
+    }
+    for (index_t o = 0; o < H; ++o) {
+      const double d = skip.empty() ? 0.0 : double(skip[static_cast<std::size_t>(o)]);
+      for (index_t t = 0; t < L; ++t) y(o, t) = static_cast<T>(acc[static_cast<std::size_t>(o * L + t)] + d * double(x(o, t)));
+    }
+  }
+
+  // The Toeplitz generator of block (out, in): k[d] = entry (t, t − d), for
+  // d < k.size() ≤ L, skip included at d = 0. Running powers of Λ̄ in double.
+  void kernel(index_t out, index_t in, vector_view<T> k) const {
+    constexpr std::string_view where = "mixlens::s5_operator::kernel";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    if (static_cast<index_t>(k.size()) > length())
+      detail::fail(where, "k", "size <= length " + std::to_string(length()), k.size());
+    fill_kernel(out, in, static_cast<index_t>(k.size()), [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
+  }
+
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::s5_operator::materialize";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    const index_t L = length();
+    std::vector<T> k(static_cast<std::size_t>(L));
+    fill_kernel(out, in, L, [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
+    for (index_t t = 0; t < L; ++t)
+      for (index_t s = 0; s < L; ++s) m(t, s) = s <= t ? k[static_cast<std::size_t>(t - s)] : T(0);
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::s5_operator::row";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    for (index_t s = t + 1; s < length(); ++s) r[static_cast<std::size_t>(s)] = T(0);
+    fill_kernel(out, in, t + 1, [&](index_t d, T v) { r[static_cast<std::size_t>(t - d)] = v; });
+  }
+
+ private:
+  // Calls put(d, k[d]) for d < count in O(count·P): w_p = C̃(o,p)·Λ̄_p^d·B̄(p,i) is
+  // advanced by one multiplication per lag, so no large powers are formed.
+  template <class Put>
+  void fill_kernel(index_t out, index_t in, index_t count, Put put) const {
+    const index_t P = states();
+    const double f = conj_sym ? 2.0 : 1.0;
+    std::vector<complex<double>> w(static_cast<std::size_t>(P)), a(static_cast<std::size_t>(P));
+    for (index_t p = 0; p < P; ++p) {
+      a[static_cast<std::size_t>(p)] = detail::widen(lambda_bar[static_cast<std::size_t>(p)]);
+      w[static_cast<std::size_t>(p)] = detail::widen(c_tilde(out, p)) * detail::widen(b_bar(p, in));
+    }
+    const double d0 = (out == in && !skip.empty()) ? double(skip[static_cast<std::size_t>(out)]) : 0.0;
+    for (index_t d = 0; d < count; ++d) {
+      double v = d == 0 ? d0 : 0.0;
+      for (std::size_t p = 0; p < w.size(); ++p) {
+        v += f * w[p].real();
+        w[p] *= a[p];
+      }
+      put(d, static_cast<T>(v));
+    }
+  }
+};
+
+template <class T>
+struct operator_traits<s5_operator<T>> {
+  static constexpr std::string_view name = "S5";
+  static constexpr data_control control = data_control::none;
+  static constexpr bool time_invariant = true;
+  static constexpr bool channel_mixing = true;
+};
+
+// What a bound S5 operator owns: the discretized parameters.
+template <class T>
+struct s5_storage {
+  std::vector<complex<T>> lambda_bar;
+  matrix<complex<T>> b_bar;
+  matrix<complex<T>> c_tilde;
+  std::vector<T> skip;
+};
+
+template <class T>
+using bound_s5 = bound<s5_operator<T>, s5_storage<T>>;
+
+// ---- the unbound mixer ----------------------------------------------------------
+
+template <class T>
+class s5_mixer {
+ public:
+  using value_type = T;
+
+  // Continuous-time parameters: lambda (P), b_tilde (P × H), c_tilde (H × P),
+  // log_step (P), skip (H, or empty for none). P counts stored states.
+  s5_mixer(std::vector<complex<T>> lambda, matrix<complex<T>> b_tilde, matrix<complex<T>> c_tilde,
+           std::vector<T> log_step, std::vector<T> skip, s5_discretization discretization = s5_discretization::zoh,
+           bool conj_sym = true)
+      : lambda_(std::move(lambda)),
+        b_tilde_(std::move(b_tilde)),
+        c_tilde_(std::move(c_tilde)),
+        log_step_(std::move(log_step)),
+        skip_(std::move(skip)),
+        discretization_(discretization),
+        conj_sym_(conj_sym) {
+    constexpr std::string_view where = "mixlens::s5_mixer";
+    const index_t P = static_cast<index_t>(lambda_.size());
+    detail::check_positive(where, "lambda (states)", P);
+    detail::check_equal(where, "b_tilde", "states (extent 0)", P, b_tilde_.extent(0));
+    const index_t H = b_tilde_.extent(1);
+    detail::check_positive(where, "b_tilde (channels, extent 1)", H);
+    detail::check_equal(where, "c_tilde", "channels (extent 0)", H, c_tilde_.extent(0));
+    detail::check_equal(where, "c_tilde", "states (extent 1)", P, c_tilde_.extent(1));
+    detail::check_equal(where, "log_step", "size", P, static_cast<index_t>(log_step_.size()));
+    if (!skip_.empty()) detail::check_equal(where, "skip", "size", H, static_cast<index_t>(skip_.size()));
+    for (index_t p = 0; p < P; ++p) {
+      const complex<T> l = lambda_[static_cast<std::size_t>(p)];
+      if (!(l.real() < T(0)))
+        detail::fail(where, "lambda[" + std::to_string(p) + "]", "Re < 0 (a stable state)", "Re = " + std::to_string(l.real()));
+      if (!std::isfinite(double(l.imag())))
+        detail::fail(where, "lambda[" + std::to_string(p) + "]", "a finite imaginary part", l.imag());
+      if (!std::isfinite(double(log_step_[static_cast<std::size_t>(p)])))
+        detail::fail(where, "log_step[" + std::to_string(p) + "]", "a finite value", log_step_[static_cast<std::size_t>(p)]);
+    }
+  }
+
+  // S5's initialization for H channels (see s5_init). Λ: J copies of the HiPPO-N
+  // eigenvalues of size N = state_size / J (under conjugate symmetry the N/2 with
+  // negative imaginary part); V the matching eigenvectors, block diagonal.
+  // Draws, in this order, from one std::mt19937_64(seed) through the portable
+  // normal/uniform transforms above: B (P_full × H, truncated normal, std
+  // 1/sqrt(P_full)), then B̃ = V⁻¹B; C (see s5_c_init), then C̃ = C·V; D ~ N(0, 1);
+  // log_step ~ U[log dt_min, log dt_max].
+  [[nodiscard]] static s5_mixer hippo(index_t channels, const s5_init& init = {}) {
+    constexpr std::string_view where = "mixlens::s5_mixer::hippo";
+    detail::check_positive(where, "channels", channels);
+    detail::check_positive(where, "init.state_size", init.state_size);
+    detail::check_positive(where, "init.blocks", init.blocks);
+    if (init.state_size % init.blocks != 0)
+      detail::fail(where, "init.blocks", "a divisor of state_size " + std::to_string(init.state_size), init.blocks);
+    const index_t n = init.state_size / init.blocks;  // block size
+    if (init.conj_sym && n % 2 != 0)
+      detail::fail(where, "init.state_size", "an even block size (state_size / blocks) with conj_sym", n);
+    if (!(init.dt_min > 0)) detail::fail(where, "init.dt_min", "a positive value", init.dt_min);
+    if (!(init.dt_max >= init.dt_min))
+      detail::fail(where, "init.dt_max", ">= dt_min " + std::to_string(init.dt_min), init.dt_max);
+
+    const index_t H = channels, P_full = init.state_size, J = init.blocks;
+    const index_t keep = init.conj_sym ? n / 2 : n;  // states kept per block
+    const index_t P = keep * J;
+    const detail::hippo_n_eigen eig = detail::hippo_n_eigendecomposition(n);
+    // V (P_full × P) is block diagonal with blocks v(:, :keep); V⁻¹ := V* (P × P_full).
+    auto v_entry = [&](index_t row, index_t col) -> complex<double> {
+      const index_t block = col / keep;
+      if (row / n != block) return 0;
+      return eig.v(row % n, col % keep);
+    };
+
+    std::mt19937_64 gen(init.seed);
+    std::vector<complex<T>> lambda(static_cast<std::size_t>(P));
+    for (index_t p = 0; p < P; ++p) {
+      const complex<double> l = eig.lambda[static_cast<std::size_t>(p % keep)];
+      lambda[static_cast<std::size_t>(p)] = {static_cast<T>(l.real()), static_cast<T>(l.imag())};
+    }
+
+    matrix<double> b(P_full, H);
+    for (index_t k = 0; k < b.size(); ++k) b.data()[k] = detail::truncated_normal(gen, 1 / std::sqrt(double(P_full)));
+    matrix<complex<T>> b_tilde(P, H);
+    for (index_t p = 0; p < P; ++p)
+      for (index_t h = 0; h < H; ++h) {
+        complex<double> s = 0;
+        for (index_t k = 0; k < P_full; ++k) s += cuda::std::conj(v_entry(k, p)) * b(k, h);
+        b_tilde(p, h) = {static_cast<T>(s.real()), static_cast<T>(s.imag())};
+      }
+
+    matrix<complex<T>> c_tilde(H, P);
+    if (init.c_init == s5_c_init::complex_normal) {
+      for (index_t k = 0; k < c_tilde.size(); ++k) {
+        const double re = std::sqrt(0.5) * detail::standard_normal(gen);
+        const double im = std::sqrt(0.5) * detail::standard_normal(gen);
+        c_tilde.data()[k] = {static_cast<T>(re), static_cast<T>(im)};
+      }
+    } else {
+      const double stddev = init.c_init == s5_c_init::lecun_normal ? 1 / std::sqrt(double(P_full * H))
+                                                                   : 1 / std::sqrt(double(P_full));
+      matrix<complex<double>> c(H, P_full);
+      for (index_t k = 0; k < c.size(); ++k) {
+        const double re = detail::truncated_normal(gen, stddev);
+        const double im = detail::truncated_normal(gen, stddev);
+        c.data()[k] = {re, im};
+      }
+      for (index_t h = 0; h < H; ++h)
+        for (index_t p = 0; p < P; ++p) {
+          complex<double> s = 0;
+          for (index_t k = 0; k < P_full; ++k) s += c(h, k) * v_entry(k, p);
+          c_tilde(h, p) = {static_cast<T>(s.real()), static_cast<T>(s.imag())};
+        }
+    }
+
+    std::vector<T> skip(static_cast<std::size_t>(H));
+    for (auto& d : skip) d = static_cast<T>(detail::standard_normal(gen));
+    std::vector<T> log_step(static_cast<std::size_t>(P));
+    const double lo = std::log(init.dt_min), hi = std::log(init.dt_max);
+    for (auto& s : log_step) s = static_cast<T>(lo + (hi - lo) * detail::uniform01(gen));
+
+    return s5_mixer(std::move(lambda), std::move(b_tilde), std::move(c_tilde), std::move(log_step), std::move(skip),
+                    init.discretization, init.conj_sym);
+  }
+
+  [[nodiscard]] index_t channels() const { return b_tilde_.extent(1); }
+  [[nodiscard]] index_t states() const { return static_cast<index_t>(lambda_.size()); }
+  [[nodiscard]] const std::vector<complex<T>>& lambda() const { return lambda_; }
+  [[nodiscard]] const matrix<complex<T>>& b_tilde() const { return b_tilde_; }
+  [[nodiscard]] const matrix<complex<T>>& c_tilde() const { return c_tilde_; }
+  [[nodiscard]] const std::vector<T>& log_step() const { return log_step_; }
+  [[nodiscard]] const std::vector<T>& skip() const { return skip_; }
+  [[nodiscard]] s5_discretization discretization() const { return discretization_; }
+  [[nodiscard]] bool conj_sym() const { return conj_sym_; }
+
+  // The bound operator for sequences of `length`: discretizes (in double).
+  [[nodiscard]] bound_s5<T> bind(index_t length) const {
+    detail::check_positive("mixlens::s5_mixer::bind", "length", length);
+    const index_t P = states(), H = channels();
+    s5_storage<T> s{std::vector<complex<T>>(static_cast<std::size_t>(P)), matrix<complex<T>>(P, H), c_tilde_, skip_};
+    for (index_t p = 0; p < P; ++p) {
+      const complex<double> l = detail::widen(lambda_[static_cast<std::size_t>(p)]);
+      const double step = std::exp(double(log_step_[static_cast<std::size_t>(p)]));
+      complex<double> a, g;  // Λ̄_p and the factor taking B̃ row p to B̄ row p
+      if (discretization_ == s5_discretization::zoh) {
+        a = cuda::std::exp(l * step);
+        g = (a - 1.0) / l;
+      } else {
+        const complex<double> inv = 1.0 / (1.0 - l * (step / 2));
+        a = inv * (1.0 + l * (step / 2));
+        g = inv * step;
+      }
+      s.lambda_bar[static_cast<std::size_t>(p)] = {static_cast<T>(a.real()), static_cast<T>(a.imag())};
+      for (index_t h = 0; h < H; ++h) {
+        const complex<double> bb = g * detail::widen(b_tilde_(p, h));
+        s.b_bar(p, h) = {static_cast<T>(bb.real()), static_cast<T>(bb.imag())};
+      }
+    }
+    const bool cs = conj_sym_;
+    return bound_s5<T>(std::move(s), [length, cs](const s5_storage<T>& st) {
+      return s5_operator<T>(vector_view<const complex<T>>(st.lambda_bar.data(), st.lambda_bar.size()), st.b_bar.view(),
+                            st.c_tilde.view(), vector_view<const T>(st.skip.data(), st.skip.size()), length, cs);
+    });
+  }
+
+  // Time-invariant: the input fixes only the length (and must have H channels).
+  [[nodiscard]] bound_s5<T> bind(matrix_view<const T> x) const {
+    detail::check_equal("mixlens::s5_mixer::bind", "x", "channels (extent 0)", channels(), x.extent(0));
+    return bind(x.extent(1));
+  }
+
+ private:
+  std::vector<complex<T>> lambda_;
+  matrix<complex<T>> b_tilde_;
+  matrix<complex<T>> c_tilde_;
+  std::vector<T> log_step_;
+  std::vector<T> skip_;
+  s5_discretization discretization_;
+  bool conj_sym_;
+};
+
+}  // namespace mixlens
