@@ -1,0 +1,215 @@
+// GSS: gated state spaces (Mehta, Gupta, Cutkosky, Neyshabur 2022, "Long Range
+// Language Modeling via Gated State Spaces"), the class-(ii) operator: a
+// data-controlled diagonal gate in front of a fixed DSS Toeplitz mixer.
+//
+// The layer computes, from its (normalized) input x (in_channels × L),
+//   gate  g = GELU(W_g x + b_g)    (channels × L)
+//   value v = GELU(W_v x + b_v)    (channels × L)
+//   y     = g ⊙ DSS(v)             (the mixing part modelled here)
+// then projects y and adds the residual. The bound operator is the linear map
+// the gate leaves on the value signal: v ↦ g ⊙ (K ∗ v + D·v), i.e. per channel
+//   M(x) = diag(g(x)) · (T_K + D·I)
+// with T_K the lower-triangular Toeplitz matrix of the DSS kernel. It acts on the
+// signal passed to apply (normally v(x); `forward` does the whole mixing part).
+//
+// Simplification against the paper's layer: there the DSS runs at a reduced
+// width H and a dense H → F projection sits between the DSS output and the
+// F-wide gate; here the gate has the DSS's width and that projection is the
+// identity, so channels do not mix. Fold the projection into the caller's
+// output projection when it is square and diagonal, otherwise it is not modelled.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixlens/linear_operator.hpp"
+#include "mixlens/ops/causal_conv.hpp"
+#include "mixlens/ops/dss.hpp"
+
+namespace mixlens {
+
+// Bound GSS operator: y = g ⊙ (T_K + D) v, one channel at a time.
+template <class T>
+struct gss_operator {
+  using value_type = T;
+
+  matrix_view<const T> gate;                // g: channels × L
+  causal_conv_operator<T, dss_kind> mixer;  // the fixed DSS convolution (kernel and skip)
+
+  gss_operator() = default;
+  gss_operator(matrix_view<const T> g, causal_conv_operator<T, dss_kind> m) : gate(g), mixer(m) {
+    constexpr std::string_view where = "mixlens::gss_operator";
+    detail::check_signal(where, "gate", m.in_channels(), m.length(), g.extent(0), g.extent(1));
+  }
+
+  [[nodiscard]] index_t length() const { return mixer.length(); }
+  [[nodiscard]] index_t in_channels() const { return mixer.in_channels(); }
+  [[nodiscard]] index_t out_channels() const { return mixer.out_channels(); }
+
+  // Fast path: FFT (or direct) convolution, then the gate.
+  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+    constexpr std::string_view where = "mixlens::gss_operator::apply";
+    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
+    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    mixer.apply(v, y);
+    for (index_t c = 0; c < out_channels(); ++c)
+      for (index_t t = 0; t < length(); ++t) y(c, t) *= gate(c, t);
+  }
+
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::gss_operator::materialize";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    for (index_t t = 0; t < length(); ++t)
+      for (index_t s = 0; s < length(); ++s) m(t, s) = out == in ? gate(out, t) * mixer.entry(out, t, s) : T(0);
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::gss_operator::row";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    for (index_t s = 0; s < length(); ++s)
+      r[static_cast<std::size_t>(s)] = out == in ? gate(out, t) * mixer.entry(out, t, s) : T(0);
+  }
+};
+
+template <class T>
+struct operator_traits<gss_operator<T>> {
+  static constexpr std::string_view name = "GSS";
+  static constexpr data_control control = data_control::diagonal;
+  static constexpr bool time_invariant = false;
+  static constexpr bool channel_mixing = false;
+};
+
+// What a bound GSS operator owns: the gate computed from x and the DSS kernel.
+template <class T>
+struct gss_storage {
+  matrix<T> gate;
+  matrix<T> kernel;
+  std::vector<T> skip;
+};
+
+template <class T>
+using bound_gss = bound<gss_operator<T>, gss_storage<T>>;
+
+// The gate and value projections of a GSS layer (biases may be empty: zero).
+template <class T>
+struct gss_parameters {
+  matrix<T> w_gate;          // channels × in_channels
+  std::vector<T> b_gate;     // channels, or empty
+  matrix<T> w_value;         // channels × in_channels
+  std::vector<T> b_value;    // channels, or empty
+};
+
+namespace detail::gss_impl {
+
+// Exact (erf) GELU, evaluated in double.
+[[nodiscard]] inline double gelu(double x) { return 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752440)); }
+
+// GELU(W x + b) for x (in × L), W (out × in).
+template <class T>
+matrix<T> gelu_projection(const matrix<T>& w, const std::vector<T>& b, matrix_view<const T> x) {
+  const index_t out = w.extent(0), in = w.extent(1), L = x.extent(1);
+  matrix<T> y(out, L);
+  std::vector<double> acc(static_cast<std::size_t>(L));
+  for (index_t o = 0; o < out; ++o) {
+    const double bias = b.empty() ? 0.0 : double(b[static_cast<std::size_t>(o)]);
+    std::fill(acc.begin(), acc.end(), bias);
+    for (index_t i = 0; i < in; ++i) {
+      const double wi = double(w(o, i));
+      for (index_t t = 0; t < L; ++t) acc[static_cast<std::size_t>(t)] += wi * double(x(i, t));
+    }
+    for (index_t t = 0; t < L; ++t) y(o, t) = static_cast<T>(gelu(acc[static_cast<std::size_t>(t)]));
+  }
+  return y;
+}
+
+}  // namespace detail::gss_impl
+
+// Unbound GSS mixer: the gate and value projections plus a fixed DSS mixer.
+template <class T>
+class gss_mixer {
+ public:
+  using value_type = T;
+
+  gss_mixer(gss_parameters<T> p, dss_mixer<T> dss) : p_(std::move(p)), dss_(std::move(dss)) {
+    constexpr std::string_view where = "mixlens::gss_mixer";
+    const index_t C = dss_.channels();
+    detail::check_equal(where, "w_gate", "rows (= DSS channels)", C, p_.w_gate.extent(0));
+    detail::check_positive(where, "w_gate (in_channels, extent 1)", p_.w_gate.extent(1));
+    detail::check_equal(where, "w_value", "rows (= DSS channels)", C, p_.w_value.extent(0));
+    detail::check_equal(where, "w_value", "columns (= in_channels)", p_.w_gate.extent(1), p_.w_value.extent(1));
+    if (!p_.b_gate.empty()) detail::check_equal(where, "b_gate", "size", C, static_cast<index_t>(p_.b_gate.size()));
+    if (!p_.b_value.empty()) detail::check_equal(where, "b_value", "size", C, static_cast<index_t>(p_.b_value.size()));
+  }
+
+  [[nodiscard]] index_t in_channels() const { return p_.w_gate.extent(1); }
+  [[nodiscard]] index_t channels() const { return dss_.channels(); }
+  [[nodiscard]] const gss_parameters<T>& parameters() const { return p_; }
+  [[nodiscard]] const dss_mixer<T>& dss() const { return dss_; }
+
+  // g(x) = GELU(W_g x + b_g): the diagonal of the data-controlled gate.
+  [[nodiscard]] matrix<T> gate(matrix_view<const T> x) const {
+    check_input("mixlens::gss_mixer::gate", x);
+    return detail::gss_impl::gelu_projection(p_.w_gate, p_.b_gate, x);
+  }
+
+  // v(x) = GELU(W_v x + b_v): the signal the bound operator mixes.
+  [[nodiscard]] matrix<T> value(matrix_view<const T> x) const {
+    check_input("mixlens::gss_mixer::value", x);
+    return detail::gss_impl::gelu_projection(p_.w_value, p_.b_value, x);
+  }
+
+  // M(x) = diag(g(x))·(T_K + D), owning the gate and the kernel.
+  [[nodiscard]] bound_gss<T> bind(matrix_view<const T> x) const {
+    check_input("mixlens::gss_mixer::bind", x);
+    const index_t L = x.extent(1);
+    gss_storage<T> s{gate(x), dss_.kernel(L), dss_.parameters().skip};
+    return bound_gss<T>(std::move(s), [L](const gss_storage<T>& st) {
+      causal_conv_operator<T, dss_kind> conv(st.kernel.view(), vector_view<const T>(st.skip.data(), st.skip.size()), L);
+      return gss_operator<T>(st.gate.view(), conv);
+    });
+  }
+
+  // The layer's mixing part y = g(x) ⊙ DSS(v(x)) (channels × L).
+  [[nodiscard]] matrix<T> forward(matrix_view<const T> x) const {
+    const auto op = bind(x);
+    const auto v = value(x);
+    matrix<T> y(channels(), x.extent(1));
+    op->apply(v.view(), y.view());
+    return y;
+  }
+
+ private:
+  void check_input(std::string_view where, matrix_view<const T> x) const {
+    detail::check_equal(where, "x", "channels (extent 0)", in_channels(), x.extent(0));
+    detail::check_positive(where, "x (length, extent 1)", x.extent(1));
+  }
+
+  gss_parameters<T> p_;
+  dss_mixer<T> dss_;
+};
+
+// A randomly initialized GSS mixer: projections ~ N(0, 1/in_channels) (no
+// biases, as in the paper) in front of a DSS mixer initialized with `o`.
+template <class T>
+[[nodiscard]] gss_mixer<T> make_gss_mixer(index_t in_channels, index_t channels, index_t state_size,
+                                          dss_variant variant = dss_variant::exp, const dss_init_options& o = {}) {
+  constexpr std::string_view where = "mixlens::make_gss_mixer";
+  detail::check_positive(where, "in_channels", in_channels);
+  detail::check_positive(where, "channels", channels);
+  std::mt19937_64 gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  std::normal_distribution<double> normal(0.0, 1.0 / std::sqrt(double(in_channels)));
+  gss_parameters<T> p{matrix<T>(channels, in_channels), {}, matrix<T>(channels, in_channels), {}};
+  for (index_t i = 0; i < p.w_gate.size(); ++i) p.w_gate.data()[i] = static_cast<T>(normal(gen));
+  for (index_t i = 0; i < p.w_value.size(); ++i) p.w_value.data()[i] = static_cast<T>(normal(gen));
+  return gss_mixer<T>(std::move(p), make_dss_mixer<T>(channels, state_size, variant, o));
+}
+
+}  // namespace mixlens
