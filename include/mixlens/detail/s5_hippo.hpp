@@ -36,7 +36,8 @@ inline matrix<double> hippo_n(index_t n) {
 // Eigenvalues (ascending) and orthonormal eigenvectors (columns of v) of the
 // Hermitian matrix a, by cyclic Jacobi: each rotation first makes a(p,q) real by
 // a phase on index q, then zeroes it with a real plane rotation. Quadratic
-// convergence once the off-diagonal part is small.
+// convergence once the off-diagonal part is small: about ten O(n³) sweeps,
+// milliseconds for S5's usual block sizes (≤ 64), seconds at n = 256.
 struct hermitian_eigen {
   std::vector<double> values;
   matrix<complex<double>> vectors;
