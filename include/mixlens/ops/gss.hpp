@@ -15,8 +15,8 @@
 // Simplification against the paper's layer: there the DSS runs at a reduced
 // width H and a dense H → F projection sits between the DSS output and the
 // F-wide gate; here the gate has the DSS's width and that projection is the
-// identity, so channels do not mix. Fold the projection into the caller's
-// output projection when it is square and diagonal, otherwise it is not modelled.
+// identity, so channels do not mix. (With that projection P the operator would
+// be diag(g)·(P ⊗ I)·T_K, which mixes channels; it is not modelled here.)
 #pragma once
 
 #include <algorithm>
