@@ -1,0 +1,123 @@
+#define BOOST_TEST_MODULE io
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/oracles.hpp"
+#include "mixlens/io/npy.hpp"
+#include "mixlens/io/png.hpp"
+
+using namespace mixlens;
+namespace fs = std::filesystem;
+
+namespace {
+const fs::path data_dir = MIXLENS_TEST_DATA_DIR "/npy";
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("mixlens_io_test_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::uint32_t be32(const std::string& s, std::size_t at) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<unsigned char>(s[at + i]);
+  return v;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(npy_round_trip_every_dtype) {
+  auto m = testing::random_matrix<double>(3, 5, 1);
+  io::write_npy(scratch("m.npy"), m);
+  auto back = io::read_npy(scratch("m.npy"));
+  BOOST_TEST(back.descr == "<f8");
+  BOOST_TEST((back.shape == std::vector<index_t>{3, 5}));
+  auto values = back.as<double>();
+  BOOST_TEST(testing::relative_error(values.data(), m.data(), 15) == 0.0);
+
+  tensor<float, 3> t(2, 3, 4);
+  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = float(i) / 3;
+  io::write_npy(scratch("t.npy"), t);
+  auto tf = io::read_npy(scratch("t.npy")).as<float>();
+  BOOST_TEST(testing::relative_error(tf.data(), t.data(), t.size()) == 0.0);
+
+  std::vector<std::int32_t> ids = {1, -2, 300};
+  io::write_npy(scratch("ids.npy"), ids.data(), {3});
+  BOOST_TEST((io::read_npy(scratch("ids.npy")).as<std::int64_t>() == std::vector<std::int64_t>{1, -2, 300}));
+  // The header is padded to a multiple of 64 bytes, as NumPy requires.
+  BOOST_TEST((slurp(scratch("ids.npy")).size() - 12) % 64 == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(npy_reads_files_written_by_numpy) {
+  auto f = io::read_npy(data_dir / "numpy_f4_2x3.npy");
+  BOOST_TEST((f.shape == std::vector<index_t>{2, 3}));
+  BOOST_TEST((f.as<float>() == std::vector<float>{0, 0.25, 0.5, 0.75, 1.0, 1.25}));
+  auto i = io::read_npy(data_dir / "numpy_i8_5.npy");
+  BOOST_TEST((i.shape == std::vector<index_t>{5}));
+  BOOST_TEST((i.as<std::int64_t>() == std::vector<std::int64_t>{3, 17, 5, 0, -2}));
+}
+
+BOOST_AUTO_TEST_CASE(npy_rejects_malformed_files_naming_file_and_offset) {
+  testing::check_error([] { io::read_npy(data_dir / "numpy_f8_fortran.npy"); }, {"numpy_f8_fortran.npy", "byte 10", "Fortran"});
+  testing::check_error([] { io::read_npy(scratch("missing.npy")); }, {"cannot open", "missing.npy"});
+  std::ofstream(scratch("bad.npy")) << "not numpy";
+  testing::check_error([] { io::read_npy(scratch("bad.npy")); }, {"bad.npy", "byte 0", "magic"});
+  std::string whole = slurp(data_dir / "numpy_f4_2x3.npy");
+  std::ofstream(scratch("short.npy"), std::ios::binary) << whole.substr(0, whole.size() - 4);
+  testing::check_error([] { io::read_npy(scratch("short.npy")); }, {"short.npy", "byte 128", "truncated data"});
+  testing::check_error([] { io::write_npy(fs::path("/nonexistent-dir/x.npy"), matrix<float>(1, 1)); },
+                       {"cannot open", "/nonexistent-dir/x.npy"});
+}
+
+BOOST_AUTO_TEST_CASE(png_heatmap_is_a_valid_png_with_viridis_colours) {
+  const index_t L = 16;
+  matrix<double> m(L, L);
+  for (index_t i = 0; i < L; ++i)
+    for (index_t j = 0; j <= i; ++j) m(i, j) = double(j + 1);
+  io::write_heatmap_png(scratch("h.png"), matrix_view<const double>(m.view()), {.colorbar = false});
+  const std::string png = slurp(scratch("h.png"));
+  BOOST_REQUIRE(png.size() > 33);
+  BOOST_TEST(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
+  BOOST_TEST(png.substr(12, 4) == "IHDR");
+  BOOST_TEST(be32(png, 16) == 512u);  // 16 cells enlarged 32×
+  BOOST_TEST(be32(png, 20) == 512u);
+  // Every chunk's CRC is right, and the stored deflate stream holds the pixels.
+  std::string raw;
+  for (std::size_t at = 8; at < png.size();) {
+    const std::uint32_t len = be32(png, at);
+    const std::string type = png.substr(at + 4, 4);
+    const auto* body = reinterpret_cast<const std::uint8_t*>(png.data() + at + 4);
+    BOOST_TEST(io::detail::crc32(body, len + 4) == be32(png, at + 8 + len), type);
+    if (type == "IDAT") {
+      for (std::size_t p = at + 10; p < at + 8 + len - 4;) {  // skip zlib header, stop before Adler-32
+        const std::size_t n = static_cast<unsigned char>(png[p + 1]) | (static_cast<unsigned char>(png[p + 2]) << 8);
+        raw += png.substr(p + 5, n);
+        p += 5 + n;
+      }
+    }
+    at += 12 + len;
+  }
+  BOOST_TEST(raw.size() == 512u * (3 * 512 + 1));
+  auto pixel = [&](index_t x, index_t y) {
+    const std::size_t at = static_cast<std::size_t>(y * (3 * 512 + 1) + 1 + 3 * x);
+    return std::array<std::uint8_t, 3>{std::uint8_t(raw[at]), std::uint8_t(raw[at + 1]), std::uint8_t(raw[at + 2])};
+  };
+  BOOST_TEST((pixel(511, 511) == io::detail::viridis(1.0)));  // the maximum, bottom right
+  BOOST_TEST((pixel(511, 0) == io::detail::viridis(0.0)));    // zeros above the diagonal
+  BOOST_TEST((io::detail::viridis(0.0) == std::array<std::uint8_t, 3>{68, 1, 84}));
+}
+
+BOOST_AUTO_TEST_CASE(png_log_scale_and_large_matrices) {
+  matrix<float> big(3000, 2000);
+  for (index_t i = 0; i < big.size(); ++i) big.data()[i] = std::exp(-float(i % 997) / 50.0f);
+  io::write_heatmap_png(scratch("big.png"), matrix_view<const float>(big.view()), {.scale = io::color_scale::log_magnitude});
+  const std::string png = slurp(scratch("big.png"));
+  BOOST_TEST(be32(png, 20) == 1000u);  // 3000 rows averaged in blocks of 3
+  testing::check_error([] { io::write_heatmap_png(scratch("e.png"), matrix_view<const float>(nullptr, 0, 3)); }, {"'m'", "non-empty"});
+}
