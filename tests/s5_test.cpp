@@ -7,7 +7,7 @@
 #include <type_traits>
 
 #include "common/oracles.hpp"
-#include "mixlens/detail/s5_hippo.hpp"
+#include "mixlens/detail/hippo.hpp"
 #include "mixlens/ops/s5.hpp"
 
 using namespace mixlens;

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "mixlens/detail/hippo.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
 
@@ -73,66 +74,21 @@ using cd = std::complex<double>;
   return os.str();
 }
 
-// Singular values of a square real matrix (rows of `a`, row-major n×n) by
-// one-sided Jacobi rotations; high relative accuracy, sorted descending.
-[[nodiscard]] inline std::vector<double> singular_values(std::vector<double> a, index_t n) {
-  // Rotate columns p, q until all pairs are orthogonal.
-  auto col = [&](index_t r, index_t c) -> double& { return a[static_cast<std::size_t>(r * n + c)]; };
-  for (int sweep = 0; sweep < 100; ++sweep) {
-    bool rotated = false;
-    for (index_t p = 0; p < n - 1; ++p)
-      for (index_t q = p + 1; q < n; ++q) {
-        double alpha = 0, beta = 0, gamma = 0;
-        for (index_t r = 0; r < n; ++r) {
-          alpha += col(r, p) * col(r, p);
-          beta += col(r, q) * col(r, q);
-          gamma += col(r, p) * col(r, q);
-        }
-        if (gamma == 0 || std::abs(gamma) <= 1e-15 * std::sqrt(alpha * beta)) continue;
-        rotated = true;
-        const double zeta = (beta - alpha) / (2 * gamma);
-        const double t = (zeta >= 0 ? 1.0 : -1.0) / (std::abs(zeta) + std::sqrt(1 + zeta * zeta));
-        const double c = 1 / std::sqrt(1 + t * t), s = c * t;
-        for (index_t r = 0; r < n; ++r) {
-          const double ap = col(r, p), aq = col(r, q);
-          col(r, p) = c * ap - s * aq;
-          col(r, q) = s * ap + c * aq;
-        }
-      }
-    if (!rotated) break;
-  }
-  std::vector<double> sv(static_cast<std::size_t>(n));
-  for (index_t c = 0; c < n; ++c) {
-    double norm = 0;
-    for (index_t r = 0; r < n; ++r) norm += col(r, c) * col(r, c);
-    sv[static_cast<std::size_t>(c)] = std::sqrt(norm);
-  }
-  std::sort(sv.begin(), sv.end(), [](double x, double y) { return x > y; });
-  return sv;
-}
-
 }  // namespace detail::dss_impl
 
-// ω_0 ≥ … ≥ ω_{N−1} ≥ 0: the eigenvalues of the skew-symmetric part
-// S = (H − Hᵀ)/2 of the size-2N HiPPO-LegS matrix (H_{nk} = √((2n+1)(2k+1)) for
-// n > k) are ±iω_n. The normal part of LegS is −I/2 − S, so DSS's
-// initialization Λ_n = −1/2 + iω_n is its spectrum with positive imaginary part.
-// A real skew matrix is normal, so its singular values are the |eigenvalues|,
-// each twice.
+// ω_0 ≥ … ≥ ω_{N−1} > 0: the normal part of the size-2N HiPPO-LegS matrix,
+// −½·I + K with K real skew-symmetric (detail/hippo.hpp), has the eigenvalues
+// −½ ± iω_n; DSS's initialization Λ_n = −½ + iω_n keeps the half with positive
+// imaginary part.
 [[nodiscard]] inline std::vector<double> skew_hippo_frequencies(index_t n) {
   detail::check_positive("mixlens::skew_hippo_frequencies", "n", n);
-  const index_t m = 2 * n;
-  std::vector<double> s(static_cast<std::size_t>(m * m), 0.0);
-  for (index_t r = 0; r < m; ++r)
-    for (index_t c = 0; c < r; ++c) {
-      const double h = std::sqrt(double(2 * r + 1) * double(2 * c + 1)) / 2;
-      s[static_cast<std::size_t>(r * m + c)] = h;
-      s[static_cast<std::size_t>(c * m + r)] = -h;
-    }
-  const auto sv = detail::dss_impl::singular_values(std::move(s), m);
+  const auto spectrum = detail::hippo_n_eigendecomposition(2 * n).lambda;  // imaginary parts ascending
   std::vector<double> omega(static_cast<std::size_t>(n));
-  for (index_t i = 0; i < n; ++i)
-    omega[static_cast<std::size_t>(i)] = (sv[static_cast<std::size_t>(2 * i)] + sv[static_cast<std::size_t>(2 * i + 1)]) / 2;
+  for (index_t i = 0; i < n; ++i) {
+    // ±ω pairs: average the two magnitudes to keep the result exactly symmetric.
+    const double hi = spectrum[static_cast<std::size_t>(2 * n - 1 - i)].imag(), lo = spectrum[static_cast<std::size_t>(i)].imag();
+    omega[static_cast<std::size_t>(i)] = (hi - lo) / 2;
+  }
   return omega;
 }
 

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "mixlens/detail/s5_hippo.hpp"
+#include "mixlens/detail/hippo.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/scan.hpp"
 

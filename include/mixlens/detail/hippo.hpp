@@ -1,5 +1,6 @@
 // HiPPO-N, the normal part of HiPPO-LegS, and its eigendecomposition: the
-// initialization of S5's diagonal state matrix (Smith, Warrington, Linderman 2023).
+// spectrum behind the initializations of S5 (Λ and its eigenbasis), DSS (the
+// frequencies ω of Λ = −½ + iω) and S4's normal-plus-low-rank form.
 //
 // HiPPO-LegS is A(n,k) = −sqrt((2n+1)(2k+1)) for n > k, −(n+1) for n = k, 0 above.
 // Adding p·pᵀ with p(n) = sqrt(n + 1/2) makes it normal:
@@ -38,12 +39,12 @@ inline matrix<double> hippo_n(index_t n) {
 // a phase on index q, then zeroes it with a real plane rotation. Quadratic
 // convergence once the off-diagonal part is small: about ten O(n³) sweeps,
 // milliseconds for S5's usual block sizes (≤ 64), seconds at n = 256.
-struct hermitian_eigen {
+struct hermitian_eigensystem {
   std::vector<double> values;
   matrix<complex<double>> vectors;
 };
 
-inline hermitian_eigen hermitian_jacobi(matrix<complex<double>> a) {
+inline hermitian_eigensystem hermitian_jacobi(matrix<complex<double>> a) {
   constexpr const char* where = "mixlens::detail::hermitian_jacobi";
   const index_t n = a.extent(0);
   check_positive(where, "a (rows)", n);
@@ -91,7 +92,7 @@ inline hermitian_eigen hermitian_jacobi(matrix<complex<double>> a) {
   std::vector<index_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), index_t(0));
   std::stable_sort(order.begin(), order.end(), [&](index_t x, index_t y) { return a(x, x).real() < a(y, y).real(); });
-  hermitian_eigen out{std::vector<double>(static_cast<std::size_t>(n)), matrix<complex<double>>(n, n)};
+  hermitian_eigensystem out{std::vector<double>(static_cast<std::size_t>(n)), matrix<complex<double>>(n, n)};
   for (index_t j = 0; j < n; ++j) {
     const index_t from = order[static_cast<std::size_t>(j)];
     out.values[static_cast<std::size_t>(j)] = a(from, from).real();
@@ -113,7 +114,7 @@ inline hippo_n_eigen hippo_n_eigendecomposition(index_t n) {
   matrix<complex<double>> h(n, n);  // −i·K, K = S + ½·I
   for (index_t r = 0; r < n; ++r)
     for (index_t c = 0; c < n; ++c) h(r, c) = complex<double>(0, r == c ? 0.0 : -s(r, c));
-  hermitian_eigen e = hermitian_jacobi(std::move(h));
+  hermitian_eigensystem e = hermitian_jacobi(std::move(h));
   hippo_n_eigen out{std::vector<complex<double>>(static_cast<std::size_t>(n)), std::move(e.vectors)};
   for (index_t j = 0; j < n; ++j) out.lambda[static_cast<std::size_t>(j)] = {-0.5, e.values[static_cast<std::size_t>(j)]};
   return out;
