@@ -1,0 +1,183 @@
+// RetNet retention (Sun et al. 2023, "Retentive Network") as a linear operator on
+// the values: a fixed exponential decay γ^{i−j} on data-controlled scores q·k.
+//
+// Per head h with decay γ_h ∈ (0, 1) (RetNet: γ_h = 1 − 2^{−5−h}):
+//   M_h[i][j] = γ_h^{i−j} · ⟨q_i, k_j⟩   (j ≤ i)
+// Fast path: the recurrent form S_t = γ S_{t−1} + k_t v_tᵀ, y_t = S_tᵀ q_t.
+// The mixer scales keys by 1/√E as RetNet does. Not modelled: the xPos rotation
+// of q and k (a fixed position-dependent rotation applied before binding), the
+// row normalizations of RetNet's parallel form (numerical safeguards that the
+// recurrent form does not have) and the GroupNorm and swish gate after it.
+// Strictly lower blocks have rank ≤ E: M = diag(γ^i) tril(Q Kᵀ) diag(γ^{−j}).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixlens/detail/attention_heads.hpp"
+#include "mixlens/linear_operator.hpp"
+
+namespace mixlens {
+
+template <class T>
+struct retnet_operator {
+  using value_type = T;
+
+  tensor_view<const T, 3> q;   // H × E × L
+  tensor_view<const T, 3> k;   // H × E × L (scaled by the mixer)
+  vector_view<const T> gamma;  // H decays in (0, 1)
+  index_t head_dim = 0;        // P: value channels per head
+
+  retnet_operator() = default;
+  retnet_operator(tensor_view<const T, 3> q_, tensor_view<const T, 3> k_, vector_view<const T> gamma_,
+                     index_t head_dim_)
+      : q(q_), k(k_), gamma(gamma_), head_dim(head_dim_) {
+    constexpr std::string_view where = "mixlens::retnet_operator";
+    detail::check_heads<T>(where, q, k, head_dim);
+    detail::check_equal(where, "gamma", "size (= heads)", heads(), static_cast<index_t>(gamma.size()));
+    for (index_t h = 0; h < heads(); ++h)
+      if (!(gamma[static_cast<std::size_t>(h)] > T(0) && gamma[static_cast<std::size_t>(h)] < T(1)))
+        detail::fail(where, "gamma", "a decay in (0, 1) at [" + std::to_string(h) + "]", gamma[static_cast<std::size_t>(h)]);
+  }
+
+  [[nodiscard]] index_t length() const { return q.extent(2); }
+  [[nodiscard]] index_t heads() const { return q.extent(0); }
+  [[nodiscard]] index_t key_size() const { return q.extent(1); }
+  [[nodiscard]] index_t in_channels() const { return heads() * head_dim; }
+  [[nodiscard]] index_t out_channels() const { return in_channels(); }
+  [[nodiscard]] index_t head_of(index_t channel) const { return channel / head_dim; }
+
+  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+    constexpr std::string_view where = "mixlens::retnet_operator::apply";
+    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
+    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    const index_t E = key_size(), P = head_dim;
+    std::vector<double> s(static_cast<std::size_t>(E * P));
+    for (index_t h = 0; h < heads(); ++h) {
+      const double g = gamma[static_cast<std::size_t>(h)];
+      std::fill(s.begin(), s.end(), 0.0);
+      for (index_t t = 0; t < length(); ++t) {
+        for (index_t e = 0; e < E; ++e) {
+          const double ke = k(h, e, t);
+          for (index_t p = 0; p < P; ++p) {
+            auto& se = s[static_cast<std::size_t>(e * P + p)];
+            se = g * se + ke * double(v(h * P + p, t));
+          }
+        }
+        for (index_t p = 0; p < P; ++p) {
+          double acc = 0;
+          for (index_t e = 0; e < E; ++e) acc += double(q(h, e, t)) * s[static_cast<std::size_t>(e * P + p)];
+          y(h * P + p, t) = static_cast<T>(acc);
+        }
+      }
+    }
+  }
+
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::retnet_operator::materialize";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::zero(m);
+    if (out != in) return;
+    const index_t h = head_of(out);
+    const auto power = powers(h, length());
+    for (index_t i = 0; i < length(); ++i)
+      for (index_t j = 0; j <= i; ++j) m(i, j) = static_cast<T>(power[static_cast<std::size_t>(i - j)] * score(h, i, j));
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::retnet_operator::row";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::zero(r);
+    if (out != in) return;
+    const index_t h = head_of(out);
+    const auto power = powers(h, t + 1);
+    for (index_t j = 0; j <= t; ++j)
+      r[static_cast<std::size_t>(j)] = static_cast<T>(power[static_cast<std::size_t>(t - j)] * score(h, t, j));
+  }
+
+ private:
+  // γ^d for d < n: exp(d·log γ), a single rounding each (no drift of running products).
+  [[nodiscard]] std::vector<double> powers(index_t h, index_t n) const {
+    const double lg = std::log(double(gamma[static_cast<std::size_t>(h)]));
+    std::vector<double> p(static_cast<std::size_t>(n));
+    for (index_t d = 0; d < n; ++d) p[static_cast<std::size_t>(d)] = std::exp(double(d) * lg);
+    return p;
+  }
+  [[nodiscard]] double score(index_t h, index_t i, index_t j) const {
+    double s = 0;
+    for (index_t e = 0; e < key_size(); ++e) s += double(q(h, e, i)) * double(k(h, e, j));
+    return s;
+  }
+};
+
+template <class T>
+struct operator_traits<retnet_operator<T>> {
+  static constexpr std::string_view name = "RetNet retention";
+  static constexpr data_control control = data_control::non_diagonal;
+  static constexpr bool time_invariant = false;
+  static constexpr bool channel_mixing = false;
+};
+
+template <class T>
+struct retnet_storage {
+  detail::qk_storage<T> qk;
+  std::vector<T> gamma;
+};
+
+template <class T>
+using bound_retnet = bound<retnet_operator<T>, retnet_storage<T>>;
+
+// RetNet's per-head decays γ_h = 1 − 2^{−5−h}, h = 0 … H−1.
+template <class T>
+[[nodiscard]] std::vector<T> retnet_gammas(index_t heads) {
+  detail::check_positive("mixlens::retnet_gammas", "heads", heads);
+  std::vector<T> g(static_cast<std::size_t>(heads));
+  for (index_t h = 0; h < heads; ++h) g[static_cast<std::size_t>(h)] = static_cast<T>(1.0 - std::exp2(-5.0 - double(h)));
+  return g;
+}
+
+// Multi-scale retention with projections q = W_q x, k = W_k x / √E, v = W_v x.
+template <class T>
+class retnet_mixer {
+ public:
+  using value_type = T;
+
+  detail::qkv_projections<T> proj;
+  std::vector<T> gamma;  // per head
+
+  static retnet_mixer init(index_t model_channels, index_t heads, index_t key_size, index_t head_dim,
+                              std::uint64_t seed) {
+    return {detail::qkv_projections<T>::init(model_channels, heads, key_size, head_dim, seed), retnet_gammas<T>(heads)};
+  }
+
+  [[nodiscard]] index_t model_channels() const { return proj.model_channels(); }
+  [[nodiscard]] index_t heads() const { return proj.heads; }
+  [[nodiscard]] index_t channels() const { return proj.channels(); }
+
+  [[nodiscard]] matrix<T> values(matrix_view<const T> x) const {
+    return proj.values(x, "mixlens::retnet_mixer::values");
+  }
+
+  [[nodiscard]] bound_retnet<T> bind(matrix_view<const T> x) const {
+    constexpr std::string_view where = "mixlens::retnet_mixer::bind";
+    auto qk = proj.queries_keys(x, where);
+    detail::check_equal(where, "gamma", "size (= heads)", heads(), static_cast<index_t>(gamma.size()));
+    const T scale = T(1) / std::sqrt(T(proj.key_size()));
+    for (index_t i = 0; i < qk.k.size(); ++i) qk.k.data()[i] *= scale;
+    const index_t P = proj.head_dim();
+    return bound_retnet<T>(retnet_storage<T>{std::move(qk), gamma}, [P](const retnet_storage<T>& s) {
+      return retnet_operator<T>(s.qk.q.view(), s.qk.k.view(), vector_view<const T>(s.gamma.data(), s.gamma.size()), P);
+    });
+  }
+};
+
+}  // namespace mixlens

@@ -1,0 +1,151 @@
+// Causal softmax attention, the transformer reference point of the operator-class
+// comparison, as a linear operator on the values.
+//
+// Per head h with queries q_t, keys k_t ∈ R^E (E = key size) and scale 1/√E:
+//   M_h[i][j] = exp(s_ij − max_{j'≤i} s_ij') / Σ_{j'≤i} exp(s_ij' − max)   for j ≤ i,
+//   s_ij = scale·⟨q_i, k_j⟩,   M_h[i][j] = 0 for j > i.
+// The operator maps values v (H·P channels, P per head) to y_c = M_{h(c)} v_c:
+// every value channel of a head is mixed by the same matrix, so the operator
+// is channel-separable and a layer has H attention matrices. The output
+// projection W_o is not part of it.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/detail/attention_heads.hpp"
+#include "mixlens/linear_operator.hpp"
+
+namespace mixlens {
+
+template <class T>
+struct softmax_attention_operator {
+  using value_type = T;
+
+  tensor_view<const T, 3> q;  // H × E × L
+  tensor_view<const T, 3> k;  // H × E × L
+  index_t head_dim = 0;       // P: value channels per head
+  T scale = 0;                // multiplies ⟨q, k⟩
+
+  softmax_attention_operator() = default;
+  // `scale` ≤ 0 selects 1/√E.
+  softmax_attention_operator(tensor_view<const T, 3> q_, tensor_view<const T, 3> k_, index_t head_dim_, T scale_ = 0)
+      : q(q_), k(k_), head_dim(head_dim_), scale(scale_) {
+    detail::check_heads<T>("mixlens::softmax_attention_operator", q, k, head_dim);
+    if (!(scale > T(0))) scale = T(1) / std::sqrt(T(q.extent(1)));
+  }
+
+  [[nodiscard]] index_t length() const { return q.extent(2); }
+  [[nodiscard]] index_t heads() const { return q.extent(0); }
+  [[nodiscard]] index_t key_size() const { return q.extent(1); }
+  [[nodiscard]] index_t in_channels() const { return heads() * head_dim; }
+  [[nodiscard]] index_t out_channels() const { return in_channels(); }
+  [[nodiscard]] index_t head_of(index_t channel) const { return channel / head_dim; }
+
+  // Row t of head h's softmax weights into w[0..t] (stable: the row maximum is
+  // subtracted before the exponential).
+  void weights(index_t h, index_t t, double* w) const {
+    double top = -std::numeric_limits<double>::infinity();
+    for (index_t j = 0; j <= t; ++j) {
+      double s = 0;
+      for (index_t e = 0; e < key_size(); ++e) s += double(q(h, e, t)) * double(k(h, e, j));
+      w[j] = double(scale) * s;
+      top = std::max(top, w[j]);
+    }
+    double sum = 0;
+    for (index_t j = 0; j <= t; ++j) sum += (w[j] = std::exp(w[j] - top));
+    for (index_t j = 0; j <= t; ++j) w[j] /= sum;
+  }
+
+  // Row by row: the weights are recomputed on the fly, never stored as a matrix.
+  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+    constexpr std::string_view where = "mixlens::softmax_attention_operator::apply";
+    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
+    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    std::vector<double> w(static_cast<std::size_t>(length()));
+    for (index_t h = 0; h < heads(); ++h)
+      for (index_t t = 0; t < length(); ++t) {
+        weights(h, t, w.data());
+        for (index_t c = h * head_dim; c < (h + 1) * head_dim; ++c) {
+          double acc = 0;
+          for (index_t j = 0; j <= t; ++j) acc += w[static_cast<std::size_t>(j)] * double(v(c, j));
+          y(c, t) = static_cast<T>(acc);
+        }
+      }
+  }
+
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::softmax_attention_operator::materialize";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::zero(m);
+    if (out != in) return;
+    std::vector<double> w(static_cast<std::size_t>(length()));
+    for (index_t t = 0; t < length(); ++t) {
+      weights(head_of(out), t, w.data());
+      for (index_t j = 0; j <= t; ++j) m(t, j) = static_cast<T>(w[static_cast<std::size_t>(j)]);
+    }
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::softmax_attention_operator::row";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::zero(r);
+    if (out != in) return;
+    std::vector<double> w(static_cast<std::size_t>(t + 1));
+    weights(head_of(out), t, w.data());
+    for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] = static_cast<T>(w[static_cast<std::size_t>(j)]);
+  }
+};
+
+template <class T>
+struct operator_traits<softmax_attention_operator<T>> {
+  static constexpr std::string_view name = "softmax attention";
+  static constexpr data_control control = data_control::non_diagonal;
+  static constexpr bool time_invariant = false;
+  static constexpr bool channel_mixing = false;
+};
+
+template <class T>
+using bound_softmax_attention = bound<softmax_attention_operator<T>, detail::qk_storage<T>>;
+
+// Multi-head causal softmax attention with its projections q = W_q x, k = W_k x,
+// v = W_v x (x: model channels × L). bind(x) freezes the weights the input
+// induces; the bound operator mixes values (normally values(x)).
+template <class T>
+class softmax_attention_mixer {
+ public:
+  using value_type = T;
+
+  detail::qkv_projections<T> proj;
+
+  static softmax_attention_mixer init(index_t model_channels, index_t heads, index_t key_size, index_t head_dim,
+                                      std::uint64_t seed) {
+    return {detail::qkv_projections<T>::init(model_channels, heads, key_size, head_dim, seed)};
+  }
+
+  [[nodiscard]] index_t model_channels() const { return proj.model_channels(); }
+  [[nodiscard]] index_t heads() const { return proj.heads; }
+  [[nodiscard]] index_t channels() const { return proj.channels(); }
+
+  [[nodiscard]] matrix<T> values(matrix_view<const T> x) const {
+    return proj.values(x, "mixlens::softmax_attention_mixer::values");
+  }
+
+  [[nodiscard]] bound_softmax_attention<T> bind(matrix_view<const T> x) const {
+    const index_t P = proj.head_dim();
+    return bound_softmax_attention<T>(proj.queries_keys(x, "mixlens::softmax_attention_mixer::bind"),
+                                      [P](const detail::qk_storage<T>& s) {
+                                        return softmax_attention_operator<T>(s.q.view(), s.k.view(), P);
+                                      });
+  }
+};
+
+}  // namespace mixlens
