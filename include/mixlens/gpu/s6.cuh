@@ -1,0 +1,77 @@
+// mixlens::gpu::selective_scan_forward: the fused S6 (Mamba) selective scan on
+// the GPU. Δ bias and softplus, the D skip and the z gate are fused; inputs may
+// be fp32, fp16 or bf16 (state and arithmetic in fp32); A real or complex; B and
+// C per group or constant in time; optional last state; 64-bit indexing; any L.
+// Matches mixlens::s6_operator::apply per batch element (with Δ after softplus,
+// gate = SiLU(z)).
+//
+// Layers: warp_reduce → s6_kernel → dispatch (here) → selective_scan_forward.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+#include <string_view>
+
+#include "mixlens/gpu/detail/s6_kernel.cuh"
+#include "mixlens/gpu/error.cuh"
+
+namespace mixlens::gpu {
+
+namespace detail {
+
+inline constexpr int s6_threads = 128;
+
+template <int P, int S, class In, class State>
+void launch_selective_scan(const selective_scan_params<In, State>& p, cudaStream_t stream) {
+  constexpr int channels_per_block = s6_threads / P;
+  const index_t blocks = (p.batch * p.channels + channels_per_block - 1) / channels_per_block;
+  if (blocks > 0x7fffffff) mixlens::detail::fail("mixlens::gpu::selective_scan_forward", "batch·channels",
+                                                 "fewer than 2^31 blocks of channels", blocks);
+  // At most 80 registers for one state per lane keeps every channel of a
+  // (4 × 1536)-channel problem resident at once; more states need more registers.
+  constexpr int min_blocks = S == 1 && !is_complex_v<State> ? 6 : 3;
+  selective_scan_kernel<P, S, s6_threads, min_blocks><<<static_cast<unsigned>(blocks), s6_threads, 0, stream>>>(p);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+template <class In, class State>
+void validate(const selective_scan_params<In, State>& p) {
+  constexpr std::string_view where = "mixlens::gpu::selective_scan_forward";
+  mixlens::detail::check_positive(where, "batch", p.batch);
+  mixlens::detail::check_positive(where, "channels", p.channels);
+  mixlens::detail::check_positive(where, "length", p.length);
+  mixlens::detail::check_positive(where, "state_size", p.state_size);
+  mixlens::detail::check_positive(where, "groups", p.groups);
+  if (p.channels % p.groups != 0)
+    mixlens::detail::fail(where, "groups", "a group count dividing the " + std::to_string(p.channels) + " channels",
+                          p.groups);
+  if (p.state_size > 128) mixlens::detail::fail(where, "state_size", "at most 128 states", p.state_size);
+  const auto need = [&](std::string_view name, const void* ptr) {
+    if (!ptr) mixlens::detail::fail(where, name, "a device pointer", "null");
+  };
+  need("u", p.u);
+  need("delta", p.delta);
+  need("a", p.a);
+  need("b", p.b);
+  need("c", p.c);
+  need("y", p.y);
+}
+
+}  // namespace detail
+
+// Runs the forward pass; asynchronous on `stream`. Throws mixlens::error for bad
+// sizes or missing required pointers.
+template <class In, class State>
+void selective_scan_forward(const selective_scan_params<In, State>& p, cudaStream_t stream = nullptr) {
+  detail::validate(p);
+  const index_t n = p.state_size;
+  if (n <= 4) detail::launch_selective_scan<4, 1>(p, stream);
+  else if (n <= 8) detail::launch_selective_scan<8, 1>(p, stream);
+  else if (n <= 16) detail::launch_selective_scan<16, 1>(p, stream);
+  else if (n <= 32) detail::launch_selective_scan<16, 2>(p, stream);
+  else if (n <= 64) detail::launch_selective_scan<16, 4>(p, stream);
+  else detail::launch_selective_scan<16, 8>(p, stream);
+}
+
+}  // namespace mixlens::gpu

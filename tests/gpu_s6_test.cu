@@ -1,0 +1,236 @@
+// The fused GPU S6 forward against the host s6_operator (double) and an
+// independent recurrence for the last state.
+#define BOOST_TEST_MODULE gpu_s6
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/oracles.hpp"
+#include "mixlens/gpu/s6.cuh"
+#include "mixlens/ops/s6.hpp"
+
+namespace {
+
+using namespace mixlens;
+using cf = complex<float>;
+using cd = complex<double>;
+
+struct device_present {
+  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
+    std::string reason;
+    boost::test_tools::assertion_result r(gpu::device_available(&reason));
+    if (!r) r.message() << "skipped: " << reason;
+    return r;
+  }
+};
+
+struct shape {
+  index_t batch, channels, length, states, groups;
+};
+
+struct options {
+  bool bias_softplus = true, skip = true, gate = true, b_constant = false, c_constant = false, last_state = true;
+  bool z_silu = true;
+};
+
+template <class In>
+In to_input(double x) {
+  if constexpr (std::is_same_v<In, float>) return static_cast<float>(x);
+  else return In(static_cast<float>(x));
+}
+template <class In>
+double from_input(In x) {
+  return static_cast<double>(static_cast<float>(x));
+}
+double softplus(double x) { return x <= 20 ? std::log1p(std::exp(x)) : x; }
+double silu(double x) { return x / (1 + std::exp(-x)); }
+
+template <class State>
+constexpr bool is_complex = !std::is_same_v<State, float>;
+
+// Draws a random problem, runs the GPU kernel, and returns the relative error
+// of y against the host operator applied per batch element (max |Δ| / max |ref|
+// over the whole output), and of the last state against a direct recurrence.
+template <class In, class State>
+std::pair<double, double> s6_error(shape sh, options opt, std::uint64_t seed) {
+  using W = typename gpu::selective_scan_params<In, State>::weight_type;
+  using SD = std::conditional_t<is_complex<State>, cd, double>;
+  const auto [B, D, L, N, G] = sh;
+  std::mt19937_64 gen(seed);
+  std::normal_distribution<double> normal(0, 1);
+  std::uniform_real_distribution<double> unif(0.5, 1.5);
+
+  std::vector<In> u(B * D * L), delta(B * D * L), z(B * D * L);
+  for (auto& x : u) x = to_input<In>(normal(gen));
+  for (auto& x : delta) x = to_input<In>(opt.bias_softplus ? 0.5 * normal(gen) : 0.001 + 0.1 * unif(gen));
+  for (auto& x : z) x = to_input<In>(normal(gen));
+  std::vector<float> bias(D), skip(D);
+  for (auto& x : bias) x = static_cast<float>(-2.0 + 0.5 * normal(gen));
+  for (auto& x : skip) x = static_cast<float>(normal(gen));
+  std::vector<State> a(D * N);
+  for (index_t d = 0; d < D; ++d)
+    for (index_t n = 0; n < N; ++n) {
+      const double re = -double(n + 1) * unif(gen);
+      if constexpr (is_complex<State>) a[d * N + n] = cf(static_cast<float>(re), static_cast<float>(3.14159 * n * unif(gen)));
+      else a[d * N + n] = static_cast<float>(re);
+    }
+  const auto draw_weight = [&]() -> W {
+    if constexpr (is_complex<State>) return cf(static_cast<float>(normal(gen)), static_cast<float>(normal(gen)));
+    else return to_input<In>(normal(gen));
+  };
+  std::vector<W> bw(opt.b_constant ? D * N : B * G * N * L), cw(opt.c_constant ? D * N : B * G * N * L);
+  for (auto& x : bw) x = draw_weight();
+  for (auto& x : cw) x = draw_weight();
+
+  gpu::device_buffer<In> du(u), ddelta(delta), dz(z), dy(B * D * L);
+  gpu::device_buffer<float> dbias(bias), dskip(skip);
+  gpu::device_buffer<State> da(a), dlast(B * D * N);
+  gpu::device_buffer<W> db(bw), dc(cw);
+  dy.fill_bytes(0xff);
+  dlast.fill_bytes(0xff);
+  gpu::selective_scan_params<In, State> p;
+  p.batch = B, p.channels = D, p.length = L, p.state_size = N, p.groups = G;
+  p.u = du.data(), p.delta = ddelta.data(), p.a = da.data(), p.b = db.data(), p.c = dc.data(), p.y = dy.data();
+  if (opt.bias_softplus) p.delta_bias = dbias.data(), p.delta_softplus = true;
+  if (opt.skip) p.skip = dskip.data();
+  if (opt.gate) p.z = dz.data(), p.z_silu = opt.z_silu;
+  p.b_constant = opt.b_constant, p.c_constant = opt.c_constant;
+  if (opt.last_state) p.last_state = dlast.data();
+  gpu::selective_scan_forward(p);
+  MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto y = dy.to_host();
+  const auto last = dlast.to_host();
+
+  const auto widen_w = [](W x) -> SD {
+    if constexpr (is_complex<State>) return cd(x.real(), x.imag());
+    else return from_input(x);
+  };
+  double y_diff = 0, y_scale = 0, h_diff = 0, h_scale = 0;
+  for (index_t bi = 0; bi < B; ++bi) {
+    // Host operator in double with one group per channel, so constant and
+    // grouped B, C share one layout.
+    matrix<double> hdelta(D, L), hu(D, L), hgate(D, L), hy(D, L);
+    matrix<SD> ha(D, N);
+    tensor<SD, 3> hb(D, N, L), hc(D, N, L);
+    std::vector<double> hskip(skip.begin(), skip.end());
+    for (index_t d = 0; d < D; ++d) {
+      const index_t g = d / (D / G);
+      for (index_t n = 0; n < N; ++n) {
+        const State an = a[d * N + n];
+        if constexpr (is_complex<State>) ha(d, n) = cd(an.real(), an.imag());
+        else ha(d, n) = an;
+        for (index_t t = 0; t < L; ++t) {
+          hb(d, n, t) = widen_w(opt.b_constant ? bw[d * N + n] : bw[((bi * G + g) * N + n) * L + t]);
+          hc(d, n, t) = widen_w(opt.c_constant ? cw[d * N + n] : cw[((bi * G + g) * N + n) * L + t]);
+        }
+      }
+      for (index_t t = 0; t < L; ++t) {
+        const index_t k = (bi * D + d) * L + t;
+        const double raw = from_input(delta[k]);
+        hdelta(d, t) = opt.bias_softplus ? softplus(raw + bias[d]) : raw;
+        hu(d, t) = from_input(u[k]);
+        hgate(d, t) = opt.z_silu ? silu(from_input(z[k])) : from_input(z[k]);
+      }
+    }
+    s6_operator<double, SD> op(hdelta.view(), ha.view(), hb.view(), hc.view(),
+                               opt.skip ? vector_view<const double>(hskip) : vector_view<const double>(),
+                               opt.gate ? matrix_view<const double>(hgate.view()) : matrix_view<const double>());
+    op.apply(hu.view(), hy.view());
+    for (index_t d = 0; d < D; ++d) {
+      for (index_t t = 0; t < L; ++t) {
+        const double got = from_input(y[(bi * D + d) * L + t]);
+        y_diff = std::max(y_diff, std::isnan(got) ? INFINITY : std::abs(got - hy(d, t)));
+        y_scale = std::max(y_scale, std::abs(hy(d, t)));
+      }
+      // Independent reference for the last state: the recurrence written out.
+      if (opt.last_state)
+        for (index_t n = 0; n < N; ++n) {
+          SD h(0);
+          for (index_t t = 0; t < L; ++t)
+            h = cuda::std::exp(hdelta(d, t) * ha(d, n)) * h + hdelta(d, t) * hb(d, n, t) * hu(d, t);
+          const State got = last[(bi * D + d) * N + n];
+          double diff;
+          if constexpr (is_complex<State>) diff = cuda::std::abs(cd(got.real(), got.imag()) - h);
+          else diff = std::abs(double(got) - h);
+          h_diff = std::max(h_diff, std::isnan(diff) ? INFINITY : diff);
+          h_scale = std::max(h_scale, double(cuda::std::abs(h)));
+        }
+    }
+  }
+  return {y_diff / y_scale, opt.last_state ? h_diff / h_scale : 0.0};
+}
+
+const std::vector<shape> shapes = {
+    {1, 1, 1, 16, 1},  {2, 3, 7, 16, 1},   {2, 4, 1000, 16, 2}, {1, 8, 2049, 16, 4}, {3, 6, 333, 4, 3},
+    {1, 2, 517, 8, 1}, {1, 4, 100, 32, 2}, {1, 3, 50, 64, 1},   {1, 2, 40, 128, 1},  {1, 2, 10, 5, 1},
+    {1, 2, 17, 13, 1}, {8, 512, 64, 16, 1}, {1, 2, 4, 1, 1}};
+
+template <class In, class State>
+void check_all(double tol) {
+  std::uint64_t seed = 7;
+  for (const auto& sh : shapes) {
+    const auto [ey, eh] = s6_error<In, State>(sh, options{}, seed++);
+    BOOST_TEST_INFO("B " << sh.batch << " D " << sh.channels << " L " << sh.length << " N " << sh.states << " G "
+                         << sh.groups);
+    BOOST_TEST(ey < tol);
+    BOOST_TEST(eh < tol);
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(gpu_s6, *boost::unit_test::precondition(device_present{}))
+
+BOOST_AUTO_TEST_CASE(fp32_real) { check_all<float, float>(1e-4); }
+BOOST_AUTO_TEST_CASE(fp32_complex) { check_all<float, cf>(1e-4); }
+// Inputs rounded to 16 bits, reference from the rounded inputs: the output
+// rounding dominates.
+BOOST_AUTO_TEST_CASE(fp16_real) { check_all<__half, float>(2e-3); }
+BOOST_AUTO_TEST_CASE(bf16_real) { check_all<__nv_bfloat16, float>(1e-2); }
+
+BOOST_AUTO_TEST_CASE(option_combinations) {
+  std::uint64_t seed = 100;
+  for (int mask = 0; mask < 64; ++mask) {
+    options o;
+    o.bias_softplus = mask & 1, o.skip = mask & 2, o.gate = mask & 4, o.b_constant = mask & 8, o.c_constant = mask & 16;
+    o.z_silu = mask & 32, o.last_state = true;
+    const auto [ey, eh] = s6_error<float, float>({2, 4, 77, 16, 2}, o, seed++);
+    BOOST_TEST_INFO("option mask " << mask);
+    BOOST_TEST(ey < 1e-4);
+    BOOST_TEST(eh < 1e-4);
+  }
+  const auto [ey, eh] = s6_error<float, cf>({2, 4, 77, 16, 2}, options{true, true, true, true, true, true, true}, 5);
+  BOOST_TEST(ey < 1e-4);
+  BOOST_TEST(eh < 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(long_sequence) {
+  const auto [ey, eh] = s6_error<float, float>({1, 2, 65537, 16, 1}, options{}, 11);
+  BOOST_TEST(ey < 1e-4);
+  BOOST_TEST(eh < 1e-4);
+}
+
+BOOST_AUTO_TEST_CASE(errors) {
+  gpu::device_buffer<float> buf(64);
+  gpu::selective_scan_params<float, float> p;
+  p.batch = 1, p.channels = 4, p.length = 4, p.state_size = 2, p.groups = 1;
+  p.u = p.delta = p.a = p.b = p.c = buf.data();
+  p.y = buf.data();
+  auto q = p;
+  q.length = 0;
+  testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'length'", "positive"});
+  q = p;
+  q.groups = 3;
+  testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'groups'", "dividing", "got 3"});
+  q = p;
+  q.state_size = 129;
+  testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'state_size'", "128"});
+  q = p;
+  q.c = nullptr;
+  testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'c'", "null"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
