@@ -1,0 +1,188 @@
+// Turning per-layer hidden-attention tensors (D × L × L) into maps (L × L), as
+// the hidden-attention paper does (Ali, Zimerman, Wolf 2024, §3.2–3.3):
+//  - channel aggregation: the mean over channels of the signed values (the
+//    paper's default), of |·|, or of ReLU(·);
+//  - min–max normalization to [0, 1];
+//  - raw attention: per layer, the whole tensor min–max normalized, then the
+//    channel mean; averaged over the chosen layers;
+//  - attention rollout: ρ = Ã_last ⋯ Ã_first with Ã = rownorm(I + E_d α), later
+//    layers multiplying on the left (Abnar & Zuidema 2020, as the paper uses it);
+//  - bidirectional combination (Vision Mamba): the forward matrix plus the
+//    backward scan's matrix flipped back into forward time, summed, averaged or
+//    spliced around a CLS position.
+// Rows are output positions (queries), columns input positions (keys).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/linear_operator.hpp"
+#include "mixlens/tensor.hpp"
+
+namespace mixlens::models {
+
+enum class channel_reduction {
+  mean,      // E_d α: signed mean, the paper's choice
+  abs_mean,  // E_d |α|: magnitude, no cancellation between channels
+  relu_mean, // E_d max(α, 0): positive contributions only
+};
+
+// The (L × L) map of a (D × L × L) attention tensor.
+template <class T>
+[[nodiscard]] matrix<T> aggregate_channels(tensor_view<const T, 3> a, channel_reduction r = channel_reduction::mean) {
+  constexpr std::string_view where = "mixlens::models::aggregate_channels";
+  mixlens::detail::check_positive(where, "a (channels, extent 0)", a.extent(0));
+  mixlens::detail::check_square(where, "a", a.extent(1), a.extent(1), a.extent(2));
+  const index_t D = a.extent(0), L = a.extent(1), LL = L * L;
+  std::vector<double> acc(static_cast<std::size_t>(LL), 0.0);
+  for (index_t d = 0; d < D; ++d) {
+    const T* p = a.data_handle() + d * LL;
+    for (index_t i = 0; i < LL; ++i) {
+      const double v = p[i];
+      acc[static_cast<std::size_t>(i)] += r == channel_reduction::mean ? v : r == channel_reduction::abs_mean ? std::abs(v) : std::max(v, 0.0);
+    }
+  }
+  matrix<T> out(L, L);
+  for (index_t i = 0; i < LL; ++i) out.data()[i] = static_cast<T>(acc[static_cast<std::size_t>(i)] / double(D));
+  return out;
+}
+
+// Min–max normalization of all entries to [0, 1] (in place); a constant input
+// becomes all zeros.
+template <class T>
+void normalize_min_max(T* data, index_t n) {
+  if (n <= 0) return;
+  const auto [lo, hi] = std::minmax_element(data, data + n);
+  const T min = *lo, range = *hi - *lo;
+  for (index_t i = 0; i < n; ++i) data[i] = range > T(0) ? (data[i] - min) / range : T(0);
+}
+template <class T>
+void normalize_min_max(matrix_view<T> m) {
+  normalize_min_max(m.data_handle(), m.extent(0) * m.extent(1));
+}
+
+// One layer's contribution to the raw-attention map: the whole tensor min–max
+// normalized (as one), then averaged over channels. Leaves `a` unchanged.
+template <class T>
+[[nodiscard]] matrix<T> raw_attention_layer(tensor_view<const T, 3> a) {
+  const index_t D = a.extent(0), L = a.extent(1);
+  if (D <= 0 || L <= 0) mixlens::detail::fail("mixlens::models::raw_attention_layer", "a", "a non-empty tensor", "empty");
+  const T* p = a.data_handle();
+  const auto [lo, hi] = std::minmax_element(p, p + D * L * L);
+  const double min = *lo, range = double(*hi) - double(*lo);
+  matrix<T> mean = aggregate_channels(a);
+  for (index_t i = 0; i < L * L; ++i)
+    mean.data()[i] = range > 0 ? static_cast<T>((double(mean.data()[i]) - min) / range) : T(0);
+  return mean;
+}
+
+// The average of equally sized (L × L) maps (raw attention over the chosen layers).
+template <class T>
+[[nodiscard]] matrix<T> average_maps(const std::vector<matrix<T>>& maps) {
+  constexpr std::string_view where = "mixlens::models::average_maps";
+  if (maps.empty()) mixlens::detail::fail(where, "maps", "at least one map", 0);
+  const index_t L = maps.front().extent(0);
+  matrix<T> out(L, L);
+  for (std::size_t k = 0; k < maps.size(); ++k) {
+    mixlens::detail::check_square(where, "maps[" + std::to_string(k) + "]", L, maps[k].extent(0), maps[k].extent(1));
+    for (index_t i = 0; i < L * L; ++i) out.data()[i] += maps[k].data()[i];
+  }
+  for (index_t i = 0; i < L * L; ++i) out.data()[i] /= static_cast<T>(maps.size());
+  return out;
+}
+
+// Attention rollout accumulated layer by layer: add() the channel-aggregated map
+// of each layer from the start layer on, in order; result() is
+// rownorm(I + A_last) ⋯ rownorm(I + A_first). A row whose sum is zero (possible
+// with signed maps) is left unnormalized rather than divided by zero.
+template <class T>
+class attention_rollout {
+ public:
+  explicit attention_rollout(index_t length) : rho_(length, length) {
+    mixlens::detail::check_positive("mixlens::models::attention_rollout", "length", length);
+    for (index_t i = 0; i < length; ++i) rho_(i, i) = T(1);
+  }
+
+  [[nodiscard]] index_t length() const { return rho_.extent(0); }
+  [[nodiscard]] index_t layers() const { return layers_; }
+
+  void add(matrix_view<const T> layer_map) {
+    const index_t L = length();
+    mixlens::detail::check_square("mixlens::models::attention_rollout::add", "layer_map", L, layer_map.extent(0),
+                                  layer_map.extent(1));
+    matrix<T> aug(L, L);
+    for (index_t i = 0; i < L; ++i) {
+      double sum = 0;
+      for (index_t j = 0; j < L; ++j) {
+        aug(i, j) = layer_map(i, j) + (i == j ? T(1) : T(0));
+        sum += aug(i, j);
+      }
+      if (sum != 0)
+        for (index_t j = 0; j < L; ++j) aug(i, j) = static_cast<T>(aug(i, j) / sum);
+    }
+    matrix<T> next(L, L);  // aug · ρ: the later layer on the left
+    for (index_t i = 0; i < L; ++i)
+      for (index_t k = 0; k < L; ++k) {
+        const T a = aug(i, k);
+        if (a == T(0)) continue;
+        for (index_t j = 0; j < L; ++j) next(i, j) += a * rho_(k, j);
+      }
+    rho_ = std::move(next);
+    ++layers_;
+  }
+
+  [[nodiscard]] const matrix<T>& result() const { return rho_; }
+
+ private:
+  matrix<T> rho_;
+  index_t layers_ = 0;
+};
+
+// Rollout of a list of per-layer maps from `start_layer` on.
+template <class T>
+[[nodiscard]] matrix<T> rollout(const std::vector<matrix<T>>& maps, index_t start_layer = 0) {
+  constexpr std::string_view where = "mixlens::models::rollout";
+  if (maps.empty()) mixlens::detail::fail(where, "maps", "at least one map", 0);
+  if (start_layer < 0 || start_layer >= static_cast<index_t>(maps.size()))
+    mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(maps.size()) + ")", start_layer);
+  attention_rollout<T> r(maps.front().extent(0));
+  for (std::size_t k = static_cast<std::size_t>(start_layer); k < maps.size(); ++k) r.add(maps[k].view());
+  return r.result();
+}
+
+enum class bidirectional_mode {
+  sum,     // F + flip(B): the whole bidirectional operator (DESIGN.md §1)
+  mean,    // (F + flip(B)) / 2: for blocks that average the two directions
+  splice,  // columns ≤ cls from F, columns > cls from flip(B), as the Vision
+           // Mamba explanation code reads the CLS token's row
+};
+
+// Combines a forward map F with a backward map B given in the backward scan's own
+// (reversed) time: flip(B)[i][j] = B[L−1−i][L−1−j].
+template <class T>
+[[nodiscard]] matrix<T> combine_bidirectional(matrix_view<const T> forward, matrix_view<const T> backward,
+                                              bidirectional_mode mode = bidirectional_mode::sum, index_t cls = -1) {
+  constexpr std::string_view where = "mixlens::models::combine_bidirectional";
+  const index_t L = forward.extent(0);
+  mixlens::detail::check_positive(where, "forward (rows)", L);
+  mixlens::detail::check_square(where, "forward", L, forward.extent(0), forward.extent(1));
+  mixlens::detail::check_square(where, "backward", L, backward.extent(0), backward.extent(1));
+  if (mode == bidirectional_mode::splice && (cls < 0 || cls >= L))
+    mixlens::detail::fail(where, "cls", "a position in [0, " + std::to_string(L) + ") for splice", cls);
+  matrix<T> out(L, L);
+  for (index_t i = 0; i < L; ++i)
+    for (index_t j = 0; j < L; ++j) {
+      const T f = forward(i, j), b = backward(L - 1 - i, L - 1 - j);
+      switch (mode) {
+        case bidirectional_mode::sum: out(i, j) = f + b; break;
+        case bidirectional_mode::mean: out(i, j) = (f + b) / T(2); break;
+        case bidirectional_mode::splice: out(i, j) = j <= cls ? f : b; break;
+      }
+    }
+  return out;
+}
+
+}  // namespace mixlens::models
