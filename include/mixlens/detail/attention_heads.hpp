@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "mixlens/detail/random.hpp"
@@ -21,7 +22,8 @@ namespace mixlens::detail {
 
 // out(r, t) = Σ_d w(r, d)·x(d, t) + bias(r), accumulated in double.
 template <class T>
-[[nodiscard]] matrix<T> project(matrix_view<const T> w, vector_view<const T> bias, matrix_view<const T> x,
+[[nodiscard]] matrix<T> project(matrix_view<const T> w, std::type_identity_t<vector_view<const T>> bias,
+                                std::type_identity_t<matrix_view<const T>> x,
                                 std::string_view where, std::string_view argument) {
   check_equal(where, argument, "columns (= input channels)", x.extent(0), w.extent(1));
   if (!bias.empty()) check_equal(where, argument, "bias size (= rows)", w.extent(0), static_cast<index_t>(bias.size()));

@@ -1,0 +1,250 @@
+// RWKV-4 time mixing (Peng et al. 2023, "RWKV: Reinventing RNNs for the
+// Transformer Era"): the wkv operator as a linear operator on the values v.
+//
+// Per channel, with keys k_t, decay w > 0 (weight e^{−w} per step) and bonus u
+// for the current token:
+//   wkv_t = (Σ_{j<t} e^{k_j − (t−1−j)w} v_j + e^{u + k_t} v_t) / Z_t,
+//   Z_t   =  Σ_{j<t} e^{k_j − (t−1−j)w}     + e^{u + k_t},
+// a softmax over the past with a fixed positional bias, so
+//   M[t][j] = ρ_t · exp(b_{t−j} + k_j − log Z_t),  b_0 = u,  b_d = −(d−1)w,
+// with the receptance ρ_t = σ(r_t) when the operator includes it (else 1).
+// Every exponent is taken after subtracting the running maximum (the log-sum-
+// exp form of RWKV's kernel), so nothing overflows for any k.
+//
+// Class: M = diag(ρ/Z) · T · diag(e^k) with T the fixed Toeplitz matrix of the
+// positional bias: a fixed mixer between data-controlled diagonal gates
+// (diagonal data control, class ii); the data never enter T itself.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixlens/detail/attention_heads.hpp"
+#include "mixlens/detail/math.hpp"
+#include "mixlens/detail/random.hpp"
+#include "mixlens/linear_operator.hpp"
+
+namespace mixlens {
+
+template <class T>
+struct rwkv4_operator {
+  using value_type = T;
+
+  matrix_view<const T> k;           // D × L keys
+  vector_view<const T> w;           // D decay rates, > 0 (RWKV: exp(time_decay))
+  vector_view<const T> u;           // D bonus of the current token (time_first)
+  matrix_view<const T> receptance;  // D × L σ(r), or empty
+
+  rwkv4_operator() = default;
+  rwkv4_operator(matrix_view<const T> k_, vector_view<const T> w_, vector_view<const T> u_,
+                 matrix_view<const T> receptance_ = {})
+      : k(k_), w(w_), u(u_), receptance(receptance_) {
+    constexpr std::string_view where = "mixlens::rwkv4_operator";
+    detail::check_positive(where, "k (channels, extent 0)", k.extent(0));
+    detail::check_positive(where, "k (length, extent 1)", k.extent(1));
+    detail::check_equal(where, "w", "size (= channels)", k.extent(0), static_cast<index_t>(w.size()));
+    detail::check_equal(where, "u", "size (= channels)", k.extent(0), static_cast<index_t>(u.size()));
+    if (!is_empty(receptance))
+      detail::check_signal(where, "receptance", k.extent(0), k.extent(1), receptance.extent(0), receptance.extent(1));
+    for (index_t d = 0; d < k.extent(0); ++d)
+      if (!(w[static_cast<std::size_t>(d)] > T(0)))
+        detail::fail(where, "w", "a decay rate w > 0 at [" + std::to_string(d) + "]", w[static_cast<std::size_t>(d)]);
+  }
+
+  [[nodiscard]] index_t length() const { return k.extent(1); }
+  [[nodiscard]] index_t in_channels() const { return k.extent(0); }
+  [[nodiscard]] index_t out_channels() const { return k.extent(0); }
+
+  // The recurrence on (numerator, denominator) scaled by e^{−o}, o the running
+  // maximum exponent.
+  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+    constexpr std::string_view where = "mixlens::rwkv4_operator::apply";
+    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
+    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    for (index_t d = 0; d < in_channels(); ++d) {
+      const double wd = w[static_cast<std::size_t>(d)], ud = u[static_cast<std::size_t>(d)];
+      double num = 0, den = 0, o = -std::numeric_limits<double>::infinity();
+      for (index_t t = 0; t < length(); ++t) {
+        const double kt = k(d, t), vt = v(d, t);
+        double top = std::max(o, ud + kt);
+        double past = std::exp(o - top), now = std::exp(ud + kt - top);
+        y(d, t) = static_cast<T>(gate(d, t) * (past * num + now * vt) / (past * den + now));
+        top = std::max(o - wd, kt);
+        past = std::exp(o - wd - top);
+        now = std::exp(kt - top);
+        num = past * num + now * vt;
+        den = past * den + now;
+        o = top;
+      }
+    }
+  }
+
+  void materialize(index_t out, index_t in, matrix_view<T> m) const {
+    constexpr std::string_view where = "mixlens::rwkv4_operator::materialize";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::zero(m);
+    if (out != in) return;
+    const auto lz = log_normalizers(out, length());
+    for (index_t t = 0; t < length(); ++t)
+      for (index_t j = 0; j <= t; ++j) m(t, j) = static_cast<T>(entry(out, t, j, lz[static_cast<std::size_t>(t)]));
+  }
+
+  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    constexpr std::string_view where = "mixlens::rwkv4_operator::row";
+    detail::check_channel(where, "out", out_channels(), out);
+    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::zero(r);
+    if (out != in) return;
+    const double lz = log_normalizers(out, t + 1)[static_cast<std::size_t>(t)];
+    for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] = static_cast<T>(entry(out, t, j, lz));
+  }
+
+  // log Z_t for t < n, by the same max-shifted recurrence as apply.
+  [[nodiscard]] std::vector<double> log_normalizers(index_t d, index_t n) const {
+    const double wd = w[static_cast<std::size_t>(d)], ud = u[static_cast<std::size_t>(d)];
+    std::vector<double> lz(static_cast<std::size_t>(n));
+    double den = 0, o = -std::numeric_limits<double>::infinity();
+    for (index_t t = 0; t < n; ++t) {
+      const double kt = k(d, t);
+      double top = std::max(o, ud + kt);
+      lz[static_cast<std::size_t>(t)] = top + std::log(std::exp(o - top) * den + std::exp(ud + kt - top));
+      top = std::max(o - wd, kt);
+      den = std::exp(o - wd - top) * den + std::exp(kt - top);
+      o = top;
+    }
+    return lz;
+  }
+
+ private:
+  [[nodiscard]] double gate(index_t d, index_t t) const { return is_empty(receptance) ? 1.0 : double(receptance(d, t)); }
+
+  // ρ_t exp(b_{t−j} + k_j − log Z_t): the exponent is ≤ 0 (one term of Z_t).
+  [[nodiscard]] double entry(index_t d, index_t t, index_t j, double lz) const {
+    const double bias = j == t ? double(u[static_cast<std::size_t>(d)])
+                               : -double(t - 1 - j) * double(w[static_cast<std::size_t>(d)]);
+    return gate(d, t) * std::exp(bias + double(k(d, j)) - lz);
+  }
+};
+
+template <class T>
+struct operator_traits<rwkv4_operator<T>> {
+  static constexpr std::string_view name = "RWKV-4 time mixing";
+  static constexpr data_control control = data_control::diagonal;  // see the header comment
+  static constexpr bool time_invariant = false;
+  static constexpr bool channel_mixing = false;
+};
+
+template <class T>
+struct rwkv4_storage {
+  matrix<T> k;
+  std::vector<T> w, u;
+  matrix<T> receptance;
+};
+
+template <class T>
+using bound_rwkv4 = bound<rwkv4_operator<T>, rwkv4_storage<T>>;
+
+// RWKV-4 time mixing with token shift and projections: x̃ = μ ⊙ x_t + (1 − μ) ⊙ x_{t−1}
+// (x_{−1} = 0) per branch, k = W_k x̃_k, v = W_v x̃_v, r = W_r x̃_r; w = exp(time_decay),
+// u = time_first. The output projection W_o is not part of the operator.
+template <class T>
+class rwkv4_mixer {
+ public:
+  using value_type = T;
+
+  matrix<T> w_k, w_v, w_r;                       // D × D, no bias
+  std::vector<T> time_decay, time_first;         // D
+  std::vector<T> time_mix_k, time_mix_v, time_mix_r;  // D, in [0, 1]
+
+  // RWKV-4's initialization for layer `layer` of `layers`: decay speeds
+  // −5 + 8·(d/(D−1))^{0.7 + 1.3·ρ₀}, time_first log 0.3 plus a zigzag, token-shift
+  // mixes (d/D)^{ρ₁} (ρ₀ = layer/(layers−1), ρ₁ = 1 − layer/layers); projections U(±1/√D).
+  static rwkv4_mixer init(index_t channels, std::uint64_t seed, index_t layer = 0, index_t layers = 2) {
+    constexpr std::string_view where = "mixlens::rwkv4_mixer::init";
+    detail::check_positive(where, "channels", channels);
+    if (layers < 2) detail::fail(where, "layers", "at least 2 layers", layers);
+    if (layer < 0 || layer >= layers) detail::fail(where, "layer", "a layer in [0, " + std::to_string(layers) + ")", layer);
+    const index_t D = channels;
+    const double r0 = double(layer) / double(layers - 1), r1 = 1.0 - double(layer) / double(layers);
+    rwkv4_mixer m;
+    m.w_k = matrix<T>(D, D);
+    m.w_v = matrix<T>(D, D);
+    m.w_r = matrix<T>(D, D);
+    const double bound = 1.0 / std::sqrt(double(D));
+    detail::uniform_fill(m.w_k, seed, bound);
+    detail::uniform_fill(m.w_v, seed + 1, bound);
+    detail::uniform_fill(m.w_r, seed + 2, bound);
+    for (index_t d = 0; d < D; ++d) {
+      const double frac = D > 1 ? double(d) / double(D - 1) : 0.0, x = double(d) / double(D);
+      m.time_decay.push_back(static_cast<T>(-5.0 + 8.0 * std::pow(frac, 0.7 + 1.3 * r0)));
+      m.time_first.push_back(static_cast<T>(std::log(0.3) + 0.5 * double((d + 1) % 3 - 1)));
+      m.time_mix_k.push_back(static_cast<T>(std::pow(x, r1)));
+      m.time_mix_v.push_back(static_cast<T>(std::pow(x, r1) + 0.3 * r0));
+      m.time_mix_r.push_back(static_cast<T>(std::pow(x, 0.5 * r1)));
+    }
+    return m;
+  }
+
+  [[nodiscard]] index_t channels() const { return static_cast<index_t>(time_decay.size()); }
+
+  // The values v = W_v x̃_v the bound operator mixes.
+  [[nodiscard]] matrix<T> values(matrix_view<const T> x) const {
+    constexpr std::string_view where = "mixlens::rwkv4_mixer::values";
+    validate(where, x);
+    return detail::project(w_v.view(), {}, shifted(x, time_mix_v).view(), where, "w_v");
+  }
+
+  // Binds to x; `with_receptance` folds the output gate σ(r) into the rows.
+  [[nodiscard]] bound_rwkv4<T> bind(matrix_view<const T> x, bool with_receptance = false) const {
+    constexpr std::string_view where = "mixlens::rwkv4_mixer::bind";
+    validate(where, x);
+    rwkv4_storage<T> s;
+    s.k = detail::project(w_k.view(), {}, shifted(x, time_mix_k).view(), where, "w_k");
+    for (T td : time_decay) s.w.push_back(static_cast<T>(std::exp(double(td))));
+    s.u = time_first;
+    if (with_receptance) {
+      s.receptance = detail::project(w_r.view(), {}, shifted(x, time_mix_r).view(), where, "w_r");
+      for (index_t i = 0; i < s.receptance.size(); ++i)
+        s.receptance.data()[i] = detail::sigmoid(s.receptance.data()[i]);
+    }
+    return bound_rwkv4<T>(std::move(s), [](const rwkv4_storage<T>& st) {
+      return rwkv4_operator<T>(st.k.view(), vector_view<const T>(st.w.data(), st.w.size()),
+                               vector_view<const T>(st.u.data(), st.u.size()), st.receptance.view());
+    });
+  }
+
+ private:
+  // Token shift: μ ⊙ x_t + (1 − μ) ⊙ x_{t−1}.
+  static matrix<T> shifted(matrix_view<const T> x, const std::vector<T>& mix) {
+    matrix<T> out(x.extent(0), x.extent(1));
+    for (index_t d = 0; d < x.extent(0); ++d) {
+      const T mu = mix[static_cast<std::size_t>(d)];
+      for (index_t t = 0; t < x.extent(1); ++t) out(d, t) = mu * x(d, t) + (T(1) - mu) * (t > 0 ? x(d, t - 1) : T(0));
+    }
+    return out;
+  }
+
+  void validate(std::string_view where, matrix_view<const T> x) const {
+    const index_t D = channels();
+    detail::check_positive(where, "time_decay (channels)", D);
+    for (const auto* v : {&time_first, &time_mix_k, &time_mix_v, &time_mix_r})
+      detail::check_equal(where, "time_first/time_mix", "size (= channels)", D, static_cast<index_t>(v->size()));
+    for (const auto* m : {&w_k, &w_v, &w_r}) {
+      detail::check_equal(where, "w_k/w_v/w_r", "rows (= channels)", D, m->extent(0));
+      detail::check_equal(where, "w_k/w_v/w_r", "columns (= channels)", D, m->extent(1));
+    }
+    detail::check_equal(where, "x", "channels (extent 0)", D, x.extent(0));
+    detail::check_positive(where, "x (length, extent 1)", x.extent(1));
+  }
+};
+
+}  // namespace mixlens
