@@ -1,0 +1,147 @@
+# Runs mixlens-attn on the bundled checkpoints and on bad inputs.
+#   cmake -DTOOL=<mixlens-attn> -DDATA=<tests/data> -DWORK=<scratch dir> -P mixlens_attn_test.cmake
+# Numerical agreement with transformers is checked by the tool itself
+# (--reference-logits, --self-test), so a pass means the logits and the
+# per-layer reconstruction were reproduced.
+cmake_minimum_required(VERSION 3.25)
+foreach(var TOOL DATA WORK)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "mixlens_attn_test: -D${var}=... is required")
+  endif()
+endforeach()
+file(REMOVE_RECURSE ${WORK})
+file(MAKE_DIRECTORY ${WORK})
+set(failures 0)
+
+# expect(<name> <exit code> <regex matched against stdout+stderr> <args...>)
+function(expect name code regex)
+  execute_process(COMMAND ${TOOL} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  set(text "${out}${err}")
+  if(NOT rc STREQUAL "${code}")
+    message(SEND_ERROR "${name}: exit ${rc}, expected ${code}\n${text}")
+    math(EXPR failures "${failures} + 1")
+  elseif(NOT text MATCHES "${regex}")
+    message(SEND_ERROR "${name}: output lacks '${regex}'\n${text}")
+    math(EXPR failures "${failures} + 1")
+  else()
+    message(STATUS "ok   ${name}")
+  endif()
+  set(failures ${failures} PARENT_SCOPE)
+endfunction()
+
+function(expect_files name dir)
+  foreach(f ${ARGN})
+    if(NOT EXISTS ${dir}/${f})
+      message(SEND_ERROR "${name}: ${dir}/${f} was not written")
+      math(EXPR failures "${failures} + 1")
+    endif()
+  endforeach()
+  set(failures ${failures} PARENT_SCOPE)
+endfunction()
+
+function(expect_no_files name dir)
+  foreach(f ${ARGN})
+    if(EXISTS ${dir}/${f})
+      message(SEND_ERROR "${name}: ${dir}/${f} should not exist")
+      math(EXPR failures "${failures} + 1")
+    endif()
+  endforeach()
+  set(failures ${failures} PARENT_SCOPE)
+endfunction()
+
+# The .npy header holds the shape as text: check it.
+function(expect_shape name file shape)
+  file(READ ${file} header LIMIT 128)
+  string(FIND "${header}" "'shape': (${shape})" at)
+  if(at LESS 0)
+    message(SEND_ERROR "${name}: ${file} does not have shape (${shape}): ${header}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+  set(failures ${failures} PARENT_SCOPE)
+endfunction()
+
+set(ref ${DATA}/reference)
+
+# ---- the fixtures: logits and reconstruction reproduced --------------------------
+expect(tied_paper 0 "self-test passed.*max relative error vs reference"
+  --model ${DATA}/mamba_tied_fp32 --tokens-file ${ref}/mamba_tied_fp32/tokens_2.npy --out ${WORK}/tied
+  --self-test --reference-logits ${ref}/mamba_tied_fp32/logits_2.npy)
+expect_files(tied_paper ${WORK}/tied logits.npy alpha_0.npy alpha_1.npy raw.npy rollout.npy alpha_0.png alpha_1.png rollout.png)
+expect_shape(tied_paper ${WORK}/tied/alpha_1.npy "48, 37, 37, ")
+expect_shape(tied_paper ${WORK}/tied/logits.npy "37, 97, ")
+expect_shape(tied_paper ${WORK}/tied/rollout.npy "37, 37, ")
+
+expect(bias_unified 0 "self-test passed.*max relative error vs reference"
+  --model ${DATA}/mamba_bias_bf16 --tokens-file ${ref}/mamba_bias_bf16/tokens_1.npy --out ${WORK}/bias
+  --form unified --layers 2,0 --no-png --self-test --reference-logits ${ref}/mamba_bias_bf16/logits_1.npy)
+expect_files(bias_unified ${WORK}/bias logits.npy alpha_0.npy alpha_2.npy raw.npy rollout.npy)
+expect_no_files(bias_unified ${WORK}/bias alpha_1.npy alpha_0.png rollout.png)
+expect_shape(bias_unified ${WORK}/bias/alpha_2.npy "120, 23, 23, ")
+
+expect(state_spaces 0 "state-spaces layout.*self-test passed.*\\(ok\\)"
+  --model ${DATA}/mamba_ss_f16 --tokens-file ${ref}/mamba_ss_f16/tokens_0.npy --out ${WORK}/ss
+  --self-test --reference-logits ${ref}/mamba_ss_f16/logits_0.npy)
+
+expect(demo 0 "\\(ok\\)"
+  --model ${DATA}/mamba_demo --tokens-file ${ref}/mamba_demo/tokens_0.npy --out ${WORK}/demo
+  --reference-logits ${ref}/mamba_demo/logits_0.npy)
+expect_files(demo ${WORK}/demo logits.npy alpha_3.npy rollout.png)
+
+expect(token_list 0 "L = 3 tokens"
+  --model ${DATA}/mamba_tied_fp32 --tokens 3,17,5 --out ${WORK}/list --layers 1 --device cpu)
+
+expect(wrong_reference 1 "FAILED, limit 1e-4"
+  --model ${DATA}/mamba_tied_fp32 --tokens 0,0,0,0,0,0 --out ${WORK}/wrongref
+  --layers 0 --no-png --reference-logits ${ref}/mamba_tied_fp32/logits_1.npy)
+expect(reference_shape 1 "shape does not match"
+  --model ${DATA}/mamba_tied_fp32 --tokens-file ${ref}/mamba_tied_fp32/tokens_2.npy --out ${WORK}/wrongref
+  --layers 0 --no-png --reference-logits ${ref}/mamba_demo/logits_0.npy)
+
+# ---- usage errors: exit 2 --------------------------------------------------------
+expect(no_model 2 "--model is required" --tokens 1 --out ${WORK}/x)
+expect(no_out 2 "--out is required" --model ${DATA}/mamba_tied_fp32 --tokens 1)
+expect(no_tokens 2 "exactly one of --tokens" --model ${DATA}/mamba_tied_fp32 --out ${WORK}/x)
+expect(both_tokens 2 "exactly one of --tokens" --model ${DATA}/mamba_tied_fp32 --out ${WORK}/x --tokens 1
+  --tokens-file ${ref}/mamba_tied_fp32/tokens_0.npy)
+expect(unknown_arg 2 "unknown argument '--frobnicate'" --frobnicate)
+expect(bad_form 2 "--form must be paper or unified" --model m --tokens 1 --out o --form dense)
+expect(bad_device 2 "--device must be cpu or cuda" --model m --tokens 1 --out o --device tpu)
+expect(missing_value 2 "--layers needs a value" --model m --tokens 1 --out o --layers)
+
+# ---- bad inputs: exit 1 with a clear message, nothing reported written --------------
+expect(missing_model 1 "does not exist" --model ${WORK}/nope --tokens 1 --out ${WORK}/x)
+
+file(MAKE_DIRECTORY ${WORK}/no_weights)
+file(COPY ${DATA}/mamba_tied_fp32/config.json DESTINATION ${WORK}/no_weights)
+expect(no_weights 1 "has no model.safetensors" --model ${WORK}/no_weights --tokens 1 --out ${WORK}/x)
+
+file(MAKE_DIRECTORY ${WORK}/bad_weights)
+file(COPY ${DATA}/mamba_tied_fp32/config.json DESTINATION ${WORK}/bad_weights)
+# (CMake cannot write NUL bytes: an 8-byte length of "AAAAAAAA" overruns the file.)
+file(WRITE ${WORK}/bad_weights/model.safetensors "AAAAAAAA{}")
+expect(bad_weights 1 "safetensors file .*model.safetensors' at byte 0: header length [0-9]+ does not fit"
+  --model ${WORK}/bad_weights --tokens 1 --out ${WORK}/x)
+
+file(MAKE_DIRECTORY ${WORK}/bad_config)
+file(COPY ${DATA}/mamba_tied_fp32/model.safetensors DESTINATION ${WORK}/bad_config)
+file(WRITE ${WORK}/bad_config/config.json "{\"hidden_size\": 24,\n \"vocab_size\": }")
+expect(bad_config 1 "config.json' at byte [0-9]+: malformed JSON" --model ${WORK}/bad_config --tokens 1 --out ${WORK}/x)
+
+expect(token_range 1 "token 97 at position 1 is outside the vocabulary \\[0, 97\\)"
+  --model ${DATA}/mamba_tied_fp32 --tokens 3,97 --out ${WORK}/range)
+expect_no_files(token_range ${WORK}/range logits.npy alpha_0.npy)
+expect(token_text 1 "'x' is not an integer" --model ${DATA}/mamba_tied_fp32 --tokens 3,x --out ${WORK}/x)
+expect(token_float_file 1 "expected int32 or int64"
+  --model ${DATA}/mamba_tied_fp32 --tokens-file ${ref}/mamba_tied_fp32/logits_0.npy --out ${WORK}/x)
+expect(token_missing_file 1 "npy|cannot open"
+  --model ${DATA}/mamba_tied_fp32 --tokens-file ${WORK}/none.npy --out ${WORK}/x)
+expect(layer_range 1 "layer 5 is outside \\[0, 2\\)" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/x --layers 0,5)
+expect(cuda 1 "no CUDA path" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/x --device cuda)
+
+file(WRITE ${WORK}/a_file "not a folder")
+expect(unwritable_out 1 "output folder .* cannot be created" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/a_file/sub)
+
+if(failures GREATER 0)
+  message(FATAL_ERROR "mixlens_attn_test: ${failures} failure(s)")
+endif()
+message(STATUS "mixlens_attn_test: all cases passed")

@@ -1,0 +1,271 @@
+// mixlens-attn: the hidden attention of a Mamba language model checkpoint.
+//
+//   mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR
+//                [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]
+//                [--no-png] [--self-test] [--reference-logits FILE]
+//
+// Writes logits.npy (L × V), alpha_{k}.npy (D × L × L) per selected layer,
+// raw.npy and rollout.npy (L × L) over the selected layers, and PNG heatmaps
+// alpha_{k}.png (channel mean) and rollout.png. Exit status: 0 success, 1 a
+// failure (bad model, tokens, output folder, failed check), 2 bad usage.
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <span>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/io/npy.hpp"
+#include "mixlens/io/png.hpp"
+#include "mixlens/models/attention_maps.hpp"
+#include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/mamba_model.hpp"
+
+namespace fs = std::filesystem;
+using mixlens::index_t;
+using mixlens::matrix;
+using namespace mixlens::models;
+
+namespace {
+
+constexpr std::string_view usage_text =
+    "usage: mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR\n"
+    "                    [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]\n"
+    "                    [--no-png] [--self-test] [--reference-logits FILE]\n"
+    "\n"
+    "  --model DIR             config.json + model.safetensors (Hugging Face or state-spaces Mamba)\n"
+    "  --tokens LIST           comma-separated token ids\n"
+    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy\n"
+    "  --out DIR               output folder (created if missing)\n"
+    "  --device cpu|cuda       where to compute (default cpu)\n"
+    "  --form paper|unified    alpha_{k}.npy: the paper's S6 alpha, or the whole block's unified form\n"
+    "  --layers all|LIST       layers to analyse, 0-based (default all); raw and rollout use them\n"
+    "  --no-png                skip the PNG heatmaps\n"
+    "  --self-test             check per layer that the matrices reproduce the layer output\n"
+    "  --reference-logits FILE compare the logits with a (L x V) .npy, fail above 1e-4 relative\n";
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct options {
+  fs::path model, out, tokens_file, reference_logits;
+  std::string tokens_list, device = "cpu", layers = "all";
+  attention_form form = attention_form::paper;
+  bool png = true, self_test = false;
+};
+
+options parse_args(int argc, char** argv) {
+  options o;
+  bool has_tokens = false, has_tokens_file = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) throw usage_error(std::string(arg) + " needs a value");
+      return argv[++i];
+    };
+    if (arg == "--model") o.model = value();
+    else if (arg == "--out") o.out = value();
+    else if (arg == "--tokens") { o.tokens_list = value(); has_tokens = true; }
+    else if (arg == "--tokens-file") { o.tokens_file = value(); has_tokens_file = true; }
+    else if (arg == "--device") {
+      o.device = value();
+      if (o.device != "cpu" && o.device != "cuda") throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
+    } else if (arg == "--form") {
+      const std::string f = value();
+      if (f == "paper") o.form = attention_form::paper;
+      else if (f == "unified") o.form = attention_form::unified;
+      else throw usage_error("--form must be paper or unified, not '" + f + "'");
+    } else if (arg == "--layers") o.layers = value();
+    else if (arg == "--no-png") o.png = false;
+    else if (arg == "--self-test") o.self_test = true;
+    else if (arg == "--reference-logits") o.reference_logits = value();
+    else throw usage_error("unknown argument '" + std::string(arg) + "'");
+  }
+  if (o.model.empty()) throw usage_error("--model is required");
+  if (o.out.empty()) throw usage_error("--out is required");
+  if (has_tokens == has_tokens_file) throw usage_error("give exactly one of --tokens and --tokens-file");
+  return o;
+}
+
+// "3,17,5" → ids; every item must be a whole integer.
+std::vector<index_t> parse_list(const std::string& text, const char* what) {
+  std::vector<index_t> out;
+  std::size_t begin = 0;
+  for (;;) {
+    const std::size_t end = text.find(',', begin);
+    const std::string item = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
+    index_t v = 0;
+    const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size())
+      throw mixlens::error(std::string(what) + ": '" + item + "' is not an integer");
+    out.push_back(v);
+    if (end == std::string::npos) break;
+    begin = end + 1;
+  }
+  return out;
+}
+
+std::vector<index_t> read_tokens(const options& o) {
+  if (o.tokens_file.empty()) return parse_list(o.tokens_list, "--tokens");
+  const auto a = mixlens::io::read_npy(o.tokens_file);
+  if (a.descr != "<i4" && a.descr != "<i8")
+    throw mixlens::error("token file '" + o.tokens_file.string() + "': dtype " + a.descr + " (expected int32 or int64)");
+  const bool vector = a.shape.size() == 1 || (a.shape.size() == 2 && a.shape[0] == 1);
+  if (!vector) throw mixlens::error("token file '" + o.tokens_file.string() + "': expected a 1-D array of token ids");
+  return a.as<index_t>();
+}
+
+std::vector<index_t> parse_layers(const std::string& text, index_t layers) {
+  std::vector<index_t> out;
+  if (text == "all") {
+    for (index_t k = 0; k < layers; ++k) out.push_back(k);
+    return out;
+  }
+  for (index_t k : parse_list(text, "--layers")) {
+    if (k < 0 || k >= layers)
+      throw mixlens::error("--layers: layer " + std::to_string(k) + " is outside [0, " + std::to_string(layers) + ")");
+    out.push_back(k);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+// Creates the folder and proves it writable before any work is done.
+void prepare_output(const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec || !fs::is_directory(out))
+    throw mixlens::error("output folder '" + out.string() + "' cannot be created" + (ec ? ": " + ec.message() : ""));
+  const fs::path probe = out / ".mixlens-attn-write-test";
+  {
+    std::ofstream f(probe);
+    if (!(f << "ok") || !f.flush()) throw mixlens::error("output folder '" + out.string() + "' is not writable");
+  }
+  fs::remove(probe, ec);
+}
+
+using clock_type = std::chrono::steady_clock;
+double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
+
+double relative_error(const matrix<float>& got, const std::vector<double>& want) {
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    diff = std::max(diff, std::abs(double(got.data()[i]) - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  return diff / (scale > 0 ? scale : 1);
+}
+
+int run(const options& o) {
+  if (o.device == "cuda")
+    throw mixlens::error("--device cuda: this build of mixlens-attn has no CUDA path yet; use --device cpu");
+  const auto start = clock_type::now();
+
+  auto t = clock_type::now();
+  const auto model = load_mamba<float>(o.model);
+  const double load_s = seconds_since(t);
+  const auto tokens = read_tokens(o);
+  check_tokens(model, std::span<const index_t>(tokens), "tokens");
+  const auto layers = parse_layers(o.layers, model.num_layers());
+  prepare_output(o.out);
+
+  const mamba_config& c = model.config;
+  const index_t L = static_cast<index_t>(tokens.size()), D = c.intermediate_size;
+  std::cout << "model     " << o.model.string() << " (" << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
+            << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, d_model "
+            << c.hidden_size << ", d_inner " << D << ", N " << c.state_size << ", vocab " << model.vocab_size() << "\n"
+            << "input     L = " << L << " tokens; form " << to_string(o.form) << "; " << layers.size()
+            << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
+            << static_cast<double>(D * L * L * 4) / 1e6 << " MB each)\n";
+
+  double attention_s = 0, write_s = 0, check_s = 0, worst_check = 0;
+  std::vector<matrix<float>> mean_maps, raw_maps;
+  t = clock_type::now();
+  const auto logits = for_each_layer_attention(
+      model, std::span<const index_t>(tokens), o.form, std::span<const index_t>(layers),
+      [&](const mamba_layer_signals<float>& s, mixlens::tensor_view<const float, 3> alpha) {
+        auto tw = clock_type::now();
+        const std::string k = std::to_string(s.layer);
+        mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data_handle(), {D, L, L});
+        mean_maps.push_back(aggregate_channels(alpha));
+        raw_maps.push_back(raw_attention_layer(alpha));
+        if (o.png) mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean_maps.back().view()));
+        write_s += seconds_since(tw);
+        if (o.self_test) {
+          tw = clock_type::now();
+          const auto e = check_reconstruction(model.layers[static_cast<std::size_t>(s.layer)], s);
+          check_s += seconds_since(tw);
+          std::cout << "self-test layer " << s.layer << ": (alpha*u + D*u)*gate vs output " << e.paper
+                    << ", unified A*x + offset vs output " << e.unified << "\n";
+          worst_check = std::max({worst_check, e.paper, e.unified});
+        }
+      });
+  const double forward_s = seconds_since(t) - write_s - check_s;  // forward pass and attention together
+  attention_s = forward_s;
+
+  t = clock_type::now();
+  mixlens::io::write_npy(o.out / "logits.npy", logits);
+  if (!layers.empty()) {
+    const auto raw = average_maps(raw_maps);
+    const auto roll = rollout(mean_maps);
+    mixlens::io::write_npy(o.out / "raw.npy", raw);
+    mixlens::io::write_npy(o.out / "rollout.npy", roll);
+    if (o.png) mixlens::io::write_heatmap_png(o.out / "rollout.png", mixlens::matrix_view<const float>(roll.view()));
+  }
+  write_s += seconds_since(t);
+
+  std::cout << "time      load " << load_s << " s, forward + attention " << attention_s << " s, writing " << write_s
+            << " s" << (o.self_test ? ", self-test " + std::to_string(check_s) + " s" : std::string()) << ", total "
+            << seconds_since(start) << " s\n"
+            << "wrote     " << o.out.string() << ": logits.npy, " << layers.size() << " alpha_{k}.npy"
+            << (layers.empty() ? "" : ", raw.npy, rollout.npy") << (o.png ? " and PNG heatmaps" : "") << "\n";
+
+  int status = 0;
+  if (o.self_test) {
+    const bool ok = worst_check <= 1e-4;
+    std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << worst_check << " (limit 1e-4)\n";
+    if (!ok) status = 1;
+  }
+  if (!o.reference_logits.empty()) {
+    const auto ref = mixlens::io::read_npy(o.reference_logits);
+    if (ref.shape != std::vector<index_t>{logits.extent(0), logits.extent(1)})
+      throw mixlens::error("reference logits '" + o.reference_logits.string() + "': shape does not match (" +
+                           std::to_string(logits.extent(0)) + " x " + std::to_string(logits.extent(1)) + ")");
+    const double err = relative_error(logits, ref.as<double>());
+    const bool ok = err <= 1e-4;
+    std::cout << "logits    max relative error vs reference " << err << (ok ? " (ok)" : " (FAILED, limit 1e-4)") << "\n";
+    if (!ok) status = 1;
+  }
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  try {
+    if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+      std::cout << usage_text;
+      return 0;
+    }
+    o = parse_args(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << "mixlens-attn: " << e.what() << "\n" << usage_text;
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::cerr << "mixlens-attn: error: " << e.what() << "\n";
+    return 1;
+  }
+}
