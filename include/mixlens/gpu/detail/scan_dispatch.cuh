@@ -26,6 +26,10 @@ class stream_workspace {
   }
   stream_workspace(const stream_workspace&) = delete;
   stream_workspace& operator=(const stream_workspace&) = delete;
+  stream_workspace(stream_workspace&& other) noexcept : data_(other.data_), stream_(other.stream_) {
+    other.data_ = nullptr;
+  }
+  stream_workspace& operator=(stream_workspace&&) = delete;
   ~stream_workspace() {
     if (data_) cudaFreeAsync(data_, stream_);
   }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One GPU session: GPU tests, the memory checker on the GPU test binaries, the
+# Google Benchmark suite (JSON) and the PyTorch baselines, all on the same GPU.
+#   bench/run_h200.sh <dir with gpu_*_test and mixlens_gpu_bench | empty: build here> <output dir>
+set -u -o pipefail
+BIN=${1:-}
+OUT=${2:-bench/results}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+if [ -z "$BIN" ]; then
+  cmake -S . -B build-h200 -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DMIXLENS_BUILD_BENCHMARKS=ON \
+    && cmake --build build-h200 -j16 --target gpu_scan_test gpu_s6_test gpu_alpha_test mixlens_gpu_bench || exit 1
+  mkdir -p build-h200/all && cp build-h200/tests/gpu_*_test build-h200/bench/mixlens_gpu_bench build-h200/all/
+  BIN=build-h200/all
+fi
+status=0
+echo "== GPU tests"
+for t in gpu_scan_test gpu_s6_test gpu_alpha_test; do
+  start=$(date +%s%N)
+  timeout 240 "$BIN/$t" --log_level=warning --report_level=short || status=1
+  echo "$t: $(( ($(date +%s%N) - start) / 1000000 )) ms"
+done
+echo "== compute-sanitizer memcheck (MIXLENS_GPU_TEST_SMALL=1)"
+for t in gpu_scan_test gpu_s6_test gpu_alpha_test; do
+  MIXLENS_GPU_TEST_SMALL=1 timeout 200 compute-sanitizer --tool memcheck --error-exitcode 3 "$BIN/$t" \
+    --log_level=error --report_level=short 2>&1 | tail -4 || status=1
+done
+echo "== benchmarks"
+timeout 300 "$BIN/mixlens_gpu_bench" --benchmark_out="$OUT/h200-gbench.json" --benchmark_out_format=json \
+  --benchmark_min_time=0.2 --benchmark_counters_tabular=true || status=1
+echo "== PyTorch baselines"
+PYTHONUNBUFFERED=1 timeout 200 python3 bench/torch_baselines.py --out "$OUT/h200-torch.json" || status=1
+exit $status

@@ -1,0 +1,124 @@
+// mixlens::gpu::hidden_attention: the S6 hidden attention α (paper eq. 12) on
+// the GPU, for every channel of a batch (full L×L matrices) or for selected rows
+// (e.g. the CLS or the last token), optionally split per state. Output fp32 or
+// bf16; matches mixlens::s6_operator::alpha / alpha_row.
+//
+// Layers: alpha_kernels (cumulative sums, tiled full kernel, rows kernel) →
+// dispatch and facade (here).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/gpu/detail/alpha_kernels.cuh"
+#include "mixlens/gpu/detail/scan_dispatch.cuh"
+#include "mixlens/gpu/error.cuh"
+
+namespace mixlens::gpu {
+
+// The S6 control signals of a batch, in device memory: Δ (batch, D, L) after
+// softplus, A (D, N), B and C (batch, G, N, L) with channel d in group d / (D/G).
+// For a complex State, B and C are complex and α = 2·Re(…).
+template <class State = float>
+struct hidden_attention_params {
+  using state_type = State;
+  index_t batch = 0, channels = 0, length = 0, state_size = 0, groups = 1;
+  const float* delta = nullptr;
+  const State* a = nullptr;
+  const State* b = nullptr;
+  const State* c = nullptr;
+};
+
+namespace detail {
+
+template <class State>
+void validate(const hidden_attention_params<State>& p, std::string_view where) {
+  mixlens::detail::check_positive(where, "batch", p.batch);
+  mixlens::detail::check_positive(where, "channels", p.channels);
+  mixlens::detail::check_positive(where, "length", p.length);
+  mixlens::detail::check_positive(where, "state_size", p.state_size);
+  mixlens::detail::check_positive(where, "groups", p.groups);
+  if (p.channels % p.groups != 0)
+    mixlens::detail::fail(where, "groups", "a group count dividing the " + std::to_string(p.channels) + " channels",
+                          p.groups);
+  const auto need = [&](std::string_view name, const void* ptr) {
+    if (!ptr) mixlens::detail::fail(where, name, "a device pointer", "null");
+  };
+  need("delta", p.delta);
+  need("a", p.a);
+  need("b", p.b);
+  need("c", p.c);
+}
+
+// Cumulative sums of Δ in double, in stream-ordered scratch memory.
+template <class State>
+stream_workspace cumulative_sums(const hidden_attention_params<State>& p, cudaStream_t stream) {
+  const index_t rows = p.batch * p.channels;
+  stream_workspace s(static_cast<std::size_t>(rows * p.length) * sizeof(double), stream);
+  cumsum_kernel<256><<<grid_size(rows), 256, 0, stream>>>(p.delta, static_cast<double*>(s.get()), p.length);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+  return s;
+}
+
+}  // namespace detail
+
+// alpha (batch, D, L, L), row-major, device memory: every entry written (zeros
+// above the diagonal). Out is float or __nv_bfloat16.
+template <class State, class Out>
+void hidden_attention(const hidden_attention_params<State>& p, Out* alpha, cudaStream_t stream = nullptr) {
+  constexpr std::string_view where = "mixlens::gpu::hidden_attention";
+  detail::validate(p, where);
+  if (!alpha) mixlens::detail::fail(where, "alpha", "a device pointer", "null");
+  const std::size_t smem = detail::alpha_smem_bytes<State>(p.state_size);
+  int device = 0, limit = 0;
+  MIXLENS_CUDA_CHECK(cudaGetDevice(&device));
+  MIXLENS_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (smem > static_cast<std::size_t>(limit))
+    mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
+  auto kernel = detail::alpha_full_kernel<State, State, Out>;
+  MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  auto sums = detail::cumulative_sums(p, stream);
+  const index_t tiles = (p.length + detail::alpha_tile - 1) / detail::alpha_tile;
+  kernel<<<detail::grid_size(p.batch * p.channels * tiles), 256, smem, stream>>>(
+      p.delta, static_cast<const double*>(sums.get()), p.a, p.b, p.c, alpha, p.channels, p.length, p.state_size,
+      p.groups);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+// Selected rows: out (batch, D, R, L) with out[b][d][r] = α[b][d][rows[r]], or
+// with per_state (batch, D, N, R, L), the term of each state n on its own.
+// `rows` is host memory, each in [0, L).
+template <class State, class Out>
+void hidden_attention_rows(const hidden_attention_params<State>& p, vector_view<const index_t> rows, Out* out,
+                           bool per_state = false, cudaStream_t stream = nullptr) {
+  constexpr std::string_view where = "mixlens::gpu::hidden_attention_rows";
+  detail::validate(p, where);
+  if (!out) mixlens::detail::fail(where, "out", "a device pointer", "null");
+  mixlens::detail::check_positive(where, "rows (count)", static_cast<index_t>(rows.size()));
+  for (const index_t r : rows)
+    if (r < 0 || r >= p.length)
+      mixlens::detail::fail(where, "rows", "row indices in [0, " + std::to_string(p.length) + ")", r);
+  const index_t R = static_cast<index_t>(rows.size());
+  detail::stream_workspace drows(rows.size() * sizeof(index_t), stream);
+  MIXLENS_CUDA_CHECK(cudaMemcpyAsync(drows.get(), rows.data(), rows.size() * sizeof(index_t), cudaMemcpyHostToDevice,
+                                     stream));
+  auto sums = detail::cumulative_sums(p, stream);
+  const std::size_t smem = 2 * static_cast<std::size_t>(p.state_size) * sizeof(State);
+  const auto* cums = static_cast<const double*>(sums.get());
+  const auto* rws = static_cast<const index_t*>(drows.get());
+  const unsigned blocks = detail::grid_size(p.batch * p.channels * R);
+  if (per_state)
+    detail::alpha_rows_kernel<true, State, State, Out><<<blocks, 256, smem, stream>>>(
+        p.delta, cums, p.a, p.b, p.c, rws, R, out, p.channels, p.length, p.state_size, p.groups);
+  else
+    detail::alpha_rows_kernel<false, State, State, Out><<<blocks, 256, smem, stream>>>(
+        p.delta, cums, p.a, p.b, p.c, rws, R, out, p.channels, p.length, p.state_size, p.groups);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+  // The host rows buffer may go away once the copy is done.
+  MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+}  // namespace mixlens::gpu

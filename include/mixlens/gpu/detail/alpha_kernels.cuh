@@ -1,0 +1,261 @@
+// Kernel level: hidden attention α of S6 (paper eq. 12),
+//   α[d][i][j] = Σ_n C_i[n] · exp(A_n (S_i − S_j)) · Δ_j B_j[n],  j ≤ i,
+// with S the inclusive cumulative sum of Δ, kept in double so that differences
+// of far-apart sums stay exact to fp32; no factor exp(±S) is ever formed alone.
+//
+// Full matrices: a block owns a 64-row tile of one channel and walks the column
+// tiles. Strictly lower tiles are rank-N products with every exponent ≤ 0:
+//   α[i][j] = Σ_n (C_i e^{A(S_i−S_r)}) · e^{A(S_r−S_e)} · (Δ_j B_j e^{A(S_e−S_j)})
+// (r the first row of the row tile, e the last column of the column tile), so a
+// tile costs N exps per row and column instead of N per element; diagonal tiles
+// use the direct formula; tiles above the diagonal are zeros.
+#pragma once
+
+#include <cub/block/block_scan.cuh>
+#include <cuda_runtime.h>
+
+#include "mixlens/gpu/detail/numeric.cuh"
+#include "mixlens/tensor.hpp"
+
+namespace mixlens::gpu::detail {
+
+// Inclusive cumulative sums of Δ in double, one block per (batch, channel) row.
+template <int Threads>
+__global__ void __launch_bounds__(Threads) cumsum_kernel(const float* delta, double* s, index_t length) {
+  using block_scan = cub::BlockScan<double, Threads>;
+  __shared__ typename block_scan::TempStorage temp;
+  const index_t base = static_cast<index_t>(blockIdx.x) * length;
+  double carry = 0;
+  for (index_t t0 = 0; t0 < length; t0 += Threads) {
+    const index_t t = t0 + threadIdx.x;
+    double x = t < length ? static_cast<double>(delta[base + t]) : 0.0;
+    double total;
+    block_scan(temp).InclusiveSum(x, x, total);
+    if (t < length) s[base + t] = carry + x;
+    carry += total;
+    __syncthreads();
+  }
+}
+
+template <class State>
+struct alpha_math;
+
+template <>
+struct alpha_math<float> {
+  __device__ static float exp_scaled(float a, float x) { return __expf(a * x); }
+  __device__ static float out(float x) { return x; }
+};
+
+template <>
+struct alpha_math<complex<float>> {
+  __device__ static complex<float> exp_scaled(complex<float> a, float x) {
+    const float m = __expf(a.real() * x);
+    float s, c;
+    sincosf(a.imag() * x, &s, &c);
+    return {m * c, m * s};
+  }
+  __device__ static float out(complex<float> x) { return 2.0f * x.real(); }  // conjugate partner implied
+};
+
+template <class Out>
+__device__ __forceinline__ void store4(Out* p, float a, float b, float c, float d) {
+  if constexpr (std::is_same_v<Out, float>) {
+    __stcs(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));  // streaming: written once, never reread
+  } else {
+    Out v[4] = {from_float<Out>(a), from_float<Out>(b), from_float<Out>(c), from_float<Out>(d)};
+    uint2 w;
+    std::memcpy(&w, v, sizeof(w));
+    __stcs(reinterpret_cast<uint2*>(p), w);
+  }
+}
+
+inline constexpr int alpha_tile = 64;
+
+// Shared-memory layout of the full kernel: the cumulative sums of the row tile
+// and the diagonal column tile, then [n][position] arrays of the row tile's C
+// (raw and scaled), the column tile's Δ·B (raw and scaled), A and the per-tile
+// middle factors.
+template <class State>
+constexpr std::size_t alpha_smem_bytes(index_t n) {
+  return 2 * alpha_tile * sizeof(double) + static_cast<std::size_t>(4 * n * alpha_tile + 2 * n) * sizeof(State);
+}
+
+template <class State, class W, class Out>
+__global__ void __launch_bounds__(256) alpha_full_kernel(const float* delta, const double* cums, const State* a,
+                                                         const W* b, const W* c, Out* out, index_t D, index_t L,
+                                                         index_t N, index_t G) {
+  using math = alpha_math<State>;
+  constexpr int T = alpha_tile;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  double* s_row = reinterpret_cast<double*>(smem_raw);
+  double* s_col = s_row + T;
+  State* c_raw = reinterpret_cast<State*>(s_col + T);  // [n][i]
+  State* c_scaled = c_raw + N * T;                       // C_i e^{A(S_i − S_r)}
+  State* b_raw = c_scaled + N * T;                       // Δ_j B_j
+  State* b_scaled = b_raw + N * T;                       // Δ_j B_j e^{A(S_e − S_j)}
+  State* a_s = b_scaled + N * T;
+  State* mid = a_s + N;                                  // e^{A(S_r − S_e)}
+
+  const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
+  const index_t tiles = (L + T - 1) / T;
+  const index_t row_tile = static_cast<index_t>(blockIdx.x) % tiles;
+  const index_t bd = static_cast<index_t>(blockIdx.x) / tiles;  // batch·D + d
+  const index_t bi = bd / D, d = bd % D, g = d / (D / G);
+  const index_t i0 = row_tile * T;
+  const float* drow = delta + bd * L;
+  const double* srow = cums + bd * L;
+  const W* bg = b + (bi * G + g) * N * L;
+  const W* cg = c + (bi * G + g) * N * L;
+  Out* orow = out + (bd * L) * L;  // this channel's L×L block (64-bit offsets)
+
+  for (index_t n = tid; n < N; n += 256) a_s[n] = a[d * N + n];
+  for (int i = tid; i < T; i += 256) s_row[i] = i0 + i < L ? srow[i0 + i] : srow[L - 1];
+  __syncthreads();
+  for (index_t k = tid; k < N * T; k += 256) {
+    const index_t n = k / T, i = k % T;
+    const State cv = i0 + i < L ? State(cg[n * L + i0 + i]) : State(0);
+    c_raw[k] = cv;
+    c_scaled[k] = cv * math::exp_scaled(a_s[n], static_cast<float>(s_row[i] - s_row[0]));
+  }
+
+  const bool vec = (L % 4) == 0;
+  for (index_t jt = 0; jt < tiles; ++jt) {
+    const index_t j0 = jt * T;
+    float acc[4][4];
+    if (jt < row_tile) {  // strictly lower: factorized
+      __syncthreads();    // the previous tile's b_scaled is consumed
+      const double s_end = srow[j0 + T - 1];
+      for (index_t k = tid; k < N * T; k += 256) {
+        const index_t n = k / T, j = k % T;
+        const float dj = drow[j0 + j];
+        b_scaled[k] = State(bg[n * L + j0 + j]) * dj *
+                      math::exp_scaled(a_s[n], static_cast<float>(s_end - srow[j0 + j]));
+      }
+      for (index_t n = tid; n < N; n += 256) mid[n] = math::exp_scaled(a_s[n], static_cast<float>(s_row[0] - s_end));
+      __syncthreads();
+      State accs[4][4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) accs[r][q] = State(0);
+      for (index_t n = 0; n < N; ++n) {
+        const State m = mid[n];
+        State cr[4], bq[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) cr[r] = c_scaled[n * T + ty * 4 + r] * m;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) bq[q] = b_scaled[n * T + tx * 4 + q];
+#pragma unroll
+        for (int r = 0; r < 4; ++r)
+#pragma unroll
+          for (int q = 0; q < 4; ++q) accs[r][q] += cr[r] * bq[q];
+      }
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) acc[r][q] = math::out(accs[r][q]);
+    } else if (jt == row_tile) {  // diagonal tile: direct, j ≤ i only
+      __syncthreads();
+      for (index_t k = tid; k < N * T; k += 256) {
+        const index_t n = k / T, j = k % T;
+        b_raw[k] = j0 + j < L ? State(bg[n * L + j0 + j]) * drow[j0 + j] : State(0);
+      }
+      for (int j = tid; j < T; j += 256) s_col[j] = s_row[j];
+      __syncthreads();
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+          const int i = ty * 4 + r, j = tx * 4 + q;
+          State sum(0);
+          if (j <= i) {
+            const float gap = static_cast<float>(s_row[i] - s_col[j]);
+            for (index_t n = 0; n < N; ++n)
+              sum += c_raw[n * T + i] * math::exp_scaled(a_s[n], gap) * b_raw[n * T + j];
+          }
+          acc[r][q] = math::out(sum);
+        }
+    } else {  // above the diagonal
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) acc[r][q] = 0.0f;
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const index_t i = i0 + ty * 4 + r, j = j0 + tx * 4;
+      if (i >= L) continue;
+      Out* p = orow + i * L + j;
+      if (vec && j + 3 < L) {
+        store4(p, acc[r][0], acc[r][1], acc[r][2], acc[r][3]);
+      } else {
+#pragma unroll
+        for (int q = 0; q < 4; ++q)
+          if (j + q < L) p[q] = from_float<Out>(acc[r][q]);
+      }
+    }
+  }
+}
+
+// Selected rows: out[(bd·R + r)·L + j] = α[d][rows[r]][j] (or, per state, each
+// term n of the sum on its own row block (bd·N + n)·R + r). One block per
+// (batch·channel, row); N exps per element, coalesced over j.
+template <bool PerState, class State, class W, class Out>
+__global__ void __launch_bounds__(256) alpha_rows_kernel(const float* delta, const double* cums, const State* a,
+                                                         const W* b, const W* c, const index_t* rows, index_t R,
+                                                         Out* out, index_t D, index_t L, index_t N, index_t G) {
+  using math = alpha_math<State>;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  State* ct = reinterpret_cast<State*>(smem_raw);  // C_t[n]
+  State* as = ct + N;
+  const index_t bd = static_cast<index_t>(blockIdx.x) / R, r = static_cast<index_t>(blockIdx.x) % R;
+  const index_t bi = bd / D, d = bd % D, g = d / (D / G);
+  const index_t t = rows[r];
+  const W* bg = b + (bi * G + g) * N * L;
+  const W* cg = c + (bi * G + g) * N * L;
+  for (index_t n = threadIdx.x; n < N; n += blockDim.x) {
+    ct[n] = State(cg[n * L + t]);
+    as[n] = a[d * N + n];
+  }
+  __syncthreads();
+  const double st = cums[bd * L + t];
+  for (index_t j = threadIdx.x; j < L; j += blockDim.x) {
+    const bool live = j <= t;
+    const float gap = live ? static_cast<float>(st - cums[bd * L + j]) : 0.0f;
+    const float dj = delta[bd * L + j];
+    if constexpr (PerState) {
+      for (index_t n = 0; n < N; ++n) {
+        const float v = live ? math::out(ct[n] * math::exp_scaled(as[n], gap) * (State(bg[n * L + j]) * dj)) : 0.0f;
+        out[((bd * N + n) * R + r) * L + j] = from_float<Out>(v);
+      }
+    } else {
+      State sum(0);
+      if (live)
+        for (index_t n = 0; n < N; ++n) sum += ct[n] * math::exp_scaled(as[n], gap) * State(bg[n * L + j]);
+      out[(bd * R + r) * L + j] = from_float<Out>(live ? math::out(sum) * dj : 0.0f);
+    }
+  }
+}
+
+// The straightforward baseline for the benchmarks: one thread per element,
+// N exps each, no tiling.
+template <class Out>
+__global__ void alpha_naive_kernel(const float* delta, const double* cums, const float* a, const float* b,
+                                   const float* c, Out* out, index_t D, index_t L, index_t N, index_t G) {
+  const index_t total = D * L * L;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t j = k % L, i = (k / L) % L, d = k / (L * L);
+    const index_t g = d / (D / G);
+    float sum = 0;
+    if (j <= i) {
+      const float gap = static_cast<float>(cums[d * L + i] - cums[d * L + j]);
+      for (index_t n = 0; n < N; ++n)
+        sum += c[(g * N + n) * L + i] * __expf(a[d * N + n] * gap) * b[(g * N + n) * L + j];
+      sum *= delta[d * L + j];
+    }
+    out[k] = from_float<Out>(sum);
+  }
+}
+
+}  // namespace mixlens::gpu::detail
