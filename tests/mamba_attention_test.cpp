@@ -1,0 +1,170 @@
+#define BOOST_TEST_MODULE mamba_attention
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <vector>
+
+#include "common/oracles.hpp"
+#include "mixlens/io/npy.hpp"
+#include "mixlens/models/mamba_attention.hpp"
+
+using namespace mixlens;
+using namespace mixlens::models;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path data_dir = fs::path(__FILE__).parent_path() / "data";
+
+std::vector<index_t> tokens_of(const std::string& model, int s) {
+  return io::read_npy(data_dir / "reference" / model / ("tokens_" + std::to_string(s) + ".npy")).as<index_t>();
+}
+
+template <class T>
+std::vector<mamba_layer_signals<T>> all_signals(const mamba_model<T>& m, const std::vector<index_t>& tokens) {
+  std::vector<mamba_layer_signals<T>> out;
+  (void)mamba_forward(m, std::span<const index_t>(tokens), [&](const mamba_layer_signals<T>& s) { out.push_back(s); });
+  return out;
+}
+
+// Eq. 12 of the paper summed term by term in long double from Δ, A, B, C: the
+// independent oracle for α.
+template <class T>
+long double naive_alpha(const mamba_layer_signals<T>& s, index_t d, index_t i, index_t j) {
+  if (j > i) return 0;
+  long double sum = 0;
+  for (index_t n = 0; n < s.a.extent(1); ++n) {
+    long double decay = 0;
+    for (index_t k = j + 1; k <= i; ++k) decay += s.delta(d, k);
+    sum += static_cast<long double>(s.c(0, n, i)) * std::exp(static_cast<long double>(s.a(d, n)) * decay) *
+           s.delta(d, j) * s.b(0, n, j);
+  }
+  return sum;
+}
+
+template <class T>
+void check_model(const char* name, int sequence, double tol) {
+  const auto model = load_mamba<T>(data_dir / name);
+  const auto tokens = tokens_of(name, sequence);
+  const auto signals = all_signals(model, tokens);
+  const index_t L = static_cast<index_t>(tokens.size());
+  for (const auto& s : signals) {
+    const auto& w = model.layers[static_cast<std::size_t>(s.layer)];
+    const index_t D = s.u.extent(0);
+
+    // The self-test: both forms reproduce the layer's output.
+    const auto e = check_reconstruction(w, s);
+    BOOST_TEST(e.paper <= tol, name << " layer " << s.layer << ": paper reconstruction " << e.paper);
+    BOOST_TEST(e.unified <= tol, name << " layer " << s.layer << ": unified reconstruction " << e.unified);
+
+    // α against the independent eq. 12 oracle, on a few channels.
+    const auto alpha = layer_attention(w, s, attention_form::paper);
+    double diff = 0, scale = 0;
+    for (index_t d = 0; d < D; d += std::max<index_t>(1, D / 5))
+      for (index_t i = 0; i < L; ++i)
+        for (index_t j = 0; j < L; ++j) {
+          const long double want = naive_alpha(s, d, i, j);
+          diff = std::max(diff, static_cast<double>(std::abs(alpha(d, i, j) - want)));
+          scale = std::max(scale, static_cast<double>(std::abs(want)));
+        }
+    BOOST_TEST(diff <= tol * std::max(scale, 1.0), name << " layer " << s.layer << ": alpha vs eq. 12 " << diff);
+
+    // Rows without the matrix equal the matrix's rows, in both forms.
+    const auto unified = layer_attention(w, s, attention_form::unified);
+    for (index_t d : {index_t(0), D - 1})
+      for (index_t t : {index_t(0), L / 2, L - 1}) {
+        const auto rp = layer_attention_row(w, s, attention_form::paper, d, t);
+        const auto ru = layer_attention_row(w, s, attention_form::unified, d, t);
+        for (index_t j = 0; j < L; ++j) {
+          BOOST_TEST(std::abs(rp[static_cast<std::size_t>(j)] - alpha(d, t, j)) <= tol * (1 + std::abs(alpha(d, t, j))));
+          BOOST_TEST(std::abs(ru[static_cast<std::size_t>(j)] - unified(d, t, j)) <= tol * (1 + std::abs(unified(d, t, j))));
+        }
+      }
+
+    // Causal: nothing above the diagonal; the conv bias shows up as an offset.
+    for (index_t d = 0; d < D; ++d)
+      for (index_t i = 0; i < L; ++i)
+        for (index_t j = i + 1; j < L; ++j) {
+          BOOST_TEST(alpha(d, i, j) == T(0));
+          BOOST_TEST(unified(d, i, j) == T(0));
+        }
+    const auto op = unified_operator(w, s);
+    double offset = 0;
+    for (index_t d = 0; d < D; ++d)
+      for (index_t t = 0; t < L; ++t) offset = std::max(offset, static_cast<double>(std::abs(op->offset(d, t))));
+    BOOST_TEST(offset > 0, name << ": conv bias offset should be non-zero");
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(reconstruction_rows_and_eq12_double) {
+  check_model<double>("mamba_tied_fp32", 2, 1e-12);
+  check_model<double>("mamba_bias_bf16", 1, 1e-12);
+  check_model<double>("mamba_ss_f16", 0, 1e-12);
+}
+
+BOOST_AUTO_TEST_CASE(reconstruction_rows_and_eq12_float) {
+  check_model<float>("mamba_tied_fp32", 2, 1e-5);
+  check_model<float>("mamba_bias_bf16", 1, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(paper_form_against_transformers_signals) {
+  // α·u + D·u, gated, from the C++ signals, against the out_proj input that
+  // transformers recorded: the attention explains the real layer.
+  const auto model = load_mamba<double>(data_dir / "mamba_bias_bf16");
+  const auto tokens = tokens_of("mamba_bias_bf16", 1);
+  const index_t L = static_cast<index_t>(tokens.size());
+  (void)mamba_forward(model, std::span<const index_t>(tokens), [&](const mamba_layer_signals<double>& s) {
+    const auto ref = io::read_npy(data_dir / "reference" / "mamba_bias_bf16" /
+                                  ("layer" + std::to_string(s.layer) + "_1_ssm_out.npy")).as<double>();
+    const auto& w = model.layers[static_cast<std::size_t>(s.layer)];
+    const auto alpha = layer_attention(w, s, attention_form::paper);
+    const index_t D = s.u.extent(0);
+    double diff = 0, scale = 0;
+    for (index_t d = 0; d < D; ++d)
+      for (index_t t = 0; t < L; ++t) {
+        double y = w.ssm.skip[static_cast<std::size_t>(d)] * s.u(d, t);
+        for (index_t j = 0; j <= t; ++j) y += alpha(d, t, j) * s.u(d, j);
+        y *= s.gate(d, t);
+        const double want = ref[static_cast<std::size_t>(t * D + d)];
+        diff = std::max(diff, std::abs(y - want));
+        scale = std::max(scale, std::abs(want));
+      }
+    BOOST_TEST(diff / scale <= 1e-5, "layer " << s.layer << ": " << diff / scale);
+  });
+}
+
+BOOST_AUTO_TEST_CASE(streaming_visits_the_selected_layers) {
+  const auto model = load_mamba<double>(data_dir / "mamba_bias_bf16");
+  const auto tokens = tokens_of("mamba_bias_bf16", 1);
+  const std::vector<index_t> layers{2, 0};
+  std::vector<index_t> seen;
+  const auto logits = for_each_layer_attention(model, std::span<const index_t>(tokens), attention_form::unified,
+                                               std::span<const index_t>(layers),
+                                               [&](const mamba_layer_signals<double>& s, tensor_view<const double, 3> a) {
+                                                 seen.push_back(s.layer);
+                                                 BOOST_TEST(a.extent(0) == 120);
+                                                 BOOST_TEST(a.extent(1) == static_cast<index_t>(tokens.size()));
+                                                 const auto direct = layer_attention(
+                                                     model.layers[static_cast<std::size_t>(s.layer)], s, attention_form::unified);
+                                                 BOOST_TEST(std::equal(direct.data(), direct.data() + direct.size(), a.data_handle()));
+                                               });
+  BOOST_TEST(seen == (std::vector<index_t>{0, 2}));
+  const auto plain = mamba_forward(model, std::span<const index_t>(tokens));
+  BOOST_TEST(testing::relative_error(logits, plain) == 0.0);
+
+  const std::vector<index_t> bad{3};
+  testing::check_error([&] {
+    (void)for_each_layer_attention(model, std::span<const index_t>(tokens), attention_form::paper,
+                                   std::span<const index_t>(bad), [](auto&&...) {});
+  }, {"layers", "[0, 3)"});
+  const auto signals = all_signals(model, tokens);
+  tensor<double, 3> wrong(120, 5, 5);
+  testing::check_error([&] { layer_attention(model.layers[0], signals[0], attention_form::paper, wrong.view()); },
+                       {"out", "rows"});
+  testing::check_error([&] { (void)layer_attention_row(model.layers[0], signals[0], attention_form::paper, 120, 0); },
+                       {"channel in [0, 120)"});
+  testing::check_error([&] { (void)layer_attention_row(model.layers[0], signals[0], attention_form::paper, 0, 99); },
+                       {"position"});
+}
