@@ -153,13 +153,13 @@ BOOST_AUTO_TEST_CASE(initialization_follows_s5) {
   // Redraw the documented sequence: B (16 × 3), then C (3 × 16, Re and Im
   // interleaved), both truncated normal with std 1/sqrt(16); B̃ = V*·B, C̃ = C·V
   // with V block diagonal of the 4 kept eigenvectors per block.
-  std::mt19937_64 gen(7);
+  detail::splitmix64 gen(7);
   matrix<double> b(16, 3);
-  for (index_t k = 0; k < b.size(); ++k) b.data()[k] = detail::truncated_normal(gen, 0.25);
+  for (index_t k = 0; k < b.size(); ++k) b.data()[k] = gen.truncated_normal(0.25);
   matrix<cd> c(3, 16);
   for (index_t k = 0; k < c.size(); ++k) {
-    const double re = detail::truncated_normal(gen, 0.25);
-    c.data()[k] = {re, detail::truncated_normal(gen, 0.25)};
+    const double re = gen.truncated_normal(0.25);
+    c.data()[k] = {re, gen.truncated_normal(0.25)};
   }
   double err_b = 0, err_c = 0;
   for (index_t blk = 0; blk < 2; ++blk)

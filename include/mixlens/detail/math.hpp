@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cmath>
+#include <sstream>
+#include <string>
 
 #include "mixlens/config.hpp"
 #include "mixlens/tensor.hpp"
@@ -31,6 +33,24 @@ template <class T>
 template <class T>
 [[nodiscard]] T real_part(complex<T> x) {
   return x.real();
+}
+
+// exp(z) − 1 for std::complex or cuda::std::complex, without the cancellation of
+// the naive form when |z| is small (Δ·A is often ~1e-3):
+// Re = expm1(x)·cos y − 2 sin²(y/2), Im = e^x·sin y.
+template <class C>
+[[nodiscard]] C complex_expm1(C z) {
+  const auto x = z.real(), y = z.imag(), half = std::sin(y / 2);
+  return C(std::expm1(x) * std::cos(y) - 2 * half * half, std::exp(x) * std::sin(y));
+}
+
+// "a + bi" for error messages, at full precision.
+template <class C>
+[[nodiscard]] std::string format_complex(C z) {
+  std::ostringstream os;
+  os.precision(17);
+  os << z.real() << (z.imag() < 0 ? " - " : " + ") << std::abs(z.imag()) << "i";
+  return os.str();
 }
 
 }  // namespace mixlens::detail

@@ -5,12 +5,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mixlens/detail/math.hpp"
+#include "mixlens/detail/random.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -23,24 +24,10 @@ template <class T>
   return s4_complex(static_cast<double>(z.real()), static_cast<double>(z.imag()));
 }
 
-// exp(z) − 1 without the cancellation of the naive form when |z| is small
-// (Δ·A is often ~1e-3): Re = expm1(x)·cos y − 2 sin²(y/2).
-[[nodiscard]] inline s4_complex s4_expm1(s4_complex z) {
-  const double x = z.real(), y = z.imag(), sh = std::sin(0.5 * y);
-  return {std::expm1(x) * std::cos(y) - 2.0 * sh * sh, std::exp(x) * std::sin(y)};
-}
-
 // log(1 + w), accurate for small |w|.
 [[nodiscard]] inline s4_complex s4_log1p(s4_complex w) {
   const double x = w.real(), y = w.imag();
   return {0.5 * std::log1p(2.0 * x + x * x + y * y), std::atan2(y, 1.0 + x)};
-}
-
-inline std::string s4_format_complex(s4_complex z) {
-  std::ostringstream os;
-  os.precision(17);
-  os << "(" << z.real() << ", " << z.imag() << ")";
-  return os.str();
 }
 
 // Every diagonal entry of a (channels × states) array must have Re < 0.
@@ -52,7 +39,7 @@ void s4_check_stable(std::string_view where, std::string_view argument, matrix_v
       if (!(z.real() < 0.0) || !std::isfinite(z.imag()))
         fail(where, argument,
              "Re < 0 (a stable state) at (" + std::to_string(h) + ", " + std::to_string(n) + ")",
-             s4_format_complex(z));
+             format_complex(z));
     }
 }
 
@@ -86,18 +73,16 @@ class s4_random {
     constexpr std::string_view where = "mixlens::s4 initialization";
     check_positive(where, "dt_min", dt_min);
     if (!(dt_max >= dt_min)) fail(where, "dt_max", "dt_max >= dt_min = " + std::to_string(dt_min), dt_max);
-    std::uniform_real_distribution<double> u(std::log(dt_min), std::log(dt_max));
     std::vector<T> v(static_cast<std::size_t>(channels));
-    for (auto& e : v) e = static_cast<T>(dt_min == dt_max ? std::log(dt_min) : u(gen_));
+    for (auto& e : v) e = static_cast<T>(std::log(gen_.log_uniform(dt_min, dt_max)));
     return v;
   }
 
   template <class T>
   matrix<complex<T>> complex_normal(index_t rows, index_t cols) {
-    std::normal_distribution<double> n(0.0, std::sqrt(0.5));
     matrix<complex<T>> m(rows, cols);
     for (index_t i = 0; i < m.size(); ++i) {
-      const double re = n(gen_), im = n(gen_);
+      const double re = gen_.normal(0.0, std::sqrt(0.5)), im = gen_.normal(0.0, std::sqrt(0.5));
       m.data()[i] = complex<T>(static_cast<T>(re), static_cast<T>(im));
     }
     return m;
@@ -105,14 +90,13 @@ class s4_random {
 
   template <class T>
   std::vector<T> normal(index_t count) {
-    std::normal_distribution<double> n(0.0, 1.0);
     std::vector<T> v(static_cast<std::size_t>(count));
-    for (auto& e : v) e = static_cast<T>(n(gen_));
+    for (auto& e : v) e = static_cast<T>(gen_.normal());
     return v;
   }
 
  private:
-  std::mt19937_64 gen_;
+  splitmix64 gen_;
 };
 
 }  // namespace mixlens::detail

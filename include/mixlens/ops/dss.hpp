@@ -18,7 +18,6 @@
 #include <complex>
 #include <cstdint>
 #include <numbers>
-#include <random>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -26,6 +25,8 @@
 #include <vector>
 
 #include "mixlens/detail/hippo.hpp"
+#include "mixlens/detail/math.hpp"
+#include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
 
@@ -57,24 +58,6 @@ struct dss_parameters {
   std::vector<T> dt_imag;     // channels: separate step for Im Λ (the reference's sep_dt_re_im), or empty
   std::vector<T> skip;        // channels: D, or empty
 };
-
-namespace detail::dss_impl {
-
-using cd = std::complex<double>;
-
-// e^z − 1 without cancellation for small |z|.
-[[nodiscard]] inline cd expm1(cd z) {
-  const double a = z.real(), b = z.imag(), s = std::sin(b / 2);
-  return {std::expm1(a) * std::cos(b) - 2 * s * s, std::exp(a) * std::sin(b)};
-}
-
-[[nodiscard]] inline std::string format(cd z) {
-  std::ostringstream os;
-  os << z.real() << (z.imag() < 0 ? " - " : " + ") << std::abs(z.imag()) << "i";
-  return os.str();
-}
-
-}  // namespace detail::dss_impl
 
 // ω_0 ≥ … ≥ ω_{N−1} > 0: the normal part of the size-2N HiPPO-LegS matrix,
 // −½·I + K with K real skew-symmetric (detail/hippo.hpp), has the eigenvalues
@@ -129,14 +112,14 @@ class dss_mixer {
         cd coeff;
         index_t shift = 0;  // exponent offset: e^{μ(k − shift)} stays ≤ 1 in modulus
         if (variant_ == dss_variant::exp) {
-          coeff = w * detail::dss_impl::expm1(mu) / l;
+          coeff = w * detail::complex_expm1(mu) / l;
         } else {
           // Σ_{r<L} e^{μ(r − shift)} = (e^{νL} − 1)/(e^{ν} − 1) with ν = ±μ, Re ν ≤ 0.
           const bool grows = mu.real() > 0;
           shift = grows ? L - 1 : 0;
           const cd nu = grows ? -mu : mu;
-          const cd den = detail::dss_impl::expm1(nu);
-          const cd sum = den == cd(0) ? cd(double(L)) : detail::dss_impl::expm1(nu * double(L)) / den;
+          const cd den = detail::complex_expm1(nu);
+          const cd sum = den == cd(0) ? cd(double(L)) : detail::complex_expm1(nu * double(L)) / den;
           if (!(std::abs(sum) > 0) || !std::isfinite(std::abs(sum)))
             detail::fail("mixlens::dss_mixer::kernel", "lambda", "a non-vanishing softmax normalizer Σ_r e^{ΛΔr}",
                          "0 at channel " + std::to_string(c) + ", state " + std::to_string(n));
@@ -190,7 +173,7 @@ class dss_mixer {
         const auto l = lambda(c, n);
         if (l == std::complex<double>(0)) detail::fail(where, "lambda", "Λ != 0 (the kernel divides by Λ)", "0");
         if (variant_ == dss_variant::exp && !(l.real() < 0))
-          detail::fail(where, "lambda", "Re Λ < 0 for the DSS-exp kernel", detail::dss_impl::format(l));
+          detail::fail(where, "lambda", "Re Λ < 0 for the DSS-exp kernel", detail::format_complex(l));
       }
   }
 
@@ -217,9 +200,7 @@ template <class T>
   detail::check_positive(where, "state_size", state_size);
   detail::check_positive(where, "dt_min", o.dt_min);
   if (!(o.dt_max >= o.dt_min)) detail::fail(where, "dt_max", ">= dt_min " + std::to_string(o.dt_min), o.dt_max);
-  std::mt19937_64 gen(o.seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  detail::splitmix64 gen(o.seed);
   std::vector<double> omega;
   if (o.lambda_init == dss_init::skew_hippo) omega = skew_hippo_frequencies(state_size);
   dss_parameters<T> p;
@@ -229,13 +210,12 @@ template <class T>
     for (index_t n = 0; n < state_size; ++n) {
       const double im = o.lambda_init == dss_init::skew_hippo ? omega[static_cast<std::size_t>(n)] : std::numbers::pi * double(n);
       p.lambda(c, n) = complex<T>(T(-0.5), static_cast<T>(im));
-      const double wr = normal(gen), wi = normal(gen);
+      const double wr = gen.normal(), wi = gen.normal();
       p.w(c, n) = complex<T>(static_cast<T>(wr), static_cast<T>(wi));
     }
-  const double lo = std::log(o.dt_min), hi = std::log(o.dt_max);
-  for (index_t c = 0; c < channels; ++c) p.dt.push_back(static_cast<T>(std::exp(lo + uniform(gen) * (hi - lo))));
+  for (index_t c = 0; c < channels; ++c) p.dt.push_back(static_cast<T>(gen.log_uniform(o.dt_min, o.dt_max)));
   if (o.skip)
-    for (index_t c = 0; c < channels; ++c) p.skip.push_back(static_cast<T>(normal(gen)));
+    for (index_t c = 0; c < channels; ++c) p.skip.push_back(static_cast<T>(gen.normal()));
   return dss_mixer<T>(std::move(p), variant);
 }
 

@@ -21,11 +21,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <random>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
 #include "mixlens/ops/dss.hpp"
@@ -204,11 +204,11 @@ template <class T>
   constexpr std::string_view where = "mixlens::make_gss_mixer";
   detail::check_positive(where, "in_channels", in_channels);
   detail::check_positive(where, "channels", channels);
-  std::mt19937_64 gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
-  std::normal_distribution<double> normal(0.0, 1.0 / std::sqrt(double(in_channels)));
+  detail::splitmix64 gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
+  const double stddev = 1.0 / std::sqrt(double(in_channels));
   gss_parameters<T> p{matrix<T>(channels, in_channels), {}, matrix<T>(channels, in_channels), {}};
-  for (index_t i = 0; i < p.w_gate.size(); ++i) p.w_gate.data()[i] = static_cast<T>(normal(gen));
-  for (index_t i = 0; i < p.w_value.size(); ++i) p.w_value.data()[i] = static_cast<T>(normal(gen));
+  for (index_t i = 0; i < p.w_gate.size(); ++i) p.w_gate.data()[i] = static_cast<T>(gen.normal(0.0, stddev));
+  for (index_t i = 0; i < p.w_value.size(); ++i) p.w_value.data()[i] = static_cast<T>(gen.normal(0.0, stddev));
   return gss_mixer<T>(std::move(p), make_dss_mixer<T>(channels, state_size, variant, o));
 }
 

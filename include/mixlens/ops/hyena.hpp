@@ -19,13 +19,13 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "mixlens/detail/fft.hpp"
 #include "mixlens/detail/hyena_filter.hpp"
+#include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 
 namespace mixlens {
@@ -244,9 +244,9 @@ class hyena_mixer {
     if (!(cfg.target > 0)) detail::fail(where, "target", "a positive value", cfg.target);
 
     const index_t D = cfg.d_model, W = (cfg.order + 1) * D, F = cfg.filter_order, DF = D * (cfg.order - 1);
-    std::mt19937_64 gen(cfg.seed);
+    detail::splitmix64 gen(cfg.seed);
     auto uniform = [&](double limit) {
-      return [&gen, limit] { return static_cast<T>(std::uniform_real_distribution<double>(-limit, limit)(gen)); };
+      return [&gen, limit] { return static_cast<T>(gen.uniform(-limit, limit)); };
     };
     auto fill = [](auto& range, auto draw) {
       for (auto& e : range) e = draw();
@@ -268,8 +268,7 @@ class hyena_mixer {
     fill_matrix(w_.short_filter_weight, uniform(conv_bound));
     fill(w_.short_filter_bias, uniform(conv_bound));
     w_.filter_bias.resize(static_cast<std::size_t>(DF));
-    std::normal_distribution<double> normal(0, 1);
-    fill(w_.filter_bias, [&] { return static_cast<T>(normal(gen)); });
+    fill(w_.filter_bias, [&] { return static_cast<T>(gen.normal()); });
     detail::hyena_positional_embedding(cfg.emb_dim, cfg.l_max, w_.pos_z, w_.pos_t);
     for (index_t layer = 0; layer <= cfg.num_inner_mlps; ++layer) {
       const index_t fan_in = layer == 0 ? cfg.emb_dim : F;

@@ -84,7 +84,7 @@ struct s4d_discrete_state {
   s4d_discrete_state s;
   if (disc == ssm_discretization::zoh) {
     s.log_a_bar = dta;
-    s.b_bar = detail::s4_expm1(dta) / a * b;
+    s.b_bar = detail::complex_expm1(dta) / a * b;
   } else {
     const detail::s4_complex half = 0.5 * dta;
     s.log_a_bar = detail::s4_log1p(half) - detail::s4_log1p(-half);

@@ -12,13 +12,13 @@
 
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "mixlens/detail/hippo.hpp"
+#include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/scan.hpp"
 
@@ -46,30 +46,6 @@ struct s5_init {
 };
 
 namespace detail {
-
-// Portable draws from a std::mt19937_64-like engine (whose output sequence the
-// standard fixes), so initializations agree across standard libraries.
-template <class Engine>
-double uniform01(Engine& gen) {
-  return double(gen() >> 11) * 0x1.0p-53;  // [0, 1)
-}
-
-template <class Engine>
-double standard_normal(Engine& gen) {  // Box–Muller
-  constexpr double two_pi = 6.283185307179586476925286766559;
-  const double u = 1.0 - uniform01(gen);  // (0, 1]
-  return std::sqrt(-2 * std::log(u)) * std::cos(two_pi * uniform01(gen));
-}
-
-// Normal truncated to ±2 standard deviations and rescaled to the given std (the
-// variance-scaling convention: the truncated standard normal has std 0.8796…).
-template <class Engine>
-double truncated_normal(Engine& gen, double stddev) {
-  double z;
-  do z = standard_normal(gen);
-  while (std::abs(z) > 2);
-  return z * stddev / 0.87962566103423978;
-}
 
 template <class T>
 complex<double> widen(const complex<T>& z) {
@@ -264,8 +240,7 @@ class s5_mixer {
   // S5's initialization for H channels (see s5_init). Λ: J copies of the HiPPO-N
   // eigenvalues of size N = state_size / J (under conjugate symmetry the N/2 with
   // negative imaginary part); V the matching eigenvectors, block diagonal.
-  // Draws, in this order, from one std::mt19937_64(seed) through the portable
-  // normal/uniform transforms above: B (P_full × H, truncated normal, std
+  // Draws, in this order, from one detail::splitmix64(seed): B (P_full × H, truncated normal, std
   // 1/sqrt(P_full)), then B̃ = V⁻¹B; C (see s5_c_init), then C̃ = C·V; D ~ N(0, 1);
   // log_step ~ U[log dt_min, log dt_max].
   [[nodiscard]] static s5_mixer hippo(index_t channels, const s5_init& init = {}) {
@@ -293,7 +268,7 @@ class s5_mixer {
       return eig.v(row % n, col % keep);
     };
 
-    std::mt19937_64 gen(init.seed);
+    detail::splitmix64 gen(init.seed);
     std::vector<complex<T>> lambda(static_cast<std::size_t>(P));
     for (index_t p = 0; p < P; ++p) {
       const complex<double> l = eig.lambda[static_cast<std::size_t>(p % keep)];
@@ -301,7 +276,7 @@ class s5_mixer {
     }
 
     matrix<double> b(P_full, H);
-    for (index_t k = 0; k < b.size(); ++k) b.data()[k] = detail::truncated_normal(gen, 1 / std::sqrt(double(P_full)));
+    for (index_t k = 0; k < b.size(); ++k) b.data()[k] = gen.truncated_normal(1 / std::sqrt(double(P_full)));
     matrix<complex<T>> b_tilde(P, H);
     for (index_t p = 0; p < P; ++p)
       for (index_t h = 0; h < H; ++h) {
@@ -313,8 +288,8 @@ class s5_mixer {
     matrix<complex<T>> c_tilde(H, P);
     if (init.c_init == s5_c_init::complex_normal) {
       for (index_t k = 0; k < c_tilde.size(); ++k) {
-        const double re = std::sqrt(0.5) * detail::standard_normal(gen);
-        const double im = std::sqrt(0.5) * detail::standard_normal(gen);
+        const double re = std::sqrt(0.5) * gen.normal();
+        const double im = std::sqrt(0.5) * gen.normal();
         c_tilde.data()[k] = {static_cast<T>(re), static_cast<T>(im)};
       }
     } else {
@@ -322,8 +297,8 @@ class s5_mixer {
                                                                    : 1 / std::sqrt(double(P_full));
       matrix<complex<double>> c(H, P_full);
       for (index_t k = 0; k < c.size(); ++k) {
-        const double re = detail::truncated_normal(gen, stddev);
-        const double im = detail::truncated_normal(gen, stddev);
+        const double re = gen.truncated_normal(stddev);
+        const double im = gen.truncated_normal(stddev);
         c.data()[k] = {re, im};
       }
       for (index_t h = 0; h < H; ++h)
@@ -335,10 +310,10 @@ class s5_mixer {
     }
 
     std::vector<T> skip(static_cast<std::size_t>(H));
-    for (auto& d : skip) d = static_cast<T>(detail::standard_normal(gen));
+    for (auto& d : skip) d = static_cast<T>(gen.normal());
     std::vector<T> log_step(static_cast<std::size_t>(P));
     const double lo = std::log(init.dt_min), hi = std::log(init.dt_max);
-    for (auto& s : log_step) s = static_cast<T>(lo + (hi - lo) * detail::uniform01(gen));
+    for (auto& s : log_step) s = static_cast<T>(lo + (hi - lo) * gen.uniform());
 
     return s5_mixer(std::move(lambda), std::move(b_tilde), std::move(c_tilde), std::move(log_step), std::move(skip),
                     init.discretization, init.conj_sym);

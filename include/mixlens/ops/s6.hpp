@@ -295,7 +295,7 @@ class s6_mixer {
     detail::uniform_fill(m.dt_proj, seed + 1, 1.0 / std::sqrt(double(dt_rank)));
     detail::splitmix64 rng(seed + 2);
     for (auto& bias : m.dt_bias) {
-      const double dt = std::exp(std::log(dt_min) + rng.uniform() * (std::log(dt_max) - std::log(dt_min)));
+      const double dt = rng.log_uniform(dt_min, dt_max);
       bias = static_cast<T>(dt + std::log(-std::expm1(-dt)));  // softplus⁻¹(dt)
     }
     for (index_t d = 0; d < channels; ++d)
