@@ -1,6 +1,7 @@
 # Finds what mixlens needs; used by the build and, installed, by the package config.
 #   libcudacxx::libcudacxx  CCCL's cuda::std (span, mdspan, complex), from the CUDA toolkit
 #   PkgConfig::MIXLENS_FFTW3  FFTW3 in float and double (Debian: libfftw3-dev)
+#   ZLIB::ZLIB               deflate for PNG heatmaps (Debian: zlib1g-dev)
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
 #   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
 include_guard(GLOBAL)
@@ -29,4 +30,9 @@ endif()
 find_package(nlohmann_json 3 CONFIG QUIET)
 if(NOT nlohmann_json_FOUND)
   message(FATAL_ERROR "mixlens::models needs nlohmann-json 3: on Debian, apt-get install nlohmann-json3-dev")
+endif()
+
+find_package(ZLIB QUIET)
+if(NOT ZLIB_FOUND)
+  message(FATAL_ERROR "mixlens needs zlib for PNG output: on Debian, apt-get install zlib1g-dev")
 endif()

@@ -3,7 +3,7 @@
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 
-mixlens_packages=(cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev)
+mixlens_packages=(cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev zlib1g-dev)
 
 mixlens_missing=()
 for p in "${mixlens_packages[@]}"; do

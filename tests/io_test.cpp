@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <zlib.h>
+
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/png.hpp"
@@ -87,22 +89,22 @@ BOOST_AUTO_TEST_CASE(png_heatmap_is_a_valid_png_with_viridis_colours) {
   BOOST_TEST(png.substr(12, 4) == "IHDR");
   BOOST_TEST(be32(png, 16) == 512u);  // 16 cells enlarged 32×
   BOOST_TEST(be32(png, 20) == 512u);
-  // Every chunk's CRC is right, and the stored deflate stream holds the pixels.
-  std::string raw;
+  // Every chunk's CRC is right, and the deflate stream holds the pixels.
+  std::string idat;
   for (std::size_t at = 8; at < png.size();) {
     const std::uint32_t len = be32(png, at);
     const std::string type = png.substr(at + 4, 4);
     const auto* body = reinterpret_cast<const std::uint8_t*>(png.data() + at + 4);
     BOOST_TEST(io::detail::crc32(body, len + 4) == be32(png, at + 8 + len), type);
-    if (type == "IDAT") {
-      for (std::size_t p = at + 10; p < at + 8 + len - 4;) {  // skip zlib header, stop before Adler-32
-        const std::size_t n = static_cast<unsigned char>(png[p + 1]) | (static_cast<unsigned char>(png[p + 2]) << 8);
-        raw += png.substr(p + 5, n);
-        p += 5 + n;
-      }
-    }
+    if (type == "IDAT") idat += png.substr(at + 8, len);
     at += 12 + len;
   }
+  std::string raw(512 * (3 * 512 + 1), '\0');
+  uLongf raw_size = raw.size();
+  BOOST_REQUIRE(uncompress(reinterpret_cast<Bytef*>(raw.data()), &raw_size,
+                           reinterpret_cast<const Bytef*>(idat.data()), idat.size()) == Z_OK);
+  raw.resize(raw_size);
+  BOOST_TEST(png.size() < 20000u);  // compressed: the heatmap is 16 flat 32×32 blocks
   BOOST_TEST(raw.size() == 512u * (3 * 512 + 1));
   auto pixel = [&](index_t x, index_t y) {
     const std::size_t at = static_cast<std::size_t>(y * (3 * 512 + 1) + 1 + 3 * x);

@@ -1,6 +1,5 @@
 // PNG heatmaps of mixing matrices: viridis colours, linear or log-magnitude
-// scale, a colour bar with its end values. Self-contained: the image data goes
-// into stored (uncompressed) deflate blocks, so no zlib is needed.
+// scale, a colour bar with its end values. Image data is deflated with zlib.
 #pragma once
 
 #include <algorithm>
@@ -13,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <zlib.h>
 
 #include "mixlens/config.hpp"
 #include "mixlens/error.hpp"
@@ -140,23 +141,12 @@ inline void write_png(const std::filesystem::path& file, index_t width, index_t 
     raw.push_back('\0');
     raw.append(reinterpret_cast<const char*>(rgb.data() + 3 * y * width), static_cast<std::size_t>(3 * width));
   }
-  std::string z("\x78\x01", 2);  // zlib header, stored blocks
-  std::uint32_t a = 1, b = 0;    // Adler-32
-  for (unsigned char c : raw) {
-    a = (a + c) % 65521;
-    b = (b + a) % 65521;
-  }
-  for (std::size_t pos = 0; pos < raw.size() || pos == 0; pos += 65535) {
-    const std::size_t len = std::min<std::size_t>(65535, raw.size() - pos);
-    z.push_back(pos + len >= raw.size() ? '\x01' : '\x00');
-    z.push_back(static_cast<char>(len & 0xff));
-    z.push_back(static_cast<char>(len >> 8));
-    z.push_back(static_cast<char>(~len & 0xff));
-    z.push_back(static_cast<char>((~len >> 8) & 0xff));
-    z.append(raw, pos, len);
-    if (raw.empty()) break;
-  }
-  detail::put_u32(z, (b << 16) | a);
+  uLongf size = compressBound(static_cast<uLong>(raw.size()));
+  std::string z(size, '\0');
+  if (compress2(reinterpret_cast<Bytef*>(z.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+                static_cast<uLong>(raw.size()), Z_BEST_COMPRESSION) != Z_OK)
+    throw error("cannot compress the image data of '" + file.string() + "'");
+  z.resize(size);
   std::string png("\x89PNG\r\n\x1a\n", 8), ihdr;
   detail::put_u32(ihdr, static_cast<std::uint32_t>(width));
   detail::put_u32(ihdr, static_cast<std::uint32_t>(height));
