@@ -130,6 +130,9 @@ inputs make_inputs(matrix<T> x, std::uint64_t seed) {
   return in;
 }
 
+// Side of the blocks of the ratio test: a rank equal to it means a full-rank ratio.
+constexpr index_t ratio_block = 32;
+
 struct measurement {
   std::string key, name;
   data_control claimed{}, verdict{};
@@ -212,7 +215,7 @@ measurement measure(const std::string& key, Bind bind, const inputs& in, const o
     r.toeplitz = std::max(r.toeplitz, analysis::toeplitz_distance(m.view()));
     r.change = std::max(r.change, analysis::relative_change(m.view(), m0.view()));
     r.sensitivity = std::max(r.sensitivity, analysis::sensitivity(mp.view(), mm.view(), m.view(), in.eps));
-    const auto rr = analysis::ratio_rank(m.view(), m0.view());
+    const auto rr = analysis::ratio_rank(m.view(), m0.view(), {.block = ratio_block});
     r.ratio_rank = std::max(r.ratio_rank, rr.rank);
     r.ratio_blocks += rr.blocks;
     r.ratio_sigma2 = std::max(r.ratio_sigma2, rr.second_singular);
@@ -406,10 +409,12 @@ std::string sci(double v) {
 }
 
 void print_table(const std::vector<measurement>& ms, const options& o) {
+  const index_t side = std::min(ratio_block, o.length);
   std::printf("| operator | claimed | Toeplitz | Δ input | ∂M | ratio rank | semisep. rank | span90 | matrices (inner) | apply err | verdict |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& m : ms) {
-    const std::string ratio = m.ratio_blocks > 0 ? std::to_string(m.ratio_rank) : "n/a";
+    const std::string ratio =
+        m.ratio_blocks > 0 ? std::to_string(m.ratio_rank) + "/" + std::to_string(std::min(ratio_block, o.length)) : "n/a";
     std::printf("| %s | %s | %s | %s | %s | %s | %lld | %.1f | %lld (%lld) | %s | %s %s |\n", m.name.c_str(),
                 std::string(to_string(m.claimed)).c_str(), sci(m.toeplitz).c_str(), sci(m.change).c_str(),
                 sci(m.sensitivity).c_str(), ratio.c_str(), static_cast<long long>(m.semiseparable), m.span,
@@ -417,12 +422,13 @@ void print_table(const std::vector<measurement>& ms, const options& o) {
                 std::string(to_string(m.verdict)).c_str(), m.verdict == m.claimed ? "✓" : "✗ (differs)");
   }
   std::printf("\nL = %lld, D = %lld, N = %lld, H = %lld, seed = %llu. Toeplitz: ‖M − Toeplitz(M)‖/‖M‖; Δ input: "
-              "‖M(x) − M(x₀)‖/‖M(x₀)‖;\n∂M: ‖∂M/∂x[δ]‖/‖M‖ with ‖δ‖ = ‖x‖; ratio rank: numerical rank of M(x) ∘/ M(x₀) on the "
-              "support (1 = diagonal data control);\nsemisep. rank: largest numerical rank of strictly lower blocks; span90: "
+              "‖M(x) − M(x₀)‖/‖M(x₀)‖;\n∂M: ‖∂M/∂x[δ]‖/‖M‖ with ‖δ‖ = ‖x‖; ratio rank: numerical rank of M(x) ∘/ M(x₀) on "
+              "%lld×%lld blocks of the support\n(1 = diagonal data control, %lld = full);\nsemisep. rank: largest numerical rank of strictly lower blocks; span90: "
               "mean distance holding 90%% of a row's |mass|;\nmatrices: attention matrices per layer (inner components); "
               "apply err: fast path vs materialized matrix. Maxima over the matrices examined.\n",
               static_cast<long long>(o.length), static_cast<long long>(o.channels), static_cast<long long>(o.state),
-              static_cast<long long>(o.heads), static_cast<unsigned long long>(o.seed));
+              static_cast<long long>(o.heads), static_cast<unsigned long long>(o.seed), static_cast<long long>(side),
+              static_cast<long long>(side), static_cast<long long>(side));
 }
 
 void write_json(const std::vector<measurement>& ms, const options& o) {
@@ -439,6 +445,7 @@ void write_json(const std::vector<measurement>& ms, const options& o) {
           {"ratio_rank", m.ratio_blocks > 0 ? nlohmann::ordered_json(m.ratio_rank) : nlohmann::ordered_json(nullptr)},
           {"ratio_second_singular", m.ratio_sigma2},
           {"ratio_blocks", m.ratio_blocks},
+          {"ratio_block_side", std::min(ratio_block, o.length)},
           {"semiseparable_rank", m.semiseparable},
           {"attention_span_90", m.span},
           {"attention_span_90_max", m.span_max},
