@@ -77,6 +77,31 @@ inline void set_counters(benchmark::State& state, double bytes, double tokens) {
       benchmark::Counter(bytes / copy_bandwidth(), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Uniform values in [lo, hi) drawn on the device (a counter hash), so that large
+// benchmark inputs cost no host time.
+template <class T>
+__global__ void fill_uniform_kernel(T* p, index_t n, std::uint64_t seed, float lo, float hi) {
+  for (index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    std::uint64_t x = (static_cast<std::uint64_t>(i) + 1) * 0x9E3779B97F4A7C15ull ^ (seed * 0xD1B54A32D192ED03ull);
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    p[i] = T(lo + (hi - lo) * static_cast<float>(x >> 40) * (1.0f / 16777216.0f));
+  }
+}
+
+template <class T>
+gpu::device_buffer<T> device_random(index_t n, std::uint64_t seed, float lo, float hi) {
+  gpu::device_buffer<T> b(n);
+  fill_uniform_kernel<<<1024, 256>>>(b.data(), n, seed, lo, hi);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+  MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
+  return b;
+}
+
 template <class T>
 std::vector<T> random_host(std::size_t n, std::uint64_t seed, float lo, float hi) {
   std::mt19937_64 gen(seed);

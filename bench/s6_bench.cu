@@ -29,13 +29,14 @@ __global__ void naive_s6_kernel(gpu::selective_scan_params<In, float> p) {
   }
 }
 
-template <class In, bool Naive>
+template <class In, bool Naive, bool Generic = false>
 void s6_forward(benchmark::State& state) {
   const index_t B = state.range(0), D = state.range(1), L = state.range(2), N = 16;
   const auto sig = static_cast<std::size_t>(B * D * L);
-  gpu::device_buffer<In> u(bench::random_host<In>(sig, 1, -1, 1)), delta(bench::random_host<In>(sig, 2, -1, 1)),
-      z(bench::random_host<In>(sig, 3, -1, 1)), y(B * D * L);
-  gpu::device_buffer<In> b(bench::random_host<In>(B * N * L, 4, -1, 1)), c(bench::random_host<In>(B * N * L, 5, -1, 1));
+  auto u = bench::device_random<In>(B * D * L, 1, -1, 1), delta = bench::device_random<In>(B * D * L, 2, -1, 1),
+       z = bench::device_random<In>(B * D * L, 3, -1, 1);
+  gpu::device_buffer<In> y(B * D * L);
+  auto b = bench::device_random<In>(B * N * L, 4, -1, 1), c = bench::device_random<In>(B * N * L, 5, -1, 1);
   std::vector<float> a_host(D * N);
   for (index_t i = 0; i < D * N; ++i) a_host[i] = -float(i % N + 1);
   gpu::device_buffer<float> a(a_host), bias(bench::random_host<float>(D, 6, -4, -2)),
@@ -44,6 +45,7 @@ void s6_forward(benchmark::State& state) {
   p.batch = B, p.channels = D, p.length = L, p.state_size = N, p.groups = 1;
   p.u = u.data(), p.delta = delta.data(), p.delta_bias = bias.data(), p.delta_softplus = true;
   p.a = a.data(), p.b = b.data(), p.c = c.data(), p.skip = skip.data(), p.z = z.data(), p.y = y.data();
+  p.generic_only = Generic;
   bench::time_launches(state, [&] {
     if constexpr (Naive) {
       naive_s6_kernel<<<static_cast<unsigned>((B * D + 127) / 128), 128>>>(p);
@@ -66,4 +68,5 @@ void shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(s6_forward<float, false>)->Name("s6_forward_fp32")->Apply(shapes);
 BENCHMARK(s6_forward<__nv_bfloat16, false>)->Name("s6_forward_bf16")->Apply(shapes);
 BENCHMARK(s6_forward<__half, false>)->Name("s6_forward_fp16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_forward<float, false, true>)->Name("s6_forward_fp32_generic")->Apply(shapes);
 BENCHMARK(s6_forward<float, true>)->Name("s6_forward_fp32_naive")->Apply(shapes)->Iterations(5);

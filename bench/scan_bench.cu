@@ -12,8 +12,9 @@ template <class Policy>
 void scan(benchmark::State& state) {
   const index_t count = state.range(0), length = state.range(1);
   const auto n = static_cast<std::size_t>(count * length);
-  gpu::device_buffer<float> a(bench::random_host<float>(n, 1, 0.5f, 0.999f)), b(bench::random_host<float>(n, 2, -1, 1)),
-      h(count * length);
+  auto a = bench::device_random<float>(count * length, 1, 0.5f, 0.999f);
+  auto b = bench::device_random<float>(count * length, 2, -1, 1);
+  gpu::device_buffer<float> h(count * length);
   bench::time_launches(state, [&] {
     gpu::linear_recurrence(matrix_view<const float>(a.data(), count, length),
                            matrix_view<const float>(b.data(), count, length), matrix_view<float>(h.data(), count, length),

@@ -34,6 +34,7 @@ struct shape {
 struct options {
   bool bias_softplus = true, skip = true, gate = true, b_constant = false, c_constant = false, last_state = true;
   bool z_silu = true;
+  bool generic_only = false;
 };
 
 template <class In>
@@ -99,6 +100,7 @@ std::pair<double, double> s6_error(shape sh, options opt, std::uint64_t seed) {
   if (opt.gate) p.z = dz.data(), p.z_silu = opt.z_silu;
   p.b_constant = opt.b_constant, p.c_constant = opt.c_constant;
   if (opt.last_state) p.last_state = dlast.data();
+  p.generic_only = opt.generic_only;
   gpu::selective_scan_forward(p);
   MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
   const auto y = dy.to_host();
@@ -166,7 +168,9 @@ std::pair<double, double> s6_error(shape sh, options opt, std::uint64_t seed) {
 const std::vector<shape> shapes = {
     {1, 1, 1, 16, 1},  {2, 3, 7, 16, 1},   {2, 4, 1000, 16, 2}, {1, 8, 2049, 16, 4}, {3, 6, 333, 4, 3},
     {1, 2, 517, 8, 1}, {1, 4, 100, 32, 2}, {1, 3, 50, 64, 1},   {1, 2, 40, 128, 1},  {1, 2, 10, 5, 1},
-    {1, 2, 17, 13, 1}, {8, 512, 64, 16, 1}, {1, 2, 4, 1, 1}};
+    {1, 2, 17, 13, 1}, {8, 512, 64, 16, 1}, {1, 2, 4, 1, 1},
+    // shapes of the staged fast path (N = 16, 8 | D/G, aligned rows), with tails
+    {2, 16, 1000, 16, 2}, {1, 8, 64, 16, 1}, {3, 24, 136, 16, 3}, {1, 8, 8, 16, 1}, {2, 32, 2048, 16, 1}};
 
 template <class In, class State>
 void check_all(double tol) {
@@ -202,6 +206,15 @@ BOOST_AUTO_TEST_CASE(option_combinations) {
     BOOST_TEST(ey < 1e-4);
     BOOST_TEST(eh < 1e-4);
   }
+  for (int mask = 0; mask < 64; ++mask) {  // the same on a staged-path shape, both kernels
+    options o;
+    o.bias_softplus = mask & 1, o.skip = mask & 2, o.gate = mask & 4, o.generic_only = mask & 8,
+    o.last_state = mask & 16, o.z_silu = mask & 32;
+    const auto [ey, eh] = s6_error<float, float>({2, 16, 200, 16, 2}, o, seed++);
+    BOOST_TEST_INFO("staged shape, option mask " << mask);
+    BOOST_TEST(ey < 1e-4);
+    BOOST_TEST(eh < 1e-4);
+  }
   const auto [ey, eh] = s6_error<float, cf>({2, 4, 77, 16, 2}, options{true, true, true, true, true, true, true}, 5);
   BOOST_TEST(ey < 1e-4);
   BOOST_TEST(eh < 1e-4);
@@ -211,6 +224,12 @@ BOOST_AUTO_TEST_CASE(long_sequence) {
   const auto [ey, eh] = s6_error<float, float>({1, 2, 65537, 16, 1}, options{}, 11);
   BOOST_TEST(ey < 1e-4);
   BOOST_TEST(eh < 1e-4);
+  const auto [sy, sh] = s6_error<float, float>({1, 8, 65536, 16, 1}, options{}, 12);  // staged
+  BOOST_TEST(sy < 1e-4);
+  BOOST_TEST(sh < 1e-4);
+  const auto [by, bh] = s6_error<__nv_bfloat16, float>({1, 8, 65536, 16, 1}, options{}, 13);
+  BOOST_TEST(by < 1e-2);
+  BOOST_TEST(bh < 1e-2);
 }
 
 BOOST_AUTO_TEST_CASE(errors) {

@@ -14,6 +14,8 @@
 #include <string_view>
 
 #include "mixlens/gpu/detail/s6_kernel.cuh"
+#include "mixlens/gpu/detail/s6_staged_kernel.cuh"
+#include "mixlens/gpu/detail/scan_dispatch.cuh"
 #include "mixlens/gpu/error.cuh"
 
 namespace mixlens::gpu {
@@ -33,6 +35,21 @@ void launch_selective_scan(const selective_scan_params<In, State>& p, cudaStream
   constexpr int min_blocks = S == 1 && !is_complex_v<State> ? 6 : 3;
   selective_scan_kernel<P, S, s6_threads, min_blocks><<<static_cast<unsigned>(blocks), s6_threads, 0, stream>>>(p);
   MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+// The staged kernel needs: real A, N = 16, B and C varying in time, 8 | D/G (a
+// block never straddles a group or a batch element), rows of 16-byte multiples
+// and 16-byte aligned signals.
+template <class In, class State>
+bool staged_applies(const selective_scan_params<In, State>& p) {
+  if constexpr (is_complex_v<State>) {
+    return false;
+  } else {
+    const auto aligned = [](const void* q) { return q == nullptr || (reinterpret_cast<std::uintptr_t>(q) & 15u) == 0; };
+    return !p.generic_only && p.state_size == 16 && !p.b_constant && !p.c_constant && (p.channels / p.groups) % staged_channels == 0 &&
+           (p.length * static_cast<index_t>(sizeof(In))) % 16 == 0 && aligned(p.u) && aligned(p.delta) &&
+           aligned(p.z) && aligned(p.b) && aligned(p.c);
+  }
 }
 
 template <class In, class State>
@@ -65,6 +82,14 @@ void validate(const selective_scan_params<In, State>& p) {
 template <class In, class State>
 void selective_scan_forward(const selective_scan_params<In, State>& p, cudaStream_t stream = nullptr) {
   detail::validate(p);
+  if constexpr (!detail::is_complex_v<State>) {
+    if (detail::staged_applies(p)) {
+      const index_t blocks = p.batch * p.channels / detail::staged_channels;
+      detail::selective_scan_staged_kernel<<<detail::grid_size(blocks), 128, 0, stream>>>(p);
+      MIXLENS_CUDA_CHECK_LAUNCH();
+      return;
+    }
+  }
   const index_t n = p.state_size;
   if (n <= 4) detail::launch_selective_scan<4, 1>(p, stream);
   else if (n <= 8) detail::launch_selective_scan<8, 1>(p, stream);

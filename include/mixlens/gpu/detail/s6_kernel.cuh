@@ -44,6 +44,7 @@ struct selective_scan_params {
   bool z_silu = true;                    // gate = SiLU(z) as in Mamba; false: z itself
   Input* y = nullptr;                    // (batch, D, L)
   State* last_state = nullptr;           // (batch, D, N) or null: h at step L−1
+  bool generic_only = false;             // skip the staged fast path (tests, benchmarks)
 };
 
 namespace detail {
