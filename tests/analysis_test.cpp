@@ -15,6 +15,8 @@
 #include "mixlens/analysis/semiseparable.hpp"
 #include "mixlens/analysis/time_invariance.hpp"
 #include "mixlens/ops/causal_conv.hpp"
+#include "mixlens/ops/rg_lru.hpp"
+#include "mixlens/ops/rwkv4.hpp"
 #include "mixlens/ops/s6.hpp"
 #include "mixlens/ops/softmax_attention.hpp"
 #include "mixlens/ops/ssd.hpp"
@@ -277,6 +279,30 @@ BOOST_AUTO_TEST_CASE(classification) {
   BOOST_TEST((classify(0.3, 1, 10) == data_control::diagonal));
   BOOST_TEST((classify(0.3, 5, 10) == data_control::non_diagonal));
   BOOST_TEST((classify(0.3, 0, 0) == data_control::non_diagonal));  // inconclusive ratio test
+}
+
+// The instruments on real operators: the classes their traits claim.
+BOOST_AUTO_TEST_CASE(operator_verdicts) {
+  const index_t D = 4, L = 96;
+  auto x = testing::random_matrix<double>(D, L, 1), x0 = testing::random_matrix<double>(D, L, 2);
+  auto verdict = [&](const auto& bind) {
+    auto op = bind(x), op0 = bind(x0);
+    using V = std::remove_cvref_t<decltype(view_of(op))>;
+    auto m = materialize(op, 0, 0), m0 = materialize(op0, 0, 0);
+    const auto rr = analysis::ratio_rank(m.view(), m0.view());
+    const auto got = analysis::classify(analysis::relative_change(m.view(), m0.view()), rr.rank, rr.blocks);
+    BOOST_TEST((got == operator_traits<V>::control), operator_traits<V>::name << ": ratio rank " << rr.rank);
+  };
+  const auto rg = rg_lru_mixer<double>::init(D, 3);
+  verdict([&](const matrix<double>& u) { return rg.bind(u.view()); });
+  const auto rw = rwkv4_mixer<double>::init(D, 4);
+  verdict([&](const matrix<double>& u) { return rw.bind(u.view(), true); });
+  const auto sd = ssd_mixer<double>::init(2, 2, 4, 5);
+  verdict([&](const matrix<double>& u) { return sd.bind(u.view()); });
+  const auto sa = softmax_attention_mixer<double>::init(D, 2, 2, 2, 6);
+  verdict([&](const matrix<double>& u) { return sa.bind(u.view()); });
+  const auto s6 = s6_mixer<double>::mamba_init(D, 8, 1, 7);
+  verdict([&](const matrix<double>& u) { return s6.bind(u.view()); });
 }
 
 BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
