@@ -32,7 +32,10 @@ struct device_present {
   }
 };
 
-const fs::path data_dir = fs::path(__FILE__).parent_path() / "data";
+// MIXLENS_TEST_DATA_DIR in the environment overrides the source tree's copy (for
+// a binary run on another machine).
+const fs::path data_dir = std::getenv("MIXLENS_TEST_DATA_DIR") ? fs::path(std::getenv("MIXLENS_TEST_DATA_DIR"))
+                                                               : fs::path(__FILE__).parent_path() / "data";
 
 struct fixture_case {
   const char* name;

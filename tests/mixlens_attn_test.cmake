@@ -136,7 +136,42 @@ expect(token_float_file 1 "expected int32 or int64"
 expect(token_missing_file 1 "npy|cannot open"
   --model ${DATA}/mamba_tied_fp32 --tokens-file ${WORK}/none.npy --out ${WORK}/x)
 expect(layer_range 1 "layer 5 is outside \\[0, 2\\)" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/x --layers 0,5)
-expect(cuda 1 "no CUDA path" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/x --device cuda)
+expect(save_alpha_layer 1 "--save-alpha: layer 1 is not among the analysed layers"
+  --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/x --layers 0 --save-alpha 1)
+
+# ---- --save-alpha: maps without the D x L x L files --------------------------------
+expect(save_alpha_none 0 "0 alpha_\\{k\\}.npy"
+  --model ${DATA}/mamba_tied_fp32 --tokens 3,17,5,8 --out ${WORK}/nosave --save-alpha none)
+expect_files(save_alpha_none ${WORK}/nosave logits.npy raw.npy rollout.npy alpha_0.png alpha_1.png)
+expect_no_files(save_alpha_none ${WORK}/nosave alpha_0.npy alpha_1.npy)
+
+# ---- --device cuda ---------------------------------------------------------------
+if(NOT HAS_CUDA)
+  expect(cuda 1 "built without CUDA" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/x --device cuda)
+else()
+  # A CUDA build: the GPU path where a device is present (the same checks as the
+  # CPU cases above), a clear refusal where none is.
+  execute_process(COMMAND ${TOOL} --model ${DATA}/mamba_bias_bf16 --tokens-file ${ref}/mamba_bias_bf16/tokens_1.npy
+    --out ${WORK}/cuda --device cuda --form unified --layers 0,2 --save-alpha 2 --self-test
+    --reference-logits ${ref}/mamba_bias_bf16/logits_1.npy
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(rc STREQUAL "0")
+    if(NOT out MATCHES "device cuda.*self-test passed.*\\(ok\\)")
+      message(SEND_ERROR "cuda: output lacks the checks\n${out}${err}")
+      math(EXPR failures "${failures} + 1")
+    else()
+      message(STATUS "ok   cuda (GPU path)")
+    endif()
+    expect_files(cuda ${WORK}/cuda logits.npy alpha_2.npy raw.npy rollout.npy alpha_0.png alpha_2.png rollout.png)
+    expect_no_files(cuda ${WORK}/cuda alpha_0.npy)
+    expect_shape(cuda ${WORK}/cuda/alpha_2.npy "120, 23, 23, ")
+  elseif(rc STREQUAL "1" AND err MATCHES "--device cuda: no (usable )?CUDA device")
+    message(STATUS "ok   cuda (no device here: ${err})")
+  else()
+    message(SEND_ERROR "cuda: exit ${rc}\n${out}${err}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endif()
 
 file(WRITE ${WORK}/a_file "not a folder")
 expect(unwritable_out 1 "output folder .* cannot be created" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/a_file/sub)

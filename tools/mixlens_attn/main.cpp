@@ -2,12 +2,18 @@
 //
 //   mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR
 //                [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]
-//                [--no-png] [--self-test] [--reference-logits FILE]
+//                [--save-alpha all|none|0,3] [--no-png] [--self-test]
+//                [--reference-logits FILE]
 //
-// Writes logits.npy (L × V), alpha_{k}.npy (D × L × L) per selected layer,
-// raw.npy and rollout.npy (L × L) over the selected layers, and PNG heatmaps
-// alpha_{k}.png (channel mean) and rollout.png. Exit status: 0 success, 1 a
-// failure (bad model, tokens, output folder, failed check), 2 bad usage.
+// Writes logits.npy (L × V), alpha_{k}.npy (D × L × L) per selected layer
+// (those of --save-alpha), raw.npy and rollout.npy (L × L) over the selected
+// layers, and PNG heatmaps alpha_{k}.png (channel mean) and rollout.png. With
+// --device cuda (builds with CUDA) the forward pass, the matrices, their channel
+// means, raw attention and rollout are computed on the GPU; D × L × L tensors
+// are copied to the host only for alpha_{k}.npy. Exit status: 0 success, 1 a
+// failure (bad model, tokens, output folder, failed check, no usable GPU), 2 bad
+// usage.
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -27,6 +33,9 @@
 #include "mixlens/models/attention_maps.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_model.hpp"
+#ifdef MIXLENS_ATTN_CUDA
+#include "mixlens/gpu/models/mamba.cuh"
+#endif
 
 namespace fs = std::filesystem;
 using mixlens::index_t;
@@ -38,7 +47,8 @@ namespace {
 constexpr std::string_view usage_text =
     "usage: mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR\n"
     "                    [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]\n"
-    "                    [--no-png] [--self-test] [--reference-logits FILE]\n"
+    "                    [--save-alpha all|none|0,3] [--no-png] [--self-test]\n"
+    "                    [--reference-logits FILE]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors (Hugging Face or state-spaces Mamba)\n"
     "  --tokens LIST           comma-separated token ids\n"
@@ -47,6 +57,7 @@ constexpr std::string_view usage_text =
     "  --device cpu|cuda       where to compute (default cpu)\n"
     "  --form paper|unified    alpha_{k}.npy: the paper's S6 alpha, or the whole block's unified form\n"
     "  --layers all|LIST       layers to analyse, 0-based (default all); raw and rollout use them\n"
+    "  --save-alpha all|none|LIST  analysed layers whose alpha_{k}.npy is written (default all)\n"
     "  --no-png                skip the PNG heatmaps\n"
     "  --self-test             check per layer that the matrices reproduce the layer output\n"
     "  --reference-logits FILE compare the logits with a (L x V) .npy, fail above 1e-4 relative\n";
@@ -57,7 +68,7 @@ struct usage_error : std::runtime_error {
 
 struct options {
   fs::path model, out, tokens_file, reference_logits;
-  std::string tokens_list, device = "cpu", layers = "all";
+  std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all";
   attention_form form = attention_form::paper;
   bool png = true, self_test = false;
 };
@@ -84,6 +95,7 @@ options parse_args(int argc, char** argv) {
       else if (f == "unified") o.form = attention_form::unified;
       else throw usage_error("--form must be paper or unified, not '" + f + "'");
     } else if (arg == "--layers") o.layers = value();
+    else if (arg == "--save-alpha") o.save_alpha = value();
     else if (arg == "--no-png") o.png = false;
     else if (arg == "--self-test") o.self_test = true;
     else if (arg == "--reference-logits") o.reference_logits = value();
@@ -139,6 +151,19 @@ std::vector<index_t> parse_layers(const std::string& text, index_t layers) {
   return out;
 }
 
+// The analysed layers whose alpha_{k}.npy is written.
+std::vector<index_t> parse_save_alpha(const std::string& text, const std::vector<index_t>& layers) {
+  if (text == "all") return layers;
+  if (text == "none") return {};
+  std::vector<index_t> out;
+  for (index_t k : parse_list(text, "--save-alpha")) {
+    if (std::find(layers.begin(), layers.end(), k) == layers.end())
+      throw mixlens::error("--save-alpha: layer " + std::to_string(k) + " is not among the analysed layers (--layers)");
+    out.push_back(k);
+  }
+  return out;
+}
+
 // Creates the folder and proves it writable before any work is done.
 void prepare_output(const fs::path& out) {
   std::error_code ec;
@@ -165,9 +190,110 @@ double relative_error(const matrix<float>& got, const std::vector<double>& want)
   return diff / (scale > 0 ? scale : 1);
 }
 
+bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
+
+// What both devices produce, and the time spent.
+struct results {
+  matrix<float> logits, raw, roll;
+  double compute_s = 0, write_s = 0, check_s = 0, worst_check = 0, upload_s = 0;
+};
+
+void report_self_test(results& r, index_t layer, const reconstruction_error& e) {
+  std::cout << "self-test layer " << layer << ": (alpha*u + D*u)*gate vs output " << e.paper
+            << ", unified A*x + offset vs output " << e.unified << "\n";
+  r.worst_check = std::max({r.worst_check, e.paper, e.unified});
+}
+
+results run_cpu(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
+                const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+  results r;
+  const index_t L = static_cast<index_t>(tokens.size()), D = model.config.intermediate_size;
+  std::vector<matrix<float>> mean_maps, raw_maps;
+  const auto t = clock_type::now();
+  r.logits = for_each_layer_attention(
+      model, std::span<const index_t>(tokens), o.form, std::span<const index_t>(layers),
+      [&](const mamba_layer_signals<float>& s, mixlens::tensor_view<const float, 3> alpha) {
+        auto tw = clock_type::now();
+        const std::string k = std::to_string(s.layer);
+        if (contains(save, s.layer)) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data_handle(), {D, L, L});
+        mean_maps.push_back(aggregate_channels(alpha));
+        raw_maps.push_back(raw_attention_layer(alpha));
+        if (o.png) mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean_maps.back().view()));
+        r.write_s += seconds_since(tw);
+        if (o.self_test) {
+          tw = clock_type::now();
+          const auto e = check_reconstruction(model.layers[static_cast<std::size_t>(s.layer)], s);
+          r.check_s += seconds_since(tw);
+          report_self_test(r, s.layer, e);
+        }
+      });
+  if (!layers.empty()) {
+    r.raw = average_maps(raw_maps);
+    r.roll = rollout(mean_maps);
+  }
+  r.compute_s = seconds_since(t) - r.write_s - r.check_s;  // forward pass and attention together
+  return r;
+}
+
+#ifdef MIXLENS_ATTN_CUDA
+namespace gpu = mixlens::gpu;
+
+// The same on the GPU: per layer the matrices, their channel mean, min / max,
+// raw map and rollout step on the device; the D × L × L tensor is copied to the
+// host only for alpha_{k}.npy, the L × L mean only for its heatmap.
+results run_cuda(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
+                 const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+  std::string reason;
+  if (!gpu::device_available(&reason)) throw mixlens::error("--device cuda: " + reason);
+  results r;
+  const index_t L = static_cast<index_t>(tokens.size()), D = model.config.intermediate_size;
+  auto t = clock_type::now();
+  const gpu::device_mamba_model dm(model);
+  r.upload_s = seconds_since(t);
+  t = clock_type::now();
+  gpu::device_attention attention;
+  gpu::device_rollout roll(L);
+  gpu::device_map_average raw_average(L);
+  gpu::device_buffer<float> map(L * L), raw(L * L), minmax(2);
+  std::vector<float> alpha;
+  const auto logits = gpu::mamba_forward(dm, std::span<const index_t>(tokens), [&](const gpu::device_mamba_layer_signals& s) {
+    if (!contains(layers, s.layer)) return;
+    const bool keep = contains(save, s.layer);
+    if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
+    attention.aggregate(s, o.form, channel_reduction::mean, map.data(), minmax.data(), keep ? alpha.data() : nullptr);
+    gpu::raw_attention_map(map.data(), minmax.data(), L, raw.data(), s.stream);
+    raw_average.add(raw.data());
+    roll.add(map.data());
+    auto tw = clock_type::now();
+    const std::string k = std::to_string(s.layer);
+    if (keep) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data(), {D, L, L});
+    if (o.png) {
+      const auto mean = gpu::download_matrix(map.data(), L, L, s.stream);
+      mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.view()));
+    }
+    r.write_s += seconds_since(tw);
+    if (o.self_test) {
+      tw = clock_type::now();
+      const auto e = attention.check_reconstruction(s);
+      r.check_s += seconds_since(tw);
+      report_self_test(r, s.layer, e);
+    }
+  });
+  r.logits = gpu::download_matrix(logits.data(), L, dm.vocab_size());
+  if (!layers.empty()) {
+    r.raw = raw_average.to_host();
+    r.roll = roll.to_host();
+  }
+  r.compute_s = seconds_since(t) - r.write_s - r.check_s;
+  return r;
+}
+#endif
+
 int run(const options& o) {
+#ifndef MIXLENS_ATTN_CUDA
   if (o.device == "cuda")
-    throw mixlens::error("--device cuda: this build of mixlens-attn has no CUDA path yet; use --device cpu");
+    throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");
+#endif
   const auto start = clock_type::now();
 
   auto t = clock_type::now();
@@ -176,6 +302,7 @@ int run(const options& o) {
   const auto tokens = read_tokens(o);
   check_tokens(model, std::span<const index_t>(tokens), "tokens");
   const auto layers = parse_layers(o.layers, model.num_layers());
+  const auto save = parse_save_alpha(o.save_alpha, layers);
   prepare_output(o.out);
 
   const mamba_config& c = model.config;
@@ -183,58 +310,40 @@ int run(const options& o) {
   std::cout << "model     " << o.model.string() << " (" << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
             << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, d_model "
             << c.hidden_size << ", d_inner " << D << ", N " << c.state_size << ", vocab " << model.vocab_size() << "\n"
-            << "input     L = " << L << " tokens; form " << to_string(o.form) << "; " << layers.size()
-            << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
-            << static_cast<double>(D * L * L * 4) / 1e6 << " MB each)\n";
+            << "input     L = " << L << " tokens; form " << to_string(o.form) << "; device " << o.device << "; "
+            << layers.size() << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
+            << static_cast<double>(D * L * L * 4) / 1e6 << " MB each, " << save.size() << " written)\n";
 
-  double attention_s = 0, write_s = 0, check_s = 0, worst_check = 0;
-  std::vector<matrix<float>> mean_maps, raw_maps;
-  t = clock_type::now();
-  const auto logits = for_each_layer_attention(
-      model, std::span<const index_t>(tokens), o.form, std::span<const index_t>(layers),
-      [&](const mamba_layer_signals<float>& s, mixlens::tensor_view<const float, 3> alpha) {
-        auto tw = clock_type::now();
-        const std::string k = std::to_string(s.layer);
-        mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data_handle(), {D, L, L});
-        mean_maps.push_back(aggregate_channels(alpha));
-        raw_maps.push_back(raw_attention_layer(alpha));
-        if (o.png) mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean_maps.back().view()));
-        write_s += seconds_since(tw);
-        if (o.self_test) {
-          tw = clock_type::now();
-          const auto e = check_reconstruction(model.layers[static_cast<std::size_t>(s.layer)], s);
-          check_s += seconds_since(tw);
-          std::cout << "self-test layer " << s.layer << ": (alpha*u + D*u)*gate vs output " << e.paper
-                    << ", unified A*x + offset vs output " << e.unified << "\n";
-          worst_check = std::max({worst_check, e.paper, e.unified});
-        }
-      });
-  const double forward_s = seconds_since(t) - write_s - check_s;  // forward pass and attention together
-  attention_s = forward_s;
+#ifdef MIXLENS_ATTN_CUDA
+  results r = o.device == "cuda" ? run_cuda(o, model, tokens, layers, save) : run_cpu(o, model, tokens, layers, save);
+#else
+  results r = run_cpu(o, model, tokens, layers, save);
+#endif
 
   t = clock_type::now();
-  mixlens::io::write_npy(o.out / "logits.npy", logits);
+  mixlens::io::write_npy(o.out / "logits.npy", r.logits);
   if (!layers.empty()) {
-    const auto raw = average_maps(raw_maps);
-    const auto roll = rollout(mean_maps);
-    mixlens::io::write_npy(o.out / "raw.npy", raw);
-    mixlens::io::write_npy(o.out / "rollout.npy", roll);
-    if (o.png) mixlens::io::write_heatmap_png(o.out / "rollout.png", mixlens::matrix_view<const float>(roll.view()));
+    mixlens::io::write_npy(o.out / "raw.npy", r.raw);
+    mixlens::io::write_npy(o.out / "rollout.npy", r.roll);
+    if (o.png) mixlens::io::write_heatmap_png(o.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
   }
-  write_s += seconds_since(t);
+  r.write_s += seconds_since(t);
 
-  std::cout << "time      load " << load_s << " s, forward + attention " << attention_s << " s, writing " << write_s
-            << " s" << (o.self_test ? ", self-test " + std::to_string(check_s) + " s" : std::string()) << ", total "
+  std::cout << "time      load " << load_s << " s, "
+            << (o.device == "cuda" ? "upload " + std::to_string(r.upload_s) + " s, " : std::string())
+            << "forward + attention " << r.compute_s << " s, writing " << r.write_s << " s"
+            << (o.self_test ? ", self-test " + std::to_string(r.check_s) + " s" : std::string()) << ", total "
             << seconds_since(start) << " s\n"
-            << "wrote     " << o.out.string() << ": logits.npy, " << layers.size() << " alpha_{k}.npy"
+            << "wrote     " << o.out.string() << ": logits.npy, " << save.size() << " alpha_{k}.npy"
             << (layers.empty() ? "" : ", raw.npy, rollout.npy") << (o.png ? " and PNG heatmaps" : "") << "\n";
 
   int status = 0;
   if (o.self_test) {
-    const bool ok = worst_check <= 1e-4;
-    std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << worst_check << " (limit 1e-4)\n";
+    const bool ok = r.worst_check <= 1e-4;
+    std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << r.worst_check << " (limit 1e-4)\n";
     if (!ok) status = 1;
   }
+  const auto& logits = r.logits;
   if (!o.reference_logits.empty()) {
     const auto ref = mixlens::io::read_npy(o.reference_logits);
     if (ref.shape != std::vector<index_t>{logits.extent(0), logits.extent(1)})

@@ -301,6 +301,11 @@ __global__ void mamba_raw_kernel(const float* mean, const float* minmax, float* 
   out[k] = range > 0 ? static_cast<float>((double(mean[k]) - lo) / range) : 0.0f;
 }
 
+__global__ void mamba_identity_kernel(float* m, index_t L) {
+  const index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (k < L * L) m[k] = k / L == k % L ? 1.0f : 0.0f;
+}
+
 __global__ void mamba_axpy_kernel(float* y, const float* x, float scale, index_t n, bool multiply) {
   const index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (k >= n) return;
@@ -567,7 +572,11 @@ class device_map_average {
   explicit device_map_average(index_t length, cudaStream_t stream = nullptr)
       : length_(length), stream_(stream), sum_(length * length) {
     mixlens::detail::check_positive("mixlens::gpu::device_map_average", "length", length);
+    reset();
+  }
+  void reset() {
     MIXLENS_CUDA_CHECK(cudaMemsetAsync(sum_.data(), 0, sum_.bytes(), stream_));
+    count_ = 0;
   }
   void add(const float* map) {
     const index_t n = length_ * length_;
@@ -604,11 +613,17 @@ class device_rollout {
   explicit device_rollout(index_t length, cudaStream_t stream = nullptr)
       : length_(length), stream_(stream), rho_(length * length), next_(length * length), aug_(length * length) {
     mixlens::detail::check_positive("mixlens::gpu::device_rollout", "length", length);
-    std::vector<float> eye(static_cast<std::size_t>(length * length), 0.0f);
-    for (index_t i = 0; i < length; ++i) eye[static_cast<std::size_t>(i * length + i)] = 1.0f;
-    rho_.upload(eye.data());
+    reset();
   }
   [[nodiscard]] index_t length() const { return length_; }
+
+  // Back to the identity, no layers (the buffers are kept).
+  void reset() {
+    const index_t n = length_ * length_;
+    detail::mamba_identity_kernel<<<detail::mamba_blocks(n), detail::mamba_threads, 0, stream_>>>(rho_.data(), length_);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+    layers_ = 0;
+  }
   [[nodiscard]] index_t layers() const { return layers_; }
 
   void add(const float* layer_map) {

@@ -1,0 +1,158 @@
+// Hidden attention of a whole Mamba language model, end to end: a random
+// Mamba-130m-sized model (d_model 768, 24 layers, d_inner 1536, N 16, vocab
+// 50280; seeded, built in memory) run on L tokens, every layer's α reduced to its
+// channel mean and rolled out, the rollout copied to the host.
+//   gpu_forward        the forward pass alone (logits stay on the device)
+//   gpu_rollout        forward + per-layer channel-mean α + rollout (target < 1 s at L = 1024 on an H200)
+//   gpu_rollout_raw    the same plus min / max, raw maps and their average (what mixlens-attn computes)
+//   gpu_rollout_unified  with the unified form instead of the paper's α
+//   cpu_forward, cpu_rollout  the CPU path (models/), one thread (target < 10 s at L = 128)
+// Wall-clock times; the model's creation and upload are outside the timing.
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mixlens/detail/random.hpp"
+#include "mixlens/gpu/models/mamba.cuh"
+#include "mixlens/models/attention_maps.hpp"
+#include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/mamba_random.hpp"
+
+namespace {
+
+using namespace mixlens;
+using namespace mixlens::models;
+
+mamba_config mamba_130m() {
+  mamba_config c;
+  c.vocab_size = 50280;
+  c.hidden_size = 768;
+  c.intermediate_size = 1536;
+  c.state_size = 16;
+  c.conv_kernel = 4;
+  c.time_step_rank = 48;
+  c.num_layers = 24;
+  return c;
+}
+
+const mamba_model<float>& host_model() {
+  static const mamba_model<float> m = random_mamba<float>(mamba_130m(), 130);
+  return m;
+}
+
+const gpu::device_mamba_model& device_model() {
+  static const gpu::device_mamba_model m(host_model());
+  return m;
+}
+
+std::vector<index_t> tokens(index_t L) {
+  mixlens::detail::splitmix64 rng(static_cast<std::uint64_t>(L));
+  std::vector<index_t> t(static_cast<std::size_t>(L));
+  for (auto& v : t) v = static_cast<index_t>(rng.next() % 50277);
+  return t;
+}
+
+bool need_device(benchmark::State& state) {
+  std::string reason;
+  if (gpu::device_available(&reason)) return true;
+  state.SkipWithError(reason.c_str());
+  return false;
+}
+
+void counters(benchmark::State& state, index_t L) {
+  state.counters["tokens_per_second"] = benchmark::Counter(double(L), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["layers"] = double(mamba_130m().num_layers);
+  state.counters["alpha_GB_per_layer"] = 4.0 * double(mamba_130m().intermediate_size) * double(L * L) / 1e9;
+}
+
+void gpu_forward(benchmark::State& state) {
+  if (!need_device(state)) return;
+  const index_t L = state.range(0);
+  const auto& m = device_model();
+  const auto t = tokens(L);
+  (void)gpu::mamba_forward(m, std::span<const index_t>(t));  // warm-up: cuBLAS and module loading
+  for (auto _ : state) {
+    auto logits = gpu::mamba_forward(m, std::span<const index_t>(t));
+    benchmark::DoNotOptimize(logits.data());
+  }
+  counters(state, L);
+}
+
+enum class what { rollout, rollout_raw, unified };
+
+template <what W>
+void gpu_rollout(benchmark::State& state) {
+  if (!need_device(state)) return;
+  const index_t L = state.range(0);
+  const auto& m = device_model();
+  const auto t = tokens(L);
+  const attention_form form = W == what::unified ? attention_form::unified : attention_form::paper;
+  gpu::device_attention attention;  // workspace kept across iterations
+  gpu::device_buffer<float> map(L * L), raw(L * L), minmax(2);
+  gpu::device_rollout roll(L);
+  gpu::device_map_average raw_average(L);
+  const auto once = [&] {
+    roll.reset();
+    raw_average.reset();
+    auto logits = gpu::mamba_forward(m, std::span<const index_t>(t), [&](const gpu::device_mamba_layer_signals& s) {
+      attention.aggregate(s, form, channel_reduction::mean, map.data(), W == what::rollout_raw ? minmax.data() : nullptr);
+      roll.add(map.data());
+      if (W == what::rollout_raw) {
+        gpu::raw_attention_map(map.data(), minmax.data(), L, raw.data(), s.stream);
+        raw_average.add(raw.data());
+      }
+    });
+    auto result = roll.to_host();
+    benchmark::DoNotOptimize(result.data());
+    if (W == what::rollout_raw) {
+      auto r = raw_average.to_host();
+      benchmark::DoNotOptimize(r.data());
+    }
+    benchmark::DoNotOptimize(logits.data());
+  };
+  once();  // warm-up: workspace allocation, module loading
+  for (auto _ : state) once();
+  counters(state, L);
+}
+
+void cpu_forward(benchmark::State& state) {
+  const index_t L = state.range(0);
+  const auto& m = host_model();
+  const auto t = tokens(L);
+  for (auto _ : state) {
+    auto logits = mamba_forward(m, std::span<const index_t>(t));
+    benchmark::DoNotOptimize(logits.data());
+  }
+  counters(state, L);
+}
+
+void cpu_rollout(benchmark::State& state) {
+  const index_t L = state.range(0);
+  const auto& m = host_model();
+  const auto t = tokens(L);
+  for (auto _ : state) {
+    attention_rollout<float> roll(L);
+    auto logits = for_each_layer_attention(m, std::span<const index_t>(t), attention_form::paper, {},
+                                           [&](const mamba_layer_signals<float>&, tensor_view<const float, 3> a) {
+                                             roll.add(aggregate_channels(a).view());
+                                           });
+    benchmark::DoNotOptimize(logits.data());
+    benchmark::DoNotOptimize(roll.result().data());
+  }
+  counters(state, L);
+}
+
+}  // namespace
+
+BENCHMARK(gpu_forward)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK(gpu_rollout<what::rollout>)->Name("gpu_rollout")->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->MinTime(1.0);
+BENCHMARK(gpu_rollout<what::rollout_raw>)->Name("gpu_rollout_raw")->Arg(1024)->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->MinTime(1.0);
+BENCHMARK(gpu_rollout<what::unified>)->Name("gpu_rollout_unified")->Arg(1024)->Unit(benchmark::kMillisecond)
+    ->UseRealTime()->MinTime(1.0);
+BENCHMARK(cpu_forward)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+BENCHMARK(cpu_rollout)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
