@@ -35,5 +35,12 @@ timeout 120 ncu --clock-control none --kernel-name regex:selective_scan --launch
   --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
   "$BIN/mixlens_gpu_bench" --benchmark_filter='^s6_forward_fp32/4/1536/2048' --benchmark_min_time=0.01 \
   > "$OUT/h200-ncu-s6.txt" 2>&1 || echo "ncu failed"
-grep -E "Duration|Throughput|Achieved Occupancy|Registers|Stall|Warp Cycles|L1/TEX Hit|L2 Hit" "$OUT/h200-ncu-s6.txt" | head -30
+echo "== Nsight Compute: the full α kernel, fp32, D 1536, L 1024"
+timeout 120 ncu --clock-control none --kernel-name regex:alpha_full --launch-count 1 \
+  --section SpeedOfLight --section Occupancy --section WarpStateStats --section MemoryWorkloadAnalysis \
+  "$BIN/mixlens_gpu_bench" --benchmark_filter='^alpha_full_fp32/1536/1024' --benchmark_min_time=0.01 \
+  > "$OUT/h200-ncu-alpha.txt" 2>&1 || echo "ncu failed"
+for f in "$OUT/h200-ncu-s6.txt" "$OUT/h200-ncu-alpha.txt"; do
+  grep -E "Duration|Throughput|Achieved Occupancy|Warp Cycles Per Issued|L1/TEX Hit|L2 Hit" "$f" | head -12
+done
 exit $status

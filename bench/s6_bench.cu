@@ -29,7 +29,7 @@ __global__ void naive_s6_kernel(gpu::selective_scan_params<In, float> p) {
   }
 }
 
-template <class In, bool Naive, bool Generic = false>
+template <class In, bool Naive, int Mode = 0>  // Mode: -1 generic kernel, 0 automatic, 1/2 states per lane
 void s6_forward(benchmark::State& state) {
   const index_t B = state.range(0), D = state.range(1), L = state.range(2), N = 16;
   const auto sig = static_cast<std::size_t>(B * D * L);
@@ -45,7 +45,8 @@ void s6_forward(benchmark::State& state) {
   p.batch = B, p.channels = D, p.length = L, p.state_size = N, p.groups = 1;
   p.u = u.data(), p.delta = delta.data(), p.delta_bias = bias.data(), p.delta_softplus = true;
   p.a = a.data(), p.b = b.data(), p.c = c.data(), p.skip = skip.data(), p.z = z.data(), p.y = y.data();
-  p.generic_only = Generic;
+  p.generic_only = Mode < 0;
+  p.states_per_lane = Mode > 0 ? Mode : 0;
   bench::time_launches(state, [&] {
     if constexpr (Naive) {
       naive_s6_kernel<<<static_cast<unsigned>((B * D + 127) / 128), 128>>>(p);
@@ -68,5 +69,9 @@ void shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(s6_forward<float, false>)->Name("s6_forward_fp32")->Apply(shapes);
 BENCHMARK(s6_forward<__nv_bfloat16, false>)->Name("s6_forward_bf16")->Apply(shapes);
 BENCHMARK(s6_forward<__half, false>)->Name("s6_forward_fp16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(s6_forward<float, false, true>)->Name("s6_forward_fp32_generic")->Apply(shapes);
+BENCHMARK(s6_forward<float, false, -1>)->Name("s6_forward_fp32_generic")->Apply(shapes);
+BENCHMARK(s6_forward<float, false, 1>)->Name("s6_forward_fp32_staged1")->Apply(shapes);
+BENCHMARK(s6_forward<float, false, 2>)->Name("s6_forward_fp32_staged2")->Apply(shapes);
+BENCHMARK(s6_forward<__nv_bfloat16, false, 1>)->Name("s6_forward_bf16_staged1")->Apply(shapes);
+BENCHMARK(s6_forward<__nv_bfloat16, false, 2>)->Name("s6_forward_bf16_staged2")->Apply(shapes);
 BENCHMARK(s6_forward<float, true>)->Name("s6_forward_fp32_naive")->Apply(shapes)->Iterations(5);

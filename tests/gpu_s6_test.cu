@@ -35,6 +35,7 @@ struct options {
   bool bias_softplus = true, skip = true, gate = true, b_constant = false, c_constant = false, last_state = true;
   bool z_silu = true;
   bool generic_only = false;
+  int states_per_lane = 0;
 };
 
 template <class In>
@@ -101,6 +102,7 @@ std::pair<double, double> s6_error(shape sh, options opt, std::uint64_t seed) {
   p.b_constant = opt.b_constant, p.c_constant = opt.c_constant;
   if (opt.last_state) p.last_state = dlast.data();
   p.generic_only = opt.generic_only;
+  p.states_per_lane = opt.states_per_lane;
   gpu::selective_scan_forward(p);
   MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
   const auto y = dy.to_host();
@@ -170,18 +172,22 @@ const std::vector<shape> shapes = {
     {1, 2, 517, 8, 1}, {1, 4, 100, 32, 2}, {1, 3, 50, 64, 1},   {1, 2, 40, 128, 1},  {1, 2, 10, 5, 1},
     {1, 2, 17, 13, 1}, {8, 512, 64, 16, 1}, {1, 2, 4, 1, 1},
     // shapes of the staged fast path (N = 16, 8 | D/G, aligned rows), with tails
-    {2, 16, 1000, 16, 2}, {1, 8, 64, 16, 1}, {3, 24, 136, 16, 3}, {1, 8, 8, 16, 1}, {2, 32, 2048, 16, 1}};
+    {2, 16, 1000, 16, 2}, {1, 8, 64, 16, 1}, {3, 24, 136, 16, 3}, {1, 8, 8, 16, 1}, {2, 32, 2048, 16, 1},
+    {2, 32, 200, 16, 2}, {1, 16, 1000, 16, 1}, {1, 16, 24, 16, 1}};
 
 template <class In, class State>
 void check_all(double tol) {
   std::uint64_t seed = 7;
-  for (const auto& sh : shapes) {
-    const auto [ey, eh] = s6_error<In, State>(sh, options{}, seed++);
-    BOOST_TEST_INFO("B " << sh.batch << " D " << sh.channels << " L " << sh.length << " N " << sh.states << " G "
-                         << sh.groups);
-    BOOST_TEST(ey < tol);
-    BOOST_TEST(eh < tol);
-  }
+  for (const auto& sh : shapes)
+    for (int spl : {0, 1, 2}) {  // every kernel the dispatch may pick
+      options o;
+      o.states_per_lane = spl;
+      const auto [ey, eh] = s6_error<In, State>(sh, o, seed++);
+      BOOST_TEST_INFO("B " << sh.batch << " D " << sh.channels << " L " << sh.length << " N " << sh.states << " G "
+                           << sh.groups << " states per lane " << spl);
+      BOOST_TEST(ey < tol);
+      BOOST_TEST(eh < tol);
+    }
 }
 
 }  // namespace
@@ -210,7 +216,8 @@ BOOST_AUTO_TEST_CASE(option_combinations) {
     options o;
     o.bias_softplus = mask & 1, o.skip = mask & 2, o.gate = mask & 4, o.generic_only = mask & 8,
     o.last_state = mask & 16, o.z_silu = mask & 32;
-    const auto [ey, eh] = s6_error<float, float>({2, 16, 200, 16, 2}, o, seed++);
+    o.states_per_lane = 1 + (mask & 1);
+    const auto [ey, eh] = s6_error<float, float>({2, 32, 200, 16, 2}, o, seed++);
     BOOST_TEST_INFO("staged shape, option mask " << mask);
     BOOST_TEST(ey < 1e-4);
     BOOST_TEST(eh < 1e-4);
@@ -224,7 +231,9 @@ BOOST_AUTO_TEST_CASE(long_sequence) {
   const auto [ey, eh] = s6_error<float, float>({1, 2, 65537, 16, 1}, options{}, 11);
   BOOST_TEST(ey < 1e-4);
   BOOST_TEST(eh < 1e-4);
-  const auto [sy, sh] = s6_error<float, float>({1, 8, 65536, 16, 1}, options{}, 12);  // staged
+  options two;
+  two.states_per_lane = 2;
+  const auto [sy, sh] = s6_error<float, float>({1, 16, 65536, 16, 1}, two, 12);  // staged
   BOOST_TEST(sy < 1e-4);
   BOOST_TEST(sh < 1e-4);
   const auto [by, bh] = s6_error<__nv_bfloat16, float>({1, 8, 65536, 16, 1}, options{}, 13);
@@ -247,6 +256,9 @@ BOOST_AUTO_TEST_CASE(errors) {
   q = p;
   q.state_size = 129;
   testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'state_size'", "128"});
+  q = p;
+  q.states_per_lane = 3;
+  testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'states_per_lane'", "got 3"});
   q = p;
   q.c = nullptr;
   testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'c'", "null"});

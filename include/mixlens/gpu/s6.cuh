@@ -37,19 +37,27 @@ void launch_selective_scan(const selective_scan_params<In, State>& p, cudaStream
   MIXLENS_CUDA_CHECK_LAUNCH();
 }
 
-// The staged kernel needs: real A, N = 16, B and C varying in time, 8 | D/G (a
-// block never straddles a group or a batch element), rows of 16-byte multiples
-// and 16-byte aligned signals.
+// The staged kernel with S states per lane needs: real A, N = 16, B and C
+// varying in time, 8·S | D/G (a block never straddles a group or a batch
+// element), rows of 16-byte multiples and 16-byte aligned signals.
 template <class In, class State>
-bool staged_applies(const selective_scan_params<In, State>& p) {
+bool staged_applies(const selective_scan_params<In, State>& p, int states_per_lane) {
   if constexpr (is_complex_v<State>) {
     return false;
   } else {
     const auto aligned = [](const void* q) { return q == nullptr || (reinterpret_cast<std::uintptr_t>(q) & 15u) == 0; };
-    return !p.generic_only && p.state_size == 16 && !p.b_constant && !p.c_constant && (p.channels / p.groups) % staged_channels == 0 &&
+    return !p.generic_only && p.state_size == 16 && !p.b_constant && !p.c_constant &&
+           (p.channels / p.groups) % (8 * states_per_lane) == 0 &&
            (p.length * static_cast<index_t>(sizeof(In))) % 16 == 0 && aligned(p.u) && aligned(p.delta) &&
            aligned(p.z) && aligned(p.b) && aligned(p.c);
   }
+}
+
+template <int S, class In>
+void launch_staged(const selective_scan_params<In, float>& p, cudaStream_t stream) {
+  const index_t blocks = p.batch * p.channels / staged_shape<S>::channels;
+  selective_scan_staged_kernel<In, S><<<grid_size(blocks), 128, 0, stream>>>(p);
+  MIXLENS_CUDA_CHECK_LAUNCH();
 }
 
 template <class In, class State>
@@ -60,6 +68,8 @@ void validate(const selective_scan_params<In, State>& p) {
   mixlens::detail::check_positive(where, "length", p.length);
   mixlens::detail::check_positive(where, "state_size", p.state_size);
   mixlens::detail::check_positive(where, "groups", p.groups);
+  if (p.states_per_lane < 0 || p.states_per_lane > 2)
+    mixlens::detail::fail(where, "states_per_lane", "0 (automatic), 1 or 2", p.states_per_lane);
   if (p.channels % p.groups != 0)
     mixlens::detail::fail(where, "groups", "a group count dividing the " + std::to_string(p.channels) + " channels",
                           p.groups);
@@ -83,12 +93,11 @@ template <class In, class State>
 void selective_scan_forward(const selective_scan_params<In, State>& p, cudaStream_t stream = nullptr) {
   detail::validate(p);
   if constexpr (!detail::is_complex_v<State>) {
-    if (detail::staged_applies(p)) {
-      const index_t blocks = p.batch * p.channels / detail::staged_channels;
-      detail::selective_scan_staged_kernel<<<detail::grid_size(blocks), 128, 0, stream>>>(p);
-      MIXLENS_CUDA_CHECK_LAUNCH();
-      return;
-    }
+    // Two states per lane once there are enough channels to fill the GPU with
+    // half the threads; one otherwise.
+    const int wanted = p.states_per_lane != 0 ? p.states_per_lane : (p.batch * p.channels >= 4096 ? 2 : 1);
+    if (wanted == 2 && detail::staged_applies(p, 2)) return detail::launch_staged<2>(p, stream);
+    if (detail::staged_applies(p, 1)) return detail::launch_staged<1>(p, stream);
   }
   const index_t n = p.state_size;
   if (n <= 4) detail::launch_selective_scan<4, 1>(p, stream);

@@ -45,6 +45,7 @@ struct selective_scan_params {
   Input* y = nullptr;                    // (batch, D, L)
   State* last_state = nullptr;           // (batch, D, N) or null: h at step L−1
   bool generic_only = false;             // skip the staged fast path (tests, benchmarks)
+  int states_per_lane = 0;               // staged path: 1 or 2 states per lane; 0 chooses
 };
 
 namespace detail {

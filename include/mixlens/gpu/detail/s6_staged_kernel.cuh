@@ -17,8 +17,14 @@
 
 namespace mixlens::gpu::detail {
 
-inline constexpr int staged_channels = 8;   // per block: 8 × 16 lanes
-inline constexpr int staged_steps = 64;     // time steps per shared-memory tile
+// S states per lane: P = 16/S lanes per channel, 8·S channels per block of 128
+// threads, tiles of 64/S steps (shared memory stays near 32 KB per block).
+// More states per lane means more independent recurrences per thread and a
+// reduce-scatter over fewer lanes.
+template <int S>
+struct staged_shape {
+  static constexpr int lanes = 16 / S, channels = 8 * S, steps = 64 / S;
+};
 
 __device__ __forceinline__ void cp_async16(void* smem, const void* global, bool valid) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
@@ -31,46 +37,62 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending));
 }
 
+// Four consecutive shared-memory values as fp32 (one 16- or 8-byte load).
 template <class In>
-struct staged_layout {
-  static constexpr int per_chunk = 16 / static_cast<int>(sizeof(In));      // elements per 16-byte copy
-  static constexpr int chunks = staged_steps / per_chunk;                   // copies per row and tile
-  static constexpr int bc_stride = staged_steps + per_chunk;                // padded: fewer bank conflicts
-};
+__device__ __forceinline__ void load4(const In* p, float (&out)[4]) {
+  if constexpr (std::is_same_v<In, float>) {
+    const float4 v = *reinterpret_cast<const float4*>(p);
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  } else {
+    const uint2 w = *reinterpret_cast<const uint2*>(p);
+    In v[4];
+    std::memcpy(&v[0], &w, sizeof(w));
+#pragma unroll
+    for (int k = 0; k < 4; ++k) out[k] = to_float(v[k]);
+  }
+}
 
-template <class In>
+template <class In, int S>
 __global__ void __launch_bounds__(128, 6) selective_scan_staged_kernel(const selective_scan_params<In, float> p) {
-  using lay = staged_layout<In>;
-  constexpr int T = staged_steps, C = staged_channels, N = 16;
-  __shared__ __align__(16) In s_b[2][N][lay::bc_stride];
-  __shared__ __align__(16) In s_c[2][N][lay::bc_stride];
+  using shape = staged_shape<S>;
+  constexpr int P = shape::lanes, C = shape::channels, T = shape::steps, N = 16;
+  constexpr int per_chunk = 16 / static_cast<int>(sizeof(In));  // elements per 16-byte copy
+  constexpr int chunks = T / per_chunk;                          // copies per row and tile
+  constexpr int stride = T + per_chunk;                          // padded B, C rows: fewer bank conflicts
+  __shared__ __align__(16) In s_b[2][N][stride];
+  __shared__ __align__(16) In s_c[2][N][stride];
   __shared__ __align__(16) In s_u[2][C][T];
   __shared__ __align__(16) In s_raw[2][C][T];  // Δ before bias and softplus
   __shared__ __align__(16) In s_z[2][C][T];
   __shared__ __align__(16) float s_dt[C][T];
   __shared__ __align__(16) float s_du[C][T];
 
-  const int tid = static_cast<int>(threadIdx.x), lane = tid % N, ch = tid / N;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % P, ch = tid / P;
   const index_t D = p.channels, L = p.length;
   const index_t gc0 = static_cast<index_t>(blockIdx.x) * C;  // first channel of the block
   const index_t bi = gc0 / D, d0 = gc0 % D, g = d0 / (D / p.groups);
   const index_t gc = gc0 + ch, d = d0 + ch;
   const In* bg = p.b + (bi * p.groups + g) * N * L;
   const In* cg = p.c + (bi * p.groups + g) * N * L;
-  const float a2 = p.a[d * N + lane] * log2e;
+  float a2[S], h[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    a2[s] = p.a[d * N + lane + s * P] * log2e;
+    h[s] = 0.0f;
+  }
   const float skip = p.skip ? p.skip[d] : 0.0f;
   const bool gate = p.z != nullptr;
 
   const auto issue = [&](index_t t0, int buf) {
-    for (int k = tid; k < N * lay::chunks; k += 128) {  // B and C: 16 rows
-      const int row = k / lay::chunks, col = (k % lay::chunks) * lay::per_chunk;
+    for (int k = tid; k < N * chunks; k += 128) {  // B and C: 16 rows
+      const int row = k / chunks, col = (k % chunks) * per_chunk;
       const bool valid = t0 + col < L;
       const index_t off = row * L + (valid ? t0 + col : 0);
       cp_async16(&s_b[buf][row][col], bg + off, valid);
       cp_async16(&s_c[buf][row][col], cg + off, valid);
     }
-    for (int k = tid; k < C * lay::chunks; k += 128) {  // u, Δ, z: 8 channel rows
-      const int row = k / lay::chunks, col = (k % lay::chunks) * lay::per_chunk;
+    for (int k = tid; k < C * chunks; k += 128) {  // u, Δ, z: one row per channel
+      const int row = k / chunks, col = (k % chunks) * per_chunk;
       const bool valid = t0 + col < L;
       const index_t off = (gc0 + row) * L + (valid ? t0 + col : 0);
       cp_async16(&s_u[buf][row][col], p.u + off, valid);
@@ -80,7 +102,6 @@ __global__ void __launch_bounds__(128, 6) selective_scan_staged_kernel(const sel
     cp_async_commit();
   };
 
-  float h = 0.0f;
   issue(0, 0);
   int buf = 0;
   for (index_t t0 = 0; t0 < L; t0 += T, buf ^= 1) {
@@ -93,8 +114,7 @@ __global__ void __launch_bounds__(128, 6) selective_scan_staged_kernel(const sel
     __syncthreads();
     for (int k = tid; k < C * T; k += 128) {  // Δ: bias + softplus; Δ·u
       const int c = k / T, s = k % T;
-      const index_t dc = d0 + c;
-      float dt = to_float(s_raw[buf][c][s]) + (p.delta_bias ? p.delta_bias[dc] : 0.0f);
+      float dt = to_float(s_raw[buf][c][s]) + (p.delta_bias ? p.delta_bias[d0 + c] : 0.0f);
       if (p.delta_softplus) dt = softplus(dt);
       if (t0 + s >= L) dt = 0.0f;  // past the end: decay 1, input 0
       s_dt[c][s] = dt;
@@ -102,21 +122,28 @@ __global__ void __launch_bounds__(128, 6) selective_scan_staged_kernel(const sel
     }
     __syncthreads();
 #pragma unroll 1
-    for (int sub = 0; sub < T; sub += N) {
-      float acc[N];
+    for (int sub = 0; sub < T; sub += P) {
+      float acc[P];
 #pragma unroll
-      for (int k0 = 0; k0 < N; k0 += 4) {
+      for (int k = 0; k < P; ++k) acc[k] = 0.0f;
+#pragma unroll
+      for (int k0 = 0; k0 < P; k0 += 4) {
         const float4 dt4 = *reinterpret_cast<const float4*>(&s_dt[ch][sub + k0]);
         const float4 du4 = *reinterpret_cast<const float4*>(&s_du[ch][sub + k0]);
         const float dts[4] = {dt4.x, dt4.y, dt4.z, dt4.w}, dus[4] = {du4.x, du4.y, du4.z, du4.w};
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int s = sub + k0 + k;
-          h = fast_exp2(dts[k] * a2) * h + dus[k] * to_float(s_b[buf][lane][s]);
-          acc[k0 + k] = to_float(s_c[buf][lane][s]) * h;
+        for (int s = 0; s < S; ++s) {
+          float bv[4], cv[4];
+          load4(&s_b[buf][lane + s * P][sub + k0], bv);
+          load4(&s_c[buf][lane + s * P][sub + k0], cv);
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            h[s] = fast_exp2(dts[k] * a2[s]) * h[s] + dus[k] * bv[k];
+            acc[k0 + k] += cv[k] * h[s];
+          }
         }
       }
-      float y = group_reduce_scatter<N>(acc, lane);
+      float y = group_reduce_scatter<P>(acc, lane);
       const index_t t = t0 + sub + lane;
       if (t < L) {
         y += skip * to_float(s_u[buf][ch][sub + lane]);
@@ -129,7 +156,10 @@ __global__ void __launch_bounds__(128, 6) selective_scan_staged_kernel(const sel
     }
     __syncthreads();  // buffers of this tile are refilled two tiles on
   }
-  if (p.last_state) p.last_state[gc * N + lane] = h;
+  if (p.last_state) {
+#pragma unroll
+    for (int s = 0; s < S; ++s) p.last_state[gc * N + lane + s * P] = h[s];
+  }
 }
 
 }  // namespace mixlens::gpu::detail
