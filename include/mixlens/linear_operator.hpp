@@ -153,6 +153,27 @@ inline void check_row(std::string_view where, index_t length, index_t t, index_t
   if (t < 0 || t >= length) fail(where, "t", "a position in [0, " + std::to_string(length) + ")", t);
   check_equal(where, "row", "size", length, row_size);
 }
+
+// The checks every operator's apply, materialize and row begin with.
+template <class Op, class X, class Y>
+void check_apply_args(std::string_view where, const Op& op, std::string_view input, const X& x, const Y& y) {
+  check_signal(where, input, op.in_channels(), op.length(), x.extent(0), x.extent(1));
+  check_signal(where, "y", op.out_channels(), op.length(), y.extent(0), y.extent(1));
+}
+
+template <class Op, class M>
+void check_materialize_args(std::string_view where, const Op& op, index_t out, index_t in, const M& m) {
+  check_channel(where, "out", op.out_channels(), out);
+  check_channel(where, "in", op.in_channels(), in);
+  check_square(where, "m", op.length(), m.extent(0), m.extent(1));
+}
+
+template <class Op, class R>
+void check_row_args(std::string_view where, const Op& op, index_t out, index_t in, index_t t, const R& r) {
+  check_channel(where, "out", op.out_channels(), out);
+  check_channel(where, "in", op.in_channels(), in);
+  check_row(where, op.length(), t, static_cast<index_t>(r.size()));
+}
 }  // namespace detail
 
 // y = M·x with the operator's fast algorithm, into a new matrix. (Named `mix`,

@@ -41,8 +41,7 @@ struct causal_conv_operator {
 
   void apply(matrix_view<const T> x, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::causal_conv_operator::apply";
-    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "x", x, y);
     const index_t L = length(), taps = kernel.extent(1);
     if (taps <= direct_taps) {
       for (index_t c = 0; c < in_channels(); ++c)
@@ -68,18 +67,14 @@ struct causal_conv_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::causal_conv_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     for (index_t t = 0; t < length(); ++t)
       for (index_t s = 0; s < length(); ++s) m(t, s) = out == in ? entry(out, t, s) : T(0);
   }
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::causal_conv_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     for (index_t s = 0; s < length(); ++s) r[static_cast<std::size_t>(s)] = out == in ? entry(out, t, s) : T(0);
   }
 };

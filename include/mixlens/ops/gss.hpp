@@ -53,8 +53,7 @@ struct gss_operator {
   // Fast path: FFT (or direct) convolution, then the gate.
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::gss_operator::apply";
-    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "v", v, y);
     mixer.apply(v, y);
     for (index_t c = 0; c < out_channels(); ++c)
       for (index_t t = 0; t < length(); ++t) y(c, t) *= gate(c, t);
@@ -62,18 +61,14 @@ struct gss_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::gss_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     for (index_t t = 0; t < length(); ++t)
       for (index_t s = 0; s < length(); ++s) m(t, s) = out == in ? gate(out, t) * mixer.entry(out, t, s) : T(0);
   }
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::gss_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     for (index_t s = 0; s < length(); ++s)
       r[static_cast<std::size_t>(s)] = out == in ? gate(out, t) * mixer.entry(out, t, s) : T(0);
   }

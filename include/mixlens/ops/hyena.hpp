@@ -69,8 +69,7 @@ struct hyena_operator {
   // The loop of safari's forward, with FFT convolutions of size ≥ 2L.
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::hyena_operator::apply";
-    detail::check_signal(where, "x", in_channels(), length(), v.extent(0), v.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "x", v, y);
     const index_t C = in_channels(), L = length(), N = order();
     std::vector<T> current(static_cast<std::size_t>(C * L));
     for (index_t c = 0; c < C; ++c)
@@ -96,9 +95,7 @@ struct hyena_operator {
   // convolution: O(order·L²·log L).
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::hyena_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     const index_t L = length(), N = order(), c = in;
     for (index_t t = 0; t < L; ++t)
       for (index_t s = 0; s < L; ++s) m(t, s) = T(0);
@@ -128,9 +125,7 @@ struct hyena_operator {
   // done as causal FFT convolutions of the reversed row): O(order·L·log L).
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::hyena_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     const index_t L = length(), N = order(), c = in;
     for (index_t s = 0; s < L; ++s) r[static_cast<std::size_t>(s)] = T(0);
     if (out != in) return;

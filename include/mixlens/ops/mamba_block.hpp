@@ -37,7 +37,7 @@ struct mamba_block_operator {
   // the block's output.
   void apply(matrix_view<const T> x, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::mamba_block_operator::apply";
-    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
+    detail::check_apply_args(where, *this, "x", x, y);
     matrix<T> v(in_channels(), length());
     conv.apply(x, v.view());
     for (index_t d = 0; d < in_channels(); ++d)
@@ -47,8 +47,8 @@ struct mamba_block_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::mamba_block_operator::materialize";
-    detail::check_channel(where, "in", in_channels(), in);
-    ssm.materialize(out, in, m);  // checks out and m
+    detail::check_materialize_args(where, *this, out, in, m);
+    ssm.materialize(out, in, m);
     if (out != in) return;
     std::vector<T> r(static_cast<std::size_t>(length()));
     for (index_t t = 0; t < length(); ++t) {
@@ -59,8 +59,8 @@ struct mamba_block_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::mamba_block_operator::row";
-    detail::check_channel(where, "in", in_channels(), in);
-    ssm.row(out, in, t, r);  // checks out, t and r
+    detail::check_row_args(where, *this, out, in, t, r);
+    ssm.row(out, in, t, r);
     if (out != in) return;
     std::vector<T> s6_row(r.begin(), r.end());
     fold_conv(in, vector_view<const T>(s6_row.data(), s6_row.size()), t,

@@ -54,8 +54,7 @@ struct retnet_operator {
 
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::retnet_operator::apply";
-    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "v", v, y);
     const index_t E = key_size(), P = head_dim;
     std::vector<double> s(static_cast<std::size_t>(E * P));
     for (index_t h = 0; h < heads(); ++h) {
@@ -80,9 +79,7 @@ struct retnet_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::retnet_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     detail::zero(m);
     if (out != in) return;
     const index_t h = head_of(out);
@@ -93,9 +90,7 @@ struct retnet_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::retnet_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     detail::zero(r);
     if (out != in) return;
     const index_t h = head_of(out);

@@ -60,8 +60,7 @@ struct rg_lru_operator {
   template <scan_policy Policy = sequential_scan>
   void apply(matrix_view<const T> x, matrix_view<T> y, Policy policy = {}) const {
     constexpr std::string_view where = "mixlens::rg_lru_operator::apply";
-    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "x", x, y);
     std::vector<affine<T>> e;
     for (index_t d = 0; d < in_channels(); ++d) {
       if constexpr (std::is_same_v<Policy, sequential_scan>) {
@@ -82,9 +81,7 @@ struct rg_lru_operator {
   // Column j: the impulse response started at j, by running products.
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::rg_lru_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     detail::zero(m);
     if (out != in) return;
     for (index_t j = 0; j < length(); ++j) {
@@ -96,9 +93,7 @@ struct rg_lru_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::rg_lru_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     detail::zero(r);
     if (out != in) return;
     double p = 1;  // Π_{k=j+1..t} a_k

@@ -65,8 +65,7 @@ struct rwkv4_operator {
   // maximum exponent.
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::rwkv4_operator::apply";
-    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "v", v, y);
     for (index_t d = 0; d < in_channels(); ++d) {
       const double wd = w[static_cast<std::size_t>(d)], ud = u[static_cast<std::size_t>(d)];
       double num = 0, den = 0, o = -std::numeric_limits<double>::infinity();
@@ -87,9 +86,7 @@ struct rwkv4_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::rwkv4_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     detail::zero(m);
     if (out != in) return;
     const auto lz = log_normalizers(out, length());
@@ -99,9 +96,7 @@ struct rwkv4_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::rwkv4_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     detail::zero(r);
     if (out != in) return;
     const double lz = log_normalizers(out, t + 1)[static_cast<std::size_t>(t)];

@@ -95,8 +95,7 @@ struct s5_operator {
   template <scan_policy Policy>
   void apply(matrix_view<const T> x, matrix_view<T> y, Policy policy) const {
     constexpr std::string_view where = "mixlens::s5_operator::apply";
-    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "x", x, y);
     const index_t L = length(), H = in_channels();
     const T f = conj_sym ? T(2) : T(1);
     std::vector<affine<complex<T>>> e(static_cast<std::size_t>(L));
@@ -134,9 +133,7 @@ struct s5_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::s5_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     const index_t L = length();
     std::vector<T> k(static_cast<std::size_t>(L));
     fill_kernel(out, in, L, [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
@@ -146,9 +143,7 @@ struct s5_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::s5_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     for (index_t s = t + 1; s < length(); ++s) r[static_cast<std::size_t>(s)] = T(0);
     fill_kernel(out, in, t + 1, [&](index_t d, T v) { r[static_cast<std::size_t>(t - d)] = v; });
   }

@@ -77,8 +77,7 @@ struct s6_operator {
   template <scan_policy Policy = sequential_scan>
   void apply(matrix_view<const T> u, matrix_view<T> y, Policy policy = {}) const {
     constexpr std::string_view where = "mixlens::s6_operator::apply";
-    detail::check_signal(where, "u", in_channels(), length(), u.extent(0), u.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "u", u, y);
     const index_t L = length(), N = state_size();
     std::vector<State> h(static_cast<std::size_t>(N));
     std::vector<affine<State>> e;
@@ -164,9 +163,7 @@ struct s6_operator {
   // operator was built without skip and gate.
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::s6_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     if (out != in) {
       for (index_t t = 0; t < length(); ++t)
         for (index_t s = 0; s < length(); ++s) m(t, s) = T(0);
@@ -182,10 +179,8 @@ struct s6_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::s6_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
+    detail::check_row_args(where, *this, out, in, t, r);
     if (out != in) {
-      detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
       for (auto& e : r) e = T(0);
       return;
     }

@@ -64,8 +64,7 @@ struct softmax_attention_operator {
   // Row by row: the weights are recomputed on the fly, never stored as a matrix.
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::softmax_attention_operator::apply";
-    detail::check_signal(where, "v", in_channels(), length(), v.extent(0), v.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "v", v, y);
     std::vector<double> w(static_cast<std::size_t>(length()));
     for (index_t h = 0; h < heads(); ++h)
       for (index_t t = 0; t < length(); ++t) {
@@ -80,9 +79,7 @@ struct softmax_attention_operator {
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::softmax_attention_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     detail::zero(m);
     if (out != in) return;
     std::vector<double> w(static_cast<std::size_t>(length()));
@@ -94,9 +91,7 @@ struct softmax_attention_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::softmax_attention_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     detail::zero(r);
     if (out != in) return;
     std::vector<double> w(static_cast<std::size_t>(t + 1));

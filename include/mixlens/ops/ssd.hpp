@@ -141,9 +141,7 @@ struct ssd_operator {
   // The quadratic form: column j, rows i ≥ j, segment sums grown term by term.
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::ssd_operator::materialize";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
+    detail::check_materialize_args(where, *this, out, in, m);
     detail::zero(m);
     if (out != in) return;
     const index_t h = head_of(out), g = group_of(h);
@@ -160,9 +158,7 @@ struct ssd_operator {
 
   void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     constexpr std::string_view where = "mixlens::ssd_operator::row";
-    detail::check_channel(where, "out", out_channels(), out);
-    detail::check_channel(where, "in", in_channels(), in);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+    detail::check_row_args(where, *this, out, in, t, r);
     detail::zero(r);
     if (out != in) return;
     const index_t h = head_of(out), g = group_of(h);
@@ -183,8 +179,7 @@ struct ssd_operator {
   }
 
   void check_apply(std::string_view where, matrix_view<const T> x, matrix_view<T> y) const {
-    detail::check_signal(where, "x", in_channels(), length(), x.extent(0), x.extent(1));
-    detail::check_signal(where, "y", out_channels(), length(), y.extent(0), y.extent(1));
+    detail::check_apply_args(where, *this, "x", x, y);
   }
 
   void add_skip(matrix_view<const T> x, matrix_view<T> y) const {
