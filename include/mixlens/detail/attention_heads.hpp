@@ -138,6 +138,14 @@ struct qkv_projections {
 };
 
 // Zeroes an L×L block (the off-diagonal channel blocks of channel-separable operators).
+// ⟨q_i, k_j⟩ of head h in double: the score every attention-like operator is built on.
+template <class T>
+[[nodiscard]] double head_score(tensor_view<const T, 3> q, tensor_view<const T, 3> k, index_t h, index_t i, index_t j) {
+  double s = 0;
+  for (index_t e = 0; e < q.extent(1); ++e) s += double(q(h, e, i)) * double(k(h, e, j));
+  return s;
+}
+
 template <class T>
 void zero(matrix_view<T> m) {
   for (index_t t = 0; t < m.extent(0); ++t)

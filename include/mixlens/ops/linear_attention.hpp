@@ -112,11 +112,7 @@ struct linear_attention_operator {
   }
 
  private:
-  [[nodiscard]] double score(index_t h, index_t i, index_t j) const {
-    double s = 0;
-    for (index_t e = 0; e < key_size(); ++e) s += double(q(h, e, i)) * double(k(h, e, j));
-    return s;
-  }
+  [[nodiscard]] double score(index_t h, index_t i, index_t j) const { return detail::head_score(q, k, h, i, j); }
   // ⟨φ(q_t), z_t⟩ with z_t the running key sum (1 when not normalized).
   [[nodiscard]] double normalizer(index_t h, index_t t, const std::vector<double>& z) const {
     if (!normalized) return 1;

@@ -107,11 +107,7 @@ struct retnet_operator {
     for (index_t d = 0; d < n; ++d) p[static_cast<std::size_t>(d)] = std::exp(double(d) * lg);
     return p;
   }
-  [[nodiscard]] double score(index_t h, index_t i, index_t j) const {
-    double s = 0;
-    for (index_t e = 0; e < key_size(); ++e) s += double(q(h, e, i)) * double(k(h, e, j));
-    return s;
-  }
+  [[nodiscard]] double score(index_t h, index_t i, index_t j) const { return detail::head_score(q, k, h, i, j); }
 };
 
 template <class T>

@@ -51,9 +51,7 @@ struct softmax_attention_operator {
   void weights(index_t h, index_t t, double* w) const {
     double top = -std::numeric_limits<double>::infinity();
     for (index_t j = 0; j <= t; ++j) {
-      double s = 0;
-      for (index_t e = 0; e < key_size(); ++e) s += double(q(h, e, t)) * double(k(h, e, j));
-      w[j] = double(scale) * s;
+      w[j] = double(scale) * detail::head_score(q, k, h, t, j);
       top = std::max(top, w[j]);
     }
     double sum = 0;
