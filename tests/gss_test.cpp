@@ -3,11 +3,13 @@
 
 #include <complex>
 
+#include "common/dss_reference.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/ops/gss.hpp"
 
 using namespace mixlens;
-using cld = std::complex<long double>;
+using testing::cld;
+using testing::naive_dss;
 
 namespace {
 
@@ -26,37 +28,6 @@ matrix<T> naive_projection(const matrix<T>& w, const std::vector<T>& b, const ma
   return y;
 }
 
-// The DSS part as a diagonal recurrence in long double (see dss_test.cpp).
-template <class T>
-matrix<T> naive_dss(const dss_mixer<T>& mixer, const matrix<T>& u) {
-  const auto& p = mixer.parameters();
-  const index_t C = u.extent(0), L = u.extent(1), N = mixer.state_size();
-  matrix<T> y(C, L);
-  for (index_t c = 0; c < C; ++c) {
-    std::vector<cld> a(N), coeff(N), h(N, cld(0));
-    for (index_t n = 0; n < N; ++n) {
-      const cld lambda(p.lambda(c, n).real(), p.lambda(c, n).imag()), w(p.w(c, n).real(), p.w(c, n).imag());
-      const cld mu = lambda * static_cast<long double>(p.dt[c]);
-      a[n] = std::exp(mu);
-      if (mixer.variant() == dss_variant::exp) {
-        coeff[n] = w * (a[n] - cld(1)) / lambda;
-      } else {
-        cld z = 0;
-        for (index_t r = 0; r < L; ++r) z += std::exp(mu * static_cast<long double>(r));
-        coeff[n] = w / (lambda * z);
-      }
-    }
-    for (index_t t = 0; t < L; ++t) {
-      long double acc = p.skip.empty() ? 0.0L : static_cast<long double>(p.skip[c]) * u(c, t);
-      for (index_t n = 0; n < N; ++n) {
-        h[n] = a[n] * h[n] + cld(static_cast<long double>(u(c, t)));
-        acc += (coeff[n] * h[n]).real();
-      }
-      y(c, t) = static_cast<T>(acc);
-    }
-  }
-  return y;
-}
 
 // A mixer with random biases (the default init has none) so the tests cover them.
 template <class T>

@@ -103,17 +103,7 @@ std::vector<double> dense_kernel(const s4_mixer<T>& m, index_t h, index_t L) {
 // y = K * x + D x by direct convolution with the dense-recurrence kernels.
 template <class T>
 matrix<T> naive_apply(const s4_mixer<T>& m, const matrix<T>& x) {
-  const index_t H = x.extent(0), L = x.extent(1);
-  matrix<T> y(H, L);
-  for (index_t h = 0; h < H; ++h) {
-    const auto k = dense_kernel(m, h, L);
-    for (index_t t = 0; t < L; ++t) {
-      double acc = m.skip.empty() ? 0.0 : double(m.skip[static_cast<std::size_t>(h)]) * double(x(h, t));
-      for (index_t s = 0; s <= t; ++s) acc += k[static_cast<std::size_t>(t - s)] * double(x(h, s));
-      y(h, t) = static_cast<T>(acc);
-    }
-  }
-  return y;
+  return testing::direct_convolution(x, [&](index_t h) { return dense_kernel(m, h, x.extent(1)); }, m.skip);
 }
 
 // A random DPLR layer: Re Λ in [−1, −0.05], Im Λ in [−10, 10], P random of `rank`;

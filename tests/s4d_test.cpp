@@ -47,17 +47,7 @@ std::vector<double> recurrence_kernel(const s4d_mixer<T>& m, index_t h, index_t 
 // y = K * x + D x by direct convolution, with the recurrence kernels.
 template <class T>
 matrix<T> naive_apply(const s4d_mixer<T>& m, const matrix<T>& x) {
-  const index_t H = x.extent(0), L = x.extent(1);
-  matrix<T> y(H, L);
-  for (index_t h = 0; h < H; ++h) {
-    const auto k = recurrence_kernel(m, h, L);
-    for (index_t t = 0; t < L; ++t) {
-      double acc = m.skip.empty() ? 0.0 : double(m.skip[static_cast<std::size_t>(h)]) * double(x(h, t));
-      for (index_t s = 0; s <= t; ++s) acc += k[static_cast<std::size_t>(t - s)] * double(x(h, s));
-      y(h, t) = static_cast<T>(acc);
-    }
-  }
-  return y;
+  return testing::direct_convolution(x, [&](index_t h) { return recurrence_kernel(m, h, x.extent(1)); }, m.skip);
 }
 
 // A random S4D layer with Re A in [−1, −0.05], Im A in [−20, 20].

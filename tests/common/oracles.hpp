@@ -125,6 +125,25 @@ void check_linear_operator(const Op& op, matrix_view<const typename Op::value_ty
     }
 }
 
+// y(c, t) = Σ_{s ≤ t} k_c[t − s]·x(c, s) + D_c·x(c, t), summed directly in double:
+// the reference for every convolution-shaped operator. kernel_of(c) gives k_c as
+// an indexable sequence of any length (zero beyond); skip is empty or per channel.
+template <class T, class KernelOf, class Skip>
+matrix<T> direct_convolution(const matrix<T>& x, KernelOf kernel_of, const Skip& skip) {
+  matrix<T> y(x.extent(0), x.extent(1));
+  for (index_t c = 0; c < x.extent(0); ++c) {
+    const auto k = kernel_of(c);
+    const index_t taps = static_cast<index_t>(k.size());
+    for (index_t t = 0; t < x.extent(1); ++t) {
+      double acc = skip.empty() ? 0.0 : double(skip[static_cast<std::size_t>(c)]) * double(x(c, t));
+      for (index_t s = std::max<index_t>(0, t - taps + 1); s <= t; ++s)
+        acc += double(k[static_cast<std::size_t>(t - s)]) * double(x(c, s));
+      y(c, t) = static_cast<T>(acc);
+    }
+  }
+  return y;
+}
+
 // Lengths the operator tests sweep: 1, small primes, powers of two, up to `max`.
 inline std::vector<index_t> test_lengths(index_t max = 2048) {
   std::vector<index_t> all = {1, 2, 3, 7, 16, 31, 64, 97, 128, 257, 512, 1000, 1024, 2048};
