@@ -78,7 +78,8 @@ void hidden_attention(const hidden_attention_params<State>& p, Out* alpha, cudaS
   MIXLENS_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   if (smem > static_cast<std::size_t>(limit))
     mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
-  auto kernel = detail::alpha_full_kernel<State, State, Out>;
+  auto kernel = p.state_size == 16 ? detail::alpha_full_kernel<16, State, State, Out>
+                                    : detail::alpha_full_kernel<0, State, State, Out>;
   MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   auto sums = detail::cumulative_sums(p, stream);
   const index_t tiles = (p.length + detail::alpha_tile - 1) / detail::alpha_tile;

@@ -80,10 +80,13 @@ constexpr std::size_t alpha_smem_bytes(index_t n) {
   return 2 * alpha_tile * sizeof(double) + static_cast<std::size_t>(4 * n * alpha_tile + 2 * n) * sizeof(State);
 }
 
-template <class State, class W, class Out>
+// Fixed: the state size as a compile-time constant (16, Mamba's), so the
+// per-state loops unroll with 32-bit shared-memory offsets; 0: N at run time.
+template <int Fixed, class State, class W, class Out>
 __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, const double* cums, const State* a,
                                                          const W* b, const W* c, Out* out, index_t D, index_t L,
-                                                         index_t N, index_t G) {
+                                                         index_t N_, index_t G) {
+  const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
   using math = alpha_math<State>;
   constexpr int T = alpha_tile;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -119,50 +122,17 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
   }
 
   const bool vec = (L % 4) == 0;
-  // The next strictly-lower column tile's B, Δ and S are loaded into registers
-  // while the current tile is computed and stored (N ≤ 16: 4 values a thread).
-  constexpr int prefetch_items = 4;
-  const bool prefetch = N * T <= prefetch_items * 256;
-  State pre_b[prefetch_items];
-  float pre_d[prefetch_items];
-  double pre_s[prefetch_items], pre_end = 0;
-  const auto fetch = [&](index_t jt) {
-    if (!prefetch || jt >= row_tile) return;
-    const index_t j0 = jt * T;
-#pragma unroll
-    for (int q = 0; q < prefetch_items; ++q) {
-      const index_t k = tid + 256 * q;
-      if (k < N * T) {
-        const index_t n = k / T, j = k % T;
-        pre_b[q] = State(bg[n * L + j0 + j]);
-        pre_d[q] = drow[j0 + j];
-        pre_s[q] = srow[j0 + j];
-      }
-    }
-    pre_end = srow[j0 + T - 1];
-  };
-  fetch(0);
   for (index_t jt = 0; jt < tiles; ++jt) {
     const index_t j0 = jt * T;
     float acc[4][4];
     if (jt < row_tile) {  // strictly lower: factorized
       __syncthreads();    // the previous tile's b_scaled is consumed
-      const double s_end = prefetch ? pre_end : srow[j0 + T - 1];
-      if (prefetch) {
-#pragma unroll
-        for (int q = 0; q < prefetch_items; ++q) {
-          const index_t k = tid + 256 * q;
-          if (k < N * T)
-            b_scaled[k] = pre_b[q] * pre_d[q] * math::exp_scaled(a_s[k / T], static_cast<float>(s_end - pre_s[q]));
-        }
-        fetch(jt + 1);
-      } else {
-        for (index_t k = tid; k < N * T; k += 256) {
-          const index_t n = k / T, j = k % T;
-          const float dj = drow[j0 + j];
-          b_scaled[k] = State(bg[n * L + j0 + j]) * dj *
-                        math::exp_scaled(a_s[n], static_cast<float>(s_end - srow[j0 + j]));
-        }
+      const double s_end = srow[j0 + T - 1];
+      for (int k = tid; k < N * T; k += 256) {
+        const int n = k / T, j = k % T;
+        const float dj = drow[j0 + j];
+        b_scaled[k] = State(bg[n * L + j0 + j]) * dj *
+                      math::exp_scaled(a_s[n], static_cast<float>(s_end - srow[j0 + j]));
       }
       for (index_t n = tid; n < N; n += 256) mid[n] = math::exp_scaled(a_s[n], static_cast<float>(s_row[0] - s_end));
       __syncthreads();
@@ -171,7 +141,8 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
       for (int r = 0; r < 4; ++r)
 #pragma unroll
         for (int q = 0; q < 4; ++q) accs[r][q] = State(0);
-      for (index_t n = 0; n < N; ++n) {
+#pragma unroll 16
+      for (int n = 0; n < N; ++n) {
         const State m = mid[n];
         State cr[4], bq[4];
         if constexpr (std::is_same_v<State, float>) {  // 16-byte shared loads
@@ -217,7 +188,8 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
         for (int r = 0; r < 4; ++r) gr[r] = static_cast<float>(s_row[m + r] - s_row[m]);
 #pragma unroll
         for (int q = 0; q < 4; ++q) gq[q] = static_cast<float>(s_row[m] - s_col[tx * 4 + q]);
-        for (index_t n = 0; n < N; ++n) {
+#pragma unroll 4
+        for (int n = 0; n < N; ++n) {
           State cr[4], bq[4];
 #pragma unroll
           for (int r = 0; r < 4; ++r) cr[r] = c_raw[n * T + m + r] * math::exp_scaled(a_s[n], gr[r]);
@@ -241,7 +213,8 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
             State sum(0);
             if (j <= i) {
               const float gap = static_cast<float>(s_row[i] - s_col[j]);
-              for (index_t n = 0; n < N; ++n)
+#pragma unroll 4
+              for (int n = 0; n < N; ++n)
                 sum += c_raw[n * T + i] * math::exp_scaled(a_s[n], gap) * b_raw[n * T + j];
             }
             acc[r][q] = math::out(sum);
