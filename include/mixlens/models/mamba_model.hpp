@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "mixlens/detail/linear.hpp"
 #include "mixlens/io/safetensors.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/models/mamba_config.hpp"
@@ -191,36 +192,12 @@ struct mamba_layer_signals {
 
 namespace detail {
 
-// Σ a[i]·b[i] with eight independent partial sums, which the compiler vectorizes
-// without reassociating a single running sum.
-template <class T>
-[[nodiscard]] inline T dot(const T* a, const T* b, index_t n) {
-  T acc[8] = {};
-  index_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
-  T tail = 0;
-  for (; i < n; ++i) tail += a[i] * b[i];
-  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-}
-
-// y (rows × out, row-major) = x (rows × in, row stride ldx) · wᵀ + bias, w (out × in).
-template <class T>
-void linear(const T* x, index_t ldx, index_t rows, const matrix<T>& w, const std::vector<T>& bias, T* y) {
-  const index_t out = w.extent(0), in = w.extent(1);
-  for (index_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * out;
-    for (index_t o = 0; o < out; ++o) yr[o] = dot(xr, w.data() + o * in, in) + (bias.empty() ? T(0) : bias[static_cast<std::size_t>(o)]);
-  }
-}
-
 // RMSNorm over each row of x (rows × H): x / sqrt(mean(x²) + eps) · weight.
 template <class T>
 void rms_norm(const T* x, index_t rows, index_t H, const std::vector<T>& weight, double eps, T* out) {
   for (index_t r = 0; r < rows; ++r) {
     const T* xr = x + r * H;
-    T ms = dot(xr, xr, H) / static_cast<T>(H);
+    T ms = mixlens::detail::dot(xr, xr, H) / static_cast<T>(H);
     const T scale = T(1) / std::sqrt(ms + static_cast<T>(eps));
     for (index_t i = 0; i < H; ++i) out[r * H + i] = xr[i] * scale * weight[static_cast<std::size_t>(i)];
   }
@@ -245,10 +222,9 @@ template <class T, class Observer>
 [[nodiscard]] matrix<T> mamba_forward(const mamba_model<T>& m, std::span<const index_t> tokens, Observer&& observe) {
   check_tokens(m, tokens);
   const mamba_config& cfg = m.config;
-  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
-                N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N;
+  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size;
 
-  matrix<T> h(L, H), hn(L, H), xz(L, 2 * D), ut(L, D), proj(L, P), dt(L, D), yt(L, D), out(L, H);
+  matrix<T> h(L, H), hn(L, H), xz(L, 2 * D), yt(L, D), out(L, H);
   for (index_t t = 0; t < L; ++t)
     std::copy_n(m.embedding.data() + tokens[static_cast<std::size_t>(t)] * H, H, h.data() + t * H);
 
@@ -260,15 +236,11 @@ template <class T, class Observer>
     s.x = matrix<T>(D, L);
     s.z = matrix<T>(D, L);
     s.u = matrix<T>(D, L);
-    s.delta = matrix<T>(D, L);
-    s.a = matrix<T>(D, N);
-    s.b = tensor<T, 3>(1, N, L);
-    s.c = tensor<T, 3>(1, N, L);
     s.gate = matrix<T>(D, L);
     s.y = matrix<T>(D, L);
 
     detail::rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
-    detail::linear(hn.data(), H, L, w.in_proj, w.in_proj_bias, xz.data());
+    mixlens::detail::linear(hn.data(), H, L, w.in_proj, w.in_proj_bias, xz.data());
     for (index_t t = 0; t < L; ++t)
       for (index_t d = 0; d < D; ++d) {
         s.x(d, t) = xz(t, d);
@@ -284,31 +256,24 @@ template <class T, class Observer>
           if (src >= 0) acc += w.conv_weight(d, j) * s.x(d, src);
         }
         s.u(d, t) = mixlens::detail::silu(acc);
-        ut(t, d) = s.u(d, t);
       }
-    detail::linear(ut.data(), D, L, w.ssm.x_proj, {}, proj.data());
-    detail::linear(proj.data(), P, L, w.ssm.dt_proj, w.ssm.dt_bias, dt.data());
-    for (index_t t = 0; t < L; ++t) {
-      for (index_t d = 0; d < D; ++d) s.delta(d, t) = mixlens::detail::softplus(dt(t, d));
-      for (index_t n = 0; n < N; ++n) {
-        s.b(0, n, t) = proj(t, R + n);
-        s.c(0, n, t) = proj(t, R + N + n);
-      }
-    }
-    for (index_t d = 0; d < D; ++d)
-      for (index_t n = 0; n < N; ++n) s.a(d, n) = -std::exp(w.ssm.a_log(d, n));
+    auto controls = w.ssm.controls(s.u.view());  // Δ, A, B, C exactly as s6_mixer::bind computes them
+    s.delta = std::move(controls.delta);
+    s.a = std::move(controls.a);
+    s.b = std::move(controls.b);
+    s.c = std::move(controls.c);
 
     s.ssm(w, s6_fold{.skip = true, .gate = true}).apply(s.u.view(), s.y.view());
     for (index_t d = 0; d < D; ++d)
       for (index_t t = 0; t < L; ++t) yt(t, d) = s.y(d, t);
-    detail::linear(yt.data(), D, L, w.out_proj, w.out_proj_bias, out.data());
+    mixlens::detail::linear(yt.data(), D, L, w.out_proj, w.out_proj_bias, out.data());
     for (index_t i = 0; i < L * H; ++i) h.data()[i] += out.data()[i];
     observe(static_cast<const mamba_layer_signals<T>&>(s));
   }
 
   detail::rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
   matrix<T> logits(L, m.vocab_size());
-  detail::linear(hn.data(), H, L, m.output_embedding(), {}, logits.data());
+  mixlens::detail::linear(hn.data(), H, L, m.output_embedding(), {}, logits.data());
   return logits;
 }
 

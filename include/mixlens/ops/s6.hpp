@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "mixlens/detail/linear.hpp"
 #include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
@@ -305,42 +306,44 @@ class s6_mixer {
   [[nodiscard]] index_t state_size() const { return a_log.extent(1); }
   [[nodiscard]] index_t dt_rank() const { return dt_proj.extent(1); }
 
-  // Binds to the input u: the paper's α by default; `fold` adds D and the gate.
-  [[nodiscard]] bound_s6<T, State> bind(matrix_view<const T> u, s6_fold fold = {},
-                                        matrix_view<const T> z = {}) const {
-    constexpr std::string_view where = "mixlens::s6_mixer::bind";
+  // The control signals for the input u (D × L), as Mamba computes them:
+  // [δ; B; C] = x_proj·u_t, Δ = softplus(dt_proj·δ + dt_bias), A = −exp(A_log) (+ i·A_imag).
+  [[nodiscard]] s6_storage<T, State> controls(matrix_view<const T> u) const {
+    constexpr std::string_view where = "mixlens::s6_mixer::controls";
     validate();
     detail::check_equal(where, "u", "channels (extent 0)", channels(), u.extent(0));
     detail::check_positive(where, "u (length, extent 1)", u.extent(1));
-    const index_t D = channels(), N = state_size(), R = dt_rank(), L = u.extent(1);
-    s6_storage<T, State> s;
-    s.delta = matrix<T>(D, L);
-    s.a = matrix<State>(D, N);
-    s.b = tensor<State, 3>(1, N, L);
-    s.c = tensor<State, 3>(1, N, L);
+    const index_t D = channels(), N = state_size(), R = dt_rank(), L = u.extent(1), P = x_proj.extent(0);
+    // The projections run on time-major rows: contiguous dot products.
+    matrix<T> rows(L, D), proj(L, P), dt(L, D);
+    for (index_t d = 0; d < D; ++d)
+      for (index_t t = 0; t < L; ++t) rows(t, d) = u(d, t);
+    detail::linear(rows.data(), D, L, x_proj, {}, proj.data());
+    detail::linear(proj.data(), P, L, dt_proj, dt_bias, dt.data());  // reads the first R = dt_rank columns
+    s6_storage<T, State> s{matrix<T>(D, L), matrix<State>(D, N), tensor<State, 3>(1, N, L), tensor<State, 3>(1, N, L),
+                           {}, {}};
+    for (index_t t = 0; t < L; ++t) {
+      for (index_t d = 0; d < D; ++d) s.delta(d, t) = detail::softplus(dt(t, d));
+      for (index_t n = 0; n < N; ++n) {
+        s.b(0, n, t) = entry(&proj(t, 0), R + parts * n);
+        s.c(0, n, t) = entry(&proj(t, 0), R + parts * (N + n));
+      }
+    }
     for (index_t d = 0; d < D; ++d)
       for (index_t n = 0; n < N; ++n) {
         const T re = -std::exp(a_log(d, n));
         if constexpr (is_complex) s.a(d, n) = State(re, a_imag(d, n));
         else s.a(d, n) = re;
       }
-    std::vector<T> proj(static_cast<std::size_t>(x_proj.extent(0)));
-    for (index_t t = 0; t < L; ++t) {
-      for (index_t r = 0; r < x_proj.extent(0); ++r) {
-        T acc = 0;
-        for (index_t d = 0; d < D; ++d) acc += x_proj(r, d) * u(d, t);
-        proj[static_cast<std::size_t>(r)] = acc;
-      }
-      for (index_t n = 0; n < N; ++n) {
-        s.b(0, n, t) = entry(proj, R + parts * n);
-        s.c(0, n, t) = entry(proj, R + parts * (N + n));
-      }
-      for (index_t d = 0; d < D; ++d) {
-        T acc = dt_bias[static_cast<std::size_t>(d)];
-        for (index_t r = 0; r < R; ++r) acc += dt_proj(d, r) * proj[static_cast<std::size_t>(r)];
-        s.delta(d, t) = detail::softplus(acc);
-      }
-    }
+    return s;
+  }
+
+  // Binds to the input u: the paper's α by default; `fold` adds D and the gate.
+  [[nodiscard]] bound_s6<T, State> bind(matrix_view<const T> u, s6_fold fold = {},
+                                        matrix_view<const T> z = {}) const {
+    constexpr std::string_view where = "mixlens::s6_mixer::bind";
+    s6_storage<T, State> s = controls(u);
+    const index_t D = channels(), L = u.extent(1);
     if (fold.skip) s.skip = skip;
     if (fold.gate) {
       if (is_empty(z)) detail::fail(where, "z", "a (channels × length) gate input when fold.gate is set", "none");
@@ -363,9 +366,10 @@ class s6_mixer {
   std::vector<T> skip;      // D
 
  private:
-  [[nodiscard]] State entry(const std::vector<T>& proj, index_t k) const {
-    if constexpr (is_complex) return State(proj[static_cast<std::size_t>(k)], proj[static_cast<std::size_t>(k + 1)]);
-    else return proj[static_cast<std::size_t>(k)];
+  // Entry k of one projected row: a real, or a (real, imaginary) pair.
+  [[nodiscard]] static State entry(const T* row, index_t k) {
+    if constexpr (is_complex) return State(row[k], row[k + 1]);
+    else return row[k];
   }
 
   void validate() const {
