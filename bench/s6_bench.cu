@@ -7,6 +7,8 @@ namespace {
 
 using namespace mixlens;
 
+constexpr index_t chunk_sweep = -2;
+
 // Baseline: one thread per (batch, channel) carrying all 16 states through time.
 template <class In>
 __global__ void naive_s6_kernel(gpu::selective_scan_params<In, float> p) {
@@ -29,9 +31,13 @@ __global__ void naive_s6_kernel(gpu::selective_scan_params<In, float> p) {
   }
 }
 
-template <class In, bool Naive, int Mode = 0>  // Mode: -1 generic kernel, 0 automatic, 1/2 states per lane
+// Mode: -1 generic kernel, 0 automatic, 1/2 states per lane. Chunk: the time
+// split (0 automatic, −1 one pass over time, > 0 chunk length; `chunk_sweep`
+// takes it from the fourth argument).
+template <class In, bool Naive, int Mode = 0, index_t Chunk = 0>
 void s6_forward(benchmark::State& state) {
   const index_t B = state.range(0), D = state.range(1), L = state.range(2), N = 16;
+  const index_t chunk = Chunk == chunk_sweep ? state.range(3) : Chunk;
   const auto sig = static_cast<std::size_t>(B * D * L);
   auto u = bench::device_random<In>(B * D * L, 1, -1, 1), delta = bench::device_random<In>(B * D * L, 2, -1, 1),
        z = bench::device_random<In>(B * D * L, 3, -1, 1);
@@ -47,6 +53,12 @@ void s6_forward(benchmark::State& state) {
   p.a = a.data(), p.b = b.data(), p.c = c.data(), p.skip = skip.data(), p.z = z.data(), p.y = y.data();
   p.generic_only = Mode < 0;
   p.states_per_lane = Mode > 0 ? Mode : 0;
+  p.chunk_length = chunk;
+  if constexpr (!Naive) {
+    const auto plan = gpu::plan_selective_scan(p);
+    state.counters["chunks"] = double(plan.chunks);
+    state.counters["staged"] = plan.staged ? 1.0 : 0.0;
+  }
   bench::time_launches(state, [&] {
     if constexpr (Naive) {
       naive_s6_kernel<<<static_cast<unsigned>((B * D + 127) / 128), 128>>>(p);
@@ -75,3 +87,14 @@ BENCHMARK(s6_forward<float, false, 2>)->Name("s6_forward_fp32_staged2")->Apply(s
 BENCHMARK(s6_forward<__nv_bfloat16, false, 1>)->Name("s6_forward_bf16_staged1")->Apply(shapes);
 BENCHMARK(s6_forward<__nv_bfloat16, false, 2>)->Name("s6_forward_bf16_staged2")->Apply(shapes);
 BENCHMARK(s6_forward<float, true>)->Name("s6_forward_fp32_naive")->Apply(shapes)->Iterations(5);
+// Before and after the time-parallel path: the one-pass kernels on the long
+// single sequence, and the chunk length swept around the automatic choice.
+BENCHMARK(s6_forward<float, false, 0, -1>)->Name("s6_forward_fp32_onepass")->Args({1, 1536, 65536})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_forward<__nv_bfloat16, false, 0, -1>)->Name("s6_forward_bf16_onepass")->Args({1, 1536, 65536})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_forward<float, false, 0, chunk_sweep>)
+    ->Name("s6_forward_fp32_chunk")
+    ->ArgsProduct({{1}, {1536}, {65536}, {1024, 2048, 4096, 8192, 16384}})
+    ->ArgsProduct({{1}, {1536}, {8192}, {1024, 2048, 4096}})
+    ->ArgsProduct({{2}, {1536}, {16384}, {1024, 2048, 4096, 8192}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);

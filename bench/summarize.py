@@ -34,6 +34,14 @@ def main():
         "hyena_fftconv_min_speedup_vs_torch": min(speedups.values()),
         "copy_bandwidth_bytes_per_s": g["copy/2048/manual_time"]["copy_bw"],
     }
+    # The one-pass kernels on the long sequence (before the time-parallel path), same run.
+    onepass = "s6_forward_fp32_onepass/1/1536/65536/manual_time"
+    if onepass in g:
+        summary["s6_fwd_fp32_b1_d1536_l65536_n16_onepass_ms"] = ms(onepass)
+    for k in (1024, 2048, 4096, 8192, 16384):
+        key = f"s6_forward_fp32_chunk/1/1536/65536/{k}/manual_time"
+        if key in g:
+            summary.setdefault("s6_fwd_fp32_b1_d1536_l65536_n16_ms_by_chunk", {})[k] = ms(key)
     json.dump(summary, open(args.out, "w"), indent=1)
 
     rows = [
@@ -43,6 +51,8 @@ def main():
          "s6_forward_fp32_naive/4/1536/8192/iterations:5"),
         ("S6 fwd fp32, B1 D1536 L65536 N16", "s6_forward_fp32/1/1536/65536", "torch_s6_fwd_fp32_b1_d1536_l65536_n16",
          "s6_forward_fp32_naive/1/1536/65536/iterations:5"),
+        ("S6 fwd fp32, B1 D1536 L65536 N16, one pass over time", "s6_forward_fp32_onepass/1/1536/65536",
+         "torch_s6_fwd_fp32_b1_d1536_l65536_n16", None),
         ("S6 fwd bf16, B4 D1536 L2048 N16", "s6_forward_bf16/4/1536/2048", "torch_s6_fwd_bf16_b4_d1536_l2048_n16", None),
         ("full α fp32, D1536 L512 N16", "alpha_full_fp32/1536/512", "torch_alpha_fp32_d1536_l512_n16",
          "alpha_full_naive/1536/512/iterations:5"),
@@ -53,6 +63,8 @@ def main():
     print("| work | mixlens (ms) | fraction of copy BW | PyTorch (ms) | straightforward GPU kernel (ms) |")
     print("|---|---|---|---|---|")
     for label, name, tname, base in rows:
+        if name + "/manual_time" not in g:
+            continue
         b = f"{ms(base + '/manual_time'):.3f}" if base else "–"
         print(f"| {label} | {ms(name + '/manual_time'):.3f} | {frac(name + '/manual_time'):.2f} | {t[tname]['ms']:.3f} | {b} |")
     print()

@@ -1,9 +1,11 @@
 // The fused GPU S6 forward against the host s6_operator (double) and an
-// independent recurrence for the last state.
+// independent recurrence for the last state: the one-pass kernels, the
+// time-parallel (chunked) path, and the dispatch between them.
 #define BOOST_TEST_MODULE gpu_s6
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -36,6 +38,7 @@ struct options {
   bool z_silu = true;
   bool generic_only = false;
   int states_per_lane = 0;
+  index_t chunk_length = 0;  // 0 automatic, −1 one pass over time, > 0 forced chunks
 };
 
 template <class In>
@@ -103,6 +106,7 @@ std::pair<double, double> s6_error(shape sh, options opt, std::uint64_t seed) {
   if (opt.last_state) p.last_state = dlast.data();
   p.generic_only = opt.generic_only;
   p.states_per_lane = opt.states_per_lane;
+  p.chunk_length = opt.chunk_length;
   gpu::selective_scan_forward(p);
   MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
   const auto y = dy.to_host();
@@ -228,17 +232,108 @@ BOOST_AUTO_TEST_CASE(option_combinations) {
 }
 
 BOOST_AUTO_TEST_CASE(long_sequence) {
-  const auto [ey, eh] = s6_error<float, float>({1, 2, 65537, 16, 1}, options{}, 11);
-  BOOST_TEST(ey < 1e-4);
-  BOOST_TEST(eh < 1e-4);
-  options two;
-  two.states_per_lane = 2;
-  const auto [sy, sh] = s6_error<float, float>({1, 16, 65536, 16, 1}, two, 12);  // staged
-  BOOST_TEST(sy < 1e-4);
-  BOOST_TEST(sh < 1e-4);
-  const auto [by, bh] = s6_error<__nv_bfloat16, float>({1, 8, 65536, 16, 1}, options{}, 13);
-  BOOST_TEST(by < 1e-2);
-  BOOST_TEST(bh < 1e-2);
+  for (const index_t chunk : {-1, 0}) {  // one pass over time; the dispatch's choice (time-parallel here)
+    BOOST_TEST_INFO("chunk_length " << chunk);
+    options o;
+    o.chunk_length = chunk;
+    const auto [ey, eh] = s6_error<float, float>({1, 2, 65537, 16, 1}, o, 11);
+    BOOST_TEST(ey < 1e-4);
+    BOOST_TEST(eh < 1e-4);
+    options two = o;
+    two.states_per_lane = 2;
+    const auto [sy, sh] = s6_error<float, float>({1, 16, 65536, 16, 1}, two, 12);  // staged
+    BOOST_TEST(sy < 1e-4);
+    BOOST_TEST(sh < 1e-4);
+    const auto [by, bh] = s6_error<__nv_bfloat16, float>({1, 8, 65536, 16, 1}, o, 13);
+    BOOST_TEST(by < 1e-2);
+    BOOST_TEST(bh < 1e-2);
+  }
+}
+
+// The time-parallel path against the host operator: batch 1, lengths from 1 to
+// past 10^5 (none a multiple of the chunk but some), small and large D, N 16
+// (staged kernel where the shape allows) and 4 (generic kernel), all options on
+// or off, the last state asked for or not (then the last chunk is not
+// summarized), forced chunk lengths and the automatic choice.
+template <class In>
+void check_time_parallel(double tol) {
+  const bool small = std::getenv("MIXLENS_GPU_TEST_SMALL") != nullptr;
+  std::uint64_t seed = 300;
+  for (const index_t L : {1, 2, 1000, 4097, 65536, 100003}) {
+    if (small && L > 65536) continue;  // memory checker: keep the run short
+    std::vector<index_t> ds = {2, 8};
+    if (L <= 4097 && !small) ds.push_back(256);
+    for (const index_t D : ds)
+      for (const index_t N : {16, 4})
+        for (const bool all : {true, false}) {
+          options o;
+          o.bias_softplus = o.skip = o.gate = all;
+          o.last_state = all || L % 2 == 0;
+          o.chunk_length = L <= 1000 ? 64 : L <= 4097 ? (D == 256 ? 1024 : 256) : all ? 8192 : 0;
+          if (L > 4097 && D == 2) o.chunk_length = 4096;
+          const auto [ey, eh] = s6_error<In, float>({1, D, L, N, 1}, o, seed++);
+          BOOST_TEST_INFO("D " << D << " L " << L << " N " << N << " options " << all << " last state "
+                               << o.last_state << " chunk_length " << o.chunk_length);
+          BOOST_TEST(ey < tol);
+          BOOST_TEST(eh < tol);
+        }
+  }
+}
+
+// Shapes the one-pass dispatch would not split, forced through the three passes.
+BOOST_AUTO_TEST_CASE(time_parallel_fp32) { check_time_parallel<float>(1e-4); }
+BOOST_AUTO_TEST_CASE(time_parallel_bf16) { check_time_parallel<__nv_bfloat16>(1e-2); }
+
+BOOST_AUTO_TEST_CASE(time_parallel_options) {
+  std::uint64_t seed = 500;
+  for (int mask = 0; mask < 64; ++mask) {  // generic kernel: constant B, C, groups, batch > 1
+    options o;
+    o.bias_softplus = mask & 1, o.skip = mask & 2, o.gate = mask & 4, o.b_constant = mask & 8, o.c_constant = mask & 16;
+    o.last_state = mask & 32, o.chunk_length = mask % 3 == 0 ? 64 : 128;
+    const auto [ey, eh] = s6_error<float, float>({2, 4, 1000, 16, 2}, o, seed++);
+    BOOST_TEST_INFO("option mask " << mask);
+    BOOST_TEST(ey < 1e-4);
+    BOOST_TEST(eh < 1e-4);
+  }
+  for (int mask = 0; mask < 16; ++mask) {  // staged kernel, 1 and 2 states per lane, groups, batch > 1
+    options o;
+    o.bias_softplus = o.skip = o.gate = mask & 1;
+    o.states_per_lane = 1 + (mask >> 1 & 1);
+    o.last_state = mask & 4, o.z_silu = mask & 8;
+    o.chunk_length = 64 * (1 + (mask & 3));
+    const auto [ey, eh] = s6_error<float, float>({2, 32, 1000, 16, 2}, o, seed++);
+    BOOST_TEST_INFO("staged shape, option mask " << mask);
+    BOOST_TEST(ey < 1e-4);
+    BOOST_TEST(eh < 1e-4);
+  }
+  for (const index_t N : {16, 32, 5, 128}) {  // complex A; several states per lane
+    options o;
+    o.chunk_length = 64;
+    const auto [cy, ch] = s6_error<float, cf>({1, 4, 1000, N, 2}, o, seed++);
+    BOOST_TEST_INFO("complex, N " << N);
+    BOOST_TEST(cy < 1e-4);
+    BOOST_TEST(ch < 1e-4);
+    const auto [ry, rh] = s6_error<float, float>({1, 4, 333, N, 1}, o, seed++);
+    BOOST_TEST_INFO("real, N " << N);
+    BOOST_TEST(ry < 1e-4);
+    BOOST_TEST(rh < 1e-4);
+  }
+  const auto [hy, hh] = s6_error<__half, float>({1, 16, 4096, 16, 1}, options{}, seed++);  // automatic: split
+  BOOST_TEST(hy < 2e-3);
+  BOOST_TEST(hh < 2e-3);
+}
+
+BOOST_AUTO_TEST_CASE(plan_on_device) {
+  gpu::selective_scan_params<float, float> p;
+  p.batch = 1, p.channels = 1536, p.length = 65536, p.state_size = 16;
+  p.u = p.delta = p.a = p.b = p.c = p.y = reinterpret_cast<float*>(std::uintptr_t(256));  // only looked at
+  int device = 0, sms = 0;
+  MIXLENS_CUDA_CHECK(cudaGetDevice(&device));
+  MIXLENS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const auto here = gpu::plan_selective_scan(p), expected = gpu::plan_selective_scan(p, sms);
+  BOOST_TEST(here.time_parallel == expected.time_parallel);
+  BOOST_TEST(here.chunks == expected.chunks);
+  BOOST_TEST_MESSAGE("B 1, D 1536, L 65536 on " << sms << " SMs: " << here.chunks << " chunks of " << here.chunk_length);
 }
 
 BOOST_AUTO_TEST_CASE(errors) {
@@ -262,6 +357,84 @@ BOOST_AUTO_TEST_CASE(errors) {
   q = p;
   q.c = nullptr;
   testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'c'", "null"});
+  q = p;
+  q.chunk_length = -2;
+  testing::check_error([&] { gpu::selective_scan_forward(q); }, {"'chunk_length'", "got -2"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// The dispatch decision on a device of a given size: no device needed.
+BOOST_AUTO_TEST_CASE(dispatch_plan) {
+  const auto params = [](index_t B, index_t D, index_t L, index_t N) {
+    gpu::selective_scan_params<float, float> p;
+    p.batch = B, p.channels = D, p.length = L, p.state_size = N;
+    p.u = p.delta = p.a = p.b = p.c = p.y = reinterpret_cast<float*>(std::uintptr_t(256));  // only looked at
+    return p;
+  };
+  constexpr int h200 = 132;  // 132 SMs × 6 blocks = 792 resident blocks of either real kernel
+  auto p = params(4, 1536, 2048, 16);  // 768 blocks: one pass
+  auto plan = gpu::plan_selective_scan(p, h200);
+  BOOST_TEST(plan.staged);
+  BOOST_TEST(plan.states_per_lane == 1);
+  BOOST_TEST(plan.blocks == 768);
+  BOOST_TEST(!plan.time_parallel);
+  BOOST_TEST(plan.chunks == 1);
+  BOOST_TEST(!gpu::plan_selective_scan(params(4, 1536, 65536, 16), h200).time_parallel);
+
+  p = params(1, 1536, 65536, 16);  // 192 blocks: two waves of 8 chunks
+  plan = gpu::plan_selective_scan(p, h200);
+  BOOST_TEST(plan.staged);
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.chunks == 8);
+  BOOST_TEST(plan.chunk_length == 8192);
+  p.chunk_length = -1;  // never split
+  plan = gpu::plan_selective_scan(p, h200);
+  BOOST_TEST(!plan.time_parallel);
+  BOOST_TEST(plan.chunks == 1);
+  p.chunk_length = 100;  // forced, rounded up to 64
+  plan = gpu::plan_selective_scan(p, h200);
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.chunk_length == 128);
+  BOOST_TEST(plan.chunks == 512);
+  p.states_per_lane = 2;
+  BOOST_TEST(gpu::plan_selective_scan(p, h200).states_per_lane == 2);
+
+  BOOST_TEST(!gpu::plan_selective_scan(params(1, 1536, 2047, 16), h200).time_parallel);  // shorter than 2 chunks
+  plan = gpu::plan_selective_scan(params(1, 1536, 2048, 16), h200);
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.chunks == 2);
+  plan = gpu::plan_selective_scan(params(1, 1536, 4000, 16), h200);  // not a multiple of 64
+  BOOST_TEST(plan.chunks == 3);
+  BOOST_TEST(plan.chunk_length == 1344);
+
+  plan = gpu::plan_selective_scan(params(1, 64, 8192, 4), h200);  // generic kernel, 2 blocks
+  BOOST_TEST(!plan.staged);
+  BOOST_TEST(plan.blocks == 2);
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.chunks == 8);
+  BOOST_TEST(plan.chunk_length == 1024);
+  auto odd = params(1, 1536, 65536, 16);  // unaligned length: generic kernel
+  odd.length = 65535;
+  plan = gpu::plan_selective_scan(odd, h200);
+  BOOST_TEST(!plan.staged);
+  BOOST_TEST(plan.blocks == 192);
+  BOOST_TEST(plan.chunks == 8);
+
+  gpu::selective_scan_params<float, cf> c;  // complex: generic, 3 blocks per SM
+  c.batch = 1, c.channels = 1536, c.length = 65536, c.state_size = 16;
+  c.u = c.delta = c.y = reinterpret_cast<float*>(std::uintptr_t(256));
+  c.a = c.b = c.c = reinterpret_cast<cf*>(std::uintptr_t(256));
+  plan = gpu::plan_selective_scan(c, h200);
+  BOOST_TEST(!plan.staged);
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.chunks == 4);
+  BOOST_TEST(!gpu::plan_selective_scan(c, 64).time_parallel);  // 192 blocks fill more than half of 64 × 3
+
+  auto huge = params(1, 8, index_t(1) << 24, 16);  // forced tiny chunks: at most 65535 of them
+  huge.chunk_length = 64;
+  plan = gpu::plan_selective_scan(huge, h200);
+  BOOST_TEST(plan.chunks <= 65535);
+  BOOST_TEST(plan.chunk_length == 320);
+  BOOST_TEST(plan.chunks * plan.chunk_length >= huge.length);
+}

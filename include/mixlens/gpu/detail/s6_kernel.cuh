@@ -9,6 +9,10 @@
 // accumulates its state's C·h for the P steps, and a reduce-scatter over the
 // P lanes leaves lane l with y at step t0+l, which it finishes (D skip, gate) and
 // stores.
+//
+// Time-parallel form (long sequences, few channels): the same kernel runs over
+// one chunk of steps per blockIdx.y, either summarizing it (end state from zero
+// and ΣΔ, no output) or applying it from a carried incoming state.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -46,9 +50,25 @@ struct selective_scan_params {
   State* last_state = nullptr;           // (batch, D, N) or null: h at step L−1
   bool generic_only = false;             // skip the staged fast path (tests, benchmarks)
   int states_per_lane = 0;               // staged path: 1 or 2 states per lane; 0 chooses
+  // Time-parallel path: 0 chooses, −1 never (one pass over time), > 0 forces
+  // chunks of this many steps (rounded up to a multiple of 64).
+  index_t chunk_length = 0;
 };
 
 namespace detail {
+
+// full: the whole sequence from zero; summary: each chunk from zero, writing its
+// end state and ΣΔ; apply: each chunk from its carried incoming state, writing y.
+enum class s6_pass { full, summary, apply };
+
+// Workspace of the time-parallel path. carry (chunks, batch·D, N): the summary
+// pass writes chunk end states, the carry pass replaces them by incoming states.
+template <class State>
+struct s6_chunks {
+  index_t length = 0;  // steps per chunk, a multiple of 64
+  State* carry = nullptr;
+  double* dt_sum = nullptr;  // (chunks, batch·D)
+};
 
 template <class State>
 struct s6_math;
@@ -76,11 +96,13 @@ struct s6_math<complex<float>> {
   }
 };
 
-template <int P, int S, int Threads, int MinBlocks, class In, class State>
-__global__ void __launch_bounds__(Threads, MinBlocks) selective_scan_kernel(const selective_scan_params<In, State> p) {
+template <int P, int S, int Threads, int MinBlocks, s6_pass Pass, class In, class State>
+__global__ void __launch_bounds__(Threads, MinBlocks)
+    selective_scan_kernel(const selective_scan_params<In, State> p, const s6_chunks<State> chunks) {
   using W = typename selective_scan_params<In, State>::weight_type;
   using WV = std::conditional_t<is_complex_v<State>, complex<float>, float>;  // B, C in fp32
   using math = s6_math<State>;
+  constexpr bool output = Pass != s6_pass::summary;
   constexpr int channels_per_block = Threads / P;
   __shared__ __align__(16) float s_dt[Threads];
   __shared__ __align__(16) float s_du[Threads];
@@ -94,6 +116,10 @@ __global__ void __launch_bounds__(Threads, MinBlocks) selective_scan_kernel(cons
   if (!valid) gc = total - 1;  // idle groups still take part in the shuffles
   const index_t bi = gc / D, d = gc % D, g = d / (D / p.groups);
   const index_t row = gc * L;
+  const index_t chunk = blockIdx.y;
+  const index_t t_begin = Pass == s6_pass::full ? 0 : chunk * chunks.length;
+  const index_t t_end = Pass == s6_pass::full || L - t_begin < chunks.length ? L : t_begin + chunks.length;
+  State* carry = Pass == s6_pass::full ? nullptr : chunks.carry + (chunk * total + gc) * N;
 
   State a2[S], h[S];
   WV bconst[S], cconst[S];
@@ -105,6 +131,8 @@ __global__ void __launch_bounds__(Threads, MinBlocks) selective_scan_kernel(cons
     const bool live = n < N;
     a2[s] = live ? math::scale(p.a[d * N + n]) : State(0);
     h[s] = State(0);
+    if constexpr (Pass == s6_pass::apply)
+      if (live) h[s] = carry[n];
     const index_t bc = ((bi * p.groups + g) * N + (live ? n : 0)) * L;
     brow[s] = p.b + bc;
     crow[s] = p.c + bc;
@@ -116,15 +144,17 @@ __global__ void __launch_bounds__(Threads, MinBlocks) selective_scan_kernel(cons
   }
   const float bias = p.delta_bias ? p.delta_bias[d] : 0.0f;
   const float skip = p.skip ? p.skip[d] : 0.0f;
+  double dt_part = 0;  // summary: this lane's share of ΣΔ over the chunk
 
-  for (index_t t0 = 0; t0 < L; t0 += P) {
+  for (index_t t0 = t_begin; t0 < t_end; t0 += P) {
     const index_t t = t0 + lane;
-    const bool in = t < L;
-    const int valid_steps = L - t0 < P ? static_cast<int>(L - t0) : P;
+    const bool in = t < t_end;
+    const int valid_steps = t_end - t0 < P ? static_cast<int>(t_end - t0) : P;
     const float u = in ? to_float(p.u[row + t]) : 0.0f;
     float dt = in ? to_float(p.delta[row + t]) + bias : 0.0f;
     if (p.delta_softplus) dt = softplus(dt);
     if (!in) dt = 0.0f;  // a no-op step: decay 1, input 0
+    if constexpr (!output) dt_part += dt;
     __syncwarp();
     s_dt[tid] = dt;
     s_du[tid] = dt * u;
@@ -141,11 +171,13 @@ __global__ void __launch_bounds__(Threads, MinBlocks) selective_scan_kernel(cons
       } else {
         load_run<P>(brow[s] + t0, valid_steps, bv);
       }
-      if (p.c_constant || !crow[s]) {
+      if constexpr (output) {
+        if (p.c_constant || !crow[s]) {
 #pragma unroll
-        for (int k = 0; k < P; ++k) cv[k] = cconst[s];
-      } else {
-        load_run<P>(crow[s] + t0, valid_steps, cv);
+          for (int k = 0; k < P; ++k) cv[k] = cconst[s];
+        } else {
+          load_run<P>(crow[s] + t0, valid_steps, cv);
+        }
       }
 #pragma unroll
       for (int k0 = 0; k0 < P; k0 += 4) {  // Δ and Δ·u four steps per shared load
@@ -155,23 +187,67 @@ __global__ void __launch_bounds__(Threads, MinBlocks) selective_scan_kernel(cons
 #pragma unroll
         for (int k = 0; k < 4; ++k) {
           h[s] = math::decay(a2[s], dts[k]) * h[s] + dus[k] * bv[k0 + k];
-          acc[k0 + k] += math::output(cv[k0 + k], h[s]);
+          if constexpr (output) acc[k0 + k] += math::output(cv[k0 + k], h[s]);
         }
       }
     }
-    float y = group_reduce_scatter<P>(acc, lane);
-    y += skip * u;
-    if (p.z && in) {
-      const float z = to_float(p.z[row + t]);
-      y *= p.z_silu ? silu(z) : z;
+    if constexpr (output) {
+      float y = group_reduce_scatter<P>(acc, lane);
+      y += skip * u;
+      if (p.z && in) {
+        const float z = to_float(p.z[row + t]);
+        y *= p.z_silu ? silu(z) : z;
+      }
+      if (valid && in) p.y[row + t] = from_float<In>(y);
     }
-    if (valid && in) p.y[row + t] = from_float<In>(y);
   }
-  if (p.last_state && valid) {
+  if constexpr (Pass == s6_pass::summary) {
+#pragma unroll
+    for (int m = P / 2; m > 0; m /= 2) dt_part += __shfl_xor_sync(full_mask, dt_part, m);
+    if (valid) {
+#pragma unroll
+      for (int s = 0; s < S; ++s)
+        if (lane + s * P < N) carry[lane + s * P] = h[s];
+      if (lane == 0) chunks.dt_sum[chunk * total + gc] = dt_part;
+    }
+  }
+  if (Pass == s6_pass::full && p.last_state && valid) {
 #pragma unroll
     for (int s = 0; s < S; ++s)
       if (lane + s * P < N) p.last_state[gc * N + lane + s * P] = h[s];
   }
+}
+
+// The carry pass: per (batch, channel, state), the incoming state of every
+// chunk by the affine recurrence over chunks, h_in(c+1) = exp(A·ΣΔ_c)·h_in(c) +
+// h_end(c), in double; the final state goes to last_state. Chunks at or past
+// `summarized` have no summary (the last one when no last state is asked).
+template <class State>
+__global__ void s6_carry_kernel(const State* a, s6_chunks<State> chunks, State* last_state, index_t total, index_t D,
+                                index_t N, index_t count, index_t summarized) {
+  using SD = std::conditional_t<is_complex_v<State>, complex<double>, double>;
+  const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total * N) return;
+  const index_t gc = i / N, n = i % N, d = gc % D;
+  const State an = a[d * N + n];
+  SD h(0);
+  for (index_t c = 0; c < count; ++c) {
+    State* slot = chunks.carry + c * total * N + i;
+    const State local = c < summarized ? *slot : State(0);
+    *slot = State(h);
+    if (c < summarized) {
+      const double sum = chunks.dt_sum[c * total + gc];
+      if constexpr (is_complex_v<State>) {
+        const double m = exp(double(an.real()) * sum);
+        double sn, cs;
+        sincos(double(an.imag()) * sum, &sn, &cs);
+        h = SD(m * cs, m * sn) * h + SD(local.real(), local.imag());
+      } else {
+        h = exp(double(an) * sum) * h + double(local);
+      }
+    }
+  }
+  if (last_state) last_state[i] = State(h);
 }
 
 }  // namespace detail
