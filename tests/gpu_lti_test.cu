@@ -187,7 +187,7 @@ BOOST_AUTO_TEST_CASE(lti_apply_against_host) {
     BOOST_TEST_MESSAGE("LTI apply L " << L << ": relative error " << err);
     BOOST_TEST_INFO("L " << L);
     BOOST_TEST(err < 2e-5);  // fp32 FFT of size 2L
-    BOOST_TEST(y == y2);
+    BOOST_TEST(relative_to_max(y2, y.data(), y.size()) < 1e-6);  // same path, separate plans
   }
 }
 
