@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/alpha.cuh"
 #include "mixlens/ops/s6.hpp"
@@ -19,15 +20,6 @@ namespace {
 using namespace mixlens;
 using cf = complex<float>;
 using cd = complex<double>;
-
-struct device_present {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    std::string reason;
-    boost::test_tools::assertion_result r(gpu::device_available(&reason));
-    if (!r) r.message() << "skipped: " << reason;
-    return r;
-  }
-};
 
 template <class State>
 constexpr bool is_complex = !std::is_same_v<State, float>;
@@ -170,7 +162,7 @@ double rows_error(index_t B, index_t D, index_t L, index_t N, index_t G, std::ve
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(gpu_alpha, *boost::unit_test::precondition(device_present{}))
+BOOST_AUTO_TEST_SUITE(gpu_alpha, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(full_fp32) {
   struct c {

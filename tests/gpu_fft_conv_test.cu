@@ -7,21 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/fft_conv.cuh"
 
 namespace {
 
 using namespace mixlens;
-
-struct device_present {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    std::string reason;
-    boost::test_tools::assertion_result r(gpu::device_available(&reason));
-    if (!r) r.message() << "skipped: " << reason;
-    return r;
-  }
-};
 
 double conv_error(index_t B, index_t D, index_t L, bool with_bias, bool with_gate, std::uint64_t seed) {
   std::mt19937_64 gen(seed);
@@ -58,7 +50,7 @@ double conv_error(index_t B, index_t D, index_t L, bool with_bias, bool with_gat
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(gpu_fft_conv, *boost::unit_test::precondition(device_present{}))
+BOOST_AUTO_TEST_SUITE(gpu_fft_conv, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(against_direct_convolution) {
   std::uint64_t seed = 1;

@@ -10,21 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/lti.cuh"
 
 namespace {
 
 using namespace mixlens;
-
-struct device_present {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    std::string reason;
-    boost::test_tools::assertion_result r(gpu::device_available(&reason));
-    if (!r) r.message() << "skipped: " << reason;
-    return r;
-  }
-};
 
 // Under the memory checker: leave out the longest sequences.
 bool small_mode() { return std::getenv("MIXLENS_GPU_TEST_SMALL") != nullptr; }
@@ -71,7 +63,7 @@ constexpr double kernel_tol = 1e-5;  // relative to max |K|, fp32 output
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(gpu_lti, *boost::unit_test::precondition(device_present{}))
+BOOST_AUTO_TEST_SUITE(gpu_lti, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(s4d_kernels_against_host) {
   std::uint64_t seed = 1;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/io/npy.hpp"
@@ -22,15 +23,6 @@ namespace {
 using namespace mixlens;
 using namespace mixlens::models;
 namespace fs = std::filesystem;
-
-struct device_present {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    std::string reason;
-    boost::test_tools::assertion_result r(gpu::device_available(&reason));
-    if (!r) r.message() << "skipped: " << reason;
-    return r;
-  }
-};
 
 // MIXLENS_TEST_DATA_DIR in the environment overrides the source tree's copy (for
 // a binary run on another machine).
@@ -178,7 +170,7 @@ std::vector<index_t> random_tokens(index_t L, index_t vocab, std::uint64_t seed)
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(gpu_mamba, *boost::unit_test::precondition(device_present{}))
+BOOST_AUTO_TEST_SUITE(gpu_mamba, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(fixtures_match_cpu_and_transformers) {
   for (const auto& fx : fixtures) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/s6.cuh"
 #include "mixlens/ops/s6.hpp"
@@ -19,15 +20,6 @@ namespace {
 using namespace mixlens;
 using cf = complex<float>;
 using cd = complex<double>;
-
-struct device_present {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    std::string reason;
-    boost::test_tools::assertion_result r(gpu::device_available(&reason));
-    if (!r) r.message() << "skipped: " << reason;
-    return r;
-  }
-};
 
 struct shape {
   index_t batch, channels, length, states, groups;
@@ -196,7 +188,7 @@ void check_all(double tol) {
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(gpu_s6, *boost::unit_test::precondition(device_present{}))
+BOOST_AUTO_TEST_SUITE(gpu_s6, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(fp32_real) { check_all<float, float>(1e-4); }
 BOOST_AUTO_TEST_CASE(fp32_complex) { check_all<float, cf>(1e-4); }

@@ -10,6 +10,7 @@
 #include <tuple>
 #include <vector>
 
+#include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/scan.cuh"
 #include "mixlens/scan.hpp"
@@ -19,16 +20,6 @@ namespace {
 using namespace mixlens;
 using cf = complex<float>;
 using cd = complex<double>;
-
-// Skips GPU cases with a visible reason where no device exists.
-struct device_present {
-  boost::test_tools::assertion_result operator()(boost::unit_test::test_unit_id) const {
-    std::string reason;
-    boost::test_tools::assertion_result r(gpu::device_available(&reason));
-    if (!r) r.message() << "skipped: " << reason;
-    return r;
-  }
-};
 
 double widen(float x) { return x; }
 cd widen(cf x) { return {x.real(), x.imag()}; }
@@ -121,7 +112,7 @@ void check_policy(Policy policy, bool long_sequences) {
 
 }  // namespace
 
-BOOST_AUTO_TEST_SUITE(gpu_scan, *boost::unit_test::precondition(device_present{}))
+BOOST_AUTO_TEST_SUITE(gpu_scan, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(sequential) { check_policy(gpu::sequential_policy{}, false); }
 BOOST_AUTO_TEST_CASE(warp) { check_policy(gpu::warp_policy{}, false); }
