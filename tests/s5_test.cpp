@@ -6,6 +6,8 @@
 #include <random>
 #include <type_traits>
 
+#include <Eigen/Dense>
+
 #include "common/oracles.hpp"
 #include "mixlens/detail/hippo.hpp"
 #include "mixlens/ops/s5.hpp"
@@ -130,6 +132,48 @@ BOOST_AUTO_TEST_CASE(hippo_n_eigendecomposition_is_exact) {
   const auto two = detail::hippo_n_eigendecomposition(2);  // K = [[0, √3/2], [−√3/2, 0]]
   BOOST_TEST(std::abs(two.lambda[0].imag() + std::sqrt(3.0) / 2) <= 1e-15);
   BOOST_TEST(std::abs(two.lambda[1].imag() - std::sqrt(3.0) / 2) <= 1e-15);
+}
+
+BOOST_AUTO_TEST_CASE(hippo_n_eigendecomposition_large_against_eigen) {
+  // The sizes S4 and S5 use in practice, odd included: residual and unitarity
+  // relative to rounding, the spectrum against an independent Hermitian solver
+  // on −i·K, and exact conjugate pairs (S is real).
+  for (index_t n : {127, 256, 512}) {
+    const auto s = detail::hippo_n(n);
+    const auto e = detail::hippo_n_eigendecomposition(n);
+    Eigen::MatrixXcd sm(n, n), h(n, n), v(n, n);
+    Eigen::VectorXcd lambda(n);
+    for (index_t r = 0; r < n; ++r) {
+      lambda(r) = to_std(e.lambda[r]);
+      for (index_t c = 0; c < n; ++c) {
+        sm(r, c) = s(r, c);
+        h(r, c) = cd(0, r == c ? 0.0 : -s(r, c));
+        v(r, c) = to_std(e.v(r, c));
+      }
+    }
+    const double resid = (sm * v - v * lambda.asDiagonal()).norm() / sm.norm();
+    const double orth = (v.adjoint() * v - Eigen::MatrixXcd::Identity(n, n)).norm();
+    BOOST_TEST(resid <= 1e-12, "n=" << n << " residual " << resid);
+    BOOST_TEST(orth <= 1e-12, "n=" << n << " orthogonality " << orth);
+    const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXcd> reference(h);
+    const Eigen::VectorXd& mu = reference.eigenvalues();  // ascending
+    const double scale = mu.cwiseAbs().maxCoeff();
+    double eig_err = 0;
+    for (index_t j = 0; j < n; ++j) {
+      BOOST_TEST(lambda(j).real() == -0.5);
+      eig_err = std::max(eig_err, std::abs(lambda(j).imag() - mu(j)));
+    }
+    BOOST_TEST(eig_err <= 1e-13 * scale, "n=" << n << " eigenvalues " << eig_err << " of " << scale);
+    bool pairs = true;
+    for (index_t j = 0; j < n; ++j) {
+      pairs = pairs && e.lambda[n - 1 - j] == cuda::std::conj(e.lambda[j]);
+      if (2 * j + 1 != n)
+        for (index_t r = 0; r < n; ++r) pairs = pairs && e.v(r, n - 1 - j) == cuda::std::conj(e.v(r, j));
+    }
+    BOOST_TEST(pairs, "n=" << n << " conjugate pairs");
+    if (n % 2 == 1) BOOST_TEST(e.lambda[n / 2].imag() == 0.0);
+  }
+  testing::check_error([] { detail::hippo_n_eigendecomposition(0); }, {"n", "positive", "0"});
 }
 
 BOOST_AUTO_TEST_CASE(initialization_follows_s5) {
