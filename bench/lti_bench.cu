@@ -14,7 +14,7 @@ void set_host_counters(benchmark::State& state, double bytes, double tokens) {
   state.counters["tokens_per_second"] = benchmark::Counter(tokens, benchmark::Counter::kIsIterationInvariantRate);
 }
 
-s4d_mixer<float> s4d_layer(index_t H, index_t N) { return s4d_mixer<float>::make(H, N, s4d_init::lin, 1); }
+s4d_mixer<float> s4d_layer(index_t H, index_t N) { return s4d_mixer<float>::init(H, N, s4d_init::lin, 1); }
 
 // Bytes: the kernel written once (fp32) and the modes read once (two complex doubles each).
 double s4d_bytes(index_t H, index_t N, index_t L) { return 4.0 * double(H * L) + 32.0 * double(H * N / 2); }
@@ -45,7 +45,7 @@ bound_s5<float> s5_layer(index_t H, index_t P, index_t L) {
   init.blocks = 8;
   init.conj_sym = true;
   init.seed = 2;
-  return s5_mixer<float>::hippo(H, init).bind(L);
+  return s5_mixer<float>::init(H, init).bind(L);
 }
 
 // Bytes: x read and y written once, the parameters read once.

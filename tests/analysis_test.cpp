@@ -301,7 +301,7 @@ BOOST_AUTO_TEST_CASE(operator_verdicts) {
   verdict([&](const matrix<double>& u) { return sd.bind(u.view()); });
   const auto sa = softmax_attention_mixer<double>::init(D, 2, 2, 2, 6);
   verdict([&](const matrix<double>& u) { return sa.bind(u.view()); });
-  const auto s6 = s6_mixer<double>::mamba_init(D, 8, 1, 7);
+  const auto s6 = s6_mixer<double>::init(D, 8, 1, 7);
   verdict([&](const matrix<double>& u) { return s6.bind(u.view()); });
 }
 

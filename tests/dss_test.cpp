@@ -134,7 +134,7 @@ BOOST_AUTO_TEST_CASE(softmax_extreme_exponents_stay_finite) {
 }
 
 BOOST_AUTO_TEST_CASE(bound_operator_is_input_independent_toeplitz) {
-  auto mixer = make_dss_mixer<double>(3, 16, dss_variant::exp, {.seed = 4});
+  auto mixer = dss_mixer<double>::init(3, 16, dss_variant::exp, {.seed = 4});
   auto x1 = testing::random_matrix<double>(3, 300, 1), x2 = testing::random_matrix<double>(3, 300, 2, 5.0);
   auto a = mixer.bind(x1.view()), b = mixer.bind(x2.view()), c = mixer.bind(300);
   for (index_t ch = 0; ch < 3; ++ch) {
@@ -175,8 +175,8 @@ BOOST_AUTO_TEST_CASE(initializations) {
     BOOST_TEST(std::is_sorted(w.rbegin(), w.rend()));
     BOOST_TEST(w.back() > 0.0);
   }
-  auto hippo = make_dss_mixer<float>(2, 8, dss_variant::softmax, {.seed = 3});
-  auto lin = make_dss_mixer<double>(2, 8, dss_variant::exp, {.lambda_init = dss_init::s4d_lin, .skip = false, .seed = 3});
+  auto hippo = dss_mixer<float>::init(2, 8, dss_variant::softmax, {.seed = 3});
+  auto lin = dss_mixer<double>::init(2, 8, dss_variant::exp, {.lambda_init = dss_init::s4d_lin, .skip = false, .seed = 3});
   const auto omega = skew_hippo_frequencies(8);
   for (index_t c = 0; c < 2; ++c) {
     BOOST_TEST(hippo.parameters().dt[c] >= 1e-3f);
@@ -244,9 +244,9 @@ BOOST_AUTO_TEST_CASE(bad_input_throws) {
   matrix<double> x3(3, 10), x0(2, 0);
   testing::check_error([&] { (void)mixer.bind(x3.view()); }, {"'x'", "channels (extent 0) = 2", "= 3"});
   testing::check_error([&] { (void)mixer.bind(x0.view()); }, {"'x (length", "positive", "0"});
-  testing::check_error([&] { (void)make_dss_mixer<double>(0, 4, dss_variant::exp); }, {"'channels'", "positive"});
-  testing::check_error([&] { (void)make_dss_mixer<double>(2, 0, dss_variant::exp); }, {"'state_size'", "positive"});
-  testing::check_error([&] { (void)make_dss_mixer<double>(2, 4, dss_variant::exp, {.dt_min = 0.0}); }, {"'dt_min'", "positive"});
+  testing::check_error([&] { (void)dss_mixer<double>::init(0, 4, dss_variant::exp); }, {"'channels'", "positive"});
+  testing::check_error([&] { (void)dss_mixer<double>::init(2, 0, dss_variant::exp); }, {"'state_size'", "positive"});
+  testing::check_error([&] { (void)dss_mixer<double>::init(2, 4, dss_variant::exp, {.dt_min = 0.0}); }, {"'dt_min'", "positive"});
   auto op = mixer.bind(10);
   matrix<double> y(2, 9);
   testing::check_error([&] { op->apply(x3.view(), y.view()); }, {"'x'", "channels (extent 0) = 2"});

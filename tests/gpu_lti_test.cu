@@ -69,7 +69,7 @@ BOOST_AUTO_TEST_CASE(s4d_kernels_against_host) {
   std::uint64_t seed = 1;
   for (auto init : {s4d_init::lin, s4d_init::inv, s4d_init::real})
     for (auto disc : {ssm_discretization::zoh, ssm_discretization::bilinear}) {
-      const auto m = s4d_mixer<double>::make(3, 64, init, seed++, disc);
+      const auto m = s4d_mixer<double>::init(3, 64, init, seed++, disc);
       for (index_t L : {1, 2, 7, 100, 1000, 2049, 4096}) {
         const double e = s4d_error(m, L);
         BOOST_TEST_INFO(to_string(init) << (disc == ssm_discretization::zoh ? " ZOH" : " bilinear") << " L " << L);
@@ -77,7 +77,7 @@ BOOST_AUTO_TEST_CASE(s4d_kernels_against_host) {
       }
       // Long kernels: the phase l·Im log Ā reaches ~10⁷ rad here (S4D-Inv).
       if (!small_mode()) {
-        const auto wide = s4d_mixer<double>::make(2, 64, init, seed++, disc, 1e-3, 1e-1);
+        const auto wide = s4d_mixer<double>::init(2, 64, init, seed++, disc, 1e-3, 1e-1);
         const double e = s4d_error(wide, 65536);
         BOOST_TEST_MESSAGE("S4D " << to_string(init) << " L 65536: relative error " << e);
         BOOST_TEST_INFO(to_string(init) << " L 65536");
@@ -88,13 +88,13 @@ BOOST_AUTO_TEST_CASE(s4d_kernels_against_host) {
 
 BOOST_AUTO_TEST_CASE(s4d_many_modes_float_mixer_and_reuse) {
   // 256 modes: more than one shared-memory tile of modes per block.
-  const auto big = s4d_mixer<double>::make(2, 512, s4d_init::inv, 11, ssm_discretization::zoh);
+  const auto big = s4d_mixer<double>::init(2, 512, s4d_init::inv, 11, ssm_discretization::zoh);
   BOOST_TEST(s4d_error(big, 1000) < kernel_tol);
-  const auto mf = s4d_mixer<float>::make(3, 16, s4d_init::lin, 12, ssm_discretization::bilinear);
+  const auto mf = s4d_mixer<float>::init(3, 16, s4d_init::lin, 12, ssm_discretization::bilinear);
   BOOST_TEST(s4d_error(mf, 3000) < kernel_tol);
 
   // One upload, kernels for several lengths; the skip term comes along.
-  const auto m = s4d_mixer<double>::make(4, 32, s4d_init::lin, 13);
+  const auto m = s4d_mixer<double>::init(4, 32, s4d_init::lin, 13);
   const gpu::device_s4d d(m);
   BOOST_TEST(d.channels() == 4);
   BOOST_TEST(d.modes() == 16);
@@ -120,12 +120,12 @@ BOOST_AUTO_TEST_CASE(s4_kernels_against_host) {
   if (!small_mode()) lengths.push_back(16384);
   std::uint64_t seed = 21;
   for (index_t L : lengths) {
-    const auto m1 = s4_mixer<double>::make_legs(2, 64, seed++, 1);
+    const auto m1 = s4_mixer<double>::init(2, 64, seed++, 1);
     const double e1 = s4_error(m1, L);
     BOOST_TEST_MESSAGE("S4 rank 1 N 64 L " << L << ": relative error " << e1);
     BOOST_TEST_INFO("rank 1, L " << L);
     BOOST_TEST(e1 < kernel_tol);
-    const auto m2 = s4_mixer<double>::make_legs(2, 16, seed++, 2);
+    const auto m2 = s4_mixer<double>::init(2, 16, seed++, 2);
     BOOST_TEST_INFO("rank 2, L " << L);
     BOOST_TEST(s4_error(m2, L) < kernel_tol);
   }
@@ -133,7 +133,7 @@ BOOST_AUTO_TEST_CASE(s4_kernels_against_host) {
 
 BOOST_AUTO_TEST_CASE(s4_general_dplr_and_float_mixer) {
   // Q ≠ P (a perturbed low-rank part, rank 2) and a float layer.
-  auto m = s4_mixer<double>::make_legs(3, 32, 31, 2, 1e-2, 1e-1);
+  auto m = s4_mixer<double>::init(3, 32, 31, 2, 1e-2, 1e-1);
   std::mt19937_64 gen(32);
   std::normal_distribution<double> normal(0, 0.01);
   for (index_t r = 0; r < 2; ++r)
@@ -143,10 +143,10 @@ BOOST_AUTO_TEST_CASE(s4_general_dplr_and_float_mixer) {
     BOOST_TEST_INFO("L " << L);
     BOOST_TEST(s4_error(m, L) < kernel_tol);
   }
-  const auto mf = s4_mixer<float>::make_legs(2, 16, 33, 1);
+  const auto mf = s4_mixer<float>::init(2, 16, 33, 1);
   BOOST_TEST(s4_error(mf, 1024) < kernel_tol);
   // More modes than one shared-memory tile (N/2 = 160 > 128).
-  const auto big = s4_mixer<double>::make_legs(1, 320, 34, 1);
+  const auto big = s4_mixer<double>::init(1, 320, 34, 1);
   BOOST_TEST(s4_error(big, 512) < kernel_tol);
 }
 
@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(lti_apply_against_host) {
   std::uint64_t seed = 41;
   for (index_t L : {1, 7, 1000, 4096}) {
     const index_t B = 2, H = 3;
-    const auto m = s4d_mixer<double>::make(H, 16, s4d_init::lin, seed++);
+    const auto m = s4d_mixer<double>::init(H, 16, s4d_init::lin, seed++);
     const auto x = random_floats(static_cast<std::size_t>(B * H * L), seed++);
     gpu::device_s4d d(m);
     gpu::device_buffer<float> k(H * L), dx(x), dy(B * H * L), dy2(B * H * L);
@@ -201,7 +201,7 @@ std::pair<double, double> s5_error(const s5_case& c, index_t L, index_t batch, P
   init.conj_sym = c.conj_sym;
   init.discretization = c.disc;
   init.seed = seed;
-  const auto mixer = s5_mixer<float>::hippo(c.channels, init);
+  const auto mixer = s5_mixer<float>::init(c.channels, init);
   const auto bound = mixer.bind(L);
   const auto& opf = bound.view();
   const index_t H = c.channels, P = opf.states();
@@ -285,7 +285,7 @@ BOOST_AUTO_TEST_CASE(s5_batch_and_policies) {
   s5_init init;
   init.state_size = 16;
   init.seed = 64;
-  const auto bound = s5_mixer<float>::hippo(5, init).bind(777);
+  const auto bound = s5_mixer<float>::init(5, init).bind(777);
   const auto x = random_floats(5 * 777, 65);
   gpu::device_buffer<float> dx(x), y1(5 * 777), y2(5 * 777);
   gpu::s5_apply(bound.view(), dx.data(), y1.data());
@@ -296,17 +296,17 @@ BOOST_AUTO_TEST_CASE(s5_batch_and_policies) {
 }
 
 BOOST_AUTO_TEST_CASE(errors) {
-  const auto m = s4d_mixer<double>::make(2, 8, s4d_init::lin, 1);
+  const auto m = s4d_mixer<double>::init(2, 8, s4d_init::lin, 1);
   const gpu::device_s4d d(m);
   gpu::device_buffer<float> buf(64);
   testing::check_error([&] { d.kernel(0, buf.data()); }, {"'length'", "positive"});
   testing::check_error([&] { d.kernel(4, nullptr); }, {"'out'", "null"});
   testing::check_error([&] { gpu::s4d_kernel(m, -1, buf.data()); }, {"'length'", "positive"});
 
-  const auto s4 = s4_mixer<double>::make_legs(1, 8, 1, 1);
+  const auto s4 = s4_mixer<double>::init(1, 8, 1, 1);
   testing::check_error([&] { gpu::s4_kernel(s4, 0, buf.data()); }, {"'length'", "positive"});
   testing::check_error([&] { gpu::s4_kernel(s4, 4, nullptr); }, {"'out'", "null"});
-  const auto s4_rank5 = s4_mixer<double>::make_legs(1, 8, 1, 5);
+  const auto s4_rank5 = s4_mixer<double>::init(1, 8, 1, 5);
   testing::check_error([&] { gpu::s4_kernel(s4_rank5, 4, buf.data()); }, {"'rank'", "at most 4", "5"});
 
   testing::check_error([&] { gpu::lti_apply(nullptr, nullptr, buf.data(), buf.data(), 1, 2, 4); }, {"'kernel'", "null"});
@@ -315,7 +315,7 @@ BOOST_AUTO_TEST_CASE(errors) {
 
   s5_init init;
   init.state_size = 8;
-  const auto bound = s5_mixer<float>::hippo(2, init).bind(4);
+  const auto bound = s5_mixer<float>::init(2, init).bind(4);
   testing::check_error([&] { gpu::device_s5 bad(bound.view(), 0); }, {"'batch'", "positive"});
   gpu::device_s5 s5(bound.view());
   testing::check_error([&] { s5.apply(nullptr, buf.data()); }, {"'x'", "null"});

@@ -32,7 +32,7 @@ matrix<T> naive_projection(const matrix<T>& w, const std::vector<T>& b, const ma
 // A mixer with random biases (the default init has none) so the tests cover them.
 template <class T>
 gss_mixer<T> test_mixer(index_t in, index_t C, index_t N, dss_variant variant, std::uint64_t seed) {
-  auto base = make_gss_mixer<T>(in, C, N, variant, {.seed = seed});
+  auto base = gss_mixer<T>::init(in, C, N, variant, {.seed = seed});
   auto p = base.parameters();
   p.b_gate = testing::random_vector<T>(C, seed + 1, -0.5, 0.5);
   p.b_value = testing::random_vector<T>(C, seed + 2, -0.5, 0.5);
@@ -112,7 +112,7 @@ BOOST_AUTO_TEST_CASE(matrix_is_gate_times_toeplitz) {
 }
 
 BOOST_AUTO_TEST_CASE(bad_input_throws) {
-  auto dss = make_dss_mixer<double>(2, 4, dss_variant::exp);
+  auto dss = dss_mixer<double>::init(2, 4, dss_variant::exp);
   auto good = [] { return gss_parameters<double>{matrix<double>(2, 3), {}, matrix<double>(2, 3), {}}; };
   {
     auto p = good();
@@ -139,8 +139,8 @@ BOOST_AUTO_TEST_CASE(bad_input_throws) {
   testing::check_error([&] { (void)m.bind(x2.view()); }, {"'x'", "channels (extent 0) = 3", "= 2"});
   testing::check_error([&] { (void)m.forward(x0.view()); }, {"'x (length", "positive", "0"});
   testing::check_error([&] { (void)m.gate(x2.view()); }, {"gate", "'x'"});
-  testing::check_error([&] { (void)make_gss_mixer<double>(0, 2, 4); }, {"'in_channels'", "positive"});
-  testing::check_error([&] { (void)make_gss_mixer<double>(2, 2, 0); }, {"'state_size'", "positive"});
+  testing::check_error([&] { (void)gss_mixer<double>::init(0, 2, 4); }, {"'in_channels'", "positive"});
+  testing::check_error([&] { (void)gss_mixer<double>::init(2, 2, 0); }, {"'state_size'", "positive"});
 
   matrix<double> x(3, 8);
   auto op = m.bind(x.view());

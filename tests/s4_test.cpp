@@ -202,7 +202,7 @@ BOOST_AUTO_TEST_CASE(kernel_matches_dense_recurrence) {
     seed += 10;
     // S4's LegS initialization at short and long steps (long ones make Ā^L, hence C̃, matter).
     for (double dt : {1e-3, 0.05, 0.5}) {
-      auto m = s4_mixer<double>::make_legs(2, 16, seed, 1, dt, dt);
+      auto m = s4_mixer<double>::init(2, 16, seed, 1, dt, dt);
       const auto k = m.kernel(L);
       for (index_t h = 0; h < 2; ++h)
         BOOST_TEST(kernel_error(k, dense_kernel(m, h, L), h) <= 1e-10, "LegS dt=" << dt << " L=" << L);
@@ -218,11 +218,11 @@ BOOST_AUTO_TEST_CASE(kernel_matches_dense_recurrence) {
       }
   }
   // The default layer size, N = 64.
-  auto m = s4_mixer<double>::make_legs(1, 64, 3, 1, 1e-2, 1e-2);
+  auto m = s4_mixer<double>::init(1, 64, 3, 1, 1e-2, 1e-2);
   BOOST_TEST(kernel_error(m.kernel(1024), dense_kernel(m, 0, 1024), 0) <= 1e-10);
   // Rank 2 with a zero second row (S4's padding) equals rank 1.
-  auto m2 = s4_mixer<double>::make_legs(2, 16, 8, 2);
-  auto m1 = s4_mixer<double>::make_legs(2, 16, 8, 1);
+  auto m2 = s4_mixer<double>::init(2, 16, 8, 2);
+  auto m1 = s4_mixer<double>::init(2, 16, 8, 1);
   BOOST_TEST(testing::relative_error(m2.kernel(100), m1.kernel(100)) <= 1e-13);
 }
 
@@ -230,14 +230,14 @@ BOOST_AUTO_TEST_CASE(operator_algebra_and_naive_reference) {
   std::uint64_t seed = 1000;
   for (index_t L : testing::test_lengths()) {
     seed += 10;
-    check_layer(s4_mixer<double>::make_legs(2, 16, seed), L, seed + 1);
+    check_layer(s4_mixer<double>::init(2, 16, seed), L, seed + 1);
     check_layer(random_mixer<double>(2, 4, 2, seed + 2, true, 1e-2, 0.5), L, seed + 3);
-    check_layer(s4_mixer<float>::make_legs(2, 8, seed + 4), L, seed + 5);
+    check_layer(s4_mixer<float>::init(2, 8, seed + 4), L, seed + 5);
   }
 }
 
 BOOST_AUTO_TEST_CASE(bound_operator_does_not_depend_on_the_input) {
-  auto m = s4_mixer<double>::make_legs(3, 8, 5);
+  auto m = s4_mixer<double>::init(3, 8, 5);
   const index_t L = 40;
   auto x1 = testing::random_matrix<double>(3, L, 1), x2 = testing::random_matrix<double>(3, L, 2, 10.0);
   auto b1 = m.bind(x1.view()), b2 = m.bind(x2.view()), b3 = m.bind(L);
@@ -255,7 +255,7 @@ BOOST_AUTO_TEST_CASE(bound_operator_does_not_depend_on_the_input) {
 }
 
 BOOST_AUTO_TEST_CASE(legs_initialization) {
-  auto m = s4_mixer<float>::make_legs(4, 64, 2);
+  auto m = s4_mixer<float>::init(4, 64, 2);
   BOOST_TEST(m.channels() == 4);
   BOOST_TEST(m.state_size() == 64);
   BOOST_TEST(m.rank() == 1);
@@ -269,8 +269,8 @@ BOOST_AUTO_TEST_CASE(legs_initialization) {
     }
   }
   // float and double layers agree (the kernel is computed in double either way).
-  auto md = s4_mixer<double>::make_legs(2, 16, 4);
-  auto mf = s4_mixer<float>::make_legs(2, 16, 4);
+  auto md = s4_mixer<double>::init(2, 16, 4);
+  auto mf = s4_mixer<float>::init(2, 16, 4);
   auto kd = md.kernel(500);
   auto kf = mf.kernel(500);
   matrix<double> kfd(2, 500);
@@ -299,11 +299,11 @@ BOOST_AUTO_TEST_CASE(bad_parameters_throw) {
   testing::check_error(with([](auto& m) { m.c = matrix<complex<double>>(3, 4); }), {"'c'", "channels (extent 0) = 2"});
   testing::check_error(with([](auto& m) { m.skip = {1.0}; }), {"'skip'", "size = 2"});
   testing::check_error(with([](auto& m) { m.lambda = matrix<complex<double>>(0, 4); }), {"'lambda (channels, extent 0)'"});
-  testing::check_error([] { s4_mixer<double>::make_legs(2, 5, 1); }, {"'state_size'", "even", "5"});
-  testing::check_error([] { s4_mixer<double>::make_legs(2, 0, 1); }, {"'state_size'", "positive"});
-  testing::check_error([] { s4_mixer<double>::make_legs(0, 8, 1); }, {"'channels'", "positive"});
-  testing::check_error([] { s4_mixer<double>::make_legs(1, 8, 1, 0); }, {"'rank'", "positive"});
-  testing::check_error([] { s4_mixer<double>::make_legs(1, 8, 1, 1, 0.0); }, {"'dt_min'", "positive"});
+  testing::check_error([] { s4_mixer<double>::init(2, 5, 1); }, {"'state_size'", "even", "5"});
+  testing::check_error([] { s4_mixer<double>::init(2, 0, 1); }, {"'state_size'", "positive"});
+  testing::check_error([] { s4_mixer<double>::init(0, 8, 1); }, {"'channels'", "positive"});
+  testing::check_error([] { s4_mixer<double>::init(1, 8, 1, 0); }, {"'rank'", "positive"});
+  testing::check_error([] { s4_mixer<double>::init(1, 8, 1, 1, 0.0); }, {"'dt_min'", "positive"});
   testing::check_error([&] { (void)good.kernel(0); }, {"'length'", "positive"});
   testing::check_error([&] { (void)good.bind(index_t(-3)); }, {"'length'", "positive", "-3"});
   matrix<double> x1(1, 5), x0(2, 0);

@@ -89,10 +89,10 @@ BOOST_AUTO_TEST_CASE(operator_algebra_and_naive_reference) {
   std::uint64_t seed = 100;
   for (index_t L : testing::test_lengths()) {
     seed += 10;
-    check_layer(s4d_mixer<double>::make(3, 16, s4d_init::lin, seed), L, seed + 1);
-    check_layer(s4d_mixer<double>::make(2, 8, s4d_init::inv, seed + 2, ssm_discretization::bilinear), L, seed + 3);
+    check_layer(s4d_mixer<double>::init(3, 16, s4d_init::lin, seed), L, seed + 1);
+    check_layer(s4d_mixer<double>::init(2, 8, s4d_init::inv, seed + 2, ssm_discretization::bilinear), L, seed + 3);
     check_layer(random_mixer<double>(2, 6, seed + 4, ssm_discretization::zoh), L, seed + 5);
-    check_layer(s4d_mixer<float>::make(2, 16, s4d_init::real, seed + 6), L, seed + 7);
+    check_layer(s4d_mixer<float>::init(2, 16, s4d_init::real, seed + 6), L, seed + 7);
     check_layer(random_mixer<float>(2, 4, seed + 8, ssm_discretization::bilinear), L, seed + 9);
   }
 }
@@ -105,7 +105,7 @@ BOOST_AUTO_TEST_CASE(kernel_matches_recurrence) {
   for (auto disc : {ssm_discretization::zoh, ssm_discretization::bilinear}) {
     for (auto init : {s4d_init::lin, s4d_init::inv, s4d_init::real})
       for (double dt : {1e-3, 0.1, 1.0}) {
-        auto m = s4d_mixer<double>::make(2, 64, init, ++seed, disc, dt, dt);
+        auto m = s4d_mixer<double>::init(2, 64, init, ++seed, disc, dt, dt);
         const auto k = m.kernel(L);
         for (index_t h = 0; h < 2; ++h)
           BOOST_TEST(kernel_error(k, recurrence_kernel(m, h, L), h) <= 1e-11,
@@ -115,7 +115,7 @@ BOOST_AUTO_TEST_CASE(kernel_matches_recurrence) {
     const auto k = m.kernel(L);
     for (index_t h = 0; h < 3; ++h) BOOST_TEST(kernel_error(k, recurrence_kernel(m, h, L), h) <= 1e-11);
     // float parameters: the kernel is computed in double, then rounded.
-    auto mf = s4d_mixer<float>::make(2, 32, s4d_init::inv, ++seed, disc);
+    auto mf = s4d_mixer<float>::init(2, 32, s4d_init::inv, ++seed, disc);
     const auto kf = mf.kernel(L);
     for (index_t h = 0; h < 2; ++h) {
       const auto ref = recurrence_kernel(mf, h, L);
@@ -127,7 +127,7 @@ BOOST_AUTO_TEST_CASE(kernel_matches_recurrence) {
 
 BOOST_AUTO_TEST_CASE(discretizations_differ_and_agree_for_small_steps) {
   // Bilinear and ZOH are both O(Δ²)-close discretizations of the same system.
-  auto zoh = s4d_mixer<double>::make(1, 8, s4d_init::lin, 3, ssm_discretization::zoh, 1e-4, 1e-4);
+  auto zoh = s4d_mixer<double>::init(1, 8, s4d_init::lin, 3, ssm_discretization::zoh, 1e-4, 1e-4);
   auto bil = zoh;
   bil.discretization = ssm_discretization::bilinear;
   const auto kz = zoh.kernel(64), kb = bil.kernel(64);
@@ -137,7 +137,7 @@ BOOST_AUTO_TEST_CASE(discretizations_differ_and_agree_for_small_steps) {
 }
 
 BOOST_AUTO_TEST_CASE(materialized_matrix_is_the_kernel_toeplitz) {
-  auto m = s4d_mixer<double>::make(2, 16, s4d_init::inv, 11);
+  auto m = s4d_mixer<double>::init(2, 16, s4d_init::inv, 11);
   const index_t L = 50;
   auto op = m.bind(L);
   const auto k = m.kernel(L);
@@ -155,7 +155,7 @@ BOOST_AUTO_TEST_CASE(materialized_matrix_is_the_kernel_toeplitz) {
 }
 
 BOOST_AUTO_TEST_CASE(bound_operator_does_not_depend_on_the_input) {
-  auto m = s4d_mixer<double>::make(3, 8, s4d_init::lin, 5);
+  auto m = s4d_mixer<double>::init(3, 8, s4d_init::lin, 5);
   const index_t L = 40;
   auto x1 = testing::random_matrix<double>(3, L, 1), x2 = testing::random_matrix<double>(3, L, 2, 10.0);
   auto b1 = m.bind(x1.view()), b2 = m.bind(x2.view()), b3 = m.bind(L);
@@ -189,7 +189,7 @@ BOOST_AUTO_TEST_CASE(initializations_have_the_documented_values) {
   BOOST_TEST(std::abs(inv[0].imag() - 64.0 / pi * 63.0) < 1e-12);
   BOOST_TEST(std::abs(inv[31].imag() - 64.0 / pi * (64.0 / 63.0 - 1.0)) < 1e-12);
   for (auto init : {s4d_init::lin, s4d_init::inv, s4d_init::real}) {
-    auto m = s4d_mixer<float>::make(4, N, init, 9, ssm_discretization::zoh, 1e-3, 1e-1);
+    auto m = s4d_mixer<float>::init(4, N, init, 9, ssm_discretization::zoh, 1e-3, 1e-1);
     BOOST_TEST(m.channels() == 4);
     BOOST_TEST(m.state_size() == N);
     for (index_t h = 0; h < 4; ++h) {
@@ -229,12 +229,12 @@ BOOST_AUTO_TEST_CASE(bad_parameters_throw) {
                                                matrix<complex<double>>(1, 1), {0.0}); },
                        {"'a'", "Re < 0"});
   // Initializers: N odd (no conjugate pairs), zero sizes, bad dt range.
-  testing::check_error([] { s4d_mixer<double>::make(2, 7, s4d_init::lin, 1); }, {"'state_size'", "even", "7"});
-  testing::check_error([] { s4d_mixer<double>::make(2, 0, s4d_init::lin, 1); }, {"'state_size'", "positive"});
-  testing::check_error([] { s4d_mixer<double>::make(0, 8, s4d_init::lin, 1); }, {"'channels'", "positive"});
-  testing::check_error([] { s4d_mixer<double>::make(1, 8, s4d_init::lin, 1, ssm_discretization::zoh, -1.0); },
+  testing::check_error([] { s4d_mixer<double>::init(2, 7, s4d_init::lin, 1); }, {"'state_size'", "even", "7"});
+  testing::check_error([] { s4d_mixer<double>::init(2, 0, s4d_init::lin, 1); }, {"'state_size'", "positive"});
+  testing::check_error([] { s4d_mixer<double>::init(0, 8, s4d_init::lin, 1); }, {"'channels'", "positive"});
+  testing::check_error([] { s4d_mixer<double>::init(1, 8, s4d_init::lin, 1, ssm_discretization::zoh, -1.0); },
                        {"'dt_min'", "positive"});
-  testing::check_error([] { s4d_mixer<double>::make(1, 8, s4d_init::lin, 1, ssm_discretization::zoh, 0.1, 0.01); },
+  testing::check_error([] { s4d_mixer<double>::init(1, 8, s4d_init::lin, 1, ssm_discretization::zoh, 0.1, 0.01); },
                        {"'dt_max'", ">= dt_min"});
   // Lengths and inputs.
   testing::check_error([&] { (void)good.kernel(0); }, {"'length'", "positive", "0"});

@@ -181,7 +181,7 @@ BOOST_AUTO_TEST_CASE(initialization_follows_s5) {
   init.state_size = 16;
   init.blocks = 2;
   init.seed = 7;
-  const auto m = s5_mixer<double>::hippo(3, init);
+  const auto m = s5_mixer<double>::init(3, init);
   BOOST_TEST(m.states() == 4 * 2);  // half of each block of 8 under conjugate symmetry
   BOOST_TEST(m.channels() == 3);
   const auto e = detail::hippo_n_eigendecomposition(8);
@@ -191,7 +191,7 @@ BOOST_AUTO_TEST_CASE(initialization_follows_s5) {
     BOOST_TEST(m.log_step()[p] >= std::log(1e-3));
     BOOST_TEST(m.log_step()[p] <= std::log(1e-1));
   }
-  const auto same = s5_mixer<double>::hippo(3, init);
+  const auto same = s5_mixer<double>::init(3, init);
   BOOST_TEST(same.b_tilde()(1, 2) == m.b_tilde()(1, 2));
   BOOST_TEST(same.c_tilde()(2, 3) == m.c_tilde()(2, 3));
   // Redraw the documented sequence: B (16 × 3), then C (3 × 16, Re and Im
@@ -221,23 +221,23 @@ BOOST_AUTO_TEST_CASE(initialization_follows_s5) {
   BOOST_TEST(err_b <= 1e-14);
   BOOST_TEST(err_c <= 1e-14);
   init.seed = 8;
-  const auto other = s5_mixer<double>::hippo(3, init);
+  const auto other = s5_mixer<double>::init(3, init);
   BOOST_TEST(other.b_tilde()(1, 2) != m.b_tilde()(1, 2));
   init.conj_sym = false;
   init.c_init = s5_c_init::complex_normal;
-  const auto full = s5_mixer<float>::hippo(2, init);
+  const auto full = s5_mixer<float>::init(2, init);
   BOOST_TEST(full.states() == 16);
   BOOST_TEST(!full.conj_sym());
 }
 
 BOOST_AUTO_TEST_CASE(apply_matches_materialize_and_naive_double) {
   for (std::uint64_t seed : {1u, 2u})
-    for (index_t L : testing::test_lengths()) check_against_everything(s5_mixer<double>::hippo(3, small_init(seed)), L, seed);
+    for (index_t L : testing::test_lengths()) check_against_everything(s5_mixer<double>::init(3, small_init(seed)), L, seed);
 }
 
 BOOST_AUTO_TEST_CASE(apply_matches_materialize_and_naive_float) {
   for (std::uint64_t seed : {3u, 4u})
-    for (index_t L : testing::test_lengths()) check_against_everything(s5_mixer<float>::hippo(3, small_init(seed)), L, seed);
+    for (index_t L : testing::test_lengths()) check_against_everything(s5_mixer<float>::init(3, small_init(seed)), L, seed);
 }
 
 BOOST_AUTO_TEST_CASE(larger_state_all_lengths) {
@@ -248,8 +248,8 @@ BOOST_AUTO_TEST_CASE(larger_state_all_lengths) {
     init.discretization = disc;
     for (index_t L : testing::test_lengths()) {
       init.seed = 60 + L;
-      check_against_everything(s5_mixer<double>::hippo(4, init), L, 7);
-      check_against_everything(s5_mixer<float>::hippo(4, init), L, 8);
+      check_against_everything(s5_mixer<double>::init(4, init), L, 7);
+      check_against_everything(s5_mixer<float>::init(4, init), L, 8);
     }
   }
 }
@@ -258,14 +258,14 @@ BOOST_AUTO_TEST_CASE(discretizations_and_conjugate_symmetry) {
   for (auto disc : {s5_discretization::zoh, s5_discretization::bilinear})
     for (bool cs : {true, false})
       for (index_t L : testing::test_lengths(1024)) {
-        check_against_everything(s5_mixer<double>::hippo(2, small_init(11 + L, cs, disc)), L, 5);
-        check_against_everything(s5_mixer<float>::hippo(2, small_init(13 + L, cs, disc)), L, 6);
+        check_against_everything(s5_mixer<double>::init(2, small_init(11 + L, cs, disc)), L, 5);
+        check_against_everything(s5_mixer<float>::init(2, small_init(13 + L, cs, disc)), L, 6);
       }
 }
 
 BOOST_AUTO_TEST_CASE(conjugate_symmetry_equals_explicit_pairs) {
   // P/2 states with output 2·Re equal P states holding each state and its conjugate.
-  const auto half = s5_mixer<double>::hippo(3, small_init(21));
+  const auto half = s5_mixer<double>::init(3, small_init(21));
   const index_t P = half.states(), H = half.channels();
   std::vector<complex<double>> lambda(2 * P);
   matrix<complex<double>> b(2 * P, H), c(H, 2 * P);
@@ -288,7 +288,7 @@ BOOST_AUTO_TEST_CASE(conjugate_symmetry_equals_explicit_pairs) {
 }
 
 BOOST_AUTO_TEST_CASE(whole_operator_applied_to_vec_x_equals_apply) {
-  const auto m = s5_mixer<double>::hippo(3, small_init(31));
+  const auto m = s5_mixer<double>::init(3, small_init(31));
   for (index_t L : {1, 7, 64, 257}) {
     const auto x = testing::random_matrix<double>(3, L, 40 + L);
     const auto op = m.bind(L);
@@ -307,7 +307,7 @@ BOOST_AUTO_TEST_CASE(whole_operator_applied_to_vec_x_equals_apply) {
 
 template <class T>
 void check_scan_policies() {
-  const auto m = s5_mixer<T>::hippo(3, small_init(41));
+  const auto m = s5_mixer<T>::init(3, small_init(41));
   for (index_t L : {1, 2, 31, 1000, 2048}) {
     const auto x = testing::random_matrix<T>(3, L, 50 + L);
     const auto op = m.bind(L);
@@ -330,7 +330,7 @@ BOOST_AUTO_TEST_CASE(scan_policies_agree) {
 }
 
 BOOST_AUTO_TEST_CASE(bound_operator_does_not_depend_on_the_input) {
-  const auto m = s5_mixer<double>::hippo(3, small_init(51));
+  const auto m = s5_mixer<double>::init(3, small_init(51));
   const auto x1 = testing::random_matrix<double>(3, 100, 1), x2 = testing::random_matrix<double>(3, 100, 2, 5.0);
   const auto a = m.bind(x1.view()), b = m.bind(x2.view()), c = m.bind(100);
   for (index_t o = 0; o < 3; ++o)
@@ -394,17 +394,17 @@ BOOST_AUTO_TEST_CASE(bad_input_throws) {
   s5_init init;
   init.state_size = 6;
   init.blocks = 2;  // block size 3: odd, cannot pair conjugates
-  testing::check_error([&] { (void)s5_mixer<double>::hippo(2, init); }, {"init.state_size", "even block size", "3"});
+  testing::check_error([&] { (void)s5_mixer<double>::init(2, init); }, {"options.state_size", "even block size", "3"});
   init.blocks = 4;
-  testing::check_error([&] { (void)s5_mixer<double>::hippo(2, init); }, {"init.blocks", "divisor of state_size 6", "4"});
+  testing::check_error([&] { (void)s5_mixer<double>::init(2, init); }, {"options.blocks", "divisor of state_size 6", "4"});
   init = {};
-  testing::check_error([&] { (void)s5_mixer<double>::hippo(0, init); }, {"'channels'", "positive", "0"});
+  testing::check_error([&] { (void)s5_mixer<double>::init(0, init); }, {"'channels'", "positive", "0"});
   init.state_size = 0;
-  testing::check_error([&] { (void)s5_mixer<double>::hippo(2, init); }, {"init.state_size", "positive", "0"});
+  testing::check_error([&] { (void)s5_mixer<double>::init(2, init); }, {"options.state_size", "positive", "0"});
   init = {};
   init.dt_min = 0;
-  testing::check_error([&] { (void)s5_mixer<double>::hippo(2, init); }, {"init.dt_min", "positive"});
+  testing::check_error([&] { (void)s5_mixer<double>::init(2, init); }, {"options.dt_min", "positive"});
   init = {};
   init.dt_max = 1e-4;
-  testing::check_error([&] { (void)s5_mixer<double>::hippo(2, init); }, {"init.dt_max", ">= dt_min"});
+  testing::check_error([&] { (void)s5_mixer<double>::init(2, init); }, {"options.dt_max", ">= dt_min"});
 }

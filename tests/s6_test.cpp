@@ -211,7 +211,7 @@ BOOST_AUTO_TEST_CASE(rows_of_very_long_sequences_are_finite_and_exact) {
 
 BOOST_AUTO_TEST_CASE(mixer_computes_controls_from_the_input) {
   const index_t D = 6, N = 4, R = 2, L = 50;
-  const auto mixer = s6_mixer<double>::mamba_init(D, N, R, 7);
+  const auto mixer = s6_mixer<double>::init(D, N, R, 7);
   auto u = testing::random_matrix<double>(D, L, 8);
   auto op = mixer.bind(u.view());
   // Δ, B, C by hand from the projections.
@@ -237,7 +237,7 @@ BOOST_AUTO_TEST_CASE(mixer_computes_controls_from_the_input) {
   auto op2 = mixer.bind(u2.view());
   BOOST_TEST(testing::relative_error(materialize(op, 0, 0), materialize(op2, 0, 0)) > 1e-3);
   // Complex-state mixers bind too.
-  const auto cmixer = s6_mixer<double, complex<double>>::mamba_init(D, N, R, 7);
+  const auto cmixer = s6_mixer<double, complex<double>>::init(D, N, R, 7);
   auto cop = cmixer.bind(u.view(), {.skip = true});
   BOOST_TEST(cop->a(0, 3).imag() == 3 * M_PI, boost::test_tools::tolerance(1e-14));
   testing::check_linear_operator(cop, u.view(), 1e-12);
@@ -245,7 +245,7 @@ BOOST_AUTO_TEST_CASE(mixer_computes_controls_from_the_input) {
 
 BOOST_AUTO_TEST_CASE(fold_options_add_skip_and_gate) {
   const index_t D = 3, N = 4, L = 33;
-  const auto mixer = s6_mixer<double>::mamba_init(D, N, 1, 17);
+  const auto mixer = s6_mixer<double>::init(D, N, 1, 17);
   auto u = testing::random_matrix<double>(D, L, 18), z = testing::random_matrix<double>(D, L, 19);
   auto paper = mixer.bind(u.view());
   auto full = mixer.bind(u.view(), {.skip = true, .gate = true}, z.view());
@@ -264,7 +264,7 @@ BOOST_AUTO_TEST_CASE(fold_options_add_skip_and_gate) {
 
 BOOST_AUTO_TEST_CASE(mamba_block_unified_form_reproduces_the_block) {
   const index_t D = 4, N = 3, R = 2, K = 4;
-  const auto mixer = s6_mixer<double>::mamba_init(D, N, R, 40);
+  const auto mixer = s6_mixer<double>::init(D, N, R, 40);
   auto conv_w = testing::random_matrix<double>(D, K, 41, 0.5);
   auto conv_b = testing::random_vector<double>(D, 42, -0.5, 0.5);
   for (index_t L : {1, 2, 5, 64, 200}) {
@@ -328,15 +328,15 @@ BOOST_AUTO_TEST_CASE(bad_input_is_rejected_with_a_clear_message) {
   std::vector<double> r(10);
   testing::check_error([&] { op.row(0, 0, 10, vector_view<double>(r)); }, {"'t'", "[0, 10)", "got 10"});
 
-  auto mixer = s6_mixer<double>::mamba_init(4, 3, 2, 1);
+  auto mixer = s6_mixer<double>::init(4, 3, 2, 1);
   testing::check_error([&] { (void)mixer.bind(u.view(), {.gate = true}); }, {"'z'", "fold.gate"});
   matrix<double> u3(3, 9);
   testing::check_error([&] { (void)mixer.bind(u3.view()); }, {"'u'", "channels (extent 0) = 4", "= 3"});
   mixer.dt_bias.pop_back();
   testing::check_error([&] { (void)mixer.bind(u.view()); }, {"'dt_bias'", "size = 4", "size = 3"});
-  testing::check_error([&] { (void)s6_mixer<double>::mamba_init(4, 0, 2, 1); }, {"state_size", "got 0"});
+  testing::check_error([&] { (void)s6_mixer<double>::init(4, 0, 2, 1); }, {"state_size", "got 0"});
   matrix<double> w(4, 0);
-  auto good = s6_mixer<double>::mamba_init(4, 3, 2, 1);
+  auto good = s6_mixer<double>::init(4, 3, 2, 1);
   testing::check_error([&] { (void)bind_mamba_block(good, w.view(), {}, u.view(), u.view()); },
                        {"conv_weight (taps, extent 1)", "got 0"});
 }

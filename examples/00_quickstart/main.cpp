@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
   std::printf("| op     | data control  | time-invariant | apply err  | Toeplitz  | Δ other input |\n");
   std::printf("|--------|---------------|----------------|------------|-----------|---------------|\n");
 
-  const auto s4d = s4d_mixer<T>::make(D, 16, s4d_init::lin, seed);
+  const auto s4d = s4d_mixer<T>::init(D, 16, s4d_init::lin, seed);
   report("S4D", s4d.bind(x.view()), s4d.bind(x2.view()), x, out);
 
   hyena_config cfg;
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
   auto hy = hyena.bind(x.view()), hy2 = hyena.bind(x2.view());
   report("Hyena", hy, hy2, hy.storage().value, out);
 
-  const auto s6 = s6_mixer<T>::mamba_init(D, 16, std::max<index_t>(1, D / 16), seed);
+  const auto s6 = s6_mixer<T>::init(D, 16, std::max<index_t>(1, D / 16), seed);
   report("S6", s6.bind(x.view()), s6.bind(x2.view()), x, out);
 
   std::printf("\napply err: fast path vs materialized matrix; Toeplitz: distance of M to the nearest Toeplitz\n"

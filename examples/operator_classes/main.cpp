@@ -247,23 +247,23 @@ std::map<std::string, runner> registry(const options& o) {
   const std::uint64_t seed = o.seed;
   std::map<std::string, runner> r;
   r["s4"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s4_mixer<T>::make_legs(D, N, seed);
+    const auto mixer = s4_mixer<T>::init(D, N, seed);
     return measure("s4", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["s4d"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s4d_mixer<T>::make(D, N, s4d_init::lin, seed);
+    const auto mixer = s4d_mixer<T>::init(D, N, s4d_init::lin, seed);
     return measure("s4d", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["dss"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = make_dss_mixer<T>(D, N, dss_variant::exp, {.seed = seed});
+    const auto mixer = dss_mixer<T>::init(D, N, dss_variant::exp, {.seed = seed});
     return measure("dss", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["s5"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s5_mixer<T>::hippo(D, {.state_size = N, .seed = seed});
+    const auto mixer = s5_mixer<T>::init(D, {.state_size = N, .seed = seed});
     return measure("s5", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["gss"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = make_gss_mixer<T>(D, D, N, dss_variant::exp, {.seed = seed});
+    const auto mixer = gss_mixer<T>::init(D, D, N, dss_variant::exp, {.seed = seed});
     return measure("gss", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["hyena"] = [=](const inputs& in, const options& opt) {
@@ -276,7 +276,7 @@ std::map<std::string, runner> registry(const options& o) {
     return measure("hyena", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["s6"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s6_mixer<T>::mamba_init(D, N, std::max<index_t>(1, (D + 15) / 16), seed);
+    const auto mixer = s6_mixer<T>::init(D, N, std::max<index_t>(1, (D + 15) / 16), seed);
     return measure("s6", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["ssd"] = [=](const inputs& in, const options& opt) {

@@ -1,6 +1,6 @@
 // A randomly initialized Mamba language model built in memory, for tests and
 // benchmarks that need a model of a given size without a checkpoint. Mamba's
-// initialization where it has one (s6_mixer::mamba_init: A_log = log(1..N),
+// initialization where it has one (s6_mixer::init: A_log = log(1..N),
 // D = 1, Δ bias = softplus⁻¹ of log-uniform steps), nn.Linear / nn.Conv1d
 // defaults U(±1/√fan_in) for the projections and the conv, N(0, 0.02) for the
 // embedding, ones for the norms. Seeded with the portable generator, so a seed
@@ -58,8 +58,8 @@ template <class T>
     l.conv_weight = matrix<T>(D, K);
     fill(l.conv_weight, 1 / std::sqrt(double(K)));
     if (config.use_conv_bias) l.conv_bias = uniform(D, 1 / std::sqrt(double(K)));
-    l.ssm = s6_mixer<T>::mamba_init(D, N, R, ++stream);
-    stream += 2;  // mamba_init draws from three consecutive seeds
+    l.ssm = s6_mixer<T>::init(D, N, R, ++stream);
+    stream += 2;  // init draws from three consecutive seeds
     l.out_proj = matrix<T>(H, D);
     fill(l.out_proj, 1 / std::sqrt(double(D)));
     if (config.use_bias) l.out_proj_bias = uniform(H, 1 / std::sqrt(double(D)));

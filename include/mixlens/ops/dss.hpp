@@ -75,6 +75,15 @@ struct dss_parameters {
   return omega;
 }
 
+// Initialization options (defaults as in the DSS reference).
+struct dss_init_options {
+  dss_init lambda_init = dss_init::skew_hippo;
+  double dt_min = 1e-3;  // Δ log-uniform in [dt_min, dt_max]
+  double dt_max = 1e-1;
+  bool skip = true;      // D ~ N(0, 1), else no skip
+  std::uint64_t seed = 0;
+};
+
 // Unbound DSS mixer: owns the parameters, generates kernels, binds to a length.
 template <class T>
 class dss_mixer {
@@ -83,6 +92,11 @@ class dss_mixer {
   using kind = dss_kind;
 
   dss_mixer(dss_parameters<T> p, dss_variant variant) : p_(std::move(p)), variant_(variant) { validate(); }
+
+  // A randomly initialized mixer (defined below): Λ shared by all channels,
+  // W ~ CN(0, 2), log-uniform Δ per channel.
+  [[nodiscard]] static dss_mixer init(index_t channels, index_t state_size, dss_variant variant,
+                                      const dss_init_options& o = {});
 
   [[nodiscard]] index_t channels() const { return p_.lambda.extent(0); }
   [[nodiscard]] index_t state_size() const { return p_.lambda.extent(1); }
@@ -181,21 +195,12 @@ class dss_mixer {
   dss_variant variant_;
 };
 
-// Initialization options (defaults as in the DSS reference).
-struct dss_init_options {
-  dss_init lambda_init = dss_init::skew_hippo;
-  double dt_min = 1e-3;  // Δ log-uniform in [dt_min, dt_max]
-  double dt_max = 1e-1;
-  bool skip = true;      // D ~ N(0, 1), else no skip
-  std::uint64_t seed = 0;
-};
 
 // A randomly initialized DSS mixer: Λ shared by all channels, W ~ CN(0, 2)
 // (real and imaginary parts N(0, 1)), log-uniform Δ per channel.
 template <class T>
-[[nodiscard]] dss_mixer<T> make_dss_mixer(index_t channels, index_t state_size, dss_variant variant,
-                                          const dss_init_options& o = {}) {
-  constexpr std::string_view where = "mixlens::make_dss_mixer";
+dss_mixer<T> dss_mixer<T>::init(index_t channels, index_t state_size, dss_variant variant, const dss_init_options& o) {
+  constexpr std::string_view where = "mixlens::dss_mixer::init";
   detail::check_positive(where, "channels", channels);
   detail::check_positive(where, "state_size", state_size);
   detail::check_positive(where, "dt_min", o.dt_min);

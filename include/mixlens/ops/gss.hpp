@@ -133,6 +133,11 @@ class gss_mixer {
  public:
   using value_type = T;
 
+  // A randomly initialized mixer (defined below): projections ~ N(0, 1/in_channels),
+  // no biases, in front of a DSS mixer initialized with `o`.
+  [[nodiscard]] static gss_mixer init(index_t in_channels, index_t channels, index_t state_size,
+                                      dss_variant variant = dss_variant::exp, const dss_init_options& o = {});
+
   gss_mixer(gss_parameters<T> p, dss_mixer<T> dss) : p_(std::move(p)), dss_(std::move(dss)) {
     constexpr std::string_view where = "mixlens::gss_mixer";
     const index_t C = dss_.channels();
@@ -194,9 +199,9 @@ class gss_mixer {
 // A randomly initialized GSS mixer: projections ~ N(0, 1/in_channels) (no
 // biases, as in the paper) in front of a DSS mixer initialized with `o`.
 template <class T>
-[[nodiscard]] gss_mixer<T> make_gss_mixer(index_t in_channels, index_t channels, index_t state_size,
-                                          dss_variant variant = dss_variant::exp, const dss_init_options& o = {}) {
-  constexpr std::string_view where = "mixlens::make_gss_mixer";
+gss_mixer<T> gss_mixer<T>::init(index_t in_channels, index_t channels, index_t state_size, dss_variant variant,
+                                const dss_init_options& o) {
+  constexpr std::string_view where = "mixlens::gss_mixer::init";
   detail::check_positive(where, "in_channels", in_channels);
   detail::check_positive(where, "channels", channels);
   detail::splitmix64 gen(o.seed ^ 0x9e3779b97f4a7c15ULL);
@@ -204,7 +209,7 @@ template <class T>
   gss_parameters<T> p{matrix<T>(channels, in_channels), {}, matrix<T>(channels, in_channels), {}};
   for (index_t i = 0; i < p.w_gate.size(); ++i) p.w_gate.data()[i] = static_cast<T>(gen.normal(0.0, stddev));
   for (index_t i = 0; i < p.w_value.size(); ++i) p.w_value.data()[i] = static_cast<T>(gen.normal(0.0, stddev));
-  return gss_mixer<T>(std::move(p), make_dss_mixer<T>(channels, state_size, variant, o));
+  return gss_mixer<T>(std::move(p), dss_mixer<T>::init(channels, state_size, variant, o));
 }
 
 }  // namespace mixlens

@@ -225,9 +225,9 @@ class s4_mixer {
   // S4's default layer: HiPPO-LegS in NPLR form (Λ, P, B shared by the channels;
   // P padded with zero rows beyond rank 1), C complex normal, log Δ uniform in
   // [log dt_min, log dt_max], D normal.
-  static s4_mixer make_legs(index_t channels, index_t state_size, std::uint64_t seed, index_t rank = 1,
+  static s4_mixer init(index_t channels, index_t state_size, std::uint64_t seed, index_t rank = 1,
                             double dt_min = 1e-3, double dt_max = 1e-1) {
-    constexpr std::string_view where = "mixlens::s4_mixer::make_legs";
+    constexpr std::string_view where = "mixlens::s4_mixer::init";
     detail::check_positive(where, "channels", channels);
     detail::check_positive(where, "rank", rank);
     const auto nplr = detail::legs_nplr(state_size);

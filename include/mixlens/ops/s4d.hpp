@@ -116,15 +116,15 @@ class s4d_mixer {
     validate();
   }
 
-  // An initialized layer as state-spaces/s4 builds one: A from `init` (shared by
+  // An initialized layer as state-spaces/s4 builds one: A from `diagonal` (shared by
   // channels), B = 1, C complex normal (unit variance), log Δ uniform in
   // [log dt_min, log dt_max], D normal.
-  static s4d_mixer make(index_t channels, index_t state_size, s4d_init init, std::uint64_t seed,
+  static s4d_mixer init(index_t channels, index_t state_size, s4d_init diagonal, std::uint64_t seed,
                         ssm_discretization disc = ssm_discretization::zoh, double dt_min = 1e-3,
                         double dt_max = 1e-1) {
-    constexpr std::string_view where = "mixlens::s4d_mixer::make";
+    constexpr std::string_view where = "mixlens::s4d_mixer::init";
     detail::check_positive(where, "channels", channels);
-    const auto diag = s4d_diagonal<T>(init, state_size);
+    const auto diag = s4d_diagonal<T>(diagonal, state_size);
     const index_t half = state_size / 2;
     detail::s4_random rng(seed);
     s4d_mixer m;

@@ -238,22 +238,22 @@ class s5_mixer {
   // Draws, in this order, from one detail::splitmix64(seed): B (P_full × H, truncated normal, std
   // 1/sqrt(P_full)), then B̃ = V⁻¹B; C (see s5_c_init), then C̃ = C·V; D ~ N(0, 1);
   // log_step ~ U[log dt_min, log dt_max].
-  [[nodiscard]] static s5_mixer hippo(index_t channels, const s5_init& init = {}) {
-    constexpr std::string_view where = "mixlens::s5_mixer::hippo";
+  [[nodiscard]] static s5_mixer init(index_t channels, const s5_init& options = {}) {
+    constexpr std::string_view where = "mixlens::s5_mixer::init";
     detail::check_positive(where, "channels", channels);
-    detail::check_positive(where, "init.state_size", init.state_size);
-    detail::check_positive(where, "init.blocks", init.blocks);
-    if (init.state_size % init.blocks != 0)
-      detail::fail(where, "init.blocks", "a divisor of state_size " + std::to_string(init.state_size), init.blocks);
-    const index_t n = init.state_size / init.blocks;  // block size
-    if (init.conj_sym && n % 2 != 0)
-      detail::fail(where, "init.state_size", "an even block size (state_size / blocks) with conj_sym", n);
-    if (!(init.dt_min > 0)) detail::fail(where, "init.dt_min", "a positive value", init.dt_min);
-    if (!(init.dt_max >= init.dt_min))
-      detail::fail(where, "init.dt_max", ">= dt_min " + std::to_string(init.dt_min), init.dt_max);
+    detail::check_positive(where, "options.state_size", options.state_size);
+    detail::check_positive(where, "options.blocks", options.blocks);
+    if (options.state_size % options.blocks != 0)
+      detail::fail(where, "options.blocks", "a divisor of state_size " + std::to_string(options.state_size), options.blocks);
+    const index_t n = options.state_size / options.blocks;  // block size
+    if (options.conj_sym && n % 2 != 0)
+      detail::fail(where, "options.state_size", "an even block size (state_size / blocks) with conj_sym", n);
+    if (!(options.dt_min > 0)) detail::fail(where, "options.dt_min", "a positive value", options.dt_min);
+    if (!(options.dt_max >= options.dt_min))
+      detail::fail(where, "options.dt_max", ">= dt_min " + std::to_string(options.dt_min), options.dt_max);
 
-    const index_t H = channels, P_full = init.state_size, J = init.blocks;
-    const index_t keep = init.conj_sym ? n / 2 : n;  // states kept per block
+    const index_t H = channels, P_full = options.state_size, J = options.blocks;
+    const index_t keep = options.conj_sym ? n / 2 : n;  // states kept per block
     const index_t P = keep * J;
     const detail::hippo_n_eigen eig = detail::hippo_n_eigendecomposition(n);
     // V (P_full × P) is block diagonal with blocks v(:, :keep); V⁻¹ := V* (P × P_full).
@@ -263,7 +263,7 @@ class s5_mixer {
       return eig.v(row % n, col % keep);
     };
 
-    detail::splitmix64 gen(init.seed);
+    detail::splitmix64 gen(options.seed);
     std::vector<complex<T>> lambda(static_cast<std::size_t>(P));
     for (index_t p = 0; p < P; ++p) {
       const complex<double> l = eig.lambda[static_cast<std::size_t>(p % keep)];
@@ -281,14 +281,14 @@ class s5_mixer {
       }
 
     matrix<complex<T>> c_tilde(H, P);
-    if (init.c_init == s5_c_init::complex_normal) {
+    if (options.c_init == s5_c_init::complex_normal) {
       for (index_t k = 0; k < c_tilde.size(); ++k) {
         const double re = std::sqrt(0.5) * gen.normal();
         const double im = std::sqrt(0.5) * gen.normal();
         c_tilde.data()[k] = {static_cast<T>(re), static_cast<T>(im)};
       }
     } else {
-      const double stddev = init.c_init == s5_c_init::lecun_normal ? 1 / std::sqrt(double(P_full * H))
+      const double stddev = options.c_init == s5_c_init::lecun_normal ? 1 / std::sqrt(double(P_full * H))
                                                                    : 1 / std::sqrt(double(P_full));
       matrix<complex<double>> c(H, P_full);
       for (index_t k = 0; k < c.size(); ++k) {
@@ -307,11 +307,11 @@ class s5_mixer {
     std::vector<T> skip(static_cast<std::size_t>(H));
     for (auto& d : skip) d = static_cast<T>(gen.normal());
     std::vector<T> log_step(static_cast<std::size_t>(P));
-    const double lo = std::log(init.dt_min), hi = std::log(init.dt_max);
+    const double lo = std::log(options.dt_min), hi = std::log(options.dt_max);
     for (auto& s : log_step) s = static_cast<T>(lo + (hi - lo) * gen.uniform());
 
     return s5_mixer(std::move(lambda), std::move(b_tilde), std::move(c_tilde), std::move(log_step), std::move(skip),
-                    init.discretization, init.conj_sym);
+                    options.discretization, options.conj_sym);
   }
 
   [[nodiscard]] index_t channels() const { return b_tilde_.extent(1); }

@@ -274,9 +274,9 @@ class s6_mixer {
   // Mamba's initialization: A_log = log(1..N) (S4D-Real; S4D-Lin imaginary parts
   // π·n for complex), x_proj ~ U(±1/√D), dt_proj.weight ~ U(±dt_rank^−½),
   // dt_bias = softplus⁻¹(dt) with dt log-uniform in [dt_min, dt_max], D = 1.
-  static s6_mixer mamba_init(index_t channels, index_t state_size, index_t dt_rank, std::uint64_t seed,
+  static s6_mixer init(index_t channels, index_t state_size, index_t dt_rank, std::uint64_t seed,
                              double dt_min = 1e-3, double dt_max = 1e-1) {
-    constexpr std::string_view where = "mixlens::s6_mixer::mamba_init";
+    constexpr std::string_view where = "mixlens::s6_mixer::init";
     detail::check_positive(where, "channels", channels);
     detail::check_positive(where, "state_size", state_size);
     detail::check_positive(where, "dt_rank", dt_rank);
