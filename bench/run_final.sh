@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session within a fixed time budget, from prebuilt binaries:
+# One GPU run within a fixed time budget, from prebuilt binaries:
 #   every GPU test binary, the memory checker on each (MIXLENS_GPU_TEST_SMALL=1),
 #   the Google Benchmark suite, the Mamba rollout benchmark, the PyTorch
 #   baselines, the summary (and, if time is left, Nsight Compute on the S6 kernels).

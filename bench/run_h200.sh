@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU session: GPU tests, the memory checker on the GPU test binaries, the
+# One GPU run: GPU tests, the memory checker on the GPU test binaries, the
 # Google Benchmark suite (JSON) and the PyTorch baselines, all on the same GPU.
 #   bench/run_h200.sh <dir with gpu_*_test and mixlens_gpu_bench | empty: build here> <output dir>
 set -u -o pipefail

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch baselines for the mixlens GPU benchmarks, run on the same GPU in the
-same session: the sequential selective-scan reference (Mamba's reference
+same run: the sequential selective-scan reference (Mamba's reference
 semantics: Δ bias + softplus, D skip, SiLU(z) gate), vectorized hidden
 attention α (cumsum + masked exp + einsum over channel blocks), and the
 torch.fft causal convolution (FFT size 2L) used by Hyena.
