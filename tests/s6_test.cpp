@@ -301,11 +301,11 @@ BOOST_AUTO_TEST_CASE(bad_input_is_rejected_with_a_clear_message) {
   using op_t = s6_operator<double>;
   auto bad_delta = ok.delta;
   bad_delta(1, 5) = 0.0;
-  testing::check_error([&] { op_t(bad_delta.view(), ok.a.view(), ok.b.view(), ok.c.view()); },
+  testing::check_error([&] { op_t(bad_delta.view(), ok.a.view(), ok.b.view(), ok.c.view()).validate(); },
                        {"'delta'", "delta > 0 at [1][5]", "got 0"});
   auto bad_a = ok.a;
   bad_a(2, 1) = 0.5;
-  testing::check_error([&] { op_t(ok.delta.view(), bad_a.view(), ok.b.view(), ok.c.view()); },
+  testing::check_error([&] { op_t(ok.delta.view(), bad_a.view(), ok.b.view(), ok.c.view()).validate(); },
                        {"'a'", "Re(A) < 0", "[2][1]", "0.5"});
   tensor<double, 3> b3(3, 3, 10), short_c(2, 3, 9);
   testing::check_error([&] { op_t(ok.delta.view(), ok.a.view(), b3.view(), ok.c.view()); },

@@ -1,5 +1,5 @@
 // Basic configuration shared by every mixlens header: the index type and the
-// host/device annotation macro.
+// host/device annotation macros.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,15 @@
 #define MIXLENS_HD __host__ __device__
 #else
 #define MIXLENS_HD
+#endif
+
+// Argument checks inside MIXLENS_HD members: they build messages with
+// std::string, so they run in the host compilation only. Device entry points
+// (mixlens::gpu) check the same arguments on the host before they launch.
+#if defined(__CUDA_ARCH__)
+#define MIXLENS_HOST_CHECK(...) ((void)0)
+#else
+#define MIXLENS_HOST_CHECK(...) __VA_ARGS__
 #endif
 
 namespace mixlens {

@@ -83,6 +83,25 @@ concept classified = requires {
 template <class Op>
 concept trivially_copyable_view = std::is_trivially_copyable_v<Op>;
 
+// The same view type serves host and device memory. For that a view
+//  - checks only shapes in its constructor; checks of values (Δ > 0, Re A < 0, …)
+//    are a host-side `validate()` that bind runs on host data and to_device runs
+//    before the upload;
+//  - makes length(), in_channels(), out_channels() and row() MIXLENS_HD, row()
+//    without allocating (it may use r as scratch), so that kernels can call it;
+//  - lists its data members (mdspans, spans, nested views) once in
+//    for_each_view(f), so that to_device / to_host can copy and rebase them.
+// Views that do satisfy mixlens::gpu::apply / materialize / rows generically;
+// fast kernels specialize mixlens::gpu::device_path (mixlens/gpu/operator.cuh).
+namespace detail {
+struct ignore_view {
+  template <class V>
+  void operator()(V&) const {}
+};
+}  // namespace detail
+template <class Op>
+concept rebasable = requires(Op& op) { op.for_each_view(detail::ignore_view{}); };
+
 template <class Op>
 concept linear_operator = applicable<Op> && materializable<Op> && has_rows<Op> && classified<Op> &&
                           trivially_copyable_view<Op>;

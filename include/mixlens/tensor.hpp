@@ -79,7 +79,7 @@ using matrix = tensor<T, 2>;
 
 // A view of no data: optional operands (no D skip, no gate) are empty views.
 template <class View>
-[[nodiscard]] constexpr bool is_empty(const View& v) {
+[[nodiscard]] MIXLENS_HD constexpr bool is_empty(const View& v) {
   return v.size() == 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,12 +34,16 @@ std::vector<T> random_vector(index_t n, std::uint64_t seed, double lo, double hi
 }
 
 // max |a − b| / max |b|: relative to the reference's scale, robust to zeros.
+// Infinite when either side holds a NaN or an infinity, so that no tolerance
+// check can pass on them (std::max would drop a NaN).
 template <class A, class B>
 double relative_error(const A* a, const B* b, index_t n) {
   double diff = 0, scale = 0;
   for (index_t i = 0; i < n; ++i) {
-    diff = std::max(diff, static_cast<double>(std::abs(a[i] - b[i])));
-    scale = std::max(scale, static_cast<double>(std::abs(b[i])));
+    const double d = static_cast<double>(std::abs(a[i] - b[i])), m = static_cast<double>(std::abs(b[i]));
+    if (!std::isfinite(d) || !std::isfinite(m)) return std::numeric_limits<double>::infinity();
+    diff = std::max(diff, d);
+    scale = std::max(scale, m);
   }
   return scale == 0 ? diff : diff / scale;
 }
@@ -56,16 +61,35 @@ constexpr double tolerance() {
   return std::is_same_v<T, float> ? 1e-5 : 1e-12;
 }
 
+// Where the oracle runs an operator: on the host (here) or on the device
+// (tests/common/device_oracle.cuh, same interface). Results come back as host
+// arrays so that one test body serves both.
+struct host_executor {
+  template <class Op>
+  auto apply(const Op& op, matrix_view<const typename Op::value_type> x) const {
+    return mix(op, x);
+  }
+  template <class Op>
+  auto materialize(const Op& op, index_t out, index_t in) const {
+    return mixlens::materialize(op, out, in);
+  }
+  template <class Op>
+  auto row(const Op& op, index_t out, index_t in, index_t t) const {
+    return mixlens::row(op, out, in, t);
+  }
+};
+
 // y = M·x through the dense materialized operator, in double.
-template <class Op>
-matrix<typename Op::value_type> dense_apply(const Op& op, matrix_view<const typename Op::value_type> x) {
+template <class Op, class Exec = host_executor>
+matrix<typename Op::value_type> dense_apply(const Op& op, matrix_view<const typename Op::value_type> x,
+                                            const Exec& exec = {}) {
   const auto& v = view_of(op);
   using T = typename Op::value_type;
   const index_t L = v.length();
-  matrix<T> y(v.out_channels(), L), block(L, L);
+  matrix<T> y(v.out_channels(), L);
   for (index_t o = 0; o < v.out_channels(); ++o)
     for (index_t i = 0; i < v.in_channels(); ++i) {
-      v.materialize(o, i, block.view());
+      const auto block = exec.materialize(v, o, i);
       for (index_t t = 0; t < L; ++t) {
         double acc = 0;
         for (index_t s = 0; s <= t; ++s) acc += double(block(t, s)) * double(x(i, s));
@@ -75,34 +99,33 @@ matrix<typename Op::value_type> dense_apply(const Op& op, matrix_view<const type
   return y;
 }
 
-// The checks every bound linear operator must pass on input x:
+// The checks every bound linear operator must pass on input x, wherever exec
+// runs it (host or device):
 //  - apply(x) equals materialize()·x;
 //  - every block is causal (lower triangular);
 //  - rows from the row API equal the materialized rows;
 //  - channel-separable operators have zero off-diagonal channel blocks;
 //  - time-invariant operators materialize to exact Toeplitz blocks.
-template <class Op>
-void check_linear_operator(const Op& op, matrix_view<const typename Op::value_type> x, double tol) {
+template <class Op, class Exec = host_executor>
+void check_linear_operator(const Op& op, matrix_view<const typename Op::value_type> x, double tol,
+                           const Exec& exec = {}) {
   const auto& v = view_of(op);
   using V = std::remove_cvref_t<decltype(v)>;
-  using T = typename V::value_type;
   using traits = operator_traits<V>;
   const index_t L = v.length();
   const std::string name(traits::name);
 
-  auto fast = mix(v, x);
-  auto dense = dense_apply(v, x);
+  const auto fast = exec.apply(v, x);
+  const auto dense = dense_apply(v, x, exec);
   const double err = relative_error(fast, dense);
   BOOST_TEST_INFO(name << " L=" << L);
   BOOST_TEST(err <= tol, name << ": |apply - materialize*x| = " << err << " > " << tol << " at L=" << L);
 
-  matrix<T> block(L, L);
-  std::vector<T> r(static_cast<std::size_t>(L));
   const index_t probe_rows[] = {0, L / 3, L / 2, L - 1};
   for (index_t o = 0; o < v.out_channels(); ++o)
     for (index_t i = 0; i < v.in_channels(); ++i) {
       if (!traits::channel_mixing && o != i && (o + i) % 3 != 0) continue;  // sample off-diagonal pairs
-      v.materialize(o, i, block.view());
+      const auto block = exec.materialize(v, o, i);
       double scale = 0, upper = 0, off = 0, toeplitz = 0;
       for (index_t t = 0; t < L; ++t)
         for (index_t s = 0; s < L; ++s) {
@@ -117,7 +140,7 @@ void check_linear_operator(const Op& op, matrix_view<const typename Op::value_ty
       if (traits::time_invariant && scale > 0)
         BOOST_TEST(toeplitz <= tol * scale, name << ": block (" << o << "," << i << ") is not Toeplitz: " << toeplitz);
       for (index_t t : probe_rows) {
-        v.row(o, i, t, vector_view<T>(r.data(), r.size()));
+        const auto r = exec.row(v, o, i, t);
         double d = 0;
         for (index_t s = 0; s < L; ++s) d = std::max(d, double(std::abs(r[static_cast<std::size_t>(s)] - block(t, s))));
         BOOST_TEST(d <= tol * std::max(scale, 1e-300), name << ": row " << t << " differs from materialize by " << d);

@@ -10,29 +10,53 @@
 
 namespace mixlens::detail {
 
+// The element math shared by host loops and device kernels (MIXLENS_HD: one
+// definition each). std:: math functions have device overloads under nvcc.
+
 // softplus as PyTorch computes it (threshold 20: linear above, avoids overflow).
 template <class T>
-[[nodiscard]] T softplus(T x) {
+[[nodiscard]] MIXLENS_HD T softplus(T x) {
   return x > T(20) ? x : std::log1p(std::exp(x));
 }
 
 template <class T>
-[[nodiscard]] T sigmoid(T x) {
+[[nodiscard]] MIXLENS_HD T sigmoid(T x) {
   return T(1) / (T(1) + std::exp(-x));
 }
 
 template <class T>
-[[nodiscard]] T silu(T x) {
+[[nodiscard]] MIXLENS_HD T silu(T x) {
   return x * sigmoid(x);
 }
 
 template <class T>
-[[nodiscard]] T real_part(T x) {
+[[nodiscard]] MIXLENS_HD T real_part(T x) {
   return x;
 }
 template <class T>
-[[nodiscard]] T real_part(complex<T> x) {
+[[nodiscard]] MIXLENS_HD T real_part(complex<T> x) {
   return x.real();
+}
+
+// exp(Δ·a): the per-step decay of one state, real or complex.
+template <class T>
+[[nodiscard]] MIXLENS_HD T exp_scaled(T a, T dt) {
+  return std::exp(dt * a);
+}
+template <class T>
+[[nodiscard]] MIXLENS_HD complex<T> exp_scaled(complex<T> a, T dt) {
+  return cuda::std::exp(dt * a);
+}
+
+// The real output of a state contraction: the conjugate partner of a complex
+// state is implied, so its contribution doubles the real part.
+template <class T>
+[[nodiscard]] MIXLENS_HD T output_part(T x) {
+  return x;
+}
+template <class T>
+[[nodiscard]] MIXLENS_HD T output_part(complex<T> x) {
+  return T(2) * x.real();
 }
 
 // exp(z) − 1 for std::complex or cuda::std::complex, without the cancellation of

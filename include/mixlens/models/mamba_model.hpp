@@ -262,6 +262,7 @@ template <class T, class Observer>
     s.a = std::move(controls.a);
     s.b = std::move(controls.b);
     s.c = std::move(controls.c);
+    s.ssm(w).validate();
 
     s.ssm(w, s6_fold{.skip = true, .gate = true}).apply(s.u.view(), s.y.view());
     for (index_t d = 0; d < D; ++d)

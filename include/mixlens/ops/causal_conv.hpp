@@ -35,9 +35,15 @@ struct causal_conv_operator {
     if (!d.empty()) detail::check_equal(where, "skip", "size", k.extent(0), static_cast<index_t>(d.size()));
   }
 
-  [[nodiscard]] index_t length() const { return sequence_length; }
-  [[nodiscard]] index_t in_channels() const { return kernel.extent(0); }
-  [[nodiscard]] index_t out_channels() const { return kernel.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return sequence_length; }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return kernel.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return kernel.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t taps() const { return kernel.extent(1); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(kernel), f(skip);
+  }
 
   void apply(matrix_view<const T> x, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::causal_conv_operator::apply";
@@ -58,7 +64,7 @@ struct causal_conv_operator {
         for (index_t t = 0; t < L; ++t) y(c, t) += skip[static_cast<std::size_t>(c)] * x(c, t);
   }
 
-  [[nodiscard]] T entry(index_t c, index_t t, index_t s) const {
+  [[nodiscard]] MIXLENS_HD T entry(index_t c, index_t t, index_t s) const {
     const index_t lag = t - s;
     T v = (lag >= 0 && lag < kernel.extent(1)) ? kernel(c, lag) : T(0);
     if (lag == 0 && !skip.empty()) v += skip[static_cast<std::size_t>(c)];
@@ -72,9 +78,8 @@ struct causal_conv_operator {
       for (index_t s = 0; s < length(); ++s) m(t, s) = out == in ? entry(out, t, s) : T(0);
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::causal_conv_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::causal_conv_operator::row", *this, out, in, t, r));
     for (index_t s = 0; s < length(); ++s) r[static_cast<std::size_t>(s)] = out == in ? entry(out, t, s) : T(0);
   }
 };

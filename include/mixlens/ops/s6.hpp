@@ -22,28 +22,6 @@
 
 namespace mixlens {
 
-namespace detail {
-// exp(Δ·a): the per-step decay of one state.
-template <class T>
-[[nodiscard]] T exp_scaled(T a, T dt) {
-  return std::exp(dt * a);
-}
-template <class T>
-[[nodiscard]] complex<T> exp_scaled(complex<T> a, T dt) {
-  return cuda::std::exp(dt * a);
-}
-// The real output of a state contraction: the conjugate partner of a complex
-// state is implied, so its contribution doubles the real part.
-template <class T>
-[[nodiscard]] T output_part(T x) {
-  return x;
-}
-template <class T>
-[[nodiscard]] T output_part(complex<T> x) {
-  return T(2) * x.real();
-}
-}  // namespace detail
-
 template <class T, class State = T>
 struct s6_operator {
   static_assert(std::is_floating_point_v<T>, "s6_operator: T must be float or double");
@@ -63,15 +41,36 @@ struct s6_operator {
   s6_operator(matrix_view<const T> delta_, matrix_view<const State> a_, tensor_view<const State, 3> b_,
               tensor_view<const State, 3> c_, vector_view<const T> skip_ = {}, matrix_view<const T> gate_ = {})
       : delta(delta_), a(a_), b(b_), c(c_), skip(skip_), gate(gate_) {
-    validate();
+    check_shapes();
   }
 
-  [[nodiscard]] index_t length() const { return delta.extent(1); }
-  [[nodiscard]] index_t in_channels() const { return delta.extent(0); }
-  [[nodiscard]] index_t out_channels() const { return delta.extent(0); }
-  [[nodiscard]] index_t state_size() const { return a.extent(1); }
-  [[nodiscard]] index_t groups() const { return b.extent(0); }
-  [[nodiscard]] index_t group_of(index_t d) const { return d / (in_channels() / groups()); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return delta.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return delta.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return delta.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t state_size() const { return a.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t groups() const { return b.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t group_of(index_t d) const { return d / (in_channels() / groups()); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(delta), f(a), f(b), f(c), f(skip), f(gate);
+  }
+
+  // The value checks, on host data: bind runs them, and so does to_device.
+  void validate() const {
+    constexpr std::string_view where = "mixlens::s6_operator";
+    const index_t D = in_channels(), L = length(), N = state_size();
+    for (index_t d = 0; d < D; ++d) {
+      for (index_t n = 0; n < N; ++n)
+        if (!(detail::real_part(a(d, n)) < T(0)))
+          detail::fail(where, "a", "Re(A) < 0 (a stable decay) at [" + std::to_string(d) + "][" + std::to_string(n) + "]",
+                       detail::real_part(a(d, n)));
+      for (index_t t = 0; t < L; ++t)
+        if (!(delta(d, t) > T(0)))
+          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(d) + "][" + std::to_string(t) + "]",
+                       delta(d, t));
+    }
+  }
 
   // y = M·u by the sequential recurrence (the fastest host path), or by any scan
   // policy of scan.hpp run over each (channel, state) sequence.
@@ -139,25 +138,23 @@ struct s6_operator {
     }
   }
 
-  // Row t of α[d] in O(L·N): a backward running product from the diagonal, so
-  // rows of very long sequences stay finite (terms underflow to 0 gracefully).
-  void alpha_row(index_t d, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::s6_operator::alpha_row";
-    detail::check_channel(where, "d", in_channels(), d);
-    detail::check_row(where, length(), t, static_cast<index_t>(r.size()));
+  // Row t of α[d] in O(L·N): per state a backward running product from the
+  // diagonal, so rows of very long sequences stay finite (terms underflow to 0
+  // gracefully). Needs no memory beyond r: host loops and kernels share it.
+  MIXLENS_HD void alpha_row(index_t d, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_channel("mixlens::s6_operator::alpha_row", "d", in_channels(), d),
+                       detail::check_row("mixlens::s6_operator::alpha_row", length(), t, static_cast<index_t>(r.size())));
     const index_t N = state_size(), g = group_of(d);
-    std::vector<State> p(static_cast<std::size_t>(N));  // C_t[n]·exp(A_n Σ_{k=j+1..t} Δ_k)
-    for (index_t n = 0; n < N; ++n) p[static_cast<std::size_t>(n)] = c(g, n, t);
-    for (index_t j = length() - 1; j > t; --j) r[static_cast<std::size_t>(j)] = T(0);
-    for (index_t j = t; j >= 0; --j) {
-      State acc(0);
-      for (index_t n = 0; n < N; ++n) {
-        auto& pn = p[static_cast<std::size_t>(n)];
-        acc += pn * b(g, n, j);
-        pn *= detail::exp_scaled(a(d, n), delta(d, j));
+    for (index_t j = 0; j < length(); ++j) r[static_cast<std::size_t>(j)] = T(0);
+    for (index_t n = 0; n < N; ++n) {
+      const State an = a(d, n);
+      State p = c(g, n, t);  // C_t[n]·exp(A_n Σ_{k=j+1..t} Δ_k)
+      for (index_t j = t; j >= 0; --j) {
+        r[static_cast<std::size_t>(j)] += detail::output_part(p * b(g, n, j));
+        p *= detail::exp_scaled(an, delta(d, j));
       }
-      r[static_cast<std::size_t>(j)] = detail::output_part(acc) * delta(d, j);
     }
+    for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] *= delta(d, j);
   }
 
   // The operator's whole block: diag(gate)·(α + diag(D)); α itself when the
@@ -178,11 +175,10 @@ struct s6_operator {
     }
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::s6_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::s6_operator::row", *this, out, in, t, r));
     if (out != in) {
-      for (auto& e : r) e = T(0);
+      for (index_t s = 0; s < length(); ++s) r[static_cast<std::size_t>(s)] = T(0);
       return;
     }
     alpha_row(out, t, r);
@@ -199,7 +195,7 @@ struct s6_operator {
     }
   }
 
-  void validate() const {
+  void check_shapes() const {
     constexpr std::string_view where = "mixlens::s6_operator";
     const index_t D = delta.extent(0), L = delta.extent(1), N = a.extent(1), G = b.extent(0);
     detail::check_positive(where, "delta (channels, extent 0)", D);
@@ -218,17 +214,8 @@ struct s6_operator {
       detail::check_equal(where, "gate", "channels (extent 0)", D, gate.extent(0));
       detail::check_equal(where, "gate", "length (extent 1)", L, gate.extent(1));
     }
-    for (index_t d = 0; d < D; ++d) {
-      for (index_t n = 0; n < N; ++n)
-        if (!(detail::real_part(a(d, n)) < T(0)))
-          detail::fail(where, "a", "Re(A) < 0 (a stable decay) at [" + std::to_string(d) + "][" + std::to_string(n) + "]",
-                       detail::real_part(a(d, n)));
-      for (index_t t = 0; t < L; ++t)
-        if (!(delta(d, t) > T(0)))
-          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(d) + "][" + std::to_string(t) + "]",
-                       delta(d, t));
-    }
   }
+
 };
 
 template <class T, class State>
@@ -352,10 +339,12 @@ class s6_mixer {
       for (index_t d = 0; d < D; ++d)
         for (index_t t = 0; t < L; ++t) s.gate(d, t) = detail::silu(z(d, t));
     }
-    return bound_s6<T, State>(std::move(s), [](const s6_storage<T, State>& st) {
+    bound_s6<T, State> op(std::move(s), [](const s6_storage<T, State>& st) {
       return s6_operator<T, State>(st.delta.view(), st.a.view(), st.b.view(), st.c.view(),
                                    vector_view<const T>(st.skip.data(), st.skip.size()), st.gate.view());
     });
+    op->validate();
+    return op;
   }
 
   matrix<T> x_proj;         // (dt_rank + 2·parts·N) × D, no bias

@@ -1,0 +1,327 @@
+// The device side of the linear-operator concept: the same view types as on the
+// host, over device memory.
+//
+//   to_device(op) / to_host(op)             owners whose storage lives on that side
+//   gpu::apply(op, x, y, stream)            y = M·x
+//   gpu::materialize(op, out, in, m, s)     the dense L×L block (out, in)
+//   gpu::materialize(op, m, s)              the whole (out·L)×(in·L) operator
+//   gpu::rows(op, out, in, positions, r, s) selected rows of one block
+//
+// Every view gets a generic implementation from its MIXLENS_HD `row` (one thread
+// per row, the row written in place), so an operator a researcher writes runs on
+// the device once its row is MIXLENS_HD. An operator's fast kernels are
+// specializations of device_path<View> (see below), picked at compile time;
+// whatever a specialization leaves out falls back to the generic path.
+//
+// Inputs and outputs are device memory; every call is asynchronous on `stream`
+// and checks its arguments on the host before it launches.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mixlens/gpu/detail/scan_dispatch.cuh"
+#include "mixlens/gpu/error.cuh"
+#include "mixlens/linear_operator.hpp"
+
+namespace mixlens::gpu {
+
+// Specialize for a view type with any of these static members (T = value_type):
+//   apply(const View&, matrix_view<const T> x, matrix_view<T> y, cudaStream_t)
+//   materialize(const View&, index_t out, index_t in, matrix_view<T> m, cudaStream_t)
+//   rows(const View&, index_t out, index_t in, vector_view<const index_t> positions
+//        (host memory), matrix_view<T> r, cudaStream_t)
+// Arguments arrive checked. The primary template has none: generic everywhere.
+template <class View>
+struct device_path {};
+
+// ---- owners on either side ---------------------------------------------------------
+
+// The device memory behind a device-resident view: one buffer per data member.
+struct device_storage {
+  std::vector<device_buffer<std::byte>> buffers;
+};
+
+// The host memory behind a view copied back from the device.
+struct host_storage {
+  std::vector<std::vector<std::byte>> buffers;
+};
+
+namespace detail {
+
+template <class V>
+concept mdspan_like = requires(const V& v) {
+  v.mapping();
+  v.data_handle();
+};
+template <class V>
+concept span_like = !mdspan_like<V> && requires(const V& v) {
+  v.data();
+  v.size();
+};
+
+// Points every data member of `view` (recursively through nested views) at a
+// copy made by copy(bytes, source) -> new address. Members that share memory
+// keep sharing it. Empty members become null views.
+template <class View, class Copy>
+void rebase(View& view, Copy& copy, std::vector<std::pair<const void*, void*>>& seen) {
+  view.for_each_view([&](auto& member) {
+    using M = std::remove_cvref_t<decltype(member)>;
+    if constexpr (rebasable<M>) {
+      rebase(member, copy, seen);
+    } else {
+      static_assert(mdspan_like<M> || span_like<M>, "for_each_view must list mdspans, spans or nested views");
+      using E = typename M::element_type;
+      const void* source = nullptr;
+      std::size_t count = 0;
+      if constexpr (mdspan_like<M>) source = member.data_handle(), count = member.mapping().required_span_size();
+      else source = member.data(), count = member.size();
+      void* target = nullptr;
+      if (count > 0 && source) {
+        for (const auto& [from, to] : seen)
+          if (from == source) target = to;
+        if (!target) target = copy(count * sizeof(E), source), seen.emplace_back(source, target);
+      }
+      auto* p = static_cast<E*>(target);
+      if constexpr (mdspan_like<M>) member = M(p, member.mapping());
+      else member = M(p, count > 0 ? count : 0);
+    }
+  });
+}
+
+template <class View>
+void validate_values(const View& view) {
+  if constexpr (requires { view.validate(); }) view.validate();
+}
+
+}  // namespace detail
+
+// A device-resident copy of a host view's data: the same view type, rebased.
+// Runs the view's host-side value checks (validate) first, as bind does.
+template <class View>
+  requires rebasable<View>
+[[nodiscard]] bound<View, device_storage> to_device(const View& host_view) {
+  detail::validate_values(host_view);
+  View v = host_view;
+  device_storage storage;
+  auto copy = [&](std::size_t bytes, const void* source) -> void* {
+    storage.buffers.emplace_back(static_cast<index_t>(bytes));
+    void* p = storage.buffers.back().data();
+    MIXLENS_CUDA_CHECK(cudaMemcpy(p, source, bytes, cudaMemcpyHostToDevice));
+    return p;
+  };
+  std::vector<std::pair<const void*, void*>> seen;
+  detail::rebase(v, copy, seen);
+  return bound<View, device_storage>(std::move(storage), [&](const device_storage&) { return v; });
+}
+
+template <class View, class Storage>
+[[nodiscard]] bound<View, device_storage> to_device(const bound<View, Storage>& host_owner) {
+  return to_device(host_owner.view());
+}
+
+// A host copy of a device-resident operator (the same view type).
+template <class View>
+[[nodiscard]] bound<View, host_storage> to_host(const bound<View, device_storage>& device_owner) {
+  View v = device_owner.view();
+  host_storage storage;
+  auto copy = [&](std::size_t bytes, const void* source) -> void* {
+    storage.buffers.emplace_back(bytes);
+    void* p = storage.buffers.back().data();
+    MIXLENS_CUDA_CHECK(cudaMemcpy(p, source, bytes, cudaMemcpyDeviceToHost));
+    return p;
+  };
+  std::vector<std::pair<const void*, void*>> seen;
+  detail::rebase(v, copy, seen);
+  return bound<View, host_storage>(std::move(storage), [&](const host_storage&) { return v; });
+}
+
+// ---- the generic implementation --------------------------------------------------
+
+namespace detail {
+
+inline constexpr int generic_threads = 128;
+// Scratch rows the generic apply keeps in flight (bounded so that long
+// sequences do not need out·L·L of memory): at most this many bytes.
+inline constexpr std::size_t generic_scratch_bytes = std::size_t(256) << 20;
+
+inline unsigned generic_grid(index_t work) {
+  const index_t blocks = (work + generic_threads - 1) / generic_threads;
+  return grid_size(blocks < 65535 * 64 ? blocks : 65535 * 64);  // threads stride over the rest
+}
+
+// Row `positions[k]` (or first + k) of block (out, in) into r + k·ld.
+template <class View, class T>
+__global__ void generic_rows_kernel(View op, index_t out, index_t in, const index_t* positions, index_t first,
+                                    index_t count, T* r, index_t ld) {
+  const index_t L = op.length();
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < count;
+       k += index_t(gridDim.x) * blockDim.x) {
+    const index_t t = positions ? positions[k] : first + k;
+    op.row(out, in, t, vector_view<T>(r + k * ld, static_cast<std::size_t>(L)));
+  }
+}
+
+// Rows (o·L + t) of the whole operator, block column i at offset i·L.
+template <class View, class T>
+__global__ void generic_full_kernel(View op, T* m) {
+  const index_t L = op.length(), O = op.out_channels(), I = op.in_channels(), ld = I * L;
+  const index_t count = O * I * L;
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < count;
+       k += index_t(gridDim.x) * blockDim.x) {
+    const index_t i = k % I, t = (k / I) % L, o = k / (I * L);
+    op.row(o, i, t, vector_view<T>(m + (o * L + t) * ld + i * L, static_cast<std::size_t>(L)));
+  }
+}
+
+// y(o, t) = Σ_i row(o, i, t)·x(i, :) for flat output rows first..first+count.
+template <class View, class T>
+__global__ void generic_apply_kernel(View op, const T* x, T* y, T* scratch, index_t first, index_t count) {
+  const index_t L = op.length(), I = op.in_channels();
+  constexpr bool mixing = operator_traits<View>::channel_mixing;
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < count;
+       k += index_t(gridDim.x) * blockDim.x) {
+    const index_t g = first + k, o = g / L, t = g % L;
+    T* r = scratch + k * L;
+    double acc = 0;
+    for (index_t i = mixing ? 0 : o; i < (mixing ? I : o + 1); ++i) {
+      op.row(o, i, t, vector_view<T>(r, static_cast<std::size_t>(L)));
+      for (index_t s = 0; s <= t; ++s) acc += double(r[s]) * double(x[i * L + s]);
+    }
+    y[o * L + t] = static_cast<T>(acc);
+  }
+}
+
+template <class Op>
+using view_t = std::remove_cvref_t<decltype(view_of(std::declval<const Op&>()))>;
+
+template <class M>
+void check_contiguous(std::string_view where, std::string_view argument, const M& m) {
+  if (m.extent(0) > 0 && m.extent(1) > 0 && m.stride(0) != m.extent(1))
+    mixlens::detail::fail(where, argument, "a contiguous row-major matrix (row stride = columns)", m.stride(0));
+}
+
+template <class M>
+void require_data(std::string_view where, std::string_view argument, const M& m) {
+  if (m.size() > 0 && !m.data_handle()) mixlens::detail::fail(where, argument, "a device pointer", "null");
+}
+
+}  // namespace detail
+
+// y = M·x; x (in_channels × L) and y (out_channels × L) in device memory.
+template <class Op>
+void apply(const Op& op, matrix_view<const typename detail::view_t<Op>::value_type> x,
+           matrix_view<typename detail::view_t<Op>::value_type> y, cudaStream_t stream = nullptr) {
+  using View = detail::view_t<Op>;
+  using T = typename View::value_type;
+  constexpr std::string_view where = "mixlens::gpu::apply";
+  const View& v = view_of(op);
+  mixlens::detail::check_apply_args(where, v, "x", x, y);
+  detail::check_contiguous(where, "x", x);
+  detail::check_contiguous(where, "y", y);
+  detail::require_data(where, "x", x);
+  detail::require_data(where, "y", y);
+  if constexpr (requires { device_path<View>::apply(v, x, y, stream); }) {
+    device_path<View>::apply(v, x, y, stream);
+  } else {
+    const index_t L = v.length(), total = v.out_channels() * L;
+    const index_t batch_rows = std::max<index_t>(
+        1, std::min<index_t>(total, static_cast<index_t>(detail::generic_scratch_bytes / (sizeof(T) * L))));
+    detail::stream_workspace scratch(static_cast<std::size_t>(batch_rows * L) * sizeof(T), stream);
+    for (index_t first = 0; first < total; first += batch_rows) {
+      const index_t count = std::min(batch_rows, total - first);
+      detail::generic_apply_kernel<<<detail::generic_grid(count), detail::generic_threads, 0, stream>>>(
+          v, x.data_handle(), y.data_handle(), static_cast<T*>(scratch.get()), first, count);
+      MIXLENS_CUDA_CHECK_LAUNCH();
+    }
+  }
+}
+
+// The dense L×L block from input channel `in` to output channel `out` into m.
+template <class Op>
+void materialize(const Op& op, index_t out, index_t in, matrix_view<typename detail::view_t<Op>::value_type> m,
+                 cudaStream_t stream = nullptr) {
+  using View = detail::view_t<Op>;
+  constexpr std::string_view where = "mixlens::gpu::materialize";
+  const View& v = view_of(op);
+  mixlens::detail::check_materialize_args(where, v, out, in, m);
+  detail::check_contiguous(where, "m", m);
+  detail::require_data(where, "m", m);
+  if constexpr (requires { device_path<View>::materialize(v, out, in, m, stream); }) {
+    device_path<View>::materialize(v, out, in, m, stream);
+  } else {
+    const index_t L = v.length();
+    detail::generic_rows_kernel<<<detail::generic_grid(L), detail::generic_threads, 0, stream>>>(
+        v, out, in, nullptr, 0, L, m.data_handle(), L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+}
+
+// The whole operator, (out_channels·L) × (in_channels·L), entry (o·L + t, i·L + s).
+template <class Op>
+void materialize(const Op& op, matrix_view<typename detail::view_t<Op>::value_type> m, cudaStream_t stream = nullptr) {
+  using View = detail::view_t<Op>;
+  constexpr std::string_view where = "mixlens::gpu::materialize";
+  const View& v = view_of(op);
+  const index_t L = v.length();
+  mixlens::detail::check_equal(where, "m", "rows", v.out_channels() * L, m.extent(0));
+  mixlens::detail::check_equal(where, "m", "columns", v.in_channels() * L, m.extent(1));
+  detail::check_contiguous(where, "m", m);
+  detail::require_data(where, "m", m);
+  detail::generic_full_kernel<<<detail::generic_grid(v.out_channels() * v.in_channels() * L),
+                                detail::generic_threads, 0, stream>>>(v, m.data_handle());
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+namespace detail {
+
+// The generic rows: positions (host memory) are copied next to the launch.
+template <class View>
+void generic_rows(const View& v, index_t out, index_t in, vector_view<const index_t> positions,
+                  matrix_view<typename View::value_type> r, cudaStream_t stream) {
+  const index_t count = static_cast<index_t>(positions.size());
+  stream_workspace p(positions.size() * sizeof(index_t), stream);
+  auto* dp = static_cast<index_t*>(p.get());
+  MIXLENS_CUDA_CHECK(
+      cudaMemcpyAsync(dp, positions.data(), positions.size() * sizeof(index_t), cudaMemcpyHostToDevice, stream));
+  generic_rows_kernel<<<generic_grid(count), generic_threads, 0, stream>>>(v, out, in, dp, 0, count, r.data_handle(),
+                                                                          v.length());
+  MIXLENS_CUDA_CHECK_LAUNCH();
+  // The host positions may go away once the copy is done.
+  MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+}  // namespace detail
+
+// Rows positions[k] of block (out, in) into r(k, :); positions is host memory
+// (the call returns once it has been read).
+template <class Op>
+void rows(const Op& op, index_t out, index_t in, vector_view<const index_t> positions,
+          matrix_view<typename detail::view_t<Op>::value_type> r, cudaStream_t stream = nullptr) {
+  using View = detail::view_t<Op>;
+  constexpr std::string_view where = "mixlens::gpu::rows";
+  const View& v = view_of(op);
+  const index_t L = v.length(), count = static_cast<index_t>(positions.size());
+  mixlens::detail::check_channel(where, "out", v.out_channels(), out);
+  mixlens::detail::check_channel(where, "in", v.in_channels(), in);
+  for (const index_t t : positions)
+    if (t < 0 || t >= L) mixlens::detail::fail(where, "positions", "positions in [0, " + std::to_string(L) + ")", t);
+  mixlens::detail::check_equal(where, "r", "rows", count, r.extent(0));
+  mixlens::detail::check_equal(where, "r", "columns", L, r.extent(1));
+  detail::check_contiguous(where, "r", r);
+  detail::require_data(where, "r", r);
+  if (count == 0) return;
+  if constexpr (requires { device_path<View>::rows(v, out, in, positions, r, stream); })
+    device_path<View>::rows(v, out, in, positions, r, stream);
+  else
+    detail::generic_rows(v, out, in, positions, r, stream);
+}
+
+}  // namespace mixlens::gpu

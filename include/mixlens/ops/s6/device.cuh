@@ -1,0 +1,110 @@
+// S6 on the device: the fast kernels behind gpu::apply / materialize / rows for
+// fp32 views (real or complex state). Double views take the generic path.
+//
+//   apply        the fused selective scan (gpu/s6.cuh), Δ already after softplus,
+//                D as the skip, the view's gate as a plain (non-SiLU) gate
+//   materialize  the tiled α kernel for one channel (gpu/alpha.cuh), then D and
+//                the gate folded in
+//   rows         the α rows kernel, then the same fold
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "mixlens/gpu/alpha.cuh"
+#include "mixlens/gpu/operator.cuh"
+#include "mixlens/gpu/s6.cuh"
+#include "mixlens/ops/s6.hpp"
+
+namespace mixlens::gpu {
+
+namespace detail {
+
+// r(k, s) = gate(t_k)·(r(k, s) + [s = t_k]·skip) for rows t_k = positions[k]
+// (or k when positions is null); skip and gate may be null.
+template <class T>
+__global__ void s6_fold_kernel(T* r, index_t count, index_t L, const index_t* positions, const T* skip,
+                               const T* gate) {
+  const index_t total = count * L;
+  for (index_t e = blockIdx.x * index_t(blockDim.x) + threadIdx.x; e < total; e += index_t(gridDim.x) * blockDim.x) {
+    const index_t k = e / L, s = e % L, t = positions ? positions[k] : k;
+    T v = r[e];
+    if (skip && s == t) v += *skip;
+    if (gate) v *= gate[t];
+    r[e] = v;
+  }
+}
+
+template <class State>
+hidden_attention_params<State> channel_alpha_params(const s6_operator<float, State>& op, index_t d) {
+  const index_t L = op.length(), N = op.state_size(), g = op.group_of(d);
+  hidden_attention_params<State> p;
+  p.batch = 1, p.channels = 1, p.length = L, p.state_size = N, p.groups = 1;
+  p.delta = op.delta.data_handle() + d * L;
+  p.a = op.a.data_handle() + d * N;
+  p.b = op.b.data_handle() + g * N * L;
+  p.c = op.c.data_handle() + g * N * L;
+  return p;
+}
+
+template <class State>
+void s6_fold(const s6_operator<float, State>& op, index_t d, float* r, index_t count, const index_t* positions,
+             cudaStream_t stream) {
+  const float* skip = op.skip.empty() ? nullptr : op.skip.data() + d;
+  const float* gate = is_empty(op.gate) ? nullptr : op.gate.data_handle() + d * op.length();
+  if (!skip && !gate) return;
+  s6_fold_kernel<<<generic_grid(count * op.length()), generic_threads, 0, stream>>>(r, count, op.length(), positions,
+                                                                                   skip, gate);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace detail
+
+template <class State>
+struct device_path<s6_operator<float, State>> {
+  using view = s6_operator<float, State>;
+
+  static void apply(const view& op, matrix_view<const float> x, matrix_view<float> y, cudaStream_t stream) {
+    selective_scan_params<float, State> p;
+    p.batch = 1, p.channels = op.in_channels(), p.length = op.length(), p.state_size = op.state_size();
+    p.groups = op.groups();
+    p.u = x.data_handle();
+    p.delta = op.delta.data_handle();
+    p.a = op.a.data_handle();
+    p.b = op.b.data_handle();
+    p.c = op.c.data_handle();
+    p.skip = op.skip.empty() ? nullptr : op.skip.data();
+    p.z = is_empty(op.gate) ? nullptr : op.gate.data_handle();
+    p.z_silu = false;  // the view holds the gate itself
+    p.y = y.data_handle();
+    selective_scan_forward(p, stream);
+  }
+
+  static void materialize(const view& op, index_t out, index_t in, matrix_view<float> m, cudaStream_t stream) {
+    const index_t L = op.length();
+    if (out != in) {
+      MIXLENS_CUDA_CHECK(cudaMemsetAsync(m.data_handle(), 0, static_cast<std::size_t>(L * L) * sizeof(float), stream));
+      return;
+    }
+    hidden_attention(detail::channel_alpha_params(op, out), m.data_handle(), stream);
+    detail::s6_fold(op, out, m.data_handle(), L, nullptr, stream);
+  }
+
+  static void rows(const view& op, index_t out, index_t in, vector_view<const index_t> positions,
+                   matrix_view<float> r, cudaStream_t stream) {
+    const index_t count = static_cast<index_t>(positions.size());
+    if (out != in) {
+      MIXLENS_CUDA_CHECK(cudaMemsetAsync(r.data_handle(), 0, static_cast<std::size_t>(r.size()) * sizeof(float), stream));
+      return;
+    }
+    hidden_attention_rows(detail::channel_alpha_params(op, out), positions, r.data_handle(), false, stream);
+    if (op.skip.empty() && is_empty(op.gate)) return;
+    detail::stream_workspace p(positions.size() * sizeof(index_t), stream);
+    auto* dp = static_cast<index_t*>(p.get());
+    MIXLENS_CUDA_CHECK(
+        cudaMemcpyAsync(dp, positions.data(), positions.size() * sizeof(index_t), cudaMemcpyHostToDevice, stream));
+    detail::s6_fold(op, out, r.data_handle(), count, dp, stream);
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host positions may go away
+  }
+};
+
+}  // namespace mixlens::gpu
