@@ -1,7 +1,9 @@
 #define BOOST_TEST_MODULE mamba_attention
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <vector>
 
 #include "common/oracles.hpp"
@@ -167,4 +169,41 @@ BOOST_AUTO_TEST_CASE(streaming_visits_the_selected_layers) {
                        {"channel in [0, 120)"});
   testing::check_error([&] { (void)layer_attention_row(model.layers[0], signals[0], attention_form::paper, 0, 99); },
                        {"position"});
+}
+
+// The self-test must fail on a NaN or an infinity, not pass because a max over
+// the errors skipped it.
+BOOST_AUTO_TEST_CASE(reconstruction_fails_on_non_finite_values) {
+  constexpr double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  const auto model = load_mamba<double>(data_dir / "mamba_bias_bf16");
+  const auto tokens = tokens_of("mamba_bias_bf16", 1);
+  const auto signals = all_signals(model, tokens);
+  const auto& w = model.layers[0];
+  const auto fine = check_reconstruction(w, signals[0]);
+  BOOST_REQUIRE(fine.paper <= 1e-10);
+  BOOST_REQUIRE(fine.unified <= 1e-10);
+
+  for (const double bad : {nan, inf, -inf}) {
+    auto s = signals[0];
+    s.y(7, 3) = bad;  // the output checked against
+    const auto e = check_reconstruction(w, s);
+    BOOST_TEST(!(e.paper <= 1e-4), "y(7, 3) = " << bad << ": paper error " << e.paper);
+    BOOST_TEST(!(e.unified <= 1e-4), "y(7, 3) = " << bad << ": unified error " << e.unified);
+  }
+  {
+    auto s = signals[0];
+    s.u(4, 0) = nan;  // the paper form's input: its reconstruction is NaN, y is not
+    const auto e = check_reconstruction(w, s);
+    BOOST_TEST(std::isnan(e.paper));
+    BOOST_TEST(e.unified <= 1e-10);
+  }
+  // One NaN weight (the D skip of the last layer): that layer's y is NaN in one
+  // channel, and its check fails.
+  auto broken = model;
+  const auto last = static_cast<std::size_t>(broken.num_layers() - 1);
+  broken.layers[last].ssm.skip[5] = nan;
+  const auto broken_signals = all_signals(broken, tokens);
+  const auto e = check_reconstruction(broken.layers[last], broken_signals[last]);
+  BOOST_TEST(std::isnan(e.paper));
+  BOOST_TEST(std::isnan(e.unified));
 }

@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE mamba_maps
 #include <boost/test/unit_test.hpp>
 
+#include <limits>
 #include <vector>
 
 #include "common/oracles.hpp"
@@ -140,4 +141,33 @@ BOOST_AUTO_TEST_CASE(aggregation_errors) {
   tensor<double, 3> empty(0, 2, 2), nonsquare(2, 2, 3);
   testing::check_error([&] { (void)aggregate_channels(tensor_view<const double, 3>(empty.view())); }, {"channels"});
   testing::check_error([&] { (void)aggregate_channels(tensor_view<const double, 3>(nonsquare.view())); }, {"columns"});
+}
+
+// One NaN or infinity must not turn a map into zeros (min / max scans skip NaN):
+// the maps refuse it, naming the argument and the first bad index, and leave the
+// data as it was.
+BOOST_AUTO_TEST_CASE(non_finite_maps_are_refused) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  auto m = testing::random_matrix<double>(4, 5, 7);
+  m(2, 3) = nan;
+  const auto before = m;
+  testing::check_error([&] { normalize_min_max(m.view()); }, {"normalize_min_max", "'m'", "finite", "NaN at [2][3]"});
+  BOOST_TEST(m(0, 0) == before(0, 0));
+  BOOST_TEST(std::isnan(m(2, 3)));
+  testing::check_error([&] { normalize_min_max(m.data(), m.size()); }, {"'data'", "NaN at [13]"});
+  m(2, 3) = 0;
+  m(0, 1) = -inf;
+  testing::check_error([&] { normalize_min_max(m.view()); }, {"'m'", "-inf at [0][1]"});
+
+  auto a = sample(3, 4, 5);
+  a(1, 2, 0) = nan;
+  testing::check_error([&] { (void)raw_attention_layer(tensor_view<const double, 3>(a.view())); },
+                       {"raw_attention_layer", "'a'", "finite", "NaN at [1][2][0]"});
+  a(1, 2, 0) = 0;
+  a(2, 3, 3) = inf;
+  testing::check_error([&] { (void)raw_attention_layer(tensor_view<const double, 3>(a.view())); },
+                       {"'a'", "+inf at [2][3][3]"});
+  // The channel mean is not a min / max: NaN stays visible there.
+  a(2, 3, 3) = nan;
+  BOOST_TEST(std::isnan(aggregate_channels(tensor_view<const double, 3>(a.view()))(3, 3)));
 }

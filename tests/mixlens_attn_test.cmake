@@ -1,10 +1,11 @@
 # Runs mixlens-attn on the bundled checkpoints and on bad inputs.
-#   cmake -DTOOL=<mixlens-attn> -DDATA=<tests/data> -DWORK=<scratch dir> -P mixlens_attn_test.cmake
+#   cmake -DTOOL=<mixlens-attn> -DSET_NAN=<mixlens-test-set-nan> -DDATA=<tests/data> -DWORK=<scratch dir>
+#         -P mixlens_attn_test.cmake
 # Numerical agreement with transformers is checked by the tool itself
 # (--reference-logits, --self-test), so a pass means the logits and the
 # per-layer reconstruction were reproduced.
 cmake_minimum_required(VERSION 3.25)
-foreach(var TOOL DATA WORK)
+foreach(var TOOL SET_NAN DATA WORK)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "mixlens_attn_test: -D${var}=... is required")
   endif()
@@ -96,6 +97,74 @@ expect(wrong_reference 1 "FAILED, limit 1e-4"
 expect(reference_shape 1 "shape does not match"
   --model ${DATA}/mamba_tied_fp32 --tokens-file ${ref}/mamba_tied_fp32/tokens_2.npy --out ${WORK}/wrongref
   --layers 0 --no-png --reference-logits ${ref}/mamba_demo/logits_0.npy)
+
+# ---- one NaN weight or reference value: every check fails and says where ---------
+# Copies of mamba_demo with one weight set to NaN (tests/tools/set_nan.cpp): the
+# checks must not pass on NaN (a max over errors drops it).
+function(nan_model name tensor index)
+  file(MAKE_DIRECTORY ${WORK}/${name})
+  file(COPY ${DATA}/mamba_demo/config.json DESTINATION ${WORK}/${name})
+  execute_process(COMMAND ${SET_NAN} ${DATA}/mamba_demo/model.safetensors ${WORK}/${name}/model.safetensors
+    ${tensor} ${index} RESULT_VARIABLE rc ERROR_VARIABLE err)
+  if(NOT rc STREQUAL "0")
+    message(FATAL_ERROR "mixlens_attn_test: cannot write ${name}: ${err}")
+  endif()
+endfunction()
+file(READ ${DATA}/mamba_demo/config.json demo_config)
+string(JSON demo_D GET "${demo_config}" intermediate_size)
+string(JSON demo_H GET "${demo_config}" hidden_size)
+string(JSON demo_V GET "${demo_config}" vocab_size)
+string(JSON demo_layers GET "${demo_config}" num_hidden_layers)
+set(demo_tokens ${ref}/mamba_demo/tokens_0.npy)
+set(demo_logits ${ref}/mamba_demo/logits_0.npy)
+
+# The final norm: every layer reproduces its output, only the logits are NaN.
+nan_model(nan_norm_f backbone.norm_f.weight 5)
+expect(nan_norm_f_self_test 1 "self-test FAILED.*logits contain NaN at \\[[0-9]+\\]\\[[0-9]+\\]"
+  --model ${WORK}/nan_norm_f --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png --self-test)
+expect(nan_norm_f_reference 1 "max relative error vs reference -?nan \\(FAILED: logits contain NaN at \\[[0-9]+\\]"
+  --model ${WORK}/nan_norm_f --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png
+  --reference-logits ${demo_logits})
+
+# The z half of the last layer's in_proj (row D + 5): that layer's gate, and so
+# its output y, is NaN in channel 5 from position 0 on; its alpha is finite.
+math(EXPR last "${demo_layers} - 1")
+math(EXPR gate_row "${demo_D} + 5")
+math(EXPR gate_index "${gate_row} * ${demo_H} + 7")
+nan_model(nan_gate backbone.layers.${last}.mixer.in_proj.weight ${gate_index})
+expect(nan_gate_self_test 1 "self-test layer ${last}: \\(alpha[^\n]*nan.*self-test layer ${last}: output y contains NaN at \\[5\\]\\[0\\].*self-test FAILED"
+  --model ${WORK}/nan_gate --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png --self-test)
+expect(nan_gate_reference 1 "FAILED: logits contain NaN"
+  --model ${WORK}/nan_gate --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png
+  --reference-logits ${demo_logits})
+
+# The B rows of the last layer's x_proj (row dt_rank + 2): its alpha is NaN
+# everywhere; the run stops at the raw map, naming the layer, instead of
+# writing all-zero maps. (A NaN in Δ, from the x half of in_proj, is refused
+# by the S6 operator already.)
+string(JSON demo_R GET "${demo_config}" time_step_rank)
+math(EXPR b_index "(${demo_R} + 2) * ${demo_D} + 9")
+nan_model(nan_x_proj backbone.layers.${last}.mixer.x_proj.weight ${b_index})
+foreach(check --self-test --reference-logits)
+  set(extra ${check})
+  if(check STREQUAL "--reference-logits")
+    list(APPEND extra ${demo_logits})
+  endif()
+  expect(nan_x_proj${check} 1
+    "error: layer ${last}: mixlens::models::raw_attention_layer: argument 'a': expected finite values, got NaN at \\["
+    --model ${WORK}/nan_x_proj --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png ${extra})
+endforeach()
+
+# A reference with one NaN (flat index 300): refused, naming the file and where.
+execute_process(COMMAND ${SET_NAN} ${demo_logits} ${WORK}/logits_nan.npy 300 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc STREQUAL "0")
+  message(FATAL_ERROR "mixlens_attn_test: cannot write logits_nan.npy: ${err}")
+endif()
+math(EXPR nan_row "300 / ${demo_V}")
+math(EXPR nan_col "300 % ${demo_V}")
+expect(nan_reference 1 "reference logits '[^']*logits_nan.npy': expected finite values, got NaN at \\[${nan_row}\\]\\[${nan_col}\\]"
+  --model ${DATA}/mamba_demo --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png
+  --reference-logits ${WORK}/logits_nan.npy)
 
 # ---- usage errors: exit 2 --------------------------------------------------------
 expect(no_model 2 "--model is required" --tokens 1 --out ${WORK}/x)

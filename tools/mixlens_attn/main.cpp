@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -181,13 +182,25 @@ void prepare_output(const fs::path& out) {
 using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
+// A max that keeps NaN (std::max(e, NaN) is e): a check built on it cannot
+// pass on NaN.
+void keep_worst(double& e, double v) {
+  if (std::isnan(v) || v > e) e = v;
+}
+
+// max |got − want| / max |want|; NaN or infinite when either side is not finite.
 double relative_error(const matrix<float>& got, const std::vector<double>& want) {
   double diff = 0, scale = 0;
   for (std::size_t i = 0; i < want.size(); ++i) {
-    diff = std::max(diff, std::abs(double(got.data()[i]) - want[i]));
-    scale = std::max(scale, std::abs(want[i]));
+    keep_worst(diff, std::abs(double(got.data()[i]) - want[i]));
+    keep_worst(scale, std::abs(want[i]));
   }
   return diff / (scale > 0 ? scale : 1);
+}
+
+// "NaN at [3][17]" for the first non-finite entry of an (L × V) matrix, or "".
+std::string non_finite_entry(const matrix<float>& m) {
+  return mixlens::detail::find_non_finite(m.data(), {m.extent(0), m.extent(1)});
 }
 
 bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
@@ -201,7 +214,8 @@ struct results {
 void report_self_test(results& r, index_t layer, const reconstruction_error& e) {
   std::cout << "self-test layer " << layer << ": (alpha*u + D*u)*gate vs output " << e.paper
             << ", unified A*x + offset vs output " << e.unified << "\n";
-  r.worst_check = std::max({r.worst_check, e.paper, e.unified});
+  keep_worst(r.worst_check, e.paper);
+  keep_worst(r.worst_check, e.unified);
 }
 
 results run_cpu(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
@@ -217,7 +231,11 @@ results run_cpu(const options& o, const mamba_model<float>& model, const std::ve
         const std::string k = std::to_string(s.layer);
         if (contains(save, s.layer)) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data_handle(), {D, L, L});
         mean_maps.push_back(aggregate_channels(alpha));
-        raw_maps.push_back(raw_attention_layer(alpha));
+        try {
+          raw_maps.push_back(raw_attention_layer(alpha));  // throws on NaN / inf
+        } catch (const mixlens::error& e) {
+          throw mixlens::error("layer " + k + ": " + e.what());
+        }
         if (o.png) mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean_maps.back().view()));
         r.write_s += seconds_since(tw);
         if (o.self_test) {
@@ -225,6 +243,11 @@ results run_cpu(const options& o, const mamba_model<float>& model, const std::ve
           const auto e = check_reconstruction(model.layers[static_cast<std::size_t>(s.layer)], s);
           r.check_s += seconds_since(tw);
           report_self_test(r, s.layer, e);
+          if (!std::isfinite(e.paper) || !std::isfinite(e.unified)) {
+            const std::string at = mixlens::detail::find_non_finite(s.y.data(), {s.y.extent(0), s.y.extent(1)});
+            std::cout << "self-test layer " << s.layer << ": "
+                      << (at.empty() ? "the reconstruction is not finite" : "output y contains " + at) << "\n";
+          }
         }
       });
   if (!layers.empty()) {
@@ -338,22 +361,33 @@ int run(const options& o) {
             << (layers.empty() ? "" : ", raw.npy, rollout.npy") << (o.png ? " and PNG heatmaps" : "") << "\n";
 
   int status = 0;
+  const auto& logits = r.logits;
+  // Non-finite logits fail either check (the per-layer errors do not see the
+  // final norm and head); without a check they are only reported.
+  const std::string bad_logits = non_finite_entry(logits);
   if (o.self_test) {
-    const bool ok = r.worst_check <= 1e-4;
-    std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << r.worst_check << " (limit 1e-4)\n";
+    const bool ok = r.worst_check <= 1e-4 && bad_logits.empty();
+    std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << r.worst_check << " (limit 1e-4)"
+              << (bad_logits.empty() ? "" : "; logits contain " + bad_logits) << "\n";
     if (!ok) status = 1;
   }
-  const auto& logits = r.logits;
   if (!o.reference_logits.empty()) {
     const auto ref = mixlens::io::read_npy(o.reference_logits);
     if (ref.shape != std::vector<index_t>{logits.extent(0), logits.extent(1)})
       throw mixlens::error("reference logits '" + o.reference_logits.string() + "': shape does not match (" +
                            std::to_string(logits.extent(0)) + " x " + std::to_string(logits.extent(1)) + ")");
-    const double err = relative_error(logits, ref.as<double>());
-    const bool ok = err <= 1e-4;
-    std::cout << "logits    max relative error vs reference " << err << (ok ? " (ok)" : " (FAILED, limit 1e-4)") << "\n";
+    const auto want = ref.as<double>();
+    if (const std::string at = mixlens::detail::find_non_finite(want.data(), {logits.extent(0), logits.extent(1)}); !at.empty())
+      throw mixlens::error("reference logits '" + o.reference_logits.string() + "': expected finite values, got " + at);
+    const double err = relative_error(logits, want);
+    const bool ok = err <= 1e-4 && bad_logits.empty();
+    std::cout << "logits    max relative error vs reference " << err
+              << (ok ? " (ok)" : bad_logits.empty() ? " (FAILED, limit 1e-4)" : " (FAILED: logits contain " + bad_logits + ")")
+              << "\n";
     if (!ok) status = 1;
   }
+  if (!bad_logits.empty() && !o.self_test && o.reference_logits.empty())
+    std::cerr << "mixlens-attn: warning: logits contain " << bad_logits << "\n";
   return status;
 }
 

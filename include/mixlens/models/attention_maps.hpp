@@ -50,27 +50,43 @@ template <class T>
   return out;
 }
 
-// Min–max normalization of all entries to [0, 1] (in place); a constant input
-// becomes all zeros.
+namespace detail {
+// The normalization proper, on values already known to be finite.
 template <class T>
-void normalize_min_max(T* data, index_t n) {
+void normalize_min_max_finite(T* data, index_t n) {
   if (n <= 0) return;
   const auto [lo, hi] = std::minmax_element(data, data + n);
   const T min = *lo, range = *hi - *lo;
   for (index_t i = 0; i < n; ++i) data[i] = range > T(0) ? (data[i] - min) / range : T(0);
 }
+}  // namespace detail
+
+// Min–max normalization of all entries to [0, 1] (in place); a constant input
+// becomes all zeros. Throws mixlens::error naming the first NaN or infinity
+// (and leaves the data unchanged): min / max scans skip NaN, and one NaN would
+// otherwise turn the whole map into zeros without notice.
+template <class T>
+void normalize_min_max(T* data, index_t n) {
+  mixlens::detail::check_finite("mixlens::models::normalize_min_max", "data", data, {n});
+  detail::normalize_min_max_finite(data, n);
+}
 template <class T>
 void normalize_min_max(matrix_view<T> m) {
-  normalize_min_max(m.data_handle(), m.extent(0) * m.extent(1));
+  mixlens::detail::check_finite("mixlens::models::normalize_min_max", "m", m.data_handle(), {m.extent(0), m.extent(1)});
+  detail::normalize_min_max_finite(m.data_handle(), m.extent(0) * m.extent(1));
 }
 
 // One layer's contribution to the raw-attention map: the whole tensor min–max
 // normalized (as one), then averaged over channels. Leaves `a` unchanged.
+// Throws mixlens::error naming the first NaN or infinity of `a` (else the min /
+// max would skip it and the map come out all zeros).
 template <class T>
 [[nodiscard]] matrix<T> raw_attention_layer(tensor_view<const T, 3> a) {
+  constexpr std::string_view where = "mixlens::models::raw_attention_layer";
   const index_t D = a.extent(0), L = a.extent(1);
-  if (D <= 0 || L <= 0) mixlens::detail::fail("mixlens::models::raw_attention_layer", "a", "a non-empty tensor", "empty");
+  if (D <= 0 || L <= 0) mixlens::detail::fail(where, "a", "a non-empty tensor", "empty");
   const T* p = a.data_handle();
+  mixlens::detail::check_finite(where, "a", p, {D, L, a.extent(2)});
   const auto [lo, hi] = std::minmax_element(p, p + D * L * L);
   const double min = *lo, range = double(*hi) - double(*lo);
   matrix<T> mean = aggregate_channels(a);
