@@ -46,9 +46,14 @@ struct gss_operator {
     detail::check_signal(where, "gate", m.in_channels(), m.length(), g.extent(0), g.extent(1));
   }
 
-  [[nodiscard]] index_t length() const { return mixer.length(); }
-  [[nodiscard]] index_t in_channels() const { return mixer.in_channels(); }
-  [[nodiscard]] index_t out_channels() const { return mixer.out_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return mixer.length(); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return mixer.in_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return mixer.out_channels(); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(gate), f(mixer);
+  }
 
   // Fast path: FFT (or direct) convolution, then the gate.
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
@@ -66,11 +71,11 @@ struct gss_operator {
       for (index_t s = 0; s < length(); ++s) m(t, s) = out == in ? gate(out, t) * mixer.entry(out, t, s) : T(0);
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::gss_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::gss_operator::row", *this, out, in, t, r));
+    const T g = out == in ? gate(out, t) : T(0);
     for (index_t s = 0; s < length(); ++s)
-      r[static_cast<std::size_t>(s)] = out == in ? gate(out, t) * mixer.entry(out, t, s) : T(0);
+      r[static_cast<std::size_t>(s)] = out == in ? g * mixer.entry(out, t, s) : T(0);
   }
 };
 
