@@ -390,6 +390,11 @@ BOOST_AUTO_TEST_CASE(bad_input_throws) {
   testing::check_error([&] { s5_operator<double>(lb, matrix_view<const C>(bb.data(), 3, 2), cc.view(), {}, 4, true); },
                        {"b_bar", "states (extent 0) = 2", "= 3"});
   testing::check_error([&] { s5_operator<double>(lb, bb.view(), cc.view(), {}, 0, true); }, {"'length'", "0"});
+  // Values are validate's (bind runs it): an expanding state constructs, then fails it.
+  const std::vector<C> unstable = {C(0.5, 0.0), C(1.5, 0.0)};
+  const s5_operator<double> grows(unstable, bb.view(), cc.view(), {}, 4, true);
+  testing::check_error([&] { grows.validate(); }, {"'lambda_bar'", "|lambda_bar| <= 1", "[1]", "1.5"});
+  s5_operator<double>(lb, bb.view(), cc.view(), {}, 4, true).validate();  // Λ̄ = 0 is stable
 
   s5_init init;
   init.state_size = 6;

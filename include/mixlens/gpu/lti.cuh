@@ -238,6 +238,42 @@ inline void lti_apply(const float* kernel, const float* skip, const float* x, fl
 
 // ---- S5 --------------------------------------------------------------------------
 
+namespace detail {
+
+// decay(r, t) = Λ̄_{r mod states}: the scan's multipliers for rows = batch·states.
+inline void s5_fill_decay(const complex<float>* lambda_bar, complex<float>* decay, index_t rows, index_t states,
+                          index_t length, cudaStream_t stream) {
+  s5_fill_decay_kernel<<<elementwise_grid(rows * length), 256, 0, stream>>>(lambda_bar, decay, rows, states, length);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+// The S5 apply over device data, shared by device_s5 and the operator's
+// device_path (ops/s5/device.cuh): bu = B̄·x, h_t = Λ̄ h_{t−1} + bu_t (decay from
+// s5_fill_decay), y = f·Re(C̃·h) + D⊙x. x, y (batch, channels, length); decay, bu,
+// h (batch·states × length); skip may be null. Asynchronous on `stream`.
+template <class Policy>
+void s5_scan_apply(std::string_view where, const complex<float>* b_bar, const complex<float>* c_tilde,
+                   const float* skip, const complex<float>* decay, complex<float>* bu, complex<float>* h, const float* x,
+                   float* y, index_t states, index_t channels, index_t length, index_t batch, float f, Policy policy,
+                   cudaStream_t stream) {
+  const index_t rows = batch * states;
+  const index_t tiles = (length + s5_cols - 1) / s5_cols;
+  check_grid_x(where, tiles);
+  const dim3 in_grid(static_cast<unsigned>(tiles), static_cast<unsigned>((states + s5_rows - 1) / s5_rows),
+                     static_cast<unsigned>(batch));
+  s5_input_kernel<float><<<in_grid, s5_threads, 0, stream>>>(b_bar, x, bu, states, channels, length);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+  linear_recurrence(matrix_view<const complex<float>>(decay, rows, length),
+                    matrix_view<const complex<float>>(bu, rows, length), matrix_view<complex<float>>(h, rows, length),
+                    policy, stream);
+  const dim3 out_grid(static_cast<unsigned>(tiles), static_cast<unsigned>((channels + s5_rows - 1) / s5_rows),
+                      static_cast<unsigned>(batch));
+  s5_output_kernel<float><<<out_grid, s5_threads, 0, stream>>>(c_tilde, h, skip, x, y, states, channels, length, f);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace detail
+
 // A bound S5 operator on the device: Λ̄, B̄, C̃, D uploaded once (fp32), with the
 // scan workspace for `batch` sequences of the operator's length. Not copyable.
 class device_s5 {
@@ -251,6 +287,7 @@ class device_s5 {
     mixlens::detail::check_positive(where, "op (states)", states_);
     mixlens::detail::check_positive(where, "batch", batch);
     if (batch > 65535) mixlens::detail::fail(where, "batch", "at most 65535", batch);
+    op.validate();
     auto narrow = [](const complex<T>& z) { return complex<float>(static_cast<float>(z.real()), static_cast<float>(z.imag())); };
     std::vector<complex<float>> lambda(static_cast<std::size_t>(states_)), b(static_cast<std::size_t>(states_ * channels_)),
         c(b.size());
@@ -273,9 +310,7 @@ class device_s5 {
     decay_ = device_buffer<complex<float>>(rows * length_);
     bu_ = device_buffer<complex<float>>(rows * length_);
     h_ = device_buffer<complex<float>>(rows * length_);
-    detail::s5_fill_decay_kernel<<<detail::elementwise_grid(rows * length_), 256>>>(lambda_bar_.data(), decay_.data(),
-                                                                                    rows, states_, length_);
-    MIXLENS_CUDA_CHECK_LAUNCH();
+    detail::s5_fill_decay(lambda_bar_.data(), decay_.data(), rows, states_, length_, nullptr);
     MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
@@ -291,23 +326,9 @@ class device_s5 {
     constexpr std::string_view where = "mixlens::gpu::device_s5::apply";
     detail::require_device_pointer(where, "x", x);
     detail::require_device_pointer(where, "y", y);
-    const index_t rows = batch_ * states_;
-    const index_t tiles = (length_ + detail::s5_cols - 1) / detail::s5_cols;
-    detail::check_grid_x(where, tiles);
-    const dim3 in_grid(static_cast<unsigned>(tiles), static_cast<unsigned>((states_ + detail::s5_rows - 1) / detail::s5_rows),
-                       static_cast<unsigned>(batch_));
-    detail::s5_input_kernel<float><<<in_grid, detail::s5_threads, 0, stream>>>(b_bar_.data(), x, bu_.data(), states_,
-                                                                                channels_, length_);
-    MIXLENS_CUDA_CHECK_LAUNCH();
-    linear_recurrence(matrix_view<const complex<float>>(decay_.data(), rows, length_),
-                      matrix_view<const complex<float>>(bu_.data(), rows, length_),
-                      matrix_view<complex<float>>(h_.data(), rows, length_), policy, stream);
-    const dim3 out_grid(static_cast<unsigned>(tiles),
-                        static_cast<unsigned>((channels_ + detail::s5_rows - 1) / detail::s5_rows),
-                        static_cast<unsigned>(batch_));
-    detail::s5_output_kernel<float><<<out_grid, detail::s5_threads, 0, stream>>>(
-        c_tilde_.data(), h_.data(), skip_.size() > 0 ? skip_.data() : nullptr, x, y, states_, channels_, length_, f_);
-    MIXLENS_CUDA_CHECK_LAUNCH();
+    detail::s5_scan_apply(where, b_bar_.data(), c_tilde_.data(), skip_.size() > 0 ? skip_.data() : nullptr,
+                          decay_.data(), bu_.data(), h_.data(), x, y, states_, channels_, length_, batch_, f_, policy,
+                          stream);
   }
 
   // The states h (batch·states × length, complex) of the last apply: for tests.

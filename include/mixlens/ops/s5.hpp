@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mixlens/detail/hippo.hpp"
+#include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/scan.hpp"
@@ -48,7 +49,7 @@ struct s5_init {
 namespace detail {
 
 template <class T>
-complex<double> widen(const complex<T>& z) {
+MIXLENS_HD complex<double> widen(const complex<T>& z) {
   return {double(z.real()), double(z.imag())};
 }
 
@@ -84,10 +85,27 @@ struct s5_operator {
     if (!d.empty()) detail::check_equal(where, "skip", "size", b.extent(1), static_cast<index_t>(d.size()));
   }
 
-  [[nodiscard]] index_t length() const { return sequence_length; }
-  [[nodiscard]] index_t in_channels() const { return b_bar.extent(1); }
-  [[nodiscard]] index_t out_channels() const { return c_tilde.extent(0); }
-  [[nodiscard]] index_t states() const { return static_cast<index_t>(lambda_bar.size()); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return sequence_length; }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return b_bar.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return c_tilde.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t states() const { return static_cast<index_t>(lambda_bar.size()); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(lambda_bar), f(b_bar), f(c_tilde), f(skip);
+  }
+
+  // The value checks, on host data: bind runs them, and so does to_device.
+  // |Λ̄_p| ≤ 1: a larger modulus makes the kernel grow without bound.
+  void validate() const {
+    constexpr std::string_view where = "mixlens::s5_operator";
+    for (index_t p = 0; p < states(); ++p) {
+      const complex<double> l = detail::widen(lambda_bar[static_cast<std::size_t>(p)]);
+      if (!(std::isfinite(l.real()) && std::isfinite(l.imag()) && cuda::std::abs(l) <= 1.0))
+        detail::fail(where, "lambda_bar", "|lambda_bar| <= 1 (a stable state) at [" + std::to_string(p) + "]",
+                     detail::format_complex(l));
+    }
+  }
 
   // y = M·x by a parallel scan per state over the elements (Λ̄_p, (B̄·u_t)_p).
   void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, blelloch_scan{}); }
@@ -141,11 +159,23 @@ struct s5_operator {
       for (index_t s = 0; s < L; ++s) m(t, s) = s <= t ? k[static_cast<std::size_t>(t - s)] : T(0);
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::s5_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
-    for (index_t s = t + 1; s < length(); ++s) r[static_cast<std::size_t>(s)] = T(0);
-    fill_kernel(out, in, t + 1, [&](index_t d, T v) { r[static_cast<std::size_t>(t - d)] = v; });
+  // Row t: r[t − d] = k[d], accumulated state by state into r (the skip first,
+  // then the states in fill_kernel's order: in double the same sums), each
+  // state's term advanced by one multiplication per lag in double, so no large
+  // powers are formed. Needs no memory beyond r: host loops and kernels share it.
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::s5_operator::row", *this, out, in, t, r));
+    const double f = conj_sym ? 2.0 : 1.0;
+    for (index_t s = 0; s < length(); ++s) r[static_cast<std::size_t>(s)] = T(0);
+    if (out == in && !skip.empty()) r[static_cast<std::size_t>(t)] = skip[static_cast<std::size_t>(out)];
+    for (index_t p = 0; p < states(); ++p) {
+      const complex<double> a = detail::widen(lambda_bar[static_cast<std::size_t>(p)]);
+      complex<double> w = detail::widen(c_tilde(out, p)) * detail::widen(b_bar(p, in));  // C̃·Λ̄^d·B̄
+      for (index_t d = 0; d <= t; ++d) {
+        r[static_cast<std::size_t>(t - d)] += static_cast<T>(f * w.real());
+        w *= a;
+      }
+    }
   }
 
  private:
@@ -348,10 +378,12 @@ class s5_mixer {
       }
     }
     const bool cs = conj_sym_;
-    return bound_s5<T>(std::move(s), [length, cs](const s5_storage<T>& st) {
+    bound_s5<T> op(std::move(s), [length, cs](const s5_storage<T>& st) {
       return s5_operator<T>(vector_view<const complex<T>>(st.lambda_bar.data(), st.lambda_bar.size()), st.b_bar.view(),
                             st.c_tilde.view(), vector_view<const T>(st.skip.data(), st.skip.size()), length, cs);
     });
+    op->validate();
+    return op;
   }
 
   // Time-invariant: the input fixes only the length (and must have H channels).
