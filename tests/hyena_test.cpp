@@ -311,6 +311,19 @@ BOOST_AUTO_TEST_CASE(operator_depends_on_the_input) {
   BOOST_TEST(testing::relative_error(ka.data(), kb.data(), ka.size()) == 0.0);
 }
 
+BOOST_AUTO_TEST_CASE(init_makes_the_constructed_mixer) {
+  const auto cfg = small_config(2, 4, 64, 4);
+  const auto made = hyena_mixer<double>::init(cfg);
+  const hyena_mixer<double> constructed(cfg);
+  auto u = testing::random_matrix<double>(2, 64, 8);
+  BOOST_TEST(testing::relative_error(made.forward(u.view()), constructed.forward(u.view())) == 0.0);
+  // order 4: rows go through two in-place Toeplitz products after the closed-form one
+  for (index_t L : {1, 7, 64}) {
+    auto ul = testing::random_matrix<double>(2, L, 20 + L), v = testing::random_matrix<double>(2, L, 30 + L);
+    BOOST_TEST_CONTEXT("L=" << L) { testing::check_linear_operator(made.bind(ul.view()), v.view(), 1e-12); }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(bad_input_throws) {
   auto make = [](auto tweak) {
     auto c = small_config(2, 2, 16, 1);

@@ -272,7 +272,7 @@ std::map<std::string, runner> registry(const options& o) {
     cfg.l_max = L;
     cfg.order = 2;
     cfg.seed = seed;
-    const hyena_mixer<T> mixer(cfg);
+    const auto mixer = hyena_mixer<T>::init(cfg);
     return measure("hyena", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
   };
   r["s6"] = [=](const inputs& in, const options& opt) {

@@ -55,15 +55,20 @@ struct hyena_operator {
     detail::check_equal(where, "bias", "channels (extent 1)", x.extent(1), b.extent(1));
   }
 
-  [[nodiscard]] index_t length() const { return gates.extent(2); }
-  [[nodiscard]] index_t in_channels() const { return gates.extent(1); }
-  [[nodiscard]] index_t out_channels() const { return gates.extent(1); }
-  [[nodiscard]] index_t order() const { return gates.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return gates.extent(2); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return gates.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return gates.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t order() const { return gates.extent(0); }
 
   // Gate i of channel c at time t, and the pointer to filter o of channel c.
-  [[nodiscard]] T gate(index_t i, index_t c, index_t t) const { return gates(i, c, t); }
-  [[nodiscard]] const T* filter(index_t o, index_t c) const {
+  [[nodiscard]] MIXLENS_HD T gate(index_t i, index_t c, index_t t) const { return gates(i, c, t); }
+  [[nodiscard]] MIXLENS_HD const T* filter(index_t o, index_t c) const {
     return filters.data_handle() + (o * in_channels() + c) * length();
+  }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(gates), f(filters), f(bias);
   }
 
   // The loop of safari's forward, with FFT convolutions of size ≥ 2L.
@@ -121,24 +126,28 @@ struct hyena_operator {
     }
   }
 
-  // Row t = e_tᵀ·M through the transposed factors (anti-causal correlations,
-  // done as causal FFT convolutions of the reversed row): O(order·L·log L).
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::hyena_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  // Row t = e_tᵀ·M through the transposed factors, in place in r: the last
+  // filter in closed form, e_tᵀ·x^0_t·(T_k + b) = x^0_t·(k[t − s] + b·[s = t]),
+  // then per remaining factor r ← (r·(T_k + b)) ⊙ x^{N−1−o}. T_k is lower
+  // triangular Toeplitz, so new[s] = Σ_{u ≥ s} r[u]·k[u − s] + b·r[s] needs only
+  // old entries u ≥ s: ascending s overwrites nothing still needed. O(t) for
+  // order 2, O(order·t²) beyond; no memory beyond r (host and device share it).
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::hyena_operator::row", *this, out, in, t, r));
     const index_t L = length(), N = order(), c = in;
     for (index_t s = 0; s < L; ++s) r[static_cast<std::size_t>(s)] = T(0);
     if (out != in) return;
-    const index_t n = t + 1;  // the row is supported on [0, t]
-    std::vector<T> reversed(static_cast<std::size_t>(n)), conv(static_cast<std::size_t>(n));
-    r[static_cast<std::size_t>(t)] = gates(0, c, t);
-    for (index_t o = N - 2; o >= 0; --o) {
-      for (index_t s = 0; s < n; ++s) reversed[static_cast<std::size_t>(s)] = r[static_cast<std::size_t>(t - s)];
-      detail::fft_causal_convolution(matrix_view<const T>(filter(o, c), 1, L),
-                                     matrix_view<const T>(reversed.data(), 1, n), matrix_view<T>(conv.data(), 1, n));
-      for (index_t s = 0; s < n; ++s) {
-        T& e = r[static_cast<std::size_t>(s)];
-        e = (conv[static_cast<std::size_t>(t - s)] + bias(o, c) * e) * gates(N - 1 - o, c, s);
+    const T head = gates(0, c, t);
+    const T* k = filter(N - 2, c);
+    for (index_t s = 0; s <= t; ++s)
+      r[static_cast<std::size_t>(s)] = head * (k[t - s] + (s == t ? bias(N - 2, c) : T(0))) * gates(1, c, s);
+    for (index_t o = N - 3; o >= 0; --o) {
+      const T* ko = filter(o, c);
+      const T b = bias(o, c);
+      for (index_t s = 0; s <= t; ++s) {
+        T acc = b * r[static_cast<std::size_t>(s)];
+        for (index_t u = s; u <= t; ++u) acc += r[static_cast<std::size_t>(u)] * ko[u - s];
+        r[static_cast<std::size_t>(s)] = acc * gates(N - 1 - o, c, s);
       }
     }
   }
@@ -219,6 +228,10 @@ template <class T>
 class hyena_mixer {
  public:
   using value_type = T;
+
+  // A randomly initialized mixer for `cfg` (as the constructor): every mixer is
+  // made by <mixer>::init.
+  [[nodiscard]] static hyena_mixer init(const hyena_config& cfg) { return hyena_mixer(cfg); }
 
   // Initialization as PyTorch's defaults in safari's module (same distributions,
   // not torch's random stream): Linear weights and biases and the short conv
