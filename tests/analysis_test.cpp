@@ -296,7 +296,7 @@ BOOST_AUTO_TEST_CASE(operator_verdicts) {
   const auto rg = rg_lru_mixer<double>::init(D, 3);
   verdict([&](const matrix<double>& u) { return rg.bind(u.view()); });
   const auto rw = rwkv4_mixer<double>::init(D, 4);
-  verdict([&](const matrix<double>& u) { return rw.bind(u.view(), true); });
+  verdict([&](const matrix<double>& u) { return rw.bind(u.view(), {.receptance = true}); });
   const auto sd = ssd_mixer<double>::init(2, 2, 4, 5);
   verdict([&](const matrix<double>& u) { return sd.bind(u.view()); });
   const auto sa = softmax_attention_mixer<double>::init(D, 2, 2, 2, 6);

@@ -76,9 +76,10 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   tensor<double, 3> q(1, 2, 4), k(1, 2, 4);
   for (index_t i = 0; i < q.size(); ++i) q.data()[i] = k.data()[i] = 1;
   k(0, 1, 3) = -0.5;
-  testing::check_error([&] { linear_attention_operator<double>(q.view(), k.view(), 1, true); },
+  testing::check_error([&] { linear_attention_operator<double>(q.view(), k.view(), 1, true).validate(); },
                        {"'k'", "positive features", "[0][1][3]", "-0.5"});
   linear_attention_operator<double> raw(q.view(), k.view(), 1, false);  // signed features are fine unnormalized
+  BOOST_CHECK_NO_THROW(raw.validate());
   matrix<double> v(1, 5), y(1, 4);
   testing::check_error([&] { raw.apply(v.view(), y.view()); }, {"'v'", "length (extent 1) = 4", "= 5"});
   tensor<double, 3> k3(1, 2, 5);

@@ -89,8 +89,9 @@ BOOST_AUTO_TEST_CASE(structure) {
 BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   tensor<double, 3> q(2, 2, 4), k(2, 2, 4);
   std::vector<double> g{0.5, 1.0}, g1{0.5};
-  testing::check_error([&] { retnet_operator<double>(q.view(), k.view(), vector_view<const double>(g.data(), 2), 1); },
-                       {"'gamma'", "(0, 1) at [1]", "1"});
+  testing::check_error(
+      [&] { retnet_operator<double>(q.view(), k.view(), vector_view<const double>(g.data(), 2), 1).validate(); },
+      {"'gamma'", "(0, 1) at [1]", "1"});
   testing::check_error([&] { retnet_operator<double>(q.view(), k.view(), vector_view<const double>(g1.data(), 1), 1); },
                        {"'gamma'", "size (= heads) = 2", "= 1"});
   g[1] = 0.25;

@@ -86,7 +86,8 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   testing::check_error([&] { rg_lru_operator<double>(decay.view(), scale.view()); }, {"'scale'", "length (extent 1) = 4", "= 5"});
   matrix<double> scale4(2, 4);
   decay(1, 2) = 1.5;
-  testing::check_error([&] { rg_lru_operator<double>(decay.view(), scale4.view()); }, {"'decay'", "[0, 1] at [1][2]", "1.5"});
+  testing::check_error([&] { rg_lru_operator<double>(decay.view(), scale4.view()).validate(); },
+                       {"'decay'", "[0, 1] at [1][2]", "1.5"});
   decay(1, 2) = 0.5;
   rg_lru_operator<double> op(decay.view(), scale4.view());
   matrix<double> x(2, 4), y(2, 3);

@@ -36,7 +36,7 @@ void check_rwkv(index_t L, std::uint64_t seed, bool receptance) {
   const index_t D = 4;
   auto mixer = rwkv4_mixer<T>::init(D, seed, 1, 4);
   auto x = testing::random_matrix<T>(D, L, seed + 100);
-  auto op = mixer.bind(x.view(), receptance);
+  auto op = mixer.bind(x.view(), {.receptance = receptance});
   static_assert(linear_operator<rwkv4_operator<T>>);
   auto v = mixer.values(x.view());
   testing::check_linear_operator(op, v.view(), testing::tolerance<T>());
@@ -96,7 +96,8 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   matrix<double> k(2, 4), r(2, 3);
   std::vector<double> w{0.5, -1.0}, u{0, 0}, u1{0};
   auto view = [](const std::vector<double>& a) { return vector_view<const double>(a.data(), a.size()); };
-  testing::check_error([&] { rwkv4_operator<double>(k.view(), view(w), view(u)); }, {"'w'", "w > 0 at [1]", "-1"});
+  testing::check_error([&] { rwkv4_operator<double>(k.view(), view(w), view(u)).validate(); },
+                       {"'w'", "w > 0 at [1]", "-1"});
   w[1] = 1;
   testing::check_error([&] { rwkv4_operator<double>(k.view(), view(w), view(u1)); }, {"'u'", "size (= channels) = 2", "= 1"});
   testing::check_error([&] { rwkv4_operator<double>(k.view(), view(w), view(u), r.view()); },

@@ -41,7 +41,7 @@ void check_ssd(index_t L, std::uint64_t seed, index_t groups, bool skip, index_t
   auto mixer = ssd_mixer<T>::init(H, P, N, seed, groups);
   mixer.chunk = chunk;
   auto x = testing::random_matrix<T>(H * P, L, seed + 100);
-  auto op = mixer.bind(x.view(), skip);
+  auto op = mixer.bind(x.view(), {.skip = skip});
   static_assert(linear_operator<ssd_operator<T>>);
   testing::check_linear_operator(op, x.view(), testing::tolerance<T>());
   auto chunked = mix(op, x.view());
@@ -104,7 +104,7 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   std::vector<double> a{-1.0, 0.5}, a1{-1.0};
   tensor<double, 3> b(1, 3, 4), c(1, 3, 4), c5(1, 3, 5), b3(3, 3, 4);
   auto view = [](const std::vector<double>& v) { return vector_view<const double>(v.data(), v.size()); };
-  testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2); },
+  testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2).validate(); },
                        {"'a'", "a < 0", "[1]", "0.5"});
   a[1] = -2;
   testing::check_error([&] { ssd_operator<double>(delta.view(), view(a1), b.view(), c.view(), 2); },
@@ -116,7 +116,7 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2, {}, 0); },
                        {"chunk", "positive", "0"});
   delta(1, 2) = 0;
-  testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2); },
+  testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2).validate(); },
                        {"'delta'", "delta > 0 at [1][2]"});
   delta(1, 2) = 0.1;
   ssd_operator<double> op(delta.view(), view(a), b.view(), c.view(), 2);

@@ -289,7 +289,7 @@ std::map<std::string, runner> registry(const options& o) {
   };
   r["rwkv4"] = [=](const inputs& in, const options& opt) {
     const auto mixer = rwkv4_mixer<T>::init(D, seed, 1, 4);
-    return measure("rwkv4", [&](const matrix<T>& x) { return mixer.bind(x.view(), true); }, in, opt);
+    return measure("rwkv4", [&](const matrix<T>& x) { return mixer.bind(x.view(), {.receptance = true}); }, in, opt);
   };
   r["retnet"] = [=](const inputs& in, const options& opt) {
     const auto mixer = retnet_mixer<T>::init(D, H, P, P, seed);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -137,24 +138,27 @@ struct qkv_projections {
   }
 };
 
-// Zeroes an L×L block (the off-diagonal channel blocks of channel-separable operators).
-// ⟨q_i, k_j⟩ of head h in double: the score every attention-like operator is built on.
+// ⟨q_i, k_j⟩ of head h in double: the score every attention-like operator is
+// built on. MIXLENS_HD: host loops and the views' device rows share it.
 template <class T>
-[[nodiscard]] double head_score(tensor_view<const T, 3> q, tensor_view<const T, 3> k, index_t h, index_t i, index_t j) {
+[[nodiscard]] MIXLENS_HD double head_score(tensor_view<const T, 3> q, tensor_view<const T, 3> k, index_t h, index_t i,
+                                           index_t j) {
   double s = 0;
   for (index_t e = 0; e < q.extent(1); ++e) s += double(q(h, e, i)) * double(k(h, e, j));
   return s;
 }
 
+// Zeroes an L×L block (the off-diagonal channel blocks of channel-separable operators).
 template <class T>
 void zero(matrix_view<T> m) {
   for (index_t t = 0; t < m.extent(0); ++t)
     for (index_t s = 0; s < m.extent(1); ++s) m(t, s) = T(0);
 }
 
+// Zeroes a row; MIXLENS_HD for the views' rows.
 template <class T>
-void zero(vector_view<T> r) {
-  for (auto& e : r) e = T(0);
+MIXLENS_HD void zero(vector_view<T> r) {
+  for (std::size_t s = 0; s < r.size(); ++s) r[s] = T(0);
 }
 
 }  // namespace mixlens::detail

@@ -38,6 +38,23 @@ struct linear_attention_operator {
       : q(q_), k(k_), head_dim(head_dim_), normalized(normalized_) {
     constexpr std::string_view where = "mixlens::linear_attention_operator";
     detail::check_heads<T>(where, q, k, head_dim);
+  }
+
+  [[nodiscard]] MIXLENS_HD index_t length() const { return q.extent(2); }
+  [[nodiscard]] MIXLENS_HD index_t heads() const { return q.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t key_size() const { return q.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return heads() * head_dim; }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return in_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t head_of(index_t channel) const { return channel / head_dim; }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(q), f(k);
+  }
+
+  // The value checks, on host data: bind runs them, and so does to_device.
+  void validate() const {
+    constexpr std::string_view where = "mixlens::linear_attention_operator";
     if (normalized)  // the normalizer must not vanish: positive features
       for (index_t h = 0; h < heads(); ++h)
         for (index_t e = 0; e < key_size(); ++e)
@@ -50,13 +67,6 @@ struct linear_attention_operator {
                                            std::to_string(e) + "][" + std::to_string(t) + "]", k(h, e, t));
           }
   }
-
-  [[nodiscard]] index_t length() const { return q.extent(2); }
-  [[nodiscard]] index_t heads() const { return q.extent(0); }
-  [[nodiscard]] index_t key_size() const { return q.extent(1); }
-  [[nodiscard]] index_t in_channels() const { return heads() * head_dim; }
-  [[nodiscard]] index_t out_channels() const { return in_channels(); }
-  [[nodiscard]] index_t head_of(index_t channel) const { return channel / head_dim; }
 
   void apply(matrix_view<const T> v, matrix_view<T> y) const {
     constexpr std::string_view where = "mixlens::linear_attention_operator::apply";
@@ -93,28 +103,39 @@ struct linear_attention_operator {
     std::vector<double> z(static_cast<std::size_t>(key_size()), 0.0);
     for (index_t t = 0; t < length(); ++t) {
       for (index_t e = 0; e < key_size(); ++e) z[static_cast<std::size_t>(e)] += double(k(h, e, t));
-      const double norm = normalizer(h, t, z);
+      const double norm = normalizer_from(h, t, z);
       for (index_t j = 0; j <= t; ++j) m(t, j) = static_cast<T>(score(h, t, j) / norm);
     }
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::linear_attention_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::linear_attention_operator::row", *this, out, in, t, r));
     detail::zero(r);
     if (out != in) return;
     const index_t h = head_of(out);
-    std::vector<double> z(static_cast<std::size_t>(key_size()), 0.0);
-    for (index_t j = 0; j <= t; ++j)
-      for (index_t e = 0; e < key_size(); ++e) z[static_cast<std::size_t>(e)] += double(k(h, e, j));
-    const double norm = normalizer(h, t, z);
+    const double norm = normalizer(h, t);
     for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] = static_cast<T>(score(h, t, j) / norm);
   }
 
+  // n_t = ⟨φ(q_t), z_t⟩ with z_t = Σ_{j≤t} φ(k_j), one key feature at a time
+  // (no vector of z): O(t·E), summed in the order materialize sums it.
+  [[nodiscard]] MIXLENS_HD double normalizer(index_t h, index_t t) const {
+    if (!normalized) return 1;
+    double n = 0;
+    for (index_t e = 0; e < key_size(); ++e) {
+      double z = 0;
+      for (index_t j = 0; j <= t; ++j) z += double(k(h, e, j));
+      n += double(q(h, e, t)) * z;
+    }
+    return n;
+  }
+
  private:
-  [[nodiscard]] double score(index_t h, index_t i, index_t j) const { return detail::head_score(q, k, h, i, j); }
-  // ⟨φ(q_t), z_t⟩ with z_t the running key sum (1 when not normalized).
-  [[nodiscard]] double normalizer(index_t h, index_t t, const std::vector<double>& z) const {
+  [[nodiscard]] MIXLENS_HD double score(index_t h, index_t i, index_t j) const {
+    return detail::head_score(q, k, h, i, j);
+  }
+  // ⟨φ(q_t), z_t⟩ with z_t the running key sum of materialize (1 when not normalized).
+  [[nodiscard]] double normalizer_from(index_t h, index_t t, const std::vector<double>& z) const {
     if (!normalized) return 1;
     double n = 0;
     for (index_t e = 0; e < key_size(); ++e) n += double(q(h, e, t)) * z[static_cast<std::size_t>(e)];
@@ -170,9 +191,11 @@ class linear_attention_mixer {
     for (index_t i = 0; i < s.k.size(); ++i) s.k.data()[i] = detail::elu_plus_one(s.k.data()[i]);
     const index_t P = proj.head_dim();
     const bool norm = normalized;
-    return bound_linear_attention<T>(std::move(s), [P, norm](const detail::qk_storage<T>& st) {
+    bound_linear_attention<T> op(std::move(s), [P, norm](const detail::qk_storage<T>& st) {
       return linear_attention_operator<T>(st.q.view(), st.k.view(), P, norm);
     });
+    op->validate();
+    return op;
   }
 };
 

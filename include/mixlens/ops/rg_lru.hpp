@@ -45,16 +45,26 @@ struct rg_lru_operator {
     detail::check_positive(where, "decay (channels, extent 0)", decay.extent(0));
     detail::check_positive(where, "decay (length, extent 1)", decay.extent(1));
     detail::check_signal(where, "scale", decay.extent(0), decay.extent(1), scale.extent(0), scale.extent(1));
-    for (index_t d = 0; d < decay.extent(0); ++d)
-      for (index_t t = 0; t < decay.extent(1); ++t)
+  }
+
+  [[nodiscard]] MIXLENS_HD index_t length() const { return decay.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return decay.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return decay.extent(0); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(decay), f(scale);
+  }
+
+  // The value checks, on host data: bind runs them, and so does to_device.
+  void validate() const {
+    constexpr std::string_view where = "mixlens::rg_lru_operator";
+    for (index_t d = 0; d < in_channels(); ++d)
+      for (index_t t = 0; t < length(); ++t)
         if (!(decay(d, t) >= T(0) && decay(d, t) <= T(1)))
           detail::fail(where, "decay", "a_t in [0, 1] at [" + std::to_string(d) + "][" + std::to_string(t) + "]",
                        decay(d, t));
   }
-
-  [[nodiscard]] index_t length() const { return decay.extent(1); }
-  [[nodiscard]] index_t in_channels() const { return decay.extent(0); }
-  [[nodiscard]] index_t out_channels() const { return decay.extent(0); }
 
   // The recurrence, sequentially or with any scan policy of scan.hpp.
   template <scan_policy Policy = sequential_scan>
@@ -91,9 +101,8 @@ struct rg_lru_operator {
     }
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::rg_lru_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::rg_lru_operator::row", *this, out, in, t, r));
     detail::zero(r);
     if (out != in) return;
     double p = 1;  // Π_{k=j+1..t} a_k
@@ -176,9 +185,11 @@ class rg_lru_mixer {
         s.scale(d, t) = static_cast<T>(std::sqrt(-std::expm1(2 * log_a)) * detail::sigmoid(double(i(d, t))));
       }
     }
-    return bound_rg_lru<T>(std::move(s), [](const rg_lru_storage<T>& st) {
+    bound_rg_lru<T> op(std::move(s), [](const rg_lru_storage<T>& st) {
       return rg_lru_operator<T>(st.decay.view(), st.scale.view());
     });
+    op->validate();
+    return op;
   }
 };
 

@@ -25,6 +25,8 @@
 #include <utility>
 #include <vector>
 
+#include <cuda/std/limits>
+
 #include "mixlens/detail/attention_heads.hpp"
 #include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
@@ -52,14 +54,24 @@ struct rwkv4_operator {
     detail::check_equal(where, "u", "size (= channels)", k.extent(0), static_cast<index_t>(u.size()));
     if (!is_empty(receptance))
       detail::check_signal(where, "receptance", k.extent(0), k.extent(1), receptance.extent(0), receptance.extent(1));
-    for (index_t d = 0; d < k.extent(0); ++d)
+  }
+
+  [[nodiscard]] MIXLENS_HD index_t length() const { return k.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return k.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return k.extent(0); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(k), f(w), f(u), f(receptance);
+  }
+
+  // The value checks, on host data: bind runs them, and so does to_device.
+  void validate() const {
+    constexpr std::string_view where = "mixlens::rwkv4_operator";
+    for (index_t d = 0; d < in_channels(); ++d)
       if (!(w[static_cast<std::size_t>(d)] > T(0)))
         detail::fail(where, "w", "a decay rate w > 0 at [" + std::to_string(d) + "]", w[static_cast<std::size_t>(d)]);
   }
-
-  [[nodiscard]] index_t length() const { return k.extent(1); }
-  [[nodiscard]] index_t in_channels() const { return k.extent(0); }
-  [[nodiscard]] index_t out_channels() const { return k.extent(0); }
 
   // The recurrence on (numerator, denominator) scaled by e^{−o}, o the running
   // maximum exponent.
@@ -94,36 +106,59 @@ struct rwkv4_operator {
       for (index_t j = 0; j <= t; ++j) m(t, j) = static_cast<T>(entry(out, t, j, lz[static_cast<std::size_t>(t)]));
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::rwkv4_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  // Row t in O(t): log Z_t by its recurrence up to t, then the entries.
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::rwkv4_operator::row", *this, out, in, t, r));
     detail::zero(r);
     if (out != in) return;
-    const double lz = log_normalizers(out, t + 1)[static_cast<std::size_t>(t)];
+    const double lz = log_normalizer(out, t);
     for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] = static_cast<T>(entry(out, t, j, lz));
   }
 
-  // log Z_t for t < n, by the same max-shifted recurrence as apply.
+  // log Z_t of channel d, by the same max-shifted recurrence as apply, without memory.
+  [[nodiscard]] MIXLENS_HD double log_normalizer(index_t d, index_t t) const {
+    const double wd = w[static_cast<std::size_t>(d)], ud = u[static_cast<std::size_t>(d)];
+    denominator z;
+    for (index_t j = 0; j < t; ++j) z.push(k(d, j), wd);
+    return z.log_with(k(d, t), ud);
+  }
+
+  // log Z_t for t < n (the same values as log_normalizer, in O(n) for all of them).
   [[nodiscard]] std::vector<double> log_normalizers(index_t d, index_t n) const {
     const double wd = w[static_cast<std::size_t>(d)], ud = u[static_cast<std::size_t>(d)];
     std::vector<double> lz(static_cast<std::size_t>(n));
-    double den = 0, o = -std::numeric_limits<double>::infinity();
+    denominator z;
     for (index_t t = 0; t < n; ++t) {
-      const double kt = k(d, t);
-      double top = std::max(o, ud + kt);
-      lz[static_cast<std::size_t>(t)] = top + std::log(std::exp(o - top) * den + std::exp(ud + kt - top));
-      top = std::max(o - wd, kt);
-      den = std::exp(o - wd - top) * den + std::exp(kt - top);
-      o = top;
+      lz[static_cast<std::size_t>(t)] = z.log_with(k(d, t), ud);
+      z.push(k(d, t), wd);
     }
     return lz;
   }
 
  private:
-  [[nodiscard]] double gate(index_t d, index_t t) const { return is_empty(receptance) ? 1.0 : double(receptance(d, t)); }
+  // Σ_{j<t} e^{k_j − (t−1−j)w} as den·e^{o}, o the running maximum exponent.
+  struct denominator {
+    double den = 0, o = -cuda::std::numeric_limits<double>::infinity();
+
+    // log(den·e^{o} + e^{u + k_t}): log Z_t.
+    [[nodiscard]] MIXLENS_HD double log_with(double kt, double ud) const {
+      const double top = o < ud + kt ? ud + kt : o;  // std::max(o, u + k_t)
+      return top + std::log(std::exp(o - top) * den + std::exp(ud + kt - top));
+    }
+    // One step: decay the past by e^{−w}, add e^{k_t}.
+    MIXLENS_HD void push(double kt, double wd) {
+      const double top = o - wd < kt ? kt : o - wd;  // std::max(o − w, k_t)
+      den = std::exp(o - wd - top) * den + std::exp(kt - top);
+      o = top;
+    }
+  };
+
+  [[nodiscard]] MIXLENS_HD double gate(index_t d, index_t t) const {
+    return is_empty(receptance) ? 1.0 : double(receptance(d, t));
+  }
 
   // ρ_t exp(b_{t−j} + k_j − log Z_t): the exponent is ≤ 0 (one term of Z_t).
-  [[nodiscard]] double entry(index_t d, index_t t, index_t j, double lz) const {
+  [[nodiscard]] MIXLENS_HD double entry(index_t d, index_t t, index_t j, double lz) const {
     const double bias = j == t ? double(u[static_cast<std::size_t>(d)])
                                : -double(t - 1 - j) * double(w[static_cast<std::size_t>(d)]);
     return gate(d, t) * std::exp(bias + double(k(d, j)) - lz);
@@ -147,6 +182,11 @@ struct rwkv4_storage {
 
 template <class T>
 using bound_rwkv4 = bound<rwkv4_operator<T>, rwkv4_storage<T>>;
+
+// What rwkv4_mixer::bind folds into the operator.
+struct rwkv4_bind_options {
+  bool receptance = false;  // the output gate σ(r) on the rows
+};
 
 // RWKV-4 time mixing with token shift and projections: x̃ = μ ⊙ x_t + (1 − μ) ⊙ x_{t−1}
 // (x_{−1} = 0) per branch, k = W_k x̃_k, v = W_v x̃_v, r = W_r x̃_r; w = exp(time_decay),
@@ -198,23 +238,25 @@ class rwkv4_mixer {
     return detail::project(w_v.view(), {}, shifted(x, time_mix_v).view(), where, "w_v");
   }
 
-  // Binds to x; `with_receptance` folds the output gate σ(r) into the rows.
-  [[nodiscard]] bound_rwkv4<T> bind(matrix_view<const T> x, bool with_receptance = false) const {
+  // Binds to x; options.receptance folds the output gate σ(r) into the rows.
+  [[nodiscard]] bound_rwkv4<T> bind(matrix_view<const T> x, rwkv4_bind_options options = {}) const {
     constexpr std::string_view where = "mixlens::rwkv4_mixer::bind";
     validate(where, x);
     rwkv4_storage<T> s;
     s.k = detail::project(w_k.view(), {}, shifted(x, time_mix_k).view(), where, "w_k");
     for (T td : time_decay) s.w.push_back(static_cast<T>(std::exp(double(td))));
     s.u = time_first;
-    if (with_receptance) {
+    if (options.receptance) {
       s.receptance = detail::project(w_r.view(), {}, shifted(x, time_mix_r).view(), where, "w_r");
       for (index_t i = 0; i < s.receptance.size(); ++i)
         s.receptance.data()[i] = detail::sigmoid(s.receptance.data()[i]);
     }
-    return bound_rwkv4<T>(std::move(s), [](const rwkv4_storage<T>& st) {
+    bound_rwkv4<T> op(std::move(s), [](const rwkv4_storage<T>& st) {
       return rwkv4_operator<T>(st.k.view(), vector_view<const T>(st.w.data(), st.w.size()),
                                vector_view<const T>(st.u.data(), st.u.size()), st.receptance.view());
     });
+    op->validate();
+    return op;
   }
 
  private:

@@ -10,12 +10,12 @@
 // projection W_o is not part of it.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <string_view>
 #include <vector>
+
+#include <cuda/std/limits>
 
 #include "mixlens/detail/attention_heads.hpp"
 #include "mixlens/linear_operator.hpp"
@@ -39,24 +39,36 @@ struct softmax_attention_operator {
     if (!(scale > T(0))) scale = T(1) / std::sqrt(T(q.extent(1)));
   }
 
-  [[nodiscard]] index_t length() const { return q.extent(2); }
-  [[nodiscard]] index_t heads() const { return q.extent(0); }
-  [[nodiscard]] index_t key_size() const { return q.extent(1); }
-  [[nodiscard]] index_t in_channels() const { return heads() * head_dim; }
-  [[nodiscard]] index_t out_channels() const { return in_channels(); }
-  [[nodiscard]] index_t head_of(index_t channel) const { return channel / head_dim; }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return q.extent(2); }
+  [[nodiscard]] MIXLENS_HD index_t heads() const { return q.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t key_size() const { return q.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return heads() * head_dim; }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return in_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t head_of(index_t channel) const { return channel / head_dim; }
 
-  // Row t of head h's softmax weights into w[0..t] (stable: the row maximum is
-  // subtracted before the exponential).
-  void weights(index_t h, index_t t, double* w) const {
-    double top = -std::numeric_limits<double>::infinity();
+  template <class F>
+  void for_each_view(F&& f) {
+    f(q), f(k);
+  }
+
+  // Row t of head h's softmax weights into w[0..t], with w as the only memory
+  // (U = double for apply's buffer, T for row, which forms them in r): the
+  // scores and their maximum, then exp(s − max) and their sum, then the
+  // division. Stable: the maximum is subtracted before the exponential.
+  template <class U>
+  MIXLENS_HD void weights(index_t h, index_t t, U* w) const {
+    double top = -cuda::std::numeric_limits<double>::infinity();
     for (index_t j = 0; j <= t; ++j) {
-      w[j] = double(scale) * detail::head_score(q, k, h, t, j);
-      top = std::max(top, w[j]);
+      w[j] = static_cast<U>(double(scale) * detail::head_score(q, k, h, t, j));
+      top = top < double(w[j]) ? double(w[j]) : top;  // std::max, over the stored scores: every exponent ≤ 0
     }
     double sum = 0;
-    for (index_t j = 0; j <= t; ++j) sum += (w[j] = std::exp(w[j] - top));
-    for (index_t j = 0; j <= t; ++j) w[j] /= sum;
+    for (index_t j = 0; j <= t; ++j) {
+      const double e = std::exp(double(w[j]) - top);
+      w[j] = static_cast<U>(e);
+      sum += e;
+    }
+    for (index_t j = 0; j <= t; ++j) w[j] = static_cast<U>(double(w[j]) / sum);
   }
 
   // Row by row: the weights are recomputed on the fly, never stored as a matrix.
@@ -87,14 +99,14 @@ struct softmax_attention_operator {
     }
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::softmax_attention_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  // The row is its own scratch: the weights are formed in r. For float rows the
+  // scores and exponentials pass through float (relative error ~|s|·2⁻²⁴ per
+  // entry, against one rounding in materialize's double buffer).
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::softmax_attention_operator::row", *this, out, in, t, r));
     detail::zero(r);
     if (out != in) return;
-    std::vector<double> w(static_cast<std::size_t>(t + 1));
-    weights(head_of(out), t, w.data());
-    for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] = static_cast<T>(w[static_cast<std::size_t>(j)]);
+    weights(head_of(out), t, r.data());
   }
 };
 

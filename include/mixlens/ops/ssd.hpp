@@ -46,17 +46,34 @@ struct ssd_operator {
   ssd_operator(matrix_view<const T> delta_, vector_view<const T> a_, tensor_view<const T, 3> b_,
                tensor_view<const T, 3> c_, index_t head_dim_, vector_view<const T> skip_ = {}, index_t chunk_ = 64)
       : delta(delta_), a(a_), b(b_), c(c_), head_dim(head_dim_), skip(skip_), chunk(chunk_) {
-    validate();
+    check_shapes();
   }
 
-  [[nodiscard]] index_t length() const { return delta.extent(1); }
-  [[nodiscard]] index_t heads() const { return delta.extent(0); }
-  [[nodiscard]] index_t state_size() const { return b.extent(1); }
-  [[nodiscard]] index_t groups() const { return b.extent(0); }
-  [[nodiscard]] index_t in_channels() const { return heads() * head_dim; }
-  [[nodiscard]] index_t out_channels() const { return in_channels(); }
-  [[nodiscard]] index_t head_of(index_t channel) const { return channel / head_dim; }
-  [[nodiscard]] index_t group_of(index_t h) const { return h / (heads() / groups()); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return delta.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t heads() const { return delta.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t state_size() const { return b.extent(1); }
+  [[nodiscard]] MIXLENS_HD index_t groups() const { return b.extent(0); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return heads() * head_dim; }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return in_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t head_of(index_t channel) const { return channel / head_dim; }
+  [[nodiscard]] MIXLENS_HD index_t group_of(index_t h) const { return h / (heads() / groups()); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(delta), f(a), f(b), f(c), f(skip);
+  }
+
+  // The value checks, on host data: bind runs them, and so does to_device.
+  void validate() const {
+    constexpr std::string_view where = "mixlens::ssd_operator";
+    for (index_t h = 0; h < heads(); ++h) {
+      if (!(a[static_cast<std::size_t>(h)] < T(0)))
+        detail::fail(where, "a", "a < 0 (a stable decay) at [" + std::to_string(h) + "]", a[static_cast<std::size_t>(h)]);
+      for (index_t t = 0; t < length(); ++t)
+        if (!(delta(h, t) > T(0)))
+          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(h) + "][" + std::to_string(t) + "]", delta(h, t));
+    }
+  }
 
   // The chunked SSD algorithm, per head: within a chunk the quadratic (attention)
   // form, across chunks the recurrence on the N × P chunk states.
@@ -156,9 +173,9 @@ struct ssd_operator {
     }
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::ssd_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  // Row t in O(t·N), the segment sum grown backward from the diagonal.
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::ssd_operator::row", *this, out, in, t, r));
     detail::zero(r);
     if (out != in) return;
     const index_t h = head_of(out), g = group_of(h);
@@ -172,7 +189,7 @@ struct ssd_operator {
   }
 
  private:
-  [[nodiscard]] double cb(index_t g, index_t i, index_t j) const {
+  [[nodiscard]] MIXLENS_HD double cb(index_t g, index_t i, index_t j) const {
     double s = 0;
     for (index_t k = 0; k < state_size(); ++k) s += double(c(g, k, i)) * double(b(g, k, j));
     return s;
@@ -188,7 +205,7 @@ struct ssd_operator {
       for (index_t t = 0; t < length(); ++t) y(ch, t) += skip[static_cast<std::size_t>(head_of(ch))] * x(ch, t);
   }
 
-  void validate() const {
+  void check_shapes() const {
     constexpr std::string_view where = "mixlens::ssd_operator";
     const index_t H = delta.extent(0), L = delta.extent(1), G = b.extent(0), N = b.extent(1);
     detail::check_positive(where, "delta (heads, extent 0)", H);
@@ -204,13 +221,6 @@ struct ssd_operator {
     detail::check_positive(where, "head_dim", head_dim);
     detail::check_positive(where, "chunk", chunk);
     if (!skip.empty()) detail::check_equal(where, "skip", "size (= heads)", H, static_cast<index_t>(skip.size()));
-    for (index_t h = 0; h < H; ++h) {
-      if (!(a[static_cast<std::size_t>(h)] < T(0)))
-        detail::fail(where, "a", "a < 0 (a stable decay) at [" + std::to_string(h) + "]", a[static_cast<std::size_t>(h)]);
-      for (index_t t = 0; t < L; ++t)
-        if (!(delta(h, t) > T(0)))
-          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(h) + "][" + std::to_string(t) + "]", delta(h, t));
-    }
   }
 };
 
@@ -232,6 +242,11 @@ struct ssd_storage {
 
 template <class T>
 using bound_ssd = bound<ssd_operator<T>, ssd_storage<T>>;
+
+// What ssd_mixer::bind folds into the operator.
+struct ssd_bind_options {
+  bool skip = false;  // + D on the diagonal (the paper's α excludes it)
+};
 
 // SSD with Mamba-2's input-dependent projections, acting on x (H·P × L):
 //   B = W_B x, C = W_C x (G·N rows each), Δ = softplus(W_Δ x + dt_bias), a = −exp(a_log).
@@ -286,8 +301,8 @@ class ssd_mixer {
   [[nodiscard]] index_t channels() const { return heads() * head_dim; }
   [[nodiscard]] index_t state_size() const { return groups > 0 ? w_b.extent(0) / groups : 0; }
 
-  // Binds to x; `with_skip` folds D into the diagonal (the paper's α excludes it).
-  [[nodiscard]] bound_ssd<T> bind(matrix_view<const T> x, bool with_skip = false) const {
+  // Binds to x; options.skip folds D into the diagonal.
+  [[nodiscard]] bound_ssd<T> bind(matrix_view<const T> x, ssd_bind_options options = {}) const {
     constexpr std::string_view where = "mixlens::ssd_mixer::bind";
     validate();
     detail::check_equal(where, "x", "channels (extent 0)", channels(), x.extent(0));
@@ -303,12 +318,14 @@ class ssd_mixer {
     s.delta = detail::project(w_dt.view(), vector_view<const T>(dt_bias.data(), dt_bias.size()), x, where, "w_dt");
     for (index_t i = 0; i < s.delta.size(); ++i) s.delta.data()[i] = detail::softplus(s.delta.data()[i]);
     for (index_t h = 0; h < H; ++h) s.a.push_back(-std::exp(a_log[static_cast<std::size_t>(h)]));
-    if (with_skip) s.skip = skip;
+    if (options.skip) s.skip = skip;
     const index_t P = head_dim, Q = chunk;
-    return bound_ssd<T>(std::move(s), [P, Q](const ssd_storage<T>& st) {
+    bound_ssd<T> op(std::move(s), [P, Q](const ssd_storage<T>& st) {
       return ssd_operator<T>(st.delta.view(), vector_view<const T>(st.a.data(), st.a.size()), st.b.view(), st.c.view(), P,
                              vector_view<const T>(st.skip.data(), st.skip.size()), Q);
     });
+    op->validate();
+    return op;
   }
 
  private:
