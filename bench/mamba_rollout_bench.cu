@@ -17,7 +17,7 @@
 
 #include "mixlens/detail/random.hpp"
 #include "mixlens/gpu/models/mamba.cuh"
-#include "mixlens/models/attention_maps.hpp"
+#include "mixlens/analysis/attention_maps.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_random.hpp"
 
@@ -43,9 +43,14 @@ const mamba_model<float>& host_model() {
   return m;
 }
 
-const gpu::device_mamba_model& device_model() {
-  static const gpu::device_mamba_model m(host_model());
+const gpu::device_mamba_weights& device_model() {
+  static const gpu::device_mamba_weights m = gpu::to_device(host_model());
   return m;
+}
+
+const gpu::device_backend& backend() {
+  static const gpu::device_backend be;
+  return be;
 }
 
 std::vector<index_t> tokens(index_t L) {
@@ -73,9 +78,9 @@ void gpu_forward(benchmark::State& state) {
   const index_t L = state.range(0);
   const auto& m = device_model();
   const auto t = tokens(L);
-  (void)gpu::mamba_forward(m, std::span<const index_t>(t));  // warm-up: cuBLAS and module loading
+  (void)gpu::mamba_forward(backend(), m, std::span<const index_t>(t));  // warm-up: cuBLAS and module loading
   for (auto _ : state) {
-    auto logits = gpu::mamba_forward(m, std::span<const index_t>(t));
+    auto logits = gpu::mamba_forward(backend(), m, std::span<const index_t>(t));
     benchmark::DoNotOptimize(logits.data());
   }
   counters(state, L);
@@ -90,25 +95,30 @@ void gpu_rollout(benchmark::State& state) {
   const auto& m = device_model();
   const auto t = tokens(L);
   const attention_form form = W == what::unified ? attention_form::unified : attention_form::paper;
-  gpu::device_attention attention;  // workspace kept across iterations
-  gpu::device_buffer<float> map(L * L), raw(L * L), minmax(2);
-  gpu::device_rollout roll(L);
-  gpu::device_map_average raw_average(L);
+  const auto& be = backend();
+  auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
+  analysis::rollout_accumulator<gpu::device_backend> roll(be, L);
+  analysis::map_average<gpu::device_backend> raw_average(be, L * L);
   const auto once = [&] {
     roll.reset();
     raw_average.reset();
-    auto logits = gpu::mamba_forward(m, std::span<const index_t>(t), [&](const gpu::device_mamba_layer_signals& s) {
-      attention.aggregate(s, form, channel_reduction::mean, map.data(), W == what::rollout_raw ? minmax.data() : nullptr);
+    auto logits = gpu::mamba_forward(be, m, std::span<const index_t>(t), [&](const mamba_layer_signals<float>& s) {
+      float* mm = W == what::rollout_raw ? minmax.data() : nullptr;
+      if (form == attention_form::paper)
+        analysis::aggregate_operator(be, s.ssm(), channel_reduction::mean, map.data(), mm);
+      else
+        analysis::aggregate_operator(be, unified_operator(be, s), channel_reduction::mean, map.data(), mm);
       roll.add(map.data());
       if (W == what::rollout_raw) {
-        gpu::raw_attention_map(map.data(), minmax.data(), L, raw.data(), s.stream);
+        analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
         raw_average.add(raw.data());
       }
     });
-    auto result = roll.to_host();
+    auto result = be.download(roll.result(), L * L);
     benchmark::DoNotOptimize(result.data());
     if (W == what::rollout_raw) {
-      auto r = raw_average.to_host();
+      raw_average.result(raw.data());
+      auto r = be.download(raw.data(), L * L);
       benchmark::DoNotOptimize(r.data());
     }
     benchmark::DoNotOptimize(logits.data());
@@ -134,10 +144,10 @@ void cpu_rollout(benchmark::State& state) {
   const auto& m = host_model();
   const auto t = tokens(L);
   for (auto _ : state) {
-    attention_rollout<float> roll(L);
+    analysis::attention_rollout<float> roll(L);
     auto logits = for_each_layer_attention(m, std::span<const index_t>(t), attention_form::paper, {},
                                            [&](const mamba_layer_signals<float>&, tensor_view<const float, 3> a) {
-                                             roll.add(aggregate_channels(a).view());
+                                             roll.add(analysis::aggregate_channels(a).view());
                                            });
     benchmark::DoNotOptimize(logits.data());
     benchmark::DoNotOptimize(roll.result().data());

@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -37,8 +39,9 @@ std::vector<index_t> tokens_of(const std::string& model, int s) {
 
 // max |a − b| / max |b| between a (rows × cols) matrix and a reference stored
 // either as (rows × cols) or transposed (cols × rows) with column offset `col0`.
-template <class T>
-double compare(const matrix<T>& got, const io::npy_array& ref, bool transposed = false, index_t col0 = 0) {
+// Infinite when either side is not finite. `got` is a matrix or a matrix view.
+template <class M>
+double compare(const M& got, const io::npy_array& ref, bool transposed = false, index_t col0 = 0) {
   const auto r = ref.as<double>();
   const index_t cols = ref.shape.at(1);
   double diff = 0, scale = 0;
@@ -46,7 +49,9 @@ double compare(const matrix<T>& got, const io::npy_array& ref, bool transposed =
     for (index_t j = 0; j < got.extent(1); ++j) {
       const double want = transposed ? r[static_cast<std::size_t>(j * cols + col0 + i)]
                                      : r[static_cast<std::size_t>(i * cols + col0 + j)];
-      diff = std::max(diff, std::abs(double(got(i, j)) - want));
+      const double d = std::abs(double(got(i, j)) - want);
+      if (!std::isfinite(d)) return std::numeric_limits<double>::infinity();
+      diff = std::max(diff, d);
       scale = std::max(scale, std::abs(want));
     }
   return diff / (scale > 0 ? scale : 1);

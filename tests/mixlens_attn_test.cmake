@@ -151,7 +151,7 @@ foreach(check --self-test --reference-logits)
     list(APPEND extra ${demo_logits})
   endif()
   expect(nan_x_proj${check} 1
-    "error: layer ${last}: mixlens::models::raw_attention_layer: argument 'a': expected finite values, got NaN at \\["
+    "error: layer ${last}: mixlens::analysis::raw_attention: argument 'a': expected finite values, got NaN at \\["
     --model ${WORK}/nan_x_proj --tokens-file ${demo_tokens} --out ${WORK}/nan_out --no-png ${extra})
 endforeach()
 

@@ -232,6 +232,21 @@ template <class Op>
   return full;
 }
 
+// The diagonal blocks (d, d) of channels [d0, d0 + count), one after another
+// into out (count × L × L): a layer's attention matrices, for operators that do
+// not mix channels.
+template <class Op>
+void materialize_channels(const Op& op, index_t d0, index_t count, typename Op::value_type* out) {
+  const auto& v = view_of(op);
+  if (d0 < 0 || count < 0 || d0 + count > v.out_channels())
+    detail::fail("mixlens::materialize_channels", "channels",
+                 "a range inside [0, " + std::to_string(v.out_channels()) + ")",
+                 std::to_string(d0) + " + " + std::to_string(count));
+  const index_t L = v.length();
+  for (index_t c = 0; c < count; ++c)
+    v.materialize(d0 + c, d0 + c, matrix_view<typename Op::value_type>(out + c * L * L, L, L));
+}
+
 // Row t of the block (out, in), computed without forming the matrix.
 template <class Op>
 [[nodiscard]] auto row(const Op& op, index_t out, index_t in, index_t t) {

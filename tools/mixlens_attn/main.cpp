@@ -31,7 +31,7 @@
 
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/png.hpp"
-#include "mixlens/models/attention_maps.hpp"
+#include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_model.hpp"
 #ifdef MIXLENS_ATTN_CUDA
@@ -218,96 +218,93 @@ void report_self_test(results& r, index_t layer, const reconstruction_error& e) 
   keep_worst(r.worst_check, e.unified);
 }
 
-results run_cpu(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
-                const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+// The whole analysis on one backend (host or device): per analysed layer the
+// matrices in chunks of channels, their channel mean, min / max, raw map and
+// rollout step; the D × L × L tensor reaches host memory only for alpha_{k}.npy,
+// the L × L mean only for its heatmap.
+template <class Backend>
+results run_on(const Backend& be, const mamba_weights<float>& weights, const options& o,
+               const std::vector<index_t>& tokens, const std::vector<index_t>& layers,
+               const std::vector<index_t>& save) {
   results r;
-  const index_t L = static_cast<index_t>(tokens.size()), D = model.config.intermediate_size;
-  std::vector<matrix<float>> mean_maps, raw_maps;
+  const index_t L = static_cast<index_t>(tokens.size()), D = weights.config.intermediate_size;
   const auto t = clock_type::now();
-  r.logits = for_each_layer_attention(
-      model, std::span<const index_t>(tokens), o.form, std::span<const index_t>(layers),
-      [&](const mamba_layer_signals<float>& s, mixlens::tensor_view<const float, 3> alpha) {
-        auto tw = clock_type::now();
-        const std::string k = std::to_string(s.layer);
-        if (contains(save, s.layer)) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data_handle(), {D, L, L});
-        mean_maps.push_back(aggregate_channels(alpha));
-        try {
-          raw_maps.push_back(raw_attention_layer(alpha));  // throws on NaN / inf
-        } catch (const mixlens::error& e) {
-          throw mixlens::error("layer " + k + ": " + e.what());
-        }
-        if (o.png) mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean_maps.back().view()));
-        r.write_s += seconds_since(tw);
-        if (o.self_test) {
-          tw = clock_type::now();
-          const auto e = check_reconstruction(model.layers[static_cast<std::size_t>(s.layer)], s);
-          r.check_s += seconds_since(tw);
-          report_self_test(r, s.layer, e);
-          if (!std::isfinite(e.paper) || !std::isfinite(e.unified)) {
-            const std::string at = mixlens::detail::find_non_finite(s.y.data(), {s.y.extent(0), s.y.extent(1)});
-            std::cout << "self-test layer " << s.layer << ": "
-                      << (at.empty() ? "the reconstruction is not finite" : "output y contains " + at) << "\n";
-          }
-        }
-      });
+  mixlens::analysis::rollout_accumulator<Backend> roll(be, L);
+  mixlens::analysis::map_average<Backend> raw_average(be, L * L);
+  auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
+  std::vector<float> alpha;
+  const auto logits = mamba_forward(be, weights, std::span<const index_t>(tokens), [&](const mamba_layer_signals<float>& s) {
+    if (!contains(layers, s.layer)) return;
+    const bool keep = contains(save, s.layer);
+    if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
+    const std::string k = std::to_string(s.layer);
+    const auto maps = [&](const auto& op) {
+      mixlens::analysis::aggregate_operator(be, op, mixlens::channel_reduction::mean, map.data(), minmax.data(),
+                                            keep ? alpha.data() : nullptr);
+      try {  // raw attention is undefined on NaN / inf: name the first one
+        mixlens::analysis::check_finite_blocks(be, op, minmax.data(), "mixlens::analysis::raw_attention");
+      } catch (const mixlens::error& e) {
+        throw mixlens::error("layer " + k + ": " + e.what());
+      }
+    };
+    if (o.form == attention_form::paper) maps(s.ssm());
+    else maps(unified_operator(be, s));
+    mixlens::analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
+    raw_average.add(raw.data());
+    roll.add(map.data());
+    auto tw = clock_type::now();
+    if (keep) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data(), {D, L, L});
+    if (o.png) {
+      const auto mean = be.download(map.data(), L * L);
+      mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L, L));
+    }
+    r.write_s += seconds_since(tw);
+    if (o.self_test) {
+      tw = clock_type::now();
+      const auto e = check_reconstruction(be, s);
+      r.check_s += seconds_since(tw);
+      report_self_test(r, s.layer, e);
+      if (!std::isfinite(e.paper) || !std::isfinite(e.unified)) {
+        const auto y = be.download(s.y.data_handle(), s.y.size());
+        const std::string at = mixlens::detail::find_non_finite(y.data(), {s.y.extent(0), s.y.extent(1)});
+        std::cout << "self-test layer " << s.layer << ": "
+                  << (at.empty() ? "the reconstruction is not finite" : "output y contains " + at) << "\n";
+      }
+    }
+  });
+  r.logits = matrix<float>(L, weights.vocab_size());
+  const auto host_logits = be.download(logits.data(), r.logits.size());
+  std::copy(host_logits.begin(), host_logits.end(), r.logits.data());
   if (!layers.empty()) {
-    r.raw = average_maps(raw_maps);
-    r.roll = rollout(mean_maps);
+    raw_average.result(raw.data());
+    r.raw = matrix<float>(L, L);
+    r.roll = matrix<float>(L, L);
+    const auto raw_host = be.download(raw.data(), L * L), roll_host = be.download(roll.result(), L * L);
+    std::copy(raw_host.begin(), raw_host.end(), r.raw.data());
+    std::copy(roll_host.begin(), roll_host.end(), r.roll.data());
   }
   r.compute_s = seconds_since(t) - r.write_s - r.check_s;  // forward pass and attention together
   return r;
 }
 
+results run_cpu(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
+                const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+  const auto weights = host_weights(model);
+  return run_on(mixlens::host_backend<float>{}, weights.view(), o, tokens, layers, save);
+}
+
 #ifdef MIXLENS_ATTN_CUDA
 namespace gpu = mixlens::gpu;
 
-// The same on the GPU: per layer the matrices, their channel mean, min / max,
-// raw map and rollout step on the device; the D × L × L tensor is copied to the
-// host only for alpha_{k}.npy, the L × L mean only for its heatmap.
 results run_cuda(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
                  const std::vector<index_t>& layers, const std::vector<index_t>& save) {
   std::string reason;
   if (!gpu::device_available(&reason)) throw mixlens::error("--device cuda: " + reason);
-  results r;
-  const index_t L = static_cast<index_t>(tokens.size()), D = model.config.intermediate_size;
-  auto t = clock_type::now();
-  const gpu::device_mamba_model dm(model);
-  r.upload_s = seconds_since(t);
-  t = clock_type::now();
-  gpu::device_attention attention;
-  gpu::device_rollout roll(L);
-  gpu::device_map_average raw_average(L);
-  gpu::device_buffer<float> map(L * L), raw(L * L), minmax(2);
-  std::vector<float> alpha;
-  const auto logits = gpu::mamba_forward(dm, std::span<const index_t>(tokens), [&](const gpu::device_mamba_layer_signals& s) {
-    if (!contains(layers, s.layer)) return;
-    const bool keep = contains(save, s.layer);
-    if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
-    attention.aggregate(s, o.form, channel_reduction::mean, map.data(), minmax.data(), keep ? alpha.data() : nullptr);
-    gpu::raw_attention_map(map.data(), minmax.data(), L, raw.data(), s.stream);
-    raw_average.add(raw.data());
-    roll.add(map.data());
-    auto tw = clock_type::now();
-    const std::string k = std::to_string(s.layer);
-    if (keep) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data(), {D, L, L});
-    if (o.png) {
-      const auto mean = gpu::download_matrix(map.data(), L, L, s.stream);
-      mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.view()));
-    }
-    r.write_s += seconds_since(tw);
-    if (o.self_test) {
-      tw = clock_type::now();
-      const auto e = attention.check_reconstruction(s);
-      r.check_s += seconds_since(tw);
-      report_self_test(r, s.layer, e);
-    }
-  });
-  r.logits = gpu::download_matrix(logits.data(), L, dm.vocab_size());
-  if (!layers.empty()) {
-    r.raw = raw_average.to_host();
-    r.roll = roll.to_host();
-  }
-  r.compute_s = seconds_since(t) - r.write_s - r.check_s;
+  const auto t = clock_type::now();
+  const auto weights = gpu::to_device(model);
+  const double upload_s = seconds_since(t);
+  results r = run_on(gpu::device_backend{}, weights.view(), o, tokens, layers, save);
+  r.upload_s = upload_s;
   return r;
 }
 #endif

@@ -6,6 +6,9 @@
 //   gpu::materialize(op, out, in, m, s)     the dense L×L block (out, in)
 //   gpu::materialize(op, m, s)              the whole (out·L)×(in·L) operator
 //   gpu::rows(op, out, in, positions, r, s) selected rows of one block
+//   gpu::materialize_channels(op, d0, count, out, s)
+//                                           diagonal blocks of a channel range (a
+//                                           layer's attention matrices)
 //
 // Every view gets a generic implementation from its MIXLENS_HD `row` (one thread
 // per row, the row written in place), so an operator a researcher writes runs on
@@ -29,6 +32,7 @@
 
 #include "mixlens/gpu/detail/scan_dispatch.cuh"
 #include "mixlens/gpu/error.cuh"
+#include "mixlens/detail/rebase.hpp"
 #include "mixlens/linear_operator.hpp"
 
 namespace mixlens::gpu {
@@ -38,6 +42,7 @@ namespace mixlens::gpu {
 //   materialize(const View&, index_t out, index_t in, matrix_view<T> m, cudaStream_t)
 //   rows(const View&, index_t out, index_t in, vector_view<const index_t> positions
 //        (host memory), matrix_view<T> r, cudaStream_t)
+//   materialize_channels(const View&, index_t d0, index_t count, T* out, cudaStream_t)
 // Arguments arrive checked. The primary template has none: generic everywhere.
 template <class View>
 struct device_path {};
@@ -49,52 +54,7 @@ struct device_storage {
   std::vector<device_buffer<std::byte>> buffers;
 };
 
-// The host memory behind a view copied back from the device.
-struct host_storage {
-  std::vector<std::vector<std::byte>> buffers;
-};
-
 namespace detail {
-
-template <class V>
-concept mdspan_like = requires(const V& v) {
-  v.mapping();
-  v.data_handle();
-};
-template <class V>
-concept span_like = !mdspan_like<V> && requires(const V& v) {
-  v.data();
-  v.size();
-};
-
-// Points every data member of `view` (recursively through nested views) at a
-// copy made by copy(bytes, source) -> new address. Members that share memory
-// keep sharing it. Empty members become null views.
-template <class View, class Copy>
-void rebase(View& view, Copy& copy, std::vector<std::pair<const void*, void*>>& seen) {
-  view.for_each_view([&](auto& member) {
-    using M = std::remove_cvref_t<decltype(member)>;
-    if constexpr (rebasable<M>) {
-      rebase(member, copy, seen);
-    } else {
-      static_assert(mdspan_like<M> || span_like<M>, "for_each_view must list mdspans, spans or nested views");
-      using E = typename M::element_type;
-      const void* source = nullptr;
-      std::size_t count = 0;
-      if constexpr (mdspan_like<M>) source = member.data_handle(), count = member.mapping().required_span_size();
-      else source = member.data(), count = member.size();
-      void* target = nullptr;
-      if (count > 0 && source) {
-        for (const auto& [from, to] : seen)
-          if (from == source) target = to;
-        if (!target) target = copy(count * sizeof(E), source), seen.emplace_back(source, target);
-      }
-      auto* p = static_cast<E*>(target);
-      if constexpr (mdspan_like<M>) member = M(p, member.mapping());
-      else member = M(p, count > 0 ? count : 0);
-    }
-  });
-}
 
 template <class View>
 void validate_values(const View& view) {
@@ -117,8 +77,7 @@ template <class View>
     MIXLENS_CUDA_CHECK(cudaMemcpy(p, source, bytes, cudaMemcpyHostToDevice));
     return p;
   };
-  std::vector<std::pair<const void*, void*>> seen;
-  detail::rebase(v, copy, seen);
+  mixlens::detail::rebase(v, copy);
   return bound<View, device_storage>(std::move(storage), [&](const device_storage&) { return v; });
 }
 
@@ -138,8 +97,7 @@ template <class View>
     MIXLENS_CUDA_CHECK(cudaMemcpy(p, source, bytes, cudaMemcpyDeviceToHost));
     return p;
   };
-  std::vector<std::pair<const void*, void*>> seen;
-  detail::rebase(v, copy, seen);
+  mixlens::detail::rebase(v, copy);
   return bound<View, host_storage>(std::move(storage), [&](const host_storage&) { return v; });
 }
 
@@ -260,6 +218,41 @@ void materialize(const Op& op, index_t out, index_t in, matrix_view<typename det
     const index_t L = v.length();
     detail::generic_rows_kernel<<<detail::generic_grid(L), detail::generic_threads, 0, stream>>>(
         v, out, in, nullptr, 0, L, m.data_handle(), L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+}
+
+namespace detail {
+// Row t of diagonal block d0 + c into out + (c·L + t)·L.
+template <class View, class T>
+__global__ void generic_channels_kernel(View op, index_t d0, index_t count, T* out) {
+  const index_t L = op.length();
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < count * L;
+       k += index_t(gridDim.x) * blockDim.x) {
+    const index_t c = k / L, t = k % L;
+    op.row(d0 + c, d0 + c, t, vector_view<T>(out + k * L, static_cast<std::size_t>(L)));
+  }
+}
+}  // namespace detail
+
+// The diagonal blocks (d, d) of channels [d0, d0 + count) into out (count × L × L,
+// device memory), as mixlens::materialize_channels on the host.
+template <class Op>
+void materialize_channels(const Op& op, index_t d0, index_t count, typename detail::view_t<Op>::value_type* out,
+                          cudaStream_t stream = nullptr) {
+  using View = detail::view_t<Op>;
+  const View& v = view_of(op);
+  if (d0 < 0 || count < 0 || d0 + count > v.out_channels() || d0 + count > v.in_channels())
+    mixlens::detail::fail("mixlens::gpu::materialize_channels", "channels",
+                          "a range inside [0, " + std::to_string(v.out_channels()) + ")",
+                          std::to_string(d0) + " + " + std::to_string(count));
+  if (count == 0) return;
+  if (!out) mixlens::detail::fail("mixlens::gpu::materialize_channels", "out", "a device pointer", "null");
+  if constexpr (requires { device_path<View>::materialize_channels(v, d0, count, out, stream); }) {
+    device_path<View>::materialize_channels(v, d0, count, out, stream);
+  } else {
+    detail::generic_channels_kernel<<<detail::generic_grid(count * v.length()), detail::generic_threads, 0, stream>>>(
+        v, d0, count, out);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
 }

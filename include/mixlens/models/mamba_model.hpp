@@ -1,13 +1,10 @@
-// A Mamba language model (MambaForCausalLM) on the CPU: weights loaded from a
-// Hugging Face or state-spaces checkpoint (config.json + model.safetensors) and
-// the forward pass
-//   embedding → [RMSNorm → in_proj → (x, z) → conv1d + bias → SiLU → u
-//                → x_proj → (δ, B, C) → Δ = softplus(dt_proj·δ + bias)
-//                → selective scan + D·u → ⊙ SiLU(z) → out_proj → + residual] × layers
-//   → RMSNorm → lm_head,
-// in the compute type T (float or double). The forward pass hands every layer's
-// internal signals to an observer as soon as the layer is done, so that hidden
-// attention can be computed layer by layer with memory for one layer only.
+// A Mamba language model (MambaForCausalLM): weights loaded from a Hugging Face
+// or state-spaces checkpoint (config.json + model.safetensors) in the compute
+// type T (float or double), their views for the forward pass, and the forward
+// pass on the host. The forward pass itself is written once for host and
+// device (models/mamba_forward.hpp); it hands every layer's internal signals to
+// an observer as soon as the layer is done, so that hidden attention can be
+// computed layer by layer with memory for one layer only.
 // Needs nlohmann-json (through mamba_config.hpp).
 #pragma once
 
@@ -25,6 +22,7 @@
 #include "mixlens/io/safetensors.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/models/mamba_config.hpp"
+#include "mixlens/models/mamba_forward.hpp"
 #include "mixlens/ops/s6.hpp"
 
 namespace mixlens::models {
@@ -166,116 +164,63 @@ template <class T>
   return load_mamba<T>(config, f);
 }
 
-// ---- the forward pass ------------------------------------------------------------
+// ---- the forward pass (models/mamba_forward.hpp) ----------------------------------
 
-// One layer's internal signals, channel-major (D × L) like every mixlens signal.
-// Together with the layer's weights they determine its hidden attention.
+// What the weight views need beyond the loaded tensors: A = −exp(A_log) and
+// the conv taps by lag.
 template <class T>
-struct mamba_layer_signals {
-  index_t layer = 0;
-  matrix<T> x, z;       // the two halves of in_proj's output
-  matrix<T> u;          // SSM input: SiLU(conv1d(x) + bias)
-  matrix<T> delta;      // Δ = softplus(dt_proj·δ + dt_bias)
-  matrix<T> a;          // (D × N): A = −exp(A_log)
-  tensor<T, 3> b, c;    // (1 × N × L)
-  matrix<T> gate;       // SiLU(z)
-  matrix<T> y;          // (S6(u) + D·u) ⊙ SiLU(z): the out_proj input
-
-  // The layer's S6 operator: the paper's α by default; with `fold`, + diag(D)
-  // and the gate, so that apply(u) = y.
-  [[nodiscard]] s6_operator<T> ssm(const mamba_layer<T>& w, s6_fold fold = {}) const {
-    return s6_operator<T>(delta.view(), a.view(), b.view(), c.view(),
-                          fold.skip ? vector_view<const T>(w.ssm.skip.data(), w.ssm.skip.size()) : vector_view<const T>{},
-                          fold.gate ? gate.view() : matrix_view<const T>{});
-  }
+struct mamba_weights_storage {
+  std::vector<matrix<T>> a, conv_taps;
 };
 
-namespace detail {
-
-// RMSNorm over each row of x (rows × H): x / sqrt(mean(x²) + eps) · weight.
+// The model's weights as views (host memory), for the forward pass and for
+// gpu::to_device.
 template <class T>
-void rms_norm(const T* x, index_t rows, index_t H, const std::vector<T>& weight, double eps, T* out) {
-  for (index_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * H;
-    T ms = mixlens::detail::dot(xr, xr, H) / static_cast<T>(H);
-    const T scale = T(1) / std::sqrt(ms + static_cast<T>(eps));
-    for (index_t i = 0; i < H; ++i) out[r * H + i] = xr[i] * scale * weight[static_cast<std::size_t>(i)];
+[[nodiscard]] bound<mamba_weights<T>, mamba_weights_storage<T>> host_weights(const mamba_model<T>& m) {
+  mamba_weights_storage<T> st;
+  for (const auto& l : m.layers) {
+    const index_t D = l.ssm.a_log.extent(0), N = l.ssm.a_log.extent(1), K = l.conv_weight.extent(1);
+    matrix<T> a(D, N), taps(D, K);
+    for (index_t d = 0; d < D; ++d) {
+      for (index_t n = 0; n < N; ++n) a(d, n) = -std::exp(l.ssm.a_log(d, n));
+      for (index_t k = 0; k < K; ++k) taps(d, k) = l.conv_weight(d, K - 1 - k);
+    }
+    st.a.push_back(std::move(a));
+    st.conv_taps.push_back(std::move(taps));
   }
+  return bound<mamba_weights<T>, mamba_weights_storage<T>>(std::move(st), [&](const mamba_weights_storage<T>& s) {
+    const auto vec = [](const std::vector<T>& v) { return vector_view<const T>(v.data(), v.size()); };
+    mamba_weights<T> w;
+    w.config = m.config;
+    w.embedding = m.embedding.view();
+    w.output_embedding = m.output_embedding().view();
+    w.norm_f = vec(m.norm_f);
+    for (std::size_t k = 0; k < m.layers.size(); ++k) {
+      const auto& l = m.layers[k];
+      w.layers.push_back({vec(l.norm), l.in_proj.view(), vec(l.in_proj_bias), s.conv_taps[k].view(), vec(l.conv_bias),
+                          l.ssm.x_proj.view(), l.ssm.dt_proj.view(), vec(l.ssm.dt_bias), s.a[k].view(),
+                          vec(l.ssm.skip), l.out_proj.view(), vec(l.out_proj_bias)});
+    }
+    return w;
+  });
 }
 
-}  // namespace detail
-
-// Checks token ids against the vocabulary; `source` names where they came from.
+// Checks token ids against the model's vocabulary.
 template <class T>
 void check_tokens(const mamba_model<T>& m, std::span<const index_t> tokens, std::string_view source = "tokens") {
-  if (tokens.empty()) throw error(std::string(source) + ": no tokens (expected at least one)");
-  for (std::size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0 || tokens[i] >= m.vocab_size())
-      throw error(std::string(source) + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
-                  " is outside the vocabulary [0, " + std::to_string(m.vocab_size()) + ")");
+  check_tokens(m.vocab_size(), tokens, source);
 }
 
-// Runs the language model on one token sequence and returns the logits (L × V).
-// `observe(const mamba_layer_signals<T>&)` is called after each layer; the
-// signals are released before the next layer starts.
+// Runs the language model on the host and returns the logits (L × V).
+// `observe(const mamba_layer_signals<T>&)` is called after each layer.
 template <class T, class Observer>
 [[nodiscard]] matrix<T> mamba_forward(const mamba_model<T>& m, std::span<const index_t> tokens, Observer&& observe) {
-  check_tokens(m, tokens);
-  const mamba_config& cfg = m.config;
-  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size;
-
-  matrix<T> h(L, H), hn(L, H), xz(L, 2 * D), yt(L, D), out(L, H);
-  for (index_t t = 0; t < L; ++t)
-    std::copy_n(m.embedding.data() + tokens[static_cast<std::size_t>(t)] * H, H, h.data() + t * H);
-
-  for (index_t k = 0; k < m.num_layers(); ++k) {
-    const mamba_layer<T>& w = m.layers[static_cast<std::size_t>(k)];
-    const index_t K = w.conv_weight.extent(1);
-    mamba_layer_signals<T> s;
-    s.layer = k;
-    s.x = matrix<T>(D, L);
-    s.z = matrix<T>(D, L);
-    s.u = matrix<T>(D, L);
-    s.gate = matrix<T>(D, L);
-    s.y = matrix<T>(D, L);
-
-    detail::rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
-    mixlens::detail::linear(hn.data(), H, L, w.in_proj, w.in_proj_bias, xz.data());
-    for (index_t t = 0; t < L; ++t)
-      for (index_t d = 0; d < D; ++d) {
-        s.x(d, t) = xz(t, d);
-        s.z(d, t) = xz(t, D + d);
-        s.gate(d, t) = mixlens::detail::silu(s.z(d, t));
-      }
-    // Depthwise causal conv (PyTorch's padding K − 1, then the first L outputs).
-    for (index_t d = 0; d < D; ++d)
-      for (index_t t = 0; t < L; ++t) {
-        T acc = w.conv_bias.empty() ? T(0) : w.conv_bias[static_cast<std::size_t>(d)];
-        for (index_t j = 0; j < K; ++j) {
-          const index_t src = t - (K - 1) + j;
-          if (src >= 0) acc += w.conv_weight(d, j) * s.x(d, src);
-        }
-        s.u(d, t) = mixlens::detail::silu(acc);
-      }
-    auto controls = w.ssm.controls(s.u.view());  // Δ, A, B, C exactly as s6_mixer::bind computes them
-    s.delta = std::move(controls.delta);
-    s.a = std::move(controls.a);
-    s.b = std::move(controls.b);
-    s.c = std::move(controls.c);
-    s.ssm(w).validate();
-
-    s.ssm(w, s6_fold{.skip = true, .gate = true}).apply(s.u.view(), s.y.view());
-    for (index_t d = 0; d < D; ++d)
-      for (index_t t = 0; t < L; ++t) yt(t, d) = s.y(d, t);
-    mixlens::detail::linear(yt.data(), D, L, w.out_proj, w.out_proj_bias, out.data());
-    for (index_t i = 0; i < L * H; ++i) h.data()[i] += out.data()[i];
-    observe(static_cast<const mamba_layer_signals<T>&>(s));
-  }
-
-  detail::rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
-  matrix<T> logits(L, m.vocab_size());
-  mixlens::detail::linear(hn.data(), H, L, m.output_embedding(), {}, logits.data());
-  return logits;
+  const auto weights = host_weights(m);
+  const host_backend<T> be;
+  const auto logits = mamba_forward(be, weights.view(), tokens, observe);
+  matrix<T> out(static_cast<index_t>(tokens.size()), m.vocab_size());
+  std::copy(logits.begin(), logits.end(), out.data());
+  return out;
 }
 
 template <class T>

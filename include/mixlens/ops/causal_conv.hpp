@@ -17,7 +17,7 @@ template <class T, class Kind>
 struct causal_conv_operator {
   using value_type = T;
 
-  matrix_view<const T> kernel;  // channels × taps (taps ≤ L; zero beyond)
+  matrix_view<const T> kernel;  // channels × taps (zero beyond; taps beyond L never reach an output)
   vector_view<const T> skip;    // D, one per channel, or empty
   index_t sequence_length = 0;
 
@@ -31,7 +31,6 @@ struct causal_conv_operator {
     detail::check_positive(where, "length", length);
     detail::check_positive(where, "kernel (channels)", k.extent(0));
     detail::check_positive(where, "kernel (taps)", k.extent(1));
-    if (k.extent(1) > length) detail::fail(where, "kernel", "taps <= length " + std::to_string(length), k.extent(1));
     if (!d.empty()) detail::check_equal(where, "skip", "size", k.extent(0), static_cast<index_t>(d.size()));
   }
 
@@ -49,7 +48,7 @@ struct causal_conv_operator {
     constexpr std::string_view where = "mixlens::causal_conv_operator::apply";
     detail::check_apply_args(where, *this, "x", x, y);
     const index_t L = length(), taps = kernel.extent(1);
-    if (taps <= direct_taps) {
+    if (taps <= direct_taps || taps > L) {
       for (index_t c = 0; c < in_channels(); ++c)
         for (index_t t = 0; t < L; ++t) {
           T acc = 0;

@@ -29,9 +29,17 @@ struct mamba_block_operator {
   matrix_view<const T> activation;              // (D, L): σ(c + bias)
   matrix_view<const T> offset;                  // (D, L): the conv bias's contribution
 
-  [[nodiscard]] index_t length() const { return ssm.length(); }
-  [[nodiscard]] index_t in_channels() const { return ssm.in_channels(); }
-  [[nodiscard]] index_t out_channels() const { return ssm.out_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t length() const { return ssm.length(); }
+  [[nodiscard]] MIXLENS_HD index_t in_channels() const { return ssm.in_channels(); }
+  [[nodiscard]] MIXLENS_HD index_t out_channels() const { return ssm.out_channels(); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(ssm), f(conv), f(activation), f(offset);
+  }
+
+  // Host-side value checks (those of the S6 part).
+  void validate() const { ssm.validate(); }
 
   // The linear part: conv, activation factor, SSM (+D, gate). Add `offset` for
   // the block's output.
@@ -50,33 +58,26 @@ struct mamba_block_operator {
     detail::check_materialize_args(where, *this, out, in, m);
     ssm.materialize(out, in, m);
     if (out != in) return;
-    std::vector<T> r(static_cast<std::size_t>(length()));
-    for (index_t t = 0; t < length(); ++t) {
-      for (index_t s = 0; s < length(); ++s) r[static_cast<std::size_t>(s)] = m(t, s);
-      fold_conv(in, vector_view<const T>(r.data(), r.size()), t, [&](index_t s, T v) { m(t, s) = v; });
-    }
+    for (index_t t = 0; t < length(); ++t)
+      fold_conv(in, t, vector_view<T>(&m(t, 0), static_cast<std::size_t>(length())));
   }
 
-  void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
-    constexpr std::string_view where = "mixlens::mamba_block_operator::row";
-    detail::check_row_args(where, *this, out, in, t, r);
+  MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
+    MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::mamba_block_operator::row", *this, out, in, t, r));
     ssm.row(out, in, t, r);
-    if (out != in) return;
-    std::vector<T> s6_row(r.begin(), r.end());
-    fold_conv(in, vector_view<const T>(s6_row.data(), s6_row.size()), t,
-              [&](index_t s, T v) { r[static_cast<std::size_t>(s)] = v; });
+    if (out == in) fold_conv(in, t, r);
   }
 
- private:
-  // Row t of (S6 row)·diag(σ)·M_conv: entry s collects the taps reaching s.
-  template <class Store>
-  void fold_conv(index_t d, vector_view<const T> s6_row, index_t t, Store store) const {
-    const index_t taps = conv.kernel.extent(1);
+  // Row t of (S6 row)·diag(σ)·M_conv, in place: entry s collects the taps
+  // reaching s, which lie at s and after it, so an ascending sweep reads only
+  // entries it has not overwritten yet.
+  MIXLENS_HD void fold_conv(index_t d, index_t t, vector_view<T> r) const {
+    const index_t taps = conv.taps();
     for (index_t s = 0; s < length(); ++s) {
       T acc = 0;
       for (index_t lag = 0; lag < taps && s + lag <= t; ++lag)
-        acc += s6_row[static_cast<std::size_t>(s + lag)] * activation(d, s + lag) * conv.kernel(d, lag);
-      store(s, acc);
+        acc += r[static_cast<std::size_t>(s + lag)] * activation(d, s + lag) * conv.kernel(d, lag);
+      r[static_cast<std::size_t>(s)] = acc;
     }
   }
 };
@@ -133,11 +134,13 @@ template <class T, class State>
   ssm->apply(bias_input.view(), offset.view());
 
   mamba_block_storage<T, State> s{std::move(ssm), std::move(kernel), std::move(activation), std::move(offset)};
-  return bound_mamba_block<T, State>(std::move(s), [L](const mamba_block_storage<T, State>& st) {
+  bound_mamba_block<T, State> op(std::move(s), [L](const mamba_block_storage<T, State>& st) {
     return mamba_block_operator<T, State>{st.ssm.view(),
                                           causal_conv_operator<T, mamba_conv_kind>(st.kernel.view(), {}, L),
                                           st.activation.view(), st.offset.view()};
   });
+  op->validate();
+  return op;
 }
 
 }  // namespace mixlens

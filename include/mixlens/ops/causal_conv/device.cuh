@@ -42,7 +42,7 @@ void lti_apply(const causal_conv_operator<T, Kind>& op, const T* x, T* y, std::t
   const index_t C = op.in_channels(), L = op.length(), taps = op.taps();
   const T* skip = op.skip.empty() ? nullptr : op.skip.data();
   if constexpr (std::is_same_v<T, float>) {
-    if (taps > causal_conv_operator<T, Kind>::direct_taps) {
+    if (taps > causal_conv_operator<T, Kind>::direct_taps && taps <= L) {
       causal_fft_conv conv(1, C, L);
       if (taps == L) {
         conv.set_filter(op.kernel.data_handle(), stream);

@@ -6,9 +6,12 @@
 //   materialize  the tiled α kernel for one channel (gpu/alpha.cuh), then D and
 //                the gate folded in
 //   rows         the α rows kernel, then the same fold
+//   materialize_channels  the tiled α kernel over many channels at once
 #pragma once
 
 #include <cuda_runtime.h>
+
+#include <algorithm>
 
 #include "mixlens/gpu/alpha.cuh"
 #include "mixlens/gpu/operator.cuh"
@@ -19,41 +22,45 @@ namespace mixlens::gpu {
 
 namespace detail {
 
-// r(k, s) = gate(t_k)·(r(k, s) + [s = t_k]·skip) for rows t_k = positions[k]
-// (or k when positions is null); skip and gate may be null.
+// For `channels` consecutive channels c (rows × L each):
+// r(c, k, s) = gate_c(t_k)·(r(c, k, s) + [s = t_k]·skip_c) for rows t_k =
+// positions[k] (or k when positions is null); skip (per channel) and gate
+// (channels × L) may be null.
 template <class T>
-__global__ void s6_fold_kernel(T* r, index_t count, index_t L, const index_t* positions, const T* skip,
-                               const T* gate) {
-  const index_t total = count * L;
+__global__ void s6_fold_kernel(T* r, index_t channels, index_t rows, index_t L, const index_t* positions,
+                               const T* skip, const T* gate) {
+  const index_t total = channels * rows * L;
   for (index_t e = blockIdx.x * index_t(blockDim.x) + threadIdx.x; e < total; e += index_t(gridDim.x) * blockDim.x) {
-    const index_t k = e / L, s = e % L, t = positions ? positions[k] : k;
+    const index_t c = e / (rows * L), k = (e / L) % rows, s = e % L, t = positions ? positions[k] : k;
     T v = r[e];
-    if (skip && s == t) v += *skip;
-    if (gate) v *= gate[t];
+    if (skip && s == t) v += skip[c];
+    if (gate) v *= gate[c * L + t];
     r[e] = v;
   }
 }
 
+// α's inputs for channels [d0, d0 + count), all in one group of B and C.
 template <class State>
-hidden_attention_params<State> channel_alpha_params(const s6_operator<float, State>& op, index_t d) {
-  const index_t L = op.length(), N = op.state_size(), g = op.group_of(d);
+hidden_attention_params<State> alpha_params(const s6_operator<float, State>& op, index_t d0, index_t count) {
+  const index_t L = op.length(), N = op.state_size(), g = op.group_of(d0);
   hidden_attention_params<State> p;
-  p.batch = 1, p.channels = 1, p.length = L, p.state_size = N, p.groups = 1;
-  p.delta = op.delta.data_handle() + d * L;
-  p.a = op.a.data_handle() + d * N;
+  p.batch = 1, p.channels = count, p.length = L, p.state_size = N, p.groups = 1;
+  p.delta = op.delta.data_handle() + d0 * L;
+  p.a = op.a.data_handle() + d0 * N;
   p.b = op.b.data_handle() + g * N * L;
   p.c = op.c.data_handle() + g * N * L;
   return p;
 }
 
+// D and the gate folded into `rows` rows of each of channels [d0, d0 + count).
 template <class State>
-void s6_fold(const s6_operator<float, State>& op, index_t d, float* r, index_t count, const index_t* positions,
-             cudaStream_t stream) {
-  const float* skip = op.skip.empty() ? nullptr : op.skip.data() + d;
-  const float* gate = is_empty(op.gate) ? nullptr : op.gate.data_handle() + d * op.length();
+void s6_fold(const s6_operator<float, State>& op, index_t d0, index_t count, float* r, index_t rows,
+             const index_t* positions, cudaStream_t stream) {
+  const float* skip = op.skip.empty() ? nullptr : op.skip.data() + d0;
+  const float* gate = is_empty(op.gate) ? nullptr : op.gate.data_handle() + d0 * op.length();
   if (!skip && !gate) return;
-  s6_fold_kernel<<<generic_grid(count * op.length()), generic_threads, 0, stream>>>(r, count, op.length(), positions,
-                                                                                   skip, gate);
+  s6_fold_kernel<<<generic_grid(count * rows * op.length()), generic_threads, 0, stream>>>(
+      r, count, rows, op.length(), positions, skip, gate);
   MIXLENS_CUDA_CHECK_LAUNCH();
 }
 
@@ -85,8 +92,18 @@ struct device_path<s6_operator<float, State>> {
       MIXLENS_CUDA_CHECK(cudaMemsetAsync(m.data_handle(), 0, static_cast<std::size_t>(L * L) * sizeof(float), stream));
       return;
     }
-    hidden_attention(detail::channel_alpha_params(op, out), m.data_handle(), stream);
-    detail::s6_fold(op, out, m.data_handle(), L, nullptr, stream);
+    materialize_channels(op, out, 1, m.data_handle(), stream);
+  }
+
+  // The tiled α kernel over runs of channels that share a group, then D and the gate.
+  static void materialize_channels(const view& op, index_t d0, index_t count, float* out, cudaStream_t stream) {
+    const index_t L = op.length(), per_group = op.in_channels() / op.groups();
+    for (index_t d = d0; d < d0 + count;) {
+      const index_t run = std::min(d0 + count, (op.group_of(d) + 1) * per_group) - d;
+      hidden_attention(detail::alpha_params(op, d, run), out + (d - d0) * L * L, stream);
+      d += run;
+    }
+    detail::s6_fold(op, d0, count, out, L, nullptr, stream);
   }
 
   static void rows(const view& op, index_t out, index_t in, vector_view<const index_t> positions,
@@ -96,13 +113,13 @@ struct device_path<s6_operator<float, State>> {
       MIXLENS_CUDA_CHECK(cudaMemsetAsync(r.data_handle(), 0, static_cast<std::size_t>(r.size()) * sizeof(float), stream));
       return;
     }
-    hidden_attention_rows(detail::channel_alpha_params(op, out), positions, r.data_handle(), false, stream);
+    hidden_attention_rows(detail::alpha_params(op, out, 1), positions, r.data_handle(), false, stream);
     if (op.skip.empty() && is_empty(op.gate)) return;
     detail::stream_workspace p(positions.size() * sizeof(index_t), stream);
     auto* dp = static_cast<index_t*>(p.get());
     MIXLENS_CUDA_CHECK(
         cudaMemcpyAsync(dp, positions.data(), positions.size() * sizeof(index_t), cudaMemcpyHostToDevice, stream));
-    detail::s6_fold(op, out, r.data_handle(), count, dp, stream);
+    detail::s6_fold(op, out, 1, r.data_handle(), count, dp, stream);
     MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream));  // the host positions may go away
   }
 };

@@ -1,14 +1,14 @@
-#define BOOST_TEST_MODULE mamba_maps
+#define BOOST_TEST_MODULE attention_maps
 #include <boost/test/unit_test.hpp>
 
 #include <limits>
 #include <vector>
 
 #include "common/oracles.hpp"
-#include "mixlens/models/attention_maps.hpp"
+#include "mixlens/analysis/attention_maps.hpp"
 
 using namespace mixlens;
-using namespace mixlens::models;
+using namespace mixlens::analysis;
 
 namespace {
 

@@ -19,34 +19,26 @@
 #include <string_view>
 #include <vector>
 
+#include "mixlens/analysis/layer_maps.hpp"
+#include "mixlens/backend.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/tensor.hpp"
 
-namespace mixlens::models {
+namespace mixlens::analysis {
 
-enum class channel_reduction {
-  mean,      // E_d α: signed mean, the paper's choice
-  abs_mean,  // E_d |α|: magnitude, no cancellation between channels
-  relu_mean, // E_d max(α, 0): positive contributions only
-};
 
 // The (L × L) map of a (D × L × L) attention tensor.
 template <class T>
 [[nodiscard]] matrix<T> aggregate_channels(tensor_view<const T, 3> a, channel_reduction r = channel_reduction::mean) {
-  constexpr std::string_view where = "mixlens::models::aggregate_channels";
+  constexpr std::string_view where = "mixlens::analysis::aggregate_channels";
   mixlens::detail::check_positive(where, "a (channels, extent 0)", a.extent(0));
   mixlens::detail::check_square(where, "a", a.extent(1), a.extent(1), a.extent(2));
   const index_t D = a.extent(0), L = a.extent(1), LL = L * L;
+  const host_backend<T> be;
   std::vector<double> acc(static_cast<std::size_t>(LL), 0.0);
-  for (index_t d = 0; d < D; ++d) {
-    const T* p = a.data_handle() + d * LL;
-    for (index_t i = 0; i < LL; ++i) {
-      const double v = p[i];
-      acc[static_cast<std::size_t>(i)] += r == channel_reduction::mean ? v : r == channel_reduction::abs_mean ? std::abs(v) : std::max(v, 0.0);
-    }
-  }
+  be.aggregate(a.data_handle(), D, LL, r, acc.data(), nullptr);
   matrix<T> out(L, L);
-  for (index_t i = 0; i < LL; ++i) out.data()[i] = static_cast<T>(acc[static_cast<std::size_t>(i)] / double(D));
+  be.mean(acc.data(), LL, double(D), out.data());
   return out;
 }
 
@@ -67,12 +59,12 @@ void normalize_min_max_finite(T* data, index_t n) {
 // otherwise turn the whole map into zeros without notice.
 template <class T>
 void normalize_min_max(T* data, index_t n) {
-  mixlens::detail::check_finite("mixlens::models::normalize_min_max", "data", data, {n});
+  mixlens::detail::check_finite("mixlens::analysis::normalize_min_max", "data", data, {n});
   detail::normalize_min_max_finite(data, n);
 }
 template <class T>
 void normalize_min_max(matrix_view<T> m) {
-  mixlens::detail::check_finite("mixlens::models::normalize_min_max", "m", m.data_handle(), {m.extent(0), m.extent(1)});
+  mixlens::detail::check_finite("mixlens::analysis::normalize_min_max", "m", m.data_handle(), {m.extent(0), m.extent(1)});
   detail::normalize_min_max_finite(m.data_handle(), m.extent(0) * m.extent(1));
 }
 
@@ -82,23 +74,23 @@ void normalize_min_max(matrix_view<T> m) {
 // max would skip it and the map come out all zeros).
 template <class T>
 [[nodiscard]] matrix<T> raw_attention_layer(tensor_view<const T, 3> a) {
-  constexpr std::string_view where = "mixlens::models::raw_attention_layer";
+  constexpr std::string_view where = "mixlens::analysis::raw_attention_layer";
   const index_t D = a.extent(0), L = a.extent(1);
   if (D <= 0 || L <= 0) mixlens::detail::fail(where, "a", "a non-empty tensor", "empty");
   const T* p = a.data_handle();
   mixlens::detail::check_finite(where, "a", p, {D, L, a.extent(2)});
-  const auto [lo, hi] = std::minmax_element(p, p + D * L * L);
-  const double min = *lo, range = double(*hi) - double(*lo);
-  matrix<T> mean = aggregate_channels(a);
-  for (index_t i = 0; i < L * L; ++i)
-    mean.data()[i] = range > 0 ? static_cast<T>((double(mean.data()[i]) - min) / range) : T(0);
-  return mean;
+  const host_backend<T> be;
+  T minmax[3];
+  be.min_max(p, D * L * L, minmax);
+  matrix<T> mean = aggregate_channels(a), out(L, L);
+  raw_attention(be, mean.data(), minmax, L, out.data());
+  return out;
 }
 
 // The average of equally sized (L × L) maps (raw attention over the chosen layers).
 template <class T>
 [[nodiscard]] matrix<T> average_maps(const std::vector<matrix<T>>& maps) {
-  constexpr std::string_view where = "mixlens::models::average_maps";
+  constexpr std::string_view where = "mixlens::analysis::average_maps";
   if (maps.empty()) mixlens::detail::fail(where, "maps", "at least one map", 0);
   const index_t L = maps.front().extent(0);
   matrix<T> out(L, L);
@@ -110,57 +102,42 @@ template <class T>
   return out;
 }
 
-// Attention rollout accumulated layer by layer: add() the channel-aggregated map
-// of each layer from the start layer on, in order; result() is
-// rownorm(I + A_last) ⋯ rownorm(I + A_first). A row whose sum is zero (possible
-// with signed maps) is left unnormalized rather than divided by zero.
+// Attention rollout of host maps (analysis/layer_maps.hpp's rollout_accumulator
+// on the host backend): add() the channel-aggregated map of each layer from the
+// start layer on, in order; result() is rownorm(I + A_last) ⋯ rownorm(I + A_first).
 template <class T>
 class attention_rollout {
  public:
-  explicit attention_rollout(index_t length) : rho_(length, length) {
-    mixlens::detail::check_positive("mixlens::models::attention_rollout", "length", length);
-    for (index_t i = 0; i < length; ++i) rho_(i, i) = T(1);
-  }
+  explicit attention_rollout(index_t length) : acc_(backend, length) {}
 
-  [[nodiscard]] index_t length() const { return rho_.extent(0); }
-  [[nodiscard]] index_t layers() const { return layers_; }
+  [[nodiscard]] index_t length() const { return acc_.length(); }
+  [[nodiscard]] index_t layers() const { return acc_.layers(); }
 
   void add(matrix_view<const T> layer_map) {
     const index_t L = length();
-    mixlens::detail::check_square("mixlens::models::attention_rollout::add", "layer_map", L, layer_map.extent(0),
+    mixlens::detail::check_square("mixlens::analysis::attention_rollout::add", "layer_map", L, layer_map.extent(0),
                                   layer_map.extent(1));
-    matrix<T> aug(L, L);
-    for (index_t i = 0; i < L; ++i) {
-      double sum = 0;
-      for (index_t j = 0; j < L; ++j) {
-        aug(i, j) = layer_map(i, j) + (i == j ? T(1) : T(0));
-        sum += aug(i, j);
-      }
-      if (sum != 0)
-        for (index_t j = 0; j < L; ++j) aug(i, j) = static_cast<T>(aug(i, j) / sum);
-    }
-    matrix<T> next(L, L);  // aug · ρ: the later layer on the left
+    matrix<T> dense(L, L);  // contiguous, whatever the view's strides
     for (index_t i = 0; i < L; ++i)
-      for (index_t k = 0; k < L; ++k) {
-        const T a = aug(i, k);
-        if (a == T(0)) continue;
-        for (index_t j = 0; j < L; ++j) next(i, j) += a * rho_(k, j);
-      }
-    rho_ = std::move(next);
-    ++layers_;
+      for (index_t j = 0; j < L; ++j) dense(i, j) = layer_map(i, j);
+    acc_.add(dense.data());
   }
 
-  [[nodiscard]] const matrix<T>& result() const { return rho_; }
+  [[nodiscard]] matrix<T> result() const {
+    matrix<T> rho(length(), length());
+    std::copy_n(acc_.result(), rho.size(), rho.data());
+    return rho;
+  }
 
  private:
-  matrix<T> rho_;
-  index_t layers_ = 0;
+  static constexpr host_backend<T> backend{};
+  rollout_accumulator<host_backend<T>> acc_;
 };
 
 // Rollout of a list of per-layer maps from `start_layer` on.
 template <class T>
 [[nodiscard]] matrix<T> rollout(const std::vector<matrix<T>>& maps, index_t start_layer = 0) {
-  constexpr std::string_view where = "mixlens::models::rollout";
+  constexpr std::string_view where = "mixlens::analysis::rollout";
   if (maps.empty()) mixlens::detail::fail(where, "maps", "at least one map", 0);
   if (start_layer < 0 || start_layer >= static_cast<index_t>(maps.size()))
     mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(maps.size()) + ")", start_layer);
@@ -181,7 +158,7 @@ enum class bidirectional_mode {
 template <class T>
 [[nodiscard]] matrix<T> combine_bidirectional(matrix_view<const T> forward, matrix_view<const T> backward,
                                               bidirectional_mode mode = bidirectional_mode::sum, index_t cls = -1) {
-  constexpr std::string_view where = "mixlens::models::combine_bidirectional";
+  constexpr std::string_view where = "mixlens::analysis::combine_bidirectional";
   const index_t L = forward.extent(0);
   mixlens::detail::check_positive(where, "forward (rows)", L);
   mixlens::detail::check_square(where, "forward", L, forward.extent(0), forward.extent(1));
@@ -201,4 +178,4 @@ template <class T>
   return out;
 }
 
-}  // namespace mixlens::models
+}  // namespace mixlens::analysis

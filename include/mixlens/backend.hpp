@@ -1,0 +1,222 @@
+// The host backend: the handful of array operations that model families'
+// forward passes and the attention maps are written against. The device
+// backend (mixlens/gpu/backend.cuh) has the same members over device memory,
+// so that every model and map is written once (models/mamba_forward.hpp,
+// analysis/attention_maps.hpp).
+//
+// Layouts: signals are channel-major (channels × L, row-major), like every
+// mixlens signal; weights are PyTorch's (out × in).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/detail/linear.hpp"
+#include "mixlens/detail/math.hpp"
+#include "mixlens/linear_operator.hpp"
+#include "mixlens/ops/causal_conv.hpp"
+
+namespace mixlens {
+
+// How the channels of an attention tensor are reduced to one map.
+enum class channel_reduction {
+  mean,      // E_d α: signed mean, the paper's choice
+  abs_mean,  // E_d |α|: magnitude, no cancellation between channels
+  relu_mean, // E_d max(α, 0): positive contributions only
+};
+
+template <class T>
+struct host_backend {
+  using value_type = T;
+  static constexpr bool on_host = true;
+  template <class U>
+  using array = std::vector<U>;
+
+  template <class U = T>
+  [[nodiscard]] array<U> alloc(index_t n) const {
+    return array<U>(static_cast<std::size_t>(n));
+  }
+  [[nodiscard]] array<index_t> upload(std::span<const index_t> v) const { return {v.begin(), v.end()}; }
+  template <class U>
+  [[nodiscard]] std::vector<U> download(const U* p, index_t n) const {
+    return {p, p + n};
+  }
+  void synchronize() const {}
+
+  // h (H × L): column t is the embedding row of tokens[t].
+  void embed(const array<index_t>& tokens, matrix_view<const T> embedding, T* h) const {
+    const index_t L = static_cast<index_t>(tokens.size()), H = embedding.extent(1);
+    for (index_t t = 0; t < L; ++t)
+      for (index_t i = 0; i < H; ++i) h[i * L + t] = embedding(tokens[static_cast<std::size_t>(t)], i);
+  }
+
+  // RMSNorm of every column of x (H × L): x / sqrt(mean(x²) + eps) · weight.
+  void rms_norm(const T* x, index_t H, index_t L, vector_view<const T> weight, double eps, T* out) const {
+    std::vector<double> ss(static_cast<std::size_t>(L), 0.0);
+    for (index_t i = 0; i < H; ++i)
+      for (index_t t = 0; t < L; ++t) ss[static_cast<std::size_t>(t)] += double(x[i * L + t]) * double(x[i * L + t]);
+    std::vector<T> scale(static_cast<std::size_t>(L));
+    for (index_t t = 0; t < L; ++t)
+      scale[static_cast<std::size_t>(t)] = static_cast<T>(1.0 / std::sqrt(ss[static_cast<std::size_t>(t)] / double(H) + eps));
+    for (index_t i = 0; i < H; ++i)
+      for (index_t t = 0; t < L; ++t) out[i * L + t] = x[i * L + t] * scale[static_cast<std::size_t>(t)] * weight[static_cast<std::size_t>(i)];
+  }
+
+  // C (m × n) = op(A) · op(B) + beta·C, row-major, op(A) (m × k), op(B) (k × n);
+  // A is stored (k × m) when trans_a, B (n × k) when trans_b. Computed as dot
+  // products of contiguous rows of op(A) and op(B)ᵀ (transposed copies where
+  // needed).
+  void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const T* a, const T* b, T beta, T* c) const {
+    std::vector<T> ta, tb;
+    if (trans_a) ta = transposed(a, k, m), a = ta.data();
+    if (!trans_b) tb = transposed(b, k, n), b = tb.data();
+    for (index_t i = 0; i < m; ++i)
+      for (index_t j = 0; j < n; ++j) {
+        const T v = mixlens::detail::dot(a + i * k, b + j * k, k);
+        c[i * n + j] = beta == T(0) ? v : beta * c[i * n + j] + v;
+      }
+  }
+
+  // data (rows × cols) += bias[row].
+  void add_row_bias(T* data, vector_view<const T> bias, index_t rows, index_t cols) const {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t t = 0; t < cols; ++t) data[r * cols + t] += bias[static_cast<std::size_t>(r)];
+  }
+
+  // u = SiLU(conv(x) + bias) and σ = σ(conv(x) + bias), bias (D) or empty.
+  template <class Kind>
+  void conv_silu(const causal_conv_operator<T, Kind>& conv, vector_view<const T> bias, const T* x, T* u,
+                 T* sigma) const {
+    const index_t D = conv.in_channels(), L = conv.length();
+    conv.apply(matrix_view<const T>(x, D, L), matrix_view<T>(u, D, L));
+    for (index_t d = 0; d < D; ++d)
+      for (index_t t = 0; t < L; ++t) {
+        const T p = u[d * L + t] + (bias.empty() ? T(0) : bias[static_cast<std::size_t>(d)]);
+        sigma[d * L + t] = mixlens::detail::sigmoid(p);
+        u[d * L + t] = p * sigma[d * L + t];
+      }
+  }
+
+  // Δ = softplus(dt + bias[row]) in place, dt (D × L).
+  void softplus_bias(T* dt, vector_view<const T> bias, index_t D, index_t L) const {
+    for (index_t d = 0; d < D; ++d)
+      for (index_t t = 0; t < L; ++t)
+        dt[d * L + t] = mixlens::detail::softplus(dt[d * L + t] + bias[static_cast<std::size_t>(d)]);
+  }
+
+  void silu(const T* z, T* gate, index_t n) const {
+    for (index_t i = 0; i < n; ++i) gate[i] = mixlens::detail::silu(z[i]);
+  }
+
+  // out = σ ⊙ bias[row] (the conv bias as it enters the SSM).
+  void scale_rows(const T* sigma, vector_view<const T> bias, T* out, index_t D, index_t L) const {
+    for (index_t d = 0; d < D; ++d)
+      for (index_t t = 0; t < L; ++t) out[d * L + t] = sigma[d * L + t] * bias[static_cast<std::size_t>(d)];
+  }
+
+  // y = M·x with the operator's host fast path.
+  template <class Op>
+  void apply(const Op& op, const T* x, T* y) const {
+    const auto& v = view_of(op);
+    v.apply(matrix_view<const T>(x, v.in_channels(), v.length()), matrix_view<T>(y, v.out_channels(), v.length()));
+  }
+
+  // The diagonal blocks of channels [d0, d0 + count) into out (count × L × L).
+  template <class Op>
+  void materialize_channels(const Op& op, index_t d0, index_t count, T* out) const {
+    mixlens::materialize_channels(op, d0, count, out);
+  }
+
+  // acc (L·L, double) += the reduction over `count` matrices of m (count × LL);
+  // minmax (3 values, see reset_min_max) takes every value when not null.
+  void aggregate(const T* m, index_t count, index_t LL, channel_reduction r, double* acc, T* minmax) const {
+    for (index_t c = 0; c < count; ++c)
+      for (index_t e = 0; e < LL; ++e) {
+        const double v = m[c * LL + e];
+        acc[e] += r == channel_reduction::mean ? v : r == channel_reduction::abs_mean ? std::abs(v) : (v > 0 ? v : 0.0 * v);
+        if (minmax) merge_min_max(minmax, m[c * LL + e]);
+      }
+  }
+  void mean(const double* acc, index_t n, double count, T* out) const {
+    for (index_t i = 0; i < n; ++i) out[i] = static_cast<T>(acc[i] / count);
+  }
+  // minmax = {min, max, count of NaN}: NaNs are counted, never dropped.
+  void reset_min_max(T* minmax) const {
+    minmax[0] = std::numeric_limits<T>::infinity();
+    minmax[1] = -std::numeric_limits<T>::infinity();
+    minmax[2] = T(0);
+  }
+  void min_max(const T* data, index_t n, T* minmax) const {
+    reset_min_max(minmax);
+    for (index_t i = 0; i < n; ++i) merge_min_max(minmax, data[i]);
+  }
+  // out = (in − min) / (max − min) in double; 0 for a constant input; NaN when
+  // the input held a NaN.
+  void normalize(const T* in, const T* minmax, T* out, index_t n) const {
+    const double lo = minmax[0], range = double(minmax[1]) - lo;
+    const bool nan = minmax[2] > 0;
+    for (index_t i = 0; i < n; ++i)
+      out[i] = nan ? std::numeric_limits<T>::quiet_NaN() : range > 0 ? static_cast<T>((double(in[i]) - lo) / range) : T(0);
+  }
+  void fill(T* data, index_t n, T value) const { std::fill(data, data + n, value); }
+  template <class U>
+  void fill_zero(U* data, index_t n) const {
+    std::fill(data, data + n, U(0));
+  }
+  void copy_to_host(const T* data, index_t n, T* host) const { std::copy(data, data + n, host); }
+  void identity(T* m, index_t L) const {
+    for (index_t i = 0; i < L * L; ++i) m[i] = i / L == i % L ? T(1) : T(0);
+  }
+  void axpy(T* y, const T* x, T scale, index_t n) const {
+    for (index_t i = 0; i < n; ++i) y[i] += scale * x[i];
+  }
+  // aug = I + map, each row divided by its sum (in double; a zero-sum row stays).
+  void rownorm_identity(const T* map, T* aug, index_t L) const {
+    for (index_t i = 0; i < L; ++i) {
+      double sum = 0;
+      for (index_t j = 0; j < L; ++j) {
+        aug[i * L + j] = map[i * L + j] + (i == j ? T(1) : T(0));
+        sum += aug[i * L + j];
+      }
+      if (sum != 0)
+        for (index_t j = 0; j < L; ++j) aug[i * L + j] = static_cast<T>(aug[i * L + j] / sum);
+    }
+  }
+
+  // out[c][t] = (Σ_{j≤t} M_c[t][j]·v[c][j] + skip_c·v[c][t])·gate[c][t] + offset[c][t]
+  // in double for the `count` matrices M (count × L × L); skip, gate, offset may be null.
+  void reconstruct(const T* m, const T* v, const T* skip, const T* gate, const T* offset, index_t count, index_t L,
+                   double* out) const {
+    for (index_t c = 0; c < count; ++c)
+      for (index_t t = 0; t < L; ++t) {
+        long double acc = 0;
+        for (index_t j = 0; j <= t; ++j) acc += static_cast<long double>(m[(c * L + t) * L + j]) * v[c * L + j];
+        if (skip) acc += static_cast<long double>(skip[c]) * v[c * L + t];
+        if (gate) acc *= gate[c * L + t];
+        if (offset) acc += offset[c * L + t];
+        out[c * L + t] = static_cast<double>(acc);
+      }
+  }
+
+ private:
+  static std::vector<T> transposed(const T* a, index_t rows, index_t cols) {
+    std::vector<T> t(static_cast<std::size_t>(rows * cols));
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = a[r * cols + c];
+    return t;
+  }
+  static void merge_min_max(T* minmax, T v) {
+    if (std::isnan(v)) {
+      minmax[2] += T(1);
+      return;
+    }
+    minmax[0] = std::min(minmax[0], v);
+    minmax[1] = std::max(minmax[1], v);
+  }
+};
+
+}  // namespace mixlens

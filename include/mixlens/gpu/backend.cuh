@@ -1,0 +1,476 @@
+// The device backend of the model code (fp32): the members of
+// mixlens::host_backend over device memory, asynchronous on one stream, the
+// products by cuBLAS SGEMM (full fp32, no TF32), operators through
+// gpu::apply / gpu::materialize_channels. The forward pass and the maps are
+// written once against either backend (models/mamba_forward.hpp,
+// analysis/attention_maps.hpp).
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <climits>
+#include <cstdint>
+#include <cmath>
+#include <span>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "mixlens/detail/math.hpp"
+#include "mixlens/gpu/error.cuh"
+#include "mixlens/gpu/operator.cuh"
+#include "mixlens/backend.hpp"
+#include "mixlens/ops/causal_conv/device.cuh"
+#include "mixlens/ops/mamba_block/device.cuh"
+#include "mixlens/ops/s6/device.cuh"
+
+namespace mixlens::gpu {
+
+// ---- cuBLAS ------------------------------------------------------------------
+
+namespace detail {
+
+inline void cublas_check(cublasStatus_t status, const char* expression, const char* file, int line) {
+  if (status == CUBLAS_STATUS_SUCCESS) return;
+  std::ostringstream os;
+  os << "mixlens::gpu: " << expression << " failed at " << file << ':' << line << ": " << cublasGetStatusName(status)
+     << " (" << cublasGetStatusString(status) << ')';
+  throw cuda_error(os.str());
+}
+
+}  // namespace detail
+
+#define MIXLENS_CUBLAS_CHECK(expression) \
+  ::mixlens::gpu::detail::cublas_check((expression), #expression, __FILE__, __LINE__)
+
+// An owning cuBLAS handle in plain fp32 math (no TF32: the results must match
+// the CPU to fp32 accuracy); move-only.
+class cublas_handle {
+ public:
+  cublas_handle() {
+    MIXLENS_CUBLAS_CHECK(cublasCreate(&handle_));
+    MIXLENS_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_PEDANTIC_MATH));
+  }
+  cublas_handle(const cublas_handle&) = delete;
+  cublas_handle& operator=(const cublas_handle&) = delete;
+  cublas_handle(cublas_handle&& o) noexcept : handle_(std::exchange(o.handle_, nullptr)) {}
+  cublas_handle& operator=(cublas_handle&& o) noexcept {
+    std::swap(handle_, o.handle_);
+    return *this;
+  }
+  ~cublas_handle() {
+    if (handle_) cublasDestroy(handle_);
+  }
+  [[nodiscard]] cublasHandle_t get() const { return handle_; }
+
+  // Row-major C (m × n) = op(A)·op(B) + beta·C with op(A) (m × k), op(B) (k × n),
+  // A stored (k × m) when trans_a, B (n × k) when trans_b: column-major
+  // Cᵀ = op(B)ᵀ·op(A)ᵀ for cuBLAS.
+  void gemm(cudaStream_t stream, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const float* a,
+            const float* b, float beta, float* c) const {
+    for (const index_t v : {m, n, k})
+      if (v > INT_MAX) mixlens::detail::fail("mixlens::gpu::cublas_handle::gemm", "sizes", "below 2^31", v);
+    const float one = 1.0f;
+    MIXLENS_CUBLAS_CHECK(cublasSetStream(handle_, stream));
+    MIXLENS_CUBLAS_CHECK(cublasSgemm(handle_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                     static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
+                                     static_cast<int>(trans_b ? k : n), a, static_cast<int>(trans_a ? m : k), &beta, c,
+                                     static_cast<int>(n)));
+  }
+
+ private:
+  cublasHandle_t handle_ = nullptr;
+};
+
+// ---- kernels -------------------------------------------------------------------
+
+namespace detail {
+
+inline constexpr int model_threads = 256;
+
+inline unsigned model_blocks(index_t work) {
+  const index_t blocks = (work + model_threads - 1) / model_threads;
+  return grid_size(blocks < 65535 * 64 ? (blocks > 0 ? blocks : 1) : 65535 * 64);  // threads stride over the rest
+}
+
+#define MIXLENS_GRID_STRIDE(k, n) \
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < (n); k += index_t(gridDim.x) * blockDim.x)
+
+__global__ void embed_kernel(const index_t* tokens, const float* embedding, float* h, index_t L, index_t H) {
+  MIXLENS_GRID_STRIDE(k, L * H) {
+    const index_t i = k / L, t = k % L;
+    h[k] = embedding[tokens[t] * H + i];
+  }
+}
+
+// One thread per column t of x (H × L): coalesced across the warp.
+__global__ void rms_norm_kernel(const float* x, index_t H, index_t L, const float* weight, float eps, float* out) {
+  MIXLENS_GRID_STRIDE(t, L) {
+    float ss = 0;
+    for (index_t i = 0; i < H; ++i) ss += x[i * L + t] * x[i * L + t];
+    const float scale = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
+    for (index_t i = 0; i < H; ++i) out[i * L + t] = x[i * L + t] * scale * weight[i];
+  }
+}
+
+__global__ void add_row_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
+  MIXLENS_GRID_STRIDE(k, rows * cols) data[k] += bias[k / cols];
+}
+
+// u = SiLU(u + bias), σ = σ(u + bias), in place over the conv output.
+__global__ void bias_silu_kernel(float* u, const float* bias, float* sigma, index_t D, index_t L) {
+  MIXLENS_GRID_STRIDE(k, D * L) {
+    const float p = u[k] + (bias ? bias[k / L] : 0.0f);
+    const float s = mixlens::detail::sigmoid(p);
+    sigma[k] = s;
+    u[k] = p * s;
+  }
+}
+
+__global__ void softplus_bias_kernel(float* dt, const float* bias, index_t D, index_t L) {
+  MIXLENS_GRID_STRIDE(k, D * L) dt[k] = mixlens::detail::softplus(dt[k] + bias[k / L]);
+}
+
+__global__ void silu_kernel(const float* z, float* gate, index_t n) {
+  MIXLENS_GRID_STRIDE(k, n) gate[k] = mixlens::detail::silu(z[k]);
+}
+
+__global__ void scale_rows_kernel(const float* sigma, const float* bias, float* out, index_t D, index_t L) {
+  MIXLENS_GRID_STRIDE(k, D * L) out[k] = sigma[k] * bias[k / L];
+}
+
+__global__ void fill_kernel(float* data, index_t n, float value) {
+  MIXLENS_GRID_STRIDE(k, n) data[k] = value;
+}
+
+__global__ void identity_kernel(float* m, index_t L) {
+  MIXLENS_GRID_STRIDE(k, L * L) m[k] = k / L == k % L ? 1.0f : 0.0f;
+}
+
+__global__ void axpy_kernel(float* y, const float* x, float scale, index_t n) {
+  MIXLENS_GRID_STRIDE(k, n) y[k] += scale * x[k];
+}
+
+__global__ void mean_kernel(const double* acc, index_t n, double count, float* out) {
+  MIXLENS_GRID_STRIDE(k, n) out[k] = static_cast<float>(acc[k] / count);
+}
+
+// Float min / max through integer atomics: the order of non-negative floats is
+// that of their bits as int, of negative floats the reverse order as unsigned.
+__device__ inline void atomic_min_float(float* p, float v) {
+  if (v == 0.0f) v = 0.0f;  // −0 would order below every negative value as int
+  if (v >= 0.0f) atomicMin(reinterpret_cast<int*>(p), __float_as_int(v));
+  else atomicMax(reinterpret_cast<unsigned*>(p), __float_as_uint(v));
+}
+__device__ inline void atomic_max_float(float* p, float v) {
+  if (v == 0.0f) v = 0.0f;
+  if (v >= 0.0f) atomicMax(reinterpret_cast<int*>(p), __float_as_int(v));
+  else atomicMin(reinterpret_cast<unsigned*>(p), __float_as_uint(v));
+}
+
+// minmax = {min, max, count of NaN}: a warp's min and max, and its NaNs.
+__device__ inline void merge_min_max(float* minmax, float lo, float hi, float nans) {
+  for (int o = 16; o > 0; o /= 2) {
+    lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
+    hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
+    nans += __shfl_xor_sync(0xffffffffu, nans, o);
+  }
+  if (threadIdx.x % 32 != 0) return;
+  if (lo <= hi) atomic_min_float(minmax, lo), atomic_max_float(minmax + 1, hi);
+  if (nans > 0) atomicAdd(minmax + 2, nans);
+}
+
+__global__ void reset_min_max_kernel(float* minmax) {
+  minmax[0] = INFINITY;
+  minmax[1] = -INFINITY;
+  minmax[2] = 0.0f;
+}
+
+// Channel aggregation of `count` matrices (count × LL) into acc (LL, double, +=),
+// with min, max and NaN count into minmax when it is not null.
+template <int Reduction>
+__global__ void aggregate_kernel(const float* m, index_t count, index_t LL, double* acc, float* minmax) {
+  const index_t e = blockIdx.x * index_t(blockDim.x) + threadIdx.x;
+  float lo = INFINITY, hi = -INFINITY, nans = 0;
+  if (e < LL) {
+    double sum = 0;
+    for (index_t c = 0; c < count; ++c) {
+      const float v = __ldcs(m + c * LL + e);  // read once: keep it out of L2's way
+      if (isnan(v)) nans += 1;
+      lo = fminf(lo, v);
+      hi = fmaxf(hi, v);
+      sum += Reduction == 0 ? double(v) : Reduction == 1 ? fabs(double(v)) : (v > 0 ? double(v) : 0.0 * double(v));
+    }
+    acc[e] += sum;
+  }
+  if (minmax) merge_min_max(minmax, lo, hi, nans);
+}
+
+__global__ void min_max_kernel(const float* data, index_t n, float* minmax) {
+  float lo = INFINITY, hi = -INFINITY, nans = 0;
+  MIXLENS_GRID_STRIDE(k, n) {
+    const float v = data[k];
+    if (isnan(v)) nans += 1;
+    lo = fminf(lo, v);
+    hi = fmaxf(hi, v);
+  }
+  merge_min_max(minmax, lo, hi, nans);
+}
+
+// out = (in − min) / (max − min) in double; 0 for a constant input; NaN when
+// the input held a NaN.
+__global__ void normalize_kernel(const float* in, const float* minmax, float* out, index_t n) {
+  const double lo = minmax[0], range = double(minmax[1]) - lo;
+  const bool nan = minmax[2] > 0;
+  MIXLENS_GRID_STRIDE(k, n) out[k] = nan ? NAN : range > 0 ? static_cast<float>((double(in[k]) - lo) / range) : 0.0f;
+}
+
+// Rollout step: aug = I + map with each row divided by its sum (sum in double;
+// a zero-sum row is left as it is). One block per row.
+__global__ void __launch_bounds__(model_threads) rownorm_identity_kernel(const float* map, float* aug, index_t L) {
+  __shared__ double partial[model_threads / 32];
+  const index_t i = blockIdx.x;
+  double sum = 0;
+  for (index_t j = threadIdx.x; j < L; j += model_threads) {
+    const float v = map[i * L + j] + (i == j ? 1.0f : 0.0f);
+    aug[i * L + j] = v;
+    sum += v;
+  }
+  for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
+  __syncthreads();
+  double total = 0;
+  for (int w = 0; w < model_threads / 32; ++w) total += partial[w];
+  if (total != 0)
+    for (index_t j = threadIdx.x; j < L; j += model_threads) aug[i * L + j] = static_cast<float>(aug[i * L + j] / total);
+}
+
+// out[c][t] = (Σ_{j≤t} M_c[t][j]·v[c][j] + skip_c·v[c][t])·gate[c][t] + offset[c][t]
+// in double, one block per (c, t); skip, gate and offset may be null.
+__global__ void __launch_bounds__(model_threads)
+    reconstruct_kernel(const float* m, const float* v, const float* skip, const float* gate, const float* offset,
+                       index_t L, double* out) {
+  __shared__ double partial[model_threads / 32];
+  const index_t row = blockIdx.x, c = row / L, t = row % L;
+  const float* mr = m + row * L;
+  const float* vr = v + c * L;
+  double acc = 0;
+  for (index_t j = threadIdx.x; j <= t; j += model_threads) acc += double(mr[j]) * double(vr[j]);
+  for (int o = 16; o > 0; o /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = acc;
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+  double total = 0;
+  for (int w = 0; w < model_threads / 32; ++w) total += partial[w];
+  if (skip) total += double(skip[c]) * double(vr[t]);
+  if (gate) total *= gate[c * L + t];
+  if (offset) total += offset[c * L + t];
+  out[row] = total;
+}
+
+#undef MIXLENS_GRID_STRIDE
+
+}  // namespace detail
+
+// Device memory from the stream-ordered pool: the per-layer buffers of the
+// forward pass and the maps come and go every layer, and the pool serves them
+// again without a cudaMalloc each time. Move-only.
+template <class T>
+class stream_array {
+ public:
+  stream_array() = default;
+  stream_array(index_t size, cudaStream_t stream) : size_(size), stream_(stream) {
+    if (size < 0) mixlens::detail::fail("mixlens::gpu::stream_array", "size", "a non-negative size", size);
+    if (size > 0) MIXLENS_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&data_), bytes(), stream));
+  }
+  stream_array(const stream_array&) = delete;
+  stream_array& operator=(const stream_array&) = delete;
+  stream_array(stream_array&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)), stream_(o.stream_) {}
+  stream_array& operator=(stream_array&& o) noexcept {
+    std::swap(data_, o.data_), std::swap(size_, o.size_), std::swap(stream_, o.stream_);
+    return *this;
+  }
+  ~stream_array() {
+    if (data_) cudaFreeAsync(data_, stream_);
+  }
+  [[nodiscard]] T* data() const { return data_; }
+  [[nodiscard]] index_t size() const { return size_; }
+  [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(size_) * sizeof(T); }
+
+ private:
+  T* data_ = nullptr;
+  index_t size_ = 0;
+  cudaStream_t stream_ = nullptr;
+};
+
+// The backend itself: holds the stream and a cuBLAS handle. Not for concurrent
+// use from several host threads. It keeps freed pool memory of the current
+// device cached (release threshold: unlimited), so that layer after layer
+// reuses the same blocks.
+class device_backend {
+ public:
+  using value_type = float;
+  static constexpr bool on_host = false;
+  template <class U>
+  using array = stream_array<U>;
+
+  explicit device_backend(cudaStream_t stream = nullptr) : stream_(stream) {
+    int device = 0;
+    cudaMemPool_t pool;
+    MIXLENS_CUDA_CHECK(cudaGetDevice(&device));
+    MIXLENS_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+    std::uint64_t keep = UINT64_MAX;
+    MIXLENS_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  }
+
+  [[nodiscard]] cudaStream_t stream() const { return stream_; }
+  [[nodiscard]] const cublas_handle& blas() const { return blas_; }
+
+  template <class U = float>
+  [[nodiscard]] array<U> alloc(index_t n) const {
+    return array<U>(n, stream_);
+  }
+  [[nodiscard]] array<index_t> upload(std::span<const index_t> v) const {
+    array<index_t> d(static_cast<index_t>(v.size()), stream_);
+    MIXLENS_CUDA_CHECK(cudaMemcpyAsync(d.data(), v.data(), d.bytes(), cudaMemcpyHostToDevice, stream_));
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // v may go away
+    return d;
+  }
+  template <class U>
+  [[nodiscard]] std::vector<U> download(const U* p, index_t n) const {
+    std::vector<U> h(static_cast<std::size_t>(n));
+    MIXLENS_CUDA_CHECK(cudaMemcpyAsync(h.data(), p, h.size() * sizeof(U), cudaMemcpyDeviceToHost, stream_));
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return h;
+  }
+  void synchronize() const { MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  void embed(const array<index_t>& tokens, matrix_view<const float> embedding, float* h) const {
+    const index_t L = tokens.size(), H = embedding.extent(1);
+    detail::embed_kernel<<<detail::model_blocks(L * H), detail::model_threads, 0, stream_>>>(
+        tokens.data(), embedding.data_handle(), h, L, H);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void rms_norm(const float* x, index_t H, index_t L, vector_view<const float> weight, double eps, float* out) const {
+    detail::rms_norm_kernel<<<detail::model_blocks(L), detail::model_threads, 0, stream_>>>(
+        x, H, L, weight.data(), static_cast<float>(eps), out);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const float* a, const float* b, float beta,
+            float* c) const {
+    blas_.gemm(stream_, trans_a, trans_b, m, n, k, a, b, beta, c);
+  }
+  void add_row_bias(float* data, vector_view<const float> bias, index_t rows, index_t cols) const {
+    detail::add_row_bias_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(
+        data, bias.data(), rows, cols);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  template <class Kind>
+  void conv_silu(const causal_conv_operator<float, Kind>& conv, vector_view<const float> bias, const float* x, float* u,
+                 float* sigma) const {
+    detail::lti_apply(conv, x, u, nullptr, stream_);
+    const index_t D = conv.in_channels(), L = conv.length();
+    detail::bias_silu_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(
+        u, bias.empty() ? nullptr : bias.data(), sigma, D, L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void softplus_bias(float* dt, vector_view<const float> bias, index_t D, index_t L) const {
+    detail::softplus_bias_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(dt, bias.data(), D,
+                                                                                                    L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void silu(const float* z, float* gate, index_t n) const {
+    detail::silu_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(z, gate, n);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void scale_rows(const float* sigma, vector_view<const float> bias, float* out, index_t D, index_t L) const {
+    detail::scale_rows_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(sigma, bias.data(),
+                                                                                                 out, D, L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  template <class Op>
+  void apply(const Op& op, const float* x, float* y) const {
+    const auto& v = view_of(op);
+    gpu::apply(v, matrix_view<const float>(x, v.in_channels(), v.length()),
+               matrix_view<float>(y, v.out_channels(), v.length()), stream_);
+  }
+  template <class Op>
+  void materialize_channels(const Op& op, index_t d0, index_t count, float* out) const {
+    gpu::materialize_channels(op, d0, count, out, stream_);
+  }
+  void aggregate(const float* m, index_t count, index_t LL, channel_reduction r, double* acc,
+                 float* minmax) const {
+    const unsigned blocks = detail::grid_size((LL + detail::model_threads - 1) / detail::model_threads);
+    switch (r) {
+      case channel_reduction::mean:
+        detail::aggregate_kernel<0><<<blocks, detail::model_threads, 0, stream_>>>(m, count, LL, acc, minmax);
+        break;
+      case channel_reduction::abs_mean:
+        detail::aggregate_kernel<1><<<blocks, detail::model_threads, 0, stream_>>>(m, count, LL, acc, minmax);
+        break;
+      case channel_reduction::relu_mean:
+        detail::aggregate_kernel<2><<<blocks, detail::model_threads, 0, stream_>>>(m, count, LL, acc, minmax);
+        break;
+    }
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void mean(const double* acc, index_t n, double count, float* out) const {
+    detail::mean_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(acc, n, count, out);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void reset_min_max(float* minmax) const {
+    detail::reset_min_max_kernel<<<1, 1, 0, stream_>>>(minmax);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void min_max(const float* data, index_t n, float* minmax) const {
+    reset_min_max(minmax);
+    const index_t blocks = (n + detail::model_threads - 1) / detail::model_threads;
+    detail::min_max_kernel<<<detail::grid_size(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096), detail::model_threads,
+                             0, stream_>>>(data, n, minmax);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void normalize(const float* in, const float* minmax, float* out, index_t n) const {
+    detail::normalize_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(in, minmax, out, n);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void fill(float* data, index_t n, float value) const {
+    detail::fill_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(data, n, value);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  template <class U>
+  void fill_zero(U* data, index_t n) const {
+    MIXLENS_CUDA_CHECK(cudaMemsetAsync(data, 0, static_cast<std::size_t>(n) * sizeof(U), stream_));
+  }
+  // Into pageable host memory: returns once the copy is done.
+  void copy_to_host(const float* data, index_t n, float* host) const {
+    MIXLENS_CUDA_CHECK(
+        cudaMemcpyAsync(host, data, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void identity(float* m, index_t L) const {
+    detail::identity_kernel<<<detail::model_blocks(L * L), detail::model_threads, 0, stream_>>>(m, L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void axpy(float* y, const float* x, float scale, index_t n) const {
+    detail::axpy_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(y, x, scale, n);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void rownorm_identity(const float* map, float* aug, index_t L) const {
+    detail::rownorm_identity_kernel<<<detail::grid_size(L), detail::model_threads, 0, stream_>>>(map, aug, L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void reconstruct(const float* m, const float* v, const float* skip, const float* gate, const float* offset,
+                   index_t count, index_t L, double* out) const {
+    detail::reconstruct_kernel<<<detail::grid_size(count * L), detail::model_threads, 0, stream_>>>(m, v, skip, gate,
+                                                                                                   offset, L, out);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+
+ private:
+  cudaStream_t stream_;
+  cublas_handle blas_;
+};
+
+}  // namespace mixlens::gpu

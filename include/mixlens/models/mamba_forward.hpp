@@ -1,0 +1,270 @@
+// The Mamba forward pass and everything computed from its layer signals,
+// written once against a backend (mixlens/backend.hpp on the host,
+// mixlens/gpu/backend.cuh on the device):
+//
+//   embedding → [RMSNorm → in_proj → (x, z) → causal conv + bias → SiLU = u
+//                → x_proj → (δ, B, C) → Δ = softplus(dt_proj·δ + bias)
+//                → selective scan + D·u → ⊙ SiLU(z) → out_proj → + residual] × layers
+//   → RMSNorm → lm_head
+//
+// The weights are a view (mamba_weights) over host or device memory; every
+// layer's signals are views into the backend's buffers (mamba_layer_signals),
+// valid during the observer call (owned_copy keeps them). From the signals: the layer's S6 operator
+// (the paper's α), the unified operator of the whole block, their matrices for
+// a range of channels, and the reconstruction self-test.
+// Needs nlohmann-json (through mamba_model.hpp).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/detail/rebase.hpp"
+#include "mixlens/analysis/layer_maps.hpp"
+#include "mixlens/backend.hpp"
+#include "mixlens/models/mamba_config.hpp"
+#include "mixlens/ops/causal_conv.hpp"
+#include "mixlens/ops/mamba_block.hpp"
+#include "mixlens/ops/s6.hpp"
+
+namespace mixlens::models {
+
+// ---- weights as views --------------------------------------------------------------
+
+template <class T>
+struct mamba_layer_weights {
+  vector_view<const T> norm;           // (H)
+  matrix_view<const T> in_proj;        // (2D × H)
+  vector_view<const T> in_proj_bias;   // (2D) or empty
+  matrix_view<const T> conv_taps;      // (D × K), tap by lag: PyTorch's weight reversed
+  vector_view<const T> conv_bias;      // (D) or empty
+  matrix_view<const T> x_proj;         // (R + 2N × D)
+  matrix_view<const T> dt_proj;        // (D × R)
+  vector_view<const T> dt_bias;        // (D)
+  matrix_view<const T> a;              // (D × N): A = −exp(A_log)
+  vector_view<const T> skip;           // (D)
+  matrix_view<const T> out_proj;       // (H × D)
+  vector_view<const T> out_proj_bias;  // (H) or empty
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(norm), f(in_proj), f(in_proj_bias), f(conv_taps), f(conv_bias), f(x_proj), f(dt_proj), f(dt_bias), f(a), f(skip),
+        f(out_proj), f(out_proj_bias);
+  }
+};
+
+template <class T>
+struct mamba_weights {
+  using value_type = T;
+  mamba_config config;
+  matrix_view<const T> embedding;         // (V × H)
+  matrix_view<const T> output_embedding;  // (V × H): lm_head, or the embedding when tied
+  vector_view<const T> norm_f;            // (H)
+  std::vector<mamba_layer_weights<T>> layers;
+
+  [[nodiscard]] index_t vocab_size() const { return embedding.extent(0); }
+  [[nodiscard]] index_t num_layers() const { return static_cast<index_t>(layers.size()); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(embedding), f(output_embedding), f(norm_f);
+    for (auto& l : layers) f(l);
+  }
+};
+
+// Checks token ids against the vocabulary; `source` names where they came from.
+inline void check_tokens(index_t vocab_size, std::span<const index_t> tokens, std::string_view source = "tokens") {
+  if (tokens.empty()) throw error(std::string(source) + ": no tokens (expected at least one)");
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= vocab_size)
+      throw error(std::string(source) + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
+                  " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
+}
+
+// ---- one layer's signals ------------------------------------------------------------
+
+// Channel-major (D × L) views of one layer's internal signals, wherever the
+// backend computed them. Together with the layer's weights they determine its
+// hidden attention.
+template <class T>
+struct mamba_layer_signals {
+  using value_type = T;
+  index_t layer = 0;
+  matrix_view<const T> x, z;         // the two halves of in_proj's output
+  matrix_view<const T> u;            // SSM input: SiLU(conv1d(x) + bias)
+  matrix_view<const T> activation;   // σ(conv1d(x) + bias): SiLU(p) = p·σ(p)
+  matrix_view<const T> delta;        // Δ = softplus(dt_proj·δ + dt_bias)
+  matrix_view<const T> a;            // (D × N)
+  tensor_view<const T, 3> b, c;      // (1 × N × L)
+  matrix_view<const T> gate;         // SiLU(z)
+  matrix_view<const T> y;            // (S6(u) + D·u) ⊙ SiLU(z): the out_proj input
+  vector_view<const T> skip;         // D
+  vector_view<const T> conv_bias;    // (D) or empty
+  causal_conv_operator<T, mamba_conv_kind> conv;  // the conv without its bias
+
+  [[nodiscard]] index_t channels() const { return u.extent(0); }
+  [[nodiscard]] index_t length() const { return u.extent(1); }
+
+  template <class F>
+  void for_each_view(F&& f) {
+    f(x), f(z), f(u), f(activation), f(delta), f(a), f(b), f(c), f(gate), f(y), f(skip), f(conv_bias), f(conv);
+  }
+
+  // The layer's S6 operator: the paper's α by default; with `fold`, + diag(D)
+  // and the gate, so that apply(u) = y.
+  [[nodiscard]] s6_operator<T> ssm(s6_fold fold = {}) const {
+    return s6_operator<T>(delta, a, b, c, fold.skip ? skip : vector_view<const T>{},
+                          fold.gate ? gate : matrix_view<const T>{});
+  }
+};
+
+// ---- the forward pass --------------------------------------------------------------
+
+// Runs the language model on `tokens` and returns the logits (L × V, row-major)
+// in the backend's memory. `observe(const mamba_layer_signals<T>&)` is called
+// after each layer; the buffers are reused by the next one.
+template <class Backend, class T, class Observer>
+[[nodiscard]] auto mamba_forward(const Backend& be, const mamba_weights<T>& m, std::span<const index_t> tokens,
+                                 Observer&& observe) {
+  check_tokens(m.vocab_size(), tokens);
+  const mamba_config& cfg = m.config;
+  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
+                N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N, V = m.vocab_size();
+  const auto tok = be.upload(tokens);
+  auto h = be.alloc(H * L), hn = be.alloc(H * L), xz = be.alloc(2 * D * L), u = be.alloc(D * L),
+       sigma = be.alloc(D * L), proj = be.alloc(P * L), delta = be.alloc(D * L), gate = be.alloc(D * L),
+       y = be.alloc(D * L), logits = be.alloc(L * V);
+  const auto signal = [L](const auto& buffer, index_t rows, index_t offset = 0) {
+    return matrix_view<const T>(buffer.data() + offset * L, rows, L);
+  };
+
+  be.embed(tok, m.embedding, h.data());
+  for (index_t k = 0; k < m.num_layers(); ++k) {
+    const mamba_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
+    be.rms_norm(h.data(), H, L, w.norm, cfg.norm_eps, hn.data());
+    be.gemm(false, false, 2 * D, L, H, w.in_proj.data_handle(), hn.data(), T(0), xz.data());  // xz = W_in·hn
+    if (!w.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.in_proj_bias, 2 * D, L);
+    const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
+    be.conv_silu(conv, w.conv_bias, xz.data(), u.data(), sigma.data());
+    be.gemm(false, false, P, L, D, w.x_proj.data_handle(), u.data(), T(0), proj.data());   // [δ; B; C] = W_x·u
+    be.gemm(false, false, D, L, R, w.dt_proj.data_handle(), proj.data(), T(0), delta.data());
+    be.softplus_bias(delta.data(), w.dt_bias, D, L);
+    be.silu(xz.data() + D * L, gate.data(), D * L);
+
+    mamba_layer_signals<T> s;
+    s.layer = k;
+    s.x = signal(xz, D), s.z = signal(xz, D, D), s.u = signal(u, D), s.activation = signal(sigma, D);
+    s.delta = signal(delta, D), s.a = w.a, s.gate = signal(gate, D), s.y = signal(y, D);
+    s.b = tensor_view<const T, 3>(proj.data() + R * L, 1, N, L);
+    s.c = tensor_view<const T, 3>(proj.data() + (R + N) * L, 1, N, L);
+    s.skip = w.skip, s.conv_bias = w.conv_bias, s.conv = conv;
+    if constexpr (Backend::on_host) s.ssm().validate();  // Δ > 0, Re A < 0
+
+    be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), u.data(), y.data());
+    be.gemm(false, false, H, L, D, w.out_proj.data_handle(), y.data(), T(1), h.data());  // h += W_out·y
+    if (!w.out_proj_bias.empty()) be.add_row_bias(h.data(), w.out_proj_bias, H, L);
+    observe(static_cast<const mamba_layer_signals<T>&>(s));
+  }
+  be.rms_norm(h.data(), H, L, m.norm_f, cfg.norm_eps, hn.data());
+  be.gemm(true, true, L, V, H, hn.data(), m.output_embedding.data_handle(), T(0), logits.data());  // hnᵀ·Eᵀ
+  be.synchronize();
+  return logits;
+}
+
+// ---- attention from the signals --------------------------------------------------------
+
+enum class attention_form { paper, unified };
+
+[[nodiscard]] constexpr std::string_view to_string(attention_form f) {
+  return f == attention_form::paper ? "paper" : "unified";
+}
+
+// The layer as the unified operator (conv, activation factor, D and gate folded
+// in; mixlens/ops/mamba_block.hpp), its offset — the conv bias's contribution,
+// S6 (+D, gate) applied to σ ⊙ bias — computed by the backend.
+template <class T, class Array>
+struct mamba_unified_storage {
+  Array offset;
+};
+
+template <class Backend, class T>
+[[nodiscard]] auto unified_operator(const Backend& be, const mamba_layer_signals<T>& s) {
+  using array = typename Backend::template array<T>;
+  const index_t D = s.channels(), L = s.length();
+  mamba_unified_storage<T, array> st{be.alloc(D * L)};
+  if (s.conv_bias.empty()) {
+    be.fill(st.offset.data(), D * L, T(0));
+  } else {
+    auto bias_input = be.alloc(D * L);
+    be.scale_rows(s.activation.data_handle(), s.conv_bias, bias_input.data(), D, L);
+    be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), bias_input.data(), st.offset.data());
+    be.synchronize();  // bias_input goes away
+  }
+  return bound<mamba_block_operator<T>, mamba_unified_storage<T, array>>(std::move(st), [&](const auto& stored) {
+    return mamba_block_operator<T>{s.ssm(s6_fold{.skip = true, .gate = true}), s.conv, s.activation,
+                                   matrix_view<const T>(stored.offset.data(), D, L)};
+  });
+}
+
+// The matrices of channels [d0, d0 + count) in `form` into out (count × L × L,
+// backend memory). For the unified form pass the operator made by
+// unified_operator (reused across chunks).
+template <class Backend, class T>
+void layer_attention(const Backend& be, const mamba_layer_signals<T>& s, index_t d0, index_t count, T* out) {
+  be.materialize_channels(s.ssm(), d0, count, out);
+}
+template <class Backend, class T, class Storage>
+void layer_attention(const Backend& be, const bound<mamba_block_operator<T>, Storage>& unified, index_t d0,
+                     index_t count, T* out) {
+  be.materialize_channels(unified.view(), d0, count, out);
+}
+
+// The self-test: how well the materialized matrices reproduce the layer's own
+// output y (the out_proj input), as max |error| / max |y|. A non-finite value
+// anywhere makes the error NaN, which fails every tolerance check.
+struct reconstruction_error {
+  double paper = 0;    // (α·u + D·u) ⊙ SiLU(z) against y
+  double unified = 0;  // Â·x + offset against y
+};
+
+namespace detail {
+// max |a − b| / max |b|, NaN when anything is not finite.
+inline double relative_max_error(const std::vector<double>& a, const std::vector<double>& b) {
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(a[i] - b[i]), m = std::abs(b[i]);
+    if (!std::isfinite(d) || !std::isfinite(m)) return std::numeric_limits<double>::quiet_NaN();
+    diff = std::max(diff, d);
+    scale = std::max(scale, m);
+  }
+  return diff / (scale == 0 ? 1 : scale);
+}
+}  // namespace detail
+
+template <class Backend, class T>
+[[nodiscard]] reconstruction_error check_reconstruction(const Backend& be, const mamba_layer_signals<T>& s,
+                                                        std::size_t max_chunk_bytes = analysis::default_chunk_bytes) {
+  const index_t D = s.channels(), L = s.length(), chunk = analysis::chunk_channels(D, L, sizeof(T), max_chunk_bytes);
+  const auto unified = unified_operator(be, s);
+  auto m = be.alloc(chunk * L * L);
+  auto paper = be.template alloc<double>(D * L), whole = be.template alloc<double>(D * L);
+  for (index_t d0 = 0; d0 < D; d0 += chunk) {
+    const index_t count = std::min(chunk, D - d0);
+    layer_attention(be, s, d0, count, m.data());
+    be.reconstruct(m.data(), s.u.data_handle() + d0 * L, s.skip.data() + d0, s.gate.data_handle() + d0 * L, nullptr,
+                   count, L, paper.data() + d0 * L);
+    layer_attention(be, unified, d0, count, m.data());
+    be.reconstruct(m.data(), s.x.data_handle() + d0 * L, nullptr, nullptr, unified->offset.data_handle() + d0 * L, count,
+                   L, whole.data() + d0 * L);
+  }
+  be.synchronize();
+  const auto y = be.download(s.y.data_handle(), D * L);
+  const std::vector<double> yd(y.begin(), y.end());
+  return {detail::relative_max_error(be.download(paper.data(), D * L), yd),
+          detail::relative_max_error(be.download(whole.data(), D * L), yd)};
+}
+
+}  // namespace mixlens::models

@@ -1,0 +1,83 @@
+// The unified Mamba block on the device (fp32, real state):
+//   apply                 the conv (gpu::detail::lti_apply), the activation factor,
+//                         then the S6 part through its fused scan
+//   materialize_channels  the S6 part's tiled α (with D and the gate), then the
+//                         conv and activation folded into every row by one block
+//                         per row, in place
+// rows stay generic (mamba_block_operator::row).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "mixlens/gpu/operator.cuh"
+#include "mixlens/ops/causal_conv/device.cuh"
+#include "mixlens/ops/mamba_block.hpp"
+#include "mixlens/ops/s6/device.cuh"
+
+namespace mixlens::gpu {
+
+namespace detail {
+
+inline constexpr int block_fold_threads = 256;
+
+// Row t of channel d0 + c: r[s] = Σ_{lag < taps, s+lag ≤ t} r[s+lag]·σ[s+lag]·taps[lag].
+// Columns advance in block-wide steps; the entries a step reads beyond itself
+// belong to the next step, which writes them only after the barrier.
+__global__ void __launch_bounds__(block_fold_threads)
+    mamba_block_fold_kernel(float* m, index_t L, const float* activation, const float* kernel, index_t taps) {
+  const index_t row = blockIdx.x, c = row / L, t = row % L;
+  float* r = m + row * L;
+  const float* sg = activation + c * L;
+  const float* w = kernel + c * taps;
+  for (index_t s0 = 0; s0 < L; s0 += block_fold_threads) {
+    const index_t s = s0 + threadIdx.x;
+    float acc = 0;
+    if (s <= t)
+      for (index_t lag = 0; lag < taps && s + lag <= t; ++lag) acc += r[s + lag] * sg[s + lag] * w[lag];
+    __syncthreads();
+    if (s < L) r[s] = acc;
+    __syncthreads();
+  }
+}
+
+__global__ void multiply_kernel(float* v, const float* factor, index_t n) {
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < n; k += index_t(gridDim.x) * blockDim.x)
+    v[k] *= factor[k];
+}
+
+}  // namespace detail
+
+template <>
+struct device_path<mamba_block_operator<float, float>> {
+  using view = mamba_block_operator<float, float>;
+
+  static void apply(const view& op, matrix_view<const float> x, matrix_view<float> y, cudaStream_t stream) {
+    const index_t D = op.in_channels(), L = op.length();
+    detail::stream_workspace v(static_cast<std::size_t>(D * L) * sizeof(float), stream);
+    auto* pv = static_cast<float*>(v.get());
+    detail::lti_apply(op.conv, x.data_handle(), pv, nullptr, stream);
+    detail::multiply_kernel<<<detail::generic_grid(D * L), detail::generic_threads, 0, stream>>>(
+        pv, op.activation.data_handle(), D * L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+    gpu::apply(op.ssm, matrix_view<const float>(pv, D, L), y, stream);
+  }
+
+  static void materialize(const view& op, index_t out, index_t in, matrix_view<float> m, cudaStream_t stream) {
+    if (out != in) {
+      const auto bytes = static_cast<std::size_t>(op.length() * op.length()) * sizeof(float);
+      MIXLENS_CUDA_CHECK(cudaMemsetAsync(m.data_handle(), 0, bytes, stream));
+      return;
+    }
+    materialize_channels(op, out, 1, m.data_handle(), stream);
+  }
+
+  static void materialize_channels(const view& op, index_t d0, index_t count, float* out, cudaStream_t stream) {
+    const index_t L = op.length(), taps = op.conv.taps();
+    gpu::materialize_channels(op.ssm, d0, count, out, stream);
+    detail::mamba_block_fold_kernel<<<detail::grid_size(count * L), detail::block_fold_threads, 0, stream>>>(
+        out, L, op.activation.data_handle() + d0 * L, op.conv.kernel.data_handle() + d0 * taps, taps);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+};
+
+}  // namespace mixlens::gpu
