@@ -42,7 +42,9 @@ template <class T>
   return out;
 }
 
-namespace detail {
+}  // namespace mixlens::analysis
+
+namespace mixlens::detail {
 // The normalization proper, on values already known to be finite.
 template <class T>
 void normalize_min_max_finite(T* data, index_t n) {
@@ -51,7 +53,9 @@ void normalize_min_max_finite(T* data, index_t n) {
   const T min = *lo, range = *hi - *lo;
   for (index_t i = 0; i < n; ++i) data[i] = range > T(0) ? (data[i] - min) / range : T(0);
 }
-}  // namespace detail
+}  // namespace mixlens::detail
+
+namespace mixlens::analysis {
 
 // Min–max normalization of all entries to [0, 1] (in place); a constant input
 // becomes all zeros. Throws mixlens::error naming the first NaN or infinity
@@ -60,12 +64,12 @@ void normalize_min_max_finite(T* data, index_t n) {
 template <class T>
 void normalize_min_max(T* data, index_t n) {
   mixlens::detail::check_finite("mixlens::analysis::normalize_min_max", "data", data, {n});
-  detail::normalize_min_max_finite(data, n);
+  mixlens::detail::normalize_min_max_finite(data, n);
 }
 template <class T>
 void normalize_min_max(matrix_view<T> m) {
   mixlens::detail::check_finite("mixlens::analysis::normalize_min_max", "m", m.data_handle(), {m.extent(0), m.extent(1)});
-  detail::normalize_min_max_finite(m.data_handle(), m.extent(0) * m.extent(1));
+  mixlens::detail::normalize_min_max_finite(m.data_handle(), m.extent(0) * m.extent(1));
 }
 
 // One layer's contribution to the raw-attention map: the whole tensor min–max

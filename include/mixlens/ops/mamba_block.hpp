@@ -7,9 +7,13 @@
 // apply(x) + offset reproduces the block exactly.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <string_view>
+#include <vector>
 #include <type_traits>
 
+#include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
 #include "mixlens/ops/s6.hpp"
@@ -142,5 +146,54 @@ template <class T, class State>
   op->validate();
   return op;
 }
+
+// A whole Mamba mixer block as a mixer: in_proj (2D × D_model, no bias) splits
+// the input into x and z, then bind_mamba_block; the bound operator acts on x
+// (the in_proj output) as the unified form does. Mamba's initialization for the
+// S6 part (s6_mixer::init), PyTorch's defaults U(±1/√fan_in) for in_proj and the
+// conv (K = 4) with its bias.
+template <class T>
+class mamba_block_mixer {
+ public:
+  using value_type = T;
+
+  static mamba_block_mixer init(index_t model_channels, index_t channels, index_t state_size, std::uint64_t seed,
+                                index_t conv_kernel = 4) {
+    constexpr std::string_view where = "mixlens::mamba_block_mixer::init";
+    detail::check_positive(where, "model_channels", model_channels);
+    detail::check_positive(where, "conv_kernel", conv_kernel);
+    mamba_block_mixer m;
+    m.ssm = s6_mixer<T>::init(channels, state_size, (channels + 15) / 16, seed);
+    m.in_proj = matrix<T>(2 * channels, model_channels);
+    detail::uniform_fill(m.in_proj, seed + 11, 1.0 / std::sqrt(double(model_channels)));
+    m.conv_weight = matrix<T>(channels, conv_kernel);
+    detail::uniform_fill(m.conv_weight, seed + 12, 1.0 / std::sqrt(double(conv_kernel)));
+    matrix<T> bias(1, channels);
+    detail::uniform_fill(bias, seed + 13, 1.0 / std::sqrt(double(conv_kernel)));
+    m.conv_bias.assign(bias.data(), bias.data() + channels);
+    return m;
+  }
+
+  [[nodiscard]] bound_mamba_block<T> bind(matrix_view<const T> input) const {
+    constexpr std::string_view where = "mixlens::mamba_block_mixer::bind";
+    const index_t D = ssm.channels(), M = in_proj.extent(1), L = input.extent(1);
+    detail::check_equal(where, "input", "channels (extent 0)", M, input.extent(0));
+    detail::check_positive(where, "input (length, extent 1)", L);
+    matrix<T> x(D, L), z(D, L);
+    for (index_t o = 0; o < 2 * D; ++o)
+      for (index_t t = 0; t < L; ++t) {
+        T acc = 0;
+        for (index_t i = 0; i < M; ++i) acc += in_proj(o, i) * input(i, t);
+        (o < D ? x(o, t) : z(o - D, t)) = acc;
+      }
+    return bind_mamba_block(ssm, conv_weight.view(), vector_view<const T>(conv_bias.data(), conv_bias.size()),
+                            x.view(), z.view());
+  }
+
+  s6_mixer<T> ssm;
+  matrix<T> in_proj;          // (2D × D_model): rows [0, D) give x, [D, 2D) give z
+  matrix<T> conv_weight;      // (D × K), PyTorch's layout
+  std::vector<T> conv_bias;   // (D)
+};
 
 }  // namespace mixlens

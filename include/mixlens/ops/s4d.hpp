@@ -180,7 +180,8 @@ class s4d_mixer {
         const auto s = discretize(h, n);
         const detail::s4_complex coef = detail::to_s4_complex(c(h, n)) * s.b_bar;
         for (index_t k0 = 0; k0 < L; k0 += block) {
-          detail::s4_complex p = coef * cuda::std::exp(static_cast<double>(k0) * s.log_a_bar);
+          // Ā^0 = 1 even for Ā = 0 (log Ā = −inf, a bilinear step with ΔA = −2).
+          detail::s4_complex p = k0 == 0 ? coef : coef * cuda::std::exp(static_cast<double>(k0) * s.log_a_bar);
           for (index_t t = k0; t < std::min(L, k0 + block); ++t) {
             acc[static_cast<std::size_t>(t)] += 2.0 * p.real();
             p *= s.a_bar;

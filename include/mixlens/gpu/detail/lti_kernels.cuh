@@ -70,7 +70,8 @@ __global__ void __launch_bounds__(Threads)
       __syncthreads();
       for (int j = 0; j < count; ++j) {
         const double2 la = s_log[j], step = s_step[j];
-        double2 p = cmul(s_coef[j], cexp(cscale(dl0, la)));
+        // Ā^0 = 1 even for Ā = 0 (log Ā = −inf, a bilinear step with ΔA = −2).
+        double2 p = l0 == 0 ? s_coef[j] : cmul(s_coef[j], cexp(cscale(dl0, la)));
 #pragma unroll
         for (int r = 0; r < Runs; ++r) {
           acc[r] += p.x;

@@ -15,7 +15,9 @@
 //   matrices    attention matrices per layer (inner components)
 // and the verdict the measurements support. It writes each operator's first
 // mixing matrix as .npy and PNG heatmap into the output folder and, with
-// --json, every number as JSON.
+// --json, every number as JSON. The operators are those of the registry
+// (mixlens/ops/registry.hpp); with --device cuda (a build with CUDA) every
+// operator is applied and materialized on the GPU through the same views.
 #include <mixlens/analysis/attention_count.hpp>
 #include <mixlens/analysis/attention_span.hpp>
 #include <mixlens/analysis/classify.hpp>
@@ -26,19 +28,10 @@
 #include <mixlens/detail/random.hpp>
 #include <mixlens/io/npy.hpp>
 #include <mixlens/io/png.hpp>
-#include <mixlens/ops/dss.hpp>
-#include <mixlens/ops/gss.hpp>
-#include <mixlens/ops/hyena.hpp>
-#include <mixlens/ops/linear_attention.hpp>
-#include <mixlens/ops/retnet.hpp>
-#include <mixlens/ops/rg_lru.hpp>
-#include <mixlens/ops/rwkv4.hpp>
-#include <mixlens/ops/s4.hpp>
-#include <mixlens/ops/s4d.hpp>
-#include <mixlens/ops/s5.hpp>
-#include <mixlens/ops/s6.hpp>
-#include <mixlens/ops/softmax_attention.hpp>
-#include <mixlens/ops/ssd.hpp>
+#include <mixlens/ops/registry.hpp>
+#ifdef MIXLENS_EXAMPLE_CUDA
+#include <mixlens/mixlens.cuh>
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -47,8 +40,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <map>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -60,14 +52,16 @@ using T = double;
 namespace {
 
 constexpr const char* usage_text =
-    "usage: operator_classes [options]\n"
+    "usage: 01_operator_classes [options]\n"
     "  --length L        sequence length (default 256)\n"
     "  --channels D      channels of the input (default 8)\n"
     "  --state N         state size of the SSMs, even (default 16)\n"
     "  --heads H         heads of the attention-like operators and SSD, dividing D (default 2)\n"
     "  --seed S          seed of the input and the initializations (default 0)\n"
-    "  --operators LIST  comma-separated keys, or 'all' (default); keys:\n"
-    "                    s4,s4d,dss,s5,gss,hyena,s6,ssd,rg_lru,rwkv4,retnet,linear_attention,softmax_attention\n"
+    "  --operators LIST  comma-separated registry keys, or 'all' (default); keys:\n"
+    "                    s4d,s4,dss,s5,gss,hyena,s6,mamba_block,causal_conv,ssd,rg_lru,rwkv4,retnet,\n"
+    "                    linear_attention,softmax_attention\n"
+    "  --device D        cpu (default) or cuda: where the operators are applied and materialized\n"
     "  --input FILE      the input x as a (D, L) .npy array instead of the seeded one\n"
     "  --out DIR         folder for the .npy and PNG matrices (default operator_classes_out)\n"
     "  --scale S         heatmap colour scale: log (|M| in decades, default) or linear\n"
@@ -82,15 +76,19 @@ struct options {
   std::filesystem::path out = "operator_classes_out", input, json;
   io::color_scale scale = io::color_scale::log_magnitude;
   index_t pixels = 512;
-  bool quiet = false;
+  bool quiet = false, cuda = false;
 };
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-const std::vector<std::string> all_keys = {"s4",  "s4d",   "dss",    "s5",     "gss",              "hyena",           "s6",
-                                           "ssd", "rg_lru", "rwkv4", "retnet", "linear_attention", "softmax_attention"};
+// The registry's keys, in its order.
+const std::vector<std::string> all_keys = [] {
+  std::vector<std::string> keys;
+  for_each_operator<T>([&](auto entry) { keys.emplace_back(decltype(entry)::key); });
+  return keys;
+}();
 
 // Standard normal entries from a platform-independent generator.
 matrix<T> seeded_normal(index_t rows, index_t cols, std::uint64_t seed) {
@@ -166,16 +164,66 @@ std::vector<std::pair<index_t, index_t>> representative_pairs(const V& v) {
   return pairs;
 }
 
+// Where the operators run: apply and materialize on the host, or on the device
+// through the same view (to_device, gpu::apply, gpu::materialize), results
+// copied back for the host-side instruments.
+template <class V>
+class runner {
+ public:
+  runner(const V& v, bool cuda) : host_(v) {
+#ifdef MIXLENS_EXAMPLE_CUDA
+    if (cuda) device_.emplace(gpu::to_device(v));
+#else
+    if (cuda) throw mixlens::error("--device cuda: this build has no CUDA backend");
+#endif
+  }
+  [[nodiscard]] matrix<T> apply(const matrix<T>& x) const {
+#ifdef MIXLENS_EXAMPLE_CUDA
+    if (device_) {
+      gpu::device_buffer<T> dx(x.size()), dy(host_.out_channels() * host_.length());
+      dx.upload(x.data());
+      gpu::apply(*device_, matrix_view<const T>(dx.data(), x.extent(0), x.extent(1)),
+                 matrix_view<T>(dy.data(), host_.out_channels(), host_.length()));
+      matrix<T> y(host_.out_channels(), host_.length());
+      MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
+      dy.download(y.data());
+      return y;
+    }
+#endif
+    return mix(host_, x.view());
+  }
+  void materialize(index_t o, index_t i, matrix<T>& m) const {
+#ifdef MIXLENS_EXAMPLE_CUDA
+    if (device_) {
+      const index_t L = host_.length();
+      if (!block_.size()) block_ = gpu::device_buffer<T>(L * L);
+      gpu::materialize(*device_, o, i, matrix_view<T>(block_.data(), L, L));
+      MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
+      block_.download(m.data());
+      return;
+    }
+#endif
+    host_.materialize(o, i, m.view());
+  }
+
+ private:
+  V host_;
+#ifdef MIXLENS_EXAMPLE_CUDA
+  std::optional<bound<V, gpu::device_storage>> device_;
+  mutable gpu::device_buffer<T> block_;
+#endif
+};
+
 // ‖apply(x) − M·x‖ / ‖M·x‖ over every channel.
 template <class V>
-double apply_error(const V& v, const matrix<T>& x) {
-  const auto fast = mix(v, x.view());
+double apply_error(const V& v, const runner<V>& run, const matrix<T>& x) {
+  const auto fast = run.apply(x);
   const index_t L = v.length();
   matrix<T> dense(v.out_channels(), L), block(L, L);
   for (index_t o = 0; o < v.out_channels(); ++o)
     for (index_t i = 0; i < v.in_channels(); ++i) {
       if (!operator_traits<V>::channel_mixing && o != i) continue;
-      v.materialize(o, i, block.view());
+      run.materialize(o, i, block);
       for (index_t t = 0; t < L; ++t) {
         double acc = 0;
         for (index_t s = 0; s <= t; ++s) acc += block(t, s) * x(i, s);
@@ -202,16 +250,18 @@ measurement measure(const std::string& key, Bind bind, const inputs& in, const o
   r.time_invariant = traits::time_invariant;
   r.channel_mixing = traits::channel_mixing;
   r.count = analysis::attention_count(v);
-  r.apply_error = apply_error(v, in.x);
+  const runner<V> run(v, opt.cuda), run0(view_of(op0), opt.cuda), run_plus(view_of(op_plus), opt.cuda),
+      run_minus(view_of(op_minus), opt.cuda);
+  r.apply_error = apply_error(v, run, in.x);
 
   const index_t L = v.length();
   matrix<T> m(L, L), m0(L, L), mp(L, L), mm(L, L);
   double span_sum = 0;
   for (auto [o, i] : representative_pairs(v)) {
-    v.materialize(o, i, m.view());
-    view_of(op0).materialize(o, i, m0.view());
-    view_of(op_plus).materialize(o, i, mp.view());
-    view_of(op_minus).materialize(o, i, mm.view());
+    run.materialize(o, i, m);
+    run0.materialize(o, i, m0);
+    run_plus.materialize(o, i, mp);
+    run_minus.materialize(o, i, mm);
     r.toeplitz = std::max(r.toeplitz, analysis::toeplitz_distance(m.view()));
     r.change = std::max(r.change, analysis::relative_change(m.view(), m0.view()));
     r.sensitivity = std::max(r.sensitivity, analysis::sensitivity(mp.view(), mm.view(), m.view(), in.eps));
@@ -238,72 +288,20 @@ measurement measure(const std::string& key, Bind bind, const inputs& in, const o
   return r;
 }
 
-using runner = std::function<measurement(const inputs&, const options&)>;
-
-// Every operator, initialized as its reference code does, with D channels and
-// state size N; head-based operators use H heads of D/H channels.
-std::map<std::string, runner> registry(const options& o) {
-  const index_t D = o.channels, N = o.state, H = o.heads, P = o.channels / o.heads, L = o.length;
-  const std::uint64_t seed = o.seed;
-  std::map<std::string, runner> r;
-  r["s4"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s4_mixer<T>::init(D, N, seed);
-    return measure("s4", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["s4d"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s4d_mixer<T>::init(D, N, s4d_init::lin, seed);
-    return measure("s4d", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["dss"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = dss_mixer<T>::init(D, N, dss_variant::exp, {.seed = seed});
-    return measure("dss", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["s5"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s5_mixer<T>::init(D, {.state_size = N, .seed = seed});
-    return measure("s5", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["gss"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = gss_mixer<T>::init(D, D, N, dss_variant::exp, {.seed = seed});
-    return measure("gss", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["hyena"] = [=](const inputs& in, const options& opt) {
-    hyena_config cfg;
-    cfg.d_model = D;
-    cfg.l_max = L;
-    cfg.order = 2;
-    cfg.seed = seed;
-    const auto mixer = hyena_mixer<T>::init(cfg);
-    return measure("hyena", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["s6"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = s6_mixer<T>::init(D, N, std::max<index_t>(1, (D + 15) / 16), seed);
-    return measure("s6", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["ssd"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = ssd_mixer<T>::init(H, P, N, seed);
-    return measure("ssd", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["rg_lru"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = rg_lru_mixer<T>::init(D, seed);
-    return measure("rg_lru", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["rwkv4"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = rwkv4_mixer<T>::init(D, seed, 1, 4);
-    return measure("rwkv4", [&](const matrix<T>& x) { return mixer.bind(x.view(), {.receptance = true}); }, in, opt);
-  };
-  r["retnet"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = retnet_mixer<T>::init(D, H, P, P, seed);
-    return measure("retnet", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["linear_attention"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = linear_attention_mixer<T>::init(D, H, P, P, seed);
-    return measure("linear_attention", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  r["softmax_attention"] = [=](const inputs& in, const options& opt) {
-    const auto mixer = softmax_attention_mixer<T>::init(D, H, P, P, seed);
-    return measure("softmax_attention", [&](const matrix<T>& x) { return mixer.bind(x.view()); }, in, opt);
-  };
-  return r;
+// Measures the registry operator `key`, initialized as its reference code does
+// with D channels and state size N; head-based operators use H heads of D/H channels.
+measurement measure_key(const std::string& key, const inputs& in, const options& o) {
+  const operator_options options{.channels = o.channels, .state = o.state, .heads = o.heads, .max_length = o.length,
+                                 .seed = o.seed};
+  std::optional<measurement> r;
+  for_each_operator<T>([&](auto entry) {
+    using E = decltype(entry);
+    if (r || E::key != key) return;
+    const auto mixer = E::init(options);
+    r = measure(key, [&](const matrix<T>& x) { return E::bind(mixer, x.view()); }, in, o);
+  });
+  if (!r) throw usage_error("unknown operator '" + key + "'");
+  return *r;
 }
 
 index_t parse_count(const std::string& option, const std::string& value, index_t lo, index_t hi) {
@@ -331,6 +329,13 @@ options parse(int argc, char** argv) {
     }
     if (arg == "--quiet") {
       o.quiet = true;
+      continue;
+    }
+    if (arg == "--device") {
+      if (i + 1 >= argc) throw usage_error("option --device needs a value");
+      const std::string value = argv[++i];
+      if (value != "cpu" && value != "cuda") throw usage_error("--device expects 'cpu' or 'cuda', got '" + value + "'");
+      o.cuda = value == "cuda";
       continue;
     }
     if (arg.rfind("--", 0) != 0) throw usage_error("unexpected argument '" + arg + "'");
@@ -421,13 +426,14 @@ void print_table(const std::vector<measurement>& ms, const options& o) {
                 static_cast<long long>(m.count.matrices), static_cast<long long>(m.count.inner), sci(m.apply_error).c_str(),
                 std::string(to_string(m.verdict)).c_str(), m.verdict == m.claimed ? "✓" : "✗ (differs)");
   }
-  std::printf("\nL = %lld, D = %lld, N = %lld, H = %lld, seed = %llu. Toeplitz: ‖M − Toeplitz(M)‖/‖M‖; Δ input: "
+  std::printf("\nL = %lld, D = %lld, N = %lld, H = %lld, seed = %llu, device %s. Toeplitz: ‖M − Toeplitz(M)‖/‖M‖; Δ input: "
               "‖M(x) − M(x₀)‖/‖M(x₀)‖;\n∂M: ‖∂M/∂x[δ]‖/‖M‖ with ‖δ‖ = ‖x‖; ratio rank: numerical rank of M(x) ∘/ M(x₀) on "
               "%lld×%lld blocks of the support\n(1 = diagonal data control, %lld = full);\nsemisep. rank: largest numerical rank of strictly lower blocks; span90: "
               "mean distance holding 90%% of a row's |mass|;\nmatrices: attention matrices per layer (inner components); "
               "apply err: fast path vs materialized matrix. Maxima over the matrices examined.\n",
               static_cast<long long>(o.length), static_cast<long long>(o.channels), static_cast<long long>(o.state),
-              static_cast<long long>(o.heads), static_cast<unsigned long long>(o.seed), static_cast<long long>(side),
+              static_cast<long long>(o.heads), static_cast<unsigned long long>(o.seed), o.cuda ? "cuda" : "cpu",
+              static_cast<long long>(side),
               static_cast<long long>(side), static_cast<long long>(side));
 }
 
@@ -481,7 +487,6 @@ int main(int argc, char** argv) {
       throw usage_error("--heads " + std::to_string(o.heads) + " must divide the " + std::to_string(o.channels) + " channels");
     std::filesystem::create_directories(o.out);
     const auto in = make_inputs(std::move(x), o.seed);
-    const auto ops = registry(o);
     std::vector<measurement> results;
     const auto start = std::chrono::steady_clock::now();
     for (std::size_t k = 0; k < o.operators.size(); ++k) {
@@ -491,7 +496,7 @@ int main(int argc, char** argv) {
                      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         std::fflush(stderr);
       }
-      results.push_back(ops.at(key)(in, o));
+      results.push_back(measure_key(key, in, o));
     }
     if (!o.quiet)
       std::fprintf(stderr, "\r%zu operators measured in %.1f s%-20s\n", results.size(),
@@ -501,10 +506,10 @@ int main(int argc, char** argv) {
     std::printf("\nmatrices (first block of each operator, %s scale) in %s/\n",
                 o.scale == io::color_scale::linear ? "linear" : "log-magnitude", o.out.string().c_str());
   } catch (const usage_error& e) {
-    std::fprintf(stderr, "operator_classes: %s (see --help)\n", e.what());
+    std::fprintf(stderr, "01_operator_classes: %s (see --help)\n", e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "\noperator_classes: error: %s\n", e.what());
+    std::fprintf(stderr, "\n01_operator_classes: error: %s\n", e.what());
     return 1;
   }
   return 0;
