@@ -1,6 +1,7 @@
 // LTI operators on the GPU: S4D and S4 kernels generated on the device against the
 // host kernels (double), the LTI apply against the host operator, and S5 by a
-// parallel scan against the host s5_operator.
+// parallel scan against the host s5_operator (device_s5 and the view's
+// gpu::apply run the same kernels).
 #define BOOST_TEST_MODULE gpu_lti
 #include <boost/test/unit_test.hpp>
 
@@ -13,6 +14,8 @@
 #include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/lti.cuh"
+#include "mixlens/gpu/operator.cuh"
+#include "mixlens/ops/s5/device.cuh"
 
 namespace {
 
@@ -293,6 +296,30 @@ BOOST_AUTO_TEST_CASE(s5_batch_and_policies) {
   d.apply(dx.data(), y2.data());
   MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
   BOOST_TEST(y1.to_host() == y2.to_host());
+}
+
+// gpu::apply on the device-resident view (ops/s5/device.cuh) and device_s5 share
+// s5_scan_apply with the same policy: the outputs agree bit for bit.
+BOOST_AUTO_TEST_CASE(s5_view_apply_is_device_s5) {
+  for (const bool conj : {true, false})
+    for (index_t L : {1, 7, 1000}) {
+      s5_init init;
+      init.state_size = 16;
+      init.conj_sym = conj;
+      init.seed = 70 + static_cast<std::uint64_t>(L);
+      const auto bound = s5_mixer<float>::init(6, init).bind(L);
+      const auto x = random_floats(static_cast<std::size_t>(6 * L), 71 + static_cast<std::uint64_t>(L));
+      gpu::device_buffer<float> dx(x), y1(6 * L), y2(6 * L);
+      y1.fill_bytes(0xff);
+      y2.fill_bytes(0xff);
+      gpu::device_s5 d(bound.view());
+      d.apply(dx.data(), y1.data());
+      const auto on_device = gpu::to_device(bound);
+      gpu::apply(on_device, matrix_view<const float>(dx.data(), 6, L), matrix_view<float>(y2.data(), 6, L));
+      MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
+      BOOST_TEST_INFO("L " << L << (conj ? " conj" : ""));
+      BOOST_TEST(y1.to_host() == y2.to_host());
+    }
 }
 
 BOOST_AUTO_TEST_CASE(errors) {
