@@ -47,23 +47,22 @@ struct host_backend {
   }
   void synchronize() const {}
 
-  // h (H × L): column t is the embedding row of tokens[t].
+  // h (L × H): row t is the embedding row of tokens[t].
   void embed(const array<index_t>& tokens, matrix_view<const T> embedding, T* h) const {
     const index_t L = static_cast<index_t>(tokens.size()), H = embedding.extent(1);
     for (index_t t = 0; t < L; ++t)
-      for (index_t i = 0; i < H; ++i) h[i * L + t] = embedding(tokens[static_cast<std::size_t>(t)], i);
+      std::copy_n(&embedding(tokens[static_cast<std::size_t>(t)], 0), H, h + t * H);
   }
 
-  // RMSNorm of every column of x (H × L): x / sqrt(mean(x²) + eps) · weight.
-  void rms_norm(const T* x, index_t H, index_t L, vector_view<const T> weight, double eps, T* out) const {
-    std::vector<double> ss(static_cast<std::size_t>(L), 0.0);
-    for (index_t i = 0; i < H; ++i)
-      for (index_t t = 0; t < L; ++t) ss[static_cast<std::size_t>(t)] += double(x[i * L + t]) * double(x[i * L + t]);
-    std::vector<T> scale(static_cast<std::size_t>(L));
-    for (index_t t = 0; t < L; ++t)
-      scale[static_cast<std::size_t>(t)] = static_cast<T>(1.0 / std::sqrt(ss[static_cast<std::size_t>(t)] / double(H) + eps));
-    for (index_t i = 0; i < H; ++i)
-      for (index_t t = 0; t < L; ++t) out[i * L + t] = x[i * L + t] * scale[static_cast<std::size_t>(t)] * weight[static_cast<std::size_t>(i)];
+  // RMSNorm of every row of x (rows × H): x / sqrt(mean(x²) + eps) · weight.
+  void rms_norm(const T* x, index_t rows, index_t H, vector_view<const T> weight, double eps, T* out) const {
+    for (index_t r = 0; r < rows; ++r) {
+      const T* xr = x + r * H;
+      double ss = 0;
+      for (index_t i = 0; i < H; ++i) ss += double(xr[i]) * double(xr[i]);
+      const T scale = static_cast<T>(1.0 / std::sqrt(ss / double(H) + eps));
+      for (index_t i = 0; i < H; ++i) out[r * H + i] = xr[i] * scale * weight[static_cast<std::size_t>(i)];
+    }
   }
 
   // C (m × n) = op(A) · op(B) + beta·C, row-major, op(A) (m × k), op(B) (k × n);
@@ -79,6 +78,12 @@ struct host_backend {
         const T v = mixlens::detail::dot(a + i * k, b + j * k, k);
         c[i * n + j] = beta == T(0) ? v : beta * c[i * n + j] + v;
       }
+  }
+
+  // data (rows × cols) += bias[col].
+  void add_column_bias(T* data, vector_view<const T> bias, index_t rows, index_t cols) const {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t c = 0; c < cols; ++c) data[r * cols + c] += bias[static_cast<std::size_t>(c)];
   }
 
   // data (rows × cols) += bias[row].

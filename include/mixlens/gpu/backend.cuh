@@ -98,20 +98,28 @@ inline unsigned model_blocks(index_t work) {
   for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < (n); k += index_t(gridDim.x) * blockDim.x)
 
 __global__ void embed_kernel(const index_t* tokens, const float* embedding, float* h, index_t L, index_t H) {
-  MIXLENS_GRID_STRIDE(k, L * H) {
-    const index_t i = k / L, t = k % L;
-    h[k] = embedding[tokens[t] * H + i];
-  }
+  MIXLENS_GRID_STRIDE(k, L * H) h[k] = embedding[tokens[k / H] * H + k % H];
 }
 
-// One thread per column t of x (H × L): coalesced across the warp.
-__global__ void rms_norm_kernel(const float* x, index_t H, index_t L, const float* weight, float eps, float* out) {
-  MIXLENS_GRID_STRIDE(t, L) {
-    float ss = 0;
-    for (index_t i = 0; i < H; ++i) ss += x[i * L + t] * x[i * L + t];
-    const float scale = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
-    for (index_t i = 0; i < H; ++i) out[i * L + t] = x[i * L + t] * scale * weight[i];
-  }
+// One block per row of x (rows × H): x / sqrt(mean(x²) + eps) · weight.
+__global__ void __launch_bounds__(model_threads)
+    rms_norm_kernel(const float* x, index_t H, const float* weight, float eps, float* out) {
+  __shared__ float partial[model_threads / 32];
+  const float* xr = x + static_cast<index_t>(blockIdx.x) * H;
+  float* orow = out + static_cast<index_t>(blockIdx.x) * H;
+  float ss = 0;
+  for (index_t i = threadIdx.x; i < H; i += model_threads) ss += xr[i] * xr[i];
+  for (int o = 16; o > 0; o /= 2) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = ss;
+  __syncthreads();
+  float total = 0;
+  for (int w = 0; w < model_threads / 32; ++w) total += partial[w];
+  const float scale = 1.0f / sqrtf(total / static_cast<float>(H) + eps);
+  for (index_t i = threadIdx.x; i < H; i += model_threads) orow[i] = xr[i] * scale * weight[i];
+}
+
+__global__ void add_column_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
+  MIXLENS_GRID_STRIDE(k, rows * cols) data[k] += bias[k % cols];
 }
 
 __global__ void add_row_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
@@ -353,14 +361,20 @@ class device_backend {
         tokens.data(), embedding.data_handle(), h, L, H);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
-  void rms_norm(const float* x, index_t H, index_t L, vector_view<const float> weight, double eps, float* out) const {
-    detail::rms_norm_kernel<<<detail::model_blocks(L), detail::model_threads, 0, stream_>>>(
-        x, H, L, weight.data(), static_cast<float>(eps), out);
+  void rms_norm(const float* x, index_t rows, index_t H, vector_view<const float> weight, double eps,
+                float* out) const {
+    detail::rms_norm_kernel<<<detail::grid_size(rows), detail::model_threads, 0, stream_>>>(
+        x, H, weight.data(), static_cast<float>(eps), out);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const float* a, const float* b, float beta,
             float* c) const {
     blas_.gemm(stream_, trans_a, trans_b, m, n, k, a, b, beta, c);
+  }
+  void add_column_bias(float* data, vector_view<const float> bias, index_t rows, index_t cols) const {
+    detail::add_column_bias_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(
+        data, bias.data(), rows, cols);
+    MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void add_row_bias(float* data, vector_view<const float> bias, index_t rows, index_t cols) const {
     detail::add_row_bias_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(

@@ -141,11 +141,13 @@ template <class Backend, class T, class Observer>
     return matrix_view<const T>(buffer.data() + offset * L, rows, L);
   };
 
+  // The residual stream h and its norm are time-major (L × H): the norm reduces
+  // contiguous rows; every signal of the mixer is channel-major (D × L).
   be.embed(tok, m.embedding, h.data());
   for (index_t k = 0; k < m.num_layers(); ++k) {
     const mamba_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
-    be.rms_norm(h.data(), H, L, w.norm, cfg.norm_eps, hn.data());
-    be.gemm(false, false, 2 * D, L, H, w.in_proj.data_handle(), hn.data(), T(0), xz.data());  // xz = W_in·hn
+    be.rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
+    be.gemm(false, true, 2 * D, L, H, w.in_proj.data_handle(), hn.data(), T(0), xz.data());  // xz = W_in·hnᵀ
     if (!w.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.in_proj_bias, 2 * D, L);
     const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
     be.conv_silu(conv, w.conv_bias, xz.data(), u.data(), sigma.data());
@@ -164,12 +166,12 @@ template <class Backend, class T, class Observer>
     if constexpr (Backend::on_host) s.ssm().validate();  // Δ > 0, Re A < 0
 
     be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), u.data(), y.data());
-    be.gemm(false, false, H, L, D, w.out_proj.data_handle(), y.data(), T(1), h.data());  // h += W_out·y
-    if (!w.out_proj_bias.empty()) be.add_row_bias(h.data(), w.out_proj_bias, H, L);
+    be.gemm(true, true, L, H, D, y.data(), w.out_proj.data_handle(), T(1), h.data());  // h += yᵀ·W_outᵀ
+    if (!w.out_proj_bias.empty()) be.add_column_bias(h.data(), w.out_proj_bias, L, H);
     observe(static_cast<const mamba_layer_signals<T>&>(s));
   }
-  be.rms_norm(h.data(), H, L, m.norm_f, cfg.norm_eps, hn.data());
-  be.gemm(true, true, L, V, H, hn.data(), m.output_embedding.data_handle(), T(0), logits.data());  // hnᵀ·Eᵀ
+  be.rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
+  be.gemm(false, true, L, V, H, hn.data(), m.output_embedding.data_handle(), T(0), logits.data());  // hn·Eᵀ
   be.synchronize();
   return logits;
 }
@@ -201,8 +203,7 @@ template <class Backend, class T>
     auto bias_input = be.alloc(D * L);
     be.scale_rows(s.activation.data_handle(), s.conv_bias, bias_input.data(), D, L);
     be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), bias_input.data(), st.offset.data());
-    be.synchronize();  // bias_input goes away
-  }
+  }  // bias_input is freed in stream order (host: after the call), so no wait here
   return bound<mamba_block_operator<T>, mamba_unified_storage<T, array>>(std::move(st), [&](const auto& stored) {
     return mamba_block_operator<T>{s.ssm(s6_fold{.skip = true, .gate = true}), s.conv, s.activation,
                                    matrix_view<const T>(stored.offset.data(), D, L)};

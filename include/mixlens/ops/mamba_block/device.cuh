@@ -1,9 +1,9 @@
 // The unified Mamba block on the device (fp32, real state):
 //   apply                 the conv (gpu::detail::lti_apply), the activation factor,
 //                         then the S6 part through its fused scan
-//   materialize_channels  the S6 part's tiled α (with D and the gate), then the
-//                         conv and activation folded into every row by one block
-//                         per row, in place
+//   materialize_channels  the S6 part's tiled α, then D, the gate, the conv and
+//                         the activation folded into every row in one pass, one
+//                         block per row, in place
 // rows stay generic (mamba_block_operator::row).
 #pragma once
 
@@ -20,22 +20,28 @@ namespace detail {
 
 inline constexpr int block_fold_threads = 256;
 
-// Row t of channel d0 + c: r[s] = Σ_{lag < taps, s+lag ≤ t} r[s+lag]·σ[s+lag]·taps[lag].
-// Columns advance in block-wide steps; the entries a step reads beyond itself
-// belong to the next step, which writes them only after the barrier.
+// Row t of channel d0 + c, from the raw α in place, in one pass:
+//   r[s] = g_t·Σ_{lag < taps, s+lag ≤ t} (r[s+lag] + [s+lag = t]·D)·σ[s+lag]·taps[lag]
+// (D and the gate g may be null). Columns advance in block-wide steps; the entries
+// a step reads beyond itself belong to the next step, which writes them only
+// after the barrier.
 __global__ void __launch_bounds__(block_fold_threads)
-    mamba_block_fold_kernel(float* m, index_t L, const float* activation, const float* kernel, index_t taps) {
+    mamba_block_fold_kernel(float* m, index_t L, const float* activation, const float* kernel, index_t taps,
+                            const float* skip, const float* gate) {
   const index_t row = blockIdx.x, c = row / L, t = row % L;
   float* r = m + row * L;
   const float* sg = activation + c * L;
   const float* w = kernel + c * taps;
-  for (index_t s0 = 0; s0 < L; s0 += block_fold_threads) {
+  const float d = skip ? skip[c] : 0.0f, g = gate ? gate[c * L + t] : 1.0f;
+  // Entries right of the diagonal stay as α left them: zero.
+  for (index_t s0 = 0; s0 <= t; s0 += block_fold_threads) {
     const index_t s = s0 + threadIdx.x;
     float acc = 0;
     if (s <= t)
-      for (index_t lag = 0; lag < taps && s + lag <= t; ++lag) acc += r[s + lag] * sg[s + lag] * w[lag];
+      for (index_t lag = 0; lag < taps && s + lag <= t; ++lag)
+        acc += (r[s + lag] + (s + lag == t ? d : 0.0f)) * sg[s + lag] * w[lag];
     __syncthreads();
-    if (s < L) r[s] = acc;
+    if (s <= t) r[s] = acc * g;
     __syncthreads();
   }
 }
@@ -73,9 +79,11 @@ struct device_path<mamba_block_operator<float, float>> {
 
   static void materialize_channels(const view& op, index_t d0, index_t count, float* out, cudaStream_t stream) {
     const index_t L = op.length(), taps = op.conv.taps();
-    gpu::materialize_channels(op.ssm, d0, count, out, stream);
+    detail::s6_alpha_channels(op.ssm, d0, count, out, stream);  // α alone: D and the gate join the fold
+    const float* skip = op.ssm.skip.empty() ? nullptr : op.ssm.skip.data() + d0;
+    const float* gate = is_empty(op.ssm.gate) ? nullptr : op.ssm.gate.data_handle() + d0 * L;
     detail::mamba_block_fold_kernel<<<detail::grid_size(count * L), detail::block_fold_threads, 0, stream>>>(
-        out, L, op.activation.data_handle() + d0 * L, op.conv.kernel.data_handle() + d0 * taps, taps);
+        out, L, op.activation.data_handle() + d0 * L, op.conv.kernel.data_handle() + d0 * taps, taps, skip, gate);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
 };

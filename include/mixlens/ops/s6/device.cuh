@@ -52,6 +52,19 @@ hidden_attention_params<State> alpha_params(const s6_operator<float, State>& op,
   return p;
 }
 
+// The paper's α alone (no D, no gate) of channels [d0, d0 + count) into out
+// (count × L × L): the tiled kernel over runs of channels that share a group.
+template <class State>
+void s6_alpha_channels(const s6_operator<float, State>& op, index_t d0, index_t count, float* out,
+                       cudaStream_t stream) {
+  const index_t L = op.length(), per_group = op.in_channels() / op.groups();
+  for (index_t d = d0; d < d0 + count;) {
+    const index_t run = std::min(d0 + count, (op.group_of(d) + 1) * per_group) - d;
+    hidden_attention(alpha_params(op, d, run), out + (d - d0) * L * L, stream);
+    d += run;
+  }
+}
+
 // D and the gate folded into `rows` rows of each of channels [d0, d0 + count).
 template <class State>
 void s6_fold(const s6_operator<float, State>& op, index_t d0, index_t count, float* r, index_t rows,
@@ -95,15 +108,10 @@ struct device_path<s6_operator<float, State>> {
     materialize_channels(op, out, 1, m.data_handle(), stream);
   }
 
-  // The tiled α kernel over runs of channels that share a group, then D and the gate.
+  // The tiled α kernel, then D and the gate.
   static void materialize_channels(const view& op, index_t d0, index_t count, float* out, cudaStream_t stream) {
-    const index_t L = op.length(), per_group = op.in_channels() / op.groups();
-    for (index_t d = d0; d < d0 + count;) {
-      const index_t run = std::min(d0 + count, (op.group_of(d) + 1) * per_group) - d;
-      hidden_attention(detail::alpha_params(op, d, run), out + (d - d0) * L * L, stream);
-      d += run;
-    }
-    detail::s6_fold(op, d0, count, out, L, nullptr, stream);
+    detail::s6_alpha_channels(op, d0, count, out, stream);
+    detail::s6_fold(op, d0, count, out, op.length(), nullptr, stream);
   }
 
   static void rows(const view& op, index_t out, index_t in, vector_view<const index_t> positions,
