@@ -121,18 +121,9 @@ double check_host_device(const mamba_model<float>& m, const gpu::device_mamba_we
 }
 
 mamba_config random_config(index_t layers, bool biases) {
-  mamba_config c;
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.intermediate_size = 40;
-  c.state_size = 16;
-  c.conv_kernel = 4;
-  c.time_step_rank = 3;
-  c.num_layers = layers;
-  c.use_bias = biases;
-  c.use_conv_bias = biases;
-  c.tie_embeddings = !biases;
-  return c;
+  return {.vocab_size = 50, .hidden_size = 32, .state_size = 16, .intermediate_size = 40, .conv_kernel = 4,
+          .time_step_rank = 3, .num_layers = layers, .use_bias = biases, .use_conv_bias = biases,
+          .tie_embeddings = !biases};
 }
 
 std::vector<index_t> random_tokens(index_t L, index_t vocab, std::uint64_t seed) {

@@ -90,13 +90,8 @@ const std::vector<std::string> all_keys = [] {
   return keys;
 }();
 
-// Standard normal entries from a platform-independent generator.
-matrix<T> seeded_normal(index_t rows, index_t cols, std::uint64_t seed) {
-  detail::splitmix64 gen(seed);
-  matrix<T> m(rows, cols);
-  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = gen.normal();
-  return m;
-}
+// Standard normal entries from the platform-independent generator.
+matrix<T> seeded_normal(index_t rows, index_t cols, std::uint64_t seed) { return detail::normal_matrix<T>(rows, cols, seed); }
 
 // The inputs every operator sees: x, a second input x₀, and x ± εδ.
 struct inputs {

@@ -117,13 +117,6 @@ struct gated_recurrence_mixer {
   }
 };
 
-matrix<double> normal(index_t rows, index_t cols, std::uint64_t seed) {
-  detail::splitmix64 rng(seed);
-  matrix<double> m(rows, cols);
-  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = rng.normal();
-  return m;
-}
-
 double max_diff(const matrix<double>& p, const matrix<double>& q) {
   double e = 0;
   for (index_t i = 0; i < p.size(); ++i) e = std::fmax(e, std::abs(p.data()[i] - q.data()[i]));
@@ -139,7 +132,7 @@ struct gated_recurrence_entry {
 
 int main() {
   const index_t D = 4, L = 200;
-  const auto x = normal(D, L, 1), x0 = normal(D, L, 2);
+  const auto x = detail::normal_matrix<double>(D, L, 1), x0 = detail::normal_matrix<double>(D, L, 2);
   const auto mixer = gated_recurrence_entry::init(D, 7);
   const auto op = gated_recurrence_entry::bind(mixer, x.view());
 

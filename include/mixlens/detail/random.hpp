@@ -53,4 +53,13 @@ void uniform_fill(tensor<T, Rank>& m, std::uint64_t seed, double bound) {
   for (index_t i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(rng.uniform(-bound, bound));
 }
 
+// A (rows × cols) matrix of standard normal entries.
+template <class T>
+[[nodiscard]] matrix<T> normal_matrix(index_t rows, index_t cols, std::uint64_t seed) {
+  splitmix64 rng(seed);
+  matrix<T> m(rows, cols);
+  for (index_t i = 0; i < m.size(); ++i) m.data()[i] = static_cast<T>(rng.normal());
+  return m;
+}
+
 }  // namespace mixlens::detail
