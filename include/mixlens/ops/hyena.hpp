@@ -27,6 +27,7 @@
 #include "mixlens/detail/hyena_filter.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
+#include "mixlens/ops/causal_conv.hpp"
 
 namespace mixlens {
 
@@ -353,25 +354,28 @@ class hyena_mixer {
     validate(where);
     const index_t D = cfg_.d_model, N = cfg_.order, L = u.extent(1), W = (N + 1) * D, K = cfg_.short_filter_order;
     hyena_storage<T> st{tensor<T, 3>(N, D, L), matrix<T>(D, L), filter(L)};
-    std::vector<T> z(static_cast<std::size_t>(L));
+    // in_proj, then the depthwise short conv (cross-correlation with K−1 zeros of
+    // left padding: tap q of PyTorch's weight is lag K−1−q) as the library's one
+    // causal convolution.
+    matrix<T> z(W, L), zc(W, L), taps(W, K);
     for (index_t j = 0; j < W; ++j) {
       for (index_t t = 0; t < L; ++t) {
         T acc = w_.in_proj_bias[static_cast<std::size_t>(j)];
         for (index_t i = 0; i < D; ++i) acc += w_.in_proj_weight(j, i) * u(i, t);
-        z[static_cast<std::size_t>(t)] = acc;
+        z(j, t) = acc;
       }
+      for (index_t q = 0; q < K; ++q) taps(j, K - 1 - q) = w_.short_filter_weight(j, q);
+    }
+    const causal_conv_operator<T, short_conv_kind> conv(taps.view(), {}, L);
+    conv.apply(z.view(), zc.view());
+    for (index_t j = 0; j < W; ++j)
       for (index_t t = 0; t < L; ++t) {
-        T acc = w_.short_filter_bias[static_cast<std::size_t>(j)];
-        for (index_t q = 0; q < K; ++q) {
-          const index_t s = t + q - (K - 1);  // cross-correlation with K−1 zeros of left padding
-          if (s >= 0) acc += w_.short_filter_weight(j, q) * z[static_cast<std::size_t>(s)];
-        }
+        const T acc = zc(j, t) + w_.short_filter_bias[static_cast<std::size_t>(j)];
         if (j < N * D)
           st.gates(j / D, j % D, t) = acc;
         else
           st.value(j - N * D, t) = acc;
       }
-    }
     return bound_hyena<T>(std::move(st), [](const hyena_storage<T>& s) {
       return hyena_operator<T>(s.gates.view(), s.filters.k.view(), s.filters.bias.view());
     });
