@@ -17,6 +17,7 @@
 #include "mixlens/ops/causal_conv.hpp"
 #include "mixlens/ops/rg_lru.hpp"
 #include "mixlens/ops/rwkv4.hpp"
+#include "mixlens/ops/s5.hpp"
 #include "mixlens/ops/s6.hpp"
 #include "mixlens/ops/softmax_attention.hpp"
 #include "mixlens/ops/ssd.hpp"
@@ -265,6 +266,13 @@ BOOST_AUTO_TEST_CASE(attention_counts) {
   auto cs = analysis::attention_count(ssd.bind(x.view()));
   BOOST_TEST(cs.matrices == 3);
   BOOST_TEST(cs.inner == 3 * N);
+  // S5 mixes channels: D² blocks, each a sum over its stored states (before, its
+  // view named them states() and the inner count silently equalled the blocks).
+  auto s5 = s5_mixer<double>::init(D, {.state_size = 8});
+  auto c5 = analysis::attention_count(s5.bind(L));
+  BOOST_TEST(c5.matrices == D * D);
+  BOOST_TEST(c5.inner == D * D * s5.bind(L)->states());
+  BOOST_TEST(s5.bind(L)->states() == 4);  // 8 states, conjugate pairs stored once
   auto kernel = testing::random_matrix<double>(D, 3, 4);
   BOOST_TEST(analysis::attention_count(causal_conv_operator<double, short_conv_kind>(kernel.view(), {}, L)).matrices == D);
   // Mamba-130m (d_model 768, expand 2, N 16) against a 12-head transformer layer.

@@ -90,6 +90,8 @@ struct s5_operator {
   [[nodiscard]] MIXLENS_HD index_t in_channels() const { return b_bar.extent(1); }
   [[nodiscard]] MIXLENS_HD index_t out_channels() const { return c_tilde.extent(0); }
   [[nodiscard]] MIXLENS_HD index_t states() const { return static_cast<index_t>(lambda_bar.size()); }
+  // The name every state-space view uses (analysis::attention_count reads it).
+  [[nodiscard]] MIXLENS_HD index_t state_size() const { return states(); }
 
   template <class F>
   void for_each_view(F&& f) {
