@@ -19,7 +19,7 @@ using namespace mixlens;
 // ---- ssd -------------------------------------------------------------------
 // Mamba-2 SSD on the device through the generic path (View::row, one thread per
 // row): the shared oracle body, then host ≡ device, over odd lengths and L = 1,
-// with the initialization examples/operator_classes binds.
+// with the initialization examples/01_operator_classes binds.
 namespace ssd_variants {
 
 BOOST_AUTO_TEST_SUITE(ssd_device, *testing::requires_device())
@@ -43,7 +43,7 @@ BOOST_AUTO_TEST_SUITE_END()
 // ---- rwkv4 -----------------------------------------------------------------
 // RWKV-4 time mixing on the device through the generic path (View::row, one thread per
 // row): the shared oracle body, then host ≡ device, over odd lengths and L = 1,
-// with the initialization examples/operator_classes binds.
+// with the initialization examples/01_operator_classes binds.
 namespace rwkv4_variants {
 
 BOOST_AUTO_TEST_SUITE(rwkv4_device, *testing::requires_device())
@@ -104,7 +104,7 @@ BOOST_AUTO_TEST_SUITE_END()
 // ---- hyena -----------------------------------------------------------------
 // Hyena on the device: the shared oracle body through mixlens::gpu (every path
 // generic, from the in-place row), then host ≡ device, over odd lengths and
-// L = 1, in float and double, for order 2 (as examples/operator_classes) and 3.
+// L = 1, in float and double, for order 2 (as examples/01_operator_classes) and 3.
 namespace hyena_variants {
 
 namespace {
