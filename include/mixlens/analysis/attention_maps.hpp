@@ -151,7 +151,7 @@ template <class T>
 }
 
 enum class bidirectional_mode {
-  sum,     // F + flip(B): the whole bidirectional operator (DESIGN.md §1)
+  sum,     // F + flip(B): the whole bidirectional operator (forward and backward scans summed)
   mean,    // (F + flip(B)) / 2: for blocks that average the two directions
   splice,  // columns ≤ cls from F, columns > cls from flip(B), as the Vision
            // Mamba explanation code reads the CLS token's row
