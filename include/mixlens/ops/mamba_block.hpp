@@ -13,6 +13,7 @@
 #include <vector>
 #include <type_traits>
 
+#include "mixlens/backend.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
@@ -179,15 +180,10 @@ class mamba_block_mixer {
     const index_t D = ssm.channels(), M = in_proj.extent(1), L = input.extent(1);
     detail::check_equal(where, "input", "channels (extent 0)", M, input.extent(0));
     detail::check_positive(where, "input (length, extent 1)", L);
-    matrix<T> x(D, L), z(D, L);
-    for (index_t o = 0; o < 2 * D; ++o)
-      for (index_t t = 0; t < L; ++t) {
-        T acc = 0;
-        for (index_t i = 0; i < M; ++i) acc += in_proj(o, i) * input(i, t);
-        (o < D ? x(o, t) : z(o - D, t)) = acc;
-      }
+    matrix<T> xz(2 * D, L);  // the model code's projection: x rows [0, D), z rows [D, 2D)
+    host_backend<T>{}.gemm(false, false, 2 * D, L, M, in_proj.data(), input.data_handle(), T(0), xz.data());
     return bind_mamba_block(ssm, conv_weight.view(), vector_view<const T>(conv_bias.data(), conv_bias.size()),
-                            x.view(), z.view());
+                            matrix_view<const T>(xz.data(), D, L), matrix_view<const T>(xz.data() + D * L, D, L));
   }
 
   s6_mixer<T> ssm;
