@@ -41,10 +41,8 @@ class device_executor {
   template <class Op>
   matrix<T> apply(const Op& op, matrix_view<const T> x) const {
     const auto& v = view_of(op);
-    matrix<T> hx(x.extent(0), x.extent(1));
-    for (index_t i = 0; i < x.extent(0); ++i)
-      for (index_t t = 0; t < x.extent(1); ++t) hx(i, t) = x(i, t);
-    auto dx = upload(hx);
+    gpu::device_buffer<T> dx(x.size());  // x is a contiguous row-major view
+    if (x.size() > 0) dx.upload(x.data_handle());
     gpu::device_buffer<T> dy(v.out_channels() * v.length());
     dy.fill_bytes(0xff);
     gpu::apply(device_, matrix_view<const T>(dx.data(), x.extent(0), x.extent(1)),

@@ -77,14 +77,9 @@ void check_finite_blocks(const Backend& be, const Op& op, const typename Backend
     const index_t count = std::min(chunk, D - d0);
     be.materialize_channels(v, d0, count, block.data());
     const auto host = be.download(block.data(), count * LL);
-    const std::string at = mixlens::detail::find_non_finite(host.data(), {count, L, L});
-    if (!at.empty()) {
-      // Positions are those of the whole tensor: shift the channel index.
-      const std::size_t open = at.find('['), close = at.find(']');
-      const index_t c = std::stoll(at.substr(open + 1, close - open - 1));
-      mixlens::detail::fail(where, "a", "finite values",
-                            at.substr(0, open + 1) + std::to_string(d0 + c) + at.substr(close));
-    }
+    for (index_t c = 0; c < count; ++c)
+      if (const std::string at = mixlens::detail::find_non_finite(host.data() + c * LL, {L, L}); !at.empty())
+        mixlens::detail::fail(where, "a", "finite values", at + " of channel " + std::to_string(d0 + c));
   }
   mixlens::detail::fail(where, "a", "finite values", "a non-finite value");
 }

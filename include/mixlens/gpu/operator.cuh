@@ -161,12 +161,6 @@ template <class Op>
 using view_t = std::remove_cvref_t<decltype(view_of(std::declval<const Op&>()))>;
 
 template <class M>
-void check_contiguous(std::string_view where, std::string_view argument, const M& m) {
-  if (m.extent(0) > 0 && m.extent(1) > 0 && m.stride(0) != m.extent(1))
-    mixlens::detail::fail(where, argument, "a contiguous row-major matrix (row stride = columns)", m.stride(0));
-}
-
-template <class M>
 void require_data(std::string_view where, std::string_view argument, const M& m) {
   if (m.size() > 0 && !m.data_handle()) mixlens::detail::fail(where, argument, "a device pointer", "null");
 }
@@ -182,8 +176,6 @@ void apply(const Op& op, matrix_view<const typename detail::view_t<Op>::value_ty
   constexpr std::string_view where = "mixlens::gpu::apply";
   const View& v = view_of(op);
   mixlens::detail::check_apply_args(where, v, "x", x, y);
-  detail::check_contiguous(where, "x", x);
-  detail::check_contiguous(where, "y", y);
   detail::require_data(where, "x", x);
   detail::require_data(where, "y", y);
   if constexpr (requires { device_path<View>::apply(v, x, y, stream); }) {
@@ -210,7 +202,6 @@ void materialize(const Op& op, index_t out, index_t in, matrix_view<typename det
   constexpr std::string_view where = "mixlens::gpu::materialize";
   const View& v = view_of(op);
   mixlens::detail::check_materialize_args(where, v, out, in, m);
-  detail::check_contiguous(where, "m", m);
   detail::require_data(where, "m", m);
   if constexpr (requires { device_path<View>::materialize(v, out, in, m, stream); }) {
     device_path<View>::materialize(v, out, in, m, stream);
@@ -266,7 +257,6 @@ void materialize(const Op& op, matrix_view<typename detail::view_t<Op>::value_ty
   const index_t L = v.length();
   mixlens::detail::check_equal(where, "m", "rows", v.out_channels() * L, m.extent(0));
   mixlens::detail::check_equal(where, "m", "columns", v.in_channels() * L, m.extent(1));
-  detail::check_contiguous(where, "m", m);
   detail::require_data(where, "m", m);
   detail::generic_full_kernel<<<detail::generic_grid(v.out_channels() * v.in_channels() * L),
                                 detail::generic_threads, 0, stream>>>(v, m.data_handle());
@@ -308,7 +298,6 @@ void rows(const Op& op, index_t out, index_t in, vector_view<const index_t> posi
     if (t < 0 || t >= L) mixlens::detail::fail(where, "positions", "positions in [0, " + std::to_string(L) + ")", t);
   mixlens::detail::check_equal(where, "r", "rows", count, r.extent(0));
   mixlens::detail::check_equal(where, "r", "columns", L, r.extent(1));
-  detail::check_contiguous(where, "r", r);
   detail::require_data(where, "r", r);
   if (count == 0) return;
   if constexpr (requires { device_path<View>::rows(v, out, in, positions, r, stream); })
