@@ -8,6 +8,27 @@ namespace {
 
 using namespace mixlens;
 
+// The straightforward baseline: one thread per element, N exps each, no
+// tiling. Benchmark-only, so it lives here rather than in the library.
+template <class Out>
+__global__ void alpha_naive_kernel(const float* delta, const double* cums, const float* a, const float* b,
+                                   const float* c, Out* out, index_t D, index_t L, index_t N, index_t G) {
+  const index_t total = D * L * L;
+  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
+       k += static_cast<index_t>(gridDim.x) * blockDim.x) {
+    const index_t j = k % L, i = (k / L) % L, d = k / (L * L);
+    const index_t g = d / (D / G);
+    float sum = 0;
+    if (j <= i) {
+      const float gap = static_cast<float>(cums[d * L + i] - cums[d * L + j]);
+      for (index_t n = 0; n < N; ++n)
+        sum += c[(g * N + n) * L + i] * __expf(a[d * N + n] * gap) * b[(g * N + n) * L + j];
+      sum *= delta[d * L + j];
+    }
+    out[k] = gpu::detail::from_float<Out>(sum);
+  }
+}
+
 struct inputs {
   index_t D, L, N = 16;
   gpu::device_buffer<float> delta, a, b, c;
@@ -44,7 +65,7 @@ void alpha_full_naive(benchmark::State& state) {
   const auto p = in.params();
   bench::time_launches(state, [&] {
     gpu::detail::cumsum_kernel<256><<<static_cast<unsigned>(D), 256>>>(p.delta, cums.data(), L);
-    gpu::detail::alpha_naive_kernel<<<132 * 16, 256>>>(p.delta, cums.data(), p.a, p.b, p.c, out.data(), D, L, p.state_size,
+    alpha_naive_kernel<<<132 * 16, 256>>>(p.delta, cums.data(), p.a, p.b, p.c, out.data(), D, L, p.state_size,
                                                        index_t(1));
     MIXLENS_CUDA_CHECK_LAUNCH();
   });

@@ -107,7 +107,7 @@ void gpu_rollout(benchmark::State& state) {
       if (form == attention_form::paper)
         analysis::aggregate_operator(be, s.ssm(), channel_reduction::mean, map.data(), mm);
       else
-        analysis::aggregate_operator(be, unified_operator(be, s), channel_reduction::mean, map.data(), mm);
+        analysis::aggregate_operator(be, unified_operator(be, s, {.offset = false}), channel_reduction::mean, map.data(), mm);
       roll.add(map.data());
       if (W == what::rollout_raw) {
         analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());

@@ -204,6 +204,10 @@ BOOST_AUTO_TEST_CASE(semiseparable_rank_known_values) {
   auto fr = analysis::semiseparable_rank(full.view(), {.splits = 0});
   BOOST_TEST(fr.rank == L / 2);
   BOOST_TEST(fr.split == L / 2 - 1);
+  // Capped blocks: the corner at the diagonal keeps the low-rank bound and caps the full rank.
+  BOOST_TEST(analysis::semiseparable_rank(m.view(), {.splits = 0, .max_block = 8}).rank == N);
+  BOOST_TEST(analysis::semiseparable_rank(full.view(), {.splits = 0, .max_block = 8}).rank == 8);
+  BOOST_TEST(analysis::semiseparable_rank(full.view(), {.splits = 0, .max_block = 100}).rank == L / 2);
   // S6 with real A and N states per channel: rank ≤ N.
   const index_t D = 1, S = 4;
   matrix<double> delta(D, L), a(D, S);
@@ -323,6 +327,7 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   testing::check_error([&] { (void)analysis::ratio_rank(sq.view(), sq.view(), {.block = 0}); }, {"'block'", "positive"});
   testing::check_error([&] { (void)analysis::semiseparable_rank(rect.view()); }, {"semiseparable_rank", "'m'"});
   testing::check_error([&] { (void)analysis::semiseparable_rank(sq.view(), {.splits = -1}); }, {"'splits'", "-1"});
+  testing::check_error([&] { (void)analysis::semiseparable_rank(sq.view(), {.max_block = -2}); }, {"'max_block'", "-2"});
   testing::check_error([&] { (void)analysis::attention_span(sq.view(), 1.5); }, {"'mass'", "(0, 1]", "1.5"});
   testing::check_error([&] { (void)analysis::numerical_rank(sq.view(), -1.0); }, {"'rel_tol'"});
 }

@@ -69,7 +69,7 @@ run_result run(const Backend& be, const Weights& w, const std::vector<index_t>& 
     if (form == attention_form::paper)
       analysis::aggregate_operator(be, s.ssm(), channel_reduction::mean, map.data(), minmax.data(), copy, chunk_bytes);
     else
-      analysis::aggregate_operator(be, unified_operator(be, s), channel_reduction::mean, map.data(), minmax.data(), copy,
+      analysis::aggregate_operator(be, unified_operator(be, s, {.offset = false}), channel_reduction::mean, map.data(), minmax.data(), copy,
                                    chunk_bytes);
     analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
     raw_average.add(raw.data());

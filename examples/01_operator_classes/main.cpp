@@ -10,7 +10,8 @@
 //   Δ input     ‖M(x) − M(x₀)‖/‖M(x₀)‖ for a second input x₀ (data dependence)
 //   ∂M          first-order sensitivity ‖∂M/∂x[δ]‖/‖M‖, ‖δ‖ = ‖x‖
 //   ratio rank  numerical rank of M(x) ∘/ M(x₀) on the support (1: diagonal control)
-//   semisep.    largest numerical rank of strictly lower blocks
+//   semisep.    largest numerical rank of strictly lower blocks (their corner
+//               of at most 256 × 256 at the diagonal)
 //   span90      mean distance holding 90% of a row's |mass|
 //   matrices    attention matrices per layer (inner components)
 // and the verdict the measurements support. It writes each operator's first
@@ -125,6 +126,9 @@ inputs make_inputs(matrix<T> x, std::uint64_t seed) {
 
 // Side of the blocks of the ratio test: a rank equal to it means a full-rank ratio.
 constexpr index_t ratio_block = 32;
+// Largest side of the semiseparable blocks examined (their corner at the
+// diagonal): keeps the SVDs small at long L; a full-rank operator reports it.
+constexpr index_t semiseparable_block = 256;
 
 struct measurement {
   std::string key, name;
@@ -264,7 +268,7 @@ measurement measure(const std::string& key, Bind bind, const inputs& in, const o
     r.ratio_rank = std::max(r.ratio_rank, rr.rank);
     r.ratio_blocks += rr.blocks;
     r.ratio_sigma2 = std::max(r.ratio_sigma2, rr.second_singular);
-    r.semiseparable = std::max(r.semiseparable, analysis::semiseparable_rank(m.view(), {.splits = 3}).rank);
+    r.semiseparable = std::max(r.semiseparable, analysis::semiseparable_rank(m.view(), {.splits = 3, .max_block = semiseparable_block}).rank);
     const auto span = analysis::attention_span(m.view(), 0.9);
     span_sum += span.mass_distance;
     r.span_max = std::max(r.span_max, span.max_distance);
@@ -423,13 +427,14 @@ void print_table(const std::vector<measurement>& ms, const options& o) {
   }
   std::printf("\nL = %lld, D = %lld, N = %lld, H = %lld, seed = %llu, device %s. Toeplitz: ‖M − Toeplitz(M)‖/‖M‖; Δ input: "
               "‖M(x) − M(x₀)‖/‖M(x₀)‖;\n∂M: ‖∂M/∂x[δ]‖/‖M‖ with ‖δ‖ = ‖x‖; ratio rank: numerical rank of M(x) ∘/ M(x₀) on "
-              "%lld×%lld blocks of the support\n(1 = diagonal data control, %lld = full);\nsemisep. rank: largest numerical rank of strictly lower blocks; span90: "
+              "%lld×%lld blocks of the support\n(1 = diagonal data control, %lld = full);\nsemisep. rank: largest numerical rank of strictly lower blocks (corners of at most %lld × %lld); span90: "
               "mean distance holding 90%% of a row's |mass|;\nmatrices: attention matrices per layer (inner components); "
               "apply err: fast path vs materialized matrix. Maxima over the matrices examined.\n",
               static_cast<long long>(o.length), static_cast<long long>(o.channels), static_cast<long long>(o.state),
               static_cast<long long>(o.heads), static_cast<unsigned long long>(o.seed), o.cuda ? "cuda" : "cpu",
               static_cast<long long>(side),
-              static_cast<long long>(side), static_cast<long long>(side));
+              static_cast<long long>(side), static_cast<long long>(side), static_cast<long long>(semiseparable_block),
+              static_cast<long long>(semiseparable_block));
 }
 
 void write_json(const std::vector<measurement>& ms, const options& o) {

@@ -30,7 +30,7 @@ void analyse(const Backend& be, const mamba_weights<float>& w, const std::vector
   auto map = be.alloc(L * L);
   const auto logits = mamba_forward(be, w, std::span<const index_t>(tokens), [&](const mamba_layer_signals<float>& s) {
     // The layer's matrices: S6 alone (the paper's α) or the whole block (unified form).
-    if (unified) analysis::aggregate_operator(be, unified_operator(be, s), channel_reduction::mean, map.data());
+    if (unified) analysis::aggregate_operator(be, unified_operator(be, s, {.offset = false}), channel_reduction::mean, map.data());
     else analysis::aggregate_operator(be, s.ssm(), channel_reduction::mean, map.data());
     rollout.add(map.data());
     const auto e = check_reconstruction(be, s);

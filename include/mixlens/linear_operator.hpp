@@ -39,6 +39,19 @@ enum class data_control {
 template <class Op>
 struct operator_traits;
 
+// Optional structure that views declare by answering the call (detected, so a
+// new operator opts in by writing the accessor): the state size N behind each
+// matrix (S6: N terms per channel, SSD: N per head) and the number of heads
+// (the value channels of a head share one matrix).
+template <class Op>
+concept has_state_size = requires(const Op& op) {
+  { op.state_size() } -> std::convertible_to<index_t>;
+};
+template <class Op>
+concept has_heads = requires(const Op& op) {
+  { op.heads() } -> std::convertible_to<index_t>;
+};
+
 // The parts of the concept, named separately so that a compiler error says which
 // one is missing (e.g. "materializable<my_op>" was not satisfied).
 template <class Op>

@@ -248,7 +248,7 @@ results run_on(const Backend& be, const mamba_weights<float>& weights, const opt
       }
     };
     if (o.form == attention_form::paper) maps(s.ssm());
-    else maps(unified_operator(be, s));
+    else maps(unified_operator(be, s, {.offset = false}));
     mixlens::analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
     raw_average.add(raw.data());
     roll.add(map.data());

@@ -3,7 +3,6 @@
 // transformer layer).
 #pragma once
 
-#include <concepts>
 #include <type_traits>
 
 #include "mixlens/linear_operator.hpp"
@@ -26,9 +25,9 @@ template <class Op>
   using V = std::remove_cvref_t<decltype(v)>;
   attention_count_result out;
   if constexpr (operator_traits<V>::channel_mixing) out.matrices = v.out_channels() * v.in_channels();
-  else if constexpr (requires { { v.heads() } -> std::convertible_to<index_t>; }) out.matrices = v.heads();
+  else if constexpr (has_heads<V>) out.matrices = v.heads();
   else out.matrices = v.in_channels();
-  if constexpr (requires { { v.state_size() } -> std::convertible_to<index_t>; }) out.inner = out.matrices * v.state_size();
+  if constexpr (has_state_size<V>) out.inner = out.matrices * v.state_size();
   else out.inner = out.matrices;
   return out;
 }

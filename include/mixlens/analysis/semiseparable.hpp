@@ -3,6 +3,11 @@
 // (S6 per channel, SSD per head) has semiseparable rank ≤ N: the block factors
 // through the N-dimensional state at time r. Linear attention and retention
 // give ≤ the key width; softmax attention has no such bound.
+//
+// For long sequences `max_block` limits each examined block to its corner next
+// to the diagonal (rows r+1 … r+b, columns r+1−b … r): a sub-block's rank is at
+// most the block's, so a bound ≤ N is still tested, while a full-rank operator
+// reports b. That keeps the SVDs at b × b instead of (L/2) × (L/2).
 #pragma once
 
 #include <algorithm>
@@ -17,6 +22,7 @@ namespace mixlens::analysis {
 struct semiseparable_options {
   double rank_tol = 1e-10;  // σ_k > rank_tol·σ_1 (of that block) counts
   index_t splits = 7;       // split points r evenly spaced; 0 examines every r
+  index_t max_block = 0;    // side limit b of an examined block; 0: the whole block
 };
 
 struct semiseparable_result {
@@ -31,6 +37,7 @@ template <class T>
   detail::check_square(where, "m", m.extent(0), m.extent(0), m.extent(1));
   if (opt.splits < 0) detail::fail(where, "splits", "a count >= 0", opt.splits);
   if (!(opt.rank_tol >= 0)) detail::fail(where, "rank_tol", "a tolerance >= 0", opt.rank_tol);
+  if (opt.max_block < 0) detail::fail(where, "max_block", "a size >= 0", opt.max_block);
   const index_t L = m.extent(0);
   semiseparable_result out;
   if (L < 2) return out;
@@ -43,10 +50,12 @@ template <class T>
     }
   }
   for (index_t r : out.splits) {
-    // Rows r+1 … L−1, columns 0 … r.
-    matrix<double> copy(L - r - 1, r + 1);
-    for (index_t i = 0; i < copy.extent(0); ++i)
-      for (index_t j = 0; j < copy.extent(1); ++j) copy(i, j) = double(m(r + 1 + i, j));
+    // Rows r+1 … L−1, columns 0 … r (or their corner at the diagonal).
+    const index_t rows = opt.max_block > 0 ? std::min(L - r - 1, opt.max_block) : L - r - 1;
+    const index_t cols = opt.max_block > 0 ? std::min(r + 1, opt.max_block) : r + 1;
+    matrix<double> copy(rows, cols);
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t j = 0; j < cols; ++j) copy(i, j) = double(m(r + 1 + i, r + 1 - cols + j));
     const index_t rank = detail::rank_of(detail::jacobi_svd(copy.view()).s, opt.rank_tol);
     out.ranks.push_back(rank);
     if (rank > out.rank) {

@@ -22,10 +22,10 @@
 namespace mixlens::models {
 
 // The layer as the unified operator, on the host; `->offset` is the conv bias's
-// contribution (D × L).
+// contribution (D × L) unless options.offset is false.
 template <class T>
-[[nodiscard]] auto unified_operator(const mamba_layer_signals<T>& s) {
-  return unified_operator(host_backend<T>{}, s);
+[[nodiscard]] auto unified_operator(const mamba_layer_signals<T>& s, const unified_options& options = {}) {
+  return unified_operator(host_backend<T>{}, s, options);
 }
 
 // The layer's hidden attention, all channels: out is (D × L × L).
@@ -36,7 +36,7 @@ void layer_attention(const mamba_layer_signals<T>& s, attention_form form, tenso
   mixlens::detail::check_square(where, "out", s.length(), out.extent(1), out.extent(2));
   const host_backend<T> be;
   if (form == attention_form::paper) layer_attention(be, s, 0, s.channels(), out.data_handle());
-  else layer_attention(be, unified_operator(s), 0, s.channels(), out.data_handle());
+  else layer_attention(be, unified_operator(s, {.offset = false}), 0, s.channels(), out.data_handle());
 }
 
 template <class T>
@@ -53,7 +53,7 @@ template <class T>
   std::vector<T> r(static_cast<std::size_t>(s.length()));
   const vector_view<T> view(r.data(), r.size());
   if (form == attention_form::paper) s.ssm().row(d, d, t, view);
-  else unified_operator(s)->row(d, d, t, view);
+  else unified_operator(s, {.offset = false})->row(d, d, t, view);
   return r;
 }
 

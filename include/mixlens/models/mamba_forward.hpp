@@ -185,28 +185,36 @@ enum class attention_form { paper, unified };
 }
 
 // The layer as the unified operator (conv, activation factor, D and gate folded
-// in; mixlens/ops/mamba_block.hpp), its offset — the conv bias's contribution,
-// S6 (+D, gate) applied to σ ⊙ bias — computed by the backend.
+// in; mixlens/ops/mamba_block.hpp). Its offset — the conv bias's contribution,
+// S6 (+D, gate) applied to σ ⊙ bias — costs a scan over the layer, and only the
+// reconstruction needs it: maps and rows pass {.offset = false} and get an
+// operator whose ->offset is empty.
+struct unified_options {
+  bool offset = true;
+};
+
 template <class T, class Array>
 struct mamba_unified_storage {
   Array offset;
 };
 
 template <class Backend, class T>
-[[nodiscard]] auto unified_operator(const Backend& be, const mamba_layer_signals<T>& s) {
+[[nodiscard]] auto unified_operator(const Backend& be, const mamba_layer_signals<T>& s,
+                                    const unified_options& options = {}) {
   using array = typename Backend::template array<T>;
   const index_t D = s.channels(), L = s.length();
-  mamba_unified_storage<T, array> st{be.alloc(D * L)};
-  if (s.conv_bias.empty()) {
+  const index_t rows = options.offset ? D : 0, cols = options.offset ? L : 0;
+  mamba_unified_storage<T, array> st{be.alloc(rows * cols)};
+  if (options.offset && s.conv_bias.empty()) {
     be.fill(st.offset.data(), D * L, T(0));
-  } else {
+  } else if (options.offset) {
     auto bias_input = be.alloc(D * L);
     be.scale_rows(s.activation.data_handle(), s.conv_bias, bias_input.data(), D, L);
     be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), bias_input.data(), st.offset.data());
   }  // bias_input is freed in stream order (host: after the call), so no wait here
   return bound<mamba_block_operator<T>, mamba_unified_storage<T, array>>(std::move(st), [&](const auto& stored) {
     return mamba_block_operator<T>{s.ssm(s6_fold{.skip = true, .gate = true}), s.conv, s.activation,
-                                   matrix_view<const T>(stored.offset.data(), D, L)};
+                                   matrix_view<const T>(stored.offset.data(), rows, cols)};
   });
 }
 

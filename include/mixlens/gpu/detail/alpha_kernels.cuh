@@ -282,25 +282,4 @@ __global__ void __launch_bounds__(256) alpha_rows_kernel(const float* delta, con
   }
 }
 
-// The straightforward baseline for the benchmarks: one thread per element,
-// N exps each, no tiling.
-template <class Out>
-__global__ void alpha_naive_kernel(const float* delta, const double* cums, const float* a, const float* b,
-                                   const float* c, Out* out, index_t D, index_t L, index_t N, index_t G) {
-  const index_t total = D * L * L;
-  for (index_t k = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < total;
-       k += static_cast<index_t>(gridDim.x) * blockDim.x) {
-    const index_t j = k % L, i = (k / L) % L, d = k / (L * L);
-    const index_t g = d / (D / G);
-    float sum = 0;
-    if (j <= i) {
-      const float gap = static_cast<float>(cums[d * L + i] - cums[d * L + j]);
-      for (index_t n = 0; n < N; ++n)
-        sum += c[(g * N + n) * L + i] * __expf(a[d * N + n] * gap) * b[(g * N + n) * L + j];
-      sum *= delta[d * L + j];
-    }
-    out[k] = from_float<Out>(sum);
-  }
-}
-
 }  // namespace mixlens::gpu::detail
