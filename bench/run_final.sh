@@ -6,7 +6,10 @@
 #   benchmark of both; 01_operator_classes --device cuda; mixlens-attn --device
 #   cuda on the bundled checkpoint with its self-test and reference logits.
 #
-#   bench/run_final.sh <dir with bin/, lib/ and optionally old/> <output dir> [budget seconds, default 560]
+#   bench/run_final.sh <dir with bin/, lib/ and optionally old/> <output dir> [budget seconds, default 560] [steps]
+#
+# steps: a comma-separated subset of tests,bench,classes,attn (default: all), so
+# that one budget can be split over two runs.
 #
 # bin/ holds the GPU test binaries (*_test), mixlens_gpu_bench, mixlens_mamba_bench,
 # 01_operator_classes and mixlens-attn built for sm_90; old/ the two benchmark
@@ -17,6 +20,8 @@ set -u -o pipefail
 CARRY=$(cd "${1:?carry dir}" && pwd)
 OUT=$(mkdir -p "${2:?output dir}" && cd "$2" && pwd)
 BUDGET=${3:-560}
+STEPS=,${4:-tests,bench,classes,attn},
+step() { [[ $STEPS == *,$1,* ]]; }
 BIN=$CARRY/bin
 START=$(date +%s)
 left() { echo $((BUDGET - ($(date +%s) - START))); }
@@ -32,6 +37,7 @@ git log --oneline -1 2>/dev/null
 for b in "$BIN"/* "$CARRY"/old/*; do [ -f "$b" ] && ldd "$b" | grep "not found" | sed "s|^|$(basename "$b"): |"; done
 status=0
 
+if step tests; then
 stamp "GPU tests and memory checks (side by side)"
 tests=$(cd "$BIN" && ls *_test)
 pids=()
@@ -57,7 +63,9 @@ done
 for t in $tests; do echo "#### $t"; cat "$OUT/$t.log"; echo "#### memcheck $t"; tail -20 "$OUT/memcheck-$t.log"; done \
   > "$OUT/h200-tests.txt"
 rm -f "$OUT"/*_test.log "$OUT"/memcheck-*.log
+fi
 
+if step bench; then
 FILTER='^(copy|s6_forward_fp32/|s6_forward_bf16/|alpha_full_fp32/|fftconv/1/768|scan<gpu::block_policy>/4096|concept_)'
 stamp "Google Benchmark: this build and the reference build, alternately"
 for round in 1 2; do
@@ -77,17 +85,24 @@ for which in new old; do
     --benchmark_out_format=json > /dev/null 2>> "$OUT/gbench.err" || status=1
 done
 
+fi
+
+if step classes; then
 stamp "01_operator_classes --device cuda"
 for L in 1024 4096; do
-  timeout "$(cap 120)" "$BIN/01_operator_classes" --device cuda --length $L --out /tmp/classes-$L \
+  timeout "$(cap $((L / 16 + 40)))" "$BIN/01_operator_classes" --device cuda --length $L --out /tmp/classes-$L \
     --json "$OUT/classes-cuda-$L.json" --quiet > "$OUT/classes-cuda-$L.md" 2>&1 || { echo "L=$L: rc=$?"; status=1; }
   tail -25 "$OUT/classes-cuda-$L.md"
 done
 
+fi
+
+if step attn; then
 stamp "mixlens-attn --device cuda"
 timeout "$(cap 60)" "$BIN/mixlens-attn" --model tests/data/mamba_demo --tokens-file tests/data/reference/mamba_demo/tokens_0.npy \
   --out /tmp/attn --device cuda --self-test --reference-logits tests/data/reference/mamba_demo/logits_0.npy --no-png \
   > "$OUT/attn-cuda.txt" 2>&1 || status=1
 cat "$OUT/attn-cuda.txt"
+fi
 stamp "done, status $status"
 exit $status
