@@ -8,7 +8,7 @@
 #
 #   bench/run_final.sh <dir with bin/, lib/ and optionally old/> <output dir> [budget seconds, default 560] [steps]
 #
-# steps: a comma-separated subset of tests,bench,classes,attn (default: all), so
+# steps: a comma-separated subset of tests,bench,mamba,classes,attn (default: all), so
 # that one budget can be split over two runs.
 #
 # bin/ holds the GPU test binaries (*_test), mixlens_gpu_bench, mixlens_mamba_bench,
@@ -20,7 +20,7 @@ set -u -o pipefail
 CARRY=$(cd "${1:?carry dir}" && pwd)
 OUT=$(mkdir -p "${2:?output dir}" && cd "$2" && pwd)
 BUDGET=${3:-560}
-STEPS=,${4:-tests,bench,classes,attn},
+STEPS=,${4:-tests,bench,mamba,classes,attn},
 step() { [[ $STEPS == *,$1,* ]]; }
 BIN=$CARRY/bin
 START=$(date +%s)
@@ -77,12 +77,17 @@ for round in 1 2; do
   done
 done
 
-stamp "Mamba model benchmark: this build and the reference build"
-for which in new old; do
-  exe=$BIN/mixlens_mamba_bench; [ $which = old ] && exe=$CARRY/old/mixlens_mamba_bench_old
-  [ -x "$exe" ] || continue
-  timeout "$(cap 120)" "$exe" --benchmark_filter=gpu_ --benchmark_out="$OUT/mamba-$which.json" \
-    --benchmark_out_format=json > /dev/null 2>> "$OUT/gbench.err" || status=1
+fi
+
+if step mamba; then
+stamp "Mamba model benchmark: this build and the reference build, alternately"
+for round in 1 2; do
+  for which in new old; do
+    exe=$BIN/mixlens_mamba_bench; [ $which = old ] && exe=$CARRY/old/mixlens_mamba_bench_old
+    [ -x "$exe" ] || continue
+    timeout "$(cap 120)" "$exe" --benchmark_filter=gpu_ --benchmark_out="$OUT/mamba-$which-$round.json" \
+      --benchmark_out_format=json > /dev/null 2>> "$OUT/gbench.err" || status=1
+  done
 done
 
 fi

@@ -6,6 +6,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -79,7 +81,7 @@ class device_executor {
 // The oracle on the device, then host ≡ device for apply, every sampled block
 // and rows of it, and the whole operator (when it is small).
 template <class Op>
-void check_host_device(const Op& op, matrix_view<const typename Op::value_type> x, double tol) {
+double check_host_device(const Op& op, matrix_view<const typename Op::value_type> x, double tol) {
   const auto& v = view_of(op);
   using V = std::remove_cvref_t<decltype(v)>;
   using traits = operator_traits<V>;
@@ -90,12 +92,15 @@ void check_host_device(const Op& op, matrix_view<const typename Op::value_type> 
   BOOST_TEST_CONTEXT(name << " on the device, L=" << L) { check_linear_operator(v, x, tol, dev); }
 
   const double apply_err = relative_error(dev.apply(v, x), host.apply(v, x));
+  double worst = apply_err;
+  const auto track = [&worst](double e) { worst = std::isnan(e) || std::isnan(worst) ? NAN : std::max(worst, e); };
   BOOST_TEST(apply_err <= tol, name << ": device apply vs host: " << apply_err << " at L=" << L);
   for (index_t o = 0; o < v.out_channels(); ++o)
     for (index_t i = 0; i < v.in_channels(); ++i) {
       if (!traits::channel_mixing && o != i) continue;
       if (traits::channel_mixing && (o + i) % 2 != 0) continue;  // sample pairs
       const double m_err = relative_error(dev.materialize(v, o, i), host.materialize(v, o, i));
+      track(m_err);
       BOOST_TEST(m_err <= tol, name << ": device block (" << o << "," << i << ") vs host: " << m_err << " at L=" << L);
     }
   const index_t O = v.out_channels(), I = v.in_channels();
@@ -106,8 +111,10 @@ void check_host_device(const Op& op, matrix_view<const typename Op::value_type> 
     const auto full = download(dm, O * L, I * L);
     const auto expected = materialize_full(v);
     const double f_err = relative_error(full, expected);
+    track(f_err);
     BOOST_TEST(f_err <= tol, name << ": device whole operator vs host: " << f_err << " at L=" << L);
   }
+  return worst;  // the largest host-vs-device error: apply, blocks, whole operator
 }
 
 }  // namespace mixlens::testing

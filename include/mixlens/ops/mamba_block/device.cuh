@@ -3,7 +3,7 @@
 //                         then the S6 part through its fused scan
 //   materialize_channels  the S6 part's tiled α, then D, the gate, the conv and
 //                         the activation folded into every row in one pass, one
-//                         block per row, in place
+//                         warp per row, in place
 // rows stay generic (mamba_block_operator::row).
 #pragma once
 
@@ -18,31 +18,34 @@ namespace mixlens::gpu {
 
 namespace detail {
 
-inline constexpr int block_fold_threads = 256;
+inline constexpr int block_fold_warps = 8;  // rows per block: one warp each
 
 // Row t of channel d0 + c, from the raw α in place, in one pass:
 //   r[s] = g_t·Σ_{lag < taps, s+lag ≤ t} (r[s+lag] + [s+lag = t]·D)·σ[s+lag]·taps[lag]
-// (D and the gate g may be null). Columns advance in block-wide steps; the entries
-// a step reads beyond itself belong to the next step, which writes them only
-// after the barrier.
-__global__ void __launch_bounds__(block_fold_threads)
-    mamba_block_fold_kernel(float* m, index_t L, const float* activation, const float* kernel, index_t taps,
-                            const float* skip, const float* gate) {
-  const index_t row = blockIdx.x, c = row / L, t = row % L;
+// (D and the gate g may be null). One warp per row, so that short rows leave
+// no threads idle and steps need only warp barriers: a step reads columns ≥ its
+// first and writes only its own 32 after the barrier, so what later steps read
+// is still α.
+__global__ void __launch_bounds__(block_fold_warps * 32)
+    mamba_block_fold_kernel(float* m, index_t rows, index_t L, const float* activation, const float* kernel,
+                            index_t taps, const float* skip, const float* gate) {
+  const index_t row = static_cast<index_t>(blockIdx.x) * block_fold_warps + threadIdx.x / 32;
+  if (row >= rows) return;  // the whole warp
+  const index_t lane = threadIdx.x % 32, c = row / L, t = row % L;
   float* r = m + row * L;
   const float* sg = activation + c * L;
   const float* w = kernel + c * taps;
   const float d = skip ? skip[c] : 0.0f, g = gate ? gate[c * L + t] : 1.0f;
   // Entries right of the diagonal stay as α left them: zero.
-  for (index_t s0 = 0; s0 <= t; s0 += block_fold_threads) {
-    const index_t s = s0 + threadIdx.x;
+  for (index_t s0 = 0; s0 <= t; s0 += 32) {
+    const index_t s = s0 + lane;
     float acc = 0;
     if (s <= t)
       for (index_t lag = 0; lag < taps && s + lag <= t; ++lag)
         acc += (r[s + lag] + (s + lag == t ? d : 0.0f)) * sg[s + lag] * w[lag];
-    __syncthreads();
+    __syncwarp();
     if (s <= t) r[s] = acc * g;
-    __syncthreads();
+    __syncwarp();
   }
 }
 
@@ -82,8 +85,10 @@ struct device_path<mamba_block_operator<float, float>> {
     detail::s6_alpha_channels(op.ssm, d0, count, out, stream);  // α alone: D and the gate join the fold
     const float* skip = op.ssm.skip.empty() ? nullptr : op.ssm.skip.data() + d0;
     const float* gate = is_empty(op.ssm.gate) ? nullptr : op.ssm.gate.data_handle() + d0 * L;
-    detail::mamba_block_fold_kernel<<<detail::grid_size(count * L), detail::block_fold_threads, 0, stream>>>(
-        out, L, op.activation.data_handle() + d0 * L, op.conv.kernel.data_handle() + d0 * taps, taps, skip, gate);
+    const index_t rows = count * L;
+    detail::mamba_block_fold_kernel<<<detail::grid_size((rows + detail::block_fold_warps - 1) / detail::block_fold_warps),
+                                      detail::block_fold_warps * 32, 0, stream>>>(
+        out, rows, L, op.activation.data_handle() + d0 * L, op.conv.kernel.data_handle() + d0 * taps, taps, skip, gate);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
 };
