@@ -18,10 +18,12 @@
 
 namespace mixlens::fuzz {
 
-// A file of this process that holds the input (readers that map or stat need a real file).
+// A file of this process that holds the input (readers that map or stat need a
+// real file); in memory where /dev/shm exists, as disk writeback slows every run.
 inline std::filesystem::path write_scratch(const std::uint8_t* data, std::size_t size, const char* ext) {
-  static const std::filesystem::path path =
-      std::filesystem::temp_directory_path() / ("mixlens-fuzz-" + std::to_string(::getpid()) + ext);
+  namespace fs = std::filesystem;
+  static const fs::path path = (fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path()) /
+                               ("mixlens-fuzz-" + std::to_string(::getpid()) + ext);
   std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data),
                                                                  static_cast<std::streamsize>(size));
   return path;

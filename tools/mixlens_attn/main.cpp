@@ -312,10 +312,12 @@ std::optional<double> available_memory() {
   return avail;
 }
 
-std::string gigabytes(double bytes) {
+std::string human_bytes(double bytes) {
   std::ostringstream os;
   os.precision(3);
-  os << bytes / 1e9 << " GB";
+  if (bytes < 1e6) os << bytes / 1e3 << " kB";
+  else if (bytes < 1e9) os << bytes / 1e6 << " MB";
+  else os << bytes / 1e9 << " GB";
   return os.str();
 }
 
@@ -335,12 +337,12 @@ void check_memory(const options& o, const mamba_config& c, index_t V, index_t L,
   if (needed <= *budget) return;
   const std::string source = o.max_memory ? "--max-memory" : "available memory (MemAvailable)";
   std::ostringstream os;
-  os << "the run needs about " << gigabytes(needed) << " of memory, more than the " << gigabytes(*budget) << " of "
+  os << "the run needs about " << human_bytes(needed) << " of memory, more than the " << human_bytes(*budget) << " of "
      << source << "; ";
   if (saving)
     os << "alpha_{k}.npy alone is D x L x L float32 = " << c.intermediate_size << " x " << L << " x " << L << " x 4 B = "
-       << gigabytes(alpha) << ": --save-alpha none keeps only the L x L maps (then about "
-       << gigabytes(chunk + signals) << ")";
+       << human_bytes(alpha) << ": --save-alpha none keeps only the L x L maps (then about "
+       << human_bytes(chunk + signals) << ")";
   else
     os << "use fewer tokens";
   os << (o.max_memory ? "" : ", or set the budget with --max-memory");
