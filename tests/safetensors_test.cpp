@@ -197,7 +197,7 @@ BOOST_AUTO_TEST_CASE(many_tensors_open_in_n_log_n) {
   const io::safetensors_file f(s.write("many.safetensors", header + "}", ""));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
   BOOST_TEST(f.tensors().size() == 80000u);
-  BOOST_TEST(seconds < 5.0);
+  BOOST_TEST(seconds < 10.0);
   // The earliest repeated key is still named.
   header += R"(, "t7": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]})";
   header += R"(, "t3": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}})";

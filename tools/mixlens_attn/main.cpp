@@ -16,6 +16,7 @@
 // 0 success, 1 a failure (bad model, tokens, output folder, not enough memory,
 // failed check, no usable GPU), 2 bad usage.
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -211,10 +212,14 @@ class output_folder {
     std::error_code ec;
     fs::create_directories(parent, ec);
     std::string pattern = (parent / ("." + out_.filename().string() + ".partial-XXXXXX")).string();
-    if (ec || !fs::is_directory(parent) || !::mkdtemp(pattern.data()))
-      throw mixlens::error("output folder '" + out_.string() + "' cannot be created" +
-                           (ec ? ": " + ec.message() : fs::is_directory(parent) ? ": " + std::string(std::strerror(errno)) : ""));
+    if (ec || !::mkdtemp(pattern.data()))
+      throw mixlens::error("output folder '" + out_.string() + "' cannot be created: " +
+                           (ec ? ec.message() : std::string(std::strerror(errno))));
     staging_ = pattern;
+    // mkdtemp makes the folder private (0700); outputs get the usual umask.
+    const ::mode_t mask = ::umask(0);
+    ::umask(mask);
+    fs::permissions(staging_, fs::perms::all & ~static_cast<fs::perms>(mask), ec);
   }
   output_folder(const output_folder&) = delete;
   output_folder& operator=(const output_folder&) = delete;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <new>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -242,7 +243,11 @@ inline npy_array read_npy(const std::filesystem::path& file) {
   if (count > held / element)
     detail::npy_fail(file, data_offset, "truncated data: shape and dtype need " + std::to_string(count) + " x " +
                                             std::to_string(element) + " bytes, the file holds " + std::to_string(held));
-  a.bytes.resize(static_cast<std::size_t>(count * element));
+  try {
+    a.bytes.resize(static_cast<std::size_t>(count * element));
+  } catch (const std::bad_alloc&) {
+    detail::npy_fail(file, data_offset, "out of memory for " + std::to_string(count * element) + " data bytes");
+  }
   if (!in.read(a.bytes.data(), static_cast<std::streamsize>(a.bytes.size())))
     detail::npy_fail(file, data_offset, "truncated data: expected " + std::to_string(a.bytes.size()) + " bytes");
   return a;

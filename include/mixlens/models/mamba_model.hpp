@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <new>
 #include <set>
 #include <span>
 #include <string>
@@ -104,10 +105,20 @@ inline const io::safetensors_tensor& checked_tensor(checkpoint_reader& f, const 
   return *t;
 }
 
+// make() allocates the tensor's buffer; running out of memory names the tensor.
+template <class F>
+auto allocate(const checkpoint_reader& f, const std::string& name, F&& make) {
+  try {
+    return make();
+  } catch (const std::bad_alloc&) {
+    throw error("Mamba checkpoint '" + f.path().string() + "': out of memory for tensor '" + name + "'");
+  }
+}
+
 template <class T>
 matrix<T> load_matrix(checkpoint_reader& f, const std::string& name, std::vector<index_t> shape) {
   const auto& t = checked_tensor(f, name, shape);
-  matrix<T> m(shape[0], shape.size() > 1 ? shape.back() : 1);
+  auto m = allocate(f, name, [&] { return matrix<T>(shape[0], shape.size() > 1 ? shape.back() : 1); });
   f.file.read(t, m.data());
   return m;
 }
@@ -115,7 +126,7 @@ matrix<T> load_matrix(checkpoint_reader& f, const std::string& name, std::vector
 template <class T>
 std::vector<T> load_vector(checkpoint_reader& f, const std::string& name, index_t n) {
   const auto& t = checked_tensor(f, name, {n});
-  std::vector<T> v(static_cast<std::size_t>(n));
+  auto v = allocate(f, name, [&] { return std::vector<T>(static_cast<std::size_t>(n)); });
   f.file.read(t, v.data());
   return v;
 }
