@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cmath>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -64,7 +65,13 @@ struct s6_operator {
   void validate() const {
     constexpr std::string_view where = "mixlens::s6_operator";
     const index_t D = in_channels(), L = length(), N = state_size();
-    const auto at = [](index_t i, index_t j) { return "[" + std::to_string(i) + "][" + std::to_string(j) + "]"; };
+    const auto at = [](index_t i, index_t j) {  // (piecewise: GCC 12 warns falsely on a + chain)
+      std::string s = "[";
+      s += std::to_string(i);
+      s += "][";
+      s += std::to_string(j);
+      return s += "]";
+    };
     for (index_t d = 0; d < D; ++d) {
       for (index_t n = 0; n < N; ++n) {
         if (!detail::is_finite(a(d, n))) detail::fail(where, "a", "finite values at " + at(d, n), a(d, n));

@@ -70,13 +70,19 @@ struct ssd_operator {
     // values are refused as such.
     for (index_t h = 0; h < heads(); ++h) {
       const T ah = a[static_cast<std::size_t>(h)];
-      const auto at = [&](std::string rest) { return "[" + std::to_string(h) + "]" + rest; };
-      if (!std::isfinite(ah)) detail::fail(where, "a", "finite values at " + at(""), ah);
-      if (!(ah <= T(0))) detail::fail(where, "a", "a <= 0 (no growth) at " + at(""), ah);
+      const auto at = [&](index_t t) {  // "[h]" or "[h][t]" (piecewise: GCC 12 warns falsely on a + chain)
+        std::string s = "[";
+        s += std::to_string(h);
+        s += "]";
+        if (t >= 0) (s += "[") += std::to_string(t) += "]";
+        return s;
+      };
+      if (!std::isfinite(ah)) detail::fail(where, "a", "finite values at " + at(-1), ah);
+      if (!(ah <= T(0))) detail::fail(where, "a", "a <= 0 (no growth) at " + at(-1), ah);
       for (index_t t = 0; t < length(); ++t) {
         const T dt = delta(h, t);
-        if (!std::isfinite(dt)) detail::fail(where, "delta", "finite values at " + at("[" + std::to_string(t) + "]"), dt);
-        if (!(dt >= T(0))) detail::fail(where, "delta", "delta >= 0 at " + at("[" + std::to_string(t) + "]"), dt);
+        if (!std::isfinite(dt)) detail::fail(where, "delta", "finite values at " + at(t), dt);
+        if (!(dt >= T(0))) detail::fail(where, "delta", "delta >= 0 at " + at(t), dt);
       }
     }
   }
