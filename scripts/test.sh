@@ -1,9 +1,43 @@
 #!/usr/bin/env bash
 # Builds everything (host tests, examples, CUDA targets when nvcc is present) and
 # runs the CPU test set. GPU tests run with: ctest --test-dir build -L gpu
+# Then, where clang++ is found, a sanitizer stage (docs/reliability.md): a clang
+# syntax check of every host header, an ASan + UBSan build of the I/O, model and
+# tool tests (MIXLENS_SANITIZE_TESTS=all: the whole CPU set), and each libFuzzer
+# harness for MIXLENS_FUZZ_SECONDS (default 20). MIXLENS_SANITIZE=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMIXLENS_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$(nproc)"
 ctest --test-dir build -L cpu --output-on-failure -j"$(nproc)"
+
+if [[ ${MIXLENS_SANITIZE:-1} == 0 ]]; then exit 0; fi
+clang=
+for c in clang++ clang++-14; do command -v "$c" >/dev/null && { clang=$c; break; }; done
+if [[ -z $clang ]]; then
+  echo "mixlens: clang++ not found: skipping the sanitizer and fuzz stage" >&2
+  exit 0
+fi
+
+# Every host header in one translation unit, through clang (GCC checks each alone).
+cccl=$(sed -n 's/^_libcudacxx_INCLUDE_DIR:[A-Z]*=//p' build/CMakeCache.txt)
+(cd include && find mixlens -name '*.hpp' | sort | sed 's/.*/#include "&"/') |
+  "$clang" -std=c++20 -fsyntax-only -Wall -Wextra -Iinclude ${cccl:+-isystem "$cccl"} -x c++ -
+
+sanitized=(io_test safetensors_test mamba_model_test mixlens-attn mixlens-test-set-nan)
+fuzzers=(fuzz_npy fuzz_json fuzz_safetensors fuzz_config fuzz_checkpoint mixlens-fuzz-seeds)
+# -O1 and line tables: the usual sanitizer settings, and the build stays short.
+cmake -S . -B build-asan -DCMAKE_CXX_COMPILER="$clang" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" -DMIXLENS_ENABLE_CUDA=OFF \
+  -DMIXLENS_BUILD_EXAMPLES=OFF -DMIXLENS_SANITIZE=ON -DMIXLENS_BUILD_FUZZERS=ON \
+  -DMIXLENS_FUZZ_SECONDS="${MIXLENS_FUZZ_SECONDS:-20}" >/dev/null
+if [[ ${MIXLENS_SANITIZE_TESTS:-} == all ]]; then
+  cmake --build build-asan -j"$(nproc)"
+  ctest --test-dir build-asan -L cpu --output-on-failure -j"$(nproc)"
+else
+  cmake --build build-asan -j"$(nproc)" --target "${sanitized[@]}" "${fuzzers[@]}"
+  ctest --test-dir build-asan -L cpu --output-on-failure -j"$(nproc)" \
+    -R '^(io_test|safetensors_test|mamba_model_test|mixlens_attn_test)$'
+fi
+ctest --test-dir build-asan -L fuzz --output-on-failure -j"$(nproc)"

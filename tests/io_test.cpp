@@ -1,10 +1,13 @@
 #define BOOST_TEST_MODULE io
 #include <boost/test/unit_test.hpp>
 
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <cmath>
 #include <filesystem>
 #include <fstream>
-
-#include <zlib.h>
+#include <optional>
 
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
@@ -122,4 +125,84 @@ BOOST_AUTO_TEST_CASE(png_log_scale_and_large_matrices) {
   const std::string png = slurp(scratch("big.png"));
   BOOST_TEST(be32(png, 20) == 1000u);  // 3000 rows averaged in blocks of 3
   testing::check_error([] { io::write_heatmap_png(scratch("e.png"), matrix_view<const float>(nullptr, 0, 3)); }, {"'m'", "non-empty"});
+}
+
+// ---- hardening: sizes and conversions are checked before anything is allocated -----
+
+namespace {
+// A .npy file with the given header dict (version 1, or 2 with a 4-byte length) and data.
+fs::path npy_with(const std::string& name, const std::string& dict, const std::string& data = "", int version = 1,
+                  std::optional<std::uint32_t> length = std::nullopt) {
+  std::string file("\x93NUMPY", 6);
+  file.push_back(static_cast<char>(version));
+  file.push_back('\0');
+  const std::uint32_t n = length.value_or(static_cast<std::uint32_t>(dict.size()));
+  for (int i = 0; i < (version == 1 ? 2 : 4); ++i) file.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  const fs::path p = scratch(name);
+  std::ofstream(p, std::ios::binary) << file << dict << data;
+  return p;
+}
+std::string dict_of(const std::string& descr, const std::string& shape) {
+  return "{'descr': '" + descr + "', 'fortran_order': False, 'shape': " + shape + ", }\n";
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(npy_shapes_are_checked) {
+  // Negative extents were accepted; (-1,) ended in vector::_M_default_append.
+  testing::check_error([] { io::read_npy(npy_with("neg2.npy", dict_of("<f4", "(-1, -1)"))); },
+                       {"neg2.npy", "malformed shape (-1, -1)", "non-negative"});
+  testing::check_error([] { io::read_npy(npy_with("neg1.npy", dict_of("<f4", "(-1,)"))); }, {"malformed shape (-1,)"});
+  testing::check_error([] { io::read_npy(npy_with("wrap.npy", dict_of("<f4", "(4611686018427387904, 4)"))); },
+                       {"wrap.npy", "more than 2^63 elements"});
+  testing::check_error([] { io::read_npy(npy_with("junk.npy", dict_of("<f4", "(3x, 2)"))); }, {"malformed shape"});
+  // A shape without parentheses threw std::out_of_range from substr.
+  testing::check_error([] { io::read_npy(npy_with("bare.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': 5}")); },
+                       {"malformed shape 5"});
+  testing::check_error([] { io::read_npy(npy_with("descr.npy", "{'descr': '', 'fortran_order': False, 'shape': ()}")); },
+                       {"malformed descr"});
+  const auto scalar = io::read_npy(npy_with("scalar.npy", dict_of("<f8", "()"), std::string(8, '\0')));
+  BOOST_TEST(scalar.shape.empty());
+  BOOST_TEST(scalar.as<double>().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(npy_sizes_are_checked_against_the_file_first) {
+  // 500 M int64 claimed by a tiny file: refused before 4 GB are allocated.
+  testing::check_error([] { io::read_npy(npy_with("claim.npy", dict_of("<i8", "(500000000,)"), "12345678")); },
+                       {"claim.npy", "truncated data", "500000000 x 8 bytes", "holds 8"});
+  // A v2 header may claim a 4 GiB header string.
+  testing::check_error([] { io::read_npy(npy_with("header.npy", dict_of("<f4", "(1,)"), "", 2, 0xfffffff0u)); },
+                       {"header.npy' at byte 8", "header length 4294967280", "exceeds"});
+}
+
+BOOST_AUTO_TEST_CASE(npy_integer_conversion_refuses_what_does_not_fit) {
+  const auto ints = [](const std::vector<double>& v) {
+    io::write_npy(scratch("conv.npy"), v.data(), {static_cast<index_t>(v.size())});
+    return io::read_npy(scratch("conv.npy")).as<std::int64_t>();
+  };
+  BOOST_TEST((ints({-3.0, 0.0, 9007199254740992.0}) == std::vector<std::int64_t>{-3, 0, 9007199254740992}));
+  // NaN and out-of-range values were cast with undefined behaviour.
+  testing::check_error([&] { ints({1.0, std::nan("")}); }, {"conv.npy", "element 1", "not a 64-bit integer"});
+  testing::check_error([&] { ints({1e300}); }, {"element 0", "not a 64-bit integer"});
+  testing::check_error([&] { ints({9223372036854775808.0}); }, {"element 0"});
+  testing::check_error([&] { ints({2.5}); }, {"element 0"});
+  const std::vector<std::int64_t> wide = {1, std::int64_t(1) << 40};
+  io::write_npy(scratch("wide.npy"), wide.data(), {2});
+  testing::check_error([] { (void)io::read_npy(scratch("wide.npy")).as<std::int32_t>(); }, {"element 1", "32-bit"});
+}
+
+BOOST_AUTO_TEST_CASE(inputs_must_be_regular_files) {
+  const fs::path fifo = scratch("fifo.npy");
+  fs::remove(fifo);
+  BOOST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // Opening a FIFO blocks until a writer appears: refused from its type.
+  testing::check_error([&] { io::read_npy(fifo); }, {"fifo.npy", "is not a regular file", "FIFO"});
+  testing::check_error([] { io::read_npy(scratch("")); }, {"is not a regular file", "directory"});
+}
+
+BOOST_AUTO_TEST_CASE(tensor_extents_whose_product_overflows_are_refused) {
+  // (2^62, 4) wrapped to 0 elements, then indexing wrote out of bounds.
+  testing::check_error([] { tensor<float, 2> t(index_t(1) << 62, 4); }, {"mixlens::tensor", "fits in 64 bits"});
+  testing::check_error([] { tensor<float, 3> t(index_t(1) << 31, index_t(1) << 32, 0); }, {"fits in 64 bits"});
+  testing::check_error([] { matrix<float> m(-1, 2); }, {"non-negative"});
+  BOOST_TEST(matrix<float>(0, 5).size() == 0);
 }

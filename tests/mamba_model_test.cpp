@@ -238,3 +238,79 @@ BOOST_AUTO_TEST_CASE(bad_tokens) {
   expect_error([&] { (void)mamba_forward(model, std::span<const index_t>(high)); }, "token 97 at position 1");
   expect_error([&] { (void)mamba_forward(model, std::span<const index_t>(negative)); }, "token -1 at position 0");
 }
+
+// ---- hardening: sizes, conversions, files, mismatches -----------------------------
+
+namespace {
+// A copy of `file` with extra empty F32 tensors in its header (the data are kept:
+// offsets are relative to the data start).
+void add_tensors(const fs::path& file, const std::vector<std::string>& names) {
+  const std::string bytes = read_text(file);
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes[static_cast<std::size_t>(i)]);
+  std::string header = "{";
+  for (const auto& name : names) header += "\"" + name + "\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [0, 0]}, ";
+  header += bytes.substr(9, n - 1);
+  std::ofstream out(file, std::ios::binary | std::ios::trunc);
+  for (int i = 0; i < 8; ++i) out.put(static_cast<char>((header.size() >> (8 * i)) & 0xff));
+  out << header << bytes.substr(8 + n);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(config_sizes_and_numbers_are_checked) {
+  // Padding INT64_MAX to a multiple of 8 returned a negative vocabulary.
+  expect_error([] { (void)parse_mamba_config(R"({"d_model": 4, "n_layer": 1, "vocab_size": 9223372036854775807,
+                                               "pad_vocab_size_multiple": 8})", "c.json"); },
+               "padded to a multiple of 8 exceeds 2^63");
+  // expand · d_model was cast to an integer unchecked (undefined out of range).
+  expect_error([] { (void)parse_mamba_config(R"({"d_model": 4, "n_layer": 1, "vocab_size": 5, "ssm_cfg": {"expand": 1e300}})"); },
+               "is not a positive size below 2^62");
+  expect_error([] { (void)parse_mamba_config(R"({"hidden_size": 4, "num_hidden_layers": 1, "vocab_size": 5, "expand": -2})"); },
+               "expand");
+  // Sizes whose products overflow.
+  expect_error([] { (void)parse_mamba_config(R"({"hidden_size": 4611686018427387904, "num_hidden_layers": 1,
+                                               "vocab_size": 5, "intermediate_size": 4})"); },
+               "exceeds 2^63");
+  // nlohmann's own exceptions leaked without the file or the field.
+  expect_error([] { (void)parse_mamba_config(R"({"hidden_size": 1e400})", "c.json"); }, "Mamba config 'c.json'");
+  expect_error([] { (void)parse_mamba_config(R"({"hidden_size": 18446744073709551615, "num_hidden_layers": 1,
+                                               "vocab_size": 5})"); },
+               "field 'hidden_size' must fit in 64 bits");
+  expect_error([] { (void)parse_mamba_config("{\"hidden_act\": \"\xff\"}", "c.json"); }, "c.json' at byte 17: malformed JSON");
+}
+
+BOOST_AUTO_TEST_CASE(config_and_weights_must_be_regular_files) {
+  scratch_model m("mamba_tied_fp32");
+  fs::remove(m.dir / "config.json");
+  fs::create_directory(m.dir / "config.json");  // was reported as malformed JSON
+  expect_error([&] { (void)load_mamba<float>(m.dir); }, "config.json' is not a regular file (it is a directory)");
+  fs::remove(m.dir / "config.json");
+  BOOST_REQUIRE(::mkfifo((m.dir / "config.json").c_str(), 0600) == 0);  // open() blocked forever
+  expect_error([&] { (void)load_mamba<float>(m.dir); }, "is not a regular file (it is a FIFO)");
+}
+
+BOOST_AUTO_TEST_CASE(stored_shapes_are_checked_before_allocation) {
+  // A config claiming 5·10^9 rows allocated 480 GB (bad_alloc) before the shape check.
+  scratch_model m("mamba_tied_fp32");
+  std::string text = read_text(m.dir / "config.json");
+  text.replace(text.find("\"vocab_size\": 97"), 16, "\"vocab_size\": 5000000000");
+  m.write_config(text);
+  expect_error([&] { (void)load_mamba<float>(m.dir); }, "has shape [97, 24], expected [5000000000, 24]");
+}
+
+BOOST_AUTO_TEST_CASE(layer_counts_must_agree_and_unused_tensors_are_listed) {
+  {  // fewer layers in the config: the first ones ran silently
+    scratch_model m("mamba_tied_fp32");
+    std::string text = read_text(m.dir / "config.json");
+    text.replace(text.find("\"num_hidden_layers\": 2"), 22, "\"num_hidden_layers\": 1");
+    m.write_config(text);
+    expect_error([&] { (void)load_mamba<float>(m.dir); }, "holds 2 layers (backbone.layers.1.*), but the config has 1 layers");
+  }
+  {
+    scratch_model m("mamba_tied_fp32");
+    add_tensors(m.dir / "model.safetensors", {"extra.weight", "backbone.layers.0.mixer.extra"});
+    const auto model = load_mamba<float>(m.dir);
+    BOOST_TEST((model.unused_tensors == std::vector<std::string>{"extra.weight", "backbone.layers.0.mixer.extra"}));
+    BOOST_TEST(load_mamba<float>(data_dir / "mamba_tied_fp32").unused_tensors.empty());
+  }
+}

@@ -16,7 +16,8 @@ set(failures 0)
 
 # expect(<name> <exit code> <regex matched against stdout+stderr> <args...>)
 function(expect name code regex)
-  execute_process(COMMAND ${TOOL} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  # (A timeout turns a hang, e.g. open() on a FIFO, into a failure.)
+  execute_process(COMMAND ${TOOL} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
   set(text "${out}${err}")
   if(NOT rc STREQUAL "${code}")
     message(SEND_ERROR "${name}: exit ${rc}, expected ${code}\n${text}")
@@ -244,6 +245,101 @@ endif()
 
 file(WRITE ${WORK}/a_file "not a folder")
 expect(unwritable_out 1 "output folder .* cannot be created" --model ${DATA}/mamba_tied_fp32 --tokens 1 --out ${WORK}/a_file/sub)
+
+# ---- hardening: inputs checked before any output; output that cannot lie ------------
+set(tied ${DATA}/mamba_tied_fp32)
+set(tied_tokens ${ref}/mamba_tied_fp32/tokens_2.npy)
+
+# A rerun with fewer layers left the earlier run's alpha_1.npy beside the new results.
+expect(rerun_all 0 "2 alpha_\\{k\\}.npy" --model ${tied} --tokens 3,17,5 --out ${WORK}/rerun --no-png)
+expect_files(rerun_all ${WORK}/rerun alpha_0.npy alpha_1.npy mixlens-attn.manifest)
+expect(rerun_fewer 0 "1 alpha_\\{k\\}.npy" --model ${tied} --tokens 3,17,5 --out ${WORK}/rerun --no-png --layers 0)
+expect_files(rerun_fewer ${WORK}/rerun alpha_0.npy logits.npy)
+expect_no_files(rerun_fewer ${WORK}/rerun alpha_1.npy)
+
+# A failure in a later layer left the earlier layers' files; now nothing is
+# written, and a former output at that path is kept as it was.
+expect(later_layer_fails 1 "error: layer ${last}: .*raw_attention"
+  --model ${WORK}/nan_x_proj --tokens-file ${demo_tokens} --out ${WORK}/failed --no-png)
+expect_no_files(later_layer_fails ${WORK} failed)
+expect(later_layer_fails_keeps 1 "error: layer ${last}: .*raw_attention"
+  --model ${WORK}/nan_x_proj --tokens-file ${demo_tokens} --out ${WORK}/rerun --no-png)
+expect_files(later_layer_fails_keeps ${WORK}/rerun alpha_0.npy logits.npy)
+file(GLOB staging LIST_DIRECTORIES true ${WORK}/.*.partial-*)
+if(staging)
+  message(SEND_ERROR "staging folders left behind: ${staging}")
+  math(EXPR failures "${failures} + 1")
+endif()
+
+# --reference-logits was read only after every output was written.
+expect(reference_missing 1 "cannot open npy file .*none.npy"
+  --model ${tied} --tokens-file ${tied_tokens} --out ${WORK}/refcheck --reference-logits ${WORK}/none.npy)
+expect(reference_dtype 1 "reference logits .*tokens_2.npy': dtype <i8, expected float32 or float64"
+  --model ${tied} --tokens-file ${tied_tokens} --out ${WORK}/refcheck --reference-logits ${tied_tokens})
+expect(reference_shape_expected 1 "shape does not match: \\(48, 256\\), expected \\(L, V\\) = \\(37, 97\\)"
+  --model ${tied} --tokens-file ${tied_tokens} --out ${WORK}/refcheck --reference-logits ${demo_logits})
+expect_no_files(reference_checked_first ${WORK} refcheck)
+
+# Never remove what mixlens-attn did not write: a folder of other files is refused.
+file(MAKE_DIRECTORY ${WORK}/user)
+file(WRITE ${WORK}/user/notes.txt "mine")
+expect(user_folder 1 "output folder .*user' is not empty and holds no mixlens-attn.manifest"
+  --model ${tied} --tokens 1 --out ${WORK}/user)
+expect_files(user_folder ${WORK}/user notes.txt)
+file(WRITE ${WORK}/rerun/notes.txt "mine")
+expect(user_file_in_output 1 "holds 'notes.txt', which no mixlens-attn run wrote"
+  --model ${tied} --tokens 1 --out ${WORK}/rerun)
+expect_files(user_file_in_output ${WORK}/rerun notes.txt alpha_0.npy)
+expect(out_is_a_file 1 "output folder .*a_file' exists and is not a folder" --model ${tied} --tokens 1 --out ${WORK}/a_file)
+
+# ---- hardening: silent mismatches -------------------------------------------------
+file(MAKE_DIRECTORY ${WORK}/fewer_layers)
+file(READ ${tied}/config.json tied_config)
+string(REPLACE "\"num_hidden_layers\": 2" "\"num_hidden_layers\": 1" fewer "${tied_config}")
+file(WRITE ${WORK}/fewer_layers/config.json "${fewer}")
+file(COPY ${tied}/model.safetensors DESTINATION ${WORK}/fewer_layers)
+expect(fewer_layers 1 "holds 2 layers \\(backbone.layers.1.\\*\\), but the config has 1 layers"
+  --model ${WORK}/fewer_layers --tokens 1 --out ${WORK}/x)
+
+file(MAKE_DIRECTORY ${WORK}/extra_tensor)
+file(COPY ${tied}/config.json DESTINATION ${WORK}/extra_tensor)
+execute_process(COMMAND ${SET_NAN} --add ${tied}/model.safetensors ${WORK}/extra_tensor/model.safetensors extra.weight
+  RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc STREQUAL "0")
+  message(FATAL_ERROR "mixlens_attn_test: cannot write extra_tensor: ${err}")
+endif()
+expect(extra_tensor_warns 0 "warning: model.safetensors holds 1 tensor\\(s\\) the model does not use: 'extra.weight' \\(--strict refuses them\\)"
+  --model ${WORK}/extra_tensor --tokens 1 --out ${WORK}/extra_out --no-png)
+expect(extra_tensor_strict 1 "error: model.safetensors holds 1 tensor\\(s\\) .*'extra.weight' \\(--strict\\)"
+  --model ${WORK}/extra_tensor --tokens 1 --out ${WORK}/x --strict)
+expect(strict_clean 0 "L = 1 tokens" --model ${tied} --tokens 1 --out ${WORK}/strict_out --no-png --strict)
+
+# ---- hardening: files that are not regular files ---------------------------------------
+file(MAKE_DIRECTORY ${WORK}/config_dir/config.json)
+file(COPY ${tied}/model.safetensors DESTINATION ${WORK}/config_dir)
+expect(config_is_a_folder 1 "config.json' is not a regular file \\(it is a directory\\)"
+  --model ${WORK}/config_dir --tokens 1 --out ${WORK}/x)
+find_program(MKFIFO mkfifo)
+if(MKFIFO)
+  file(MAKE_DIRECTORY ${WORK}/fifo_weights)
+  file(COPY ${tied}/config.json DESTINATION ${WORK}/fifo_weights)
+  execute_process(COMMAND ${MKFIFO} ${WORK}/fifo_weights/model.safetensors)
+  expect(weights_fifo 1 "model.safetensors' is not a regular file \\(it is a FIFO\\)"
+    --model ${WORK}/fifo_weights --tokens 1 --out ${WORK}/x)
+  file(MAKE_DIRECTORY ${WORK}/fifo_config)
+  file(COPY ${tied}/model.safetensors DESTINATION ${WORK}/fifo_config)
+  execute_process(COMMAND ${MKFIFO} ${WORK}/fifo_config/config.json)
+  expect(config_fifo 1 "config.json' is not a regular file \\(it is a FIFO\\)"
+    --model ${WORK}/fifo_config --tokens 1 --out ${WORK}/x)
+endif()
+
+# ---- --max-memory: a clear refusal before anything is allocated ----------------------
+expect(max_memory_refused 1 "the run needs about .* of memory, more than the 1.02 kB of --max-memory; alpha_\\{k\\}.npy alone is D x L x L float32 = 48 x 37 x 37 x 4 B = .*--save-alpha none"
+  --model ${tied} --tokens-file ${tied_tokens} --out ${WORK}/mem --max-memory 1K)
+expect_no_files(max_memory_refused ${WORK} mem)
+expect(max_memory_fits 0 "L = 37 tokens" --model ${tied} --tokens-file ${tied_tokens} --out ${WORK}/mem --max-memory 1.5G --no-png)
+expect(max_memory_bad 2 "--max-memory: expected a positive size like 8G" --model ${tied} --tokens 1 --out ${WORK}/x --max-memory 8X)
+expect(max_memory_zero 2 "--max-memory: expected a positive size" --model ${tied} --tokens 1 --out ${WORK}/x --max-memory 0)
 
 if(failures GREATER 0)
   message(FATAL_ERROR "mixlens_attn_test: ${failures} failure(s)")

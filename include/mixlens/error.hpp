@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -46,14 +47,58 @@ void check_positive(std::string_view where, std::string_view argument, const T& 
   if (!(actual > T(0))) fail(where, argument, "a positive value", actual);
 }
 
+// ---- sizes: every product of extents goes through these, so that a size read
+// from a file or a config cannot wrap around and allocate too little.
+
+// a · b for non-negative a and b, or nullopt when it exceeds int64.
+[[nodiscard]] constexpr std::optional<std::int64_t> product(std::int64_t a, std::int64_t b) {
+  if (a < 0 || b < 0 || (b != 0 && a > INT64_MAX / b)) return std::nullopt;
+  return a * b;
+}
+
+// The element count of `extents`, or nullopt when an extent is negative or the
+// product of the non-zero ones exceeds int64 (so that every stride fits too).
+template <class Range>
+[[nodiscard]] constexpr std::optional<std::int64_t> element_count(const Range& extents) {
+  std::int64_t nonzero = 1;
+  bool empty = false;
+  for (const auto e : extents) {
+    if (e < 0) return std::nullopt;
+    if (e == 0) empty = true;
+    else if (const auto p = product(nonzero, static_cast<std::int64_t>(e))) nonzero = *p;
+    else return std::nullopt;
+  }
+  return empty ? 0 : nonzero;
+}
+
+// a · b, or an error naming the argument when it exceeds int64.
+[[nodiscard]] inline std::int64_t checked_product(std::string_view where, std::string_view argument, std::int64_t a,
+                                                  std::int64_t b) {
+  if (const auto p = product(a, b)) return *p;
+  std::ostringstream os;
+  os << a << " x " << b;
+  fail(where, argument, "non-negative sizes whose product fits in 64 bits", os.str());
+}
+
+// The element count of `extents`, or an error naming the argument.
+template <class Range>
+[[nodiscard]] std::int64_t checked_element_count(std::string_view where, std::string_view argument,
+                                                 const Range& extents) {
+  if (const auto n = element_count(extents)) return *n;
+  std::ostringstream os;
+  os << '(';
+  for (const auto e : extents) os << e << ',';
+  os << ')';
+  fail(where, argument, "non-negative extents whose product fits in 64 bits", os.str());
+}
+
 // The first NaN or infinity of `data` (C order, extents `shape`) as
 // "NaN at [3][17]", or "" when every value is finite. Checks need it because
 // NaN compares false with everything: std::max and min / max scans drop it, so
 // a tolerance built on them passes on NaN.
 template <class T>
 [[nodiscard]] std::string find_non_finite(const T* data, std::initializer_list<std::int64_t> shape) {
-  std::int64_t n = 1;
-  for (std::int64_t e : shape) n *= e;
+  const std::int64_t n = checked_element_count("mixlens::detail::find_non_finite", "shape", shape);
   for (std::int64_t i = 0; i < n; ++i) {
     const T v = data[i];
     if (std::isfinite(v)) continue;

@@ -9,6 +9,8 @@
 #include <cuda/std/span>
 
 #include <array>
+#include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -39,11 +41,9 @@ class tensor {
   template <class... Extents>
     requires(sizeof...(Extents) == Rank)
   explicit tensor(Extents... extents) : extents_{static_cast<index_t>(extents)...} {
-    index_t size = 1;
-    for (index_t e : extents_) {
-      if (e < 0) detail::fail("mixlens::tensor", "extent", "a non-negative extent", e);
-      size *= e;
-    }
+    const index_t size = detail::checked_element_count("mixlens::tensor", "extents", extents_);
+    if (static_cast<std::uint64_t>(size) > data_.max_size())
+      detail::fail("mixlens::tensor", "extents", "at most " + std::to_string(data_.max_size()) + " elements", size);
     data_.assign(static_cast<std::size_t>(size), T{});
   }
 

@@ -103,7 +103,7 @@ BOOST_AUTO_TEST_CASE(device_arguments_are_checked) {
     for (index_t t = 0; t < 16; ++t) bad_delta(i, t) = delta(i, t);
   bad_delta(2, 3) = -1.0f;
   const s6_operator<float> bad_op(bad_delta.view(), op->a, op->b, op->c);
-  testing::check_error([&] { (void)gpu::to_device(bad_op); }, {"'delta'", "delta > 0 at [2][3]"});
+  testing::check_error([&] { (void)gpu::to_device(bad_op); }, {"'delta'", "delta >= 0 at [2][3]"});
 }
 
 BOOST_AUTO_TEST_CASE(to_host_round_trip) {

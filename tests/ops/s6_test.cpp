@@ -4,6 +4,7 @@
 #include <Eigen/Dense>
 
 #include <cmath>
+#include <limits>
 
 #include "common/oracles.hpp"
 #include "mixlens/ops/mamba_block.hpp"
@@ -300,13 +301,13 @@ BOOST_AUTO_TEST_CASE(bad_input_is_rejected_with_a_clear_message) {
   controls<double, double> ok(4, 3, 2, 10, 1);
   using op_t = s6_operator<double>;
   auto bad_delta = ok.delta;
-  bad_delta(1, 5) = 0.0;
+  bad_delta(1, 5) = -1.0;
   testing::check_error([&] { op_t(bad_delta.view(), ok.a.view(), ok.b.view(), ok.c.view()).validate(); },
-                       {"'delta'", "delta > 0 at [1][5]", "got 0"});
+                       {"'delta'", "delta >= 0 at [1][5]", "got -1"});
   auto bad_a = ok.a;
   bad_a(2, 1) = 0.5;
   testing::check_error([&] { op_t(ok.delta.view(), bad_a.view(), ok.b.view(), ok.c.view()).validate(); },
-                       {"'a'", "Re(A) < 0", "[2][1]", "0.5"});
+                       {"'a'", "Re(A) <= 0", "[2][1]", "0.5"});
   tensor<double, 3> b3(3, 3, 10), short_c(2, 3, 9);
   testing::check_error([&] { op_t(ok.delta.view(), ok.a.view(), b3.view(), ok.c.view()); },
                        {"'b'", "group count dividing the 4 channels", "got 3"});
@@ -339,4 +340,49 @@ BOOST_AUTO_TEST_CASE(bad_input_is_rejected_with_a_clear_message) {
   auto good = s6_mixer<double>::init(4, 3, 2, 1);
   testing::check_error([&] { (void)bind_mamba_block(good, w.view(), {}, u.view(), u.view()); },
                        {"conv_weight (taps, extent 1)", "got 0"});
+}
+
+// Δ = 0 (softplus underflows below about −104 in float) is a step without
+// update, A = −0 (−exp of a very negative A_log) a state without decay: valid
+// SSMs, formerly refused. Non-finite values are refused as such: with Δ = +inf,
+// alpha gave NaN (inf · 0) where alpha_row gave 0.
+BOOST_AUTO_TEST_CASE(zero_steps_and_zero_decay_are_valid_non_finite_values_are_not) {
+  controls<double, double> ctl(4, 3, 1, 10, 3);
+  ctl.delta(1, 5) = 0.0;
+  ctl.a(2, 1) = -0.0;
+  ctl.a(3, 0) = 0.0;
+  const auto op = ctl.view();
+  op.validate();
+  testing::check_linear_operator(op, testing::random_matrix<double>(4, 10, 5).view(), 1e-12);
+  matrix<double> m(10, 10);
+  std::vector<double> r(10);
+  for (index_t d = 0; d < 4; ++d) {
+    op.alpha(d, m.view());
+    for (index_t t = 0; t < 10; ++t) {
+      op.alpha_row(d, t, vector_view<double>(r));
+      for (index_t j = 0; j < 10; ++j) BOOST_TEST(std::abs(r[std::size_t(j)] - m(t, j)) <= 1e-12 * (1 + std::abs(m(t, j))));
+    }
+  }
+  op.alpha(1, m.view());
+  for (index_t t = 0; t < 10; ++t) BOOST_TEST(m(t, 5) == 0.0);  // Δ_5 = 0: input 5 enters nothing
+
+  // Through the mixer: dt_bias = −200 makes softplus exactly 0 in float.
+  auto mixer = s6_mixer<float>::init(4, 3, 2, 1);
+  for (auto& b : mixer.dt_bias) b = -200.0f;
+  matrix<float> u(4, 6);
+  for (index_t i = 0; i < u.size(); ++i) u.data()[i] = 0.1f * float(i % 7);
+  const auto bound = mixer.bind(u.view());
+  for (std::size_t i = 0; i < bound->delta.size(); ++i) BOOST_TEST(bound->delta.data_handle()[i] == 0.0f);
+
+  using op_t = s6_operator<double>;
+  for (double bad : {std::numeric_limits<double>::infinity(), std::nan("")}) {
+    auto delta = ctl.delta;
+    delta(2, 7) = bad;
+    testing::check_error([&] { op_t(delta.view(), ctl.a.view(), ctl.b.view(), ctl.c.view()).validate(); },
+                         {"'delta'", "finite values at [2][7]"});
+    auto a = ctl.a;
+    a(0, 2) = -bad;
+    testing::check_error([&] { op_t(ctl.delta.view(), a.view(), ctl.b.view(), ctl.c.view()).validate(); },
+                         {"'a'", "finite values at [0][2]"});
+  }
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "common/oracles.hpp"
 #include "mixlens/ops/ssd.hpp"
@@ -105,7 +106,7 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
   tensor<double, 3> b(1, 3, 4), c(1, 3, 4), c5(1, 3, 5), b3(3, 3, 4);
   auto view = [](const std::vector<double>& v) { return vector_view<const double>(v.data(), v.size()); };
   testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2).validate(); },
-                       {"'a'", "a < 0", "[1]", "0.5"});
+                       {"'a'", "a <= 0", "[1]", "0.5"});
   a[1] = -2;
   testing::check_error([&] { ssd_operator<double>(delta.view(), view(a1), b.view(), c.view(), 2); },
                        {"'a'", "size (= heads) = 2", "= 1"});
@@ -115,9 +116,22 @@ BOOST_AUTO_TEST_CASE(bad_inputs_throw) {
                        {"'b'", "dividing the 2 heads", "3"});
   testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2, {}, 0); },
                        {"chunk", "positive", "0"});
-  delta(1, 2) = 0;
+  delta(1, 2) = -0.5;
   testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2).validate(); },
-                       {"'delta'", "delta > 0 at [1][2]"});
+                       {"'delta'", "delta >= 0 at [1][2]"});
+  // Δ = 0 (no update) and a = 0 (no decay) are valid; non-finite values are refused as such.
+  delta(1, 2) = 0;
+  const std::vector<double> a0 = {0.0, a[1]};
+  const ssd_operator<double> zero(delta.view(), view(a0), b.view(), c.view(), 2);
+  zero.validate();
+  matrix<double> chunked(4, 4), recurrent(4, 4), u4(4, 4);
+  for (index_t i = 0; i < u4.size(); ++i) u4.data()[i] = 0.25 * double(i % 5) - 0.5;
+  zero.apply(u4.view(), chunked.view());
+  zero.apply_recurrent(u4.view(), recurrent.view());
+  BOOST_TEST(testing::relative_error(chunked.data(), recurrent.data(), chunked.size()) <= 1e-12);
+  delta(1, 2) = std::numeric_limits<double>::infinity();
+  testing::check_error([&] { ssd_operator<double>(delta.view(), view(a), b.view(), c.view(), 2).validate(); },
+                       {"'delta'", "finite values at [1][2]", "inf"});
   delta(1, 2) = 0.1;
   ssd_operator<double> op(delta.view(), view(a), b.view(), c.view(), 2);
   matrix<double> x(3, 4), y(4, 4);

@@ -6,6 +6,8 @@
 //       TENSOR set to NaN, at the offset the file's header gives
 //   mixlens-test-set-nan IN.npy OUT.npy INDEX
 //       the float32 / float64 array with element INDEX set to NaN
+//   mixlens-test-set-nan --add IN.safetensors OUT.safetensors TENSOR
+//       a copy with one more tensor TENSOR (empty, F32) that no model reads
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -55,6 +57,20 @@ void patch_safetensors(const fs::path& in, const fs::path& out, const std::strin
     throw mixlens::error("cannot write '" + out.string() + "'");
 }
 
+// The header gains an entry in front; data offsets are relative to the data, so
+// the data bytes stay as they are.
+void add_tensor(const fs::path& in, const fs::path& out, const std::string& name) {
+  std::ifstream src(in, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(src)), std::istreambuf_iterator<char>());
+  std::uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(bytes.at(static_cast<std::size_t>(i)));
+  const std::string header = "{\"" + name + "\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [0, 0]}, " +
+                             bytes.substr(9, n - 1);
+  std::ofstream dst(out, std::ios::binary);
+  for (int i = 0; i < 8; ++i) dst.put(static_cast<char>((header.size() >> (8 * i)) & 0xff));
+  if (!(dst << header << bytes.substr(8 + n))) throw mixlens::error("cannot write '" + out.string() + "'");
+}
+
 template <class T>
 void patch_npy_as(const mixlens::io::npy_array& a, const fs::path& out, std::int64_t index) {
   std::vector<T> v = a.as<T>();
@@ -74,13 +90,16 @@ void patch_npy(const fs::path& in, const fs::path& out, std::int64_t index) {
 
 int main(int argc, char** argv) {
   try {
-    if (argc == 5 && fs::path(argv[1]).extension() == ".safetensors") {
+    if (argc == 5 && std::string(argv[1]) == "--add") {
+      add_tensor(argv[2], argv[3], argv[4]);
+    } else if (argc == 5 && fs::path(argv[1]).extension() == ".safetensors") {
       patch_safetensors(argv[1], argv[2], argv[3], parse_index(argv[4]));
     } else if (argc == 4 && fs::path(argv[1]).extension() == ".npy") {
       patch_npy(argv[1], argv[2], parse_index(argv[3]));
     } else {
       std::cerr << "usage: mixlens-test-set-nan IN.safetensors OUT.safetensors TENSOR INDEX\n"
-                   "       mixlens-test-set-nan IN.npy OUT.npy INDEX\n";
+                   "       mixlens-test-set-nan IN.npy OUT.npy INDEX\n"
+                   "       mixlens-test-set-nan --add IN.safetensors OUT.safetensors TENSOR\n";
       return 2;
     }
   } catch (const std::exception& e) {

@@ -38,6 +38,16 @@ template <class T>
   return x.real();
 }
 
+// Finite real and imaginary parts (host checks).
+template <class T>
+[[nodiscard]] bool is_finite(T x) {
+  return std::isfinite(x);
+}
+template <class T>
+[[nodiscard]] bool is_finite(complex<T> x) {
+  return std::isfinite(x.real()) && std::isfinite(x.imag());
+}
+
 // exp(Δ·a): the per-step decay of one state, real or complex.
 template <class T>
 [[nodiscard]] MIXLENS_HD T exp_scaled(T a, T dt) {

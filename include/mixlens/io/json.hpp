@@ -4,6 +4,7 @@
 // config.json use nlohmann-json instead (mixlens/models/).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,8 @@
 
 namespace mixlens::io {
 
+struct json_member;
+
 struct json_value {
   enum class kind { null, boolean, number, string, array, object };
   kind type = kind::null;
@@ -25,16 +28,26 @@ struct json_value {
   double number = 0;
   std::string string;
   std::vector<json_value> items;                              // array
-  std::vector<std::pair<std::string, json_value>> members;    // object, in file order
+  // Object members in file order. (A struct, not std::pair: a pair needs its
+  // members complete, and json_value is not yet; clang rejects it.)
+  std::vector<json_member> members;
 
   [[nodiscard]] bool is(kind k) const { return type == k; }
   // The member named `key`, or nullptr.
-  [[nodiscard]] const json_value* find(std::string_view key) const {
-    for (const auto& [k, v] : members)
-      if (k == key) return &v;
-    return nullptr;
-  }
+  [[nodiscard]] const json_value* find(std::string_view key) const;
 };
+
+struct json_member {
+  std::string key;
+  json_value value;
+  std::size_t key_offset = 0;  // where the key starts in the parsed text
+};
+
+inline const json_value* json_value::find(std::string_view key) const {
+  for (const auto& m : members)
+    if (m.key == key) return &m.value;
+  return nullptr;
+}
 
 [[nodiscard]] constexpr std::string_view to_string(json_value::kind k) {
   switch (k) {
@@ -91,6 +104,19 @@ class json_parser {
     pos_ += w.size();
   }
 
+  // Sorting, not a scan per key: headers with 10^5 tensors are legitimate, and
+  // the pairwise check took seconds on them. Reports the earliest repetition.
+  static void check_unique_keys(const std::vector<json_member>& members) {
+    std::vector<const json_member*> order;
+    order.reserve(members.size());
+    for (const auto& m : members) order.push_back(&m);
+    std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->key < b->key; });
+    const json_member* first = nullptr;
+    for (std::size_t i = 1; i < order.size(); ++i)
+      if (order[i]->key == order[i - 1]->key && (!first || order[i]->key_offset < first->key_offset)) first = order[i];
+    if (first) throw json_error(first->key_offset, "duplicate key '" + first->key + "'");
+  }
+
   json_value parse_value(int depth) {
     if (depth > max_depth) fail("JSON nested too deeply");
     json_value v;
@@ -104,16 +130,16 @@ class json_parser {
         if (peek() != '"') fail("expected a string key");
         const std::size_t key_at = pos_;
         std::string key = parse_string();
-        for (const auto& m : v.members)
-          if (m.first == key) throw json_error(key_at, "duplicate key '" + key + "'");
         if (peek() != ':') fail("expected ':'");
         ++pos_;
-        v.members.emplace_back(std::move(key), parse_value(depth + 1));
+        json_value item = parse_value(depth + 1);
+        v.members.push_back({std::move(key), std::move(item), key_at});
         const char n = peek();
         ++pos_;
         if (n == '}') break;
         if (n != ',') { --pos_; fail("expected ',' or '}'"); }
       }
+      check_unique_keys(v.members);
     } else if (c == '[') {
       v.type = json_value::kind::array;
       ++pos_;

@@ -2,18 +2,23 @@
 // inputs and token ids, writing for mixing matrices and logits.
 #pragma once
 
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <numeric>
+#include <limits>
+#include <new>
 #include <sstream>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mixlens/config.hpp"
+#include "mixlens/detail/file.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -29,6 +34,19 @@ constexpr std::string_view npy_descr() {
   else if constexpr (std::is_same_v<T, std::int64_t>) return "<i8";
   else if constexpr (std::is_same_v<T, std::uint8_t>) return "|u1";
   else static_assert(sizeof(T) == 0, "npy: unsupported element type");
+}
+
+// Whether `s` converts to the integer type T exactly: no NaN, fraction or
+// overflow (a float-to-integer cast out of range is undefined behaviour).
+template <class T, class S>
+[[nodiscard]] constexpr bool converts_exactly(S s) {
+  if constexpr (std::is_floating_point_v<S>) {
+    constexpr S hi = S(std::numeric_limits<T>::max() / 2 + 1) * S(2);  // 2^digits, exact in S
+    constexpr S lo = std::is_signed_v<T> ? -hi : S(0);
+    return s >= lo && s < hi && std::trunc(s) == s;
+  } else {
+    return std::in_range<T>(s);
+  }
 }
 
 [[noreturn]] inline void npy_fail(const std::filesystem::path& file, std::uint64_t offset, const std::string& what) {
@@ -67,12 +85,8 @@ template <class T>
 void write_npy(const std::filesystem::path& file, const T* data, const std::vector<index_t>& shape) {
   std::ostringstream dict;
   dict << "{'descr': '" << detail::npy_descr<T>() << "', 'fortran_order': False, 'shape': (";
-  index_t count = 1;
-  for (index_t e : shape) {
-    if (e < 0) mixlens::detail::fail("mixlens::io::write_npy", "shape", "non-negative extents", e);
-    dict << e << ", ";
-    count *= e;
-  }
+  const index_t count = mixlens::detail::checked_element_count("mixlens::io::write_npy", "shape", shape);
+  for (index_t e : shape) dict << e << ", ";
   dict << "), }";
   std::string header = dict.str();
   // Magic (6) + version (2) + length (2) + dict + '\n', padded to 64 bytes.
@@ -100,17 +114,30 @@ struct npy_array {
   std::vector<char> bytes;
 
   [[nodiscard]] index_t size() const {
-    return std::accumulate(shape.begin(), shape.end(), index_t(1), std::multiplies<>());
+    return mixlens::detail::checked_element_count("mixlens::io::npy_array", "shape", shape);
   }
 
   // The elements converted to T; float, double and integer files are accepted.
+  // An integer T refuses values it cannot hold exactly (NaN, fractions, out of
+  // range): the cast would be undefined or silently wrong.
   template <class T>
   [[nodiscard]] std::vector<T> as() const {
     std::vector<T> out(static_cast<std::size_t>(size()));
     auto convert = [&]<class S>(S) {
+      if (bytes.size() / sizeof(S) < out.size())
+        throw error("npy file '" + file.string() + "': " + std::to_string(bytes.size()) + " data bytes for " +
+                    std::to_string(out.size()) + " elements of " + descr);
       for (std::size_t i = 0; i < out.size(); ++i) {
         S s;
         std::memcpy(&s, bytes.data() + i * sizeof(S), sizeof(S));
+        if constexpr (std::is_integral_v<T>) {
+          if (!detail::converts_exactly<T>(s)) {
+            std::ostringstream os;
+            os << "npy file '" << file.string() << "': element " << i << " (" << +s << ") is not a " << sizeof(T) * 8
+               << "-bit integer";
+            throw error(os.str());
+          }
+        }
         out[i] = static_cast<T>(s);
       }
     };
@@ -125,6 +152,11 @@ struct npy_array {
 };
 
 namespace detail {
+
+// Real headers are a few hundred bytes; NumPy itself refuses more than 10 000
+// by default. The cap keeps a v2 header from claiming 4 GiB of text.
+inline constexpr std::uint32_t npy_max_header = 1 << 20;
+
 // The value of `'key': ` in the header dict, up to the next top-level comma.
 inline std::string npy_field(const std::filesystem::path& file, const std::string& dict, const std::string& key) {
   const std::size_t at = dict.find("'" + key + "'");
@@ -140,10 +172,37 @@ inline std::string npy_field(const std::filesystem::path& file, const std::strin
   if (end == 0 || end > dict.size()) npy_fail(file, 10 + begin, "malformed header entry '" + key + "'");
   return dict.substr(begin, end - begin);
 }
+
+// "(3, 4)", "(5,)" or "()": non-negative integers only.
+inline std::vector<index_t> npy_shape(const std::filesystem::path& file, const std::string& text, std::uint64_t at) {
+  auto bad = [&](const std::string& why) -> std::vector<index_t> { npy_fail(file, at, "malformed shape " + text + why); };
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')') return bad("");
+  std::vector<index_t> shape;
+  std::size_t i = 1;
+  const std::size_t stop = text.size() - 1;
+  auto spaces = [&] { while (i < stop && text[i] == ' ') ++i; };
+  for (spaces(); i < stop;) {
+    index_t e = 0;
+    const auto [ptr, ec] = std::from_chars(text.data() + i, text.data() + stop, e);
+    if (ec != std::errc() || e < 0) return bad(" (extents must be non-negative 64-bit integers)");
+    shape.push_back(e);
+    i = static_cast<std::size_t>(ptr - text.data());
+    spaces();
+    if (i < stop && text[i] != ',') return bad("");
+    if (i < stop) ++i;
+    spaces();
+  }
+  if (!mixlens::detail::element_count(shape)) npy_fail(file, at, "shape " + text + " holds more than 2^63 elements");
+  return shape;
+}
+
 }  // namespace detail
 
-// Reads a .npy file; malformed files raise mixlens::error naming the file and byte offset.
+// Reads a .npy file; malformed files raise mixlens::error naming the file and
+// byte offset. Every size in the header is checked against the file before
+// anything is allocated.
 inline npy_array read_npy(const std::filesystem::path& file) {
+  const std::uint64_t file_size = mixlens::detail::regular_file_size(file, "npy file");
   std::ifstream in(file, std::ios::binary);
   if (!in) throw error("cannot open npy file '" + file.string() + "'");
   char magic[8];
@@ -156,35 +215,39 @@ inline npy_array read_npy(const std::filesystem::path& file) {
   const int len_size = major == 1 ? 2 : 4;
   if (!in.read(reinterpret_cast<char*>(len_bytes), len_size)) detail::npy_fail(file, 8, "truncated header length");
   for (int i = len_size - 1; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
+  const std::uint64_t header_at = 8 + len_size;
+  if (header_len > detail::npy_max_header || header_len > file_size - header_at)
+    detail::npy_fail(file, 8, "header length " + std::to_string(header_len) + " exceeds " +
+                                  (header_len > detail::npy_max_header ? "the limit of 1 MiB" : "the file"));
   std::string dict(header_len, '\0');
-  if (!in.read(dict.data(), header_len)) detail::npy_fail(file, 8 + len_size, "truncated header");
+  if (!in.read(dict.data(), header_len)) detail::npy_fail(file, header_at, "truncated header");
 
   npy_array a;
   a.file = file;
   std::string descr = detail::npy_field(file, dict, "descr");
-  if (descr.size() < 2) detail::npy_fail(file, 8 + len_size, "malformed descr " + descr);
+  if (descr.size() < 3) detail::npy_fail(file, header_at, "malformed descr " + descr);
   a.descr = descr.substr(1, descr.size() - 2);
   if (a.descr == "<f2" || a.descr[0] == '>')
-    detail::npy_fail(file, 8 + len_size, "unsupported dtype '" + a.descr + "' (expected little-endian f4, f8, i4, i8 or u1)");
+    detail::npy_fail(file, header_at, "unsupported dtype '" + a.descr + "' (expected little-endian f4, f8, i4, i8 or u1)");
   if (detail::npy_field(file, dict, "fortran_order") != "False")
-    detail::npy_fail(file, 8 + len_size, "Fortran-order arrays are not supported; save with np.ascontiguousarray");
-  std::string shape = detail::npy_field(file, dict, "shape");
-  std::stringstream dims(shape.substr(1, shape.size() - 2));
-  for (std::string item; std::getline(dims, item, ',');) {
-    if (item.find_first_not_of(' ') == std::string::npos) continue;
-    try {
-      a.shape.push_back(std::stoll(item));
-    } catch (const std::exception&) {
-      detail::npy_fail(file, 8 + len_size, "malformed shape " + shape);
-    }
-  }
+    detail::npy_fail(file, header_at, "Fortran-order arrays are not supported; save with np.ascontiguousarray");
+  a.shape = detail::npy_shape(file, detail::npy_field(file, dict, "shape"), header_at);
   std::size_t element = 0;
   if (a.descr == "<f4" || a.descr == "<i4") element = 4;
   else if (a.descr == "<f8" || a.descr == "<i8") element = 8;
   else if (a.descr == "|u1") element = 1;
-  else detail::npy_fail(file, 8 + len_size, "unsupported dtype '" + a.descr + "'");
-  const std::uint64_t data_offset = 8 + len_size + header_len;
-  a.bytes.resize(element * static_cast<std::size_t>(a.size()));
+  else detail::npy_fail(file, header_at, "unsupported dtype '" + a.descr + "'");
+  const std::uint64_t data_offset = header_at + header_len;
+  const auto count = static_cast<std::uint64_t>(a.size());
+  const std::uint64_t held = file_size - data_offset;
+  if (count > held / element)
+    detail::npy_fail(file, data_offset, "truncated data: shape and dtype need " + std::to_string(count) + " x " +
+                                            std::to_string(element) + " bytes, the file holds " + std::to_string(held));
+  try {
+    a.bytes.resize(static_cast<std::size_t>(count * element));
+  } catch (const std::bad_alloc&) {
+    detail::npy_fail(file, data_offset, "out of memory for " + std::to_string(count * element) + " data bytes");
+  }
   if (!in.read(a.bytes.data(), static_cast<std::streamsize>(a.bytes.size())))
     detail::npy_fail(file, data_offset, "truncated data: expected " + std::to_string(a.bytes.size()) + " bytes");
   return a;

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "mixlens/config.hpp"
+#include "mixlens/detail/file.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/io/json.hpp"
 #include "mixlens/tensor.hpp"
@@ -44,9 +45,7 @@ struct safetensors_tensor {
   std::uint64_t header_offset = 0;  // where the entry is described, for messages
 
   [[nodiscard]] index_t size() const {
-    index_t n = 1;
-    for (index_t e : shape) n *= e;
-    return n;
+    return mixlens::detail::checked_element_count("mixlens::io::safetensors_tensor", name, shape);
   }
 };
 
@@ -101,7 +100,9 @@ class mapped_file {
  public:
   mapped_file() = default;
   explicit mapped_file(const std::filesystem::path& file) {
-    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    // stat first: open() blocks on a FIFO (O_NONBLOCK covers a swap in between).
+    (void)mixlens::detail::regular_file_size(file, "safetensors file");
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) throw error("cannot open safetensors file '" + file.string() + "': " + std::strerror(errno));
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -221,11 +222,11 @@ class safetensors_file {
     }
     if (!root.is(json_value::kind::object)) detail::safetensors_fail(path_, 8 + root.offset, "the header is not a JSON object");
 
-    for (const auto& [key, value] : root.members) {
+    for (const auto& [key, value, key_at] : root.members) {
       const std::uint64_t at = 8 + value.offset;
       if (key == "__metadata__") {
         if (!value.is(json_value::kind::object)) detail::safetensors_fail(path_, at, "__metadata__ is not an object");
-        for (const auto& [mk, mv] : value.members) {
+        for (const auto& [mk, mv, mk_at] : value.members) {
           if (!mv.is(json_value::kind::string))
             detail::safetensors_fail(path_, 8 + mv.offset, "__metadata__ value '" + mk + "' is not a string");
           metadata_[mk] = mv.string;
@@ -252,7 +253,7 @@ class safetensors_file {
     const std::uint64_t at = 8 + v.offset;
     const std::string who = "tensor '" + key + "'";
     if (!v.is(json_value::kind::object)) detail::safetensors_fail(path_, at, who + " is not a JSON object");
-    for (const auto& [field, fv] : v.members)
+    for (const auto& [field, fv, field_at] : v.members)
       if (field != "dtype" && field != "shape" && field != "data_offsets")
         detail::safetensors_fail(path_, 8 + fv.offset, who + " has an unknown field '" + field + "'");
     auto field = [&](const char* name, json_value::kind kind) -> const json_value& {
@@ -276,14 +277,12 @@ class safetensors_file {
     const std::size_t item = detail::safetensors_item_size(t.dtype);
     if (item == 0) detail::safetensors_fail(path_, 8 + dtype.offset, who + " has unknown dtype '" + t.dtype + "'");
 
-    std::uint64_t count = 1;
-    bool overflow = false;
-    for (const auto& e : field("shape", json_value::kind::array).items) {
-      const std::uint64_t extent = non_negative(e, "shape entries");
-      if (extent != 0 && count > UINT64_MAX / extent) overflow = true;
-      count *= extent;
-      t.shape.push_back(static_cast<index_t>(extent));
-    }
+    for (const auto& e : field("shape", json_value::kind::array).items)
+      t.shape.push_back(static_cast<index_t>(non_negative(e, "shape entries")));
+    // Overflow past 2^63 elements is refused even with a zero extent: strides must fit.
+    const auto elements = mixlens::detail::element_count(t.shape);
+    const bool overflow = !elements;
+    const std::uint64_t count = elements ? static_cast<std::uint64_t>(*elements) : 0;
     const json_value& offsets = field("data_offsets", json_value::kind::array);
     if (offsets.items.size() != 2)
       detail::safetensors_fail(path_, 8 + offsets.offset, who + ": data_offsets must hold 2 integers, not " +
@@ -294,7 +293,7 @@ class safetensors_file {
     if (overflow || count > UINT64_MAX / item || count * item != end - begin)
       detail::safetensors_fail(path_, 8 + offsets.offset,
                                who + ": data_offsets span " + std::to_string(end - begin) + " bytes, but shape and " +
-                                   t.dtype + " need " + (overflow ? std::string("more than 2^64") : std::to_string(count * item)));
+                                   t.dtype + " need " + (overflow ? std::string("more than 2^63 elements") : std::to_string(count * item)));
     if (end > size - data_begin)
       detail::safetensors_fail(path_, 8 + offsets.offset,
                                who + ": data ends at byte " + std::to_string(data_begin + end) + ", past the end of the " +

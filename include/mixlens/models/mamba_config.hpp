@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
 
 #include "mixlens/config.hpp"
+#include "mixlens/detail/file.hpp"
 #include "mixlens/error.hpp"
 
 namespace mixlens::models {
@@ -53,6 +55,11 @@ namespace detail {
   throw error("Mamba config '" + std::string(source) + "': " + what);
 }
 
+// The value as JSON text for messages (invalid UTF-8 replaced: dump() would throw).
+inline std::string config_show(const nlohmann::json& v) {
+  return v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 inline const nlohmann::json* config_field(const nlohmann::json& j, const char* key) {
   const auto it = j.find(key);
   return it == j.end() || it->is_null() ? nullptr : &*it;
@@ -65,7 +72,9 @@ inline index_t config_int(std::string_view source, const nlohmann::json& j, cons
     if (fallback) return *fallback;
     config_fail(source, std::string("missing field '") + key + "'");
   }
-  if (!f->is_number_integer()) config_fail(source, std::string("field '") + key + "' must be an integer, got " + f->dump());
+  if (!f->is_number_integer()) config_fail(source, std::string("field '") + key + "' must be an integer, got " + config_show(*f));
+  if (f->is_number_unsigned() && f->get<std::uint64_t>() > std::uint64_t(INT64_MAX))
+    config_fail(source, std::string("field '") + key + "' must fit in 64 bits, got " + config_show(*f));
   const auto v = f->get<std::int64_t>();
   if (v <= 0) config_fail(source, std::string("field '") + key + "' must be positive, got " + std::to_string(v));
   return v;
@@ -74,15 +83,40 @@ inline index_t config_int(std::string_view source, const nlohmann::json& j, cons
 inline bool config_bool(std::string_view source, const nlohmann::json& j, const char* key, bool fallback) {
   const nlohmann::json* f = config_field(j, key);
   if (!f) return fallback;
-  if (!f->is_boolean()) config_fail(source, std::string("field '") + key + "' must be true or false, got " + f->dump());
+  if (!f->is_boolean()) config_fail(source, std::string("field '") + key + "' must be true or false, got " + config_show(*f));
   return f->get<bool>();
 }
 
 inline double config_real(std::string_view source, const nlohmann::json& j, const char* key, double fallback) {
   const nlohmann::json* f = config_field(j, key);
   if (!f) return fallback;
-  if (!f->is_number()) config_fail(source, std::string("field '") + key + "' must be a number, got " + f->dump());
+  if (!f->is_number()) config_fail(source, std::string("field '") + key + "' must be a number, got " + config_show(*f));
   return f->get<double>();
+}
+
+// d_inner = expand · d_model, checked before the cast (out of range is undefined).
+inline index_t config_inner_size(std::string_view source, double expand, index_t hidden) {
+  const double inner = expand * static_cast<double>(hidden);
+  if (!(inner >= 1 && inner < 0x1p62))
+    config_fail(source, "expand = " + std::to_string(expand) + " times d_model = " + std::to_string(hidden) +
+                            " is not a positive size below 2^62");
+  return static_cast<index_t>(inner);
+}
+
+// Every product the loader and the forward pass form from the sizes must fit
+// in 64 bits: a config can claim any size, the checkpoint is checked later.
+inline void config_check_sizes(std::string_view source, const mamba_config& c) {
+  const auto fits = [&](const char* what, std::initializer_list<index_t> sizes) {
+    if (!mixlens::detail::element_count(sizes)) config_fail(source, std::string(what) + " exceeds 2^63");
+  };
+  fits("2 · d_inner · d_model (in_proj)", {2, c.intermediate_size, c.hidden_size});
+  fits("vocab_size · d_model (embedding)", {c.vocab_size, c.hidden_size});
+  fits("d_inner · d_state (A_log)", {c.intermediate_size, c.state_size});
+  fits("d_inner · d_conv (conv1d)", {c.intermediate_size, c.conv_kernel});
+  fits("d_inner · dt_rank (dt_proj)", {c.intermediate_size, c.time_step_rank});
+  const auto bc = mixlens::detail::product(2, c.state_size);
+  if (!bc || c.time_step_rank > INT64_MAX - *bc) config_fail(source, "dt_rank + 2 · d_state (x_proj) exceeds 2^63");
+  fits("(dt_rank + 2 · d_state) · d_inner (x_proj)", {c.time_step_rank + *bc, c.intermediate_size});
 }
 
 // "auto" (⌈d_model/16⌉, as both codebases define it) or a positive integer.
@@ -103,6 +137,8 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
     std::ostringstream os;
     os << "Mamba config '" << source << "' at byte " << e.byte << ": malformed JSON (" << e.what() << ")";
     throw error(os.str());
+  } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range.406 for 1e400
+    detail::config_fail(source, std::string("malformed JSON (") + e.what() + ")");
   }
   if (!j.is_object()) detail::config_fail(source, "expected a JSON object at the top level");
 
@@ -113,7 +149,11 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
     c.num_layers = detail::config_int(source, j, "n_layer");
     const index_t vocab = detail::config_int(source, j, "vocab_size");
     const index_t multiple = detail::config_int(source, j, "pad_vocab_size_multiple", 1);
-    c.vocab_size = (vocab + multiple - 1) / multiple * multiple;
+    const index_t pad = (multiple - vocab % multiple) % multiple;
+    if (vocab > INT64_MAX - pad)
+      detail::config_fail(source, "vocab_size " + std::to_string(vocab) + " padded to a multiple of " +
+                                      std::to_string(multiple) + " exceeds 2^63");
+    c.vocab_size = vocab + pad;
     c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
     c.tie_embeddings = detail::config_bool(source, j, "tie_embeddings", true);
     if (!detail::config_bool(source, j, "rms_norm", true))
@@ -123,29 +163,28 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
     if (ssm && !ssm->is_object()) detail::config_fail(source, "field 'ssm_cfg' must be an object");
     const nlohmann::json& s = ssm ? *ssm : empty;
     if (const auto* layer = detail::config_field(s, "layer"); layer && *layer != "Mamba1")
-      detail::config_fail(source, "ssm_cfg.layer = " + layer->dump() + " is not supported (only Mamba1)");
+      detail::config_fail(source, "ssm_cfg.layer = " + detail::config_show(*layer) + " is not supported (only Mamba1)");
     c.state_size = detail::config_int(source, s, "d_state", 16);
     c.conv_kernel = detail::config_int(source, s, "d_conv", 4);
-    const double expand = detail::config_real(source, s, "expand", 2.0);
-    c.intermediate_size = static_cast<index_t>(expand * static_cast<double>(c.hidden_size));
+    c.intermediate_size = detail::config_inner_size(source, detail::config_real(source, s, "expand", 2.0), c.hidden_size);
     c.time_step_rank = detail::config_rank(source, s, "dt_rank", c.hidden_size);
     c.use_conv_bias = detail::config_bool(source, s, "conv_bias", true);
     c.use_bias = detail::config_bool(source, s, "bias", false);
     c.norm_eps = 1e-5;  // mamba_ssm's RMSNorm default
   } else {  // Hugging Face MambaConfig
     if (const auto* type = detail::config_field(j, "model_type"); type && *type != "mamba")
-      detail::config_fail(source, "model_type = " + type->dump() + " is not supported (expected \"mamba\")");
+      detail::config_fail(source, "model_type = " + detail::config_show(*type) + " is not supported (expected \"mamba\")");
     if (const auto* act = detail::config_field(j, "hidden_act"); act && *act != "silu" && *act != "swish")
-      detail::config_fail(source, "hidden_act = " + act->dump() + " is not supported (expected \"silu\")");
+      detail::config_fail(source, "hidden_act = " + detail::config_show(*act) + " is not supported (expected \"silu\")");
     c.naming = mamba_naming::hugging_face;
     c.hidden_size = detail::config_int(source, j, "hidden_size");
     c.num_layers = detail::config_int(source, j, "num_hidden_layers");
     c.vocab_size = detail::config_int(source, j, "vocab_size");
     c.state_size = detail::config_int(source, j, "state_size", 16);
     c.conv_kernel = detail::config_int(source, j, "conv_kernel", 4);
-    const double expand = detail::config_real(source, j, "expand", 2.0);
-    c.intermediate_size =
-        detail::config_int(source, j, "intermediate_size", static_cast<index_t>(expand * static_cast<double>(c.hidden_size)));
+    c.intermediate_size = detail::config_field(j, "intermediate_size")
+                              ? detail::config_int(source, j, "intermediate_size")
+                              : detail::config_inner_size(source, detail::config_real(source, j, "expand", 2.0), c.hidden_size);
     c.time_step_rank = detail::config_rank(source, j, "time_step_rank", c.hidden_size);
     c.norm_eps = detail::config_real(source, j, "layer_norm_epsilon", 1e-5);
     c.use_bias = detail::config_bool(source, j, "use_bias", false);
@@ -153,12 +192,13 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
     c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
     c.tie_embeddings = detail::config_bool(source, j, "tie_word_embeddings", true);
   }
-  if (c.intermediate_size <= 0) detail::config_fail(source, "the inner size (expand · d_model) must be positive");
   if (!(c.norm_eps >= 0)) detail::config_fail(source, "the norm epsilon must be non-negative");
+  detail::config_check_sizes(source, c);
   return c;
 }
 
 [[nodiscard]] inline mamba_config load_mamba_config(const std::filesystem::path& file) {
+  (void)mixlens::detail::regular_file_size(file, "Mamba config");  // a directory or a FIFO is no JSON
   std::ifstream in(file, std::ios::binary);
   if (!in) throw error("cannot open Mamba config '" + file.string() + "'");
   std::ostringstream text;

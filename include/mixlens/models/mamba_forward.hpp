@@ -163,7 +163,7 @@ template <class Backend, class T, class Observer>
     s.b = tensor_view<const T, 3>(proj.data() + R * L, 1, N, L);
     s.c = tensor_view<const T, 3>(proj.data() + (R + N) * L, 1, N, L);
     s.skip = w.skip, s.conv_bias = w.conv_bias, s.conv = conv;
-    if constexpr (Backend::on_host) s.ssm().validate();  // Δ > 0, Re A < 0
+    if constexpr (Backend::on_host) s.ssm().validate();  // finite, Δ ≥ 0, Re A ≤ 0
 
     be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), u.data(), y.data());
     be.gemm(true, true, L, H, D, y.data(), w.out_proj.data_handle(), T(1), h.data());  // h += yᵀ·W_outᵀ

@@ -9,8 +9,11 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <new>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +52,9 @@ struct mamba_model {
   std::vector<mamba_layer<T>> layers;
   std::vector<T> norm_f;  // (H)
   matrix<T> lm_head;      // (V × H); empty when tied to the embedding
+  // Tensors of the checkpoint the model does not use (tools report them, and
+  // refuse them when asked to be strict).
+  std::vector<std::string> unused_tensors;
 
   [[nodiscard]] index_t vocab_size() const { return embedding.extent(0); }
   [[nodiscard]] index_t num_layers() const { return static_cast<index_t>(layers.size()); }
@@ -74,36 +80,60 @@ inline std::string shape_string(const std::vector<index_t>& shape) {
   return s + "]";
 }
 
-// Reads tensor `name` of exactly `shape` into `out`, converting to T.
-template <class T>
-void load_tensor(const io::safetensors_file& f, const std::string& name, const std::vector<index_t>& shape, T* out) {
-  const io::safetensors_tensor* t = f.find(name);
+// The checkpoint and the names read from it, so that what was not read can be
+// reported.
+struct checkpoint_reader {
+  const io::safetensors_file& file;
+  std::set<std::string> read;
+
+  [[nodiscard]] const std::filesystem::path& path() const { return file.path(); }
+  [[nodiscard]] bool contains(const std::string& name) const { return file.contains(name); }
+};
+
+// The entry of tensor `name`, checked to have exactly `shape` before anything
+// is allocated for it (a config can claim any size).
+inline const io::safetensors_tensor& checked_tensor(checkpoint_reader& f, const std::string& name,
+                                                    const std::vector<index_t>& shape) {
+  const io::safetensors_tensor* t = f.file.find(name);
   if (!t)
     throw error("Mamba checkpoint '" + f.path().string() + "': missing tensor '" + name + "' (expected shape " +
                 shape_string(shape) + ")");
   if (t->shape != shape)
     throw error("Mamba checkpoint '" + f.path().string() + "': tensor '" + name + "' has shape " +
                 shape_string(t->shape) + ", expected " + shape_string(shape));
-  f.read(*t, out);
+  f.read.insert(name);
+  return *t;
+}
+
+// make() allocates the tensor's buffer; running out of memory names the tensor.
+template <class F>
+auto allocate(const checkpoint_reader& f, const std::string& name, F&& make) {
+  try {
+    return make();
+  } catch (const std::bad_alloc&) {
+    throw error("Mamba checkpoint '" + f.path().string() + "': out of memory for tensor '" + name + "'");
+  }
 }
 
 template <class T>
-matrix<T> load_matrix(const io::safetensors_file& f, const std::string& name, std::vector<index_t> shape) {
-  matrix<T> m(shape[0], shape.size() > 1 ? shape.back() : 1);
-  load_tensor(f, name, shape, m.data());
+matrix<T> load_matrix(checkpoint_reader& f, const std::string& name, std::vector<index_t> shape) {
+  const auto& t = checked_tensor(f, name, shape);
+  auto m = allocate(f, name, [&] { return matrix<T>(shape[0], shape.size() > 1 ? shape.back() : 1); });
+  f.file.read(t, m.data());
   return m;
 }
 
 template <class T>
-std::vector<T> load_vector(const io::safetensors_file& f, const std::string& name, index_t n) {
-  std::vector<T> v(static_cast<std::size_t>(n));
-  load_tensor(f, name, {n}, v.data());
+std::vector<T> load_vector(checkpoint_reader& f, const std::string& name, index_t n) {
+  const auto& t = checked_tensor(f, name, {n});
+  auto v = allocate(f, name, [&] { return std::vector<T>(static_cast<std::size_t>(n)); });
+  f.file.read(t, v.data());
   return v;
 }
 
 // An optional tensor: required when the config enables it, refused when it does not.
 template <class T>
-std::vector<T> load_optional(const io::safetensors_file& f, const std::string& name, index_t n, bool enabled,
+std::vector<T> load_optional(checkpoint_reader& f, const std::string& name, index_t n, bool enabled,
                              std::string_view flag) {
   if (enabled) return load_vector<T>(f, name, n);
   if (f.contains(name))
@@ -112,11 +142,36 @@ std::vector<T> load_optional(const io::safetensors_file& f, const std::string& n
   return {};
 }
 
+// The tensors not read, after refusing layers beyond the config's: a config
+// with fewer layers would otherwise run the first ones silently.
+inline std::vector<std::string> unused_tensors(const checkpoint_reader& f, index_t num_layers) {
+  constexpr std::string_view prefix = "backbone.layers.";
+  std::vector<std::string> unused;
+  index_t stored_layers = 0;
+  for (const auto& t : f.file.tensors()) {
+    if (f.read.count(t.name)) continue;
+    unused.push_back(t.name);
+    if (!std::string_view(t.name).starts_with(prefix)) continue;
+    index_t k = -1;
+    const char* digits = t.name.data() + prefix.size();
+    const auto [end, ec] = std::from_chars(digits, t.name.data() + t.name.size(), k);
+    if (ec == std::errc() && *end == '.' && k >= 0) stored_layers = std::max(stored_layers, k + 1);
+  }
+  if (stored_layers > num_layers)
+    throw error("Mamba checkpoint '" + f.path().string() + "' holds " + std::to_string(stored_layers) +
+                " layers (backbone.layers." + std::to_string(stored_layers - 1) + ".*), but the config has " +
+                std::to_string(num_layers) + " layers");
+  return unused;
+}
+
 }  // namespace detail
 
 // Loads the weights named by `config` from an open safetensors file.
+// Refuses a checkpoint with more layers than the config; other tensors it does
+// not use are listed in unused_tensors.
 template <class T>
-[[nodiscard]] mamba_model<T> load_mamba(const mamba_config& config, const io::safetensors_file& f) {
+[[nodiscard]] mamba_model<T> load_mamba(const mamba_config& config, const io::safetensors_file& file) {
+  detail::checkpoint_reader f{file, {}};
   using detail::load_matrix;
   using detail::load_vector;
   const index_t H = config.hidden_size, D = config.intermediate_size, N = config.state_size, K = config.conv_kernel,
@@ -145,6 +200,8 @@ template <class T>
   // Tied checkpoints usually omit lm_head.weight; when tied, the embedding is used
   // as transformers does, even if a copy is stored.
   if (!config.tie_embeddings) m.lm_head = load_matrix<T>(f, "lm_head.weight", {V, H});
+  else f.read.insert("lm_head.weight");  // a stored copy of the tied head is expected, not unknown
+  m.unused_tensors = detail::unused_tensors(f, config.num_layers);
   return m;
 }
 

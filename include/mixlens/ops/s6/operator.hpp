@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cmath>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <vector>
@@ -57,18 +58,30 @@ struct s6_operator {
   }
 
   // The value checks, on host data: bind runs them, and so does to_device.
+  // Δ = 0 (softplus underflows for dt below about −104 in float) is a step
+  // without update and Re(A) = 0 (A_log very negative) a state without decay:
+  // both are valid. Non-finite values are refused as such; Δ = +inf would give
+  // inf · 0 = NaN in one evaluation order and 0 in another.
   void validate() const {
     constexpr std::string_view where = "mixlens::s6_operator";
     const index_t D = in_channels(), L = length(), N = state_size();
+    const auto at = [](index_t i, index_t j) {  // (piecewise: GCC 12 warns falsely on a + chain)
+      std::string s = "[";
+      s += std::to_string(i);
+      s += "][";
+      s += std::to_string(j);
+      return s += "]";
+    };
     for (index_t d = 0; d < D; ++d) {
-      for (index_t n = 0; n < N; ++n)
-        if (!(detail::real_part(a(d, n)) < T(0)))
-          detail::fail(where, "a", "Re(A) < 0 (a stable decay) at [" + std::to_string(d) + "][" + std::to_string(n) + "]",
-                       detail::real_part(a(d, n)));
-      for (index_t t = 0; t < L; ++t)
-        if (!(delta(d, t) > T(0)))
-          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(d) + "][" + std::to_string(t) + "]",
-                       delta(d, t));
+      for (index_t n = 0; n < N; ++n) {
+        if (!detail::is_finite(a(d, n))) detail::fail(where, "a", "finite values at " + at(d, n), a(d, n));
+        if (!(detail::real_part(a(d, n)) <= T(0)))
+          detail::fail(where, "a", "Re(A) <= 0 (no growth) at " + at(d, n), detail::real_part(a(d, n)));
+      }
+      for (index_t t = 0; t < L; ++t) {
+        if (!std::isfinite(delta(d, t))) detail::fail(where, "delta", "finite values at " + at(d, t), delta(d, t));
+        if (!(delta(d, t) >= T(0))) detail::fail(where, "delta", "delta >= 0 at " + at(d, t), delta(d, t));
+      }
     }
   }
 

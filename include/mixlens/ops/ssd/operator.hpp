@@ -66,12 +66,24 @@ struct ssd_operator {
   // The value checks, on host data: bind runs them, and so does to_device.
   void validate() const {
     constexpr std::string_view where = "mixlens::ssd_operator";
+    // As for S6: Δ = 0 and a = 0 are valid (no update, no decay); non-finite
+    // values are refused as such.
     for (index_t h = 0; h < heads(); ++h) {
-      if (!(a[static_cast<std::size_t>(h)] < T(0)))
-        detail::fail(where, "a", "a < 0 (a stable decay) at [" + std::to_string(h) + "]", a[static_cast<std::size_t>(h)]);
-      for (index_t t = 0; t < length(); ++t)
-        if (!(delta(h, t) > T(0)))
-          detail::fail(where, "delta", "delta > 0 at [" + std::to_string(h) + "][" + std::to_string(t) + "]", delta(h, t));
+      const T ah = a[static_cast<std::size_t>(h)];
+      const auto at = [&](index_t t) {  // "[h]" or "[h][t]" (piecewise: GCC 12 warns falsely on a + chain)
+        std::string s = "[";
+        s += std::to_string(h);
+        s += "]";
+        if (t >= 0) (s += "[") += std::to_string(t) += "]";
+        return s;
+      };
+      if (!std::isfinite(ah)) detail::fail(where, "a", "finite values at " + at(-1), ah);
+      if (!(ah <= T(0))) detail::fail(where, "a", "a <= 0 (no growth) at " + at(-1), ah);
+      for (index_t t = 0; t < length(); ++t) {
+        const T dt = delta(h, t);
+        if (!std::isfinite(dt)) detail::fail(where, "delta", "finite values at " + at(t), dt);
+        if (!(dt >= T(0))) detail::fail(where, "delta", "delta >= 0 at " + at(t), dt);
+      }
     }
   }
 
