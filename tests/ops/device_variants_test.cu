@@ -91,7 +91,7 @@ BOOST_AUTO_TEST_CASE(on_values_float_and_double) {
     BOOST_TEST_CONTEXT("linear attention") { check_on_values<linear_attention_mixer>(L); }
     BOOST_TEST_CONTEXT("RetNet") { check_on_values<retnet_mixer>(L); }
     BOOST_TEST_CONTEXT("softmax attention") { check_on_values<softmax_attention_mixer>(L); }
-    const auto raw = linear_attention_mixer<double>::init(8, 2, 4, 4, 0, false);  // unnormalized
+    const auto raw = linear_attention_mixer<double>::init(8, 2, 4, 4, 0, {.normalized = false});
     const auto xd = testing::random_matrix<double>(8, L, 4);
     testing::check_host_device(raw.bind(xd.view()), raw.values(xd.view()).view(), 1e-12);
   }

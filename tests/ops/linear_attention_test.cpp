@@ -36,7 +36,7 @@ matrix<T> naive_linear_attention(const linear_attention_operator<T>& op, const m
 template <class T>
 void check_linear(index_t L, std::uint64_t seed, bool normalized) {
   const index_t D = 3, H = 2, E = 3, P = 2;
-  auto mixer = linear_attention_mixer<T>::init(D, H, E, P, seed, normalized);
+  auto mixer = linear_attention_mixer<T>::init(D, H, E, P, seed, {.normalized = normalized});
   auto x = testing::random_matrix<T>(D, L, seed + 100);
   auto op = mixer.bind(x.view());
   static_assert(linear_operator<linear_attention_operator<T>>);
@@ -60,7 +60,7 @@ BOOST_AUTO_TEST_CASE(apply_matches_materialize_and_naive) {
 // Without the normalizer M = tril(φQ φKᵀ): every strictly lower block has rank ≤ E.
 BOOST_AUTO_TEST_CASE(off_diagonal_rank_is_at_most_key_size) {
   const index_t L = 64, E = 3;
-  auto mixer = linear_attention_mixer<double>::init(4, 1, E, 1, 5, true);
+  auto mixer = linear_attention_mixer<double>::init(4, 1, E, 1, 5, {.normalized = true});
   auto x = testing::random_matrix<double>(4, L, 6);
   auto m = materialize(mixer.bind(x.view()), 0, 0);
   Eigen::MatrixXd block(L / 2, L / 2);

@@ -23,6 +23,12 @@ template <class T>
 }
 }  // namespace detail
 
+// What init fixes beyond the shapes: whether rows are divided by n_i (Katharopoulos
+// et al.'s form) or left as the plain sums.
+struct linear_attention_options {
+  bool normalized = true;
+};
+
 // Linear attention with projections q = W_q x, k = W_k x, v = W_v x and the
 // feature map elu + 1.
 template <class T>
@@ -34,8 +40,8 @@ class linear_attention_mixer {
   bool normalized = true;
 
   static linear_attention_mixer init(index_t model_channels, index_t heads, index_t key_size, index_t head_dim,
-                                     std::uint64_t seed, bool normalized = true) {
-    return {detail::qkv_projections<T>::init(model_channels, heads, key_size, head_dim, seed), normalized};
+                                     std::uint64_t seed, const linear_attention_options& options = {}) {
+    return {detail::qkv_projections<T>::init(model_channels, heads, key_size, head_dim, seed), options.normalized};
   }
 
   [[nodiscard]] index_t model_channels() const { return proj.model_channels(); }
