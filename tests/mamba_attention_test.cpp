@@ -113,11 +113,14 @@ BOOST_AUTO_TEST_CASE(reconstruction_rows_and_eq12_double) {
   check_model<double>("mamba_tied_fp32", 2, 1e-12);
   check_model<double>("mamba_bias_bf16", 1, 1e-12);
   check_model<double>("mamba_ss_f16", 0, 1e-12);
+  check_model<double>("falcon_mamba_fp32", 1, 1e-12);
+  check_model<double>("falcon_mamba_sharded_bf16", 0, 1e-12);
 }
 
 BOOST_AUTO_TEST_CASE(reconstruction_rows_and_eq12_float) {
   check_model<float>("mamba_tied_fp32", 2, 1e-5);
   check_model<float>("mamba_bias_bf16", 1, 1e-5);
+  check_model<float>("falcon_mamba_fp32", 1, 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(paper_form_against_transformers_signals) {

@@ -27,9 +27,11 @@ struct fixture_case {
   int sequences;
   int layers;
 };
-// Made by tests/data/make_mamba_fixtures.py with transformers (see its docstring).
-const fixture_case fixtures[] = {
-    {"mamba_tied_fp32", 3, 2}, {"mamba_bias_bf16", 2, 3}, {"mamba_ss_f16", 1, 1}, {"mamba_demo", 1, 4}};
+// Made by tests/data/make_mamba_fixtures.py with transformers (see its docstring),
+// the Falcon-Mamba ones by tests/data/make_family_fixtures.py.
+const fixture_case fixtures[] = {{"mamba_tied_fp32", 3, 2},   {"mamba_bias_bf16", 2, 3},
+                                 {"mamba_ss_f16", 1, 1},      {"mamba_demo", 1, 4},
+                                 {"falcon_mamba_fp32", 2, 2}, {"falcon_mamba_sharded_bf16", 1, 2}};
 
 fs::path reference(const std::string& model, const std::string& file) { return data_dir / "reference" / model / file; }
 
@@ -160,6 +162,29 @@ BOOST_AUTO_TEST_CASE(configs_in_both_layouts) {
   BOOST_TEST(b.intermediate_size == 1536);
 }
 
+BOOST_AUTO_TEST_CASE(falcon_mamba_config_and_norms) {
+  const auto f = load_mamba_config(data_dir / "falcon_mamba_fp32" / "config.json");
+  BOOST_TEST(f.bc_dt_norm);
+  BOOST_TEST(f.mixer_rms_eps == 1e-3);
+  BOOST_TEST(f.family() == "Falcon-Mamba");
+  BOOST_TEST(f.vocab_size == 75);
+  BOOST_TEST(f.time_step_rank == 5);
+  BOOST_TEST(!load_mamba_config(data_dir / "mamba_tied_fp32" / "config.json").bc_dt_norm);
+  const auto s = load_mamba_config(data_dir / "falcon_mamba_sharded_bf16" / "config.json");
+  BOOST_TEST(s.mixer_rms_eps == 1e-6);
+  BOOST_TEST(s.use_bias);
+  // Without the δ, B, C norms (or with another epsilon) the logits leave the
+  // reference: the fixture exercises both.
+  for (const auto change : {+[](mamba_config& c) { c.bc_dt_norm = false; }, +[](mamba_config& c) { c.mixer_rms_eps = 1e-6; }}) {
+    auto model = load_mamba<double>(data_dir / "falcon_mamba_fp32");
+    change(model.config);
+    const auto tokens = tokens_of("falcon_mamba_fp32", 1);
+    const double err = compare(mamba_forward(model, std::span<const index_t>(tokens)),
+                               io::read_npy(reference("falcon_mamba_fp32", "logits_1.npy")));
+    BOOST_TEST(err > 1e-3, "changed model still matches (" << err << ")");
+  }
+}
+
 BOOST_AUTO_TEST_CASE(bad_configs) {
   expect_error([] { (void)parse_mamba_config("{\"hidden_size\": 4,", "c.json"); }, "at byte");
   expect_error([] { (void)parse_mamba_config("[1, 2]", "c.json"); }, "JSON object");
@@ -174,6 +199,8 @@ BOOST_AUTO_TEST_CASE(bad_configs) {
   expect_error([] {
     (void)parse_mamba_config(R"({"model_type": "mamba2", "hidden_size": 4, "num_hidden_layers": 1, "vocab_size": 5})");
   }, "mamba2");
+  expect_error([] { (void)parse_mamba_config(R"({"model_type": "falcon_mamba", "hidden_size": 4, "num_hidden_layers": 1, "vocab_size": 5, "mixer_rms_eps": -1})"); },
+               "mixer_rms_eps");
   expect_error([] {
     (void)parse_mamba_config(R"({"hidden_act": "gelu", "hidden_size": 4, "num_hidden_layers": 1, "vocab_size": 5})");
   }, "hidden_act");

@@ -89,6 +89,56 @@ expect(demo 0 "\\(ok\\)"
   --reference-logits ${ref}/mamba_demo/logits_0.npy)
 expect_files(demo ${WORK}/demo logits.npy alpha_3.npy rollout.png)
 
+# ---- the other families: Mamba-2 (per-head maps) and Falcon-Mamba, sharded too ----
+expect(mamba2_paper 0 "\\(Mamba-2, Hugging Face layout\\).*6 heads x 12, 2 group.*self-test passed.*\\(ok\\)"
+  --model ${DATA}/mamba2_groups_bf16 --tokens-file ${ref}/mamba2_groups_bf16/tokens_1.npy --out ${WORK}/m2
+  --self-test --reference-logits ${ref}/mamba2_groups_bf16/logits_1.npy)
+expect_files(mamba2_paper ${WORK}/m2 logits.npy alpha_0.npy alpha_2.npy raw.npy rollout.npy alpha_1.png rollout.png)
+expect_shape(mamba2_paper ${WORK}/m2/alpha_2.npy "6, 19, 19, ")
+expect_shape(mamba2_paper ${WORK}/m2/logits.npy "19, 101, ")
+
+expect(mamba2_unified 0 "self-test passed.*\\(ok\\)"
+  --model ${DATA}/mamba2_groups_bf16 --tokens-file ${ref}/mamba2_groups_bf16/tokens_1.npy --out ${WORK}/m2u
+  --form unified --layers 1 --no-png --self-test --reference-logits ${ref}/mamba2_groups_bf16/logits_1.npy)
+expect_shape(mamba2_unified ${WORK}/m2u/alpha_1.npy "72, 19, 19, ")
+expect_no_files(mamba2_unified ${WORK}/m2u alpha_0.npy alpha_1.png)
+
+expect(mamba2_sharded 0 "\\(Mamba-2, Hugging Face layout\\).*self-test passed.*\\(ok\\)"
+  --model ${DATA}/mamba2_sharded --tokens-file ${ref}/mamba2_sharded/tokens_0.npy --out ${WORK}/m2s
+  --save-alpha none --self-test --reference-logits ${ref}/mamba2_sharded/logits_0.npy)
+
+expect(mamba2_state_spaces 0 "\\(Mamba-2, state-spaces layout\\).*d_mlp 16.*self-test passed.*\\(ok\\)"
+  --model ${DATA}/mamba2_ss_mlp --tokens-file ${ref}/mamba2_ss_mlp/tokens_0.npy --out ${WORK}/m2ss
+  --form unified --self-test --reference-logits ${ref}/mamba2_ss_mlp/logits_0.npy)
+expect_shape(mamba2_state_spaces ${WORK}/m2ss/alpha_0.npy "32, 14, 14, ")
+
+expect(falcon_mamba 0 "\\(Falcon-Mamba, Hugging Face layout\\).*self-test passed.*\\(ok\\)"
+  --model ${DATA}/falcon_mamba_fp32 --tokens-file ${ref}/falcon_mamba_fp32/tokens_1.npy --out ${WORK}/fm
+  --self-test --reference-logits ${ref}/falcon_mamba_fp32/logits_1.npy)
+expect_shape(falcon_mamba ${WORK}/fm/alpha_1.npy "40, 13, 13, ")
+
+expect(falcon_mamba_sharded 0 "\\(Falcon-Mamba, Hugging Face layout\\).*self-test passed.*\\(ok\\)"
+  --model ${DATA}/falcon_mamba_sharded_bf16 --tokens-file ${ref}/falcon_mamba_sharded_bf16/tokens_0.npy
+  --out ${WORK}/fms --form unified --self-test --reference-logits ${ref}/falcon_mamba_sharded_bf16/logits_0.npy)
+
+# Unsupported families and checkpoints: exit 1, naming what is not supported.
+file(MAKE_DIRECTORY ${WORK}/jamba)
+file(WRITE ${WORK}/jamba/config.json "{\"model_type\": \"jamba\", \"hidden_size\": 8}")
+expect(unknown_family 1 "model_type = \"jamba\" is not supported" --model ${WORK}/jamba --tokens 1 --out ${WORK}/x)
+file(MAKE_DIRECTORY ${WORK}/hybrid)
+file(WRITE ${WORK}/hybrid/config.json
+  "{\"d_model\": 8, \"n_layer\": 1, \"vocab_size\": 5, \"attn_layer_idx\": [0], \"ssm_cfg\": {\"layer\": \"Mamba2\", \"headdim\": 4}}")
+expect(hybrid 1 "attn_layer_idx = \\[0\\] \\(attention layers\\) is not supported" --model ${WORK}/hybrid --tokens 1 --out ${WORK}/x)
+file(MAKE_DIRECTORY ${WORK}/pickle)
+file(COPY ${DATA}/mamba2_tied_fp32/config.json DESTINATION ${WORK}/pickle)
+file(WRITE ${WORK}/pickle/pytorch_model.bin "not read")
+expect(pickle 1 "PyTorch pickle checkpoint \\(pytorch_model.bin\\).*safe_serialization=True"
+  --model ${WORK}/pickle --tokens 1 --out ${WORK}/x)
+file(MAKE_DIRECTORY ${WORK}/lost_shard)
+file(COPY ${DATA}/mamba2_sharded/config.json ${DATA}/mamba2_sharded/model.safetensors.index.json DESTINATION ${WORK}/lost_shard)
+expect(lost_shard 1 "model.safetensors.index.json' at byte [0-9]+: shard 'model-00001-of-00005.safetensors' .* does not exist"
+  --model ${WORK}/lost_shard --tokens 1 --out ${WORK}/x)
+
 expect(token_list 0 "L = 3 tokens"
   --model ${DATA}/mamba_tied_fp32 --tokens 3,17,5 --out ${WORK}/list --layers 1 --device cpu)
 
@@ -241,6 +291,26 @@ else()
     message(SEND_ERROR "cuda: exit ${rc}\n${out}${err}")
     math(EXPR failures "${failures} + 1")
   endif()
+  # The other families on the device: the same checks, or the same refusal.
+  foreach(family mamba2_groups_bf16:1 mamba2_ss_mlp:0 falcon_mamba_sharded_bf16:0)
+    string(REPLACE ":" ";" parts ${family})
+    list(GET parts 0 model)
+    list(GET parts 1 seq)
+    foreach(form paper unified)
+      execute_process(COMMAND ${TOOL} --model ${DATA}/${model} --tokens-file ${ref}/${model}/tokens_${seq}.npy
+        --out ${WORK}/cuda_${model} --device cuda --form ${form} --no-png --self-test
+        --reference-logits ${ref}/${model}/logits_${seq}.npy
+        RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+      if(rc STREQUAL "0" AND out MATCHES "device cuda.*self-test passed.*\\(ok\\)")
+        message(STATUS "ok   cuda ${model} ${form} (GPU path)")
+      elseif(rc STREQUAL "1" AND err MATCHES "--device cuda: no (usable )?CUDA device")
+        message(STATUS "ok   cuda ${model} ${form} (no device here)")
+      else()
+        message(SEND_ERROR "cuda ${model} ${form}: exit ${rc}\n${out}${err}")
+        math(EXPR failures "${failures} + 1")
+      endif()
+    endforeach()
+  endforeach()
 endif()
 
 file(WRITE ${WORK}/a_file "not a folder")

@@ -106,11 +106,42 @@ struct host_backend {
       }
   }
 
-  // Δ = softplus(dt + bias[row]) in place, dt (D × L).
-  void softplus_bias(T* dt, vector_view<const T> bias, index_t D, index_t L) const {
+  // Δ = softplus(dt + bias[row]) in place, dt (D × L), clamped to [lo, hi]
+  // (Mamba-2's time_step_limit; NaN stays NaN).
+  void softplus_bias(T* dt, vector_view<const T> bias, index_t D, index_t L, T lo = T(0),
+                     T hi = std::numeric_limits<T>::infinity()) const {
     for (index_t d = 0; d < D; ++d)
       for (index_t t = 0; t < L; ++t)
-        dt[d * L + t] = mixlens::detail::softplus(dt[d * L + t] + bias[static_cast<std::size_t>(d)]);
+        dt[d * L + t] =
+            mixlens::detail::clamp_keep_nan(mixlens::detail::softplus(dt[d * L + t] + bias[static_cast<std::size_t>(d)]), lo, hi);
+  }
+
+  // The gated RMSNorm of x (C × L) over groups of `group` consecutive channels,
+  // as a diagonal: factor[c][t] = s·w_c / sqrt(mean over c's group of (x·s)² + eps)
+  // with s = SiLU(z[c][t]) (1 when z is null) and w the weight (1 when empty);
+  // out = x ⊙ factor. out may be x; factor may be null.
+  void gated_rms_norm(const T* x, const T* z, index_t C, index_t L, index_t group, vector_view<const T> weight,
+                      double eps, T* out, T* factor) const {
+    const auto gate = [&](index_t c, index_t t) { return z ? mixlens::detail::silu(z[c * L + t]) : T(1); };
+    for (index_t g0 = 0; g0 < C; g0 += group)
+      for (index_t t = 0; t < L; ++t) {
+        double ss = 0;
+        for (index_t c = g0; c < g0 + group; ++c) {
+          const double v = double(x[c * L + t]) * double(gate(c, t));
+          ss += v * v;
+        }
+        const double r = 1.0 / std::sqrt(ss / double(group) + eps);
+        for (index_t c = g0; c < g0 + group; ++c) {
+          const T f = static_cast<T>(double(gate(c, t)) * r * (weight.empty() ? 1.0 : double(weight[static_cast<std::size_t>(c)])));
+          if (factor) factor[c * L + t] = f;
+          out[c * L + t] = x[c * L + t] * f;
+        }
+      }
+  }
+
+  // y *= x elementwise.
+  void multiply(T* y, const T* x, index_t n) const {
+    for (index_t i = 0; i < n; ++i) y[i] *= x[i];
   }
 
   void silu(const T* z, T* gate, index_t n) const {
@@ -192,15 +223,18 @@ struct host_backend {
     }
   }
 
-  // out[c][t] = (Σ_{j≤t} M_c[t][j]·v[c][j] + skip_c·v[c][t])·gate[c][t] + offset[c][t]
-  // in double for the `count` matrices M (count × L × L); skip, gate, offset may be null.
+  // out[c][t] = (Σ_{j≤t} M_k[t][j]·v[c][j] + skip_k·v[c][t])·gate[c][t] + offset[c][t]
+  // in double for `count` channels c, k = c / per_matrix indexing the matrices M
+  // (count / per_matrix × L × L) and skip (a head's matrix serves its channels);
+  // skip, gate, offset may be null.
   void reconstruct(const T* m, const T* v, const T* skip, const T* gate, const T* offset, index_t count, index_t L,
-                   double* out) const {
+                   double* out, index_t per_matrix = 1) const {
     for (index_t c = 0; c < count; ++c)
       for (index_t t = 0; t < L; ++t) {
+        const index_t k = c / per_matrix;
         long double acc = 0;
-        for (index_t j = 0; j <= t; ++j) acc += static_cast<long double>(m[(c * L + t) * L + j]) * v[c * L + j];
-        if (skip) acc += static_cast<long double>(skip[c]) * v[c * L + t];
+        for (index_t j = 0; j <= t; ++j) acc += static_cast<long double>(m[(k * L + t) * L + j]) * v[c * L + j];
+        if (skip) acc += static_cast<long double>(skip[k]) * v[c * L + t];
         if (gate) acc *= gate[c * L + t];
         if (offset) acc += offset[c * L + t];
         out[c * L + t] = static_cast<double>(acc);

@@ -17,3 +17,4 @@
 #include "mixlens/ops/mamba_block/device.cuh"
 #include "mixlens/ops/s5/device.cuh"
 #include "mixlens/ops/s6/device.cuh"
+#include "mixlens/ops/ssd/device.cuh"

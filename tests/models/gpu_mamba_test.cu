@@ -1,9 +1,10 @@
-// The Mamba language model and its hidden attention on both backends: one run
-// body (forward pass, every layer's signals, matrices of both forms, channel
-// maps, raw attention, rollout, the reconstruction self-test) executed by
-// mixlens::host_backend and by gpu::device_backend, the results compared with
-// each other, with the host tensor maps, and the logits with the transformers
-// references in tests/data/reference.
+// The Mamba, Falcon-Mamba and Mamba-2 language models and their hidden
+// attention on both backends: one run body (forward pass, every layer's
+// signals, matrices of both forms, channel maps, raw attention, rollout, the
+// reconstruction self-test) executed by mixlens::host_backend and by
+// gpu::device_backend for every family, the results compared with each other,
+// with the host tensor maps, and the logits with the transformers references in
+// tests/data/reference.
 #define BOOST_TEST_MODULE gpu_mamba
 #include <boost/test/unit_test.hpp>
 
@@ -17,6 +18,7 @@
 #include "mixlens/analysis/attention_maps.hpp"
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/io/npy.hpp"
+#include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_random.hpp"
 
@@ -35,7 +37,10 @@ struct fixture_case {
   const char* name;
   int sequences;
 };
-const fixture_case fixtures[] = {{"mamba_tied_fp32", 3}, {"mamba_bias_bf16", 2}, {"mamba_ss_f16", 1}, {"mamba_demo", 1}};
+const fixture_case fixtures[] = {{"mamba_tied_fp32", 3},   {"mamba_bias_bf16", 2},          {"mamba_ss_f16", 1},
+                                 {"mamba_demo", 1},        {"falcon_mamba_fp32", 2},        {"falcon_mamba_sharded_bf16", 1},
+                                 {"mamba2_tied_fp32", 2},  {"mamba2_groups_bf16", 2},       {"mamba2_sharded", 1},
+                                 {"mamba2_ss_mlp", 1}};
 
 fs::path reference(const std::string& model, const std::string& file) { return data_dir / "reference" / model / file; }
 
@@ -51,7 +56,7 @@ struct run_result {
   std::vector<reconstruction_error> self_test;
 };
 
-// The one run body, on either backend.
+// The one run body, on either backend, for every family.
 template <class Backend, class Weights>
 run_result run(const Backend& be, const Weights& w, const std::vector<index_t>& tokens, attention_form form,
                std::size_t chunk_bytes) {
@@ -60,8 +65,9 @@ run_result run(const Backend& be, const Weights& w, const std::vector<index_t>& 
   analysis::rollout_accumulator<Backend> roll(be, L);
   analysis::map_average<Backend> raw_average(be, L * L);
   auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
-  const auto logits = models::mamba_forward(be, w.view(), std::span<const index_t>(tokens), [&](const mamba_layer_signals<float>& s) {
-    const index_t D = s.channels();
+  const auto logits = models::mamba_forward(be, w.view(), std::span<const index_t>(tokens), [&](const auto& s) {
+    // the layer's matrices: per channel, or per head in Mamba-2's paper form
+    const index_t D = form == attention_form::paper ? view_of(s.ssm()).out_channels() : s.channels();
     const auto get = [&](matrix_view<const float> m) { return be.download(m.data_handle(), m.size()); };
     r.x.push_back(get(s.x)), r.u.push_back(get(s.u)), r.delta.push_back(get(s.delta)), r.y.push_back(get(s.y));
     std::vector<float> alpha(s.layer == 0 ? static_cast<std::size_t>(D * L * L) : 0);
@@ -87,9 +93,9 @@ run_result run(const Backend& be, const Weights& w, const std::vector<index_t>& 
 }
 
 // Runs the body on both backends and compares every result.
-double check_host_device(const mamba_model<float>& m, const gpu::device_mamba_weights& dw,
-                         const std::vector<index_t>& tokens, attention_form form, std::size_t chunk_bytes,
-                         const std::string& what) {
+template <class Model, class DeviceWeights>
+double check_host_device(const Model& m, const DeviceWeights& dw, const std::vector<index_t>& tokens,
+                         attention_form form, std::size_t chunk_bytes, const std::string& what) {
   const auto hw = host_weights(m);
   const host_backend<float> host;
   const gpu::device_backend device;
@@ -112,7 +118,7 @@ double check_host_device(const mamba_model<float>& m, const gpu::device_mamba_we
   expect(rel(d.alpha0, h.alpha0), 1e-4, "layer 0 matrices");
   expect(std::max(rel(d.rollout, h.rollout), rel(d.raw_average, h.raw_average)), 1e-4, "rollout / raw average");
   // The chunked maps against the host tensor functions on layer 0's tensor.
-  const index_t D = m.config.intermediate_size;
+  const index_t D = static_cast<index_t>(h.alpha0.size()) / (L * L);
   const tensor_view<const float, 3> a0(h.alpha0.data(), D, L, L);
   const auto mean0 = analysis::aggregate_channels(a0), raw0 = analysis::raw_attention_layer(a0);
   expect(rel(h.mean[0], std::vector<float>(mean0.data(), mean0.data() + mean0.size())), 1e-6, "host mean map");
@@ -140,24 +146,25 @@ BOOST_AUTO_TEST_SUITE(gpu_mamba, *mixlens::testing::requires_device())
 BOOST_AUTO_TEST_CASE(fixtures_match_host_and_transformers) {
   const gpu::device_backend be;
   for (const auto& fx : fixtures) {
-    const auto m = load_mamba<float>(data_dir / fx.name);
-    const auto dw = gpu::to_device(m);
-    double vs_reference = 0, vs_host = 0;
-    for (int s = 0; s < fx.sequences; ++s) {
-      const auto tokens = io::read_npy(reference(fx.name, "tokens_" + std::to_string(s) + ".npy")).as<index_t>();
-      for (const auto form : {attention_form::paper, attention_form::unified}) {
-        const std::string what = std::string(fx.name) + " sequence " + std::to_string(s) + " (" +
-                                 std::string(to_string(form)) + ")";
-        vs_host = std::max(vs_host, check_host_device(m, dw, tokens, form, analysis::default_chunk_bytes, what));
+    std::visit([&](const auto& m) {
+      const auto dw = gpu::to_device(m);
+      double vs_reference = 0, vs_host = 0;
+      for (int s = 0; s < fx.sequences; ++s) {
+        const auto tokens = io::read_npy(reference(fx.name, "tokens_" + std::to_string(s) + ".npy")).as<index_t>();
+        for (const auto form : {attention_form::paper, attention_form::unified}) {
+          const std::string what = std::string(fx.name) + " sequence " + std::to_string(s) + " (" +
+                                   std::string(to_string(form)) + ")";
+          vs_host = std::max(vs_host, check_host_device(m, dw, tokens, form, analysis::default_chunk_bytes, what));
+        }
+        const auto logits = models::mamba_forward(be, dw.view(), std::span<const index_t>(tokens), [](const auto&) {});
+        const auto ref = io::read_npy(reference(fx.name, "logits_" + std::to_string(s) + ".npy"));
+        const double e = rel(be.download(logits.data(), logits.size()), ref.as<float>());
+        BOOST_TEST(e <= 1e-4, fx.name << " sequence " << s << ": device logits vs transformers " << e);
+        vs_reference = std::max(vs_reference, e);
       }
-      const auto logits = gpu::mamba_forward(be, dw, std::span<const index_t>(tokens));
-      const auto ref = io::read_npy(reference(fx.name, "logits_" + std::to_string(s) + ".npy"));
-      const double e = rel(be.download(logits.data(), logits.size()), ref.as<float>());
-      BOOST_TEST(e <= 1e-4, fx.name << " sequence " << s << ": device logits vs transformers " << e);
-      vs_reference = std::max(vs_reference, e);
-    }
-    BOOST_TEST_MESSAGE(fx.name << ": device vs host max relative error " << vs_host << ", device logits vs "
-                               << "transformers " << vs_reference);
+      BOOST_TEST_MESSAGE(fx.name << " (" << to_string(family_of(m)) << "): device vs host max relative error "
+                                 << vs_host << ", device logits vs transformers " << vs_reference);
+    }, load_language_model<float>(data_dir / fx.name));
   }
 }
 
@@ -175,6 +182,24 @@ BOOST_AUTO_TEST_CASE(longer_random_model_and_channel_chunks) {
         const std::string what = std::string("random model") + (biases ? " with biases" : "") + " L " +
                                  std::to_string(L) + " (" + std::string(to_string(form)) + ", " +
                                  std::to_string(chunk / (4 * L * L)) + " channels per chunk)";
+        BOOST_TEST_MESSAGE(what << ": worst " << check_host_device(m, dw, tokens, form, chunk, what));
+      }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(longer_mamba2_and_head_chunks) {
+  // Several SSD chunks and α tiles; chunks of one head and of 4 (not dividing
+  // 6) exercise the per-head chunking of the maps and the self-test.
+  const bool small = std::getenv("MIXLENS_GPU_TEST_SMALL") != nullptr;
+  const index_t L = small ? 130 : 300;
+  for (const char* name : {"mamba2_groups_bf16", "mamba2_ss_mlp"}) {
+    const auto m = load_mamba2<float>(data_dir / name);
+    const auto dw = gpu::to_device(m);
+    const auto tokens = random_tokens(L, std::min<index_t>(m.vocab_size(), 70), 13);
+    for (const auto form : {attention_form::paper, attention_form::unified})
+      for (const std::size_t chunk : {std::size_t(4) * L * L, std::size_t(16) * L * L, std::size_t(1) << 30}) {
+        const std::string what = std::string(name) + " L " + std::to_string(L) + " (" + std::string(to_string(form)) +
+                                 ", " + std::to_string(chunk / (4 * L * L)) + " matrices per chunk)";
         BOOST_TEST_MESSAGE(what << ": worst " << check_host_device(m, dw, tokens, form, chunk, what));
       }
   }

@@ -17,8 +17,8 @@
 using namespace mixlens;
 
 // ---- ssd -------------------------------------------------------------------
-// Mamba-2 SSD on the device through the generic path (View::row, one thread per
-// row): the shared oracle body, then host ≡ device, over odd lengths and L = 1,
+// Mamba-2 SSD on the device (apply by the recurrence kernel of ops/ssd/device.cuh,
+// rows and matrices by the generic path): the shared oracle body, then host ≡ device, over odd lengths and L = 1,
 // with the initialization examples/01_operator_classes binds.
 namespace ssd_variants {
 

@@ -1,12 +1,14 @@
-// mixlens-attn: the hidden attention of a Mamba language model checkpoint.
+// mixlens-attn: the hidden attention of a Mamba, Falcon-Mamba or Mamba-2
+// language model checkpoint (the family is read from config.json).
 //
 //   mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR
 //                [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]
 //                [--save-alpha all|none|0,3] [--no-png] [--self-test]
 //                [--reference-logits FILE] [--strict] [--max-memory BYTES]
 //
-// Writes logits.npy (L × V), alpha_{k}.npy (D × L × L) per selected layer
-// (those of --save-alpha), raw.npy and rollout.npy (L × L) over the selected
+// Writes logits.npy (L × V), alpha_{k}.npy (D × L × L; for Mamba-2's paper
+// form heads × L × L) per selected layer (those of --save-alpha), raw.npy and
+// rollout.npy (L × L) over the selected
 // layers, and PNG heatmaps alpha_{k}.png (channel mean) and rollout.png. With
 // --device cuda (builds with CUDA) the forward pass, the matrices, their channel
 // means, raw attention and rollout are computed on the GPU; D × L × L tensors
@@ -41,8 +43,8 @@
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/png.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
+#include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
-#include "mixlens/models/mamba_model.hpp"
 #ifdef MIXLENS_ATTN_CUDA
 #include "mixlens/gpu/models/mamba.cuh"
 #endif
@@ -60,12 +62,14 @@ constexpr std::string_view usage_text =
     "                    [--save-alpha all|none|0,3] [--no-png] [--self-test]\n"
     "                    [--reference-logits FILE] [--strict] [--max-memory BYTES]\n"
     "\n"
-    "  --model DIR             config.json + model.safetensors (Hugging Face or state-spaces Mamba)\n"
+    "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
+    "                          Mamba-2 (Hugging Face or state-spaces layout, told by config.json)\n"
     "  --tokens LIST           comma-separated token ids\n"
     "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy\n"
     "  --out DIR               output folder (created if missing; replaced only if empty or a former output)\n"
     "  --device cpu|cuda       where to compute (default cpu)\n"
-    "  --form paper|unified    alpha_{k}.npy: the paper's S6 alpha, or the whole block's unified form\n"
+    "  --form paper|unified    alpha_{k}.npy: the paper's alpha (per channel; per head for Mamba-2),\n"
+    "                          or the whole block's unified form (per channel)\n"
     "  --layers all|LIST       layers to analyse, 0-based (default all); raw and rollout use them\n"
     "  --save-alpha all|none|LIST  analysed layers whose alpha_{k}.npy is written (default all)\n"
     "  --no-png                skip the PNG heatmaps\n"
@@ -330,11 +334,19 @@ std::string human_bytes(double bytes) {
 // out of memory, the process would be killed without a word. The estimate
 // counts what the run holds at once: the D x L x L tensor of a saved layer,
 // one chunk of blocks (at most 2 GiB), the layer signals, the logits and maps.
-void check_memory(const options& o, const mamba_config& c, index_t V, index_t L, bool saving) {
+struct memory_sizes {
+  index_t channels, hidden, projections;  // the widest α tensor's channels, d_model, x_proj / in_proj rows
+};
+memory_sizes memory_rows(const mamba_config& c) {
+  return {c.intermediate_size, c.hidden_size, c.time_step_rank + 2 * c.state_size};
+}
+memory_sizes memory_rows(const mamba2_config& c) { return {c.ssm_channels(), c.hidden_size, c.in_proj_rows()}; }
+
+void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L, bool saving) {
   const std::optional<double> budget = o.max_memory ? o.max_memory : available_memory();
   if (!budget) return;
-  const double f = sizeof(float), Ld = double(L), D = double(c.intermediate_size), H = double(c.hidden_size),
-               P = double(c.time_step_rank + 2 * c.state_size);
+  const double f = sizeof(float), Ld = double(L), D = double(c.channels), H = double(c.hidden),
+               P = double(c.projections);
   const double alpha = f * D * Ld * Ld;
   const double chunk = std::min(alpha, double(mixlens::analysis::default_chunk_bytes));
   const double signals = f * Ld * (2 * H + 9 * D + P + V) + f * 8 * Ld * Ld + f * Ld * V;
@@ -345,7 +357,7 @@ void check_memory(const options& o, const mamba_config& c, index_t V, index_t L,
   os << "the run needs about " << human_bytes(needed) << " of memory, more than the " << human_bytes(*budget) << " of "
      << source << "; ";
   if (saving)
-    os << "alpha_{k}.npy alone is D x L x L float32 = " << c.intermediate_size << " x " << L << " x " << L << " x 4 B = "
+    os << "alpha_{k}.npy alone is D x L x L float32 = " << c.channels << " x " << L << " x " << L << " x 4 B = "
        << human_bytes(alpha) << ": --save-alpha none keeps only the L x L maps (then about "
        << human_bytes(chunk + signals) << ")";
   else
@@ -397,23 +409,24 @@ void report_self_test(results& r, index_t layer, const reconstruction_error& e) 
 // matrices in chunks of channels, their channel mean, min / max, raw map and
 // rollout step; the D × L × L tensor reaches host memory only for alpha_{k}.npy,
 // the L × L mean only for its heatmap.
-template <class Backend>
-results run_on(const Backend& be, const mamba_weights<float>& weights, const options& o,
-               const std::vector<index_t>& tokens, const std::vector<index_t>& layers,
-               const std::vector<index_t>& save) {
+template <class Backend, class Weights>
+results run_on(const Backend& be, const Weights& weights, const options& o, const std::vector<index_t>& tokens,
+               const std::vector<index_t>& layers, const std::vector<index_t>& save) {
   results r;
-  const index_t L = static_cast<index_t>(tokens.size()), D = weights.config.intermediate_size;
+  const index_t L = static_cast<index_t>(tokens.size());
   const auto t = clock_type::now();
   mixlens::analysis::rollout_accumulator<Backend> roll(be, L);
   mixlens::analysis::map_average<Backend> raw_average(be, L * L);
   auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
   std::vector<float> alpha;
-  const auto logits = mamba_forward(be, weights, std::span<const index_t>(tokens), [&](const mamba_layer_signals<float>& s) {
+  const auto logits = mamba_forward(be, weights, std::span<const index_t>(tokens), [&](const auto& s) {
     if (!contains(layers, s.layer)) return;
     const bool keep = contains(save, s.layer);
-    if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
     const std::string k = std::to_string(s.layer);
+    index_t D = 0;  // matrices of the layer: channels, or Mamba-2's heads in the paper form
     const auto maps = [&](const auto& op) {
+      D = mixlens::view_of(op).out_channels();
+      if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
       mixlens::analysis::aggregate_operator(be, op, mixlens::channel_reduction::mean, map.data(), minmax.data(),
                                             keep ? alpha.data() : nullptr);
       try {  // raw attention is undefined on NaN / inf: name the first one
@@ -462,7 +475,8 @@ results run_on(const Backend& be, const mamba_weights<float>& weights, const opt
   return r;
 }
 
-results run_cpu(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
+template <class Model>
+results run_cpu(const options& o, const Model& model, const std::vector<index_t>& tokens,
                 const std::vector<index_t>& layers, const std::vector<index_t>& save) {
   const auto weights = host_weights(model);
   return run_on(mixlens::host_backend<float>{}, weights.view(), o, tokens, layers, save);
@@ -471,7 +485,8 @@ results run_cpu(const options& o, const mamba_model<float>& model, const std::ve
 #ifdef MIXLENS_ATTN_CUDA
 namespace gpu = mixlens::gpu;
 
-results run_cuda(const options& o, const mamba_model<float>& model, const std::vector<index_t>& tokens,
+template <class Model>
+results run_cuda(const options& o, const Model& model, const std::vector<index_t>& tokens,
                  const std::vector<index_t>& layers, const std::vector<index_t>& save) {
   std::string reason;
   if (!gpu::device_available(&reason)) throw mixlens::error("--device cuda: " + reason);
@@ -484,17 +499,25 @@ results run_cuda(const options& o, const mamba_model<float>& model, const std::v
 }
 #endif
 
-int run(const options& o) {
-#ifndef MIXLENS_ATTN_CUDA
-  if (o.device == "cuda")
-    throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");
-#endif
-  const auto start = clock_type::now();
+// The sizes of the summary line, and the matrices per alpha_{k}.npy.
+std::string sizes(const mamba_config& c) {
+  return "d_model " + std::to_string(c.hidden_size) + ", d_inner " + std::to_string(c.intermediate_size) + ", N " +
+         std::to_string(c.state_size);
+}
+std::string sizes(const mamba2_config& c) {
+  return "d_model " + std::to_string(c.hidden_size) + ", " + std::to_string(c.num_heads) + " heads x " +
+         std::to_string(c.head_dim) + ", " + std::to_string(c.n_groups) + " group(s), N " + std::to_string(c.state_size) +
+         (c.d_mlp ? ", d_mlp " + std::to_string(c.d_mlp) : "");
+}
+index_t alpha_matrices(const mamba_config& c, attention_form) { return c.intermediate_size; }
+index_t alpha_matrices(const mamba2_config& c, attention_form f) {
+  return f == attention_form::paper ? c.num_heads : c.ssm_channels();
+}
 
+template <class Model>
+int run_model(const options& o, const Model& model, clock_type::time_point start, double load_s) {
   // Every input is checked before anything is written.
   auto t = clock_type::now();
-  const auto model = load_mamba<float>(o.model);
-  const double load_s = seconds_since(t);
   if (!model.unused_tensors.empty()) {
     std::string names;
     for (const auto& n : model.unused_tensors) names += (names.empty() ? "'" : ", '") + n + "'";
@@ -504,21 +527,22 @@ int run(const options& o) {
     std::cerr << "mixlens-attn: warning: " << what << " (--strict refuses them)\n";
   }
   const auto tokens = read_tokens(o);
-  check_tokens(model, std::span<const index_t>(tokens), "tokens");
+  check_tokens(model.vocab_size(), std::span<const index_t>(tokens), "tokens");
   const auto layers = parse_layers(o.layers, model.num_layers());
   const auto save = parse_save_alpha(o.save_alpha, layers);
-  const mamba_config& c = model.config;
-  const index_t L = static_cast<index_t>(tokens.size()), D = c.intermediate_size;
+  const auto& c = model.config;
+  const index_t L = static_cast<index_t>(tokens.size()), D = alpha_matrices(c, o.form);
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, L, model.vocab_size());
-  check_memory(o, c, model.vocab_size(), L, !save.empty());
+  check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty());
   output_folder folder(o.out);
   options work = o;  // the run writes into the staging folder
   work.out = folder.staging();
 
-  std::cout << "model     " << o.model.string() << " (" << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
-            << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, d_model "
-            << c.hidden_size << ", d_inner " << D << ", N " << c.state_size << ", vocab " << model.vocab_size() << "\n"
+  std::cout << "model     " << o.model.string() << " (" << c.family() << ", "
+            << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
+            << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, " << sizes(c)
+            << ", vocab " << model.vocab_size() << "\n"
             << "input     L = " << L << " tokens; form " << to_string(o.form) << "; device " << o.device << "; "
             << layers.size() << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
             << 4.0 * double(D) * double(L) * double(L) / 1e6 << " MB each, " << save.size() << " written)\n";
@@ -569,6 +593,17 @@ int run(const options& o) {
   if (!bad_logits.empty() && !o.self_test && o.reference_logits.empty())
     std::cerr << "mixlens-attn: warning: logits contain " << bad_logits << "\n";
   return status;
+}
+
+int run(const options& o) {
+#ifndef MIXLENS_ATTN_CUDA
+  if (o.device == "cuda")
+    throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");
+#endif
+  const auto start = clock_type::now();
+  const auto model = load_language_model<float>(o.model);
+  const double load_s = seconds_since(start);
+  return std::visit([&](const auto& m) { return run_model(o, m, start, load_s); }, model);
 }
 
 }  // namespace

@@ -29,6 +29,12 @@ template <class T>
   return x * sigmoid(x);
 }
 
+// x clamped to [lo, hi]; a NaN stays NaN (fmin / fmax would drop it).
+template <class T>
+[[nodiscard]] MIXLENS_HD T clamp_keep_nan(T x, T lo, T hi) {
+  return x < lo ? lo : x > hi ? hi : x;
+}
+
 template <class T>
 [[nodiscard]] MIXLENS_HD T real_part(T x) {
   return x;

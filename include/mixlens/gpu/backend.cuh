@@ -24,6 +24,7 @@
 #include "mixlens/ops/causal_conv/device.cuh"
 #include "mixlens/ops/mamba_block/device.cuh"
 #include "mixlens/ops/s6/device.cuh"
+#include "mixlens/ops/ssd/device.cuh"
 
 namespace mixlens::gpu {
 
@@ -136,8 +137,29 @@ __global__ void bias_silu_kernel(float* u, const float* bias, float* sigma, inde
   }
 }
 
-__global__ void softplus_bias_kernel(float* dt, const float* bias, index_t D, index_t L) {
-  MIXLENS_GRID_STRIDE(k, D * L) dt[k] = mixlens::detail::softplus(dt[k] + bias[k / L]);
+__global__ void softplus_bias_kernel(float* dt, const float* bias, index_t D, index_t L, float lo, float hi) {
+  MIXLENS_GRID_STRIDE(k, D * L) dt[k] = mixlens::detail::clamp_keep_nan(mixlens::detail::softplus(dt[k] + bias[k / L]), lo, hi);
+}
+
+// One thread per (group, position) of the channel-major x (C × L): consecutive
+// threads read consecutive positions. The sum of squares in double.
+__global__ void gated_rms_norm_kernel(const float* x, const float* z, index_t C, index_t L, index_t group,
+                                      const float* weight, float eps, float* out, float* factor) {
+  MIXLENS_GRID_STRIDE(k, (C / group) * L) {
+    const index_t c0 = (k / L) * group, t = k % L;
+    double ss = 0;
+    for (index_t c = c0; c < c0 + group; ++c) {
+      const double v = double(x[c * L + t]) * (z ? double(mixlens::detail::silu(z[c * L + t])) : 1.0);
+      ss += v * v;
+    }
+    const double r = 1.0 / sqrt(ss / double(group) + double(eps));
+    for (index_t c = c0; c < c0 + group; ++c) {
+      const float f = static_cast<float>((z ? double(mixlens::detail::silu(z[c * L + t])) : 1.0) * r *
+                                         (weight ? double(weight[c]) : 1.0));
+      if (factor) factor[c * L + t] = f;
+      out[c * L + t] = x[c * L + t] * f;
+    }
+  }
 }
 
 __global__ void silu_kernel(const float* z, float* gate, index_t n) {
@@ -254,14 +276,14 @@ __global__ void __launch_bounds__(model_threads) rownorm_identity_kernel(const f
     for (index_t j = threadIdx.x; j < L; j += model_threads) aug[i * L + j] = static_cast<float>(aug[i * L + j] / total);
 }
 
-// out[c][t] = (Σ_{j≤t} M_c[t][j]·v[c][j] + skip_c·v[c][t])·gate[c][t] + offset[c][t]
-// in double, one block per (c, t); skip, gate and offset may be null.
+// out[c][t] = (Σ_{j≤t} M_k[t][j]·v[c][j] + skip_k·v[c][t])·gate[c][t] + offset[c][t],
+// k = c / per_matrix, in double, one block per (c, t); skip, gate and offset may be null.
 __global__ void __launch_bounds__(model_threads)
     reconstruct_kernel(const float* m, const float* v, const float* skip, const float* gate, const float* offset,
-                       index_t L, double* out) {
+                       index_t L, double* out, index_t per_matrix) {
   __shared__ double partial[model_threads / 32];
-  const index_t row = blockIdx.x, c = row / L, t = row % L;
-  const float* mr = m + row * L;
+  const index_t row = blockIdx.x, c = row / L, t = row % L, k = c / per_matrix;
+  const float* mr = m + (k * L + t) * L;
   const float* vr = v + c * L;
   double acc = 0;
   for (index_t j = threadIdx.x; j <= t; j += model_threads) acc += double(mr[j]) * double(vr[j]);
@@ -271,7 +293,7 @@ __global__ void __launch_bounds__(model_threads)
   if (threadIdx.x != 0) return;
   double total = 0;
   for (int w = 0; w < model_threads / 32; ++w) total += partial[w];
-  if (skip) total += double(skip[c]) * double(vr[t]);
+  if (skip) total += double(skip[k]) * double(vr[t]);
   if (gate) total *= gate[c * L + t];
   if (offset) total += offset[c * L + t];
   out[row] = total;
@@ -390,9 +412,20 @@ class device_backend {
         u, bias.empty() ? nullptr : bias.data(), sigma, D, L);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
-  void softplus_bias(float* dt, vector_view<const float> bias, index_t D, index_t L) const {
+  void softplus_bias(float* dt, vector_view<const float> bias, index_t D, index_t L, float lo = 0.0f,
+                     float hi = INFINITY) const {
     detail::softplus_bias_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(dt, bias.data(), D,
-                                                                                                    L);
+                                                                                                    L, lo, hi);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void gated_rms_norm(const float* x, const float* z, index_t C, index_t L, index_t group,
+                      vector_view<const float> weight, double eps, float* out, float* factor) const {
+    detail::gated_rms_norm_kernel<<<detail::model_blocks((C / group) * L), detail::model_threads, 0, stream_>>>(
+        x, z, C, L, group, weight.empty() ? nullptr : weight.data(), static_cast<float>(eps), out, factor);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void multiply(float* y, const float* x, index_t n) const {
+    detail::multiply_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(y, x, n);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void silu(const float* z, float* gate, index_t n) const {
@@ -476,9 +509,9 @@ class device_backend {
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void reconstruct(const float* m, const float* v, const float* skip, const float* gate, const float* offset,
-                   index_t count, index_t L, double* out) const {
-    detail::reconstruct_kernel<<<detail::grid_size(count * L), detail::model_threads, 0, stream_>>>(m, v, skip, gate,
-                                                                                                   offset, L, out);
+                   index_t count, index_t L, double* out, index_t per_matrix = 1) const {
+    detail::reconstruct_kernel<<<detail::grid_size(count * L), detail::model_threads, 0, stream_>>>(
+        m, v, skip, gate, offset, L, out, per_matrix);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
 

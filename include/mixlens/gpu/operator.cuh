@@ -167,31 +167,38 @@ void require_data(std::string_view where, std::string_view argument, const M& m)
 
 }  // namespace detail
 
+namespace detail {
+// The generic apply from the view's rows (also the fallback of device paths
+// that cover only some sizes); arguments already checked.
+template <class View>
+void generic_apply(const View& v, matrix_view<const typename View::value_type> x,
+                   matrix_view<typename View::value_type> y, cudaStream_t stream) {
+  using T = typename View::value_type;
+  const index_t L = v.length(), total = v.out_channels() * L;
+  const index_t batch_rows = std::max<index_t>(
+      1, std::min<index_t>(total, static_cast<index_t>(generic_scratch_bytes / (sizeof(T) * L))));
+  stream_workspace scratch(static_cast<std::size_t>(batch_rows * L) * sizeof(T), stream);
+  for (index_t first = 0; first < total; first += batch_rows) {
+    const index_t count = std::min(batch_rows, total - first);
+    generic_apply_kernel<<<generic_grid(count), generic_threads, 0, stream>>>(
+        v, x.data_handle(), y.data_handle(), static_cast<T*>(scratch.get()), first, count);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+}
+}  // namespace detail
+
 // y = M·x; x (in_channels × L) and y (out_channels × L) in device memory.
 template <class Op>
 void apply(const Op& op, matrix_view<const typename detail::view_t<Op>::value_type> x,
            matrix_view<typename detail::view_t<Op>::value_type> y, cudaStream_t stream = nullptr) {
   using View = detail::view_t<Op>;
-  using T = typename View::value_type;
   constexpr std::string_view where = "mixlens::gpu::apply";
   const View& v = view_of(op);
   mixlens::detail::check_apply_args(where, v, "x", x, y);
   detail::require_data(where, "x", x);
   detail::require_data(where, "y", y);
-  if constexpr (requires { device_path<View>::apply(v, x, y, stream); }) {
-    device_path<View>::apply(v, x, y, stream);
-  } else {
-    const index_t L = v.length(), total = v.out_channels() * L;
-    const index_t batch_rows = std::max<index_t>(
-        1, std::min<index_t>(total, static_cast<index_t>(detail::generic_scratch_bytes / (sizeof(T) * L))));
-    detail::stream_workspace scratch(static_cast<std::size_t>(batch_rows * L) * sizeof(T), stream);
-    for (index_t first = 0; first < total; first += batch_rows) {
-      const index_t count = std::min(batch_rows, total - first);
-      detail::generic_apply_kernel<<<detail::generic_grid(count), detail::generic_threads, 0, stream>>>(
-          v, x.data_handle(), y.data_handle(), static_cast<T*>(scratch.get()), first, count);
-      MIXLENS_CUDA_CHECK_LAUNCH();
-    }
-  }
+  if constexpr (requires { device_path<View>::apply(v, x, y, stream); }) device_path<View>::apply(v, x, y, stream);
+  else detail::generic_apply(v, x, y, stream);
 }
 
 // The dense L×L block from input channel `in` to output channel `out` into m.

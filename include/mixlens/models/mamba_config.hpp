@@ -1,6 +1,7 @@
 // The configuration of a Mamba language model, read from config.json in either
 // of the two layouts Mamba checkpoints come with:
-//  - Hugging Face transformers (MambaConfig: hidden_size, state_size, …);
+//  - Hugging Face transformers (MambaConfig: hidden_size, state_size, …; or
+//    FalconMambaConfig, the same model with weightless RMSNorms on δ, B and C);
 //  - the original state-spaces release (d_model, n_layer, ssm_cfg, …; vocabulary
 //    padded to pad_vocab_size_multiple).
 // Needs nlohmann-json (mixlens/models/ headers are the only ones that do).
@@ -43,6 +44,12 @@ struct mamba_config {
   bool residual_in_fp32 = true;   // no effect in fp32/fp64 compute; kept for reporting
   bool tie_embeddings = true;     // lm_head = embedding
   mamba_naming naming = mamba_naming::hugging_face;
+  // Falcon-Mamba: the x_proj outputs δ, B and C each RMS-normalized (no weight)
+  // at every position before dt_proj and the scan, with this epsilon.
+  bool bc_dt_norm = false;
+  double mixer_rms_eps = 1e-6;
+
+  [[nodiscard]] std::string_view family() const { return bc_dt_norm ? "Falcon-Mamba" : "Mamba"; }
 
   [[nodiscard]] std::string embedding_name() const {
     return naming == mamba_naming::state_spaces ? "backbone.embedding.weight" : "backbone.embeddings.weight";
@@ -126,34 +133,83 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
   return config_int(source, j, key);
 }
 
-}  // namespace detail
+// Python's json writes float("inf") as a bare Infinity (transformers 4 configs
+// hold `"time_step_limit": [0.0, Infinity]`), which is not JSON: the tokens
+// Infinity, -Infinity and NaN outside strings, quoted, so that the text parses.
+inline std::string quote_non_finite(std::string_view text) {
+  std::string out;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (in_string) {
+      out += ch;
+      if (ch == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (ch == '"') in_string = false;
+      continue;
+    }
+    if (ch == '"') in_string = true;
+    bool quoted = false;
+    for (const std::string_view token : {"-Infinity", "Infinity", "NaN"})
+      if (text.substr(i, token.size()) == token) {
+        out += '"', out += token, out += '"';
+        i += token.size() - 1;
+        quoted = true;
+        break;
+      }
+    if (!quoted) out += ch;
+  }
+  return out;
+}
 
-// Parses the text of a config.json; `source` names it in error messages.
-[[nodiscard]] inline mamba_config parse_mamba_config(std::string_view text, std::string_view source = "config.json") {
+// The top-level object of a config.json's text.
+inline nlohmann::json parse_config_object(std::string_view text, std::string_view source) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text.begin(), text.end());
+    const bool bare = text.find("Infinity") != std::string_view::npos || text.find("NaN") != std::string_view::npos;
+    j = bare ? nlohmann::json::parse(quote_non_finite(text)) : nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
     std::ostringstream os;
     os << "Mamba config '" << source << "' at byte " << e.byte << ": malformed JSON (" << e.what() << ")";
     throw error(os.str());
   } catch (const nlohmann::json::exception& e) {  // e.g. out_of_range.406 for 1e400
-    detail::config_fail(source, std::string("malformed JSON (") + e.what() + ")");
+    config_fail(source, std::string("malformed JSON (") + e.what() + ")");
   }
-  if (!j.is_object()) detail::config_fail(source, "expected a JSON object at the top level");
+  if (!j.is_object()) config_fail(source, "expected a JSON object at the top level");
+  return j;
+}
+
+inline std::string read_config_text(const std::filesystem::path& file) {
+  (void)mixlens::detail::regular_file_size(file, "Mamba config");  // a directory or a FIFO is no JSON
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw error("cannot open Mamba config '" + file.string() + "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The vocabulary of a state-spaces config, padded as its embedding is.
+inline index_t padded_vocab(std::string_view source, const nlohmann::json& j) {
+  const index_t vocab = config_int(source, j, "vocab_size");
+  const index_t multiple = config_int(source, j, "pad_vocab_size_multiple", 1);
+  const index_t pad = (multiple - vocab % multiple) % multiple;
+  if (vocab > INT64_MAX - pad)
+    config_fail(source, "vocab_size " + std::to_string(vocab) + " padded to a multiple of " + std::to_string(multiple) +
+                            " exceeds 2^63");
+  return vocab + pad;
+}
+
+}  // namespace detail
+
+// Parses the text of a config.json; `source` names it in error messages.
+[[nodiscard]] inline mamba_config parse_mamba_config(std::string_view text, std::string_view source = "config.json") {
+  const nlohmann::json j = detail::parse_config_object(text, source);
 
   mamba_config c;
   if (detail::config_field(j, "d_model")) {  // state-spaces layout
     c.naming = mamba_naming::state_spaces;
     c.hidden_size = detail::config_int(source, j, "d_model");
     c.num_layers = detail::config_int(source, j, "n_layer");
-    const index_t vocab = detail::config_int(source, j, "vocab_size");
-    const index_t multiple = detail::config_int(source, j, "pad_vocab_size_multiple", 1);
-    const index_t pad = (multiple - vocab % multiple) % multiple;
-    if (vocab > INT64_MAX - pad)
-      detail::config_fail(source, "vocab_size " + std::to_string(vocab) + " padded to a multiple of " +
-                                      std::to_string(multiple) + " exceeds 2^63");
-    c.vocab_size = vocab + pad;
+    c.vocab_size = detail::padded_vocab(source, j);
     c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
     c.tie_embeddings = detail::config_bool(source, j, "tie_embeddings", true);
     if (!detail::config_bool(source, j, "rms_norm", true))
@@ -171,9 +227,13 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
     c.use_conv_bias = detail::config_bool(source, s, "conv_bias", true);
     c.use_bias = detail::config_bool(source, s, "bias", false);
     c.norm_eps = 1e-5;  // mamba_ssm's RMSNorm default
-  } else {  // Hugging Face MambaConfig
-    if (const auto* type = detail::config_field(j, "model_type"); type && *type != "mamba")
-      detail::config_fail(source, "model_type = " + detail::config_show(*type) + " is not supported (expected \"mamba\")");
+  } else {  // Hugging Face MambaConfig or FalconMambaConfig
+    const auto* type = detail::config_field(j, "model_type");
+    if (type && *type != "mamba" && *type != "falcon_mamba")
+      detail::config_fail(source, "model_type = " + detail::config_show(*type) +
+                                      " is not supported (expected \"mamba\" or \"falcon_mamba\")");
+    c.bc_dt_norm = type && *type == "falcon_mamba";
+    c.mixer_rms_eps = detail::config_real(source, j, "mixer_rms_eps", 1e-6);
     if (const auto* act = detail::config_field(j, "hidden_act"); act && *act != "silu" && *act != "swish")
       detail::config_fail(source, "hidden_act = " + detail::config_show(*act) + " is not supported (expected \"silu\")");
     c.naming = mamba_naming::hugging_face;
@@ -193,17 +253,13 @@ inline index_t config_rank(std::string_view source, const nlohmann::json& j, con
     c.tie_embeddings = detail::config_bool(source, j, "tie_word_embeddings", true);
   }
   if (!(c.norm_eps >= 0)) detail::config_fail(source, "the norm epsilon must be non-negative");
+  if (!(c.mixer_rms_eps >= 0)) detail::config_fail(source, "mixer_rms_eps must be non-negative");
   detail::config_check_sizes(source, c);
   return c;
 }
 
 [[nodiscard]] inline mamba_config load_mamba_config(const std::filesystem::path& file) {
-  (void)mixlens::detail::regular_file_size(file, "Mamba config");  // a directory or a FIFO is no JSON
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw error("cannot open Mamba config '" + file.string() + "'");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_mamba_config(text.str(), file.string());
+  return parse_mamba_config(detail::read_config_text(file), file.string());
 }
 
 }  // namespace mixlens::models

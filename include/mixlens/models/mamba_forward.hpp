@@ -3,7 +3,8 @@
 // mixlens/gpu/backend.cuh on the device):
 //
 //   embedding → [RMSNorm → in_proj → (x, z) → causal conv + bias → SiLU = u
-//                → x_proj → (δ, B, C) → Δ = softplus(dt_proj·δ + bias)
+//                → x_proj → (δ, B, C) [→ RMSNorm of δ, B, C: Falcon-Mamba]
+//                → Δ = softplus(dt_proj·δ + bias)
 //                → selective scan + D·u → ⊙ SiLU(z) → out_proj → + residual] × layers
 //   → RMSNorm → lm_head
 //
@@ -152,6 +153,10 @@ template <class Backend, class T, class Observer>
     const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
     be.conv_silu(conv, w.conv_bias, xz.data(), u.data(), sigma.data());
     be.gemm(false, false, P, L, D, w.x_proj.data_handle(), u.data(), T(0), proj.data());   // [δ; B; C] = W_x·u
+    if (cfg.bc_dt_norm) {  // Falcon-Mamba: δ, B and C RMS-normalized (no weight) at every position
+      be.gated_rms_norm(proj.data(), nullptr, R, L, R, {}, cfg.mixer_rms_eps, proj.data(), nullptr);
+      be.gated_rms_norm(proj.data() + R * L, nullptr, 2 * N, L, N, {}, cfg.mixer_rms_eps, proj.data() + R * L, nullptr);
+    }
     be.gemm(false, false, D, L, R, w.dt_proj.data_handle(), proj.data(), T(0), delta.data());
     be.softplus_bias(delta.data(), w.dt_bias, D, L);
     be.silu(xz.data() + D * L, gate.data(), D * L);
@@ -186,9 +191,11 @@ enum class attention_form { paper, unified };
 
 // The layer as the unified operator (conv, activation factor, D and gate folded
 // in; mixlens/ops/mamba_block.hpp). Its offset — the conv bias's contribution,
-// S6 (+D, gate) applied to σ ⊙ bias — costs a scan over the layer, and only the
-// reconstruction needs it: maps and rows pass {.offset = false} and get an
-// operator whose ->offset is empty.
+// the SSM (+D, gate) applied to σ ⊙ bias — costs a scan over the layer, and
+// only the reconstruction needs it: maps and rows pass {.offset = false} and get
+// an operator whose ->offset is empty. Written for the signals of every family:
+// `s` has the conv (without its bias) and conv_bias, the activation σ and
+// ssm(fold) (mamba_layer_signals, mamba2_layer_signals).
 struct unified_options {
   bool offset = true;
 };
@@ -198,11 +205,14 @@ struct mamba_unified_storage {
   Array offset;
 };
 
-template <class Backend, class T>
-[[nodiscard]] auto unified_operator(const Backend& be, const mamba_layer_signals<T>& s,
-                                    const unified_options& options = {}) {
+template <class Backend, class Signals>
+[[nodiscard]] auto unified_operator(const Backend& be, const Signals& s, const unified_options& options = {}) {
+  using T = typename Signals::value_type;
   using array = typename Backend::template array<T>;
+  using ssm_t = decltype(s.ssm(s6_fold{}));
+  using op_t = mamba_block_operator<T, T, ssm_t>;
   const index_t D = s.channels(), L = s.length();
+  const ssm_t ssm = s.ssm(s6_fold{.skip = true, .gate = true});
   const index_t rows = options.offset ? D : 0, cols = options.offset ? L : 0;
   mamba_unified_storage<T, array> st{be.alloc(rows * cols)};
   if (options.offset && s.conv_bias.empty()) {
@@ -210,24 +220,26 @@ template <class Backend, class T>
   } else if (options.offset) {
     auto bias_input = be.alloc(D * L);
     be.scale_rows(s.activation.data_handle(), s.conv_bias, bias_input.data(), D, L);
-    be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), bias_input.data(), st.offset.data());
+    be.apply(ssm, bias_input.data(), st.offset.data());
   }  // bias_input is freed in stream order (host: after the call), so no wait here
-  return bound<mamba_block_operator<T>, mamba_unified_storage<T, array>>(std::move(st), [&](const auto& stored) {
-    return mamba_block_operator<T>{s.ssm(s6_fold{.skip = true, .gate = true}), s.conv, s.activation,
-                                   matrix_view<const T>(stored.offset.data(), rows, cols)};
+  return bound<op_t, mamba_unified_storage<T, array>>(std::move(st), [&](const auto& stored) {
+    return op_t{ssm, s.conv, s.activation, matrix_view<const T>(stored.offset.data(), rows, cols)};
   });
 }
 
-// The matrices of channels [d0, d0 + count) in `form` into out (count × L × L,
-// backend memory). For the unified form pass the operator made by
-// unified_operator (reused across chunks).
-template <class Backend, class T>
-void layer_attention(const Backend& be, const mamba_layer_signals<T>& s, index_t d0, index_t count, T* out) {
+// The matrices [d0, d0 + count) in `form` into out (count × L × L, backend
+// memory): of the paper's operator s.ssm() (per channel for Mamba, per head for
+// Mamba-2), or, for the unified form, of the operator made by unified_operator
+// (reused across chunks).
+template <class Backend, class Signals>
+  requires requires(const Signals& s) { s.ssm(); }
+void layer_attention(const Backend& be, const Signals& s, index_t d0, index_t count,
+                     typename Signals::value_type* out) {
   be.materialize_channels(s.ssm(), d0, count, out);
 }
-template <class Backend, class T, class Storage>
-void layer_attention(const Backend& be, const bound<mamba_block_operator<T>, Storage>& unified, index_t d0,
-                     index_t count, T* out) {
+template <class Backend, class Op, class Storage>
+void layer_attention(const Backend& be, const bound<Op, Storage>& unified, index_t d0, index_t count,
+                     typename Op::value_type* out) {
   be.materialize_channels(unified.view(), d0, count, out);
 }
 
@@ -235,7 +247,7 @@ void layer_attention(const Backend& be, const bound<mamba_block_operator<T>, Sto
 // output y (the out_proj input), as max |error| / max |y|. A non-finite value
 // anywhere makes the error NaN, which fails every tolerance check.
 struct reconstruction_error {
-  double paper = 0;    // (α·u + D·u) ⊙ SiLU(z) against y
+  double paper = 0;    // (α·u + D·u) ⊙ gate against y
   double unified = 0;  // Â·x + offset against y
 };
 
@@ -253,18 +265,28 @@ inline double relative_max_error(const std::vector<double>& a, const std::vector
 }
 }  // namespace detail
 
-template <class Backend, class T>
-[[nodiscard]] reconstruction_error check_reconstruction(const Backend& be, const mamba_layer_signals<T>& s,
+// For the signals of every family: the paper's matrices (one per channel, or
+// one per head serving its head_dim channels) applied to the SSM input u with
+// the skip D and the gate, and the unified form applied to the conv input x
+// plus the offset, both against y.
+template <class Backend, class Signals>
+[[nodiscard]] reconstruction_error check_reconstruction(const Backend& be, const Signals& s,
                                                         std::size_t max_chunk_bytes = analysis::default_chunk_bytes) {
+  using T = typename Signals::value_type;
   const index_t D = s.channels(), L = s.length(), chunk = analysis::chunk_channels(D, L, sizeof(T), max_chunk_bytes);
-  const auto unified = unified_operator(be, s);
+  const auto paper = s.ssm();
+  const index_t matrices = view_of(paper).out_channels(), per = D / matrices;
   auto m = be.alloc(chunk * L * L);
-  auto paper = be.template alloc<double>(D * L), whole = be.template alloc<double>(D * L);
+  auto out_paper = be.template alloc<double>(D * L), whole = be.template alloc<double>(D * L);
+  for (index_t k0 = 0; k0 < matrices; k0 += chunk) {
+    const index_t count = std::min(chunk, matrices - k0), c0 = k0 * per;
+    be.materialize_channels(paper, k0, count, m.data());
+    be.reconstruct(m.data(), s.u.data_handle() + c0 * L, s.skip.data() + k0, s.gate.data_handle() + c0 * L, nullptr,
+                   count * per, L, out_paper.data() + c0 * L, per);
+  }
+  const auto unified = unified_operator(be, s);
   for (index_t d0 = 0; d0 < D; d0 += chunk) {
     const index_t count = std::min(chunk, D - d0);
-    layer_attention(be, s, d0, count, m.data());
-    be.reconstruct(m.data(), s.u.data_handle() + d0 * L, s.skip.data() + d0, s.gate.data_handle() + d0 * L, nullptr,
-                   count, L, paper.data() + d0 * L);
     layer_attention(be, unified, d0, count, m.data());
     be.reconstruct(m.data(), s.x.data_handle() + d0 * L, nullptr, nullptr, unified->offset.data_handle() + d0 * L, count,
                    L, whole.data() + d0 * L);
@@ -272,7 +294,7 @@ template <class Backend, class T>
   be.synchronize();
   const auto y = be.download(s.y.data_handle(), D * L);
   const std::vector<double> yd(y.begin(), y.end());
-  return {detail::relative_max_error(be.download(paper.data(), D * L), yd),
+  return {detail::relative_max_error(be.download(out_paper.data(), D * L), yd),
           detail::relative_max_error(be.download(whole.data(), D * L), yd)};
 }
 

@@ -22,7 +22,8 @@
 #include <vector>
 
 #include "mixlens/detail/linear.hpp"
-#include "mixlens/io/safetensors.hpp"
+#include "mixlens/io/checkpoint.hpp"
+#include "mixlens/models/detail/load.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/models/mamba_config.hpp"
 #include "mixlens/models/mamba_forward.hpp"
@@ -72,105 +73,11 @@ struct mamba_model {
 
 // ---- loading -------------------------------------------------------------------
 
-namespace detail {
-
-inline std::string shape_string(const std::vector<index_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
-// The checkpoint and the names read from it, so that what was not read can be
-// reported.
-struct checkpoint_reader {
-  const io::safetensors_file& file;
-  std::set<std::string> read;
-
-  [[nodiscard]] const std::filesystem::path& path() const { return file.path(); }
-  [[nodiscard]] bool contains(const std::string& name) const { return file.contains(name); }
-};
-
-// The entry of tensor `name`, checked to have exactly `shape` before anything
-// is allocated for it (a config can claim any size).
-inline const io::safetensors_tensor& checked_tensor(checkpoint_reader& f, const std::string& name,
-                                                    const std::vector<index_t>& shape) {
-  const io::safetensors_tensor* t = f.file.find(name);
-  if (!t)
-    throw error("Mamba checkpoint '" + f.path().string() + "': missing tensor '" + name + "' (expected shape " +
-                shape_string(shape) + ")");
-  if (t->shape != shape)
-    throw error("Mamba checkpoint '" + f.path().string() + "': tensor '" + name + "' has shape " +
-                shape_string(t->shape) + ", expected " + shape_string(shape));
-  f.read.insert(name);
-  return *t;
-}
-
-// make() allocates the tensor's buffer; running out of memory names the tensor.
-template <class F>
-auto allocate(const checkpoint_reader& f, const std::string& name, F&& make) {
-  try {
-    return make();
-  } catch (const std::bad_alloc&) {
-    throw error("Mamba checkpoint '" + f.path().string() + "': out of memory for tensor '" + name + "'");
-  }
-}
-
-template <class T>
-matrix<T> load_matrix(checkpoint_reader& f, const std::string& name, std::vector<index_t> shape) {
-  const auto& t = checked_tensor(f, name, shape);
-  auto m = allocate(f, name, [&] { return matrix<T>(shape[0], shape.size() > 1 ? shape.back() : 1); });
-  f.file.read(t, m.data());
-  return m;
-}
-
-template <class T>
-std::vector<T> load_vector(checkpoint_reader& f, const std::string& name, index_t n) {
-  const auto& t = checked_tensor(f, name, {n});
-  auto v = allocate(f, name, [&] { return std::vector<T>(static_cast<std::size_t>(n)); });
-  f.file.read(t, v.data());
-  return v;
-}
-
-// An optional tensor: required when the config enables it, refused when it does not.
-template <class T>
-std::vector<T> load_optional(checkpoint_reader& f, const std::string& name, index_t n, bool enabled,
-                             std::string_view flag) {
-  if (enabled) return load_vector<T>(f, name, n);
-  if (f.contains(name))
-    throw error("Mamba checkpoint '" + f.path().string() + "': unexpected tensor '" + name + "' (the config sets " +
-                std::string(flag) + " = false)");
-  return {};
-}
-
-// The tensors not read, after refusing layers beyond the config's: a config
-// with fewer layers would otherwise run the first ones silently.
-inline std::vector<std::string> unused_tensors(const checkpoint_reader& f, index_t num_layers) {
-  constexpr std::string_view prefix = "backbone.layers.";
-  std::vector<std::string> unused;
-  index_t stored_layers = 0;
-  for (const auto& t : f.file.tensors()) {
-    if (f.read.count(t.name)) continue;
-    unused.push_back(t.name);
-    if (!std::string_view(t.name).starts_with(prefix)) continue;
-    index_t k = -1;
-    const char* digits = t.name.data() + prefix.size();
-    const auto [end, ec] = std::from_chars(digits, t.name.data() + t.name.size(), k);
-    if (ec == std::errc() && *end == '.' && k >= 0) stored_layers = std::max(stored_layers, k + 1);
-  }
-  if (stored_layers > num_layers)
-    throw error("Mamba checkpoint '" + f.path().string() + "' holds " + std::to_string(stored_layers) +
-                " layers (backbone.layers." + std::to_string(stored_layers - 1) + ".*), but the config has " +
-                std::to_string(num_layers) + " layers");
-  return unused;
-}
-
-}  // namespace detail
-
 // Loads the weights named by `config` from an open safetensors file.
 // Refuses a checkpoint with more layers than the config; other tensors it does
 // not use are listed in unused_tensors.
 template <class T>
-[[nodiscard]] mamba_model<T> load_mamba(const mamba_config& config, const io::safetensors_file& file) {
+[[nodiscard]] mamba_model<T> load_mamba(const mamba_config& config, const io::safetensors_checkpoint& file) {
   detail::checkpoint_reader f{file, {}};
   using detail::load_matrix;
   using detail::load_vector;
@@ -205,20 +112,14 @@ template <class T>
   return m;
 }
 
-// Loads `dir`/config.json and `dir`/model.safetensors.
+// Loads `dir`/config.json and the weights (model.safetensors or its shards).
 template <class T>
 [[nodiscard]] mamba_model<T> load_mamba(const std::filesystem::path& dir) {
   if (!std::filesystem::is_directory(dir)) throw error("Mamba model folder '" + dir.string() + "' does not exist");
-  const auto config_file = dir / "config.json", weights_file = dir / "model.safetensors";
+  const auto config_file = dir / "config.json";
   if (!std::filesystem::exists(config_file)) throw error("Mamba model folder '" + dir.string() + "' has no config.json");
-  if (!std::filesystem::exists(weights_file)) {
-    if (std::filesystem::exists(dir / "model.safetensors.index.json"))
-      throw error("Mamba model folder '" + dir.string() + "': sharded checkpoints are not supported");
-    throw error("Mamba model folder '" + dir.string() + "' has no model.safetensors");
-  }
   const mamba_config config = load_mamba_config(config_file);
-  const io::safetensors_file f(weights_file);
-  return load_mamba<T>(config, f);
+  return load_mamba<T>(config, io::safetensors_checkpoint::open_folder(dir, "Mamba model"));
 }
 
 // ---- the forward pass (models/mamba_forward.hpp) ----------------------------------

@@ -4,7 +4,9 @@
 // with c = conv1d(x) before its bias, g = SiLU(z), and σ(c + bias) the factor
 // that turns the SiLU into a diagonal matrix: SiLU(p) = p·σ(p). The conv bias
 // makes the block affine; `offset` is that constant part, so that
-// apply(x) + offset reproduces the block exactly.
+// apply(x) + offset reproduces the block exactly. The selective SSM is S6 by
+// default; Ssm = ssd_operator<T> (with D and Mamba-2's gated norm folded in as
+// its skip and gate) gives the Mamba-2 block from the conv's x channels.
 #pragma once
 
 #include <cmath>
@@ -25,11 +27,11 @@ struct mamba_conv_kind {
   static constexpr std::string_view name = "Mamba conv1d";
 };
 
-template <class T, class State = T>
+template <class T, class State = T, class Ssm = s6_operator<T, State>>
 struct mamba_block_operator {
   using value_type = T;
 
-  s6_operator<T, State> ssm;                    // with D and the gate folded in
+  Ssm ssm;                                      // with D and the gate folded in
   causal_conv_operator<T, mamba_conv_kind> conv;  // taps by lag, without the bias
   matrix_view<const T> activation;              // (D, L): σ(c + bias)
   matrix_view<const T> offset;                  // (D, L): the conv bias's contribution (or empty)
@@ -87,9 +89,10 @@ struct mamba_block_operator {
   }
 };
 
-template <class T, class State>
-struct operator_traits<mamba_block_operator<T, State>> {
-  static constexpr std::string_view name = "Mamba block (unified form)";
+template <class T, class State, class Ssm>
+struct operator_traits<mamba_block_operator<T, State, Ssm>> {
+  static constexpr std::string_view name =
+      std::is_same_v<Ssm, s6_operator<T, State>> ? "Mamba block (unified form)" : "Mamba-2 block (unified form)";
   static constexpr data_control control = data_control::non_diagonal;
   static constexpr bool time_invariant = false;
   static constexpr bool channel_mixing = false;

@@ -3,7 +3,9 @@
 // head, so that its mixing matrix is a masked attention matrix
 //   M_h = L_h ∘ (C Bᵀ) · diag(Δ_h),   L_h[i][j] = exp(a_h Σ_{k=j+1..i} Δ_h[k])  (j ≤ i),
 // i.e. M_h[i][j] = ⟨C_i, B_j⟩ · exp(a_h Σ_{k=j+1..i} Δ_k) · Δ_j (+ D_h on the diagonal),
-// exactly state-spaces/mamba's ssd_minimal with X·Δ and A·Δ. Channels: H heads
+// exactly state-spaces/mamba's ssd_minimal with X·Δ and A·Δ. An optional gate
+// (H·P × L) scales output row t of channel c by gate[c][t] (a diagonal on the
+// left, as Mamba-2's gated norm is at a given input). Channels: H heads
 // of P value channels; every channel of a head is mixed by the same M_h. B and C
 // are shared by the heads of a group (G groups). Strictly lower blocks of M_h
 // have rank ≤ N (semiseparable).
@@ -41,11 +43,13 @@ struct ssd_operator {
   index_t head_dim = 0;         // P
   vector_view<const T> skip;    // H (the D term) or empty
   index_t chunk = 64;           // chunk length of the SSD algorithm
+  matrix_view<const T> gate;    // H·P × L, or empty
 
   ssd_operator() = default;
   ssd_operator(matrix_view<const T> delta_, vector_view<const T> a_, tensor_view<const T, 3> b_,
-               tensor_view<const T, 3> c_, index_t head_dim_, vector_view<const T> skip_ = {}, index_t chunk_ = 64)
-      : delta(delta_), a(a_), b(b_), c(c_), head_dim(head_dim_), skip(skip_), chunk(chunk_) {
+               tensor_view<const T, 3> c_, index_t head_dim_, vector_view<const T> skip_ = {}, index_t chunk_ = 64,
+               matrix_view<const T> gate_ = {})
+      : delta(delta_), a(a_), b(b_), c(c_), head_dim(head_dim_), skip(skip_), chunk(chunk_), gate(gate_) {
     check_shapes();
   }
 
@@ -60,7 +64,7 @@ struct ssd_operator {
 
   template <class F>
   void for_each_view(F&& f) {
-    f(delta), f(a), f(b), f(c), f(skip);
+    f(delta), f(a), f(b), f(c), f(skip), f(gate);
   }
 
   // The value checks, on host data: bind runs them, and so does to_device.
@@ -139,7 +143,7 @@ struct ssd_operator {
           for (index_t p = 0; p < P; ++p) y(h * P + p, c0 + l) = static_cast<T>(out[static_cast<std::size_t>(l * P + p)]);
       }
     }
-    add_skip(x, y);
+    add_skip_and_gate(x, y);
   }
 
   // The plain recurrence h_t = exp(Δ_t a) h_{t−1} + Δ_t B_t x_tᵀ, y_t = h_tᵀ C_t.
@@ -164,7 +168,7 @@ struct ssd_operator {
         }
       }
     }
-    add_skip(x, y);
+    add_skip_and_gate(x, y);
   }
 
   // The quadratic form: column j, rows i ≥ j, segment sums grown term by term.
@@ -183,6 +187,9 @@ struct ssd_operator {
       }
       if (!skip.empty()) m(j, j) += skip[static_cast<std::size_t>(h)];
     }
+    if (!is_empty(gate))
+      for (index_t i = 0; i < length(); ++i)
+        for (index_t j = 0; j <= i; ++j) m(i, j) *= gate(out, i);
   }
 
   // Row t in O(t·N), the segment sum grown backward from the diagonal.
@@ -198,6 +205,8 @@ struct ssd_operator {
       seg += ah * double(delta(h, j));
     }
     if (!skip.empty()) r[static_cast<std::size_t>(t)] += skip[static_cast<std::size_t>(h)];
+    if (!is_empty(gate))
+      for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] *= gate(out, t);
   }
 
  private:
@@ -211,10 +220,12 @@ struct ssd_operator {
     detail::check_apply_args(where, *this, "x", x, y);
   }
 
-  void add_skip(matrix_view<const T> x, matrix_view<T> y) const {
-    if (skip.empty()) return;
+  void add_skip_and_gate(matrix_view<const T> x, matrix_view<T> y) const {
     for (index_t ch = 0; ch < in_channels(); ++ch)
-      for (index_t t = 0; t < length(); ++t) y(ch, t) += skip[static_cast<std::size_t>(head_of(ch))] * x(ch, t);
+      for (index_t t = 0; t < length(); ++t) {
+        if (!skip.empty()) y(ch, t) += skip[static_cast<std::size_t>(head_of(ch))] * x(ch, t);
+        if (!is_empty(gate)) y(ch, t) *= gate(ch, t);
+      }
   }
 
   void check_shapes() const {
@@ -233,6 +244,10 @@ struct ssd_operator {
     detail::check_positive(where, "head_dim", head_dim);
     detail::check_positive(where, "chunk", chunk);
     if (!skip.empty()) detail::check_equal(where, "skip", "size (= heads)", H, static_cast<index_t>(skip.size()));
+    if (!is_empty(gate)) {
+      detail::check_equal(where, "gate", "channels (extent 0, = heads·head_dim)", H * head_dim, gate.extent(0));
+      detail::check_equal(where, "gate", "length (extent 1)", L, gate.extent(1));
+    }
   }
 };
 

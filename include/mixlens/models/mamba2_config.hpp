@@ -1,0 +1,178 @@
+// The configuration of a Mamba-2 language model, read from config.json in
+// either layout:
+//  - Hugging Face transformers (Mamba2Config: num_heads, head_dim, n_groups,
+//    state_size, expand, …, time_step_limit);
+//  - the original state-spaces release (d_model, n_layer, ssm_cfg with
+//    layer "Mamba2", headdim, ngroups, d_ssm, …; vocabulary padded to
+//    pad_vocab_size_multiple).
+// The two codebases differ in the gated RMSNorm: transformers 5 normalizes over
+// the whole SSM width, mamba_ssm per group of d_ssm / ngroups channels; the
+// config records which (norm_group_size). See docs/mamba2.md.
+// Needs nlohmann-json.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "mixlens/models/mamba_config.hpp"
+
+namespace mixlens::models {
+
+struct mamba2_config {
+  index_t vocab_size = 0;       // rows of the embedding (padded for state-spaces files)
+  index_t hidden_size = 0;      // d_model
+  index_t num_layers = 0;
+  index_t num_heads = 0;        // H
+  index_t head_dim = 64;        // P; the SSM width is H·P
+  index_t state_size = 128;     // N
+  index_t n_groups = 1;         // G: heads share B and C in groups of H / G
+  index_t conv_kernel = 4;
+  index_t chunk_size = 256;     // of the chunked SSD algorithm (the result does not depend on it)
+  index_t d_mlp = 0;            // channels of the gated-MLP part of in_proj (state-spaces d_ssm < d_inner)
+  index_t norm_group_size = 0;  // channels per group of the gated RMSNorm
+  double norm_eps = 1e-5;       // the block norms and the gated norm
+  double dt_min = 0;            // time_step_limit: Δ is clamped to [dt_min, dt_max]
+  double dt_max = std::numeric_limits<double>::infinity();
+  bool use_bias = false;        // in_proj and out_proj biases
+  bool use_conv_bias = true;
+  bool residual_in_fp32 = true;  // no effect in fp32/fp64 compute; kept for reporting
+  bool tie_embeddings = false;
+  mamba_naming naming = mamba_naming::hugging_face;
+
+  [[nodiscard]] std::string_view family() const { return "Mamba-2"; }
+  [[nodiscard]] index_t ssm_channels() const { return num_heads * head_dim; }
+  [[nodiscard]] index_t conv_channels() const { return ssm_channels() + 2 * n_groups * state_size; }
+  // in_proj rows: [z0, x0 (d_mlp each); z (H·P); x, B, C (conv channels); dt (H)].
+  [[nodiscard]] index_t in_proj_rows() const { return 2 * d_mlp + ssm_channels() + conv_channels() + num_heads; }
+  // out_proj columns: [MLP (d_mlp); SSM (H·P)].
+  [[nodiscard]] index_t intermediate_size() const { return d_mlp + ssm_channels(); }
+  [[nodiscard]] std::string embedding_name() const {
+    return naming == mamba_naming::state_spaces ? "backbone.embedding.weight" : "backbone.embeddings.weight";
+  }
+};
+
+namespace detail {
+
+// A number, or infinity as configs spell it where JSON cannot: transformers 5's
+// {"__float__": "Infinity"}, a string "Infinity" / "inf", or Python's bare
+// Infinity (quoted by parse_config_object).
+inline double config_extended_real(std::string_view source, const nlohmann::json& v, const std::string& what) {
+  if (v.is_number()) return v.get<double>();
+  const nlohmann::json* s = &v;
+  if (v.is_object() && v.size() == 1 && v.contains("__float__")) s = &v["__float__"];
+  if (s->is_string()) {
+    const std::string text = s->get<std::string>();
+    if (text == "Infinity" || text == "inf") return std::numeric_limits<double>::infinity();
+    if (text == "-Infinity" || text == "-inf") return -std::numeric_limits<double>::infinity();
+  }
+  config_fail(source, what + " must be a number, got " + config_show(v));
+}
+
+// time_step_limit / dt_limit: [lo, hi] with 0 ≤ lo < hi.
+inline void config_limit(std::string_view source, const nlohmann::json& j, const char* key, mamba2_config& c) {
+  const nlohmann::json* f = config_field(j, key);
+  if (!f) return;
+  if (!f->is_array() || f->size() != 2) config_fail(source, std::string("field '") + key + "' must be [min, max], got " + config_show(*f));
+  c.dt_min = config_extended_real(source, (*f)[0], std::string(key) + "[0]");
+  c.dt_max = config_extended_real(source, (*f)[1], std::string(key) + "[1]");
+  if (!(c.dt_min >= 0 && c.dt_min < c.dt_max))
+    config_fail(source, std::string("field '") + key + "' must satisfy 0 <= min < max, got " + config_show(*f));
+}
+
+// A flag that must have one value: `why` names the variant that is not supported.
+inline void config_require(std::string_view source, const nlohmann::json& j, const char* key, bool expected,
+                           const std::string& why) {
+  if (config_bool(source, j, key, expected) != expected)
+    config_fail(source, std::string(key) + " = " + (expected ? "false" : "true") + " (" + why + ") is not supported");
+}
+
+}  // namespace detail
+
+// Parses the text of a Mamba-2 config.json; `source` names it in error messages.
+[[nodiscard]] inline mamba2_config parse_mamba2_config(std::string_view text, std::string_view source = "config.json") {
+  const nlohmann::json j = detail::parse_config_object(text, source);
+  mamba2_config c;
+  index_t inner = 0;  // expand · d_model
+  if (detail::config_field(j, "d_model")) {  // state-spaces MambaConfig with a Mamba2 mixer
+    c.naming = mamba_naming::state_spaces;
+    c.hidden_size = detail::config_int(source, j, "d_model");
+    c.num_layers = detail::config_int(source, j, "n_layer");
+    c.vocab_size = detail::padded_vocab(source, j);
+    c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
+    c.tie_embeddings = detail::config_bool(source, j, "tie_embeddings", true);
+    detail::config_require(source, j, "rms_norm", true, "LayerNorm blocks");
+    if (const auto* mlp = detail::config_field(j, "d_intermediate"); mlp && !(mlp->is_number_integer() && mlp->get<std::int64_t>() == 0))
+      detail::config_fail(source, "d_intermediate = " + detail::config_show(*mlp) + " (MLP blocks between the mixers) is not supported");
+    if (const auto* attn = detail::config_field(j, "attn_layer_idx"); attn && !(attn->is_array() && attn->empty()))
+      detail::config_fail(source, "attn_layer_idx = " + detail::config_show(*attn) + " (attention layers) is not supported");
+    static const nlohmann::json empty = nlohmann::json::object();
+    const nlohmann::json* ssm = detail::config_field(j, "ssm_cfg");
+    if (ssm && !ssm->is_object()) detail::config_fail(source, "field 'ssm_cfg' must be an object");
+    const nlohmann::json& s = ssm ? *ssm : empty;
+    if (const auto* layer = detail::config_field(s, "layer"); !layer || *layer != "Mamba2")
+      detail::config_fail(source, "ssm_cfg.layer must be \"Mamba2\" for a Mamba-2 model, got " + (layer ? detail::config_show(*layer) : "none"));
+    c.state_size = detail::config_int(source, s, "d_state", 128);
+    c.conv_kernel = detail::config_int(source, s, "d_conv", 4);
+    inner = detail::config_inner_size(source, detail::config_real(source, s, "expand", 2.0), c.hidden_size);
+    c.head_dim = detail::config_int(source, s, "headdim", 64);
+    const index_t d_ssm = detail::config_int(source, s, "d_ssm", inner);
+    if (d_ssm > inner) detail::config_fail(source, "ssm_cfg.d_ssm = " + std::to_string(d_ssm) + " exceeds expand · d_model = " + std::to_string(inner));
+    if (d_ssm % c.head_dim != 0)
+      detail::config_fail(source, "ssm_cfg.d_ssm = " + std::to_string(d_ssm) + " is not a multiple of headdim " + std::to_string(c.head_dim));
+    c.num_heads = d_ssm / c.head_dim;
+    c.d_mlp = inner - d_ssm;
+    c.n_groups = detail::config_int(source, s, "ngroups", 1);
+    c.chunk_size = detail::config_int(source, s, "chunk_size", 256);
+    c.use_bias = detail::config_bool(source, s, "bias", false);
+    c.use_conv_bias = detail::config_bool(source, s, "conv_bias", true);
+    detail::config_limit(source, s, "dt_limit", c);
+    detail::config_require(source, s, "rmsnorm", true, "no gated RMSNorm");
+    detail::config_require(source, s, "norm_before_gate", false, "the norm before the gate");
+    detail::config_require(source, s, "D_has_hdim", false, "D per channel");
+    if (c.ssm_channels() % c.n_groups != 0)
+      detail::config_fail(source, "ssm_cfg.ngroups = " + std::to_string(c.n_groups) + " does not divide d_ssm = " + std::to_string(c.ssm_channels()));
+    c.norm_group_size = c.ssm_channels() / c.n_groups;  // mamba_ssm: RMSNormGated(group_size = d_ssm / ngroups)
+    c.norm_eps = 1e-5;                                  // mamba_ssm's defaults for both norms
+    inner = c.intermediate_size();
+  } else {  // Hugging Face Mamba2Config
+    if (const auto* type = detail::config_field(j, "model_type"); type && *type != "mamba2")
+      detail::config_fail(source, "model_type = " + detail::config_show(*type) + " is not a Mamba-2 model (expected \"mamba2\")");
+    if (const auto* act = detail::config_field(j, "hidden_act"); act && *act != "silu" && *act != "swish")
+      detail::config_fail(source, "hidden_act = " + detail::config_show(*act) + " is not supported (expected \"silu\")");
+    c.hidden_size = detail::config_int(source, j, "hidden_size");
+    c.num_layers = detail::config_int(source, j, "num_hidden_layers");
+    c.vocab_size = detail::config_int(source, j, "vocab_size");
+    c.num_heads = detail::config_int(source, j, "num_heads", 128);
+    c.head_dim = detail::config_int(source, j, "head_dim", 64);
+    c.state_size = detail::config_int(source, j, "state_size", 128);
+    c.n_groups = detail::config_int(source, j, "n_groups", 8);
+    c.conv_kernel = detail::config_int(source, j, "conv_kernel", 4);
+    c.chunk_size = detail::config_int(source, j, "chunk_size", 256);
+    inner = detail::config_inner_size(source, detail::config_real(source, j, "expand", 2.0), c.hidden_size);
+    if (inner != c.ssm_channels())
+      detail::config_fail(source, "expand · hidden_size = " + std::to_string(inner) + " must equal num_heads · head_dim = " +
+                                      std::to_string(c.ssm_channels()));
+    c.norm_eps = detail::config_real(source, j, "layer_norm_epsilon", 1e-5);
+    c.use_bias = detail::config_bool(source, j, "use_bias", false);
+    c.use_conv_bias = detail::config_bool(source, j, "use_conv_bias", true);
+    c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
+    c.tie_embeddings = detail::config_bool(source, j, "tie_word_embeddings", false);
+    detail::config_limit(source, j, "time_step_limit", c);
+    c.norm_group_size = c.ssm_channels();  // MambaRMSNormGated: one group, the whole width
+  }
+  if (c.num_heads % c.n_groups != 0)
+    detail::config_fail(source, "the " + std::to_string(c.n_groups) + " groups do not divide the " + std::to_string(c.num_heads) + " heads");
+  if (!(c.norm_eps >= 0)) detail::config_fail(source, "the norm epsilon must be non-negative");
+  return c;
+}
+
+[[nodiscard]] inline mamba2_config load_mamba2_config(const std::filesystem::path& file) {
+  return parse_mamba2_config(detail::read_config_text(file), file.string());
+}
+
+}  // namespace mixlens::models

@@ -1,0 +1,371 @@
+#define BOOST_TEST_MODULE mamba2_model
+#include <boost/test/unit_test.hpp>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "common/oracles.hpp"
+#include "mixlens/io/npy.hpp"
+#include "mixlens/models/language_model.hpp"
+#include "mixlens/models/mamba_attention.hpp"
+
+using namespace mixlens;
+using namespace mixlens::models;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path data_dir = fs::path(__FILE__).parent_path() / "data";
+
+struct fixture_case {
+  const char* name;
+  int sequences;
+  int layers;
+};
+// Made by tests/data/make_family_fixtures.py with transformers (see its docstring).
+const fixture_case fixtures[] = {
+    {"mamba2_tied_fp32", 2, 2}, {"mamba2_groups_bf16", 2, 3}, {"mamba2_sharded", 1, 2}, {"mamba2_ss_mlp", 1, 2}};
+
+fs::path reference(const std::string& model, const std::string& file) { return data_dir / "reference" / model / file; }
+
+std::vector<index_t> tokens_of(const std::string& model, int s) {
+  return io::read_npy(reference(model, "tokens_" + std::to_string(s) + ".npy")).as<index_t>();
+}
+
+// max |a − b| / max |b| between a channel-major (rows × L) view and columns
+// [col0, col0 + rows) of a time-major (L × cols) reference; infinite when not finite.
+template <class M>
+double compare_transposed(const M& got, const io::npy_array& ref, index_t col0 = 0) {
+  const auto r = ref.as<double>();
+  const index_t cols = ref.shape.at(1);
+  double diff = 0, scale = 0;
+  for (index_t i = 0; i < got.extent(0); ++i)
+    for (index_t t = 0; t < got.extent(1); ++t) {
+      const double want = r[static_cast<std::size_t>(t * cols + col0 + i)];
+      const double d = std::abs(double(got(i, t)) - want);
+      if (!std::isfinite(d)) return std::numeric_limits<double>::infinity();
+      diff = std::max(diff, d);
+      scale = std::max(scale, std::abs(want));
+    }
+  return diff / (scale > 0 ? scale : 1);
+}
+
+template <class T>
+double compare_logits(const matrix<T>& got, const io::npy_array& ref) {
+  BOOST_REQUIRE_EQUAL(ref.shape.at(0), got.extent(0));
+  BOOST_REQUIRE_EQUAL(ref.shape.at(1), got.extent(1));
+  const auto r = ref.as<double>();
+  std::vector<double> g(got.data(), got.data() + got.size());
+  return testing::relative_error(g.data(), r.data(), got.size());
+}
+
+// Logits and every recorded layer signal against transformers; the self-test
+// (both forms) on every layer.
+template <class T>
+void check_fixture(const fixture_case& fx, double tol, double self_tol) {
+  const auto model = load_mamba2<T>(data_dir / fx.name);
+  BOOST_REQUIRE_EQUAL(model.num_layers(), fx.layers);
+  const index_t S = model.config.ssm_channels();
+  double worst_logits = 0, worst_signals = 0, worst_self = 0;
+  for (int s = 0; s < fx.sequences; ++s) {
+    const auto tokens = tokens_of(fx.name, s);
+    double signals = 0, self = 0;
+    const auto logits = mamba_forward(model, std::span<const index_t>(tokens), [&](const mamba2_layer_signals<T>& sig) {
+      std::string p = "layer" + std::to_string(sig.layer);
+      p += "_" + std::to_string(s) + "_";
+      // transformers' in_proj output is [z | x, B, C | dt] (no MLP part: see the script).
+      const auto in_proj = io::read_npy(reference(fx.name, p + "in_proj_out.npy"));
+      signals = std::max(signals, compare_transposed(sig.z, in_proj, 0));
+      signals = std::max(signals, compare_transposed(sig.x, in_proj, S));
+      signals = std::max(signals, compare_transposed(sig.ssm_out, io::read_npy(reference(fx.name, p + "ssm_out.npy"))));
+      signals = std::max(signals, compare_transposed(sig.y, io::read_npy(reference(fx.name, p + "norm_out.npy"))));
+      const auto e = check_reconstruction(host_backend<T>{}, sig);
+      self = std::max({self, e.paper, e.unified});
+      BOOST_TEST(e.paper <= self_tol, fx.name << " layer " << sig.layer << ": per-head alpha reconstruction " << e.paper);
+      BOOST_TEST(e.unified <= self_tol, fx.name << " layer " << sig.layer << ": unified reconstruction " << e.unified);
+    });
+    const double err = compare_logits(logits, io::read_npy(reference(fx.name, "logits_" + std::to_string(s) + ".npy")));
+    BOOST_TEST(err <= tol, fx.name << " sequence " << s << ": logits error " << err);
+    BOOST_TEST(signals <= tol, fx.name << " sequence " << s << ": layer signals error " << signals);
+    worst_logits = std::max(worst_logits, err);
+    worst_signals = std::max(worst_signals, signals);
+    worst_self = std::max(worst_self, self);
+  }
+  BOOST_TEST_MESSAGE(fx.name << " (" << (std::is_same_v<T, float> ? "float" : "double")
+                             << "): max relative error vs transformers: logits " << worst_logits << ", layer signals "
+                             << worst_signals << "; self-test " << worst_self);
+}
+
+// Every layer's signals, copied out of the forward pass's reused buffers.
+template <class T>
+std::vector<bound<mamba2_layer_signals<T>, host_storage>> all_signals(const mamba2_model<T>& m,
+                                                                      const std::vector<index_t>& tokens) {
+  std::vector<bound<mamba2_layer_signals<T>, host_storage>> out;
+  (void)mamba_forward(m, std::span<const index_t>(tokens),
+                      [&](const mamba2_layer_signals<T>& s) { out.push_back(owned_copy(s)); });
+  return out;
+}
+
+// The SSD matrix term by term in long double from Δ, A, B, C: the oracle for α_h.
+template <class T>
+long double naive_alpha(const mamba2_layer_signals<T>& s, index_t h, index_t i, index_t j) {
+  if (j > i) return 0;
+  const index_t g = h / (s.heads() / s.b.extent(0));
+  long double decay = 0, cb = 0;
+  for (index_t k = j + 1; k <= i; ++k) decay += s.delta(h, k);
+  for (index_t n = 0; n < s.b.extent(1); ++n) cb += static_cast<long double>(s.c(g, n, i)) * s.b(g, n, j);
+  return cb * std::exp(static_cast<long double>(s.a[static_cast<std::size_t>(h)]) * decay) * s.delta(h, j);
+}
+
+struct scratch_model {
+  fs::path dir;
+  explicit scratch_model(const std::string& from) {
+    dir = fs::temp_directory_path() / ("mixlens_mamba2_model_test_" + std::to_string(::getpid()) + "_" + from);
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy(data_dir / from, dir, fs::copy_options::recursive);
+  }
+  ~scratch_model() { fs::remove_all(dir); }
+  [[nodiscard]] std::string read(const std::string& file) const {
+    std::ifstream in(dir / file);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+  void write(const std::string& file, const std::string& text) const { std::ofstream(dir / file) << text; }
+  void replace(const std::string& file, const std::string& from, const std::string& to) const {
+    std::string text = read(file);
+    const auto at = text.find(from);
+    BOOST_REQUIRE(at != std::string::npos);
+    write(file, text.replace(at, from.size(), to));
+  }
+};
+
+const std::string hf = R"("model_type": "mamba2", "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 5, "num_heads": 4, "head_dim": 4, "n_groups": 2)";
+const std::string ss = R"("d_model": 8, "n_layer": 1, "vocab_size": 5)";
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(logits_signals_and_self_test_match_transformers_float) {
+  for (const auto& fx : fixtures) check_fixture<float>(fx, 1e-4, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(logits_signals_and_self_test_match_transformers_double) {
+  // The reference itself is fp32, so double agrees only to fp32 accuracy.
+  for (const auto& fx : fixtures) check_fixture<double>(fx, 1e-5, 1e-11);
+}
+
+BOOST_AUTO_TEST_CASE(per_head_alpha_rows_and_channels) {
+  const auto model = load_mamba2<double>(data_dir / "mamba2_groups_bf16");
+  const auto tokens = tokens_of("mamba2_groups_bf16", 1);
+  const index_t L = static_cast<index_t>(tokens.size());
+  for (const auto& owner : all_signals(model, tokens)) {
+    const auto& s = owner.view();
+    const auto heads = s.ssm();
+    BOOST_TEST(heads.out_channels() == model.config.num_heads);
+    tensor<double, 3> alpha(heads.out_channels(), L, L);
+    materialize_channels(heads, 0, heads.out_channels(), alpha.data());
+    double diff = 0;
+    for (index_t h = 0; h < heads.out_channels(); ++h)
+      for (index_t i = 0; i < L; ++i)
+        for (index_t j = 0; j < L; ++j) diff = std::max(diff, static_cast<double>(std::abs(alpha(h, i, j) - naive_alpha(s, h, i, j))));
+    BOOST_TEST(diff <= 1e-12, "layer " << s.layer << ": alpha vs the term-by-term oracle " << diff);
+    // The host conveniences: per head in the paper form, per channel unified.
+    const auto paper = layer_attention(s, attention_form::paper);
+    BOOST_TEST(std::equal(paper.data(), paper.data() + paper.size(), alpha.data()));
+    BOOST_TEST(layer_attention(s, attention_form::unified).extent(0) == s.channels());
+    const auto row = layer_attention_row(s, attention_form::paper, 5, L - 1);
+    for (index_t j = 0; j < L; ++j) BOOST_TEST(std::abs(row[static_cast<std::size_t>(j)] - alpha(5, L - 1, j)) <= 1e-12 * (1 + std::abs(alpha(5, L - 1, j))));
+    BOOST_TEST(check_reconstruction(s).paper <= 1e-12);
+    // Every channel of a head is mixed by its head's matrix; rows equal the
+    // matrices' rows in both forms.
+    const auto channels = s.ssm(s6_fold{});
+    const auto unified = unified_operator(host_backend<double>{}, s);
+    matrix<double> m(L, L), u(L, L);
+    std::vector<double> r(static_cast<std::size_t>(L));
+    for (const index_t c : {index_t(0), s.head_dim + 3, s.channels() - 1}) {
+      channels.materialize(c, c, m.view());
+      unified->materialize(c, c, u.view());
+      for (index_t t : {index_t(0), L / 2, L - 1}) {
+        unified->row(c, c, t, vector_view<double>(r.data(), r.size()));
+        for (index_t j = 0; j < L; ++j) {
+          BOOST_TEST(m(t, j) == alpha(c / s.head_dim, t, j));
+          BOOST_TEST(std::abs(r[static_cast<std::size_t>(j)] - u(t, j)) <= 1e-12 * (1 + std::abs(u(t, j))));
+        }
+      }
+    }
+    // The chunked SSD and the recurrence agree with the matrices (apply = M·u).
+    const auto op = s.ssm(s6_fold{.skip = true, .gate = true});
+    matrix<double> y1(s.channels(), L), y2(s.channels(), L);
+    op.apply(s.u, y1.view());
+    op.apply_recurrent(s.u, y2.view());
+    BOOST_TEST(testing::relative_error(y1, y2) <= 1e-12);
+    std::vector<double> y(s.y.data_handle(), s.y.data_handle() + s.y.size());
+    BOOST_TEST(testing::relative_error(y1.data(), y.data(), y1.size()) <= 1e-12);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(time_step_limit_and_gated_norm_matter) {
+  // Without the clamp, or with the other codebase's norm groups, the logits
+  // leave the reference: the fixtures exercise both.
+  const auto check = [](const char* name, auto change) {
+    auto model = load_mamba2<double>(data_dir / name);
+    change(model.config);
+    const auto tokens = tokens_of(name, name == std::string("mamba2_ss_mlp") ? 0 : 1);
+    const auto logits = mamba_forward(model, std::span<const index_t>(tokens));
+    const double err = compare_logits(logits, io::read_npy(reference(name, std::string("logits_") +
+                                                                          (name == std::string("mamba2_ss_mlp") ? "0" : "1") + ".npy")));
+    BOOST_TEST(err > 1e-3, name << ": changed model still matches (" << err << ")");
+  };
+  check("mamba2_groups_bf16", [](mamba2_config& c) { c.dt_min = 0, c.dt_max = std::numeric_limits<double>::infinity(); });
+  check("mamba2_groups_bf16", [](mamba2_config& c) { c.norm_group_size = c.ssm_channels() / c.n_groups; });
+  check("mamba2_ss_mlp", [](mamba2_config& c) { c.norm_group_size = c.ssm_channels(); });
+}
+
+BOOST_AUTO_TEST_CASE(configs_in_both_layouts) {
+  const auto c = load_mamba2_config(data_dir / "mamba2_groups_bf16" / "config.json");
+  BOOST_TEST((c.naming == mamba_naming::hugging_face));
+  BOOST_TEST(c.vocab_size == 101);
+  BOOST_TEST(c.hidden_size == 24);
+  BOOST_TEST(c.num_heads == 6);
+  BOOST_TEST(c.head_dim == 12);
+  BOOST_TEST(c.state_size == 6);
+  BOOST_TEST(c.n_groups == 2);
+  BOOST_TEST(c.conv_kernel == 3);
+  BOOST_TEST(c.chunk_size == 5);
+  BOOST_TEST(c.num_layers == 3);
+  BOOST_TEST(c.use_bias);
+  BOOST_TEST(!c.tie_embeddings);
+  BOOST_TEST(c.norm_eps == 1e-6);
+  BOOST_TEST(c.dt_min == 0.02);
+  BOOST_TEST(c.dt_max == 0.4);
+  BOOST_TEST(c.d_mlp == 0);
+  BOOST_TEST(c.norm_group_size == 72);  // transformers: the whole width
+  BOOST_TEST(c.in_proj_rows() == 72 + 72 + 24 + 6);
+
+  const auto t = load_mamba2_config(data_dir / "mamba2_tied_fp32" / "config.json");
+  BOOST_TEST(std::isinf(t.dt_max));  // {"__float__": "Infinity"}
+  BOOST_TEST(t.tie_embeddings);
+
+  const auto s = load_mamba2_config(data_dir / "mamba2_ss_mlp" / "config.json");
+  BOOST_TEST((s.naming == mamba_naming::state_spaces));
+  BOOST_TEST(s.vocab_size == 72);  // 70 padded to a multiple of 8
+  BOOST_TEST(s.num_heads == 4);
+  BOOST_TEST(s.head_dim == 8);
+  BOOST_TEST(s.d_mlp == 16);
+  BOOST_TEST(s.intermediate_size() == 48);
+  BOOST_TEST(s.norm_group_size == 16);  // mamba_ssm: d_ssm / ngroups
+  BOOST_TEST(s.chunk_size == 6);
+  BOOST_TEST(s.tie_embeddings);
+
+  const auto d = parse_mamba2_config("{" + ss + R"(, "ssm_cfg": {"layer": "Mamba2", "headdim": 4, "dt_limit": [0.001, 0.1]}})");
+  BOOST_TEST(d.num_heads == 4);  // expand 2 · d_model 8 / headdim 4
+  BOOST_TEST(d.dt_min == 0.001);
+  BOOST_TEST(d.n_groups == 1);
+  BOOST_TEST(d.state_size == 128);
+  // Infinity as older transformers (Python's bare token), strings or transformers 5 write it.
+  for (const std::string inf : {"Infinity", R"("Infinity")", R"({"__float__": "Infinity"})", "1e300"}) {
+    const auto e = parse_mamba2_config("{" + hf + R"(, "note": "NaN and Infinity in a string", "time_step_limit": [0.0, )" + inf + "]}");
+    BOOST_TEST(e.dt_max >= 1e300, inf);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_configs_name_the_variant) {
+  const auto expect = [](const std::string& text, std::initializer_list<std::string> fragments) {
+    testing::check_error([&] { (void)parse_mamba2_config(text, "c.json"); }, fragments);
+  };
+  expect("{" + hf + R"(, "expand": 3})", {"expand · hidden_size = 24", "num_heads · head_dim = 16"});
+  expect("{" + hf + R"(, "n_groups": 3})", {"3 groups", "4 heads"});
+  expect("{" + hf + R"(, "hidden_act": "gelu"})", {"hidden_act"});
+  expect("{" + hf + R"(, "time_step_limit": [0.5, 0.1]})", {"time_step_limit", "min < max"});
+  expect("{" + hf + R"(, "time_step_limit": [0, "x"]})", {"time_step_limit[1]"});
+  expect(R"({"model_type": "mamba", "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 5})", {"not a Mamba-2 model"});
+  const std::string layer = R"("layer": "Mamba2", "headdim": 4)";
+  expect("{" + ss + R"(, "d_intermediate": 32, "ssm_cfg": {)" + layer + "}}", {"d_intermediate = 32", "MLP blocks"});
+  expect("{" + ss + R"(, "attn_layer_idx": [1], "ssm_cfg": {)" + layer + "}}", {"attn_layer_idx", "attention layers"});
+  expect("{" + ss + R"(, "rms_norm": false, "ssm_cfg": {)" + layer + "}}", {"rms_norm = false", "LayerNorm"});
+  expect("{" + ss + R"(, "ssm_cfg": {)" + layer + R"(, "rmsnorm": false}})", {"rmsnorm = false"});
+  expect("{" + ss + R"(, "ssm_cfg": {)" + layer + R"(, "norm_before_gate": true}})", {"norm_before_gate = true"});
+  expect("{" + ss + R"(, "ssm_cfg": {)" + layer + R"(, "D_has_hdim": true}})", {"D_has_hdim = true", "D per channel"});
+  expect("{" + ss + R"(, "ssm_cfg": {)" + layer + R"(, "d_ssm": 6}})", {"d_ssm = 6", "headdim 4"});
+  expect("{" + ss + R"(, "ssm_cfg": {)" + layer + R"(, "d_ssm": 32}})", {"d_ssm = 32 exceeds"});
+  expect("{" + ss + R"(, "ssm_cfg": {"layer": "Mamba1"}})", {"ssm_cfg.layer", "Mamba1"});
+  expect("{" + ss + R"(, "ssm_cfg": {"layer": "Mamba2"}})", {"d_ssm = 16", "headdim 64"});
+}
+
+BOOST_AUTO_TEST_CASE(family_detection) {
+  BOOST_TEST((detect_family(data_dir / "mamba2_tied_fp32" / "config.json") == model_family::mamba2));
+  BOOST_TEST((detect_family(data_dir / "mamba2_ss_mlp" / "config.json") == model_family::mamba2));
+  BOOST_TEST((detect_family(data_dir / "falcon_mamba_fp32" / "config.json") == model_family::falcon_mamba));
+  BOOST_TEST((detect_family(data_dir / "mamba_tied_fp32" / "config.json") == model_family::mamba));
+  BOOST_TEST((detect_family(data_dir / "mamba_ss_f16" / "config.json") == model_family::mamba));
+  BOOST_TEST((parse_family(R"({"architectures": ["Mamba2ForCausalLM"]})") == model_family::mamba2));
+  BOOST_TEST((parse_family(R"({"architectures": ["FalconMambaForCausalLM"]})") == model_family::falcon_mamba));
+  BOOST_TEST((parse_family(R"({"hidden_size": 4})") == model_family::mamba));
+  testing::check_error([] { (void)parse_family(R"({"model_type": "jamba"})", "c.json"); }, {"c.json", "\"jamba\"", "mamba2"});
+  testing::check_error([] { (void)parse_family(R"({"architectures": ["LlamaForCausalLM"]})"); }, {"LlamaForCausalLM"});
+  const auto m = load_language_model<float>(data_dir / "mamba2_sharded");
+  BOOST_TEST((std::visit([](const auto& x) { return family_of(x); }, m) == model_family::mamba2));
+  const auto f = load_language_model<float>(data_dir / "falcon_mamba_fp32");
+  BOOST_TEST((std::visit([](const auto& x) { return family_of(x); }, f) == model_family::falcon_mamba));
+}
+
+BOOST_AUTO_TEST_CASE(bad_checkpoints) {
+  {  // a shard missing
+    scratch_model m("mamba2_sharded");
+    fs::remove(m.dir / "model-00003-of-00005.safetensors");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); },
+                         {"model.safetensors.index.json", "shard 'model-00003-of-00005.safetensors'", "does not exist"});
+  }
+  {  // the index names the wrong shard for a tensor
+    scratch_model m("mamba2_sharded");
+    m.replace("model.safetensors.index.json", R"("backbone.norm_f.weight": "model-00005-of-00005.safetensors")",
+              R"("backbone.norm_f.weight": "model-00001-of-00005.safetensors")");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); },
+                         {"tensor 'backbone.norm_f.weight' is not in its shard 'model-00001-of-00005.safetensors'"});
+  }
+  {  // a name the shard does not hold
+    scratch_model m("mamba2_sharded");
+    m.replace("model.safetensors.index.json", R"("backbone.norm_f.weight")", R"("backbone.norm_f.weight_renamed")");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); },
+                         {"model.safetensors.index.json", "tensor 'backbone.norm_f.weight_renamed' is not in its shard"});
+  }
+  {
+    scratch_model m("mamba2_sharded");
+    m.write("model.safetensors.index.json", R"({"metadata": {}})");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); }, {"weight_map"});
+    m.write("model.safetensors.index.json", R"({"weight_map": {"a": "../x.safetensors"}})");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); }, {"not a file name in the folder"});
+    m.write("model.safetensors.index.json", R"({"weight_map": )");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); }, {"malformed JSON"});
+  }
+  {  // a PyTorch pickle: refused, with the conversion to run
+    scratch_model m("mamba2_tied_fp32");
+    fs::rename(m.dir / "model.safetensors", m.dir / "pytorch_model.bin");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); },
+                         {"pytorch_model.bin", "save_pretrained(", "safe_serialization=True", "save_file"});
+  }
+  {  // a config that disagrees with the weights
+    scratch_model m("mamba2_tied_fp32");
+    m.replace("config.json", "\"state_size\": 8", "\"state_size\": 9");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); },
+                         {"backbone.layers.0.mixer.in_proj.weight' has shape [152, 32], expected [154, 32]"});
+  }
+  {  // biases the config does not announce
+    scratch_model m("mamba2_groups_bf16");
+    m.replace("config.json", "\"use_bias\": true", "\"use_bias\": false");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); }, {"unexpected tensor 'backbone.layers.0.mixer.in_proj.bias'"});
+  }
+  {
+    scratch_model m("mamba2_tied_fp32");
+    m.replace("config.json", "\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false");
+    testing::check_error([&] { (void)load_mamba2<float>(m.dir); }, {"missing tensor 'lm_head.weight' (expected shape [89, 32])"});
+  }
+  const auto model = load_mamba2<float>(data_dir / "mamba2_tied_fp32");
+  const std::vector<index_t> high{1, 89};
+  testing::check_error([&] { (void)mamba_forward(model, std::span<const index_t>(high)); }, {"token 89 at position 1"});
+}
