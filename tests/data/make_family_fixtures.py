@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Creates the Mamba-2 and Falcon-Mamba test fixtures, with Hugging Face transformers as the
-reference client (the Mamba-1 fixtures come from make_mamba_fixtures.py, whose helpers this
+reference client (the Mamba-1 fixtures come from make_mamba_fixtures.py, whose functions this
 script reuses).
 
 For each fixture: a small random Mamba2ForCausalLM or FalconMambaForCausalLM saved with
