@@ -27,7 +27,7 @@ class safetensors_checkpoint {
   // One safetensors file.
   explicit safetensors_checkpoint(const std::filesystem::path& file) : path_(file) {
     files_.push_back(std::make_unique<safetensors_file>(file));
-    for (const auto& t : files_.back()->tensors()) owner_[t.name] = 0;
+    for (const auto& t : files_.back()->tensors()) owner_[t.name] = 0, names_.push_back(t.name);
   }
 
   // The weights of `dir`: model.safetensors, else the shards of
@@ -64,12 +64,8 @@ class safetensors_checkpoint {
   }
   [[nodiscard]] bool contains(std::string_view name) const { return find(name) != nullptr; }
 
-  // Every tensor's name (of the file, or of the index), sorted.
-  [[nodiscard]] std::vector<std::string> tensor_names() const {
-    std::vector<std::string> names;
-    for (const auto& [name, file] : owner_) names.push_back(name);
-    return names;
-  }
+  // Every tensor's name, in the order of the file's header (or of the index).
+  [[nodiscard]] const std::vector<std::string>& tensor_names() const { return names_; }
 
   // Converts tensor t (from find) to T in `out`, reading it from its shard.
   template <class T>
@@ -97,7 +93,9 @@ class safetensors_checkpoint {
     const json_value* map = root.is(json_value::kind::object) ? root.find("weight_map") : nullptr;
     if (!map || !map->is(json_value::kind::object)) fail(root.offset, "expected an object with a \"weight_map\" object");
     std::map<std::string, std::size_t> shard_of;  // shard file name → index into files_
-    for (const auto& [name, file] : map->members) {
+    for (const json_member& entry : map->members) {
+      const std::string& name = entry.key;
+      const json_value& file = entry.value;
       if (!file.is(json_value::kind::string)) fail(file.offset, "weight_map['" + name + "'] is not a file name");
       const std::filesystem::path shard = index.parent_path() / file.string;
       if (file.string.empty() || file.string.find('/') != std::string::npos || file.string.find('\\') != std::string::npos)
@@ -111,12 +109,14 @@ class safetensors_checkpoint {
       if (!files_[it->second]->contains(name))
         fail(file.offset, "tensor '" + name + "' is not in its shard '" + file.string + "'");
       owner_[name] = it->second;
+      names_.push_back(name);
     }
   }
 
   std::filesystem::path path_;
   std::vector<std::unique_ptr<safetensors_file>> files_;
   std::map<std::string, std::size_t> owner_;  // tensor name → index into files_
+  std::vector<std::string> names_;
 };
 
 }  // namespace mixlens::io
