@@ -3,22 +3,25 @@
 # Sourced by scripts/demo.sh and scripts/test.sh.
 set -euo pipefail
 
-mixlens_packages=(cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev zlib1g-dev)
-
-mixlens_missing=()
-for p in "${mixlens_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || mixlens_missing+=("$p")
-done
-if ((${#mixlens_missing[@]})); then
+# mixlens_require PACKAGE...: installs the missing ones (as root with apt-get) or
+# stops naming them.
+mixlens_require() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "mixlens: installing ${mixlens_missing[*]}" >&2
+    echo "mixlens: installing ${missing[*]}" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${mixlens_missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "mixlens: missing Debian packages: ${mixlens_missing[*]} (run: sudo apt-get install ${mixlens_missing[*]})" >&2
+    echo "mixlens: missing Debian packages: ${missing[*]} (run: sudo apt-get install ${missing[*]})" >&2
     exit 1
   fi
-fi
+}
+
+mixlens_require cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev zlib1g-dev
 
 # The CUDA toolkit provides CCCL (cuda::std) for every build and nvcc for the GPU backend.
 if ! command -v nvcc >/dev/null; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds everything (host tests, examples, CUDA targets when nvcc is present) and
 # runs the CPU test set. GPU tests run with: ctest --test-dir build -L gpu
-# Then, where clang++ is found, a sanitizer stage (docs/reliability.md): a clang
-# syntax check of every host header, an ASan + UBSan build of the I/O, model and
+# Then a sanitizer stage (docs/reliability.md; clang 14, installed like the rest):
+# a clang syntax check of every host header, an ASan + UBSan build of the I/O, model and
 # tool tests (MIXLENS_SANITIZE_TESTS=all: the whole CPU set), and each libFuzzer
 # harness for MIXLENS_FUZZ_SECONDS (default 20). MIXLENS_SANITIZE=0 skips it.
 set -euo pipefail
@@ -13,12 +13,8 @@ cmake --build build -j"$(nproc)"
 ctest --test-dir build -L cpu --output-on-failure -j"$(nproc)"
 
 if [[ ${MIXLENS_SANITIZE:-1} == 0 ]]; then exit 0; fi
-clang=
-for c in clang++ clang++-14; do command -v "$c" >/dev/null && { clang=$c; break; }; done
-if [[ -z $clang ]]; then
-  echo "mixlens: clang++ not found: skipping the sanitizer and fuzz stage" >&2
-  exit 0
-fi
+mixlens_require clang libclang-rt-14-dev  # clang 14 with its sanitizer and libFuzzer runtimes
+clang=clang++
 
 # Every host header in one translation unit, through clang (GCC checks each alone).
 cccl=$(sed -n 's/^_libcudacxx_INCLUDE_DIR:[A-Z]*=//p' build/CMakeCache.txt)
