@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "fuzz_common.hpp"
+#include "mixlens/io/checkpoint.hpp"
 #include "mixlens/models/mamba_model.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -15,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto file = mixlens::fuzz::write_scratch(nul + 1, size - static_cast<std::size_t>(nul + 1 - data), ".safetensors");
   return mixlens::fuzz::expect_only_mixlens_errors([&] {
     const auto config = mixlens::models::parse_mamba_config(config_text, "config.json");
-    const mixlens::io::safetensors_file f(file);
+    const mixlens::io::safetensors_checkpoint f(file);
     const auto model = mixlens::models::load_mamba<float>(config, f);
     std::vector<mixlens::index_t> tokens = {0, 1, 2};
     for (auto& t : tokens) t %= model.vocab_size();
