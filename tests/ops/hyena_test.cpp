@@ -31,16 +31,15 @@ std::vector<double> lin(double a, double b, index_t n) {
   return v;
 }
 
-// safari's HyenaOperator.forward for one batch element, in double, step for step,
-// with loops and direct convolutions. Input and output are (d_model × L). Learned
-// weights come from the mixer; the positional embedding, time grid and decay
-// rates are rebuilt here from their formulas.
+// safari's HyenaFilter.implicit_filter on PositionalEmbedding(emb_dim, l_max)'s
+// first L rows, in double: the raw MLP output h (L × DF), before any
+// normalization or window. Learned weights come from the mixer; the embedding is
+// rebuilt here from its formula.
 template <class T>
-dmat reference_forward(const hyena_mixer<T>& mx, const matrix<T>& u_in) {
+dmat reference_mlp(const hyena_mixer<T>& mx, index_t L) {
   const auto& c = mx.config();
   const auto& w = mx.weights();
-  const index_t D = c.d_model, N = c.order, L = u_in.extent(1), W = (N + 1) * D, K = c.short_filter_order;
-  const index_t F = c.filter_order, DF = D * (N - 1), E = c.emb_dim;
+  const index_t F = c.filter_order, DF = c.d_model * (c.order - 1), E = c.emb_dim;
 
   // PositionalEmbedding(emb_dim, l_max): z = [t, Re, Im of exp(-i f w)] on l_max points, first L used.
   const index_t bands = (E - 1) / 2;
@@ -75,17 +74,42 @@ dmat reference_forward(const hyena_mixer<T>& mx, const matrix<T>& u_in) {
       h[i][j] = s;
     }
   }
+  return h;
+}
+
+// ExponentialModulation(DF)'s window exp(-t_i·|δ_j|) + shift (L × DF), t_i = i/(l_max−1).
+dmat reference_window(const hyena_config& c, index_t L) {
+  const index_t DF = c.d_model * (c.order - 1);
+  const auto t = lin(0, 1, c.l_max);
+  const auto deltas = lin(std::log(c.target) / c.slow_decay_pct, std::log(c.target) / c.fast_decay_pct, DF);
+  auto win = zeros(L, DF);
+  for (index_t i = 0; i < L; ++i)
+    for (index_t j = 0; j < DF; ++j) win[i][j] = std::exp(-t[i] * std::abs(deltas[j])) + c.shift;
+  return win;
+}
+
+// safari's HyenaOperator.forward for one batch element, in double, step for step,
+// with loops and direct convolutions. Input and output are (d_model × L).
+template <class T>
+dmat reference_forward(const hyena_mixer<T>& mx, const matrix<T>& u_in) {
+  const auto& c = mx.config();
+  const auto& w = mx.weights();
+  const index_t D = c.d_model, N = c.order, L = u_in.extent(1), W = (N + 1) * D, K = c.short_filter_order;
+  const index_t DF = D * (N - 1);
+
+  // HyenaFilter.filter: the MLP, then (normalized) the L1 norm, then the window.
+  auto h = reference_mlp(mx, L);
   if (c.normalized)  // torch.norm(h, dim=-1, p=1): over the channel axis of (1, L, DF)
     for (index_t i = 0; i < L; ++i) {
       double n1 = 0;
       for (index_t j = 0; j < DF; ++j) n1 += std::abs(h[i][j]);
       for (index_t j = 0; j < DF; ++j) h[i][j] /= n1;
     }
-  // ExponentialModulation(DF)
-  const auto deltas = lin(std::log(c.target) / c.slow_decay_pct, std::log(c.target) / c.fast_decay_pct, DF);
-  if (c.modulate)
+  if (c.modulate) {
+    const auto win = reference_window(c, L);
     for (index_t i = 0; i < L; ++i)
-      for (index_t j = 0; j < DF; ++j) h[i][j] *= std::exp(-t[i] * std::abs(deltas[j])) + c.shift;
+      for (index_t j = 0; j < DF; ++j) h[i][j] *= win[i][j];
+  }
 
   // in_proj on (L × D) rows, then (W × L)
   auto zp = zeros(W, L);
@@ -297,6 +321,54 @@ BOOST_AUTO_TEST_CASE(filters_decay_as_the_modulation_says) {
   const auto fb = hyena_mixer<double>(nb).filter(8);
   BOOST_TEST(fb.bias(0, 0) == 0.0);
   BOOST_TEST(fb.bias(0, 1) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(normalized_filter_divides_before_the_window) {
+  // safari's HyenaFilter.filter (HazyResearch/safari, src/models/sequence/hyena.py):
+  // h = implicit_filter(z); h = h / ‖h‖₁ over dim −1 (the DF filter channels, at
+  // each step); then h = modulation(t, h). The window differs per channel, so the
+  // other order (window, then divide) gives a different filter.
+  for (double shift : {0.0, 0.5})
+    for (index_t order : {2, 3}) {
+      auto cfg = small_config(2, order, 9, 17);
+      cfg.filter_order = 8;
+      cfg.normalized = true;
+      cfg.shift = shift;
+      const hyena_mixer<double> mx(cfg);
+      const index_t L = 9, N = order, DF = 2 * (N - 1);
+      const auto raw = reference_mlp(mx, L);
+      const auto win = reference_window(cfg, L);
+      auto safari = zeros(L, DF), window_first = zeros(L, DF);
+      for (index_t i = 0; i < L; ++i) {
+        double n_raw = 0, n_windowed = 0;
+        for (index_t j = 0; j < DF; ++j) {
+          n_raw += std::abs(raw[i][j]);
+          n_windowed += std::abs(raw[i][j] * win[i][j]);
+        }
+        for (index_t j = 0; j < DF; ++j) {
+          safari[i][j] = raw[i][j] / n_raw * win[i][j];
+          window_first[i][j] = raw[i][j] * win[i][j] / n_windowed;
+        }
+      }
+      const auto k = mx.filter(L).k;  // k(o, c, t) = h(t, c·(N−1) + o)
+      double err = 0, gap = 0, scale = 0, unit = 0;
+      for (index_t i = 0; i < L; ++i) {
+        double n_unwindowed = 0;
+        for (index_t j = 0; j < DF; ++j) {
+          const double got = k(j % (N - 1), j / (N - 1), i);
+          err = std::max(err, std::abs(got - safari[i][j]));
+          gap = std::max(gap, std::abs(window_first[i][j] - safari[i][j]));
+          scale = std::max(scale, std::abs(safari[i][j]));
+          n_unwindowed += std::abs(got / win[i][j]);
+        }
+        unit = std::max(unit, std::abs(n_unwindowed - 1));  // the MLP output has unit L1 norm per step
+      }
+      BOOST_TEST_CONTEXT("order=" << order << " shift=" << shift) {
+        BOOST_TEST(err <= 1e-12 * scale);
+        BOOST_TEST(unit <= 1e-12);
+        BOOST_TEST(gap >= 0.1 * scale);  // the two orders are far apart on this input
+      }
+    }
 }
 
 BOOST_AUTO_TEST_CASE(operator_depends_on_the_input) {

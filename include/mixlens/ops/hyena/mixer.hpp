@@ -31,7 +31,7 @@ struct hyena_config {
   index_t short_filter_order = 3;   // taps of the depthwise short conv
   double w = 1;                     // initial frequency of the Sin activation
   bool filter_bias = true;          // HyenaFilter `bias`: use the per-channel skip b_o
-  bool normalized = false;          // divide the MLP output by its L1 norm over channels
+  bool normalized = false;          // divide the MLP output by its L1 norm over channels, before the window
   bool modulate = true;             // multiply by the decay window
   double shift = 0;                 // window = exp(−t·|δ|) + shift
   double fast_decay_pct = 0.3;
@@ -154,9 +154,12 @@ class hyena_mixer {
   [[nodiscard]] hyena_weights<T>& weights() { return w_; }
   [[nodiscard]] const hyena_weights<T>& weights() const { return w_; }
 
-  // HyenaFilter.filter(L) rearranged per filter: the implicit MLP on pos_z's
-  // first L rows, optionally L1-normalized over channels, times the window
-  // exp(−t·|δ|) + shift; then k(o, c, t) = h(t, c·(order−1) + o).
+  // HyenaFilter.filter(L) rearranged per filter, in safari's order: h = the
+  // implicit MLP on pos_z's first L rows; if normalized, h(t, ·) /= Σ_j |h(t, j)|
+  // (L1 over the d_model·(order−1) filter channels, at each step, of the
+  // un-windowed h); then h(t, j) *= exp(−t_norm·|δ_j|) + shift; finally
+  // k(o, c, t) = h(t, c·(order−1) + o). (Ports that window first and normalize
+  // after, e.g. NeMo's, give other filters for normalized = true.)
   [[nodiscard]] hyena_filters<T> filter(index_t length) const {
     constexpr std::string_view where = "mixlens::hyena_mixer::filter";
     check_length(where, "length", length);
@@ -189,7 +192,7 @@ class hyena_mixer {
       }
       for (index_t j = 0; j < DF; ++j) {
         T e = h[static_cast<std::size_t>(j)];
-        if (cfg_.normalized) e /= l1;
+        if (cfg_.normalized) e /= l1;  // the norm of the MLP output, then the window (safari's order)
         if (cfg_.modulate)
           e *= std::exp(-w_.pos_t[static_cast<std::size_t>(t)] * std::abs(w_.deltas[static_cast<std::size_t>(j)])) +
                static_cast<T>(cfg_.shift);
