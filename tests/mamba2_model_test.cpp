@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/models/language_model.hpp"
@@ -18,98 +19,31 @@
 using namespace mixlens;
 using namespace mixlens::models;
 namespace fs = std::filesystem;
+using namespace mixlens::testing;
 
 namespace {
 
-const fs::path data_dir = fs::path(__FILE__).parent_path() / "data";
-
-struct fixture_case {
-  const char* name;
-  int sequences;
-  int layers;
-};
-// Made by tests/data/make_family_fixtures.py with transformers (see its docstring).
-const fixture_case fixtures[] = {
-    {"mamba2_tied_fp32", 2, 2}, {"mamba2_groups_bf16", 2, 3}, {"mamba2_sharded", 1, 2}, {"mamba2_ss_mlp", 1, 2}};
-
-fs::path reference(const std::string& model, const std::string& file) { return data_dir / "reference" / model / file; }
-
-std::vector<index_t> tokens_of(const std::string& model, int s) {
-  return io::read_npy(reference(model, "tokens_" + std::to_string(s) + ".npy")).as<index_t>();
-}
-
-// max |a − b| / max |b| between a channel-major (rows × L) view and columns
-// [col0, col0 + rows) of a time-major (L × cols) reference; infinite when not finite.
-template <class M>
-double compare_transposed(const M& got, const io::npy_array& ref, index_t col0 = 0) {
-  const auto r = ref.as<double>();
-  const index_t cols = ref.shape.at(1);
-  double diff = 0, scale = 0;
-  for (index_t i = 0; i < got.extent(0); ++i)
-    for (index_t t = 0; t < got.extent(1); ++t) {
-      const double want = r[static_cast<std::size_t>(t * cols + col0 + i)];
-      const double d = std::abs(double(got(i, t)) - want);
-      if (!std::isfinite(d)) return std::numeric_limits<double>::infinity();
-      diff = std::max(diff, d);
-      scale = std::max(scale, std::abs(want));
-    }
-  return diff / (scale > 0 ? scale : 1);
-}
-
-template <class T>
-double compare_logits(const matrix<T>& got, const io::npy_array& ref) {
-  BOOST_REQUIRE_EQUAL(ref.shape.at(0), got.extent(0));
-  BOOST_REQUIRE_EQUAL(ref.shape.at(1), got.extent(1));
-  const auto r = ref.as<double>();
-  std::vector<double> g(got.data(), got.data() + got.size());
-  return testing::relative_error(g.data(), r.data(), got.size());
-}
+const fs::path data_dir = test_data_dir();
 
 // Logits and every recorded layer signal against transformers; the self-test
 // (both forms) on every layer.
 template <class T>
 void check_fixture(const fixture_case& fx, double tol, double self_tol) {
   const auto model = load_mamba2<T>(data_dir / fx.name);
-  BOOST_REQUIRE_EQUAL(model.num_layers(), fx.layers);
   const index_t S = model.config.ssm_channels();
-  double worst_logits = 0, worst_signals = 0, worst_self = 0;
-  for (int s = 0; s < fx.sequences; ++s) {
-    const auto tokens = tokens_of(fx.name, s);
-    double signals = 0, self = 0;
-    const auto logits = mamba_forward(model, std::span<const index_t>(tokens), [&](const mamba2_layer_signals<T>& sig) {
-      std::string p = "layer" + std::to_string(sig.layer);
-      p += "_" + std::to_string(s) + "_";
-      // transformers' in_proj output is [z | x, B, C | dt] (no MLP part: see the script).
-      const auto in_proj = io::read_npy(reference(fx.name, p + "in_proj_out.npy"));
-      signals = std::max(signals, compare_transposed(sig.z, in_proj, 0));
-      signals = std::max(signals, compare_transposed(sig.x, in_proj, S));
-      signals = std::max(signals, compare_transposed(sig.ssm_out, io::read_npy(reference(fx.name, p + "ssm_out.npy"))));
-      signals = std::max(signals, compare_transposed(sig.y, io::read_npy(reference(fx.name, p + "norm_out.npy"))));
-      const auto e = check_reconstruction(host_backend<T>{}, sig);
-      self = std::max({self, e.paper, e.unified});
-      BOOST_TEST(e.paper <= self_tol, fx.name << " layer " << sig.layer << ": per-head alpha reconstruction " << e.paper);
-      BOOST_TEST(e.unified <= self_tol, fx.name << " layer " << sig.layer << ": unified reconstruction " << e.unified);
-    });
-    const double err = compare_logits(logits, io::read_npy(reference(fx.name, "logits_" + std::to_string(s) + ".npy")));
-    BOOST_TEST(err <= tol, fx.name << " sequence " << s << ": logits error " << err);
-    BOOST_TEST(signals <= tol, fx.name << " sequence " << s << ": layer signals error " << signals);
-    worst_logits = std::max(worst_logits, err);
-    worst_signals = std::max(worst_signals, signals);
-    worst_self = std::max(worst_self, self);
-  }
-  BOOST_TEST_MESSAGE(fx.name << " (" << (std::is_same_v<T, float> ? "float" : "double")
-                             << "): max relative error vs transformers: logits " << worst_logits << ", layer signals "
-                             << worst_signals << "; self-test " << worst_self);
-}
-
-// Every layer's signals, copied out of the forward pass's reused buffers.
-template <class T>
-std::vector<bound<mamba2_layer_signals<T>, host_storage>> all_signals(const mamba2_model<T>& m,
-                                                                      const std::vector<index_t>& tokens) {
-  std::vector<bound<mamba2_layer_signals<T>, host_storage>> out;
-  (void)mamba_forward(m, std::span<const index_t>(tokens),
-                      [&](const mamba2_layer_signals<T>& s) { out.push_back(owned_copy(s)); });
-  return out;
+  double worst_self = 0;
+  testing::check_fixture(model, fx, tol, [&](const mamba2_layer_signals<T>& sig, const std::string& p) {
+    const auto e = check_reconstruction(host_backend<T>{}, sig);
+    worst_self = std::max({worst_self, e.paper, e.unified});
+    BOOST_TEST(e.paper <= self_tol, fx.name << " layer " << sig.layer << ": per-head alpha reconstruction " << e.paper);
+    BOOST_TEST(e.unified <= self_tol, fx.name << " layer " << sig.layer << ": unified reconstruction " << e.unified);
+    // transformers' in_proj output is [z | x, B, C | dt] (no MLP part: see the script).
+    const auto in_proj = io::read_npy(reference(fx.name, p + "in_proj_out.npy"));
+    return std::max({compare(sig.z, in_proj, true, 0), compare(sig.x, in_proj, true, S),
+                     compare(sig.ssm_out, io::read_npy(reference(fx.name, p + "ssm_out.npy")), true),
+                     compare(sig.y, io::read_npy(reference(fx.name, p + "norm_out.npy")), true)});
+  });
+  BOOST_TEST_MESSAGE(fx.name << ": worst self-test error " << worst_self);
 }
 
 // The SSD matrix term by term in long double from Δ, A, B, C: the oracle for α_h.
@@ -123,40 +57,18 @@ long double naive_alpha(const mamba2_layer_signals<T>& s, index_t h, index_t i, 
   return cb * std::exp(static_cast<long double>(s.a[static_cast<std::size_t>(h)]) * decay) * s.delta(h, j);
 }
 
-struct scratch_model {
-  fs::path dir;
-  explicit scratch_model(const std::string& from) {
-    dir = fs::temp_directory_path() / ("mixlens_mamba2_model_test_" + std::to_string(::getpid()) + "_" + from);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    fs::copy(data_dir / from, dir, fs::copy_options::recursive);
-  }
-  ~scratch_model() { fs::remove_all(dir); }
-  [[nodiscard]] std::string read(const std::string& file) const {
-    std::ifstream in(dir / file);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  }
-  void write(const std::string& file, const std::string& text) const { std::ofstream(dir / file) << text; }
-  void replace(const std::string& file, const std::string& from, const std::string& to) const {
-    std::string text = read(file);
-    const auto at = text.find(from);
-    BOOST_REQUIRE(at != std::string::npos);
-    write(file, text.replace(at, from.size(), to));
-  }
-};
-
 const std::string hf = R"("model_type": "mamba2", "hidden_size": 8, "num_hidden_layers": 1, "vocab_size": 5, "num_heads": 4, "head_dim": 4, "n_groups": 2)";
 const std::string ss = R"("d_model": 8, "n_layer": 1, "vocab_size": 5)";
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(logits_signals_and_self_test_match_transformers_float) {
-  for (const auto& fx : fixtures) check_fixture<float>(fx, 1e-4, 1e-5);
+  for (const auto& fx : mamba2_fixtures) check_fixture<float>(fx, 1e-4, 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(logits_signals_and_self_test_match_transformers_double) {
   // The reference itself is fp32, so double agrees only to fp32 accuracy.
-  for (const auto& fx : fixtures) check_fixture<double>(fx, 1e-5, 1e-11);
+  for (const auto& fx : mamba2_fixtures) check_fixture<double>(fx, 1e-5, 1e-11);
 }
 
 BOOST_AUTO_TEST_CASE(per_head_alpha_rows_and_channels) {
@@ -215,10 +127,10 @@ BOOST_AUTO_TEST_CASE(time_step_limit_and_gated_norm_matter) {
   const auto check = [](const char* name, auto change) {
     auto model = load_mamba2<double>(data_dir / name);
     change(model.config);
-    const auto tokens = tokens_of(name, name == std::string("mamba2_ss_mlp") ? 0 : 1);
+    const int sequence = name == std::string("mamba2_ss_mlp") ? 0 : 1;
+    const auto tokens = tokens_of(name, sequence);
     const auto logits = mamba_forward(model, std::span<const index_t>(tokens));
-    const double err = compare_logits(logits, io::read_npy(reference(name, std::string("logits_") +
-                                                                          (name == std::string("mamba2_ss_mlp") ? "0" : "1") + ".npy")));
+    const double err = compare_logits(logits, name, sequence);
     BOOST_TEST(err > 1e-3, name << ": changed model still matches (" << err << ")");
   };
   check("mamba2_groups_bf16", [](mamba2_config& c) { c.dt_min = 0, c.dt_max = std::numeric_limits<double>::infinity(); });
@@ -295,6 +207,14 @@ BOOST_AUTO_TEST_CASE(bad_configs_name_the_variant) {
   expect("{" + ss + R"(, "ssm_cfg": {)" + layer + R"(, "d_ssm": 32}})", {"d_ssm = 32 exceeds"});
   expect("{" + ss + R"(, "ssm_cfg": {"layer": "Mamba1"}})", {"ssm_cfg.layer", "Mamba1"});
   expect("{" + ss + R"(, "ssm_cfg": {"layer": "Mamba2"}})", {"d_ssm = 16", "headdim 64"});
+  // Sizes whose products do not fit are refused before anything is formed from them.
+  const std::string base = R"("model_type": "mamba2", "num_hidden_layers": 1, )";
+  expect("{" + base + R"("hidden_size": 8, "vocab_size": 5, "num_heads": 4611686018427387904, "head_dim": 4, "n_groups": 1})",
+         {"num_heads · head_dim exceeds"});
+  expect("{" + base + R"("hidden_size": 8, "vocab_size": 5, "num_heads": 4, "head_dim": 4, "n_groups": 2, "state_size": 2305843009213693952})",
+         {"n_groups · state_size (B, C) exceeds"});
+  expect("{" + base + R"("hidden_size": 8, "vocab_size": 1152921504606846976, "num_heads": 4, "head_dim": 4, "n_groups": 2})",
+         {"vocab_size · d_model (embedding) exceeds"});
 }
 
 BOOST_AUTO_TEST_CASE(family_detection) {

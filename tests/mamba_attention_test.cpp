@@ -6,6 +6,7 @@
 #include <limits>
 #include <vector>
 
+#include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/models/mamba_attention.hpp"
@@ -13,24 +14,11 @@
 using namespace mixlens;
 using namespace mixlens::models;
 namespace fs = std::filesystem;
+using namespace mixlens::testing;
 
 namespace {
 
-const fs::path data_dir = fs::path(__FILE__).parent_path() / "data";
-
-std::vector<index_t> tokens_of(const std::string& model, int s) {
-  return io::read_npy(data_dir / "reference" / model / ("tokens_" + std::to_string(s) + ".npy")).as<index_t>();
-}
-
-// Every layer's signals, copied out of the forward pass's reused buffers.
-template <class T>
-std::vector<bound<mamba_layer_signals<T>, host_storage>> all_signals(const mamba_model<T>& m,
-                                                                     const std::vector<index_t>& tokens) {
-  std::vector<bound<mamba_layer_signals<T>, host_storage>> out;
-  (void)mamba_forward(m, std::span<const index_t>(tokens),
-                      [&](const mamba_layer_signals<T>& s) { out.push_back(owned_copy(s)); });
-  return out;
-}
+const fs::path data_dir = test_data_dir();
 
 // Writes into a copied signal (the copy's memory belongs to the test).
 template <class T>

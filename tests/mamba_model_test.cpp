@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/models/mamba_model.hpp"
@@ -17,113 +18,31 @@
 using namespace mixlens;
 using namespace mixlens::models;
 namespace fs = std::filesystem;
+using namespace mixlens::testing;
 
 namespace {
 
-const fs::path data_dir = fs::path(__FILE__).parent_path() / "data";
-
-struct fixture_case {
-  const char* name;
-  int sequences;
-  int layers;
-};
-// Made by tests/data/make_mamba_fixtures.py with transformers (see its docstring),
-// the Falcon-Mamba ones by tests/data/make_family_fixtures.py.
-const fixture_case fixtures[] = {{"mamba_tied_fp32", 3, 2},   {"mamba_bias_bf16", 2, 3},
-                                 {"mamba_ss_f16", 1, 1},      {"mamba_demo", 1, 4},
-                                 {"falcon_mamba_fp32", 2, 2}, {"falcon_mamba_sharded_bf16", 1, 2}};
-
-fs::path reference(const std::string& model, const std::string& file) { return data_dir / "reference" / model / file; }
-
-std::vector<index_t> tokens_of(const std::string& model, int s) {
-  return io::read_npy(reference(model, "tokens_" + std::to_string(s) + ".npy")).as<index_t>();
-}
-
-// max |a − b| / max |b| between a (rows × cols) matrix and a reference stored
-// either as (rows × cols) or transposed (cols × rows) with column offset `col0`.
-// Infinite when either side is not finite. `got` is a matrix or a matrix view.
-template <class M>
-double compare(const M& got, const io::npy_array& ref, bool transposed = false, index_t col0 = 0) {
-  const auto r = ref.as<double>();
-  const index_t cols = ref.shape.at(1);
-  double diff = 0, scale = 0;
-  for (index_t i = 0; i < got.extent(0); ++i)
-    for (index_t j = 0; j < got.extent(1); ++j) {
-      const double want = transposed ? r[static_cast<std::size_t>(j * cols + col0 + i)]
-                                     : r[static_cast<std::size_t>(i * cols + col0 + j)];
-      const double d = std::abs(double(got(i, j)) - want);
-      if (!std::isfinite(d)) return std::numeric_limits<double>::infinity();
-      diff = std::max(diff, d);
-      scale = std::max(scale, std::abs(want));
-    }
-  return diff / (scale > 0 ? scale : 1);
-}
+const fs::path data_dir = test_data_dir();
 
 template <class T>
 void check_fixture(const fixture_case& fx, double tol) {
-  const auto model = load_mamba<T>(data_dir / fx.name);
-  BOOST_REQUIRE_EQUAL(model.num_layers(), fx.layers);
-  double worst_logits = 0, worst_signals = 0;
-  for (int s = 0; s < fx.sequences; ++s) {
-    const auto tokens = tokens_of(fx.name, s);
-    std::string tag = std::to_string(s);  // (built in steps: GCC 12 warns falsely on "_" + std::string)
-    tag.insert(tag.begin(), '_');
-    tag.push_back('_');
-    double signals = 0;
-    const auto logits = mamba_forward(model, std::span<const index_t>(tokens), [&](const mamba_layer_signals<T>& sig) {
-      const std::string p = "layer" + std::to_string(sig.layer) + tag;
-      const auto xz = io::read_npy(reference(fx.name, p + "in_proj_out.npy"));
-      signals = std::max(signals, compare(sig.x, xz, true, 0));
-      signals = std::max(signals, compare(sig.z, xz, true, sig.x.extent(0)));
-      signals = std::max(signals, compare(sig.u, io::read_npy(reference(fx.name, p + "ssm_in.npy")), true));
-      signals = std::max(signals, compare(sig.y, io::read_npy(reference(fx.name, p + "ssm_out.npy")), true));
-    });
-    const auto ref = io::read_npy(reference(fx.name, "logits_" + std::to_string(s) + ".npy"));
-    BOOST_REQUIRE_EQUAL(ref.shape.at(0), static_cast<index_t>(tokens.size()));
-    BOOST_REQUIRE_EQUAL(ref.shape.at(1), logits.extent(1));
-    const double err = compare(logits, ref);
-    BOOST_TEST(err <= tol, fx.name << " sequence " << s << ": logits error " << err);
-    BOOST_TEST(signals <= tol, fx.name << " sequence " << s << ": layer signals error " << signals);
-    worst_logits = std::max(worst_logits, err);
-    worst_signals = std::max(worst_signals, signals);
-  }
-  BOOST_TEST_MESSAGE(fx.name << " (" << (std::is_same_v<T, float> ? "float" : "double")
-                             << "): max relative error vs transformers: logits " << worst_logits << ", layer signals "
-                             << worst_signals);
-}
-
-// A scratch copy of a fixture folder whose files a test may break.
-struct scratch_model {
-  fs::path dir;
-  explicit scratch_model(const std::string& from) {
-    dir = fs::temp_directory_path() / ("mixlens_mamba_model_test_" + std::to_string(::getpid()) + "_" + from);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    fs::copy(data_dir / from, dir, fs::copy_options::recursive);
-  }
-  ~scratch_model() { fs::remove_all(dir); }
-  void write_config(const std::string& text) const { std::ofstream(dir / "config.json") << text; }
-};
-
-template <class F>
-void expect_error(F&& f, const std::string& fragment) {
-  testing::check_error(std::forward<F>(f), {fragment});
-}
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  testing::check_fixture(load_mamba<T>(data_dir / fx.name), fx, tol, [&](const mamba_layer_signals<T>& sig, const std::string& p) {
+    const auto xz = io::read_npy(reference(fx.name, p + "in_proj_out.npy"));
+    return std::max({compare(sig.x, xz, true, 0), compare(sig.z, xz, true, sig.x.extent(0)),
+                     compare(sig.u, io::read_npy(reference(fx.name, p + "ssm_in.npy")), true),
+                     compare(sig.y, io::read_npy(reference(fx.name, p + "ssm_out.npy")), true)});
+  });
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(logits_and_layer_signals_match_transformers_float) {
-  for (const auto& fx : fixtures) check_fixture<float>(fx, 1e-4);
+  for (const auto& fx : mamba_fixtures) check_fixture<float>(fx, 1e-4);
 }
 
 BOOST_AUTO_TEST_CASE(logits_and_layer_signals_match_transformers_double) {
   // The reference itself is fp32, so double agrees only to fp32 accuracy.
-  for (const auto& fx : fixtures) check_fixture<double>(fx, 1e-5);
+  for (const auto& fx : mamba_fixtures) check_fixture<double>(fx, 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(configs_in_both_layouts) {

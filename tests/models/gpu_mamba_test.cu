@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/gpu_testing.cuh"
+#include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/analysis/attention_maps.hpp"
 #include "mixlens/gpu/models/mamba.cuh"
@@ -28,21 +29,7 @@ using namespace mixlens;
 using namespace mixlens::models;
 namespace fs = std::filesystem;
 
-// MIXLENS_TEST_DATA_DIR in the environment overrides the source tree's copy (for
-// a binary run on another machine).
-const fs::path data_dir = std::getenv("MIXLENS_TEST_DATA_DIR") ? fs::path(std::getenv("MIXLENS_TEST_DATA_DIR"))
-                                                               : fs::path(__FILE__).parent_path() / "data";
-
-struct fixture_case {
-  const char* name;
-  int sequences;
-};
-const fixture_case fixtures[] = {{"mamba_tied_fp32", 3},   {"mamba_bias_bf16", 2},          {"mamba_ss_f16", 1},
-                                 {"mamba_demo", 1},        {"falcon_mamba_fp32", 2},        {"falcon_mamba_sharded_bf16", 1},
-                                 {"mamba2_tied_fp32", 2},  {"mamba2_groups_bf16", 2},       {"mamba2_sharded", 1},
-                                 {"mamba2_ss_mlp", 1}};
-
-fs::path reference(const std::string& model, const std::string& file) { return data_dir / "reference" / model / file; }
+const fs::path data_dir = testing::test_data_dir();
 
 double rel(const std::vector<float>& got, const std::vector<float>& want) {
   BOOST_REQUIRE_EQUAL(got.size(), want.size());
@@ -145,19 +132,19 @@ BOOST_AUTO_TEST_SUITE(gpu_mamba, *mixlens::testing::requires_device())
 
 BOOST_AUTO_TEST_CASE(fixtures_match_host_and_transformers) {
   const gpu::device_backend be;
-  for (const auto& fx : fixtures) {
+  for (const auto& fx : testing::all_fixtures()) {
     std::visit([&](const auto& m) {
       const auto dw = gpu::to_device(m);
       double vs_reference = 0, vs_host = 0;
       for (int s = 0; s < fx.sequences; ++s) {
-        const auto tokens = io::read_npy(reference(fx.name, "tokens_" + std::to_string(s) + ".npy")).as<index_t>();
+        const auto tokens = testing::tokens_of(fx.name, s);
         for (const auto form : {attention_form::paper, attention_form::unified}) {
           const std::string what = std::string(fx.name) + " sequence " + std::to_string(s) + " (" +
                                    std::string(to_string(form)) + ")";
           vs_host = std::max(vs_host, check_host_device(m, dw, tokens, form, analysis::default_chunk_bytes, what));
         }
         const auto logits = models::mamba_forward(be, dw.view(), std::span<const index_t>(tokens), [](const auto&) {});
-        const auto ref = io::read_npy(reference(fx.name, "logits_" + std::to_string(s) + ".npy"));
+        const auto ref = io::read_npy(testing::reference(fx.name, "logits_" + std::to_string(s) + ".npy"));
         const double e = rel(be.download(logits.data(), logits.size()), ref.as<float>());
         BOOST_TEST(e <= 1e-4, fx.name << " sequence " << s << ": device logits vs transformers " << e);
         vs_reference = std::max(vs_reference, e);

@@ -83,9 +83,7 @@ template <class T>
 // whatever its family.
 template <class T>
 [[nodiscard]] language_model<T> load_language_model(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(dir)) throw error("model folder '" + dir.string() + "' does not exist");
-  if (!std::filesystem::exists(dir / "config.json")) throw error("model folder '" + dir.string() + "' has no config.json");
-  if (detect_family(dir / "config.json") == model_family::mamba2) return load_mamba2<T>(dir);
+  if (detect_family(detail::model_config_file(dir, "model")) == model_family::mamba2) return load_mamba2<T>(dir);
   return load_mamba<T>(dir);
 }
 

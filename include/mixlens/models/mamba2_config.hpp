@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <initializer_list>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -23,10 +24,7 @@
 
 namespace mixlens::models {
 
-struct mamba2_config {
-  index_t vocab_size = 0;       // rows of the embedding (padded for state-spaces files)
-  index_t hidden_size = 0;      // d_model
-  index_t num_layers = 0;
+struct mamba2_config : lm_config {
   index_t num_heads = 0;        // H
   index_t head_dim = 64;        // P; the SSM width is H·P
   index_t state_size = 128;     // N
@@ -35,14 +33,8 @@ struct mamba2_config {
   index_t chunk_size = 256;     // of the chunked SSD algorithm (the result does not depend on it)
   index_t d_mlp = 0;            // channels of the gated-MLP part of in_proj (state-spaces d_ssm < d_inner)
   index_t norm_group_size = 0;  // channels per group of the gated RMSNorm
-  double norm_eps = 1e-5;       // the block norms and the gated norm
   double dt_min = 0;            // time_step_limit: Δ is clamped to [dt_min, dt_max]
   double dt_max = std::numeric_limits<double>::infinity();
-  bool use_bias = false;        // in_proj and out_proj biases
-  bool use_conv_bias = true;
-  bool residual_in_fp32 = true;  // no effect in fp32/fp64 compute; kept for reporting
-  bool tie_embeddings = false;
-  mamba_naming naming = mamba_naming::hugging_face;
 
   [[nodiscard]] std::string_view family() const { return "Mamba-2"; }
   [[nodiscard]] index_t ssm_channels() const { return num_heads * head_dim; }
@@ -51,9 +43,6 @@ struct mamba2_config {
   [[nodiscard]] index_t in_proj_rows() const { return 2 * d_mlp + ssm_channels() + conv_channels() + num_heads; }
   // out_proj columns: [MLP (d_mlp); SSM (H·P)].
   [[nodiscard]] index_t intermediate_size() const { return d_mlp + ssm_channels(); }
-  [[nodiscard]] std::string embedding_name() const {
-    return naming == mamba_naming::state_spaces ? "backbone.embedding.weight" : "backbone.embeddings.weight";
-  }
 };
 
 namespace detail {
@@ -91,6 +80,25 @@ inline void config_require(std::string_view source, const nlohmann::json& j, con
     config_fail(source, std::string(key) + " = " + (expected ? "false" : "true") + " (" + why + ") is not supported");
 }
 
+// Every size the loader and the forward pass form from the config must fit in
+// 64 bits (a config can claim any size; the checkpoint is checked later). All
+// are sums of the products below, each below 2^62, so these checks suffice.
+inline void config_check_sizes(std::string_view source, const mamba2_config& c) {
+  constexpr index_t limit = index_t(1) << 60;
+  const auto small = [&](const char* what, std::initializer_list<index_t> sizes) {
+    const auto n = mixlens::detail::element_count(sizes);
+    if (!n || *n >= limit) config_fail(source, std::string(what) + " exceeds 2^60");
+  };
+  small("num_heads · head_dim (the SSM width)", {c.num_heads, c.head_dim});
+  small("n_groups · state_size (B, C)", {c.n_groups, c.state_size});
+  small("d_mlp", {c.d_mlp});
+  // in_proj (rows × d_model), conv1d (channels × d_conv), out_proj, embedding.
+  const index_t rows = c.in_proj_rows(), conv = c.conv_channels();
+  small("in_proj rows · d_model (in_proj)", {rows, c.hidden_size});
+  small("conv channels · conv_kernel (conv1d)", {conv, c.conv_kernel});
+  small("vocab_size · d_model (embedding)", {c.vocab_size, c.hidden_size});
+}
+
 }  // namespace detail
 
 // Parses the text of a Mamba-2 config.json; `source` names it in error messages.
@@ -99,21 +107,12 @@ inline void config_require(std::string_view source, const nlohmann::json& j, con
   mamba2_config c;
   index_t inner = 0;  // expand · d_model
   if (detail::config_field(j, "d_model")) {  // state-spaces MambaConfig with a Mamba2 mixer
-    c.naming = mamba_naming::state_spaces;
-    c.hidden_size = detail::config_int(source, j, "d_model");
-    c.num_layers = detail::config_int(source, j, "n_layer");
-    c.vocab_size = detail::padded_vocab(source, j);
-    c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
-    c.tie_embeddings = detail::config_bool(source, j, "tie_embeddings", true);
-    detail::config_require(source, j, "rms_norm", true, "LayerNorm blocks");
+    detail::parse_state_spaces_lm(source, j, c);
     if (const auto* mlp = detail::config_field(j, "d_intermediate"); mlp && !(mlp->is_number_integer() && mlp->get<std::int64_t>() == 0))
       detail::config_fail(source, "d_intermediate = " + detail::config_show(*mlp) + " (MLP blocks between the mixers) is not supported");
     if (const auto* attn = detail::config_field(j, "attn_layer_idx"); attn && !(attn->is_array() && attn->empty()))
       detail::config_fail(source, "attn_layer_idx = " + detail::config_show(*attn) + " (attention layers) is not supported");
-    static const nlohmann::json empty = nlohmann::json::object();
-    const nlohmann::json* ssm = detail::config_field(j, "ssm_cfg");
-    if (ssm && !ssm->is_object()) detail::config_fail(source, "field 'ssm_cfg' must be an object");
-    const nlohmann::json& s = ssm ? *ssm : empty;
+    const nlohmann::json& s = detail::config_ssm_cfg(source, j);
     if (const auto* layer = detail::config_field(s, "layer"); !layer || *layer != "Mamba2")
       detail::config_fail(source, "ssm_cfg.layer must be \"Mamba2\" for a Mamba-2 model, got " + (layer ? detail::config_show(*layer) : "none"));
     c.state_size = detail::config_int(source, s, "d_state", 128);
@@ -137,16 +136,11 @@ inline void config_require(std::string_view source, const nlohmann::json& j, con
     if (c.ssm_channels() % c.n_groups != 0)
       detail::config_fail(source, "ssm_cfg.ngroups = " + std::to_string(c.n_groups) + " does not divide d_ssm = " + std::to_string(c.ssm_channels()));
     c.norm_group_size = c.ssm_channels() / c.n_groups;  // mamba_ssm: RMSNormGated(group_size = d_ssm / ngroups)
-    c.norm_eps = 1e-5;                                  // mamba_ssm's defaults for both norms
     inner = c.intermediate_size();
   } else {  // Hugging Face Mamba2Config
     if (const auto* type = detail::config_field(j, "model_type"); type && *type != "mamba2")
       detail::config_fail(source, "model_type = " + detail::config_show(*type) + " is not a Mamba-2 model (expected \"mamba2\")");
-    if (const auto* act = detail::config_field(j, "hidden_act"); act && *act != "silu" && *act != "swish")
-      detail::config_fail(source, "hidden_act = " + detail::config_show(*act) + " is not supported (expected \"silu\")");
-    c.hidden_size = detail::config_int(source, j, "hidden_size");
-    c.num_layers = detail::config_int(source, j, "num_hidden_layers");
-    c.vocab_size = detail::config_int(source, j, "vocab_size");
+    detail::parse_hugging_face_lm(source, j, false, c);
     c.num_heads = detail::config_int(source, j, "num_heads", 128);
     c.head_dim = detail::config_int(source, j, "head_dim", 64);
     c.state_size = detail::config_int(source, j, "state_size", 128);
@@ -154,20 +148,18 @@ inline void config_require(std::string_view source, const nlohmann::json& j, con
     c.conv_kernel = detail::config_int(source, j, "conv_kernel", 4);
     c.chunk_size = detail::config_int(source, j, "chunk_size", 256);
     inner = detail::config_inner_size(source, detail::config_real(source, j, "expand", 2.0), c.hidden_size);
+    if (!mixlens::detail::product(c.num_heads, c.head_dim))
+      detail::config_fail(source, "num_heads · head_dim exceeds 2^63");
     if (inner != c.ssm_channels())
       detail::config_fail(source, "expand · hidden_size = " + std::to_string(inner) + " must equal num_heads · head_dim = " +
                                       std::to_string(c.ssm_channels()));
-    c.norm_eps = detail::config_real(source, j, "layer_norm_epsilon", 1e-5);
-    c.use_bias = detail::config_bool(source, j, "use_bias", false);
-    c.use_conv_bias = detail::config_bool(source, j, "use_conv_bias", true);
-    c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
-    c.tie_embeddings = detail::config_bool(source, j, "tie_word_embeddings", false);
     detail::config_limit(source, j, "time_step_limit", c);
     c.norm_group_size = c.ssm_channels();  // MambaRMSNormGated: one group, the whole width
   }
   if (c.num_heads % c.n_groups != 0)
     detail::config_fail(source, "the " + std::to_string(c.n_groups) + " groups do not divide the " + std::to_string(c.num_heads) + " heads");
   if (!(c.norm_eps >= 0)) detail::config_fail(source, "the norm epsilon must be non-negative");
+  detail::config_check_sizes(source, c);
   return c;
 }
 

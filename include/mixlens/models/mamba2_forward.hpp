@@ -54,23 +54,7 @@ struct mamba2_layer_weights {
 };
 
 template <class T>
-struct mamba2_weights {
-  using value_type = T;
-  mamba2_config config;
-  matrix_view<const T> embedding;         // (V × H)
-  matrix_view<const T> output_embedding;  // (V × H): lm_head, or the embedding when tied
-  vector_view<const T> norm_f;            // (H)
-  std::vector<mamba2_layer_weights<T>> layers;
-
-  [[nodiscard]] index_t vocab_size() const { return embedding.extent(0); }
-  [[nodiscard]] index_t num_layers() const { return static_cast<index_t>(layers.size()); }
-
-  template <class F>
-  void for_each_view(F&& f) {
-    f(embedding), f(output_embedding), f(norm_f);
-    for (auto& l : layers) f(l);
-  }
-};
+using mamba2_weights = lm_weights<T, mamba2_config, mamba2_layer_weights<T>>;
 
 // ---- one layer's signals ------------------------------------------------------------
 

@@ -30,30 +30,34 @@ enum class mamba_naming {
   state_spaces,  // backbone.embedding.weight
 };
 
-struct mamba_config {
-  index_t vocab_size = 0;         // rows of the embedding (padded for state-spaces files)
-  index_t hidden_size = 0;        // d_model
-  index_t state_size = 16;        // N
-  index_t intermediate_size = 0;  // d_inner = expand · d_model
-  index_t conv_kernel = 4;
-  index_t time_step_rank = 0;     // dt_rank
+// The fields every language-model family's config has.
+struct lm_config {
+  index_t vocab_size = 0;   // rows of the embedding (padded for state-spaces files)
+  index_t hidden_size = 0;  // d_model
   index_t num_layers = 0;
-  double norm_eps = 1e-5;
+  double norm_eps = 1e-5;         // the block norms (and Mamba-2's gated norm)
   bool use_bias = false;          // in_proj and out_proj biases
   bool use_conv_bias = true;
   bool residual_in_fp32 = true;   // no effect in fp32/fp64 compute; kept for reporting
   bool tie_embeddings = true;     // lm_head = embedding
   mamba_naming naming = mamba_naming::hugging_face;
+
+  [[nodiscard]] std::string embedding_name() const {
+    return naming == mamba_naming::state_spaces ? "backbone.embedding.weight" : "backbone.embeddings.weight";
+  }
+};
+
+struct mamba_config : lm_config {
+  index_t state_size = 16;        // N
+  index_t intermediate_size = 0;  // d_inner = expand · d_model
+  index_t conv_kernel = 4;
+  index_t time_step_rank = 0;     // dt_rank
   // Falcon-Mamba: the x_proj outputs δ, B and C each RMS-normalized (no weight)
   // at every position before dt_proj and the scan, with this epsilon.
   bool bc_dt_norm = false;
   double mixer_rms_eps = 1e-6;
 
   [[nodiscard]] std::string_view family() const { return bc_dt_norm ? "Falcon-Mamba" : "Mamba"; }
-
-  [[nodiscard]] std::string embedding_name() const {
-    return naming == mamba_naming::state_spaces ? "backbone.embedding.weight" : "backbone.embeddings.weight";
-  }
 };
 
 namespace detail {
@@ -198,6 +202,42 @@ inline index_t padded_vocab(std::string_view source, const nlohmann::json& j) {
   return vocab + pad;
 }
 
+// ssm_cfg of a state-spaces config, or an empty object.
+inline const nlohmann::json& config_ssm_cfg(std::string_view source, const nlohmann::json& j) {
+  static const nlohmann::json empty = nlohmann::json::object();
+  const nlohmann::json* ssm = config_field(j, "ssm_cfg");
+  if (ssm && !ssm->is_object()) config_fail(source, "field 'ssm_cfg' must be an object");
+  return ssm ? *ssm : empty;
+}
+
+// The lm_config fields of a state-spaces MambaConfig (d_model, n_layer, …).
+inline void parse_state_spaces_lm(std::string_view source, const nlohmann::json& j, lm_config& c) {
+  c.naming = mamba_naming::state_spaces;
+  c.hidden_size = config_int(source, j, "d_model");
+  c.num_layers = config_int(source, j, "n_layer");
+  c.vocab_size = padded_vocab(source, j);
+  c.residual_in_fp32 = config_bool(source, j, "residual_in_fp32", true);
+  c.tie_embeddings = config_bool(source, j, "tie_embeddings", true);
+  if (!config_bool(source, j, "rms_norm", true)) config_fail(source, "rms_norm = false (LayerNorm blocks) is not supported");
+  c.norm_eps = 1e-5;  // mamba_ssm's RMSNorm default
+}
+
+// The lm_config fields of a transformers config (hidden_size, …); `tie` is the
+// family's default of tie_word_embeddings.
+inline void parse_hugging_face_lm(std::string_view source, const nlohmann::json& j, bool tie, lm_config& c) {
+  if (const auto* act = config_field(j, "hidden_act"); act && *act != "silu" && *act != "swish")
+    config_fail(source, "hidden_act = " + config_show(*act) + " is not supported (expected \"silu\")");
+  c.naming = mamba_naming::hugging_face;
+  c.hidden_size = config_int(source, j, "hidden_size");
+  c.num_layers = config_int(source, j, "num_hidden_layers");
+  c.vocab_size = config_int(source, j, "vocab_size");
+  c.norm_eps = config_real(source, j, "layer_norm_epsilon", 1e-5);
+  c.use_bias = config_bool(source, j, "use_bias", false);
+  c.use_conv_bias = config_bool(source, j, "use_conv_bias", true);
+  c.residual_in_fp32 = config_bool(source, j, "residual_in_fp32", true);
+  c.tie_embeddings = config_bool(source, j, "tie_word_embeddings", tie);
+}
+
 }  // namespace detail
 
 // Parses the text of a config.json; `source` names it in error messages.
@@ -206,18 +246,8 @@ inline index_t padded_vocab(std::string_view source, const nlohmann::json& j) {
 
   mamba_config c;
   if (detail::config_field(j, "d_model")) {  // state-spaces layout
-    c.naming = mamba_naming::state_spaces;
-    c.hidden_size = detail::config_int(source, j, "d_model");
-    c.num_layers = detail::config_int(source, j, "n_layer");
-    c.vocab_size = detail::padded_vocab(source, j);
-    c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
-    c.tie_embeddings = detail::config_bool(source, j, "tie_embeddings", true);
-    if (!detail::config_bool(source, j, "rms_norm", true))
-      detail::config_fail(source, "rms_norm = false (LayerNorm blocks) is not supported");
-    static const nlohmann::json empty = nlohmann::json::object();
-    const nlohmann::json* ssm = detail::config_field(j, "ssm_cfg");
-    if (ssm && !ssm->is_object()) detail::config_fail(source, "field 'ssm_cfg' must be an object");
-    const nlohmann::json& s = ssm ? *ssm : empty;
+    detail::parse_state_spaces_lm(source, j, c);
+    const nlohmann::json& s = detail::config_ssm_cfg(source, j);
     if (const auto* layer = detail::config_field(s, "layer"); layer && *layer != "Mamba1")
       detail::config_fail(source, "ssm_cfg.layer = " + detail::config_show(*layer) + " is not supported (only Mamba1)");
     c.state_size = detail::config_int(source, s, "d_state", 16);
@@ -226,7 +256,6 @@ inline index_t padded_vocab(std::string_view source, const nlohmann::json& j) {
     c.time_step_rank = detail::config_rank(source, s, "dt_rank", c.hidden_size);
     c.use_conv_bias = detail::config_bool(source, s, "conv_bias", true);
     c.use_bias = detail::config_bool(source, s, "bias", false);
-    c.norm_eps = 1e-5;  // mamba_ssm's RMSNorm default
   } else {  // Hugging Face MambaConfig or FalconMambaConfig
     const auto* type = detail::config_field(j, "model_type");
     if (type && *type != "mamba" && *type != "falcon_mamba")
@@ -234,23 +263,13 @@ inline index_t padded_vocab(std::string_view source, const nlohmann::json& j) {
                                       " is not supported (expected \"mamba\" or \"falcon_mamba\")");
     c.bc_dt_norm = type && *type == "falcon_mamba";
     c.mixer_rms_eps = detail::config_real(source, j, "mixer_rms_eps", 1e-6);
-    if (const auto* act = detail::config_field(j, "hidden_act"); act && *act != "silu" && *act != "swish")
-      detail::config_fail(source, "hidden_act = " + detail::config_show(*act) + " is not supported (expected \"silu\")");
-    c.naming = mamba_naming::hugging_face;
-    c.hidden_size = detail::config_int(source, j, "hidden_size");
-    c.num_layers = detail::config_int(source, j, "num_hidden_layers");
-    c.vocab_size = detail::config_int(source, j, "vocab_size");
+    detail::parse_hugging_face_lm(source, j, true, c);
     c.state_size = detail::config_int(source, j, "state_size", 16);
     c.conv_kernel = detail::config_int(source, j, "conv_kernel", 4);
     c.intermediate_size = detail::config_field(j, "intermediate_size")
                               ? detail::config_int(source, j, "intermediate_size")
                               : detail::config_inner_size(source, detail::config_real(source, j, "expand", 2.0), c.hidden_size);
     c.time_step_rank = detail::config_rank(source, j, "time_step_rank", c.hidden_size);
-    c.norm_eps = detail::config_real(source, j, "layer_norm_epsilon", 1e-5);
-    c.use_bias = detail::config_bool(source, j, "use_bias", false);
-    c.use_conv_bias = detail::config_bool(source, j, "use_conv_bias", true);
-    c.residual_in_fp32 = detail::config_bool(source, j, "residual_in_fp32", true);
-    c.tie_embeddings = detail::config_bool(source, j, "tie_word_embeddings", true);
   }
   if (!(c.norm_eps >= 0)) detail::config_fail(source, "the norm epsilon must be non-negative");
   if (!(c.mixer_rms_eps >= 0)) detail::config_fail(source, "mixer_rms_eps must be non-negative");

@@ -26,6 +26,7 @@
 #include "mixlens/detail/rebase.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/backend.hpp"
+#include "mixlens/models/lm_model.hpp"
 #include "mixlens/models/mamba_config.hpp"
 #include "mixlens/ops/causal_conv.hpp"
 #include "mixlens/ops/mamba_block.hpp"
@@ -58,32 +59,7 @@ struct mamba_layer_weights {
 };
 
 template <class T>
-struct mamba_weights {
-  using value_type = T;
-  mamba_config config;
-  matrix_view<const T> embedding;         // (V × H)
-  matrix_view<const T> output_embedding;  // (V × H): lm_head, or the embedding when tied
-  vector_view<const T> norm_f;            // (H)
-  std::vector<mamba_layer_weights<T>> layers;
-
-  [[nodiscard]] index_t vocab_size() const { return embedding.extent(0); }
-  [[nodiscard]] index_t num_layers() const { return static_cast<index_t>(layers.size()); }
-
-  template <class F>
-  void for_each_view(F&& f) {
-    f(embedding), f(output_embedding), f(norm_f);
-    for (auto& l : layers) f(l);
-  }
-};
-
-// Checks token ids against the vocabulary; `source` names where they came from.
-inline void check_tokens(index_t vocab_size, std::span<const index_t> tokens, std::string_view source = "tokens") {
-  if (tokens.empty()) throw error(std::string(source) + ": no tokens (expected at least one)");
-  for (std::size_t i = 0; i < tokens.size(); ++i)
-    if (tokens[i] < 0 || tokens[i] >= vocab_size)
-      throw error(std::string(source) + ": token " + std::to_string(tokens[i]) + " at position " + std::to_string(i) +
-                  " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")");
-}
+using mamba_weights = lm_weights<T, mamba_config, mamba_layer_weights<T>>;
 
 // ---- one layer's signals ------------------------------------------------------------
 
