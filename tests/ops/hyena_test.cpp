@@ -17,6 +17,10 @@ static_assert(operator_traits<hyena_operator<double>>::name == "Hyena");
 static_assert(operator_traits<hyena_operator<double>>::control == data_control::diagonal);
 static_assert(!operator_traits<hyena_operator<double>>::time_invariant);
 static_assert(!operator_traits<hyena_operator<double>>::channel_mixing);
+static_assert(hyena_config{}.normalization == hyena_normalization::none);  // HyenaFilter's normalized=False
+static_assert(to_string(hyena_normalization::before_window) == "before_window");
+static_assert(to_string(hyena_normalization::after_window) == "after_window");
+static_assert(to_string(hyena_normalization::none) == "none");
 
 namespace {
 
@@ -88,6 +92,33 @@ dmat reference_window(const hyena_config& c, index_t L) {
   return win;
 }
 
+// h(t, ·) / ‖h(t, ·)‖₁ at each step: torch.norm(h, dim=-1, p=1) over the channel
+// axis of (1, L, DF).
+void reference_l1_rows(dmat& h) {
+  for (auto& row : h) {
+    double n1 = 0;
+    for (double e : row) n1 += std::abs(e);
+    for (double& e : row) e /= n1;
+  }
+}
+
+// HyenaFilter's filter (L × DF) in double: the MLP; then the L1 norm before the
+// window (safari c1b5c7b, HyenaFilter.filter), the window, or the L1 norm after it
+// (NeMo's hyena_filter.py, hyena-dna's hyena.py).
+template <class T>
+dmat reference_filter(const hyena_mixer<T>& mx, index_t L) {
+  const auto& c = mx.config();
+  auto h = reference_mlp(mx, L);
+  if (c.normalization == hyena_normalization::before_window) reference_l1_rows(h);
+  if (c.modulate) {
+    const auto win = reference_window(c, L);
+    for (index_t i = 0; i < L; ++i)
+      for (std::size_t j = 0; j < h[i].size(); ++j) h[i][j] *= win[i][j];
+  }
+  if (c.normalization == hyena_normalization::after_window) reference_l1_rows(h);
+  return h;
+}
+
 // safari's HyenaOperator.forward for one batch element, in double, step for step,
 // with loops and direct convolutions. Input and output are (d_model × L).
 template <class T>
@@ -95,21 +126,9 @@ dmat reference_forward(const hyena_mixer<T>& mx, const matrix<T>& u_in) {
   const auto& c = mx.config();
   const auto& w = mx.weights();
   const index_t D = c.d_model, N = c.order, L = u_in.extent(1), W = (N + 1) * D, K = c.short_filter_order;
-  const index_t DF = D * (N - 1);
 
-  // HyenaFilter.filter: the MLP, then (normalized) the L1 norm, then the window.
-  auto h = reference_mlp(mx, L);
-  if (c.normalized)  // torch.norm(h, dim=-1, p=1): over the channel axis of (1, L, DF)
-    for (index_t i = 0; i < L; ++i) {
-      double n1 = 0;
-      for (index_t j = 0; j < DF; ++j) n1 += std::abs(h[i][j]);
-      for (index_t j = 0; j < DF; ++j) h[i][j] /= n1;
-    }
-  if (c.modulate) {
-    const auto win = reference_window(c, L);
-    for (index_t i = 0; i < L; ++i)
-      for (index_t j = 0; j < DF; ++j) h[i][j] *= win[i][j];
-  }
+  // HyenaFilter.filter: the MLP, the window and the chosen L1 normalization.
+  const auto h = reference_filter(mx, L);
 
   // in_proj on (L × D) rows, then (W × L)
   auto zp = zeros(W, L);
@@ -212,7 +231,9 @@ BOOST_AUTO_TEST_CASE(forward_matches_naive_safari_reference) {
       {2, 300, 257, [](hyena_config&) {}},
       {3, 128, 97, [](hyena_config&) {}},
       {4, 64, 64, [](hyena_config&) {}},
-      {3, 100, 31, [](hyena_config& c) { c.normalized = true; c.emb_dim = 5; }},
+      {3, 100, 31, [](hyena_config& c) { c.normalization = hyena_normalization::before_window; c.emb_dim = 5; }},
+      {3, 100, 31, [](hyena_config& c) { c.normalization = hyena_normalization::after_window; c.emb_dim = 5; }},
+      {2, 40, 33, [](hyena_config& c) { c.normalization = hyena_normalization::after_window; c.shift = 0.5; }},
       {2, 50, 50, [](hyena_config& c) { c.modulate = false; c.num_inner_mlps = 0; }},
       {3, 40, 33, [](hyena_config& c) { c.shift = 0.5; c.filter_bias = false; c.short_filter_order = 1; }},
       {2, 17, 16, [](hyena_config& c) { c.short_filter_order = 4; c.emb_dim = 7; c.w = 3; c.num_inner_mlps = 1; }},
@@ -323,22 +344,24 @@ BOOST_AUTO_TEST_CASE(filters_decay_as_the_modulation_says) {
   BOOST_TEST(fb.bias(0, 1) == 0.0);
 }
 
-BOOST_AUTO_TEST_CASE(normalized_filter_divides_before_the_window) {
-  // safari's HyenaFilter.filter (HazyResearch/safari, src/models/sequence/hyena.py):
-  // h = implicit_filter(z); h = h / ‖h‖₁ over dim −1 (the DF filter channels, at
-  // each step); then h = modulation(t, h). The window differs per channel, so the
-  // other order (window, then divide) gives a different filter.
+BOOST_AUTO_TEST_CASE(normalized_filter_follows_the_chosen_order) {
+  // HyenaFilter's h = h / ‖h‖₁ over dim −1 (the DF filter channels, at each step):
+  //   before_window: safari c1b5c7b, HyenaFilter.filter: h = implicit_filter(z);
+  //                  h = h / ‖h‖₁; h = modulation(t, h)
+  //   after_window:  NeMo's hyena_filter.py, hyena-dna's hyena.py: h = mlp(z);
+  //                  h = modulation(t, h); h = h / ‖h‖₁
+  // Both are rebuilt here step by step from the raw MLP output and the window. The
+  // window differs per channel, so the two orders give different filters.
+  using hn = hyena_normalization;
   for (double shift : {0.0, 0.5})
     for (index_t order : {2, 3}) {
       auto cfg = small_config(2, order, 9, 17);
       cfg.filter_order = 8;
-      cfg.normalized = true;
       cfg.shift = shift;
-      const hyena_mixer<double> mx(cfg);
       const index_t L = 9, N = order, DF = 2 * (N - 1);
-      const auto raw = reference_mlp(mx, L);
+      const auto raw = reference_mlp(hyena_mixer<double>(cfg), L);  // the weights do not depend on the option
       const auto win = reference_window(cfg, L);
-      auto safari = zeros(L, DF), window_first = zeros(L, DF);
+      auto plain = zeros(L, DF), before = zeros(L, DF), after = zeros(L, DF);
       for (index_t i = 0; i < L; ++i) {
         double n_raw = 0, n_windowed = 0;
         for (index_t j = 0; j < DF; ++j) {
@@ -346,29 +369,54 @@ BOOST_AUTO_TEST_CASE(normalized_filter_divides_before_the_window) {
           n_windowed += std::abs(raw[i][j] * win[i][j]);
         }
         for (index_t j = 0; j < DF; ++j) {
-          safari[i][j] = raw[i][j] / n_raw * win[i][j];
-          window_first[i][j] = raw[i][j] * win[i][j] / n_windowed;
+          plain[i][j] = raw[i][j] * win[i][j];
+          before[i][j] = raw[i][j] / n_raw * win[i][j];
+          after[i][j] = raw[i][j] * win[i][j] / n_windowed;
         }
       }
-      const auto k = mx.filter(L).k;  // k(o, c, t) = h(t, c·(N−1) + o)
-      double err = 0, gap = 0, scale = 0, unit = 0;
+      // k(o, c, t) = h(t, c·(N−1) + o)
+      auto filter_of = [&](hn n) {
+        auto c = cfg;
+        c.normalization = n;
+        return hyena_mixer<double>(c).filter(L).k;
+      };
+      const auto k_none = filter_of(hn::none), k_before = filter_of(hn::before_window),
+                 k_after = filter_of(hn::after_window);
+      auto at = [&](const tensor<double, 3>& k, index_t i, index_t j) { return k(j % (N - 1), j / (N - 1), i); };
+      double err_none = 0, err_before = 0, err_after = 0, gap = 0, scale = 0, scale_none = 0, unit_before = 0,
+             unit_after = 0;
       for (index_t i = 0; i < L; ++i) {
-        double n_unwindowed = 0;
+        double n_unwindowed = 0, n_filter = 0;
         for (index_t j = 0; j < DF; ++j) {
-          const double got = k(j % (N - 1), j / (N - 1), i);
-          err = std::max(err, std::abs(got - safari[i][j]));
-          gap = std::max(gap, std::abs(window_first[i][j] - safari[i][j]));
-          scale = std::max(scale, std::abs(safari[i][j]));
-          n_unwindowed += std::abs(got / win[i][j]);
+          err_none = std::max(err_none, std::abs(at(k_none, i, j) - plain[i][j]));
+          err_before = std::max(err_before, std::abs(at(k_before, i, j) - before[i][j]));
+          err_after = std::max(err_after, std::abs(at(k_after, i, j) - after[i][j]));
+          gap = std::max(gap, std::abs(at(k_after, i, j) - at(k_before, i, j)));
+          scale = std::max({scale, std::abs(before[i][j]), std::abs(after[i][j])});
+          scale_none = std::max(scale_none, std::abs(plain[i][j]));
+          n_unwindowed += std::abs(at(k_before, i, j) / win[i][j]);
+          n_filter += std::abs(at(k_after, i, j));
         }
-        unit = std::max(unit, std::abs(n_unwindowed - 1));  // the MLP output has unit L1 norm per step
+        unit_before = std::max(unit_before, std::abs(n_unwindowed - 1));  // the MLP output has unit L1 norm
+        unit_after = std::max(unit_after, std::abs(n_filter - 1));        // the filter itself has unit L1 norm
       }
       BOOST_TEST_CONTEXT("order=" << order << " shift=" << shift) {
-        BOOST_TEST(err <= 1e-12 * scale);
-        BOOST_TEST(unit <= 1e-12);
+        BOOST_TEST(err_none <= 1e-12 * scale_none);
+        BOOST_TEST(err_before <= 1e-12 * scale);
+        BOOST_TEST(err_after <= 1e-12 * scale);
+        BOOST_TEST(unit_before <= 1e-12);
+        BOOST_TEST(unit_after <= 1e-12);
         BOOST_TEST(gap >= 0.1 * scale);  // the two orders are far apart on this input
       }
     }
+  // Without the window the two orders are one filter.
+  auto cfg = small_config(2, 3, 9, 17);
+  cfg.modulate = false;
+  cfg.normalization = hn::before_window;
+  const auto kb = hyena_mixer<double>(cfg).filter(9).k;
+  cfg.normalization = hn::after_window;
+  const auto ka = hyena_mixer<double>(cfg).filter(9).k;
+  BOOST_TEST(testing::relative_error(kb.data(), ka.data(), kb.size()) == 0.0);
 }
 
 BOOST_AUTO_TEST_CASE(operator_depends_on_the_input) {
@@ -411,6 +459,8 @@ BOOST_AUTO_TEST_CASE(bad_input_throws) {
   testing::check_error(make([](hyena_config& c) { c.num_inner_mlps = -1; }), {"'num_inner_mlps'"});
   testing::check_error(make([](hyena_config& c) { c.short_filter_order = 0; }), {"'short_filter_order'"});
   testing::check_error(make([](hyena_config& c) { c.target = 0; }), {"'target'"});
+  testing::check_error(make([](hyena_config& c) { c.normalization = static_cast<hyena_normalization>(7); }),
+                       {"'normalization'", "none, before_window, after_window", "7"});
 
   hyena_mixer<double> mx(small_config(2, 2, 16, 1));
   matrix<double> u3(3, 8), u0(2, 0), u_long(2, 17), u(2, 8);

@@ -19,6 +19,32 @@ namespace mixlens {
 
 // ---- the mixer ---------------------------------------------------------------
 
+// HyenaFilter's optional L1 normalization of the implicit filter (`normalized`
+// there): h(t, ·) /= Σ_j |h(t, j)|, the sum over the d_model·(order−1) filter
+// channels at each step t. Upstream ports disagree on where it sits relative to
+// the exponential window, and the window differs per channel, so the two orders
+// give different filters; a checkpoint trained with normalized = True needs the
+// order of the code that trained it.
+// (docs/architecture.md, "Hyena's filter normalization".)
+enum class hyena_normalization {
+  none,           // no normalization: normalized = False, the upstream default
+  before_window,  // the norm of the MLP output, then the window: HazyResearch/safari
+                  // src/models/sequence/hyena.py at c1b5c7b, HyenaFilter.filter
+  after_window,   // the window, then the norm of the windowed filter: NVIDIA/NeMo
+                  // nemo/collections/nlp/modules/common/hyena/hyena_filter.py at
+                  // b1e6c64 (HyenaFilter.forward), HazyResearch/hyena-dna
+                  // src/models/sequence/hyena.py at b5e5556 (HyenaFilter.filter)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(hyena_normalization n) {
+  switch (n) {
+    case hyena_normalization::none: return "none";
+    case hyena_normalization::before_window: return "before_window";
+    case hyena_normalization::after_window: return "after_window";
+  }
+  return "?";
+}
+
 // Hyperparameters, named and defaulted as safari's HyenaOperator / HyenaFilter /
 // ExponentialModulation.
 struct hyena_config {
@@ -31,7 +57,8 @@ struct hyena_config {
   index_t short_filter_order = 3;   // taps of the depthwise short conv
   double w = 1;                     // initial frequency of the Sin activation
   bool filter_bias = true;          // HyenaFilter `bias`: use the per-channel skip b_o
-  bool normalized = false;          // divide the MLP output by its L1 norm over channels, before the window
+  // L1 normalization of the filter over its channels, and where (see hyena_normalization)
+  hyena_normalization normalization = hyena_normalization::none;
   bool modulate = true;             // multiply by the decay window
   double shift = 0;                 // window = exp(−t·|δ|) + shift
   double fast_decay_pct = 0.3;
@@ -106,6 +133,10 @@ class hyena_mixer {
       detail::fail(where, "fast_decay_pct/slow_decay_pct", "positive values",
                    std::to_string(cfg.fast_decay_pct) + "/" + std::to_string(cfg.slow_decay_pct));
     if (!(cfg.target > 0)) detail::fail(where, "target", "a positive value", cfg.target);
+    if (cfg.normalization != hyena_normalization::none && cfg.normalization != hyena_normalization::before_window &&
+        cfg.normalization != hyena_normalization::after_window)
+      detail::fail(where, "normalization", "one of none, before_window, after_window",
+                   static_cast<int>(cfg.normalization));
 
     const index_t D = cfg.d_model, W = (cfg.order + 1) * D, F = cfg.filter_order, DF = D * (cfg.order - 1);
     detail::splitmix64 gen(cfg.seed);
@@ -154,12 +185,11 @@ class hyena_mixer {
   [[nodiscard]] hyena_weights<T>& weights() { return w_; }
   [[nodiscard]] const hyena_weights<T>& weights() const { return w_; }
 
-  // HyenaFilter.filter(L) rearranged per filter, in safari's order: h = the
-  // implicit MLP on pos_z's first L rows; if normalized, h(t, ·) /= Σ_j |h(t, j)|
-  // (L1 over the d_model·(order−1) filter channels, at each step, of the
-  // un-windowed h); then h(t, j) *= exp(−t_norm·|δ_j|) + shift; finally
-  // k(o, c, t) = h(t, c·(order−1) + o). (Ports that window first and normalize
-  // after, e.g. NeMo's, give other filters for normalized = true.)
+  // HyenaFilter.filter(L) rearranged per filter: h = the implicit MLP on pos_z's
+  // first L rows; with before_window, h(t, ·) /= Σ_j |h(t, j)| (L1 over the
+  // d_model·(order−1) filter channels, at each step); then, if modulate,
+  // h(t, j) *= exp(−t_norm·|δ_j|) + shift; with after_window, the same division
+  // now of the windowed h; finally k(o, c, t) = h(t, c·(order−1) + o).
   [[nodiscard]] hyena_filters<T> filter(index_t length) const {
     constexpr std::string_view where = "mixlens::hyena_mixer::filter";
     check_length(where, "length", length);
@@ -183,21 +213,19 @@ class hyena_mixer {
         }
         a.swap(b);
       }
-      T l1 = 0;
       for (index_t j = 0; j < DF; ++j) {
         T acc = 0;
         for (index_t i = 0; i < F; ++i) acc += w_.mlp_out_weight(j, i) * a[static_cast<std::size_t>(i)];
         h[static_cast<std::size_t>(j)] = acc;
-        l1 += std::abs(acc);
       }
-      for (index_t j = 0; j < DF; ++j) {
-        T e = h[static_cast<std::size_t>(j)];
-        if (cfg_.normalized) e /= l1;  // the norm of the MLP output, then the window (safari's order)
-        if (cfg_.modulate)
-          e *= std::exp(-w_.pos_t[static_cast<std::size_t>(t)] * std::abs(w_.deltas[static_cast<std::size_t>(j)])) +
-               static_cast<T>(cfg_.shift);
-        out.k(j % (N - 1), j / (N - 1), t) = e;
-      }
+      if (cfg_.normalization == hyena_normalization::before_window) divide_by_l1(h);
+      if (cfg_.modulate)
+        for (index_t j = 0; j < DF; ++j)
+          h[static_cast<std::size_t>(j)] *=
+              std::exp(-w_.pos_t[static_cast<std::size_t>(t)] * std::abs(w_.deltas[static_cast<std::size_t>(j)])) +
+              static_cast<T>(cfg_.shift);
+      if (cfg_.normalization == hyena_normalization::after_window) divide_by_l1(h);
+      for (index_t j = 0; j < DF; ++j) out.k(j % (N - 1), j / (N - 1), t) = h[static_cast<std::size_t>(j)];
     }
     for (index_t j = 0; j < DF; ++j)
       out.bias(j % (N - 1), j / (N - 1)) = cfg_.filter_bias ? w_.filter_bias[static_cast<std::size_t>(j)] : T(0);
@@ -262,6 +290,13 @@ class hyena_mixer {
   }
 
  private:
+  // h /= Σ_j |h_j| (torch.norm(h, dim=-1, p=1): a zero row gives NaN, as there).
+  static void divide_by_l1(std::vector<T>& h) {
+    T l1 = 0;
+    for (const T& e : h) l1 += std::abs(e);
+    for (T& e : h) e /= l1;
+  }
+
   void check_length(std::string_view where, std::string_view argument, index_t length) const {
     detail::check_positive(where, argument, length);
     if (length > cfg_.l_max)
