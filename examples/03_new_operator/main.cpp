@@ -77,12 +77,11 @@ struct gated_recurrence {
   }
 };
 
+// Its class: diagonal data control (M = diag(c·P)·tril(1)·diag(b/P)), not
+// time-invariant, channel-separable.
 template <class T>
-struct mixlens::operator_traits<gated_recurrence<T>> {
+struct mixlens::operator_traits<gated_recurrence<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "gated recurrence";
-  static constexpr data_control control = data_control::diagonal;  // diag(c·P)·tril(1)·diag(b/P)
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 static_assert(linear_operator<gated_recurrence<double>> && rebasable<gated_recurrence<double>>);
 

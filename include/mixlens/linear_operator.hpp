@@ -36,8 +36,17 @@ enum class data_control {
 //   static constexpr data_control control;
 //   static constexpr bool time_invariant;   // M is (block) Toeplitz
 //   static constexpr bool channel_mixing;   // M couples different channels
+// usually as `struct operator_traits<X<T>> : operator_class<control, time_invariant,
+// channel_mixing> { name }`.
 template <class Op>
 struct operator_traits;
+
+template <data_control Control, bool TimeInvariant, bool ChannelMixing>
+struct operator_class {
+  static constexpr data_control control = Control;
+  static constexpr bool time_invariant = TimeInvariant;
+  static constexpr bool channel_mixing = ChannelMixing;
+};
 
 // Optional structure that views declare by answering the call (detected, so a
 // new operator opts in by writing the accessor): the state size N behind each

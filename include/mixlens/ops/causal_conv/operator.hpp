@@ -87,11 +87,8 @@ struct causal_conv_operator {
 };
 
 template <class T, class Kind>
-struct operator_traits<causal_conv_operator<T, Kind>> {
+struct operator_traits<causal_conv_operator<T, Kind>> : operator_class<data_control::none, true, false> {
   static constexpr std::string_view name = Kind::name;
-  static constexpr data_control control = data_control::none;
-  static constexpr bool time_invariant = true;
-  static constexpr bool channel_mixing = false;
 };
 
 // Tag for a plain convolution with user-given taps.

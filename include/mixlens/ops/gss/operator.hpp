@@ -80,11 +80,8 @@ struct gss_operator {
 };
 
 template <class T>
-struct operator_traits<gss_operator<T>> {
+struct operator_traits<gss_operator<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "GSS";
-  static constexpr data_control control = data_control::diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 // What a bound GSS operator owns: the gate computed from x and the DSS kernel.

@@ -155,11 +155,8 @@ struct hyena_operator {
 };
 
 template <class T>
-struct operator_traits<hyena_operator<T>> {
+struct operator_traits<hyena_operator<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "Hyena";
-  static constexpr data_control control = data_control::diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 }  // namespace mixlens

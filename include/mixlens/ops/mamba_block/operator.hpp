@@ -90,12 +90,9 @@ struct mamba_block_operator {
 };
 
 template <class T, class State, class Ssm>
-struct operator_traits<mamba_block_operator<T, State, Ssm>> {
+struct operator_traits<mamba_block_operator<T, State, Ssm>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name =
       std::is_same_v<Ssm, s6_operator<T, State>> ? "Mamba block (unified form)" : "Mamba-2 block (unified form)";
-  static constexpr data_control control = data_control::non_diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 template <class T, class State>

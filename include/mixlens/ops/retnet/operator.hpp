@@ -128,11 +128,8 @@ struct retnet_operator {
 };
 
 template <class T>
-struct operator_traits<retnet_operator<T>> {
+struct operator_traits<retnet_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "RetNet retention";
-  static constexpr data_control control = data_control::non_diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 template <class T>

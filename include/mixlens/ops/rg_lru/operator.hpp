@@ -113,12 +113,10 @@ struct rg_lru_operator {
   }
 };
 
+// Diagonal data control: see the header comment.
 template <class T>
-struct operator_traits<rg_lru_operator<T>> {
+struct operator_traits<rg_lru_operator<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "RG-LRU";
-  static constexpr data_control control = data_control::diagonal;  // see the header comment
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 template <class T>

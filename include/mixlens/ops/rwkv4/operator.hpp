@@ -165,12 +165,10 @@ struct rwkv4_operator {
   }
 };
 
+// Diagonal data control: see the header comment.
 template <class T>
-struct operator_traits<rwkv4_operator<T>> {
+struct operator_traits<rwkv4_operator<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "RWKV-4 time mixing";
-  static constexpr data_control control = data_control::diagonal;  // see the header comment
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 template <class T>

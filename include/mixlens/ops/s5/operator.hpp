@@ -208,11 +208,8 @@ struct s5_operator {
 };
 
 template <class T>
-struct operator_traits<s5_operator<T>> {
+struct operator_traits<s5_operator<T>> : operator_class<data_control::none, true, true> {
   static constexpr std::string_view name = "S5";
-  static constexpr data_control control = data_control::none;
-  static constexpr bool time_invariant = true;
-  static constexpr bool channel_mixing = true;
 };
 
 // What a bound S5 operator owns: the discretized parameters.

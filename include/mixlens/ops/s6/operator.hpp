@@ -232,11 +232,8 @@ struct s6_operator {
 };
 
 template <class T, class State>
-struct operator_traits<s6_operator<T, State>> {
+struct operator_traits<s6_operator<T, State>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "S6";
-  static constexpr data_control control = data_control::non_diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 // Which terms beyond the paper's α a bound S6 operator includes.

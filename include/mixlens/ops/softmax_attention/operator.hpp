@@ -111,11 +111,8 @@ struct softmax_attention_operator {
 };
 
 template <class T>
-struct operator_traits<softmax_attention_operator<T>> {
+struct operator_traits<softmax_attention_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "softmax attention";
-  static constexpr data_control control = data_control::non_diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 template <class T>

@@ -252,11 +252,8 @@ struct ssd_operator {
 };
 
 template <class T>
-struct operator_traits<ssd_operator<T>> {
+struct operator_traits<ssd_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "Mamba-2 SSD";
-  static constexpr data_control control = data_control::non_diagonal;
-  static constexpr bool time_invariant = false;
-  static constexpr bool channel_mixing = false;
 };
 
 template <class T>
