@@ -114,9 +114,11 @@ double check_host_device(const Model& m, const DeviceWeights& dw, const std::vec
 }
 
 mamba_config random_config(index_t layers, bool biases) {
-  return {.vocab_size = 50, .hidden_size = 32, .state_size = 16, .intermediate_size = 40, .conv_kernel = 4,
-          .time_step_rank = 3, .num_layers = layers, .use_bias = biases, .use_conv_bias = biases,
-          .tie_embeddings = !biases};
+  mamba_config c;
+  c.vocab_size = 50, c.hidden_size = 32, c.num_layers = layers;
+  c.use_bias = biases, c.use_conv_bias = biases, c.tie_embeddings = !biases;
+  c.state_size = 16, c.intermediate_size = 40, c.conv_kernel = 4, c.time_step_rank = 3;
+  return c;
 }
 
 std::vector<index_t> random_tokens(index_t L, index_t vocab, std::uint64_t seed) {
