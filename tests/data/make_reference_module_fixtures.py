@@ -29,7 +29,7 @@ in float64 so that the test can compare to 1e-10.
 
 For each fixture NAME, under reference_params/:
   NAME.safetensors      the module's state_dict (float64), names as the module stores them
-                        (with the prefix given in FIXTURES)
+                        (under the prefix its make_* function gives)
   NAME_npy/             S5 fixtures also as one .npy per parameter under its flattened flax
                         name: what unzipping numpy.savez(NAME.npz, **params) gives
   NAME.io.safetensors   input (H, L) and output (channels·H, L), float64, one batch element;

@@ -1,0 +1,227 @@
+// Mixers from the parameters of their reference code, as stored: a safetensors
+// file of a PyTorch module's state_dict (or of flattened flax parameters, or
+// any tensor_source) loads into the mixlens mixer that computes the module's
+// linear part, y = K * u + D·u (or S5's scan). Tensors are read by their names
+// in the reference code under an optional prefix; every shape is checked
+// before anything is read; options the reference keeps in its config (not in
+// the state_dict) are passed in the options structs, under the reference's
+// names and string values. A variant that is not modeled is refused with an
+// error naming it, never approximated. docs/reference_params.md has the name
+// mapping, the transforms and the choices made.
+//
+//   load_s4d_module       state-spaces/s4 models/s4/s4d.py, S4D (standalone)
+//   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
+#pragma once
+
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixlens/io/detail/reference_params.hpp"
+#include "mixlens/io/safetensors.hpp"
+#include "mixlens/io/tensor_map.hpp"
+#include "mixlens/ops/s4d.hpp"
+
+namespace mixlens::io {
+
+// ---- state-spaces/s4: standalone S4D ----------------------------------------------
+//
+// models/s4/s4d.py: D (H), kernel.log_dt (H), kernel.C (H, N/2, 2),
+// kernel.log_A_real (H, N/2), kernel.A_imag (H, N/2); A = −exp(log_A_real) +
+// i·A_imag, B = 1, ZOH. output_linear.* (the GLU after the activation) is not
+// part of the mixer and is not read.
+template <class T, tensor_source Source>
+[[nodiscard]] s4d_mixer<T> load_s4d_module(const Source& src, std::string prefix = {}) {
+  detail::param_reader r(src, "S4D", std::move(prefix));
+  const auto c_shape = r.shape("kernel.C", "C as view_as_real (H, N/2, 2)");
+  if (c_shape.size() != 3 || c_shape[2] != 2)
+    r.fail("tensor '" + r.full("kernel.C") + "' (C as view_as_real (H, N/2, 2)) has shape " +
+           detail::shape_text(c_shape) + ", expected (H, N/2, 2)");
+  const index_t H = c_shape[0], N = c_shape[1];
+  r.expect("kernel.C", {H, N, 2}, "C as view_as_real (H, N/2, 2)");
+  r.expect("kernel.log_dt", {H}, "log Δ per channel (H)");
+  r.expect("kernel.log_A_real", {H, N}, "log(−Re A) (H, N/2)");
+  r.expect("kernel.A_imag", {H, N}, "Im A (H, N/2)");
+  r.expect("D", {H}, "the D skip (H)");
+  r.refuse_unread("kernel.", "models/s4/s4d.py's S4DKernel stores log_dt, C, log_A_real and A_imag only");
+
+  const auto c = r.read("kernel.C"), log_dt = r.read("kernel.log_dt"), log_re = r.read("kernel.log_A_real"),
+             im = r.read("kernel.A_imag"), d = r.read("D");
+  s4d_mixer<T> m;
+  m.a = matrix<complex<T>>(H, N);
+  m.b = matrix<complex<T>>(H, N);
+  m.c = matrix<complex<T>>(H, N);
+  for (index_t h = 0; h < H; ++h)
+    for (index_t n = 0; n < N; ++n) {
+      const auto k = static_cast<std::size_t>(h * N + n);
+      m.a(h, n) = complex<T>(static_cast<T>(-std::exp(log_re[k])), static_cast<T>(im[k]));
+      m.b(h, n) = complex<T>(T(1), T(0));
+      m.c(h, n) = complex<T>(static_cast<T>(c[2 * k]), static_cast<T>(c[2 * k + 1]));
+    }
+  for (double v : log_dt) m.log_dt.push_back(static_cast<T>(v));
+  for (double v : d) m.skip.push_back(static_cast<T>(v));
+  m.discretization = ssm_discretization::zoh;
+  m.validate();
+  return m;
+}
+
+// ---- state-spaces/s4: FFTConv with SSMKernelDiag ------------------------------------
+
+// The configuration of an FFTConv with an SSMKernelDiag kernel (the S4D kernel of
+// S4Block): what the state_dict does not hold. Defaults are the reference's.
+struct ssm_kernel_diag_options {
+  std::string prefix = {};             // the FFTConv's prefix ("layer." in S4Block): <prefix>D, <prefix>kernel.*
+  std::string dt_transform = "exp";    // none, exp, relu, sigmoid, softplus
+  std::string real_transform = "exp";  // A = −real_transform(A_real) − i·imag_transform(A_imag)
+  std::string imag_transform = "none";
+  std::string disc = "zoh";            // zoh, bilinear ("dss" is refused: see docs/reference_params.md)
+  bool dt_fast = false;                // Δ = dt_transform(sinh(inv_dt))
+  std::optional<double> bandlimit = {};  // C masked where Δ·|Im A|/(2π) ≥ bandlimit/2
+  bool is_real = false;                // real A, B, C (no A_imag), as in later versions
+  bool force_real = false;             // Im A dropped, as in earlier versions
+  bool bidirectional = false;          // refused: a two-sided kernel is not causal
+};
+
+// One s4d_mixer per output channel c of the kernel (FFTConv's `channels`,
+// doubled for a GLU activation): FFTConv's output channel c·H + h (or h·C + c
+// with swap_channels) is channel h of mixer c, before the activation. Tensors:
+// <prefix>D (channels, H); <prefix>kernel.inv_dt (H, 1), or (H, N) when dt_tie
+// is off; kernel.A_real and kernel.A_imag (n_ssm, N); kernel.B (1, n_ssm, N, 2);
+// kernel.C (channels, H, N, 2) (B and C without the last axis, and no A_imag,
+// when is_real). n_ssm divides H; SSM h uses (A, B) row h mod n_ssm. A Δ per
+// state is folded into A and B (Δ·A, Δ·B, with log Δ = 0), which gives the
+// same Ā and B̄ under ZOH and bilinear.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const Source& src,
+                                                            const ssm_kernel_diag_options& o = {}) {
+  detail::param_reader r(src, "SSMKernelDiag", o.prefix);
+  const auto dt_t = detail::parse_transform(r, "dt_transform", o.dt_transform);
+  const auto re_t = detail::parse_transform(r, "real_transform", o.real_transform);
+  const auto im_t = detail::parse_transform(r, "imag_transform", o.imag_transform);
+  ssm_discretization disc = ssm_discretization::zoh;
+  if (o.disc == "bilinear") disc = ssm_discretization::bilinear;
+  else if (o.disc == "dss")
+    r.unsupported("disc", "'dss'",
+                  "SSMKernelDiag's DSS discretization (a softmax kernel with a 1e-7-bounded reciprocal) is not "
+                  "modeled by s4d_mixer; zoh and bilinear are");
+  else if (o.disc != "zoh")
+    r.unsupported("disc", "'" + o.disc + "'", "expected zoh or bilinear");
+  if (o.bidirectional)
+    r.unsupported("bidirectional", "true", "FFTConv's two-sided kernel is not causal; mixlens operators are");
+  if (o.is_real && o.force_real) r.unsupported("force_real", "with is_real", "set at most one");
+  if (o.bandlimit && !std::isfinite(*o.bandlimit)) r.unsupported("bandlimit", std::to_string(*o.bandlimit), "expected a finite value");
+
+  // Shapes, all before any read.
+  const std::string complex_axis = o.is_real ? "" : ", 2";
+  const auto c_shape = r.shape("kernel.C", "C (channels, H, N" + complex_axis + ")");
+  const std::size_t c_rank = o.is_real ? 3 : 4;
+  if (c_shape.size() != c_rank || (!o.is_real && c_shape[3] != 2))
+    r.fail("tensor '" + r.full("kernel.C") + "' has shape " + detail::shape_text(c_shape) + ", expected (channels, H, N" +
+           complex_axis + ")" + (o.is_real ? " (is_real: real C)" : " (view_as_real of complex C; is_real not set)"));
+  const index_t C = c_shape[0], H = c_shape[1], N = c_shape[2];
+  const auto a_shape = r.shape("kernel.A_real", "the stored real part of A (n_ssm, N)");
+  if (a_shape.size() != 2 || a_shape[1] != N || a_shape[0] <= 0 || H % a_shape[0] != 0)
+    r.fail("tensor '" + r.full("kernel.A_real") + "' has shape " + detail::shape_text(a_shape) +
+           ", expected (n_ssm, " + std::to_string(N) + ") with n_ssm dividing H = " + std::to_string(H));
+  const index_t S = a_shape[0];
+  const auto dt_shape = r.shape("kernel.inv_dt", "the stored step (H, 1), or (H, N) without dt_tie");
+  const bool tied = dt_shape == std::vector<index_t>{H, 1};
+  if (!tied && dt_shape != std::vector<index_t>{H, N})
+    r.fail("tensor '" + r.full("kernel.inv_dt") + "' has shape " + detail::shape_text(dt_shape) + ", expected " +
+           detail::shape_text({H, 1}) + " (dt_tie) or " + detail::shape_text({H, N}) + " (a step per state)");
+  r.expect("kernel.inv_dt", dt_shape, "the stored step");
+  r.expect("kernel.A_real", {S, N}, "the stored real part of A");
+  if (o.is_real) {
+    r.refuse("kernel.A_imag", "is_real stores no imaginary part");
+    r.expect("kernel.B", {1, S, N}, "B (1, n_ssm, N), real");
+  } else {
+    r.expect("kernel.A_imag", {S, N}, "the stored imaginary part of A, −Im A under imag_transform");
+    r.expect("kernel.B", {1, S, N, 2}, "B as view_as_real (1, n_ssm, N, 2)");
+  }
+  r.expect("kernel.C", c_shape, "C");
+  const auto d_shape = r.shape("D", "the D skip (channels, H)");
+  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
+    r.fail("tensor '" + r.full("kernel.C") + "' has " + std::to_string(C) + " channels, twice the " +
+           std::to_string(d_shape[0]) + " of '" + r.full("D") +
+           "': a bidirectional FFTConv, whose two-sided kernel is not causal (unsupported)");
+  r.expect("D", {C, H}, "the D skip (channels, H)");
+  r.refuse_unread("kernel.", "SSMKernelDiag stores inv_dt, A_real, A_imag, B and C; a P is SSMKernelDPLR's (S4), "
+                             "not modeled here");
+  if (o.bandlimit && S != 1 && S != H)
+    r.unsupported("bandlimit", "with n_ssm = " + std::to_string(S) + " of H = " + std::to_string(H),
+                  "the reference's mask broadcasts Δ (H, ·) against A (n_ssm, N), which needs n_ssm 1 or H");
+
+  const auto inv_dt = r.read("kernel.inv_dt"), a_re = r.read("kernel.A_real"), b = r.read("kernel.B"),
+             c = r.read("kernel.C"), d = r.read("D");
+  const auto a_im = o.is_real ? std::vector<double>{} : r.read("kernel.A_imag");
+  using cd = std::complex<double>;
+  auto dt_at = [&](index_t h, index_t n) {
+    double x = inv_dt[static_cast<std::size_t>(tied ? h : h * N + n)];
+    if (o.dt_fast) x = std::sinh(x);
+    return detail::apply_transform(dt_t, x);
+  };
+  auto a_at = [&](index_t s, index_t n) {
+    const auto k = static_cast<std::size_t>(s * N + n);
+    const double re = -detail::apply_transform(re_t, a_re[k]);
+    const double im = (o.is_real || o.force_real) ? 0.0 : -detail::apply_transform(im_t, a_im[k]);
+    return cd(re, im);
+  };
+  auto b_at = [&](index_t s, index_t n) {
+    const auto k = static_cast<std::size_t>(s * N + n);
+    return o.is_real ? cd(b[k], 0) : cd(b[2 * k], b[2 * k + 1]);
+  };
+  auto to_t = [](cd z) { return complex<T>(static_cast<T>(z.real()), static_cast<T>(z.imag())); };
+
+  std::vector<s4d_mixer<T>> out;
+  for (index_t ch = 0; ch < C; ++ch) {
+    s4d_mixer<T> m;
+    m.a = matrix<complex<T>>(H, N);
+    m.b = matrix<complex<T>>(H, N);
+    m.c = matrix<complex<T>>(H, N);
+    for (index_t h = 0; h < H; ++h) {
+      for (index_t n = 0; n < N; ++n) {
+        const index_t s = h % S;  // einops '(v t) n': the H SSMs repeat the n_ssm rows
+        const double dt = dt_at(h, n);
+        cd a = a_at(s, n), bb = b_at(s, n);
+        const auto k = static_cast<std::size_t>((ch * H + h) * N + n);
+        cd cc = o.is_real ? cd(c[k], 0) : cd(c[2 * k], c[2 * k + 1]);
+        if (o.bandlimit) {
+          const double im = std::abs(a_at(S == 1 ? 0 : h, n).imag());
+          if (!(dt * im / (2 * std::numbers::pi) < *o.bandlimit * 0.5)) cc = 0;
+        }
+        if (!tied) a *= dt, bb *= dt;  // Δ per state: Δ' = 1
+        m.a(h, n) = to_t(a);
+        m.b(h, n) = to_t(bb);
+        m.c(h, n) = to_t(cc);
+      }
+      m.log_dt.push_back(static_cast<T>(tied ? std::log(dt_at(h, 0)) : 0.0));
+      m.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+    }
+    m.discretization = disc;
+    m.validate();
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// ---- from a file --------------------------------------------------------------------
+
+// The same loaders on a safetensors file (a state_dict saved with
+// safetensors.torch.save_file).
+template <class T>
+[[nodiscard]] s4d_mixer<T> load_s4d_module(const std::filesystem::path& file, std::string prefix = {}) {
+  return load_s4d_module<T>(safetensors_file(file), std::move(prefix));
+}
+template <class T>
+[[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const std::filesystem::path& file,
+                                                            const ssm_kernel_diag_options& o = {}) {
+  return load_ssm_kernel_diag<T>(safetensors_file(file), o);
+}
+
+}  // namespace mixlens::io
