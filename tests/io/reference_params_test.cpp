@@ -200,4 +200,52 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_diag_names_wrong_tensors) {
   check_error([&] { (void)io::load_s4d_module<double>(s4d); }, {"tensor 'kernel.log_dt'", "(3, 1)", "expected (3,)"});
 }
 
+// ---- DSS ------------------------------------------------------------------------------------
 
+BOOST_AUTO_TEST_CASE(dss_module_reproduces_reference) {
+  const auto softmax = io::load_dss_module<double>(params("dss_softmax"));
+  BOOST_TEST(softmax.size() == 2u);
+  BOOST_TEST(!softmax[0].parameters().dt_imag.empty());  // sep_dt_re_im
+  check_against("dss_softmax", softmax, 1e-10);
+  check_against("dss_exp", io::load_dss_module<double>(params("dss_exp"), {.version = "exp"}), 1e-10);
+  check_against("dss_exp_re_im", io::load_dss_module<double>(params("dss_exp_re_im"), {.version = "exp-re-im"}), 1e-10);
+  check_against("dss_exp_no_scale",
+                io::load_dss_module<double>(params("dss_exp_no_scale"), {.version = "exp-no-scale"}), 1e-10);
+  check_against("dss_softmax", io::load_dss_module<float>(params("dss_softmax")), 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(dss_epsilon_is_the_references) {
+  // Without the bounded reciprocal's ε the softmax kernel differs beyond the 1e-10 tolerance.
+  const auto io = io_of("dss_softmax");
+  const double err = relative_error(run(io::load_dss_module<double>(params("dss_softmax"), {.epsilon = 0}), io.input),
+                                    io.output);
+  BOOST_TEST(err > 1e-9);
+}
+
+BOOST_AUTO_TEST_CASE(dss_module_refuses_unsupported_variants) {
+  const auto file = params("dss_softmax");
+  check_error([&] { (void)io::load_dss_module<double>(file, {.version = "softmax2"}); },
+              {"DSS parameters '" + file.string() + "'", "unsupported version 'softmax2'"});
+  check_error([&] { (void)io::load_dss_module<double>(file, {.bidirectional = true}); }, {"unsupported bidirectional"});
+  check_error([&] { (void)io::load_dss_module<double>(file, {.hyper = true}); }, {"unsupported hyper_act"});
+  check_error([&] { (void)io::load_dss_module<double>(file, {.max_kernel_length = 8}); },
+              {"unsupported max_kernel_length 8"});
+  // The version must match what is stored.
+  check_error([&] { (void)io::load_dss_module<double>(file, {.version = "exp"}); },
+              {"missing tensor 'kernel.Lambda_log_neg_re'"});
+  check_error([&] { (void)io::load_dss_module<double>(params("dss_exp"), {.version = "exp-re-im"}); },
+              {"missing tensor 'kernel.Lambda_log_im'"});
+  check_error([&] { (void)io::load_dss_module<double>(params("dss_exp"), {.version = "softmax"}); },
+              {"missing tensor 'kernel.Lambda'"});
+  // clip keeps Re Λ ≤ 1e-4, which can be ≥ 0: the exp kernel is then refused by the mixer.
+  check_error([&] { (void)io::load_dss_module<double>(file, {.version = "clip"}); }, {"'lambda'", "Re Λ < 0", "DSS-exp"});
+  auto m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("kernel.Lambda", {5, 2}, std::vector<double>(10, -0.5));
+  check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.Lambda'", "(5, 2)", "expected (4, 2)"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("D", {1, 3}, {1, 1, 1});
+  check_error([&] { (void)io::load_dss_module<double>(m); }, {"bidirectional", "'kernel.W' has 2 channels"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("kernel.log_dt", {3, 3}, std::vector<double>(9, -2.0));
+  check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.log_dt'", "(3, 3)", "sep_dt_re_im"});
+}

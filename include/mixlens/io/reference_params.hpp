@@ -11,6 +11,7 @@
 //
 //   load_s4d_module       state-spaces/s4 models/s4/s4d.py, S4D (standalone)
 //   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
+//   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
 #pragma once
 
 #include <cmath>
@@ -26,6 +27,7 @@
 #include "mixlens/io/detail/reference_params.hpp"
 #include "mixlens/io/safetensors.hpp"
 #include "mixlens/io/tensor_map.hpp"
+#include "mixlens/ops/dss.hpp"
 #include "mixlens/ops/s4d.hpp"
 
 namespace mixlens::io {
@@ -210,6 +212,109 @@ template <class T, tensor_source Source>
   return out;
 }
 
+// ---- DSS: the author's standalone module ---------------------------------------------
+
+// The configuration of a DSS module (DSSKernel inside DSS); defaults are the reference's.
+struct dss_module_options {
+  std::string prefix = {};           // <prefix>D, <prefix>kernel.*
+  std::string version = "softmax";   // softmax, exp, exp-re-im, exp-no-scale, clip, clip-no-scale
+  double epsilon = 1e-7;             // the softmax's bounded reciprocal
+  double max_real_lambda = 1e-4;     // clip versions: Re Λ clipped to at most this
+  bool bidirectional = false;        // refused: a two-sided kernel is not causal
+  bool hyper = false;                // hyper_act set (a multiplicative GLU of two channels): refused
+  index_t max_kernel_length = 0;     // a kernel shorter than the input: refused when set
+};
+
+// One dss_mixer per kernel channel c (DSS's output channel c·H + h, before the
+// activation and output_linear). Tensors: <prefix>D (channels, H);
+// kernel.log_dt (H), or (H, 2) with sep_dt_re_im (Re Λ and Im Λ get their own
+// step); kernel.W (channels, H, N, 2); Λ shared by the H channels:
+// kernel.Lambda (N, 2) (softmax, clip, clip-no-scale), or
+// kernel.Lambda_log_neg_re (N) with kernel.Lambda_im (N) (exp, exp-no-scale) or
+// kernel.Lambda_log_im (N) (exp-re-im): Λ = −exp(Lambda_log_neg_re) + i·Im.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const Source& src, const dss_module_options& o = {}) {
+  detail::param_reader r(src, "DSS", o.prefix);
+  const std::string& v = o.version;
+  const bool softmax = v == "softmax", exp_like = v == "exp" || v == "exp-re-im" || v == "exp-no-scale",
+             clip = v == "clip" || v == "clip-no-scale";
+  if (!softmax && !exp_like && !clip)
+    r.unsupported("version", "'" + v + "'", "expected softmax, exp, exp-re-im, exp-no-scale, clip or clip-no-scale");
+  if (o.bidirectional) r.unsupported("bidirectional", "true", "DSS's two-sided kernel is not causal; mixlens operators are");
+  if (o.hyper) r.unsupported("hyper_act", "(set)", "the multiplicative modulation of two channel groups is not linear");
+  if (o.max_kernel_length > 0)
+    r.unsupported("max_kernel_length", std::to_string(o.max_kernel_length), "the mixers bind the full-length kernel");
+  if (softmax && (!(o.epsilon >= 0) || !std::isfinite(o.epsilon)))
+    r.unsupported("epsilon", std::to_string(o.epsilon), "expected a finite value >= 0");
+
+  const auto w_shape = r.shape("kernel.W", "W as view_as_real (channels, H, N, 2)");
+  if (w_shape.size() != 4 || w_shape[3] != 2)
+    r.fail("tensor '" + r.full("kernel.W") + "' has shape " + detail::shape_text(w_shape) +
+           ", expected (channels, H, N, 2)");
+  const index_t C = w_shape[0], H = w_shape[1], N = w_shape[2];
+  r.expect("kernel.W", w_shape, "W");
+  const auto dt_shape = r.shape("kernel.log_dt", "log Δ (H), or (H, 2) with sep_dt_re_im");
+  const bool sep = dt_shape == std::vector<index_t>{H, 2};
+  if (!sep && dt_shape != std::vector<index_t>{H})
+    r.fail("tensor '" + r.full("kernel.log_dt") + "' has shape " + detail::shape_text(dt_shape) + ", expected " +
+           detail::shape_text({H}) + " or " + detail::shape_text({H, 2}) + " (sep_dt_re_im)");
+  r.expect("kernel.log_dt", dt_shape, "log Δ");
+  const bool im_log = v == "exp-re-im";
+  if (exp_like) {
+    r.expect("kernel.Lambda_log_neg_re", {N}, "log(−Re Λ) (N)");
+    r.expect(im_log ? "kernel.Lambda_log_im" : "kernel.Lambda_im", {N}, im_log ? "log Im Λ (N)" : "Im Λ (N)");
+    r.refuse("kernel.Lambda", "version '" + v + "' stores Λ as Lambda_log_neg_re and Lambda_" +
+                                  (im_log ? "log_im" : "im") + "; a Lambda (N, 2) belongs to softmax or clip");
+  } else {
+    r.expect("kernel.Lambda", {N, 2}, "Λ as view_as_real (N, 2)");
+  }
+  const auto d_shape = r.shape("D", "the D skip (channels, H)");
+  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
+    r.fail("tensor '" + r.full("kernel.W") + "' has " + std::to_string(C) + " channels, twice the " +
+           std::to_string(d_shape[0]) + " of '" + r.full("D") +
+           "': a bidirectional DSS, whose two-sided kernel is not causal (unsupported)");
+  r.expect("D", {C, H}, "the D skip (channels, H)");
+  r.refuse_unread("kernel.", "not a tensor of DSSKernel version '" + v + "'");
+
+  const auto w = r.read("kernel.W"), log_dt = r.read("kernel.log_dt"), d = r.read("D");
+  std::vector<std::complex<double>> lambda(static_cast<std::size_t>(N));
+  if (exp_like) {
+    const auto neg = r.read("kernel.Lambda_log_neg_re"), im = r.read(im_log ? "kernel.Lambda_log_im" : "kernel.Lambda_im");
+    for (index_t n = 0; n < N; ++n)
+      lambda[n] = {-std::exp(neg[n]), im_log ? std::exp(im[n]) : im[n]};
+  } else {
+    const auto l = r.read("kernel.Lambda");
+    for (index_t n = 0; n < N; ++n) lambda[n] = {clip ? std::min(l[2 * n], o.max_real_lambda) : l[2 * n], l[2 * n + 1]};
+  }
+  if (!softmax && v.find("no-scale") == std::string::npos)
+    for (index_t n = 0; n < N; ++n)
+      if (std::norm(lambda[n]) < 1e-7)
+        r.fail("Λ[" + std::to_string(n) + "] = " + mixlens::detail::format_complex(lambda[n]) +
+               ": |Λ|² < 1e-7, where the reference clamps 1/Λ (not modeled)");
+  const dss_variant variant = softmax ? dss_variant::softmax
+                              : v.find("no-scale") != std::string::npos ? dss_variant::exp_no_scale
+                                                                        : dss_variant::exp;
+  std::vector<dss_mixer<T>> out;
+  for (index_t ch = 0; ch < C; ++ch) {
+    dss_parameters<T> p;
+    p.lambda = matrix<complex<T>>(H, N);
+    p.w = matrix<complex<T>>(H, N);
+    for (index_t h = 0; h < H; ++h) {
+      for (index_t n = 0; n < N; ++n) {
+        p.lambda(h, n) = complex<T>(static_cast<T>(lambda[n].real()), static_cast<T>(lambda[n].imag()));
+        const auto k = static_cast<std::size_t>((ch * H + h) * N + n);
+        p.w(h, n) = complex<T>(static_cast<T>(w[2 * k]), static_cast<T>(w[2 * k + 1]));
+      }
+      p.dt.push_back(static_cast<T>(std::exp(log_dt[static_cast<std::size_t>(sep ? 2 * h : h)])));
+      if (sep) p.dt_imag.push_back(static_cast<T>(std::exp(log_dt[static_cast<std::size_t>(2 * h + 1)])));
+      p.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+    }
+    p.softmax_epsilon = softmax ? o.epsilon : 0.0;
+    out.emplace_back(std::move(p), variant);
+  }
+  return out;
+}
+
 // ---- from a file --------------------------------------------------------------------
 
 // The same loaders on a safetensors file (a state_dict saved with
@@ -222,6 +327,11 @@ template <class T>
 [[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const std::filesystem::path& file,
                                                             const ssm_kernel_diag_options& o = {}) {
   return load_ssm_kernel_diag<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const std::filesystem::path& file,
+                                                       const dss_module_options& o = {}) {
+  return load_dss_module<T>(safetensors_file(file), o);
 }
 
 }  // namespace mixlens::io
