@@ -249,3 +249,51 @@ BOOST_AUTO_TEST_CASE(dss_module_refuses_unsupported_variants) {
   m.insert("kernel.log_dt", {3, 3}, std::vector<double>(9, -2.0));
   check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.log_dt'", "(3, 3)", "sep_dt_re_im"});
 }
+
+// ---- S5 -------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(s5_ssm_reproduces_reference) {
+  const io::s5_ssm_options zoh{.prefix = "layers_0/seq/", .clip_eigs = true, .step_rescale = 2.0};
+  const auto m = io::load_s5_ssm<double>(params("s5_zoh"), zoh);
+  BOOST_TEST(m.states() == 4);
+  BOOST_TEST(m.lambda()[2].real() == -1e-4);  // clip_eigs
+  check_against("s5_zoh", std::vector{m}, 1e-10);
+  const io::s5_ssm_options bilinear{.prefix = "layers_0/seq/", .discretization = "bilinear", .conj_sym = false};
+  check_against("s5_bilinear", std::vector{io::load_s5_ssm<double>(params("s5_bilinear"), bilinear)}, 1e-10);
+  check_against("s5_zoh", std::vector{io::load_s5_ssm<float>(params("s5_zoh"), zoh)}, 1e-5);
+  // The same parameters as .npy files under their flax names (an unzipped numpy.savez archive).
+  const auto npy = io::read_npy_folder(dir / "s5_zoh_npy");
+  BOOST_TEST(npy.tensor_names().size() == 6u);
+  check_against("s5_zoh", std::vector{io::load_s5_ssm<double>(npy, zoh)}, 1e-10);
+}
+
+BOOST_AUTO_TEST_CASE(s5_ssm_refuses_unsupported_variants) {
+  const auto file = params("s5_zoh");
+  const io::s5_ssm_options base{.prefix = "layers_0/seq/"};
+  auto with = [&](auto f) {
+    auto o = base;
+    f(o);
+    return o;
+  };
+  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.discretization = "dirac"; })); },
+              {"S5SSM parameters '" + file.string() + "'", "unsupported discretization 'dirac'"});
+  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.bidirectional = true; })); },
+              {"unsupported bidirectional"});
+  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.step_rescale = 0; })); },
+              {"unsupported step_rescale"});
+  auto m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/C1", {3, 4, 2}, std::vector<double>(24, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unsupported bidirectional", "C1 and C2"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/C", {3, 8, 2}, std::vector<double>(48, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unsupported bidirectional", "2P columns"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/B", {4, 3}, std::vector<double>(12, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/B'", "(4, 3)", "expected (4, H, 2)"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/D", {4}, std::vector<double>(4, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/D'", "(4,)", "expected (3,)"});
+  // Without clip_eigs a state with Re Λ ≥ 0 is refused by the mixer.
+  check_error([&] { (void)io::load_s5_ssm<double>(file, base); }, {"lambda[2]", "Re < 0"});
+  check_error([&] { (void)io::load_s5_ssm<double>(file, {}); }, {"missing tensor 'Lambda_re'"});
+}

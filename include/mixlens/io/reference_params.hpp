@@ -12,6 +12,7 @@
 //   load_s4d_module       state-spaces/s4 models/s4/s4d.py, S4D (standalone)
 //   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
 //   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
+//   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
 #pragma once
 
 #include <cmath>
@@ -29,6 +30,7 @@
 #include "mixlens/io/tensor_map.hpp"
 #include "mixlens/ops/dss.hpp"
 #include "mixlens/ops/s4d.hpp"
+#include "mixlens/ops/s5.hpp"
 
 namespace mixlens::io {
 
@@ -315,10 +317,76 @@ template <class T, tensor_source Source>
   return out;
 }
 
+// ---- lindermanlab/S5: S5SSM ---------------------------------------------------------
+
+// The configuration of an S5SSM (flax module fields); defaults are the reference's.
+struct s5_ssm_options {
+  std::string prefix = {};              // e.g. "encoder/layers_0/seq/" for flattened flax names
+  std::string discretization = "zoh";  // zoh, bilinear
+  bool conj_sym = true;                 // y = 2·Re(C̃x) (else Re(C̃x))
+  bool clip_eigs = false;               // Re Λ clipped to at most −1e-4
+  bool bidirectional = false;           // refused: the backward scan is not causal
+  double step_rescale = 1.0;            // Δ = step_rescale·exp(log_step)
+};
+
+// The S5 mixer of an S5SSM's parameters: Lambda_re (P), Lambda_im (P),
+// B (P, H, 2) = B̃, C (H, P, 2) = C̃, D (H), log_step (P, 1) (P, the stored
+// states, is half the state size under conj_sym). step_rescale is folded into
+// log_step (log_step + log step_rescale).
+template <class T, tensor_source Source>
+[[nodiscard]] s5_mixer<T> load_s5_ssm(const Source& src, const s5_ssm_options& o = {}) {
+  detail::param_reader r(src, "S5SSM", o.prefix);
+  s5_discretization disc = s5_discretization::zoh;
+  if (o.discretization == "bilinear") disc = s5_discretization::bilinear;
+  else if (o.discretization != "zoh") r.unsupported("discretization", "'" + o.discretization + "'", "expected zoh or bilinear");
+  if (o.bidirectional || r.has("C1") || r.has("C2"))
+    r.unsupported("bidirectional", o.bidirectional ? "true" : "(C1 and C2 stored)",
+                  "the backward scan is not causal; mixlens operators are");
+  if (!(o.step_rescale > 0) || !std::isfinite(o.step_rescale))
+    r.unsupported("step_rescale", std::to_string(o.step_rescale), "expected a finite value > 0");
+  const auto l_shape = r.shape("Lambda_re", "Re Λ (P)");
+  if (l_shape.size() != 1) r.fail("tensor '" + r.full("Lambda_re") + "' has shape " + detail::shape_text(l_shape) + ", expected (P,)");
+  const index_t P = l_shape[0];
+  const auto b_shape = r.shape("B", "B̃ as (P, H, 2)");
+  if (b_shape.size() != 3 || b_shape[0] != P || b_shape[2] != 2)
+    r.fail("tensor '" + r.full("B") + "' (B̃) has shape " + detail::shape_text(b_shape) + ", expected (" +
+           std::to_string(P) + ", H, 2)");
+  const index_t H = b_shape[1];
+  r.expect("Lambda_re", {P}, "Re Λ");
+  r.expect("Lambda_im", {P}, "Im Λ");
+  r.expect("B", {P, H, 2}, "B̃");
+  const auto c_shape = r.shape("C", "C̃ as (H, P, 2)");
+  if (c_shape == std::vector<index_t>{H, 2 * P, 2})
+    r.unsupported("bidirectional", "(C holds 2P columns)", "the backward scan is not causal; mixlens operators are");
+  r.expect("C", {H, P, 2}, "C̃ (H, P, 2)");
+  r.expect("D", {H}, "the D feedthrough (H)");
+  const auto s_shape = r.shape("log_step", "log Δ (P, 1)");
+  r.expect("log_step", s_shape == std::vector<index_t>{P} ? s_shape : std::vector<index_t>{P, 1}, "log Δ (P, 1)");
+
+  const auto re = r.read("Lambda_re"), im = r.read("Lambda_im"), b = r.read("B"), c = r.read("C"), d = r.read("D"),
+             log_step = r.read("log_step");
+  std::vector<complex<T>> lambda(static_cast<std::size_t>(P));
+  std::vector<T> steps(static_cast<std::size_t>(P));
+  const double shift = std::log(o.step_rescale);
+  for (index_t p = 0; p < P; ++p) {
+    const double lr = o.clip_eigs ? std::min(re[p], -1e-4) : re[p];
+    lambda[p] = complex<T>(static_cast<T>(lr), static_cast<T>(im[p]));
+    steps[p] = static_cast<T>(log_step[p] + shift);
+  }
+  matrix<complex<T>> bt(P, H), ct(H, P);
+  for (index_t k = 0; k < P * H; ++k) {
+    bt.data()[k] = complex<T>(static_cast<T>(b[2 * k]), static_cast<T>(b[2 * k + 1]));
+    ct.data()[k] = complex<T>(static_cast<T>(c[2 * k]), static_cast<T>(c[2 * k + 1]));
+  }
+  std::vector<T> skip;
+  for (double x : d) skip.push_back(static_cast<T>(x));
+  return s5_mixer<T>(std::move(lambda), std::move(bt), std::move(ct), std::move(steps), std::move(skip), disc, o.conj_sym);
+}
+
 // ---- from a file --------------------------------------------------------------------
 
 // The same loaders on a safetensors file (a state_dict saved with
-// safetensors.torch.save_file).
+// safetensors.torch.save_file, or flattened flax parameters).
 template <class T>
 [[nodiscard]] s4d_mixer<T> load_s4d_module(const std::filesystem::path& file, std::string prefix = {}) {
   return load_s4d_module<T>(safetensors_file(file), std::move(prefix));
@@ -332,6 +400,10 @@ template <class T>
 [[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const std::filesystem::path& file,
                                                        const dss_module_options& o = {}) {
   return load_dss_module<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] s5_mixer<T> load_s5_ssm(const std::filesystem::path& file, const s5_ssm_options& o = {}) {
+  return load_s5_ssm<T>(safetensors_file(file), o);
 }
 
 }  // namespace mixlens::io

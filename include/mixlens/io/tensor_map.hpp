@@ -1,8 +1,10 @@
 // Named tensors in memory, and the concept of what the loaders of
 // io/reference_params.hpp read from: a safetensors file, a checkpoint folder's
-// tensors, a tensor_map (filled by hand).
+// tensors, a tensor_map (filled by hand, or from a folder of .npy files by
+// read_npy_folder).
 #pragma once
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <filesystem>
@@ -13,6 +15,7 @@
 
 #include "mixlens/error.hpp"
 #include "mixlens/io/checkpoint.hpp"
+#include "mixlens/io/npy.hpp"
 #include "mixlens/io/safetensors.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -85,6 +88,27 @@ class tensor_map {
   std::vector<entry> entries_;
   std::vector<std::string> names_;
 };
+
+// Every .npy file under `dir` (recursively) as a tensor named by its path
+// relative to `dir` without ".npy", with '/' between folders: the layout that
+// unzipping a numpy.savez archive of flattened parameters gives (a key
+// "layers_0/seq/B" is the file layers_0/seq/B.npy). Names in sorted order.
+[[nodiscard]] inline tensor_map read_npy_folder(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw error("npy folder '" + dir.string() + "' is not a directory");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file() && e.path().extension() == ".npy") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  tensor_map m(dir);
+  for (const auto& f : files) {
+    std::string name = fs::relative(f, dir).generic_string();
+    name.resize(name.size() - 4);
+    const npy_array a = read_npy(f);
+    m.insert(std::move(name), a.shape, a.as<double>());
+  }
+  return m;
+}
 
 namespace detail {
 
