@@ -25,8 +25,8 @@ cld step(const dss_parameters<T>& p, index_t c, index_t n) {
 
 // Independent reference: the diagonal SSM run as a recurrence in long double,
 //   h_t = e^{ΛΔ} h_{t−1} + u_t,  y_t = Re Σ_n c_n h_t[n] + D u_t,
-// with c_n = W (e^{ΛΔ} − 1)/Λ (DSS-exp) or W / (Λ Σ_{r<L} e^{ΛΔr}) (DSS-softmax,
-// normalizer summed term by term).
+// with c_n = W (e^{ΛΔ} − 1)/Λ (DSS-exp), W (DSS-exp-no-scale) or
+// W / (Λ Σ_{r<L} e^{ΛΔr}) (DSS-softmax, normalizer summed term by term).
 template <class T>
 matrix<T> naive_dss(const dss_mixer<T>& mixer, const matrix<T>& u) {
   const auto& p = mixer.parameters();
@@ -39,6 +39,8 @@ matrix<T> naive_dss(const dss_mixer<T>& mixer, const matrix<T>& u) {
       a[n] = std::exp(mu);
       if (mixer.variant() == dss_variant::exp) {
         coeff[n] = w * (std::exp(mu) - cld(1)) / lambda;
+      } else if (mixer.variant() == dss_variant::exp_no_scale) {
+        coeff[n] = w;
       } else {
         cld z = 0;
         for (index_t r = 0; r < L; ++r) z += std::exp(mu * static_cast<long double>(r));

@@ -83,6 +83,23 @@ BOOST_AUTO_TEST_CASE(dss_exp_matches_recurrence) {
   check_variant<float>(dss_variant::exp, -1.0, -0.05);
 }
 
+BOOST_AUTO_TEST_CASE(dss_exp_no_scale_matches_recurrence) {
+  check_variant<double>(dss_variant::exp_no_scale, -1.0, -0.05);
+  check_variant<float>(dss_variant::exp_no_scale, -1.0, -0.05);
+}
+
+BOOST_AUTO_TEST_CASE(dss_softmax_epsilon_bounds_the_reciprocal) {
+  // ε → 0 gives the exact kernel; a positive ε shrinks every coefficient.
+  auto p = params<double>(2, 6, -1.0, 1.0, 5, true);
+  const dss_mixer<double> exact(p, dss_variant::softmax);
+  p.softmax_epsilon = 1e-300;
+  const dss_mixer<double> tiny(p, dss_variant::softmax);
+  const auto k0 = exact.kernel(40), k1 = tiny.kernel(40);
+  BOOST_TEST(testing::relative_error(k1, k0) < 1e-13);
+  p.softmax_epsilon = -1;
+  testing::check_error([&] { dss_mixer<double>(p, dss_variant::softmax); }, {"'softmax_epsilon'", ">= 0"});
+}
+
 BOOST_AUTO_TEST_CASE(dss_softmax_matches_recurrence) {
   // Both signs of Re Λ: the softmax kernel allows growing modes.
   check_variant<double>(dss_variant::softmax, -1.0, 1.0);

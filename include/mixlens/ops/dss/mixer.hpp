@@ -3,14 +3,20 @@
 // Λ ∈ C^N, complex W ∈ C^N, step Δ > 0 and skip D. The convolution kernel has
 // one of two parametrizations (μ_i = Λ_i Δ):
 //
-//   DSS-exp:     K_k = Re Σ_i W_i · (e^{μ_i} − 1)/Λ_i · e^{μ_i k}               (Re Λ < 0)
-//   DSS-softmax: K_k = Re Σ_i W_i / Λ_i · e^{μ_i k} / Σ_{r<L} e^{μ_i r}         (any Λ ≠ 0)
+//   DSS-exp:          K_k = Re Σ_i W_i · (e^{μ_i} − 1)/Λ_i · e^{μ_i k}          (Re Λ < 0)
+//   DSS-exp-no-scale: K_k = Re Σ_i W_i · e^{μ_i k}                              (Re Λ < 0)
+//   DSS-softmax:      K_k = Re Σ_i W_i / Λ_i · e^{μ_i k} / Σ_{r<L} e^{μ_i r}    (any Λ ≠ 0)
 //
-// DSS-exp is the ZOH-discretized SSM with B = 1 and C = W. DSS-softmax
+// DSS-exp is the ZOH-discretized SSM with B = 1 and C = W; the reference's
+// "exp-no-scale" version drops the (e^{μ} − 1)/Λ factor. DSS-softmax
 // normalizes each state over the L positions, so its kernel depends on L (it is
-// not a prefix of a longer kernel) and stays bounded for Re Λ > 0. The real
-// part is taken without a factor 2 (W absorbs it). The bound operator is a
-// lower-triangular Toeplitz convolution (causal_conv_operator).
+// not a prefix of a longer kernel) and stays bounded for Re Λ > 0. The
+// reference computes the softmax's 1/(Λ·Σ) as the bounded reciprocal
+// conj(x)/(|x|² + ε) of x = Λ·(e^{νL} − 1), with the normalizer's
+// (e^{ν} − 1) as a separate factor (ν = ±μ, Re ν ≤ 0); a positive
+// dss_parameters::softmax_epsilon reproduces it (0, the default, divides
+// exactly). The real part is taken without a factor 2 (W absorbs it). The bound
+// operator is a lower-triangular Toeplitz convolution (causal_conv_operator).
 #pragma once
 
 #include <algorithm>
@@ -33,10 +39,15 @@
 namespace mixlens {
 
 // Which kernel parametrization a DSS mixer uses.
-enum class dss_variant { exp, softmax };
+enum class dss_variant { exp, softmax, exp_no_scale };
 
 [[nodiscard]] constexpr std::string_view to_string(dss_variant v) {
-  return v == dss_variant::exp ? "DSS-exp" : "DSS-softmax";
+  switch (v) {
+    case dss_variant::exp: return "DSS-exp";
+    case dss_variant::softmax: return "DSS-softmax";
+    case dss_variant::exp_no_scale: return "DSS-exp-no-scale";
+  }
+  return "?";
 }
 
 // Initializations of Λ.
@@ -57,6 +68,7 @@ struct dss_parameters {
   std::vector<T> dt;          // channels: Δ > 0 (exp of the reference's log_dt)
   std::vector<T> dt_imag;     // channels: separate step for Im Λ (the reference's sep_dt_re_im), or empty
   std::vector<T> skip;        // channels: D, or empty
+  double softmax_epsilon = 0;  // DSS-softmax: ε of the bounded reciprocal conj(x)/(|x|² + ε); 0: exact 1/x
 };
 
 // ω_0 ≥ … ≥ ω_{N−1} > 0: the normal part of the size-2N HiPPO-LegS matrix,
@@ -127,6 +139,15 @@ class dss_mixer {
         index_t shift = 0;  // exponent offset: e^{μ(k − shift)} stays ≤ 1 in modulus
         if (variant_ == dss_variant::exp) {
           coeff = w * detail::complex_expm1(mu) / l;
+        } else if (variant_ == dss_variant::exp_no_scale) {
+          coeff = w;
+        } else if (p_.softmax_epsilon > 0) {
+          // The reference's form: W·(e^{ν} − 1)·conj(x)/(|x|² + ε) with x = Λ·(e^{νL} − 1).
+          const bool grows = mu.real() > 0;
+          shift = grows ? L - 1 : 0;
+          const cd nu = grows ? -mu : mu;
+          const cd x = l * detail::complex_expm1(nu * double(L));
+          coeff = w * detail::complex_expm1(nu) * std::conj(x) / (std::norm(x) + p_.softmax_epsilon);
         } else {
           // Σ_{r<L} e^{μ(r − shift)} = (e^{νL} − 1)/(e^{ν} − 1) with ν = ±μ, Re ν ≤ 0.
           const bool grows = mu.real() > 0;
@@ -182,12 +203,15 @@ class dss_mixer {
       for (T d : p_.dt_imag) detail::check_positive(where, "dt_imag", d);
     }
     if (!p_.skip.empty()) detail::check_equal(where, "skip", "size", C, static_cast<index_t>(p_.skip.size()));
+    if (!(p_.softmax_epsilon >= 0) || !std::isfinite(p_.softmax_epsilon))
+      detail::fail(where, "softmax_epsilon", "a finite value >= 0", p_.softmax_epsilon);
     for (index_t c = 0; c < C; ++c)
       for (index_t n = 0; n < state_size(); ++n) {
         const auto l = lambda(c, n);
         if (l == std::complex<double>(0)) detail::fail(where, "lambda", "Λ != 0 (the kernel divides by Λ)", "0");
-        if (variant_ == dss_variant::exp && !(l.real() < 0))
-          detail::fail(where, "lambda", "Re Λ < 0 for the DSS-exp kernel", detail::format_complex(l));
+        if (variant_ != dss_variant::softmax && !(l.real() < 0))
+          detail::fail(where, "lambda", "Re Λ < 0 for the " + std::string(to_string(variant_)) + " kernel",
+                       detail::format_complex(l));
       }
   }
 

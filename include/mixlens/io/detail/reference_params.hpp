@@ -1,0 +1,127 @@
+// Details of io/reference_params.hpp: reading a module's tensors by name with
+// their shapes checked before anything is read, the positive-parameter
+// transforms of the reference code, and the error messages.
+#pragma once
+
+#include <cmath>
+#include <new>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixlens/error.hpp"
+#include "mixlens/io/tensor_map.hpp"
+#include "mixlens/tensor.hpp"
+
+namespace mixlens::io {
+
+namespace detail {
+
+inline std::string shape_text(const std::vector<index_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// The tensors of one module under `prefix`, for one loader (`module` names the
+// reference class in messages). expect() checks a shape without reading;
+// read() reads a tensor whose shape was checked.
+template <class Source>
+class param_reader {
+ public:
+  param_reader(const Source& src, std::string module, std::string prefix)
+      : src_(src), module_(std::move(module)), prefix_(std::move(prefix)) {}
+
+  [[nodiscard]] std::string context() const {
+    return module_ + " parameters '" + std::filesystem::path(src_.path()).string() + "'";
+  }
+  [[noreturn]] void fail(const std::string& what) const { throw error(context() + ": " + what); }
+
+  // An option value the loader does not model: names it and what is modeled.
+  [[noreturn]] void unsupported(std::string_view option, std::string_view value, std::string_view why) const {
+    fail("unsupported " + std::string(option) + " " + std::string(value) + ": " + std::string(why));
+  }
+
+  [[nodiscard]] std::string full(std::string_view name) const { return prefix_ + std::string(name); }
+  [[nodiscard]] bool has(std::string_view name) const { return src_.find(full(name)) != nullptr; }
+
+  // The stored shape of a required tensor.
+  [[nodiscard]] std::vector<index_t> shape(std::string_view name, std::string_view meaning) const {
+    const auto* t = src_.find(full(name));
+    if (!t) fail("missing tensor '" + full(name) + "' (" + std::string(meaning) + ")");
+    return t->shape;
+  }
+
+  // Checks that tensor `name` has exactly `expected`.
+  void expect(std::string_view name, const std::vector<index_t>& expected, std::string_view meaning) {
+    const auto actual = shape(name, meaning);
+    if (actual != expected)
+      fail("tensor '" + full(name) + "' (" + std::string(meaning) + ") has shape " + shape_text(actual) +
+           ", expected " + shape_text(expected));
+    used_.insert(full(name));
+  }
+
+  // A tensor that must not be there (a stored variant the options do not describe).
+  void refuse(std::string_view name, std::string_view why) const {
+    if (has(name)) fail("unexpected tensor '" + full(name) + "': " + std::string(why));
+  }
+
+  // A checked tensor's values in float64.
+  [[nodiscard]] std::vector<double> read(std::string_view name) const {
+    const auto* t = src_.find(full(name));
+    if (!t || !used_.count(full(name))) fail("internal: tensor '" + full(name) + "' read before its shape check");
+    std::vector<double> out;
+    try {
+      out.resize(static_cast<std::size_t>(mixlens::detail::checked_element_count("mixlens::io", full(name), t->shape)));
+    } catch (const std::bad_alloc&) {
+      fail("out of memory for tensor '" + full(name) + "'");
+    }
+    src_.read(*t, out.data());
+    return out;
+  }
+
+  // Every tensor under prefix + `group` must have been checked: one that was not
+  // belongs to a variant the loader does not model (say, SSMKernelDPLR's P).
+  void refuse_unread(std::string_view group, std::string_view hint) const {
+    const std::string under = full(group);
+    for (const std::string& name : tensor_names(src_))
+      if (std::string_view(name).starts_with(under) && !used_.count(name))
+        fail("unexpected tensor '" + name + "' (" + std::string(hint) + ")");
+  }
+
+ private:
+  const Source& src_;
+  std::string module_;
+  std::string prefix_;
+  std::set<std::string> used_;
+};
+
+// The transforms under which state-spaces/s4 stores positive parameters
+// (src/models/sequence/kernels/ssm.py, param_transform).
+enum class positive_transform { none, exp, relu, sigmoid, softplus };
+
+template <class Source>
+positive_transform parse_transform(const param_reader<Source>& r, std::string_view option, std::string_view value) {
+  if (value == "none") return positive_transform::none;
+  if (value == "exp") return positive_transform::exp;
+  if (value == "relu") return positive_transform::relu;
+  if (value == "sigmoid") return positive_transform::sigmoid;
+  if (value == "softplus") return positive_transform::softplus;
+  r.unsupported(option, "'" + std::string(value) + "'", "expected none, exp, relu, sigmoid or softplus");
+}
+
+[[nodiscard]] inline double apply_transform(positive_transform t, double x) {
+  switch (t) {
+    case positive_transform::none: return x;
+    case positive_transform::exp: return std::exp(x);
+    case positive_transform::relu: return (x > 0 ? x : 0.0) + 1e-4;  // as the reference: relu(x) + 1e-4
+    case positive_transform::sigmoid: return 1 / (1 + std::exp(-x));
+    case positive_transform::softplus: return x > 20 ? x : std::log1p(std::exp(x));  // PyTorch: threshold 20
+  }
+  return x;
+}
+
+}  // namespace detail
+}  // namespace mixlens::io

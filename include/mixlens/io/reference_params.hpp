@@ -1,0 +1,409 @@
+// Mixers from the parameters of their reference code, as stored: a safetensors
+// file of a PyTorch module's state_dict (or of flattened flax parameters, or
+// any tensor_source) loads into the mixlens mixer that computes the module's
+// linear part, y = K * u + D·u (or S5's scan). Tensors are read by their names
+// in the reference code under an optional prefix; every shape is checked
+// before anything is read; options the reference keeps in its config (not in
+// the state_dict) are passed in the options structs, under the reference's
+// names and string values. A variant that is not modeled is refused with an
+// error naming it, never approximated. docs/reference_params.md has the name
+// mapping, the transforms and the choices made.
+//
+//   load_s4d_module       state-spaces/s4 models/s4/s4d.py, S4D (standalone)
+//   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
+//   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
+//   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
+#pragma once
+
+#include <cmath>
+#include <complex>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixlens/io/detail/reference_params.hpp"
+#include "mixlens/io/safetensors.hpp"
+#include "mixlens/io/tensor_map.hpp"
+#include "mixlens/ops/dss.hpp"
+#include "mixlens/ops/s4d.hpp"
+#include "mixlens/ops/s5.hpp"
+
+namespace mixlens::io {
+
+// ---- state-spaces/s4: standalone S4D ----------------------------------------------
+//
+// models/s4/s4d.py: D (H), kernel.log_dt (H), kernel.C (H, N/2, 2),
+// kernel.log_A_real (H, N/2), kernel.A_imag (H, N/2); A = −exp(log_A_real) +
+// i·A_imag, B = 1, ZOH. output_linear.* (the GLU after the activation) is not
+// part of the mixer and is not read.
+template <class T, tensor_source Source>
+[[nodiscard]] s4d_mixer<T> load_s4d_module(const Source& src, std::string prefix = {}) {
+  detail::param_reader r(src, "S4D", std::move(prefix));
+  const auto c_shape = r.shape("kernel.C", "C as view_as_real (H, N/2, 2)");
+  if (c_shape.size() != 3 || c_shape[2] != 2)
+    r.fail("tensor '" + r.full("kernel.C") + "' (C as view_as_real (H, N/2, 2)) has shape " +
+           detail::shape_text(c_shape) + ", expected (H, N/2, 2)");
+  const index_t H = c_shape[0], N = c_shape[1];
+  r.expect("kernel.C", {H, N, 2}, "C as view_as_real (H, N/2, 2)");
+  r.expect("kernel.log_dt", {H}, "log Δ per channel (H)");
+  r.expect("kernel.log_A_real", {H, N}, "log(−Re A) (H, N/2)");
+  r.expect("kernel.A_imag", {H, N}, "Im A (H, N/2)");
+  r.expect("D", {H}, "the D skip (H)");
+  r.refuse_unread("kernel.", "models/s4/s4d.py's S4DKernel stores log_dt, C, log_A_real and A_imag only");
+
+  const auto c = r.read("kernel.C"), log_dt = r.read("kernel.log_dt"), log_re = r.read("kernel.log_A_real"),
+             im = r.read("kernel.A_imag"), d = r.read("D");
+  s4d_mixer<T> m;
+  m.a = matrix<complex<T>>(H, N);
+  m.b = matrix<complex<T>>(H, N);
+  m.c = matrix<complex<T>>(H, N);
+  for (index_t h = 0; h < H; ++h)
+    for (index_t n = 0; n < N; ++n) {
+      const auto k = static_cast<std::size_t>(h * N + n);
+      m.a(h, n) = complex<T>(static_cast<T>(-std::exp(log_re[k])), static_cast<T>(im[k]));
+      m.b(h, n) = complex<T>(T(1), T(0));
+      m.c(h, n) = complex<T>(static_cast<T>(c[2 * k]), static_cast<T>(c[2 * k + 1]));
+    }
+  for (double v : log_dt) m.log_dt.push_back(static_cast<T>(v));
+  for (double v : d) m.skip.push_back(static_cast<T>(v));
+  m.discretization = ssm_discretization::zoh;
+  m.validate();
+  return m;
+}
+
+// ---- state-spaces/s4: FFTConv with SSMKernelDiag ------------------------------------
+
+// The configuration of an FFTConv with an SSMKernelDiag kernel (the S4D kernel of
+// S4Block): what the state_dict does not hold. Defaults are the reference's.
+struct ssm_kernel_diag_options {
+  std::string prefix = {};             // the FFTConv's prefix ("layer." in S4Block): <prefix>D, <prefix>kernel.*
+  std::string dt_transform = "exp";    // none, exp, relu, sigmoid, softplus
+  std::string real_transform = "exp";  // A = −real_transform(A_real) − i·imag_transform(A_imag)
+  std::string imag_transform = "none";
+  std::string disc = "zoh";            // zoh, bilinear ("dss" is refused: see docs/reference_params.md)
+  bool dt_fast = false;                // Δ = dt_transform(sinh(inv_dt))
+  std::optional<double> bandlimit = {};  // C masked where Δ·|Im A|/(2π) ≥ bandlimit/2
+  bool is_real = false;                // real A, B, C (no A_imag), as in later versions
+  bool force_real = false;             // Im A dropped, as in earlier versions
+  bool bidirectional = false;          // refused: a two-sided kernel is not causal
+};
+
+// One s4d_mixer per output channel c of the kernel (FFTConv's `channels`,
+// doubled for a GLU activation): FFTConv's output channel c·H + h (or h·C + c
+// with swap_channels) is channel h of mixer c, before the activation. Tensors:
+// <prefix>D (channels, H); <prefix>kernel.inv_dt (H, 1), or (H, N) when dt_tie
+// is off; kernel.A_real and kernel.A_imag (n_ssm, N); kernel.B (1, n_ssm, N, 2);
+// kernel.C (channels, H, N, 2) (B and C without the last axis, and no A_imag,
+// when is_real). n_ssm divides H; SSM h uses (A, B) row h mod n_ssm. A Δ per
+// state is folded into A and B (Δ·A, Δ·B, with log Δ = 0), which gives the
+// same Ā and B̄ under ZOH and bilinear.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const Source& src,
+                                                            const ssm_kernel_diag_options& o = {}) {
+  detail::param_reader r(src, "SSMKernelDiag", o.prefix);
+  const auto dt_t = detail::parse_transform(r, "dt_transform", o.dt_transform);
+  const auto re_t = detail::parse_transform(r, "real_transform", o.real_transform);
+  const auto im_t = detail::parse_transform(r, "imag_transform", o.imag_transform);
+  ssm_discretization disc = ssm_discretization::zoh;
+  if (o.disc == "bilinear") disc = ssm_discretization::bilinear;
+  else if (o.disc == "dss")
+    r.unsupported("disc", "'dss'",
+                  "SSMKernelDiag's DSS discretization (a softmax kernel with a 1e-7-bounded reciprocal) is not "
+                  "modeled by s4d_mixer; zoh and bilinear are");
+  else if (o.disc != "zoh")
+    r.unsupported("disc", "'" + o.disc + "'", "expected zoh or bilinear");
+  if (o.bidirectional)
+    r.unsupported("bidirectional", "true", "FFTConv's two-sided kernel is not causal; mixlens operators are");
+  if (o.is_real && o.force_real) r.unsupported("force_real", "with is_real", "set at most one");
+  if (o.bandlimit && !std::isfinite(*o.bandlimit)) r.unsupported("bandlimit", std::to_string(*o.bandlimit), "expected a finite value");
+
+  // Shapes, all before any read.
+  const std::string complex_axis = o.is_real ? "" : ", 2";
+  const auto c_shape = r.shape("kernel.C", "C (channels, H, N" + complex_axis + ")");
+  const std::size_t c_rank = o.is_real ? 3 : 4;
+  if (c_shape.size() != c_rank || (!o.is_real && c_shape[3] != 2))
+    r.fail("tensor '" + r.full("kernel.C") + "' has shape " + detail::shape_text(c_shape) + ", expected (channels, H, N" +
+           complex_axis + ")" + (o.is_real ? " (is_real: real C)" : " (view_as_real of complex C; is_real not set)"));
+  const index_t C = c_shape[0], H = c_shape[1], N = c_shape[2];
+  const auto a_shape = r.shape("kernel.A_real", "the stored real part of A (n_ssm, N)");
+  if (a_shape.size() != 2 || a_shape[1] != N || a_shape[0] <= 0 || H % a_shape[0] != 0)
+    r.fail("tensor '" + r.full("kernel.A_real") + "' has shape " + detail::shape_text(a_shape) +
+           ", expected (n_ssm, " + std::to_string(N) + ") with n_ssm dividing H = " + std::to_string(H));
+  const index_t S = a_shape[0];
+  const auto dt_shape = r.shape("kernel.inv_dt", "the stored step (H, 1), or (H, N) without dt_tie");
+  const bool tied = dt_shape == std::vector<index_t>{H, 1};
+  if (!tied && dt_shape != std::vector<index_t>{H, N})
+    r.fail("tensor '" + r.full("kernel.inv_dt") + "' has shape " + detail::shape_text(dt_shape) + ", expected " +
+           detail::shape_text({H, 1}) + " (dt_tie) or " + detail::shape_text({H, N}) + " (a step per state)");
+  r.expect("kernel.inv_dt", dt_shape, "the stored step");
+  r.expect("kernel.A_real", {S, N}, "the stored real part of A");
+  if (o.is_real) {
+    r.refuse("kernel.A_imag", "is_real stores no imaginary part");
+    r.expect("kernel.B", {1, S, N}, "B (1, n_ssm, N), real");
+  } else {
+    r.expect("kernel.A_imag", {S, N}, "the stored imaginary part of A, −Im A under imag_transform");
+    r.expect("kernel.B", {1, S, N, 2}, "B as view_as_real (1, n_ssm, N, 2)");
+  }
+  r.expect("kernel.C", c_shape, "C");
+  const auto d_shape = r.shape("D", "the D skip (channels, H)");
+  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
+    r.fail("tensor '" + r.full("kernel.C") + "' has " + std::to_string(C) + " channels, twice the " +
+           std::to_string(d_shape[0]) + " of '" + r.full("D") +
+           "': a bidirectional FFTConv, whose two-sided kernel is not causal (unsupported)");
+  r.expect("D", {C, H}, "the D skip (channels, H)");
+  r.refuse_unread("kernel.", "SSMKernelDiag stores inv_dt, A_real, A_imag, B and C; a P is SSMKernelDPLR's (S4), "
+                             "not modeled here");
+  if (o.bandlimit && S != 1 && S != H)
+    r.unsupported("bandlimit", "with n_ssm = " + std::to_string(S) + " of H = " + std::to_string(H),
+                  "the reference's mask broadcasts Δ (H, ·) against A (n_ssm, N), which needs n_ssm 1 or H");
+
+  const auto inv_dt = r.read("kernel.inv_dt"), a_re = r.read("kernel.A_real"), b = r.read("kernel.B"),
+             c = r.read("kernel.C"), d = r.read("D");
+  const auto a_im = o.is_real ? std::vector<double>{} : r.read("kernel.A_imag");
+  using cd = std::complex<double>;
+  auto dt_at = [&](index_t h, index_t n) {
+    double x = inv_dt[static_cast<std::size_t>(tied ? h : h * N + n)];
+    if (o.dt_fast) x = std::sinh(x);
+    return detail::apply_transform(dt_t, x);
+  };
+  auto a_at = [&](index_t s, index_t n) {
+    const auto k = static_cast<std::size_t>(s * N + n);
+    const double re = -detail::apply_transform(re_t, a_re[k]);
+    const double im = (o.is_real || o.force_real) ? 0.0 : -detail::apply_transform(im_t, a_im[k]);
+    return cd(re, im);
+  };
+  auto b_at = [&](index_t s, index_t n) {
+    const auto k = static_cast<std::size_t>(s * N + n);
+    return o.is_real ? cd(b[k], 0) : cd(b[2 * k], b[2 * k + 1]);
+  };
+  auto to_t = [](cd z) { return complex<T>(static_cast<T>(z.real()), static_cast<T>(z.imag())); };
+
+  std::vector<s4d_mixer<T>> out;
+  for (index_t ch = 0; ch < C; ++ch) {
+    s4d_mixer<T> m;
+    m.a = matrix<complex<T>>(H, N);
+    m.b = matrix<complex<T>>(H, N);
+    m.c = matrix<complex<T>>(H, N);
+    for (index_t h = 0; h < H; ++h) {
+      for (index_t n = 0; n < N; ++n) {
+        const index_t s = h % S;  // einops '(v t) n': the H SSMs repeat the n_ssm rows
+        const double dt = dt_at(h, n);
+        cd a = a_at(s, n), bb = b_at(s, n);
+        const auto k = static_cast<std::size_t>((ch * H + h) * N + n);
+        cd cc = o.is_real ? cd(c[k], 0) : cd(c[2 * k], c[2 * k + 1]);
+        if (o.bandlimit) {
+          const double im = std::abs(a_at(S == 1 ? 0 : h, n).imag());
+          if (!(dt * im / (2 * std::numbers::pi) < *o.bandlimit * 0.5)) cc = 0;
+        }
+        if (!tied) a *= dt, bb *= dt;  // Δ per state: Δ' = 1
+        m.a(h, n) = to_t(a);
+        m.b(h, n) = to_t(bb);
+        m.c(h, n) = to_t(cc);
+      }
+      m.log_dt.push_back(static_cast<T>(tied ? std::log(dt_at(h, 0)) : 0.0));
+      m.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+    }
+    m.discretization = disc;
+    m.validate();
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// ---- DSS: the author's standalone module ---------------------------------------------
+
+// The configuration of a DSS module (DSSKernel inside DSS); defaults are the reference's.
+struct dss_module_options {
+  std::string prefix = {};           // <prefix>D, <prefix>kernel.*
+  std::string version = "softmax";   // softmax, exp, exp-re-im, exp-no-scale, clip, clip-no-scale
+  double epsilon = 1e-7;             // the softmax's bounded reciprocal
+  double max_real_lambda = 1e-4;     // clip versions: Re Λ clipped to at most this
+  bool bidirectional = false;        // refused: a two-sided kernel is not causal
+  bool hyper = false;                // hyper_act set (a multiplicative GLU of two channels): refused
+  index_t max_kernel_length = 0;     // a kernel shorter than the input: refused when set
+};
+
+// One dss_mixer per kernel channel c (DSS's output channel c·H + h, before the
+// activation and output_linear). Tensors: <prefix>D (channels, H);
+// kernel.log_dt (H), or (H, 2) with sep_dt_re_im (Re Λ and Im Λ get their own
+// step); kernel.W (channels, H, N, 2); Λ shared by the H channels:
+// kernel.Lambda (N, 2) (softmax, clip, clip-no-scale), or
+// kernel.Lambda_log_neg_re (N) with kernel.Lambda_im (N) (exp, exp-no-scale) or
+// kernel.Lambda_log_im (N) (exp-re-im): Λ = −exp(Lambda_log_neg_re) + i·Im.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const Source& src, const dss_module_options& o = {}) {
+  detail::param_reader r(src, "DSS", o.prefix);
+  const std::string& v = o.version;
+  const bool softmax = v == "softmax", exp_like = v == "exp" || v == "exp-re-im" || v == "exp-no-scale",
+             clip = v == "clip" || v == "clip-no-scale";
+  if (!softmax && !exp_like && !clip)
+    r.unsupported("version", "'" + v + "'", "expected softmax, exp, exp-re-im, exp-no-scale, clip or clip-no-scale");
+  if (o.bidirectional) r.unsupported("bidirectional", "true", "DSS's two-sided kernel is not causal; mixlens operators are");
+  if (o.hyper) r.unsupported("hyper_act", "(set)", "the multiplicative modulation of two channel groups is not linear");
+  if (o.max_kernel_length > 0)
+    r.unsupported("max_kernel_length", std::to_string(o.max_kernel_length), "the mixers bind the full-length kernel");
+  if (softmax && (!(o.epsilon >= 0) || !std::isfinite(o.epsilon)))
+    r.unsupported("epsilon", std::to_string(o.epsilon), "expected a finite value >= 0");
+
+  const auto w_shape = r.shape("kernel.W", "W as view_as_real (channels, H, N, 2)");
+  if (w_shape.size() != 4 || w_shape[3] != 2)
+    r.fail("tensor '" + r.full("kernel.W") + "' has shape " + detail::shape_text(w_shape) +
+           ", expected (channels, H, N, 2)");
+  const index_t C = w_shape[0], H = w_shape[1], N = w_shape[2];
+  r.expect("kernel.W", w_shape, "W");
+  const auto dt_shape = r.shape("kernel.log_dt", "log Δ (H), or (H, 2) with sep_dt_re_im");
+  const bool sep = dt_shape == std::vector<index_t>{H, 2};
+  if (!sep && dt_shape != std::vector<index_t>{H})
+    r.fail("tensor '" + r.full("kernel.log_dt") + "' has shape " + detail::shape_text(dt_shape) + ", expected " +
+           detail::shape_text({H}) + " or " + detail::shape_text({H, 2}) + " (sep_dt_re_im)");
+  r.expect("kernel.log_dt", dt_shape, "log Δ");
+  const bool im_log = v == "exp-re-im";
+  if (exp_like) {
+    r.expect("kernel.Lambda_log_neg_re", {N}, "log(−Re Λ) (N)");
+    r.expect(im_log ? "kernel.Lambda_log_im" : "kernel.Lambda_im", {N}, im_log ? "log Im Λ (N)" : "Im Λ (N)");
+    r.refuse("kernel.Lambda", "version '" + v + "' stores Λ as Lambda_log_neg_re and Lambda_" +
+                                  (im_log ? "log_im" : "im") + "; a Lambda (N, 2) belongs to softmax or clip");
+  } else {
+    r.expect("kernel.Lambda", {N, 2}, "Λ as view_as_real (N, 2)");
+  }
+  const auto d_shape = r.shape("D", "the D skip (channels, H)");
+  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
+    r.fail("tensor '" + r.full("kernel.W") + "' has " + std::to_string(C) + " channels, twice the " +
+           std::to_string(d_shape[0]) + " of '" + r.full("D") +
+           "': a bidirectional DSS, whose two-sided kernel is not causal (unsupported)");
+  r.expect("D", {C, H}, "the D skip (channels, H)");
+  r.refuse_unread("kernel.", "not a tensor of DSSKernel version '" + v + "'");
+
+  const auto w = r.read("kernel.W"), log_dt = r.read("kernel.log_dt"), d = r.read("D");
+  std::vector<std::complex<double>> lambda(static_cast<std::size_t>(N));
+  if (exp_like) {
+    const auto neg = r.read("kernel.Lambda_log_neg_re"), im = r.read(im_log ? "kernel.Lambda_log_im" : "kernel.Lambda_im");
+    for (index_t n = 0; n < N; ++n)
+      lambda[n] = {-std::exp(neg[n]), im_log ? std::exp(im[n]) : im[n]};
+  } else {
+    const auto l = r.read("kernel.Lambda");
+    for (index_t n = 0; n < N; ++n) lambda[n] = {clip ? std::min(l[2 * n], o.max_real_lambda) : l[2 * n], l[2 * n + 1]};
+  }
+  if (!softmax && v.find("no-scale") == std::string::npos)
+    for (index_t n = 0; n < N; ++n)
+      if (std::norm(lambda[n]) < 1e-7)
+        r.fail("Λ[" + std::to_string(n) + "] = " + mixlens::detail::format_complex(lambda[n]) +
+               ": |Λ|² < 1e-7, where the reference clamps 1/Λ (not modeled)");
+  const dss_variant variant = softmax ? dss_variant::softmax
+                              : v.find("no-scale") != std::string::npos ? dss_variant::exp_no_scale
+                                                                        : dss_variant::exp;
+  std::vector<dss_mixer<T>> out;
+  for (index_t ch = 0; ch < C; ++ch) {
+    dss_parameters<T> p;
+    p.lambda = matrix<complex<T>>(H, N);
+    p.w = matrix<complex<T>>(H, N);
+    for (index_t h = 0; h < H; ++h) {
+      for (index_t n = 0; n < N; ++n) {
+        p.lambda(h, n) = complex<T>(static_cast<T>(lambda[n].real()), static_cast<T>(lambda[n].imag()));
+        const auto k = static_cast<std::size_t>((ch * H + h) * N + n);
+        p.w(h, n) = complex<T>(static_cast<T>(w[2 * k]), static_cast<T>(w[2 * k + 1]));
+      }
+      p.dt.push_back(static_cast<T>(std::exp(log_dt[static_cast<std::size_t>(sep ? 2 * h : h)])));
+      if (sep) p.dt_imag.push_back(static_cast<T>(std::exp(log_dt[static_cast<std::size_t>(2 * h + 1)])));
+      p.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+    }
+    p.softmax_epsilon = softmax ? o.epsilon : 0.0;
+    out.emplace_back(std::move(p), variant);
+  }
+  return out;
+}
+
+// ---- lindermanlab/S5: S5SSM ---------------------------------------------------------
+
+// The configuration of an S5SSM (flax module fields); defaults are the reference's.
+struct s5_ssm_options {
+  std::string prefix = {};              // e.g. "encoder/layers_0/seq/" for flattened flax names
+  std::string discretization = "zoh";  // zoh, bilinear
+  bool conj_sym = true;                 // y = 2·Re(C̃x) (else Re(C̃x))
+  bool clip_eigs = false;               // Re Λ clipped to at most −1e-4
+  bool bidirectional = false;           // refused: the backward scan is not causal
+  double step_rescale = 1.0;            // Δ = step_rescale·exp(log_step)
+};
+
+// The S5 mixer of an S5SSM's parameters: Lambda_re (P), Lambda_im (P),
+// B (P, H, 2) = B̃, C (H, P, 2) = C̃, D (H), log_step (P, 1) (P, the stored
+// states, is half the state size under conj_sym). step_rescale is folded into
+// log_step (log_step + log step_rescale).
+template <class T, tensor_source Source>
+[[nodiscard]] s5_mixer<T> load_s5_ssm(const Source& src, const s5_ssm_options& o = {}) {
+  detail::param_reader r(src, "S5SSM", o.prefix);
+  s5_discretization disc = s5_discretization::zoh;
+  if (o.discretization == "bilinear") disc = s5_discretization::bilinear;
+  else if (o.discretization != "zoh") r.unsupported("discretization", "'" + o.discretization + "'", "expected zoh or bilinear");
+  if (o.bidirectional || r.has("C1") || r.has("C2"))
+    r.unsupported("bidirectional", o.bidirectional ? "true" : "(C1 and C2 stored)",
+                  "the backward scan is not causal; mixlens operators are");
+  if (!(o.step_rescale > 0) || !std::isfinite(o.step_rescale))
+    r.unsupported("step_rescale", std::to_string(o.step_rescale), "expected a finite value > 0");
+  const auto l_shape = r.shape("Lambda_re", "Re Λ (P)");
+  if (l_shape.size() != 1) r.fail("tensor '" + r.full("Lambda_re") + "' has shape " + detail::shape_text(l_shape) + ", expected (P,)");
+  const index_t P = l_shape[0];
+  const auto b_shape = r.shape("B", "B̃ as (P, H, 2)");
+  if (b_shape.size() != 3 || b_shape[0] != P || b_shape[2] != 2)
+    r.fail("tensor '" + r.full("B") + "' (B̃) has shape " + detail::shape_text(b_shape) + ", expected (" +
+           std::to_string(P) + ", H, 2)");
+  const index_t H = b_shape[1];
+  r.expect("Lambda_re", {P}, "Re Λ");
+  r.expect("Lambda_im", {P}, "Im Λ");
+  r.expect("B", {P, H, 2}, "B̃");
+  const auto c_shape = r.shape("C", "C̃ as (H, P, 2)");
+  if (c_shape == std::vector<index_t>{H, 2 * P, 2})
+    r.unsupported("bidirectional", "(C holds 2P columns)", "the backward scan is not causal; mixlens operators are");
+  r.expect("C", {H, P, 2}, "C̃ (H, P, 2)");
+  r.expect("D", {H}, "the D feedthrough (H)");
+  const auto s_shape = r.shape("log_step", "log Δ (P, 1)");
+  r.expect("log_step", s_shape == std::vector<index_t>{P} ? s_shape : std::vector<index_t>{P, 1}, "log Δ (P, 1)");
+
+  const auto re = r.read("Lambda_re"), im = r.read("Lambda_im"), b = r.read("B"), c = r.read("C"), d = r.read("D"),
+             log_step = r.read("log_step");
+  std::vector<complex<T>> lambda(static_cast<std::size_t>(P));
+  std::vector<T> steps(static_cast<std::size_t>(P));
+  const double shift = std::log(o.step_rescale);
+  for (index_t p = 0; p < P; ++p) {
+    const double lr = o.clip_eigs ? std::min(re[p], -1e-4) : re[p];
+    lambda[p] = complex<T>(static_cast<T>(lr), static_cast<T>(im[p]));
+    steps[p] = static_cast<T>(log_step[p] + shift);
+  }
+  matrix<complex<T>> bt(P, H), ct(H, P);
+  for (index_t k = 0; k < P * H; ++k) {
+    bt.data()[k] = complex<T>(static_cast<T>(b[2 * k]), static_cast<T>(b[2 * k + 1]));
+    ct.data()[k] = complex<T>(static_cast<T>(c[2 * k]), static_cast<T>(c[2 * k + 1]));
+  }
+  std::vector<T> skip;
+  for (double x : d) skip.push_back(static_cast<T>(x));
+  return s5_mixer<T>(std::move(lambda), std::move(bt), std::move(ct), std::move(steps), std::move(skip), disc, o.conj_sym);
+}
+
+// ---- from a file --------------------------------------------------------------------
+
+// The same loaders on a safetensors file (a state_dict saved with
+// safetensors.torch.save_file, or flattened flax parameters).
+template <class T>
+[[nodiscard]] s4d_mixer<T> load_s4d_module(const std::filesystem::path& file, std::string prefix = {}) {
+  return load_s4d_module<T>(safetensors_file(file), std::move(prefix));
+}
+template <class T>
+[[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const std::filesystem::path& file,
+                                                            const ssm_kernel_diag_options& o = {}) {
+  return load_ssm_kernel_diag<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const std::filesystem::path& file,
+                                                       const dss_module_options& o = {}) {
+  return load_dss_module<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] s5_mixer<T> load_s5_ssm(const std::filesystem::path& file, const s5_ssm_options& o = {}) {
+  return load_s5_ssm<T>(safetensors_file(file), o);
+}
+
+}  // namespace mixlens::io

@@ -1,0 +1,363 @@
+#!/usr/bin/env python3
+"""Creates the fixtures of tests/io/reference_params_test.cpp: parameters of S4D, DSS and S5
+modules stored under the names and shapes their reference code gives them, and the output of
+each module's linear part for a random input, computed here step by step after that code.
+
+The reference implementations cannot be imported here (no network, and they pull in their
+training frameworks), so each one's forward semantics is re-implemented below, in float64 and
+complex128, one function per upstream function, in the order the upstream code computes:
+
+  state-spaces/s4 models/s4/s4d.py at 2ed46fc, S4DKernel.forward and S4D.forward (the
+      standalone S4D); s4d_module()
+  state-spaces/s4 src/models/sequence/kernels/ssm.py at 81a5d38 (option force_real) and
+      070384a (option is_real): param_transform, SSMKernelDiag._get_params and
+      SSMKernelDiag.forward (disc zoh and bilinear, with log_vandermonde_naive of
+      src/models/functional/vandermonde.py at ab287c6); src/models/sequence/kernels/fftconv.py
+      at 43f5b0c, FFTConv.forward (the D skip of shape (channels, H), channels flattened as
+      (c h)); ssm_kernel_diag()
+  ag1988/dlr src/models/sequence/ss/standalone/dss.py at 7bd8645 (the DSS author's standalone
+      DSS, versions softmax, exp, exp-re-im, exp-no-scale): reciprocal, DSSKernel._Lambda,
+      DSSKernel.forward and DSS.forward up to the D skip; dss_module()
+  lindermanlab/S5 s5/ssm.py at d133f4d: discretize_zoh, discretize_bilinear, apply_ssm (the
+      associative scan is the sequential recurrence) and S5SSM.setup / __call__ (clip_eigs,
+      step_rescale, conj_sym); s5_ssm()
+
+Only the linear part of each module is the mixer: what follows the D skip (activation,
+dropout, output_linear, GLU) is not, and the stored output is the sum of the convolution (or
+scan) and the D term. The upstream kernels end in .float() (float32); the references here stay
+in float64 so that the test can compare to 1e-10.
+
+For each fixture NAME, under reference_params/:
+  NAME.safetensors      the module's state_dict (float64), names as the module stores them
+                        (under the prefix its make_* function gives)
+  NAME_npy/             S5 fixtures also as one .npy per parameter under its flattened flax
+                        name: what unzipping numpy.savez(NAME.npz, **params) gives
+  NAME.io.safetensors   input (H, L) and output (channels·H, L), float64, one batch element;
+                        the module's configuration as JSON in the header's __metadata__
+                        "config"
+
+Needs numpy and safetensors only (`pip install numpy safetensors`):
+
+    python3 make_reference_module_fixtures.py [OUT_DIR]   # default: reference_params/ beside it
+"""
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+from safetensors.numpy import save_file
+
+L = 16  # sequence length of every fixture
+
+
+# ---- state-spaces/s4 -----------------------------------------------------------------------
+
+def param_transform(p, transform):
+    """ssm.py param_transform: a (positive) parameter under a transform."""
+    if transform == "none":
+        return p
+    if transform == "exp":
+        return np.exp(p)
+    if transform == "relu":
+        return np.maximum(p, 0.0) + 1e-4
+    if transform == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-p))
+    if transform == "softplus":  # torch.nn.functional.softplus: beta 1, threshold 20
+        return np.where(p > 20.0, p, np.log1p(np.exp(np.minimum(p, 20.0))))
+    raise ValueError(transform)
+
+
+def log_vandermonde_naive(v, x, length):
+    """vandermonde.py log_vandermonde_naive with conj=True: 2·Re Σ_n v_n exp(x_n l)."""
+    vandermonde_matrix = np.exp(x[..., None] * np.arange(length))
+    return 2 * np.einsum("...n,...nl->...l", v, vandermonde_matrix).real
+
+
+def fft_conv(k, u, d):
+    """FFTConv.forward (and S4D.forward, DSS.forward): k (C, H, L), u (H, L), d (C, H) or (H,);
+    the causal convolution through an FFT of size 2L, plus the D term; (c h) flattened."""
+    length = u.shape[-1]
+    k_f = np.fft.rfft(k, n=2 * length)
+    u_f = np.fft.rfft(u, n=2 * length)
+    y = np.fft.irfft(u_f[None] * k_f, n=2 * length)[..., :length]  # (C H L)
+    y = y + u[None] * d.reshape(-1, u.shape[0])[..., None]
+    return y.reshape(-1, length)
+
+
+def s4d_module(sd, u):
+    """models/s4/s4d.py: S4DKernel.forward, then S4D.forward up to the D skip."""
+    dt = np.exp(sd["kernel.log_dt"])                                      # (H)
+    c = sd["kernel.C"][..., 0] + 1j * sd["kernel.C"][..., 1]             # (H N)
+    a = -np.exp(sd["kernel.log_A_real"]) + 1j * sd["kernel.A_imag"]      # (H N)
+    dta = a * dt[:, None]
+    k = dta[..., None] * np.arange(u.shape[-1])                          # (H N L)
+    c = c * (np.exp(dta) - 1.0) / a
+    k = 2 * np.einsum("hn,hnl->hl", c, np.exp(k)).real
+    return fft_conv(k[None], u, sd["D"])
+
+
+def ssm_kernel_diag(sd, u, cfg, prefix):
+    """ssm.py SSMKernelDiag._get_params and forward (state None, rate 1), inside
+    FFTConv.forward."""
+    g = lambda name: sd[prefix + "kernel." + name]
+    length = u.shape[-1]
+    h = u.shape[0]
+    if cfg.get("is_real", False):
+        a = -param_transform(g("A_real"), cfg["real_transform"]) + 0j
+        b = g("B") + 0j
+        c = g("C") + 0j
+    else:
+        a = (-param_transform(g("A_real"), cfg["real_transform"])
+             - 1j * param_transform(g("A_imag"), cfg["imag_transform"]))   # (S N)
+        b = g("B")[..., 0] + 1j * g("B")[..., 1]                           # (1 S N)
+        c = g("C")[..., 0] + 1j * g("C")[..., 1]                           # (C H N)
+    inv_dt = np.sinh(g("inv_dt")) if cfg.get("dt_fast", False) else g("inv_dt")
+    dt = param_transform(inv_dt, cfg["dt_transform"])                      # (H 1) or (H N)
+    if cfg.get("force_real", False):
+        a = a.real + 0j
+    if cfg.get("bandlimit") is not None:
+        freqs = dt * np.abs(a.imag) / (2 * math.pi)
+        mask = np.where(freqs < cfg["bandlimit"] * 0.5, 1, 0)
+        c = c * mask
+    repeat = h // a.shape[0]
+    a = np.tile(a, (repeat, 1))                                            # '(v t) n'
+    b = np.tile(b, (1, repeat, 1))
+    dta = dt * a
+    c = (b[:, None, :, :] * c).reshape(-1, h, a.shape[-1])
+    if cfg["disc"] == "zoh":
+        c = c * (np.exp(dta) - 1.0) / a
+        k = log_vandermonde_naive(c, dta, length)
+    elif cfg["disc"] == "bilinear":
+        c = c * (1.0 / (1.0 - dta / 2)) * dt
+        da = (1.0 + dta / 2) / (1.0 - dta / 2)
+        k = log_vandermonde_naive(c, np.log(da), length)
+    else:
+        raise ValueError(cfg["disc"])
+    return fft_conv(k, u, sd[prefix + "D"])
+
+
+# ---- ag1988 DSS ------------------------------------------------------------------------------
+
+def reciprocal(x, epsilon=1e-7, clamp=False):
+    """dss.py reciprocal: a bounded 1 / x."""
+    x_conj = x.conj()
+    norm_sq = np.maximum((x * x_conj).real, epsilon) if clamp else (x * x_conj + epsilon)
+    return x_conj / norm_sq
+
+
+def dss_module(sd, u, cfg):
+    """dss.py DSSKernel._Lambda and forward, then DSS.forward up to the D skip."""
+    version = cfg["version"]
+    length = u.shape[-1]
+    if "exp" in version:
+        if "im" in version:
+            lam = -np.exp(sd["kernel.Lambda_log_neg_re"]) + 1j * np.exp(sd["kernel.Lambda_log_im"])
+        else:
+            lam = -np.exp(sd["kernel.Lambda_log_neg_re"]) + 1j * sd["kernel.Lambda_im"]
+    else:
+        lam = sd["kernel.Lambda"][:, 0] + 1j * sd["kernel.Lambda"][:, 1]
+    w = sd["kernel.W"][..., 0] + 1j * sd["kernel.W"][..., 1]               # (C H N)
+    log_dt = sd["kernel.log_dt"]
+    if log_dt.ndim <= 1:
+        dt_lambda = np.exp(log_dt)[:, None] * lam                         # (H N)
+    else:
+        re_im = np.exp(log_dt)[:, None, :] * np.stack([lam.real, lam.imag], -1)[None]
+        dt_lambda = re_im[..., 0] + 1j * re_im[..., 1]
+    p = dt_lambda[..., None] * np.arange(length)                          # (H N L)
+    if version == "softmax":
+        gt0 = lam.real > 0
+        if gt0.any():
+            p = p - (dt_lambda * (gt0 * (length - 1)))[..., None]
+        s = np.exp(p)
+        neg = dt_lambda * (1 - 2 * gt0)
+        num = np.exp(neg) - 1
+        den = np.exp(neg * length) - 1
+        w = w * num * reciprocal(den * lam, cfg["epsilon"])
+    else:
+        s = np.exp(p)
+        if "no-scale" not in version:
+            w = w * (np.exp(dt_lambda) - 1) * reciprocal(lam, clamp=True)
+    k = np.einsum("chn,hnl->chl", w, s).real
+    return fft_conv(k, u, sd["D"])
+
+
+# ---- lindermanlab/S5 -------------------------------------------------------------------------
+
+def s5_ssm(sd, u, cfg, prefix):
+    """ssm.py S5SSM.setup (clip_eigs, step_rescale, discretization) and __call__ through
+    apply_ssm, with the scan run as the recurrence x_k = Λ̄ x_{k−1} + B̄ u_k. u is (H, L)."""
+    g = lambda name: sd[prefix + name]
+    lam_re = np.minimum(g("Lambda_re"), -1e-4) if cfg["clip_eigs"] else g("Lambda_re")
+    lam = lam_re + 1j * g("Lambda_im")
+    b_tilde = g("B")[..., 0] + 1j * g("B")[..., 1]                         # (P H)
+    c_tilde = g("C")[..., 0] + 1j * g("C")[..., 1]                         # (H P)
+    step = cfg["step_rescale"] * np.exp(g("log_step")[:, 0])
+    if cfg["discretization"] == "zoh":
+        lam_bar = np.exp(lam * step)
+        b_bar = (1 / lam * (lam_bar - 1))[..., None] * b_tilde
+    else:
+        bl = 1 / (1 - (step / 2.0) * lam)
+        lam_bar = bl * (1 + (step / 2.0) * lam)
+        b_bar = (bl * step)[..., None] * b_tilde
+    x = np.zeros(lam.shape, dtype=complex)
+    ys = []
+    for k in range(u.shape[-1]):
+        x = lam_bar * x + b_bar @ u[:, k]
+        y = c_tilde @ x
+        ys.append(2 * y.real if cfg["conj_sym"] else y.real)
+    return np.stack(ys, -1) + g("D")[:, None] * u
+
+
+# ---- the fixtures ----------------------------------------------------------------------------
+
+def c2r(z):
+    return np.stack([z.real, z.imag], -1)
+
+
+def log_dt_values(rng, shape, lo=1e-3, hi=1e-1):
+    return rng.uniform(math.log(lo), math.log(hi), shape)
+
+
+def make_s4d_module(rng):
+    h, n2 = 3, 4
+    sd = {
+        "D": rng.normal(size=h),
+        "kernel.log_dt": log_dt_values(rng, h, 1e-2, 0.5),
+        "kernel.C": rng.normal(size=(h, n2, 2)),
+        "kernel.log_A_real": np.log(rng.uniform(0.1, 1.5, (h, n2))),
+        "kernel.A_imag": math.pi * np.arange(n2) + rng.normal(scale=0.3, size=(h, n2)),
+        "output_linear.0.weight": rng.normal(size=(2 * h, h, 1)),  # not part of the mixer
+        "output_linear.0.bias": rng.normal(size=2 * h),
+    }
+    u = rng.normal(size=(h, L))
+    return sd, u, s4d_module(sd, u), {"module": "S4D (models/s4/s4d.py)"}
+
+
+def inv_transform_values(values, transform):
+    """ssm.py inv_transform without its clamp: the stored value of a positive parameter."""
+    if transform in ("none", "relu"):
+        return values
+    if transform == "exp":
+        return np.log(values)
+    if transform == "sigmoid":
+        return np.log(values / (1 - values))
+    if transform == "softplus":
+        return np.log(np.expm1(values))
+    raise ValueError(transform)
+
+
+def make_diag(rng, cfg, h, n2, channels, n_ssm, prefix="layer."):
+    dt_shape = (h, 1) if cfg.get("dt_tie", True) else (h, n2)
+    dt = np.exp(log_dt_values(rng, dt_shape, 1e-2, 0.5))
+    if cfg["dt_transform"] == "sigmoid":
+        dt = np.minimum(dt, 0.9)
+    inv_dt = inv_transform_values(dt, cfg["dt_transform"])
+    if cfg.get("dt_fast", False):
+        inv_dt = np.arcsinh(inv_dt)
+    neg_re = rng.uniform(0.1, 0.9, (n_ssm, n2))
+    neg_im = math.pi * np.arange(n2) + rng.uniform(0.05, 0.5, (n_ssm, n2))  # −Im A ≥ 0, as stored
+    kp = prefix + "kernel."
+    sd = {prefix + "D": rng.normal(size=(channels, h)),
+          kp + "inv_dt": inv_dt,
+          kp + "A_real": inv_transform_values(neg_re, cfg["real_transform"])}
+    if cfg.get("is_real", False):
+        sd[kp + "B"] = rng.normal(size=(1, n_ssm, n2))
+        sd[kp + "C"] = rng.normal(size=(channels, h, n2))
+    else:
+        sd[kp + "A_imag"] = inv_transform_values(neg_im, cfg["imag_transform"])
+        sd[kp + "B"] = rng.normal(size=(1, n_ssm, n2, 2))
+        sd[kp + "C"] = rng.normal(size=(channels, h, n2, 2))
+    u = rng.normal(size=(h, L))
+    return sd, u, ssm_kernel_diag(sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm)
+
+
+def make_dss(rng, version, channels, sep_dt, positive_re=False):
+    h, n = 3, 4
+    lam = -rng.uniform(0.1, 0.9, n) + 1j * (math.pi * np.arange(n) + rng.uniform(0.1, 0.5, n))
+    if positive_re:
+        lam[1] = 0.3 + 1j * lam[1].imag  # DSS-softmax allows Re Λ > 0
+    log_dt = log_dt_values(rng, h, 1e-2, 0.5)
+    if sep_dt:
+        log_dt = np.stack([log_dt, log_dt + rng.normal(scale=0.3, size=h)], -1)
+    sd = {"D": rng.normal(size=(channels, h)), "kernel.log_dt": log_dt,
+          "kernel.W": rng.normal(size=(channels, h, n, 2)),
+          "output_linear.weight": rng.normal(size=(h, h * channels)),  # not part of the mixer
+          "output_linear.bias": rng.normal(size=(h, 1))}
+    if "exp" in version:
+        sd["kernel.Lambda_log_neg_re"] = np.log(-lam.real)
+        if "im" in version:
+            sd["kernel.Lambda_log_im"] = np.log(lam.imag)
+        else:
+            sd["kernel.Lambda_im"] = lam.imag
+    else:
+        sd["kernel.Lambda"] = c2r(lam)
+    cfg = {"version": version, "epsilon": 1e-7, "channels": channels}
+    u = rng.normal(size=(h, L))
+    return sd, u, dss_module(sd, u, cfg), cfg
+
+
+def make_s5(rng, cfg, prefix="layers_0/seq/"):
+    p, h = 4, 3
+    lam_re = -rng.uniform(0.1, 0.8, p)
+    if cfg["clip_eigs"]:
+        lam_re[2] = 0.05  # clipped to −1e-4
+    sd = {prefix + "Lambda_re": lam_re,
+          prefix + "Lambda_im": rng.uniform(-3, 3, p),
+          prefix + "B": rng.normal(scale=0.5, size=(p, h, 2)),
+          prefix + "C": rng.normal(scale=0.5, size=(h, p, 2)),
+          prefix + "D": rng.normal(size=h),
+          prefix + "log_step": log_dt_values(rng, (p, 1), 1e-2, 0.5)}
+    u = rng.normal(size=(h, L))
+    return sd, u, s5_ssm(sd, u, cfg, prefix), dict(cfg, prefix=prefix)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "reference_params")
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(20240611)
+    diag = lambda **kw: dict({"dt_transform": "exp", "real_transform": "exp",
+                              "imag_transform": "none", "disc": "zoh"}, **kw)
+    fixtures = {
+        "s4d_module": make_s4d_module(rng),
+        # FFTConv + SSMKernelDiag: 2 channels, (A, B) shared by all H (n_ssm 1), the defaults
+        "diag_zoh": make_diag(rng, diag(), h=3, n2=4, channels=2, n_ssm=1),
+        # bilinear, a Δ per state (dt_tie off) under softplus and dt_fast, every transform
+        # changed, and a bandlimit that masks the fast states
+        "diag_bilinear": make_diag(rng, diag(disc="bilinear", dt_transform="softplus", dt_tie=False,
+                                             dt_fast=True, real_transform="relu",
+                                             imag_transform="softplus", bandlimit=0.1),
+                                   h=4, n2=3, channels=1, n_ssm=1),
+        # is_real (070384a): real B and C, no A_imag; sigmoid transforms
+        "diag_is_real": make_diag(rng, diag(is_real=True, dt_transform="sigmoid",
+                                            real_transform="sigmoid"), h=2, n2=3, channels=1, n_ssm=1),
+        # force_real (81a5d38): A_imag stored, Im A dropped; n_ssm 2 of H 4
+        "diag_force_real": make_diag(rng, diag(force_real=True, imag_transform="exp"), h=4, n2=3,
+                                     channels=1, n_ssm=2),
+        "dss_softmax": make_dss(rng, "softmax", channels=2, sep_dt=True, positive_re=True),
+        "dss_exp": make_dss(rng, "exp", channels=1, sep_dt=False),
+        "dss_exp_re_im": make_dss(rng, "exp-re-im", channels=1, sep_dt=True),
+        "dss_exp_no_scale": make_dss(rng, "exp-no-scale", channels=1, sep_dt=False),
+        "s5_zoh": make_s5(rng, {"discretization": "zoh", "conj_sym": True, "clip_eigs": True,
+                                "step_rescale": 2.0}),
+        "s5_bilinear": make_s5(rng, {"discretization": "bilinear", "conj_sym": False,
+                                     "clip_eigs": False, "step_rescale": 1.0}),
+    }
+    for name, (sd, u, y, cfg) in fixtures.items():
+        sd = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in sd.items()}
+        save_file(sd, os.path.join(out, name + ".safetensors"))
+        if name.startswith("s5"):  # as `unzip` lays out numpy.savez(NAME.npz, **sd)
+            for key, value in sd.items():
+                path = os.path.join(out, name + "_npy", key + ".npy")
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                np.save(path, value)
+        meta = {"config": json.dumps(cfg, sort_keys=True)}
+        save_file({"input": np.ascontiguousarray(u), "output": np.ascontiguousarray(y)},
+                  os.path.join(out, name + ".io.safetensors"), metadata=meta)
+        print(f"{name}: {len(sd)} tensors, output {y.shape}, max |y| {np.abs(y).max():.3g}")
+
+
+if __name__ == "__main__":
+    main()

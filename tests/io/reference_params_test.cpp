@@ -1,0 +1,299 @@
+#define BOOST_TEST_MODULE reference_params
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/oracles.hpp"
+#include "mixlens/io/reference_params.hpp"
+
+// The fixtures: tests/data/make_reference_module_fixtures.py (state_dicts as the
+// reference modules store them, outputs of a step-by-step float64 re-implementation).
+
+using namespace mixlens;
+using mixlens::testing::check_error;
+
+namespace {
+
+const std::filesystem::path dir = std::filesystem::path(MIXLENS_TEST_DATA_DIR) / "reference_params";
+
+std::filesystem::path params(const std::string& name) { return dir / (name + ".safetensors"); }
+
+struct reference_io {
+  matrix<double> input, output;
+};
+
+reference_io io_of(const std::string& name) {
+  const io::safetensors_file f(dir / (name + ".io.safetensors"));
+  auto load = [&](const char* t) {
+    const auto& e = f.at(t);
+    matrix<double> m(e.shape.at(0), e.shape.at(1));
+    f.read(e, m.data());
+    return m;
+  };
+  return {load("input"), load("output")};
+}
+
+// max |y − ref| / max |ref| over the module output (channels·H × L).
+template <class T>
+double relative_error(const matrix<T>& y, const matrix<double>& ref) {
+  BOOST_REQUIRE_EQUAL(y.extent(0), ref.extent(0));
+  BOOST_REQUIRE_EQUAL(y.extent(1), ref.extent(1));
+  double err = 0, scale = 0;
+  for (index_t k = 0; k < ref.size(); ++k) {
+    err = std::max(err, std::abs(double(y.data()[k]) - ref.data()[k]));
+    scale = std::max(scale, std::abs(ref.data()[k]));
+  }
+  return err / scale;
+}
+
+template <class T>
+matrix<T> cast(const matrix<double>& m) {
+  matrix<T> out(m.extent(0), m.extent(1));
+  for (index_t k = 0; k < m.size(); ++k) out.data()[k] = static_cast<T>(m.data()[k]);
+  return out;
+}
+
+// The module output of one mixer per kernel channel: channel c·H + h.
+template <class Mixer>
+matrix<typename Mixer::value_type> run(const std::vector<Mixer>& mixers, const matrix<double>& input) {
+  using T = typename Mixer::value_type;
+  const auto x = cast<T>(input);
+  const index_t H = x.extent(0), L = x.extent(1);
+  matrix<T> y(static_cast<index_t>(mixers.size()) * H, L);
+  for (std::size_t c = 0; c < mixers.size(); ++c) {
+    const auto yc = mix(mixers[c].bind(x.view()), x.view());
+    for (index_t h = 0; h < H; ++h)
+      for (index_t t = 0; t < L; ++t) y(static_cast<index_t>(c) * H + h, t) = yc(h, t);
+  }
+  return y;
+}
+
+template <class Mixer>
+double check_against(const std::string& name, const std::vector<Mixer>& mixers, double tol) {
+  const auto io = io_of(name);
+  const double err = relative_error(run(mixers, io.input), io.output);
+  BOOST_TEST_MESSAGE(name << ": max relative error " << err);
+  BOOST_TEST(err < tol, name << ": relative error " << err);
+  return err;
+}
+
+io::ssm_kernel_diag_options diag_options() { return {.prefix = "layer."}; }
+
+}  // namespace
+
+// ---- S4D ------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(s4d_module_reproduces_reference) {
+  const auto m = io::load_s4d_module<double>(params("s4d_module"));
+  BOOST_TEST(m.channels() == 3);
+  BOOST_TEST(m.state_size() == 8);
+  check_against("s4d_module", std::vector{m}, 1e-10);
+  check_against("s4d_module", std::vector{io::load_s4d_module<float>(params("s4d_module"))}, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(ssm_kernel_diag_reproduces_reference) {
+  const auto zoh = io::load_ssm_kernel_diag<double>(params("diag_zoh"), diag_options());
+  BOOST_TEST(zoh.size() == 2u);  // channels
+  check_against("diag_zoh", zoh, 1e-10);
+
+  auto o = diag_options();
+  o.disc = "bilinear", o.dt_transform = "softplus", o.dt_fast = true, o.real_transform = "relu",
+  o.imag_transform = "softplus", o.bandlimit = 0.1;
+  check_against("diag_bilinear", io::load_ssm_kernel_diag<double>(params("diag_bilinear"), o), 1e-10);
+
+  o = diag_options();
+  o.is_real = true, o.dt_transform = "sigmoid", o.real_transform = "sigmoid";
+  check_against("diag_is_real", io::load_ssm_kernel_diag<double>(params("diag_is_real"), o), 1e-10);
+
+  o = diag_options();
+  o.force_real = true, o.imag_transform = "exp";
+  check_against("diag_force_real", io::load_ssm_kernel_diag<double>(params("diag_force_real"), o), 1e-10);
+
+  check_against("diag_zoh", io::load_ssm_kernel_diag<float>(params("diag_zoh"), diag_options()), 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(ssm_kernel_diag_refuses_unsupported_variants) {
+  const auto file = params("diag_zoh");
+  const std::string where = "SSMKernelDiag parameters '" + file.string() + "'";
+  auto with = [](auto f) {
+    auto o = diag_options();
+    f(o);
+    return o;
+  };
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.dt_transform = "tanh"; })); },
+              {where, "unsupported dt_transform 'tanh'", "none, exp, relu, sigmoid or softplus"});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.real_transform = "abs"; })); },
+              {"unsupported real_transform 'abs'"});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.imag_transform = ""; })); },
+              {"unsupported imag_transform ''"});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.disc = "dss"; })); },
+              {"unsupported disc 'dss'", "zoh and bilinear"});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.disc = "euler"; })); },
+              {"unsupported disc 'euler'"});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.bidirectional = true; })); },
+              {"unsupported bidirectional", "not causal"});
+  // is_real on a complex state_dict: C has the complex axis.
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.is_real = true; })); },
+              {"'layer.kernel.C'", "(2, 3, 4, 2)", "is_real"});
+  // A bidirectional FFTConv stores twice the channels of D in the kernel.
+  auto m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layer.D", {1, 3}, {0.5, 0.5, 0.5});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(m, diag_options()); },
+              {"bidirectional", "'layer.kernel.C' has 2 channels"});
+  // bandlimit where the reference cannot broadcast.
+  check_error(
+      [&] {
+        auto o = diag_options();
+        o.bandlimit = 0.1, o.force_real = true, o.imag_transform = "exp";
+        (void)io::load_ssm_kernel_diag<double>(params("diag_force_real"), o);
+      },
+      {"unsupported bandlimit", "n_ssm = 2 of H = 4"});
+}
+
+BOOST_AUTO_TEST_CASE(ssm_kernel_diag_names_wrong_tensors) {
+  const auto stored = io::tensor_map::copy_of(io::safetensors_file(params("diag_zoh")));
+  auto changed = [&](auto f) {
+    auto m = stored;
+    f(m);
+    return m;
+  };
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(changed([](auto& m) { m.erase("layer.kernel.A_imag"); }), diag_options()); },
+              {"SSMKernelDiag parameters '", "missing tensor 'layer.kernel.A_imag'"});
+  check_error(
+      [&] {
+        (void)io::load_ssm_kernel_diag<double>(
+            changed([](auto& m) { m.insert("layer.kernel.B", {1, 1, 5, 2}, std::vector<double>(10, 1.0)); }),
+            diag_options());
+      },
+      {"tensor 'layer.kernel.B'", "has shape (1, 1, 5, 2), expected (1, 1, 4, 2)"});
+  check_error(
+      [&] {
+        (void)io::load_ssm_kernel_diag<double>(
+            changed([](auto& m) { m.insert("layer.kernel.inv_dt", {3, 2}, std::vector<double>(6, -3.0)); }),
+            diag_options());
+      },
+      {"tensor 'layer.kernel.inv_dt'", "(3, 2)", "expected (3, 1) (dt_tie) or (3, 4)"});
+  check_error(
+      [&] {
+        (void)io::load_ssm_kernel_diag<double>(
+            changed([](auto& m) { m.insert("layer.kernel.A_real", {2, 4}, std::vector<double>(8, 0.0)); }),
+            diag_options());
+      },
+      {"tensor 'layer.kernel.A_real'", "(2, 4)", "n_ssm dividing H = 3"});
+  check_error(
+      [&] {
+        (void)io::load_ssm_kernel_diag<double>(
+            changed([](auto& m) { m.insert("layer.kernel.P", {1, 1, 4, 2}, std::vector<double>(8, 0.0)); }),
+            diag_options());
+      },
+      {"unexpected tensor 'layer.kernel.P'", "SSMKernelDPLR"});
+  check_error([&] { (void)io::load_ssm_kernel_diag<double>(stored, {}); }, {"missing tensor 'kernel.C'"});
+  // The S4D module's own layout names its tensors too.
+  check_error([&] { (void)io::load_s4d_module<double>(params("s4d_module"), "model."); },
+              {"S4D parameters '", "missing tensor 'model.kernel.C'"});
+  auto s4d = io::tensor_map::copy_of(io::safetensors_file(params("s4d_module")));
+  s4d.insert("kernel.log_dt", {3, 1}, {0, 0, 0});
+  check_error([&] { (void)io::load_s4d_module<double>(s4d); }, {"tensor 'kernel.log_dt'", "(3, 1)", "expected (3,)"});
+}
+
+// ---- DSS ------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(dss_module_reproduces_reference) {
+  const auto softmax = io::load_dss_module<double>(params("dss_softmax"));
+  BOOST_TEST(softmax.size() == 2u);
+  BOOST_TEST(!softmax[0].parameters().dt_imag.empty());  // sep_dt_re_im
+  check_against("dss_softmax", softmax, 1e-10);
+  check_against("dss_exp", io::load_dss_module<double>(params("dss_exp"), {.version = "exp"}), 1e-10);
+  check_against("dss_exp_re_im", io::load_dss_module<double>(params("dss_exp_re_im"), {.version = "exp-re-im"}), 1e-10);
+  check_against("dss_exp_no_scale",
+                io::load_dss_module<double>(params("dss_exp_no_scale"), {.version = "exp-no-scale"}), 1e-10);
+  check_against("dss_softmax", io::load_dss_module<float>(params("dss_softmax")), 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(dss_epsilon_is_the_references) {
+  // Without the bounded reciprocal's ε the softmax kernel differs beyond the 1e-10 tolerance.
+  const auto io = io_of("dss_softmax");
+  const double err = relative_error(run(io::load_dss_module<double>(params("dss_softmax"), {.epsilon = 0}), io.input),
+                                    io.output);
+  BOOST_TEST(err > 1e-9);
+}
+
+BOOST_AUTO_TEST_CASE(dss_module_refuses_unsupported_variants) {
+  const auto file = params("dss_softmax");
+  check_error([&] { (void)io::load_dss_module<double>(file, {.version = "softmax2"}); },
+              {"DSS parameters '" + file.string() + "'", "unsupported version 'softmax2'"});
+  check_error([&] { (void)io::load_dss_module<double>(file, {.bidirectional = true}); }, {"unsupported bidirectional"});
+  check_error([&] { (void)io::load_dss_module<double>(file, {.hyper = true}); }, {"unsupported hyper_act"});
+  check_error([&] { (void)io::load_dss_module<double>(file, {.max_kernel_length = 8}); },
+              {"unsupported max_kernel_length 8"});
+  // The version must match what is stored.
+  check_error([&] { (void)io::load_dss_module<double>(file, {.version = "exp"}); },
+              {"missing tensor 'kernel.Lambda_log_neg_re'"});
+  check_error([&] { (void)io::load_dss_module<double>(params("dss_exp"), {.version = "exp-re-im"}); },
+              {"missing tensor 'kernel.Lambda_log_im'"});
+  check_error([&] { (void)io::load_dss_module<double>(params("dss_exp"), {.version = "softmax"}); },
+              {"missing tensor 'kernel.Lambda'"});
+  // clip keeps Re Λ ≤ 1e-4, which can be ≥ 0: the exp kernel is then refused by the mixer.
+  check_error([&] { (void)io::load_dss_module<double>(file, {.version = "clip"}); }, {"'lambda'", "Re Λ < 0", "DSS-exp"});
+  auto m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("kernel.Lambda", {5, 2}, std::vector<double>(10, -0.5));
+  check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.Lambda'", "(5, 2)", "expected (4, 2)"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("D", {1, 3}, {1, 1, 1});
+  check_error([&] { (void)io::load_dss_module<double>(m); }, {"bidirectional", "'kernel.W' has 2 channels"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("kernel.log_dt", {3, 3}, std::vector<double>(9, -2.0));
+  check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.log_dt'", "(3, 3)", "sep_dt_re_im"});
+}
+
+// ---- S5 -------------------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(s5_ssm_reproduces_reference) {
+  const io::s5_ssm_options zoh{.prefix = "layers_0/seq/", .clip_eigs = true, .step_rescale = 2.0};
+  const auto m = io::load_s5_ssm<double>(params("s5_zoh"), zoh);
+  BOOST_TEST(m.states() == 4);
+  BOOST_TEST(m.lambda()[2].real() == -1e-4);  // clip_eigs
+  check_against("s5_zoh", std::vector{m}, 1e-10);
+  const io::s5_ssm_options bilinear{.prefix = "layers_0/seq/", .discretization = "bilinear", .conj_sym = false};
+  check_against("s5_bilinear", std::vector{io::load_s5_ssm<double>(params("s5_bilinear"), bilinear)}, 1e-10);
+  check_against("s5_zoh", std::vector{io::load_s5_ssm<float>(params("s5_zoh"), zoh)}, 1e-5);
+  // The same parameters as .npy files under their flax names (an unzipped numpy.savez archive).
+  const auto npy = io::read_npy_folder(dir / "s5_zoh_npy");
+  BOOST_TEST(npy.tensor_names().size() == 6u);
+  check_against("s5_zoh", std::vector{io::load_s5_ssm<double>(npy, zoh)}, 1e-10);
+}
+
+BOOST_AUTO_TEST_CASE(s5_ssm_refuses_unsupported_variants) {
+  const auto file = params("s5_zoh");
+  const io::s5_ssm_options base{.prefix = "layers_0/seq/"};
+  auto with = [&](auto f) {
+    auto o = base;
+    f(o);
+    return o;
+  };
+  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.discretization = "dirac"; })); },
+              {"S5SSM parameters '" + file.string() + "'", "unsupported discretization 'dirac'"});
+  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.bidirectional = true; })); },
+              {"unsupported bidirectional"});
+  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.step_rescale = 0; })); },
+              {"unsupported step_rescale"});
+  auto m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/C1", {3, 4, 2}, std::vector<double>(24, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unsupported bidirectional", "C1 and C2"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/C", {3, 8, 2}, std::vector<double>(48, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unsupported bidirectional", "2P columns"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/B", {4, 3}, std::vector<double>(12, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/B'", "(4, 3)", "expected (4, H, 2)"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/D", {4}, std::vector<double>(4, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/D'", "(4,)", "expected (3,)"});
+  // Without clip_eigs a state with Re Λ ≥ 0 is refused by the mixer.
+  check_error([&] { (void)io::load_s5_ssm<double>(file, base); }, {"lambda[2]", "Re < 0"});
+  check_error([&] { (void)io::load_s5_ssm<double>(file, {}); }, {"missing tensor 'Lambda_re'"});
+}
