@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "mixlens/detail/enum_name.hpp"
 #include "mixlens/config.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
@@ -23,12 +24,7 @@ enum class data_control {
 };
 
 [[nodiscard]] constexpr std::string_view to_string(data_control c) {
-  switch (c) {
-    case data_control::none: return "fixed";
-    case data_control::diagonal: return "diagonal";
-    case data_control::non_diagonal: return "non_diagonal";
-  }
-  return "?";
+  return detail::enum_name(c, {"fixed", "diagonal", "non_diagonal"});
 }
 
 // Specialize for every bound operator:

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <variant>
 
+#include "mixlens/detail/enum_name.hpp"
 #include "mixlens/models/mamba2_model.hpp"
 #include "mixlens/models/mamba_model.hpp"
 
@@ -20,12 +21,7 @@ namespace mixlens::models {
 enum class model_family { mamba, falcon_mamba, mamba2 };
 
 [[nodiscard]] constexpr std::string_view to_string(model_family f) {
-  switch (f) {
-    case model_family::mamba: return "Mamba";
-    case model_family::falcon_mamba: return "Falcon-Mamba";
-    case model_family::mamba2: return "Mamba-2";
-  }
-  return "?";
+  return mixlens::detail::enum_name(f, {"Mamba", "Falcon-Mamba", "Mamba-2"});
 }
 
 // The family the text of a config.json describes; `source` names it in error

@@ -30,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include "mixlens/detail/enum_name.hpp"
 #include "mixlens/detail/hippo.hpp"
 #include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
@@ -42,12 +43,7 @@ namespace mixlens {
 enum class dss_variant { exp, softmax, exp_no_scale };
 
 [[nodiscard]] constexpr std::string_view to_string(dss_variant v) {
-  switch (v) {
-    case dss_variant::exp: return "DSS-exp";
-    case dss_variant::softmax: return "DSS-softmax";
-    case dss_variant::exp_no_scale: return "DSS-exp-no-scale";
-  }
-  return "?";
+  return detail::enum_name(v, {"DSS-exp", "DSS-softmax", "DSS-exp-no-scale"});
 }
 
 // Initializations of Λ.

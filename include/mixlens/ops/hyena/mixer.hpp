@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mixlens/detail/enum_name.hpp"
 #include "mixlens/detail/fft.hpp"
 #include "mixlens/ops/hyena/filter.hpp"
 #include "mixlens/detail/random.hpp"
@@ -37,12 +38,7 @@ enum class hyena_normalization {
 };
 
 [[nodiscard]] constexpr std::string_view to_string(hyena_normalization n) {
-  switch (n) {
-    case hyena_normalization::none: return "none";
-    case hyena_normalization::before_window: return "before_window";
-    case hyena_normalization::after_window: return "after_window";
-  }
-  return "?";
+  return detail::enum_name(n, {"none", "before_window", "after_window"});
 }
 
 // Hyperparameters, named and defaulted as safari's HyenaOperator / HyenaFilter /

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "mixlens/detail/enum_name.hpp"
 #include "mixlens/detail/s4_common.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
@@ -41,14 +42,7 @@ enum class ssm_discretization { zoh, bilinear };
 // the same kernels with B and C conjugated.
 enum class s4d_init { lin, inv, real };
 
-[[nodiscard]] inline std::string_view to_string(s4d_init init) {
-  switch (init) {
-    case s4d_init::lin: return "S4D-Lin";
-    case s4d_init::inv: return "S4D-Inv";
-    case s4d_init::real: return "S4D-Real";
-  }
-  return "?";
-}
+[[nodiscard]] constexpr std::string_view to_string(s4d_init init) { return detail::enum_name(init, {"S4D-Lin", "S4D-Inv", "S4D-Real"}); }
 
 // The N/2 diagonal entries of A for an initialization (state_size = N, even).
 template <class T>
