@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "mixlens/config.hpp"
+#include "mixlens/detail/float_mode.hpp"
+#include "mixlens/detail/host_scan.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -36,13 +38,18 @@ struct affine_compose {
 // ---- host scan policies ------------------------------------------------------
 // Each computes the inclusive scan in place: afterwards e[t] = e[0] ∘ … ∘ e[t],
 // so e[t].b is the state h_t of the recurrence started from h_{-1} = 0.
+//
+// Every policy runs its loops with flush-to-zero and denormals-are-zero on (x86;
+// detail/float_mode.hpp), restoring the caller's mode on return or throw: the
+// running decay product e[t].a otherwise sticks at a subnormal value, and every
+// later step ran about 20 times slower. Only subnormal contributions change.
 
 // One left-to-right pass: the reference every other policy must equal.
 struct sequential_scan {
   template <class A, class B>
   void operator()(vector_view<affine<A, B>> e) const {
-    affine_compose op;
-    for (std::size_t t = 1; t < e.size(); ++t) e[t] = op(e[t - 1], e[t]);
+    const detail::flush_subnormals_guard guard;
+    detail::sequential_inclusive_scan(e.data(), static_cast<index_t>(e.size()), affine_compose{});
   }
 };
 
@@ -54,6 +61,7 @@ struct chunked_scan {
   template <class A, class B>
   void operator()(vector_view<affine<A, B>> e) const {
     if (chunk < 1) detail::fail("mixlens::chunked_scan", "chunk", "a chunk size >= 1", chunk);
+    const detail::flush_subnormals_guard guard;
     const index_t n = static_cast<index_t>(e.size());
     const index_t chunks = (n + chunk - 1) / chunk;
     affine_compose op;
@@ -81,6 +89,7 @@ struct blelloch_scan {
   void operator()(vector_view<affine<A, B>> e) const {
     const std::size_t n = e.size();
     if (n < 2) return;
+    const detail::flush_subnormals_guard guard;
     using element = affine<A, B>;
     const std::size_t size = std::bit_ceil(n);
     std::vector<element> tree(size, element::identity());
