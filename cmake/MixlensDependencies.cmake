@@ -4,6 +4,7 @@
 #   ZLIB::ZLIB               deflate for PNG heatmaps (Debian: zlib1g-dev)
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
 #   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
+#   OpenMP::OpenMP_CXX       optional: host threads for the scan policies (MIXLENS_ENABLE_OPENMP)
 include_guard(GLOBAL)
 
 find_package(CUDAToolkit QUIET)
@@ -35,4 +36,9 @@ endif()
 find_package(ZLIB QUIET)
 if(NOT ZLIB_FOUND)
   message(FATAL_ERROR "mixlens needs zlib for PNG output: on Debian, apt-get install zlib1g-dev")
+endif()
+
+# Optional: without OpenMP the threaded host scan policies run on one thread.
+if(NOT DEFINED MIXLENS_ENABLE_OPENMP OR MIXLENS_ENABLE_OPENMP)
+  find_package(OpenMP QUIET COMPONENTS CXX)
 endif()

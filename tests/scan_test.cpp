@@ -43,9 +43,11 @@ double scan_error(std::vector<affine<A, B>> got, std::vector<affine<A, B>> want)
   return scale == 0 ? diff : diff / scale;
 }
 
-template <class A, class B, class Policy>
-void check_policy_equals_sequential(Policy policy, double tol) {
-  for (std::size_t n : {1, 2, 3, 5, 7, 13, 31, 64, 97, 128, 256, 1000, 1021, 1024, 4099}) {
+constexpr std::size_t all_lengths[] = {1, 2, 3, 5, 7, 13, 31, 64, 97, 128, 256, 1000, 1021, 1024, 4099};
+
+template <class A, class B, class Policy, class Lengths = decltype(all_lengths)>
+void check_policy_equals_sequential(Policy policy, double tol, const Lengths& lengths = all_lengths) {
+  for (std::size_t n : lengths) {
     auto input = random_elements<A, B>(n, 1234 + n);
     auto want = input, got = input;
     sequential_scan{}(vector_view<affine<A, B>>(want));
@@ -120,7 +122,7 @@ BOOST_AUTO_TEST_CASE(bad_arguments_throw) {
                        {"'b'", "size = 3", "size = 2"});
 }
 
-// ---- flush-to-zero -------------------------------------------------------------
+// ---- threaded policies, flush-to-zero ------------------------------------------
 
 namespace {
 
@@ -148,20 +150,86 @@ std::vector<affine<T>> plain_recurrence(std::vector<affine<T>> e) {
   return e;
 }
 
+// Every parallel region costs a wake-up of the other threads: a short list keeps
+// the test fast on a loaded machine. 1, 2, 3 and 5 are shorter than 9 threads;
+// no chunk count divides 1021 or 4099.
+constexpr std::size_t parallel_lengths[] = {1, 2, 3, 5, 64, 97, 1021, 4099};
+
 }  // namespace
 
-// Where no product turns subnormal (decays in [0.999, 1)) the flushed
-// sequential scan is the plain loop of the recurrence, bit for bit.
-BOOST_AUTO_TEST_CASE(sequential_is_the_plain_loop_bit_for_bit_without_subnormals) {
+BOOST_AUTO_TEST_CASE(time_parallel_equals_sequential) {
+  for (int threads : {0, 2, 3, 9}) {
+    BOOST_TEST_CONTEXT("threads " << threads) {
+      const time_parallel_scan policy{threads, 1};  // grain 1: as many chunks as threads, down to one element
+      check_policy_equals_sequential<double, double>(policy, 1e-13, parallel_lengths);
+      check_policy_equals_sequential<complex<double>, complex<double>>(policy, 1e-13, parallel_lengths);
+      check_policy_equals_sequential<double, complex<double>>(policy, 1e-13, parallel_lengths);
+      check_policy_equals_sequential<float, float>(policy, 1e-5, parallel_lengths);
+      check_policy_equals_sequential<float, float>(time_parallel_scan{threads, 100}, 1e-5, parallel_lengths);
+    }
+  }
+}
+
+namespace {
+
+// threads = 1 is the sequential scan, bit for bit; and where no product turns
+// subnormal (decays in [0.999, 1)) both are the plain loop of the recurrence
+// (the sequential scan before flush-to-zero), bit for bit.
+template <class T>
+void check_one_thread(std::size_t n, double lo) {
+  const auto input = lo < 0 ? random_elements<T, T>(n, n) : decaying_elements<T>(n, lo, n);
+  auto want = input, time = input, time_grain = input, seq = input;
+  sequential_scan{}(vector_view<affine<T>>(want));
+  time_parallel_scan{1, 1}(vector_view<affine<T>>(time));
+  time_parallel_scan{1}(vector_view<affine<T>>(time_grain));
+  sequence_parallel_scan{1}(vector_view<affine<T>>(seq));
+  BOOST_TEST(bitwise_equal(time, want), "n=" << n << " lo " << lo);
+  BOOST_TEST(bitwise_equal(time_grain, want), "n=" << n << " lo " << lo);
+  BOOST_TEST(bitwise_equal(seq, want), "n=" << n << " lo " << lo);
+  if (lo >= 0.999) BOOST_TEST(bitwise_equal(want, plain_recurrence(input)), "n=" << n);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(one_thread_is_the_sequential_scan_bit_for_bit) {
   for (std::size_t n : {1, 2, 17, 1000, 40000}) {
-    const auto f = decaying_elements<float>(n, 0.999, n);
-    auto fs = f;
-    sequential_scan{}(vector_view<affine<float>>(fs));
-    BOOST_TEST(bitwise_equal(fs, plain_recurrence(f)), "n=" << n);
-    const auto d = decaying_elements<double>(n, 0.999, n);
-    auto ds = d;
-    sequential_scan{}(vector_view<affine<double>>(ds));
-    BOOST_TEST(bitwise_equal(ds, plain_recurrence(d)), "n=" << n);
+    for (double lo : {-1.0, 0.9, 0.999}) {  // random signs; decays into subnormals; decays that stay normal
+      check_one_thread<float>(n, lo);
+      check_one_thread<double>(n, lo);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sequence_parallel_is_every_row_sequential_bit_for_bit) {
+  const std::pair<index_t, index_t> shapes[] = {{1, 1}, {3, 1}, {5, 7}, {13, 1021}, {64, 33}, {2, 0}, {0, 5}};
+  for (auto [rows, length] : shapes) {
+    auto input = random_elements<double, complex<double>>(static_cast<std::size_t>(rows * length), rows + length);
+    auto want = input;
+    for (index_t r = 0; r < rows; ++r)
+      sequential_scan{}(vector_view<affine<double, complex<double>>>(want.data() + r * length, length));
+    for (int threads : {0, 1, 2, 3, 9}) {  // 9: more threads than rows, for most shapes
+      auto got = input;
+      scan_rows(matrix_view<affine<double, complex<double>>>(got.data(), rows, length), sequence_parallel_scan{threads, 1});
+      BOOST_TEST(bitwise_equal(got, want), rows << "x" << length << " threads " << threads);
+    }
+    auto rowwise = input;  // a policy without a matrix overload: row after row
+    scan_rows(matrix_view<affine<double, complex<double>>>(rowwise.data(), rows, length), time_parallel_scan{2, 1});
+    BOOST_TEST(scan_error(rowwise, want) <= 1e-13, rows << "x" << length);
+  }
+  // float rows, and the batched linear_recurrence
+  const index_t rows = 6, length = 777;
+  auto a = testing::random_vector<float>(rows * length, 5, 0.5, 1.0), b = testing::random_vector<float>(rows * length, 6, -1, 1);
+  std::vector<float> want(a.size()), got(a.size()), chunked(a.size());
+  for (index_t r = 0; r < rows; ++r)
+    linear_recurrence<sequential_scan, float, float>(vector_view<const float>(a.data() + r * length, length),
+                                                     vector_view<const float>(b.data() + r * length, length),
+                                                     vector_view<float>(want.data() + r * length, length));
+  const matrix_view<const float> av(a.data(), rows, length), bv(b.data(), rows, length);
+  for (int threads : {1, 2, 4, 9}) {
+    linear_recurrence(av, bv, matrix_view<float>(got.data(), rows, length), sequence_parallel_scan{threads, 1});
+    BOOST_TEST(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0, "threads " << threads);
+    linear_recurrence(av, bv, matrix_view<float>(chunked.data(), rows, length), time_parallel_scan{threads, 64});
+    BOOST_TEST(testing::relative_error(chunked.data(), want.data(), rows * length) <= 1e-5, "threads " << threads);
   }
 }
 
@@ -192,6 +260,8 @@ BOOST_AUTO_TEST_CASE(long_float_scans_match_the_unflushed_recurrence) {
       BOOST_TEST(b_err <= tol * scale, name << " lo " << lo);
     };
     check(sequential_scan{}, 1e-6, "sequential");
+    check(time_parallel_scan{2, 1024}, 1e-5, "time_parallel 2");
+    check(time_parallel_scan{7, 1024}, 1e-5, "time_parallel 7");
     check(chunked_scan{4096}, 1e-5, "chunked");
     check(blelloch_scan{}, 1e-5, "blelloch");
   }
@@ -242,13 +312,44 @@ BOOST_AUTO_TEST_CASE(policies_flush_subnormals_and_restore_the_callers_mode) {
     BOOST_TEST(run(sequential_scan{}) == 0.0f);
     BOOST_TEST(run(chunked_scan{2}) == 0.0f);
     BOOST_TEST(run(blelloch_scan{}) == 0.0f);
+    BOOST_TEST(run(time_parallel_scan{2, 1}) == 0.0f);
+    BOOST_TEST(run(sequence_parallel_scan{2, 1}) == 0.0f);
     BOOST_TEST((float_mode{} == before), "ftz " << ftz << " daz " << daz);
-    // A throw midway restores the mode too.
-    std::vector<affine<fragile>> f(1000, affine<fragile>{0.5, 1.0});
-    multiplications_left = 700;
-    BOOST_CHECK_THROW(sequential_scan{}(vector_view<affine<fragile>>(f)), std::runtime_error);
-    BOOST_TEST((float_mode{} == before), "after a throw");
+    // A throw midway (on the caller's thread, or on a worker) restores the mode too.
+    for (int threads : {1, 2}) {
+      std::vector<affine<fragile>> f(1000, affine<fragile>{0.5, 1.0});
+      multiplications_left = 700;
+      BOOST_CHECK_THROW(time_parallel_scan({threads, 1})(vector_view<affine<fragile>>(f)), std::runtime_error);
+      multiplications_left = 700;
+      BOOST_CHECK_THROW(sequential_scan{}(vector_view<affine<fragile>>(f)), std::runtime_error);
+      std::vector<affine<fragile>> rows(8 * 100, affine<fragile>{0.5, 1.0});
+      multiplications_left = 700;
+      BOOST_CHECK_THROW(scan_rows(matrix_view<affine<fragile>>(rows.data(), 8, 100), sequence_parallel_scan{threads, 1}),
+                        std::runtime_error);
+      BOOST_TEST((float_mode{} == before), "after a throw, threads " << threads);
+    }
   }
   set_mode(original.ftz, original.daz);
 }
 #endif
+
+BOOST_AUTO_TEST_CASE(threaded_policies_check_their_arguments) {
+  std::vector<affine<double>> e(3);
+  const vector_view<affine<double>> v(e);
+  testing::check_error([&] { time_parallel_scan{-1}(v); }, {"time_parallel_scan", "'threads'", "got -1"});
+  testing::check_error([&] { time_parallel_scan{2, 0}(v); }, {"'grain'", "got 0"});
+  testing::check_error([&] { sequence_parallel_scan{-3}(v); }, {"sequence_parallel_scan", "'threads'", "got -3"});
+  testing::check_error([&] { scan_rows(matrix_view<affine<double>>(e.data(), 1, 3), sequence_parallel_scan{-2}); },
+                       {"'threads'", "got -2"});
+  testing::check_error([&] { (void)host_threads(-4); }, {"host_threads", "'threads'", "got -4"});
+  BOOST_TEST(host_threads(1) == 1);
+  BOOST_TEST(host_threads() >= 1);
+  if (detail::has_openmp) BOOST_TEST(host_threads(5) == 5);
+  std::vector<double> a(6), b(4), h(6);
+  testing::check_error(
+      [&] {
+        linear_recurrence(matrix_view<const double>(a.data(), 2, 3), matrix_view<const double>(b.data(), 2, 2),
+                          matrix_view<double>(h.data(), 2, 3), sequence_parallel_scan{});
+      },
+      {"'b'", "extent(1) = 3", "extent(1) = 2"});
+}

@@ -5,11 +5,15 @@
 
 #include <algorithm>
 #include <bit>
+#include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "mixlens/config.hpp"
 #include "mixlens/detail/float_mode.hpp"
 #include "mixlens/detail/host_scan.hpp"
+#include "mixlens/detail/parallel.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -109,8 +113,91 @@ struct blelloch_scan {
   }
 };
 
+// ---- threaded host scan policies (OpenMP) -------------------------------------
+// `threads`: 0 is every core (OpenMP's default team; OMP_NUM_THREADS if set), n > 0
+// is n threads; negative is an error. `grain`: the fewest elements a thread is
+// given, so short work runs on fewer threads (on one below 2·grain). With
+// threads = 1, or in a build without OpenMP (threads is then ignored), each policy
+// gives the sequential scan's results bit for bit.
+
+// How many threads a policy's `threads` field stands for here (1 without OpenMP).
+[[nodiscard]] inline int host_threads(int threads = 0) { return detail::resolve_threads("mixlens::host_threads", threads); }
+
+// Parallel over independent sequences (channels × states × batch): the rows of a
+// matrix of elements, each scanned sequentially, a contiguous block of rows per
+// thread. Results equal the sequential scan of every row bit for bit, for any
+// thread count. A single sequence (a vector) is scanned sequentially.
+struct sequence_parallel_scan {
+  int threads = 0;
+  index_t grain = index_t(1) << 14;
+
+  template <class A, class B>
+  void operator()(vector_view<affine<A, B>> e) const {
+    (void)checked_threads();
+    sequential_scan{}(e);
+  }
+
+  // Every row of `e` (sequences × length) is one sequence.
+  template <class A, class B>
+  void operator()(matrix_view<affine<A, B>> e) const {
+    const index_t rows = e.extent(0), length = e.extent(1);
+    const index_t used = detail::threads_for(checked_threads(), rows * length, grain, rows);
+    if (length == 0) return;
+    detail::parallel_for(rows, used, [&](index_t r) {
+      detail::sequential_inclusive_scan(&e(r, 0), length, affine_compose{});
+    });
+  }
+
+  // The thread count `threads` stands for, after checking both fields.
+  [[nodiscard]] int checked_threads() const {
+    constexpr std::string_view where = "mixlens::sequence_parallel_scan";
+    if (grain < 1) detail::fail(where, "grain", "a grain >= 1 (elements per thread)", grain);
+    return detail::resolve_threads(where, threads);
+  }
+};
+
+// Parallel over time for single long sequences: the sequence is cut into one
+// chunk per thread; each thread scans its chunk, one thread scans the chunk
+// totals (a pass over `threads` elements), then each chunk composes its carry-in
+// into its elements (detail::time_parallel_inclusive_scan). Equal to the
+// sequential scan within rounding (the chunks' products are associated
+// differently); bit for bit with one thread. Rows of a matrix are scanned in turn.
+struct time_parallel_scan {
+  int threads = 0;
+  index_t grain = index_t(1) << 14;
+
+  template <class A, class B>
+  void operator()(vector_view<affine<A, B>> e) const {
+    const index_t n = static_cast<index_t>(e.size());
+    const index_t used = detail::threads_for(checked_threads(), n, grain, n);
+    detail::time_parallel_inclusive_scan(e.data(), n, used, affine_compose{});
+  }
+
+  // The thread count `threads` stands for, after checking both fields.
+  [[nodiscard]] int checked_threads() const {
+    constexpr std::string_view where = "mixlens::time_parallel_scan";
+    if (grain < 1) detail::fail(where, "grain", "a grain >= 1 (elements per thread)", grain);
+    return detail::resolve_threads(where, threads);
+  }
+};
+
 template <class Policy>
 concept scan_policy = requires(const Policy& p, vector_view<affine<double>> e) { p(e); };
+
+// Scans every row of `e` (independent sequences × length) with `policy`: by the
+// policy's own matrix overload where it has one (sequence_parallel_scan: rows in
+// parallel), otherwise row after row.
+template <scan_policy Policy = sequential_scan, class A, class B>
+void scan_rows(matrix_view<affine<A, B>> e, Policy policy = {}) {
+  if constexpr (requires { policy(e); }) {
+    policy(e);
+  } else {
+    const index_t length = e.extent(1);
+    if (length == 0) return;
+    for (index_t r = 0; r < e.extent(0); ++r)
+      policy(vector_view<affine<A, B>>(&e(r, 0), static_cast<std::size_t>(length)));
+  }
+}
 
 // Runs the recurrence h_t = a_t·h_{t-1} + b_t with the chosen policy; h receives
 // every state. `a`, `b`, `h` have equal length.
@@ -122,6 +209,37 @@ void linear_recurrence(vector_view<const A> a, vector_view<const B> b, vector_vi
   for (std::size_t t = 0; t < a.size(); ++t) e[t] = {a[t], b[t]};
   policy(vector_view<affine<A, B>>(e));
   for (std::size_t t = 0; t < a.size(); ++t) h[t] = e[t].b;
+}
+
+// The same for independent sequences, the rows of `a`, `b`, `h` (equal shapes,
+// sequences × length). With sequence_parallel_scan the rows run in parallel,
+// each row's packing and unpacking included; any other policy runs row by row.
+template <scan_policy Policy = sequential_scan, class A, class B>
+void linear_recurrence(matrix_view<const A> a, matrix_view<const B> b, matrix_view<B> h, Policy policy = {}) {
+  constexpr std::string_view where = "mixlens::linear_recurrence";
+  for (std::size_t r = 0; r < 2; ++r) {
+    detail::check_equal(where, "b", "extent(" + std::to_string(r) + ")", a.extent(r), b.extent(r));
+    detail::check_equal(where, "h", "extent(" + std::to_string(r) + ")", a.extent(r), h.extent(r));
+  }
+  const index_t rows = a.extent(0), length = a.extent(1);
+  if (rows == 0 || length == 0) return;
+  // Rows [first, last) through one buffer.
+  const auto run = [&](index_t first, index_t last, const auto& scan) {
+    std::vector<affine<A, B>> e(static_cast<std::size_t>(length));
+    for (index_t r = first; r < last; ++r) {
+      for (index_t t = 0; t < length; ++t) e[static_cast<std::size_t>(t)] = {a(r, t), b(r, t)};
+      scan(vector_view<affine<A, B>>(e));
+      for (index_t t = 0; t < length; ++t) h(r, t) = e[static_cast<std::size_t>(t)].b;
+    }
+  };
+  if constexpr (std::is_same_v<Policy, sequence_parallel_scan>) {
+    const index_t blocks = detail::threads_for(policy.checked_threads(), rows * length, policy.grain, rows);
+    detail::parallel_for(blocks, blocks, [&](index_t k) {
+      run(detail::chunk_begin(rows, blocks, k), detail::chunk_begin(rows, blocks, k + 1), sequential_scan{});
+    });
+  } else {
+    run(0, rows, policy);
+  }
 }
 
 }  // namespace mixlens
