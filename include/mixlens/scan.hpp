@@ -194,6 +194,7 @@ void scan_rows(matrix_view<affine<A, B>> e, Policy policy = {}) {
   } else {
     const index_t length = e.extent(1);
     if (length == 0) return;
+    const detail::flush_subnormals_guard guard;  // once for all rows: the policy's own guard then writes nothing
     for (index_t r = 0; r < e.extent(0); ++r)
       policy(vector_view<affine<A, B>>(&e(r, 0), static_cast<std::size_t>(length)));
   }
@@ -238,6 +239,7 @@ void linear_recurrence(matrix_view<const A> a, matrix_view<const B> b, matrix_vi
       run(detail::chunk_begin(rows, blocks, k), detail::chunk_begin(rows, blocks, k + 1), sequential_scan{});
     });
   } else {
+    const detail::flush_subnormals_guard guard;  // once for all rows
     run(0, rows, policy);
   }
 }

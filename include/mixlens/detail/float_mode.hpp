@@ -17,16 +17,17 @@
 // the plain recurrence bit for bit, and need a fix-up pass.)
 //
 // x86 keeps FTZ and DAZ in the per-thread MXCSR register (SSE arithmetic, which is
-// what x86-64 compilers use for float and double): the guard sets both bits and
-// its destructor restores the two bits it found, so the caller's mode comes back
+// what x86-64 compilers use for float and double): the guard sets both bits
+// (_MM_FLUSH_ZERO_ON, _MM_DENORMALS_ZERO_ON) and its destructor restores the two
+// bits it found, so the caller's mode comes back
 // on every exit, exceptions included, and the floating-point status flags the loop
 // raised stay visible. Each thread of a parallel loop needs its own guard. On
 // other targets (and in nvcc's device pass) the guard does nothing.
 #pragma once
 
 #if (defined(__SSE2__) || defined(_M_X64)) && !defined(__CUDA_ARCH__)
-#include <pmmintrin.h>  // _MM_SET_DENORMALS_ZERO_MODE
-#include <xmmintrin.h>  // _MM_SET_FLUSH_ZERO_MODE
+#include <pmmintrin.h>  // _MM_DENORMALS_ZERO_ON, _MM_DENORMALS_ZERO_MASK
+#include <xmmintrin.h>  // _mm_getcsr, _mm_setcsr, _MM_FLUSH_ZERO_ON, _MM_FLUSH_ZERO_MASK
 #define MIXLENS_FLUSH_SUBNORMALS 1
 #else
 #define MIXLENS_FLUSH_SUBNORMALS 0
@@ -40,13 +41,18 @@ inline constexpr bool flushes_subnormals = MIXLENS_FLUSH_SUBNORMALS != 0;
 class flush_subnormals_guard {
  public:
 #if MIXLENS_FLUSH_SUBNORMALS
-  flush_subnormals_guard() noexcept : ftz_(_MM_GET_FLUSH_ZERO_MODE()), daz_(_MM_GET_DENORMALS_ZERO_MODE()) {
-    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+  // One read of the MXCSR, and a write only when a bit changes: nested guards
+  // (a policy inside a threaded region) cost no more than the read.
+  flush_subnormals_guard() noexcept : saved_(_mm_getcsr()) {
+    const unsigned int flushed = saved_ | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON;
+    if (flushed != saved_) _mm_setcsr(flushed);
   }
+  // Puts back the caller's FTZ and DAZ bits (as _MM_SET_FLUSH_ZERO_MODE and
+  // _MM_SET_DENORMALS_ZERO_MODE would) and nothing else.
   ~flush_subnormals_guard() {
-    _MM_SET_FLUSH_ZERO_MODE(ftz_);
-    _MM_SET_DENORMALS_ZERO_MODE(daz_);
+    constexpr unsigned int mask = _MM_FLUSH_ZERO_MASK | _MM_DENORMALS_ZERO_MASK;
+    const unsigned int now = _mm_getcsr(), restored = (now & ~mask) | (saved_ & mask);
+    if (restored != now) _mm_setcsr(restored);
   }
 #else
   // User-provided, so that a guard nobody reads draws no unused-variable warning.
@@ -58,7 +64,7 @@ class flush_subnormals_guard {
 
  private:
 #if MIXLENS_FLUSH_SUBNORMALS
-  unsigned int ftz_, daz_;
+  unsigned int saved_;
 #endif
 };
 
