@@ -161,7 +161,7 @@ struct sequence_parallel_scan {
 // totals (a pass over `threads` elements), then each chunk composes its carry-in
 // into its elements (detail::time_parallel_inclusive_scan). Equal to the
 // sequential scan within rounding (the chunks' products are associated
-// differently); bit for bit with one thread. Rows of a matrix are scanned in turn.
+// differently); bit for bit with one thread. scan_rows runs it row after row.
 struct time_parallel_scan {
   int threads = 0;
   index_t grain = index_t(1) << 14;
