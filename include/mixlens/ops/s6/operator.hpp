@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "mixlens/detail/float_mode.hpp"
 #include "mixlens/detail/linear.hpp"
 #include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
@@ -130,6 +131,9 @@ struct s6_operator {
     detail::check_channel(where, "d", in_channels(), d);
     detail::check_square(where, "m", length(), m.extent(0), m.extent(1));
     const index_t L = length(), N = state_size(), g = group_of(d);
+    // The running products decay into subnormals, which x86 multiplies many times
+    // slower (detail/float_mode.hpp): they are flushed to 0 meanwhile.
+    const detail::flush_subnormals_guard flush;
     // exp(Δ_i A_n) for every step: the column sweeps below reuse it L times.
     std::vector<State> decay(static_cast<std::size_t>(L * N)), h(static_cast<std::size_t>(N));
     for (index_t i = 0; i < L; ++i)
@@ -158,6 +162,9 @@ struct s6_operator {
     MIXLENS_HOST_CHECK(detail::check_channel("mixlens::s6_operator::alpha_row", "d", in_channels(), d),
                        detail::check_row("mixlens::s6_operator::alpha_row", length(), t, static_cast<index_t>(r.size())));
     const index_t N = state_size(), g = group_of(d);
+#ifndef __CUDA_ARCH__
+    const detail::flush_subnormals_guard flush;  // as in alpha: subnormal running products
+#endif
     for (index_t j = 0; j < length(); ++j) r[static_cast<std::size_t>(j)] = T(0);
     for (index_t n = 0; n < N; ++n) {
       const State an = a(d, n);
