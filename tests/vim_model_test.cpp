@@ -10,6 +10,7 @@
 #include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
+#include "mixlens/models/language_model.hpp"
 #include "mixlens/models/vim_attention.hpp"
 
 using namespace mixlens;
@@ -320,6 +321,8 @@ BOOST_AUTO_TEST_CASE(bad_configs) {
   refused(R"("patch_size": 9)", "patch_size 9 exceeds the image");
   refused(R"("stride": 0)", "stride");
   refused(R"("expand": "2")", "expand");
+  // The language-model loader (and mixlens-attn) points to load_vim.
+  expect_error([] { (void)parse_family(R"({"model_type": "vim", "embed_dim": 8})", "c.json"); }, "load_vim");
   expect_error([] { (void)parse_vim_config(R"({"depth": 1, "img_size": 8, "patch_size": 4, "num_classes": 3})", "c.json"); },
                "embed_dim");
   expect_error([] { (void)parse_vim_config(R"({"embed_dim": 8, "depth": 1, "patch_size": 4, "num_classes": 3})", "c.json"); },
