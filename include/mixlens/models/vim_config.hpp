@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "mixlens/detail/enum_name.hpp"
 #include "mixlens/models/mamba_config.hpp"
 
 namespace mixlens::models {
@@ -30,7 +31,7 @@ enum class vim_pooling {
 };
 
 [[nodiscard]] constexpr std::string_view to_string(vim_cls_position p) {
-  return p == vim_cls_position::middle ? "middle" : p == vim_cls_position::head ? "head" : "none";
+  return mixlens::detail::enum_name(p, {"middle", "head", "none"});
 }
 
 // A Vim is a stack of bidirectional Mamba blocks: the mamba_config fields are
