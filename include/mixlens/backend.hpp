@@ -41,6 +41,8 @@ struct host_backend {
     return array<U>(static_cast<std::size_t>(n));
   }
   [[nodiscard]] array<index_t> upload(std::span<const index_t> v) const { return {v.begin(), v.end()}; }
+  // Values from host memory (Vision Mamba's image patches).
+  [[nodiscard]] array<T> upload(std::span<const T> v) const { return {v.begin(), v.end()}; }
   template <class U>
   [[nodiscard]] std::vector<U> download(const U* p, index_t n) const {
     return {p, p + n};
@@ -137,6 +139,13 @@ struct host_backend {
           out[c * L + t] = x[c * L + t] * f;
         }
       }
+  }
+
+  // out (rows × cols) = x with every row reversed in time: out[r][c] = x[r][cols − 1 − c]
+  // (Vision Mamba's backward branch). out must not overlap x.
+  void reverse_columns(const T* x, index_t rows, index_t cols, T* out) const {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t c = 0; c < cols; ++c) out[r * cols + c] = x[r * cols + cols - 1 - c];
   }
 
   // y *= x elementwise.

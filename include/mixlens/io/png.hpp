@@ -1,5 +1,6 @@
 // PNG heatmaps of mixing matrices: viridis colours, linear or log-magnitude
-// scale, a colour bar with its end values. Image data is deflated with zlib.
+// scale, a colour bar with its end values; a map laid over an image (Vision
+// Mamba's patch maps). Image data is deflated with zlib.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <zlib.h>
@@ -217,6 +219,40 @@ void write_heatmap_png(const std::filesystem::path& file, matrix_view<const T> m
     img.text(bar_x + bar_w + 6, height - 10, bottom);
   }
   write_png(file, img.width, img.height, img.pixels);
+}
+
+// Writes `map` (rows × columns over the image, e.g. a patch grid) in viridis,
+// min–max scaled, blended over `image` (height × width × 3, values in [0, 1],
+// clipped): each pixel takes the map cell it falls in, colour = (1 − alpha)·image
+// + alpha·viridis(map). Images smaller than 256 pixels are enlarged by an
+// integer factor.
+template <class T>
+void write_overlay_png(const std::filesystem::path& file, tensor_view<const T, 3> image, matrix_view<const T> map,
+                       double alpha = 0.5) {
+  constexpr std::string_view where = "mixlens::io::write_overlay_png";
+  const index_t H = image.extent(0), W = image.extent(1), rows = map.extent(0), cols = map.extent(1);
+  if (H <= 0 || W <= 0 || image.extent(2) != 3) mixlens::detail::fail(where, "image", "a non-empty height × width × 3 image", image.extent(2));
+  if (rows <= 0 || cols <= 0) mixlens::detail::fail(where, "map", "a non-empty matrix", "0 rows or columns");
+  if (!(alpha >= 0 && alpha <= 1)) mixlens::detail::fail(where, "alpha", "a value in [0, 1]", alpha);
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = 0; c < cols; ++c)
+      if (const double v = double(map(r, c)); std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+  const double span = hi > lo ? hi - lo : 1.0;
+  const index_t up = std::max<index_t>(1, 256 / std::max(H, W)), width = W * up;
+  std::vector<std::uint8_t> rgb(static_cast<std::size_t>(3 * H * W * up * up));
+  for (index_t y = 0; y < H * up; ++y)
+    for (index_t x = 0; x < width; ++x) {
+      const index_t iy = y / up, ix = x / up;
+      const double v = double(map(std::min(rows - 1, iy * rows / H), std::min(cols - 1, ix * cols / W)));
+      const auto colour = detail::viridis(std::isfinite(v) ? (v - lo) / span : 0.0);
+      for (index_t ch = 0; ch < 3; ++ch) {
+        const double px = std::clamp(double(image(iy, ix, ch)), 0.0, 1.0) * 255.0;
+        rgb[static_cast<std::size_t>(3 * (y * width + x) + ch)] =
+            static_cast<std::uint8_t>(std::lround((1 - alpha) * px + alpha * colour[static_cast<std::size_t>(ch)]));
+      }
+    }
+  write_png(file, width, H * up, rgb);
 }
 
 }  // namespace mixlens::io

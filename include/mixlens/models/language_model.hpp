@@ -40,6 +40,9 @@ enum class model_family { mamba, falcon_mamba, mamba2 };
   if (type) {
     for (const auto& k : families)
       if (*type == k.type) return k.family;
+    if (*type == "vim")
+      detail::config_fail(source, "model_type = \"vim\" is a Vision Mamba classifier, not a language model: "
+                                  "load it with mixlens::models::load_vim (docs/vim.md)");
     detail::config_fail(source, "model_type = " + detail::config_show(*type) +
                                     " is not supported (expected \"mamba\", \"falcon_mamba\" or \"mamba2\")");
   }

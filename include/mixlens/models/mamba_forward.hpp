@@ -98,6 +98,59 @@ struct mamba_layer_signals {
   }
 };
 
+// ---- one selective branch ------------------------------------------------------------
+
+// The buffers of one branch (channel-major, backend memory), reused layer after
+// layer: u, σ, [δ; B; C], Δ, SiLU(z) and the branch output y.
+template <class Array>
+struct mamba_branch_buffers {
+  Array u, sigma, proj, delta, gate, y;
+};
+
+template <class Backend>
+[[nodiscard]] auto alloc_mamba_branch(const Backend& be, const mamba_config& cfg, index_t L) {
+  const index_t D = cfg.intermediate_size, P = cfg.time_step_rank + 2 * cfg.state_size;
+  using array = typename Backend::template array<typename Backend::value_type>;
+  return mamba_branch_buffers<array>{be.alloc(D * L), be.alloc(D * L), be.alloc(P * L),
+                                     be.alloc(D * L), be.alloc(D * L), be.alloc(D * L)};
+}
+
+// The selective part of a Mamba layer on the in_proj output xz ([x; z], 2D × L,
+// backend memory): causal conv + bias → SiLU = u → x_proj → (δ, B, C) [→ RMSNorm
+// of δ, B, C: Falcon-Mamba] → Δ = softplus(dt_proj·δ + bias) → scan + D·u →
+// ⊙ SiLU(z) = y, with the branch's own conv, x_proj, dt_proj, A and D from `w`
+// (its norm, in_proj and out_proj are not read). Returns the signals, views into
+// xz and `b`. Vision Mamba runs it twice per layer, forward and on the flipped xz.
+template <class Backend, class T, class Buffers>
+[[nodiscard]] mamba_layer_signals<T> mamba_branch(const Backend& be, const mamba_config& cfg,
+                                                  const mamba_layer_weights<T>& w, index_t layer, const T* xz,
+                                                  index_t L, Buffers& b) {
+  const index_t D = cfg.intermediate_size, N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N;
+  const auto signal = [L](const T* p, index_t rows) { return matrix_view<const T>(p, rows, L); };
+  const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
+  be.conv_silu(conv, w.conv_bias, xz, b.u.data(), b.sigma.data());
+  be.gemm(false, false, P, L, D, w.x_proj.data_handle(), b.u.data(), T(0), b.proj.data());  // [δ; B; C] = W_x·u
+  if (cfg.bc_dt_norm) {  // Falcon-Mamba: δ, B and C RMS-normalized (no weight) at every position
+    be.gated_rms_norm(b.proj.data(), nullptr, R, L, R, {}, cfg.mixer_rms_eps, b.proj.data(), nullptr);
+    be.gated_rms_norm(b.proj.data() + R * L, nullptr, 2 * N, L, N, {}, cfg.mixer_rms_eps, b.proj.data() + R * L, nullptr);
+  }
+  be.gemm(false, false, D, L, R, w.dt_proj.data_handle(), b.proj.data(), T(0), b.delta.data());
+  be.softplus_bias(b.delta.data(), w.dt_bias, D, L);
+  be.silu(xz + D * L, b.gate.data(), D * L);
+
+  mamba_layer_signals<T> s;
+  s.layer = layer;
+  s.x = signal(xz, D), s.z = signal(xz + D * L, D), s.u = signal(b.u.data(), D), s.activation = signal(b.sigma.data(), D);
+  s.delta = signal(b.delta.data(), D), s.a = w.a, s.gate = signal(b.gate.data(), D), s.y = signal(b.y.data(), D);
+  s.b = tensor_view<const T, 3>(b.proj.data() + R * L, 1, N, L);
+  s.c = tensor_view<const T, 3>(b.proj.data() + (R + N) * L, 1, N, L);
+  s.skip = w.skip, s.conv_bias = w.conv_bias, s.conv = conv;
+  if constexpr (Backend::on_host) s.ssm().validate();  // finite, Δ ≥ 0, Re A ≤ 0
+
+  be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), b.u.data(), b.y.data());
+  return s;
+}
+
 // ---- the forward pass --------------------------------------------------------------
 
 // Runs the language model on `tokens` and returns the logits (L × V, row-major)
@@ -109,14 +162,10 @@ template <class Backend, class T, class Observer>
   check_tokens(m.vocab_size(), tokens);
   const mamba_config& cfg = m.config;
   const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
-                N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N, V = m.vocab_size();
+                V = m.vocab_size();
   const auto tok = be.upload(tokens);
-  auto h = be.alloc(H * L), hn = be.alloc(H * L), xz = be.alloc(2 * D * L), u = be.alloc(D * L),
-       sigma = be.alloc(D * L), proj = be.alloc(P * L), delta = be.alloc(D * L), gate = be.alloc(D * L),
-       y = be.alloc(D * L), logits = be.alloc(L * V);
-  const auto signal = [L](const auto& buffer, index_t rows, index_t offset = 0) {
-    return matrix_view<const T>(buffer.data() + offset * L, rows, L);
-  };
+  auto h = be.alloc(H * L), hn = be.alloc(H * L), xz = be.alloc(2 * D * L), logits = be.alloc(L * V);
+  auto branch = alloc_mamba_branch(be, cfg, L);
 
   // The residual stream h and its norm are time-major (L × H): the norm reduces
   // contiguous rows; every signal of the mixer is channel-major (D × L).
@@ -126,30 +175,10 @@ template <class Backend, class T, class Observer>
     be.rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
     be.gemm(false, true, 2 * D, L, H, w.in_proj.data_handle(), hn.data(), T(0), xz.data());  // xz = W_in·hnᵀ
     if (!w.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.in_proj_bias, 2 * D, L);
-    const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
-    be.conv_silu(conv, w.conv_bias, xz.data(), u.data(), sigma.data());
-    be.gemm(false, false, P, L, D, w.x_proj.data_handle(), u.data(), T(0), proj.data());   // [δ; B; C] = W_x·u
-    if (cfg.bc_dt_norm) {  // Falcon-Mamba: δ, B and C RMS-normalized (no weight) at every position
-      be.gated_rms_norm(proj.data(), nullptr, R, L, R, {}, cfg.mixer_rms_eps, proj.data(), nullptr);
-      be.gated_rms_norm(proj.data() + R * L, nullptr, 2 * N, L, N, {}, cfg.mixer_rms_eps, proj.data() + R * L, nullptr);
-    }
-    be.gemm(false, false, D, L, R, w.dt_proj.data_handle(), proj.data(), T(0), delta.data());
-    be.softplus_bias(delta.data(), w.dt_bias, D, L);
-    be.silu(xz.data() + D * L, gate.data(), D * L);
-
-    mamba_layer_signals<T> s;
-    s.layer = k;
-    s.x = signal(xz, D), s.z = signal(xz, D, D), s.u = signal(u, D), s.activation = signal(sigma, D);
-    s.delta = signal(delta, D), s.a = w.a, s.gate = signal(gate, D), s.y = signal(y, D);
-    s.b = tensor_view<const T, 3>(proj.data() + R * L, 1, N, L);
-    s.c = tensor_view<const T, 3>(proj.data() + (R + N) * L, 1, N, L);
-    s.skip = w.skip, s.conv_bias = w.conv_bias, s.conv = conv;
-    if constexpr (Backend::on_host) s.ssm().validate();  // finite, Δ ≥ 0, Re A ≤ 0
-
-    be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), u.data(), y.data());
-    be.gemm(true, true, L, H, D, y.data(), w.out_proj.data_handle(), T(1), h.data());  // h += yᵀ·W_outᵀ
+    const mamba_layer_signals<T> s = mamba_branch(be, cfg, w, k, xz.data(), L, branch);
+    be.gemm(true, true, L, H, D, branch.y.data(), w.out_proj.data_handle(), T(1), h.data());  // h += yᵀ·W_outᵀ
     if (!w.out_proj_bias.empty()) be.add_column_bias(h.data(), w.out_proj_bias, L, H);
-    observe(static_cast<const mamba_layer_signals<T>&>(s));
+    observe(s);
   }
   be.rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
   be.gemm(false, true, L, V, H, hn.data(), m.output_embedding.data_handle(), T(0), logits.data());  // hn·Eᵀ

@@ -69,6 +69,23 @@ matrix<T> load_matrix(checkpoint_reader& f, const std::string& name, std::vector
   return m;
 }
 
+// A tensor of any rank read as a (rows × cols) matrix, rows · cols being its
+// element count (Vision Mamba's (E, C, p, p) patch kernel, (1, L, E) position
+// embedding).
+template <class T>
+matrix<T> load_reshaped(checkpoint_reader& f, const std::string& name, const std::vector<index_t>& shape, index_t rows,
+                        index_t cols) {
+  const auto& t = checked_tensor(f, name, shape);
+  index_t count = 1;
+  for (index_t e : shape) count *= e;  // checked_tensor matched the file's shape, whose count fits
+  if (count != rows * cols)
+    throw error("Mamba checkpoint '" + f.path().string() + "': tensor '" + name + "' of shape " + shape_string(shape) +
+                " read as " + std::to_string(rows) + " x " + std::to_string(cols));
+  auto m = allocate(f, name, [&] { return matrix<T>(rows, cols); });
+  f.file.read(t, m.data());
+  return m;
+}
+
 template <class T>
 std::vector<T> load_vector(checkpoint_reader& f, const std::string& name, index_t n) {
   const auto& t = checked_tensor(f, name, {n});
@@ -89,9 +106,10 @@ std::vector<T> load_optional(checkpoint_reader& f, const std::string& name, inde
 }
 
 // The tensors not read, after refusing layers beyond the config's: a config
-// with fewer layers would otherwise run the first ones silently.
-inline std::vector<std::string> unused_tensors(const checkpoint_reader& f, index_t num_layers) {
-  constexpr std::string_view prefix = "backbone.layers.";
+// with fewer layers would otherwise run the first ones silently. `prefix` starts
+// the layers' tensor names.
+inline std::vector<std::string> unused_tensors(const checkpoint_reader& f, index_t num_layers,
+                                               std::string_view prefix = "backbone.layers.") {
   std::vector<std::string> unused;
   index_t stored_layers = 0;
   for (const std::string& name : f.file.tensor_names()) {
@@ -105,7 +123,7 @@ inline std::vector<std::string> unused_tensors(const checkpoint_reader& f, index
   }
   if (stored_layers > num_layers)
     throw error("Mamba checkpoint '" + f.path().string() + "' holds " + std::to_string(stored_layers) +
-                " layers (backbone.layers." + std::to_string(stored_layers - 1) + ".*), but the config has " +
+                " layers (" + std::string(prefix) + std::to_string(stored_layers - 1) + ".*), but the config has " +
                 std::to_string(num_layers) + " layers");
   return unused;
 }
