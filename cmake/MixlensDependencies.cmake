@@ -1,5 +1,6 @@
 # Finds what mixlens needs; used by the build and, installed, by the package config.
-#   libcudacxx::libcudacxx  CCCL's cuda::std (span, mdspan, complex), from the CUDA toolkit
+#   libcudacxx::libcudacxx  CCCL's cuda::std (span, mdspan, complex), from the CUDA toolkit or
+#                           CCCL's headers alone (MIXLENS_CCCL_INCLUDE_DIR)
 #   PkgConfig::MIXLENS_FFTW3  FFTW3 in float and double (Debian: libfftw3-dev)
 #   ZLIB::ZLIB               deflate for PNG heatmaps (Debian: zlib1g-dev)
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
@@ -13,10 +14,21 @@ if(CUDAToolkit_FOUND)
   list(APPEND _mixlens_cccl_hints "${CUDAToolkit_LIBRARY_DIR}/cmake")
 endif()
 list(APPEND _mixlens_cccl_hints /usr/local/cuda/lib64/cmake)
-find_package(libcudacxx CONFIG HINTS ${_mixlens_cccl_hints})
-if(NOT libcudacxx_FOUND)
-  message(FATAL_ERROR "mixlens needs CCCL's libcudacxx (cuda::std span/mdspan/complex), which ships with the "
-                      "CUDA toolkit: install the toolkit or set libcudacxx_DIR to <cuda>/lib64/cmake/libcudacxx")
+find_package(libcudacxx CONFIG QUIET HINTS ${_mixlens_cccl_hints})
+if(NOT libcudacxx_FOUND AND NOT TARGET libcudacxx::libcudacxx)
+  # Without the toolkit: CCCL's headers alone, e.g. from NVIDIA's nvidia-cuda-cccl wheel
+  # (scripts/deps.sh fetches it and sets MIXLENS_CCCL_INCLUDE_DIR; the wheel's own
+  # CMake config does not find its headers in the wheel's layout).
+  find_path(MIXLENS_CCCL_INCLUDE_DIR cuda/std/span HINTS ENV MIXLENS_CCCL_INCLUDE_DIR NO_DEFAULT_PATH)
+  if(NOT MIXLENS_CCCL_INCLUDE_DIR)
+    message(FATAL_ERROR "mixlens needs CCCL's libcudacxx (cuda::std span/mdspan/complex): install the CUDA "
+                        "toolkit, or set libcudacxx_DIR to <cuda>/lib64/cmake/libcudacxx, or set "
+                        "MIXLENS_CCCL_INCLUDE_DIR to a CCCL include directory (the one holding cuda/std/span, "
+                        "e.g. nvidia/cu13/include/cccl of the nvidia-cuda-cccl wheel; scripts/deps.sh fetches it)")
+  endif()
+  add_library(libcudacxx::libcudacxx INTERFACE IMPORTED GLOBAL)
+  set_target_properties(libcudacxx::libcudacxx PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${MIXLENS_CCCL_INCLUDE_DIR}")
+  set(_libcudacxx_INCLUDE_DIR "${MIXLENS_CCCL_INCLUDE_DIR}" CACHE INTERNAL "CCCL's include directory")
 endif()
 
 find_package(PkgConfig QUIET)

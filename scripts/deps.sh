@@ -24,13 +24,30 @@ mixlens_require() {
 mixlens_require cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev zlib1g-dev
 
 # The CUDA toolkit provides CCCL (cuda::std) for every build and nvcc for the GPU backend.
-if ! command -v nvcc >/dev/null; then
+nvcc_works() { nvcc --version >/dev/null 2>&1; }  # (a wrapper script may outlive the toolkit)
+if ! nvcc_works; then
   for d in /usr/local/cuda/bin /usr/local/cuda-*/bin; do
     if [[ -x $d/nvcc ]]; then export PATH="$d:$PATH"; break; fi
   done
 fi
-if ! command -v nvcc >/dev/null && [[ ! -d /usr/local/cuda/include/cccl ]]; then
-  echo "mixlens: the CUDA toolkit (for CCCL's cuda::std headers) was not found under /usr/local/cuda;" \
-       "install it (Debian: nvidia-cuda-toolkit from non-free, or NVIDIA's cuda-toolkit package)" >&2
-  exit 1
+# Without it, the host library needs only CCCL's headers: NVIDIA's nvidia-cuda-cccl wheel
+# from PyPI, downloaded once into the user's cache and unpacked (not installed, so no
+# Python environment is touched); CMake finds it through MIXLENS_CCCL_INCLUDE_DIR.
+if ! nvcc_works && [[ ! -d /usr/local/cuda/include/cccl ]] && [[ -z ${MIXLENS_CCCL_INCLUDE_DIR:-} ]]; then
+  cccl_cache=${XDG_CACHE_HOME:-$HOME/.cache}/mixlens/nvidia-cuda-cccl
+  cccl_include() { compgen -G "$cccl_cache/nvidia/cu*/include/cccl/cuda/std/span" | head -1 | sed 's|/cuda/std/span$||'; }
+  if [[ -z $(cccl_include) ]]; then
+    python3 -m pip --version >/dev/null 2>&1 || mixlens_require python3-pip
+    echo "mixlens: no CUDA toolkit; fetching CCCL's headers (nvidia-cuda-cccl from PyPI) into $cccl_cache" >&2
+    rm -rf "$cccl_cache.part" && mkdir -p "$cccl_cache.part"
+    python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$cccl_cache.part" nvidia-cuda-cccl
+    python3 -m zipfile -e "$cccl_cache.part"/nvidia_cuda_cccl-*.whl "$cccl_cache.part/wheel"
+    rm -rf "$cccl_cache" && mv "$cccl_cache.part/wheel" "$cccl_cache" && rm -rf "$cccl_cache.part"
+  fi
+  MIXLENS_CCCL_INCLUDE_DIR=$(cccl_include)
+  if [[ -z $MIXLENS_CCCL_INCLUDE_DIR ]]; then
+    echo "mixlens: neither the CUDA toolkit nor CCCL's headers were found (looked in /usr/local/cuda and $cccl_cache)" >&2
+    exit 1
+  fi
+  export MIXLENS_CCCL_INCLUDE_DIR
 fi
