@@ -178,6 +178,8 @@ void bind_direct_operators(nb::module_& m) {
         return s6(delta, a, b, c, d, z, gate);
       },
       "delta"_a, "A"_a, "B"_a, "C"_a, "D"_a = nb::none(), "z"_a = nb::none(), "gate"_a = nb::none(),
+      nb::sig("def s6(delta: numpy.typing.ArrayLike, A: numpy.typing.ArrayLike, B: numpy.typing.ArrayLike, C: numpy.typing.ArrayLike, D: numpy.typing.ArrayLike | None = None, z: numpy.typing.ArrayLike | None = None, "
+              "gate: numpy.typing.ArrayLike | None = None) -> Operator"),
       "S6, Mamba's selective SSM, from its control signals:\n"
       "  delta (channels × L, > 0, after softplus), A (channels × N, Re A ≤ 0, real or complex),\n"
       "  B, C (groups × N × L, or N × L for one group; channel d reads group d // (channels / groups)),\n"
@@ -193,6 +195,7 @@ void bind_direct_operators(nb::module_& m) {
         return s6(delta, a, b, c, nb::none(), nb::none(), nb::none(), "s6_alpha")->materialize({}, {});
       },
       "delta"_a, "A"_a, "B"_a, "C"_a,
+      nb::sig("def s6_alpha(delta: numpy.typing.ArrayLike, A: numpy.typing.ArrayLike, B: numpy.typing.ArrayLike, C: numpy.typing.ArrayLike) -> numpy.typing.NDArray[typing.Any]"),
       "The hidden attention α of S6 (Ali, Zimerman, Wolf 2024, eq. 12), channels × L × L:\n"
       "  α[d][i][j] = Σ_n C[g][n][i] · exp(A[d][n] · Σ_{k=j+1..i} delta[d][k]) · delta[d][j] · B[g][n][j]\n"
       "for j ≤ i (0 above the diagonal); arguments as for s6().");
@@ -204,6 +207,8 @@ void bind_direct_operators(nb::module_& m) {
         return make_ssd<double>(delta, a, b, c, head_dim, d, gate, chunk);
       },
       "delta"_a, "A"_a, "B"_a, "C"_a, "head_dim"_a, "D"_a = nb::none(), "gate"_a = nb::none(), "chunk"_a = 64,
+      nb::sig("def ssd(delta: numpy.typing.ArrayLike, A: numpy.typing.ArrayLike, B: numpy.typing.ArrayLike, C: numpy.typing.ArrayLike, head_dim: int, D: numpy.typing.ArrayLike | None = None, "
+              "gate: numpy.typing.ArrayLike | None = None, chunk: int = 64) -> Operator"),
       "Mamba-2's SSD from its control signals: delta (heads × L, > 0), A (heads,) scalar decay ≤ 0,\n"
       "B, C (groups × N × L, or N × L), head_dim P (channels = heads·P), D (heads,) optional, gate\n"
       "(heads·P × L) optional, chunk the chunk length of the SSD algorithm used by apply.\n"
@@ -215,6 +220,7 @@ void bind_direct_operators(nb::module_& m) {
         return make_conv<double>(kernel, length, d);
       },
       "kernel"_a, "length"_a, "D"_a = nb::none(),
+      nb::sig("def causal_conv(kernel: numpy.typing.ArrayLike, length: int, D: numpy.typing.ArrayLike | None = None) -> Operator"),
       "A depthwise causal convolution y[c][t] = Σ_k kernel[c][k]·x[c][t−k] + D[c]·x[c][t]: the bound\n"
       "form of every LTI mixer (S4, S4D, DSS kernels, short convolutions). kernel is (channels ×\n"
       "taps); the matrix is lower-triangular Toeplitz. Long kernels apply by FFT (size ≥ 2L).");
@@ -226,6 +232,8 @@ void bind_direct_operators(nb::module_& m) {
         return make_s4d<double>(a, b, c, log_dt, length, d, discretization);
       },
       "A"_a, "B"_a, "C"_a, "log_dt"_a, "length"_a, "D"_a = nb::none(), "discretization"_a = "zoh",
+      nb::sig("def s4d(A: numpy.typing.ArrayLike, B: numpy.typing.ArrayLike, C: numpy.typing.ArrayLike, log_dt: numpy.typing.ArrayLike, length: int, D: numpy.typing.ArrayLike | None = None, "
+              "discretization: str = 'zoh') -> Operator"),
       "S4D from its parameters (state-spaces/s4's SSMKernelDiag): A, B, C complex (channels × N/2,\n"
       "one of each conjugate pair, Re A < 0), log_dt (channels,), D (channels,) optional,\n"
       "discretization 'zoh' or 'bilinear'. The kernel K_k = 2·Re Σ_n C_n B̄_n Ā_n^k is computed for\n"

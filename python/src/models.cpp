@@ -304,17 +304,22 @@ std::unique_ptr<py_model> load(const std::filesystem::path& path, nb::handle dty
 void bind_models(nb::module_& m) {
   nb::class_<attention_result>(m, "Attention",
                                "The hidden attention of a model on one token sequence, as mixlens-attn writes it.")
-      .def_ro("logits", &attention_result::logits, "Logits (L × V).")
+      .def_prop_ro("logits", [](const attention_result& r) { return r.logits; },
+                   nb::sig("def logits(self) -> numpy.typing.NDArray[typing.Any]"), "Logits (L × V).")
       .def_ro("layers", &attention_result::layers, "The analysed layers, ascending.")
       .def_ro("form", &attention_result::form, "'paper' or 'unified'.")
-      .def_ro("alpha", &attention_result::alpha,
+      .def_prop_ro("alpha", [](const attention_result& r) { return r.alpha; },
+                   nb::sig("def alpha(self) -> dict[int, numpy.typing.NDArray[typing.Any]]"),
               "Layer → its matrices (matrices × L × L; alpha_{k}.npy): per channel (Mamba; Mamba-2's unified\n"
               "form) or per head (Mamba-2's paper form); only the layers asked for with `alpha`.")
-      .def_ro("maps", &attention_result::maps, "Layer → the channel aggregate of its matrices (L × L; alpha_{k}.png).")
-      .def_ro("raw", &attention_result::raw,
+      .def_prop_ro("maps", [](const attention_result& r) { return r.maps; },
+                   nb::sig("def maps(self) -> dict[int, numpy.typing.NDArray[typing.Any]]"), "Layer → the channel aggregate of its matrices (L × L; alpha_{k}.png).")
+      .def_prop_ro("raw", [](const attention_result& r) { return r.raw; },
+                   nb::sig("def raw(self) -> numpy.typing.NDArray[typing.Any] | None"),
               "Raw attention (L × L; raw.npy): each layer's map min–max normalized by its tensor's range,\n"
               "averaged over the analysed layers; None when no layer is analysed.")
-      .def_ro("rollout", &attention_result::rollout,
+      .def_prop_ro("rollout", [](const attention_result& r) { return r.rollout; },
+                   nb::sig("def rollout(self) -> numpy.typing.NDArray[typing.Any] | None"),
               "Attention rollout (L × L; rollout.npy): rownorm(I + map_last) ⋯ rownorm(I + map_first);\n"
               "None when no layer is analysed.")
       .def("__repr__", [](const attention_result& r) {
@@ -332,9 +337,13 @@ void bind_models(nb::module_& m) {
       .def_prop_ro("path", &py_model::path)
       .def_prop_ro("config", &py_model::config, "The fields of config.json the model uses, as a dict.")
       .def("forward", &py_model::forward, "tokens"_a,
+           nb::sig("def forward(self, tokens: numpy.typing.ArrayLike) -> numpy.typing.NDArray[typing.Any]"),
            "Logits (L × V) for token ids (1-D integer array, tensor or sequence).")
       .def("attention", &py_model::attention, "tokens"_a, "layers"_a = nb::none(), "form"_a = "paper",
            "alpha"_a = true, "reduction"_a = "mean",
+           nb::sig("def attention(self, tokens: numpy.typing.ArrayLike, layers: collections.abc.Sequence[int] | None = None, "
+                   "form: str = 'paper', alpha: bool | collections.abc.Sequence[int] = True, "
+                   "reduction: str = 'mean') -> Attention"),
            "Runs the model on tokens and returns mixlens.Attention: the logits and, for each layer of\n"
            "`layers` (default all), its hidden attention in `form` — 'paper': S6's α per channel (Mamba-2:\n"
            "per head); 'unified': the whole block diag(g)(α + D)diag(σ)M_conv per channel — with the\n"
@@ -347,6 +356,7 @@ void bind_models(nb::module_& m) {
       });
 
   m.def("load", &load, "path"_a, "dtype"_a = "float32",
+        nb::sig("def load(path: str | os.PathLike[str], dtype: numpy.typing.DTypeLike = 'float32') -> Model"),
         "Loads the language model in the folder `path` (config.json + model.safetensors or its shards):\n"
         "Mamba, Falcon-Mamba or Mamba-2, Hugging Face or state-spaces layout, told by config.json.\n"
         "dtype: 'float32' (as mixlens-attn) or 'float64'.");

@@ -2,9 +2,11 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <string>
+#include <tuple>
 
 #include "operator.hpp"
 
@@ -31,21 +33,24 @@ void bind_operator_class(nb::module_& m) {
       .def_prop_ro("in_channels", &py_operator::in_channels, "Input channels.")
       .def_prop_ro("out_channels", &py_operator::out_channels, "Output channels.")
       .def_prop_ro("dtype", &py_operator::dtype, "Element type of the arithmetic and results: 'float64' or 'float32'.")
-      .def_prop_ro("shape", [](const py_operator& op) { return nb::make_tuple(op.out_channels(), op.in_channels(), op.length()); },
+      .def_prop_ro("shape", [](const py_operator& op) { return std::make_tuple(op.out_channels(), op.in_channels(), op.length()); },
                    "(out_channels, in_channels, length).")
       .def("apply", &py_operator::apply, "x"_a,
+           nb::sig("def apply(self, x: numpy.typing.ArrayLike) -> numpy.typing.NDArray[typing.Any]"),
            "y = M·x by the operator's fast algorithm (scan, FFT convolution, recurrence), never the dense\n"
            "matrix. x is (in_channels × length); returns (out_channels × length) in the operator's dtype,\n"
            "as a torch tensor when x is one, else a numpy array.")
       .def("materialize", &py_operator::materialize, "out"_a = nb::none(), "in_"_a = nb::none(),
+           nb::sig("def materialize(self, out: int | None = None, in_: int | None = None) -> numpy.typing.NDArray[typing.Any]"),
            "The mixing matrix. With out (and in_, default out): the L × L block from input channel in_ to\n"
            "output channel out. Without: the diagonal blocks (channels × L × L) when the operator does not\n"
            "mix channels — S6's α per channel, a layer's attention matrices — else every block\n"
            "(out_channels × in_channels × L × L).")
-      .def("materialize_full", &py_operator::materialize_full,
+      .def("materialize_full", &py_operator::materialize_full, nb::sig("def materialize_full(self) -> numpy.typing.NDArray[typing.Any]"),
            "The whole operator as one (out_channels·L × in_channels·L) matrix, entry (o·L + t, i·L + s):\n"
            "apply(x).ravel() == materialize_full() @ x.ravel().")
       .def("rows", &py_operator::rows, "positions"_a, "out"_a = nb::none(), "in_"_a = nb::none(),
+           nb::sig("def rows(self, positions: collections.abc.Sequence[int], out: int | None = None, in_: int | None = None) -> numpy.typing.NDArray[typing.Any]"),
            "Rows t ∈ positions of the blocks, each in O(L·N) without forming the matrix. With out (and\n"
            "in_): (len(positions) × L); without: (channels × len(positions) × L) for operators that do not\n"
            "mix channels, else (out_channels × in_channels × len(positions) × L).")

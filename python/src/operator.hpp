@@ -75,7 +75,8 @@ class operator_impl final : public py_operator {
     check_ndim(where, "x", a, 2, "channels x length");
     const auto xv = as_matrix(a);
     const index_t O = view_.out_channels(), L = view_.length();
-    // Shapes are checked by the operator before it writes (the message names x).
+    // (The operators name their input u, x or input: check it here, as x.)
+    mixlens::detail::check_signal(where, "x", view_.in_channels(), L, xv.extent(0), xv.extent(1));
     return make_output<T>({size(O), size(L)}, framework_of(x),
                           [&](T* y) { view_.apply(xv, matrix_view<T>(y, O, L)); });
   }

@@ -102,6 +102,8 @@ void bind_registry(nb::module_& m) {
         return make<double>(key, x, state, heads, max_length, seed);
       },
       "key"_a, "x"_a, "state"_a = 16, "heads"_a = 2, "max_length"_a = nb::none(), "seed"_a = 0,
+      nb::sig("def from_registry(key: str, x: numpy.typing.ArrayLike, state: int = 16, heads: int = 2, max_length: int | None = None, "
+              "seed: int = 0) -> Operator"),
       "The registry operator `key` (see registry_keys()) initialized as its paper does from\n"
       "operator_options — channels = x.shape[0], state, heads (channels // heads per head),\n"
       "max_length (Hyena's filter grid; default max(256, L)), seed — and bound to x\n"
