@@ -6,6 +6,9 @@
 # a clang syntax check of every host header, an ASan + UBSan build of the I/O, model and
 # tool tests (MIXLENS_SANITIZE_TESTS=all: the whole CPU set), and each libFuzzer
 # harness for MIXLENS_FUZZ_SECONDS (default 20). MIXLENS_SANITIZE=0 skips it.
+# MIXLENS_PYTHON=1 adds a Python stage before it (docs/python.md): `pip install .` into a
+# virtual environment under build-python/ (system site packages visible: numpy, torch), then
+# pytest python/tests, compared with build-host/tools/mixlens-attn too. About a minute on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -41,6 +44,18 @@ if nvcc_works; then
   cmake --build build -j"$(nproc)" --target mixlens_cuda_targets
   ctest --test-dir build -L cpu --output-on-failure -j"$(nproc)" \
     -R '^(mixlens_attn_test|operator_classes_verdicts|vim_attention_example)$'
+fi
+
+if [[ ${MIXLENS_PYTHON:-0} == 1 ]]; then
+  python=${PYTHON:-python3}
+  if ! "$python" -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null ||
+     ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
+    mixlens_require python3-dev python3-venv  # headers for the extension, venv for the install
+  fi
+  "$python" -m venv --system-site-packages build-python/venv
+  build-python/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy pytest
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) build-python/venv/bin/python -m pip install --quiet --disable-pip-version-check .
+  MIXLENS_ATTN=$PWD/build-host/tools/mixlens-attn build-python/venv/bin/python -m pytest -q -p no:cacheprovider python/tests
 fi
 
 if [[ ${MIXLENS_SANITIZE:-1} == 0 ]]; then exit 0; fi

@@ -1,0 +1,44 @@
+"""mixlens: sequence mixers as data-controlled linear operators.
+
+Every operator of the C++ library (S4, S4D, DSS, S5, GSS, Hyena, S6/Mamba, the Mamba block,
+causal convolutions, SSD/Mamba-2, RG-LRU, RWKV-4, RetNet, linear and softmax attention) as a
+:class:`Operator` with the fast ``apply`` and the exact ``materialize`` / ``rows`` of its mixing
+matrix (its "hidden attention"), and Mamba / Falcon-Mamba / Mamba-2 checkpoints with their
+attention maps (:func:`load`). Host (CPU) backend only.
+
+Arrays are the library's layouts: signals (channels × length); B and C (groups × N × length).
+float32 inputs give float32 arithmetic and results, anything else float64; C-contiguous inputs of
+the operator's dtype are used in place (numpy arrays, or CPU torch tensors through DLPack).
+"""
+
+from ._core import (
+    Attention,
+    Error,
+    Model,
+    Operator,
+    causal_conv,
+    from_registry,
+    load,
+    registry_keys,
+    s4d,
+    s6,
+    s6_alpha,
+    ssd,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attention",
+    "Error",
+    "Model",
+    "Operator",
+    "causal_conv",
+    "from_registry",
+    "load",
+    "registry_keys",
+    "s4d",
+    "s6",
+    "s6_alpha",
+    "ssd",
+]
