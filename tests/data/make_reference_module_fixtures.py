@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Creates the fixtures of tests/io/reference_params_test.cpp: parameters of S4D, DSS and S5
-modules stored under the names and shapes their reference code gives them, and the output of
+"""Creates the fixtures of tests/io/reference_params_test.cpp: parameters of S4D, DSS, S5 and
+Hyena modules stored under the names and shapes their reference code gives them, and the output of
 each module's linear part for a random input, computed here step by step after that code.
 
 The reference implementations cannot be imported here (no network, and they pull in their
@@ -21,10 +21,14 @@ complex128, one function per upstream function, in the order the upstream code c
   lindermanlab/S5 s5/ssm.py at d133f4d: discretize_zoh, discretize_bilinear, apply_ssm (the
       associative scan is the sequential recurrence) and S5SSM.setup / __call__ (clip_eigs,
       step_rescale, conj_sym); s5_ssm()
+  HazyResearch/safari src/models/sequence/hyena.py at c1b5c7b: PositionalEmbedding,
+      ExponentialModulation, HyenaFilter.filter and forward with fftconv_ref, and
+      HyenaOperator.forward (the whole layer: in_proj, short filter, the gated recurrence,
+      out_proj; one head, one block); hyena_operator()
 
 Only the linear part of each module is the mixer: what follows the D skip (activation,
 dropout, output_linear, GLU) is not, and the stored output is the sum of the convolution (or
-scan) and the D term. The upstream kernels end in .float() (float32); the references here stay
+scan) and the D term. For Hyena the output is the whole HyenaOperator's, (d_model, L). The upstream kernels end in .float() (float32); the references here stay
 in float64 so that the test can compare to 1e-10.
 
 For each fixture NAME, under reference_params/:
@@ -210,6 +214,104 @@ def s5_ssm(sd, u, cfg, prefix):
     return np.stack(ys, -1) + g("D")[:, None] * u
 
 
+# ---- HazyResearch/safari HyenaOperator -------------------------------------------------------
+
+def hyena_positional_embedding(emb_dim, seq_len):
+    """hyena.py PositionalEmbedding.__init__: z (1, L, E) and t (1, L, 1)."""
+    t = np.linspace(0, 1, seq_len)[None, :, None]
+    bands = (emb_dim - 1) // 2
+    t_rescaled = np.linspace(0, seq_len - 1, seq_len)[None, :, None]
+    w = 2 * math.pi * t_rescaled / seq_len
+    f = np.linspace(1e-4, bands - 1, bands)[None, None]
+    z = np.exp(-1j * f * w)
+    return np.concatenate([t, z.real, z.imag], -1), t
+
+
+def fftconv_ref(u, k, d):
+    """hyena.py fftconv_ref (gelu False, no dropout): u (D, L), k (D, L), d (D)."""
+    seqlen = u.shape[-1]
+    fft_size = 2 * seqlen
+    k_f = np.fft.rfft(k, n=fft_size) / fft_size
+    u_f = np.fft.rfft(u, n=fft_size)
+    y = np.fft.irfft(u_f * k_f, n=fft_size, norm="forward")[..., :seqlen]
+    return y + u * d[:, None]
+
+
+def hyena_operator(sd, u, cfg):
+    """hyena.py HyenaOperator.forward (one head, one block, inner_factor 1, no outer mixing or
+    post-order FFN, identity activation, dropout off), HyenaFilter.filter and forward with
+    fftconv_ref. u is (L, D), one batch element; returns (L, D)."""
+    g = lambda name: sd[name]
+    length, d_model = u.shape
+    order = g("in_proj.weight").shape[0] // d_model - 1
+    l_max = g("filter_fn.pos_emb.z").shape[1]
+    l_filter = min(length, l_max)
+    x = u @ g("in_proj.weight").T + g("in_proj.bias")                   # b l d
+    x = x.T                                                             # b d l
+    w = g("short_filter.weight")[:, 0, :]                               # Conv1d, groups = channels
+    kk = w.shape[-1]
+    xp = np.concatenate([np.zeros((x.shape[0], kk - 1)), x, np.zeros((x.shape[0], kk - 1))], -1)
+    conv = np.stack([(xp[:, t:t + kk] * w).sum(-1) for t in range(length + kk - 1)], -1)
+    uc = (conv + g("short_filter.bias")[:, None])[..., :l_filter]
+    *xs, v = np.split(uc, order + 1, axis=0)
+    # HyenaFilter.filter(l_filter)
+    z, t = g("filter_fn.pos_emb.z")[:, :l_filter], g("filter_fn.pos_emb.t")[:, :l_filter]
+    h = z
+    i = 0
+    while "filter_fn.implicit_filter.%d.weight" % (i + 2) in sd:     # Linear, Sin pairs
+        h = h @ g("filter_fn.implicit_filter.%d.weight" % i).T + g("filter_fn.implicit_filter.%d.bias" % i)
+        freq = sd.get("filter_fn.implicit_filter.%d.freq" % (i + 1), sd["filter_fn.implicit_filter.1.freq"])
+        h = np.sin(freq * h)                                            # one shared Sin
+        i += 2
+    h = h @ g("filter_fn.implicit_filter.%d.weight" % i).T             # no bias
+    if cfg["normalized"]:
+        h = h / np.abs(h).sum(-1, keepdims=True)
+    if cfg["modulate"]:
+        decay = np.exp(-t * np.abs(g("filter_fn.modulation.deltas")))
+        h = h * (decay + cfg["shift"])
+    k = h[0].T.reshape(d_model, order - 1, l_filter).transpose(1, 0, 2)  # 'c l (v o) -> c o v l'
+    bias = g("filter_fn.bias").reshape(d_model, order - 1).T              # '(v o) -> o v'
+    if not cfg["bias"]:
+        bias = 0 * bias
+    for o, x_i in enumerate(reversed(xs[1:])):
+        v = v * x_i
+        v = fftconv_ref(v, k[o], bias[o])
+    y = (v * xs[0]).T                                                   # b (z l) (h v)
+    return y @ g("out_proj.weight").T + g("out_proj.bias")
+
+
+def make_hyena(rng, cfg, d_model, order, filter_order, emb_dim, num_inner_mlps, k_short, l_max,
+               length, all_freqs=True):
+    w_total, df = (order + 1) * d_model, d_model * (order - 1)
+    z, t = hyena_positional_embedding(emb_dim, l_max)
+    z = z + rng.normal(scale=0.01, size=z.shape)  # trained (lr_pos_emb): not the formula's values
+    freq = rng.uniform(0.5, 1.5, (1, filter_order))
+    sd = {"in_proj.weight": rng.normal(scale=0.5, size=(w_total, d_model)),
+          "in_proj.bias": rng.normal(scale=0.1, size=w_total),
+          "short_filter.weight": rng.normal(scale=0.5, size=(w_total, 1, k_short)),
+          "short_filter.bias": rng.normal(scale=0.1, size=w_total),
+          "filter_fn.pos_emb.z": z, "filter_fn.pos_emb.t": t,
+          "filter_fn.bias": rng.normal(size=df),
+          "out_proj.weight": rng.normal(scale=0.5, size=(d_model, d_model)),
+          "out_proj.bias": rng.normal(scale=0.1, size=d_model)}
+    fan_in = emb_dim
+    for i in range(num_inner_mlps + 1):
+        sd["filter_fn.implicit_filter.%d.weight" % (2 * i)] = rng.normal(scale=1 / math.sqrt(fan_in),
+                                                                         size=(filter_order, fan_in))
+        sd["filter_fn.implicit_filter.%d.bias" % (2 * i)] = rng.normal(scale=0.3, size=filter_order)
+        if all_freqs or i == 0:  # safetensors' save_model keeps one name of a shared tensor
+            sd["filter_fn.implicit_filter.%d.freq" % (2 * i + 1)] = freq
+        fan_in = filter_order
+    sd["filter_fn.implicit_filter.%d.weight" % (2 * num_inner_mlps + 2)] = rng.normal(
+        scale=1 / math.sqrt(filter_order), size=(df, filter_order))
+    target, fast, slow = 1e-2, 0.3, 1.5
+    deltas = np.linspace(math.log(target) / slow, math.log(target) / fast, df)[None, None]
+    sd["filter_fn.modulation.deltas"] = deltas * rng.uniform(0.8, 1.2, deltas.shape)
+    u = rng.normal(size=(length, d_model))
+    y = hyena_operator(sd, u, cfg)
+    return sd, u.T, y.T, dict(cfg, d_model=d_model, order=order, l_max=l_max)
+
+
 # ---- the fixtures ----------------------------------------------------------------------------
 
 def c2r(z):
@@ -344,6 +446,16 @@ def main():
                                 "step_rescale": 2.0}),
         "s5_bilinear": make_s5(rng, {"discretization": "bilinear", "conj_sym": False,
                                      "clip_eigs": False, "step_rescale": 1.0}),
+        # HyenaOperator: order 3 (two long filters, the '(v o)' layout), an input shorter than
+        # l_max, every Sin's freq stored; then normalized, a shifted window, no filter bias, one
+        # inner MLP, a 4-tap short filter and one freq stored (as save_model keeps it)
+        "hyena_order3": make_hyena(rng, {"normalized": False, "modulate": True, "shift": 0.0, "bias": True},
+                                   d_model=3, order=3, filter_order=4, emb_dim=5, num_inner_mlps=2,
+                                   k_short=3, l_max=16, length=12),
+        "hyena_normalized": make_hyena(rng, {"normalized": True, "modulate": True, "shift": 0.1,
+                                             "bias": False},
+                                       d_model=2, order=2, filter_order=3, emb_dim=3, num_inner_mlps=1,
+                                       k_short=4, l_max=16, length=16, all_freqs=False),
     }
     for name, (sd, u, y, cfg) in fixtures.items():
         sd = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in sd.items()}

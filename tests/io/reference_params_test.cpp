@@ -297,3 +297,108 @@ BOOST_AUTO_TEST_CASE(s5_ssm_refuses_unsupported_variants) {
   check_error([&] { (void)io::load_s5_ssm<double>(file, base); }, {"lambda[2]", "Re < 0"});
   check_error([&] { (void)io::load_s5_ssm<double>(file, {}); }, {"missing tensor 'Lambda_re'"});
 }
+
+// ---- Hyena ----------------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+double hyena_error(const std::string& name, const hyena_mixer<T>& m) {
+  const auto io = io_of(name);
+  const double err = relative_error(m.forward(cast<T>(io.input).view()), io.output);
+  BOOST_TEST_MESSAGE(name << ": max relative error " << err);
+  return err;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(hyena_operator_reproduces_reference) {
+  const auto m = io::load_hyena_operator<double>(params("hyena_order3"));
+  BOOST_TEST(m.d_model() == 3);
+  BOOST_TEST(m.order() == 3);
+  BOOST_TEST(m.config().l_max == 16);
+  BOOST_TEST(m.config().num_inner_mlps == 2);
+  BOOST_TEST(hyena_error("hyena_order3", m) < 1e-10);
+  const io::hyena_operator_options normalized{.normalized = true, .bias = false, .shift = 0.1};
+  const auto n = io::load_hyena_operator<double>(params("hyena_normalized"), normalized);
+  BOOST_TEST(n.config().short_filter_order == 4);
+  BOOST_TEST(hyena_error("hyena_normalized", n) < 1e-10);
+  // Without the options the same tensors give another operator.
+  BOOST_TEST(hyena_error("hyena_normalized", io::load_hyena_operator<double>(params("hyena_normalized"))) > 1e-3);
+  BOOST_TEST(hyena_error("hyena_order3", io::load_hyena_operator<float>(params("hyena_order3"))) < 1e-5);
+  // Under a prefix, as in a whole model's file.
+  io::tensor_map prefixed;
+  const io::safetensors_file f(params("hyena_order3"));
+  for (const auto& t : f.tensors()) {
+    std::vector<double> v(static_cast<std::size_t>(mixlens::detail::checked_element_count("test", t.name, t.shape)));
+    f.read(t, v.data());
+    prefixed.insert("backbone.layers.0.mixer." + t.name, t.shape, std::move(v));
+  }
+  BOOST_TEST(hyena_error("hyena_order3", io::load_hyena_operator<double>(
+                                             prefixed, {.prefix = "backbone.layers.0.mixer."})) < 1e-10);
+}
+
+BOOST_AUTO_TEST_CASE(hyena_operator_refuses_unsupported_variants) {
+  const auto file = params("hyena_order3");
+  const std::string where = "HyenaOperator parameters '" + file.string() + "'";
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.num_heads = 3}); },
+              {where, "unsupported num_heads 3", "one head"});
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.num_blocks = 2}); }, {"unsupported num_blocks 2"});
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.inner_factor = 2}); }, {"unsupported inner_factor 2"});
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.outer_mixing = true}); }, {"unsupported outer_mixing"});
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.post_order_ffn = true}); },
+              {"unsupported post_order_ffn"});
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.activation = "gelu"}); },
+              {"unsupported activation 'gelu'"});
+  check_error([&] { (void)io::load_hyena_operator<double>(file, {.filter_cls = "hyena-filter-nemo"}); },
+              {"unsupported filter_cls 'hyena-filter-nemo'"});
+  const auto stored = io::tensor_map::copy_of(io::safetensors_file(file));
+  auto changed = [&](auto f) {
+    auto m = stored;
+    f(m);
+    return m;
+  };
+  // What the state_dict itself shows of the refused variants.
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("ord_proj_w", {2, 1, 1}, {1.0, 1.0});
+                    })); },
+              {"unsupported post_order_ffn", "ord_proj_w stored"});
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("out_proj.weight", {3, 6}, std::vector<double>(18, 0.1));
+                    })); },
+              {"unsupported inner_factor 2", "(3, 6)"});
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("filter_fn.implicit_filter.6.weight", {2, 4}, std::vector<double>(8, 0.1));
+                    })); },
+              {"unsupported num_heads 3"});
+  // Distinct Sin frequencies per layer: HyenaFilter shares one Sin.
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("filter_fn.implicit_filter.3.freq", {1, 4}, {1.0, 2.0, 3.0, 4.0});
+                    })); },
+              {"'filter_fn.implicit_filter.3.freq' differs from 'filter_fn.implicit_filter.1.freq'", "shares one"});
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.erase("filter_fn.implicit_filter.1.freq");
+                      m.erase("filter_fn.implicit_filter.3.freq");
+                      m.erase("filter_fn.implicit_filter.5.freq");
+                    })); },
+              {"missing tensor 'filter_fn.implicit_filter.1.freq'"});
+  // Wrong and unexpected tensors are named with their shapes.
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("filter_fn.modulation.deltas", {1, 1, 5}, std::vector<double>(5, -1.0));
+                    })); },
+              {"tensor 'filter_fn.modulation.deltas'", "(1, 1, 5)", "expected (1, 1, 6)"});
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("short_filter.weight", {12, 3}, std::vector<double>(36, 0.1));
+                    })); },
+              {"tensor 'short_filter.weight'", "(12, 3)", "expected (12, 1, K)"});
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("filter_fn.implicit_filter.6.bias", {6}, std::vector<double>(6, 0.1));
+                    })); },
+              {"unexpected tensor 'filter_fn.implicit_filter.6.bias'", "no bias"});
+  check_error([&] { (void)io::load_hyena_operator<double>(changed([](auto& m) {
+                      m.insert("filter_fn.pos_emb.extra", {1}, {0.0});
+                    })); },
+              {"unexpected tensor 'filter_fn.pos_emb.extra'", "HyenaFilter"});
+  check_error([&] { (void)io::load_hyena_operator<double>(stored, {.prefix = "model."}); },
+              {"missing tensor 'model.in_proj.weight'"});
+}

@@ -13,6 +13,7 @@
 //   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
 //   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
 //   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
+//   load_hyena_operator   HazyResearch/safari src/models/sequence/hyena.py, HyenaOperator
 #pragma once
 
 #include <cmath>
@@ -29,6 +30,7 @@
 #include "mixlens/io/safetensors.hpp"
 #include "mixlens/io/tensor_map.hpp"
 #include "mixlens/ops/dss.hpp"
+#include "mixlens/ops/hyena/mixer.hpp"
 #include "mixlens/ops/s4d.hpp"
 #include "mixlens/ops/s5.hpp"
 
@@ -383,6 +385,169 @@ template <class T, tensor_source Source>
   return s5_mixer<T>(std::move(lambda), std::move(bt), std::move(ct), std::move(steps), std::move(skip), disc, o.conj_sym);
 }
 
+// ---- HazyResearch/safari: HyenaOperator ------------------------------------------------
+
+// The configuration of a HyenaOperator (with its HyenaFilter and
+// ExponentialModulation) that the state_dict does not hold; defaults are the
+// reference's. d_model, order, l_max, filter_order, emb_dim, num_inner_mlps and
+// short_filter_order are read from the shapes.
+struct hyena_operator_options {
+  std::string prefix = {};             // <prefix>in_proj.weight, <prefix>filter_fn.*
+  std::string filter_cls = "hyena-filter";
+  index_t num_heads = 1;               // refused unless 1 (MultiHeadHyenaOperator's layout)
+  index_t num_blocks = 1;              // refused unless 1
+  index_t inner_factor = 1;            // refused unless 1 (also detected from out_proj.weight)
+  bool outer_mixing = false;           // refused
+  bool post_order_ffn = false;         // refused (also detected from a stored ord_proj_w)
+  std::string activation = "id";       // id, identity, linear (or empty: None); others refused
+  bool normalized = false;             // HyenaFilter `normalized`: L1 over channels, before the window
+  bool bias = true;                    // HyenaFilter `bias`: use filter_fn.bias (else 0·bias)
+  bool modulate = true;                // ExponentialModulation `modulate`
+  double shift = 0.0;                  // ExponentialModulation `shift`: window exp(−t·|δ|) + shift
+};
+
+// The hyena_mixer of a HyenaOperator's state_dict (eval mode: dropout off).
+// Tensors, with D = d_model, W = (order+1)·D, DF = D·(order−1), F = filter_order,
+// E = emb_dim: in_proj.weight (W, D), in_proj.bias (W), short_filter.weight
+// (W, 1, K), short_filter.bias (W), filter_fn.pos_emb.z (1, l_max, E),
+// filter_fn.pos_emb.t (1, l_max, 1), filter_fn.implicit_filter.{2i}.weight
+// (F, E) then (F, F) with .bias (F) for i = 0 … num_inner_mlps, the Sin's
+// filter_fn.implicit_filter.{2i+1}.freq (1, F), filter_fn.implicit_filter.{2n+2}.weight
+// (DF, F) (no bias), filter_fn.modulation.deltas (1, 1, DF), filter_fn.bias (DF),
+// out_proj.weight (D, D), out_proj.bias (D). HyenaFilter shares one Sin module
+// among its activations: the state_dict repeats its freq under every index, and
+// a file saved with safetensors' save_model keeps only some of them; every one
+// stored must be the same (one Sin), at least one must be.
+template <class T, tensor_source Source>
+[[nodiscard]] hyena_mixer<T> load_hyena_operator(const Source& src, const hyena_operator_options& o = {}) {
+  detail::param_reader r(src, "HyenaOperator", o.prefix);
+  if (o.filter_cls != "hyena-filter")
+    r.unsupported("filter_cls", "'" + o.filter_cls + "'", "only safari's HyenaFilter ('hyena-filter') is modeled");
+  if (o.num_heads != 1)
+    r.unsupported("num_heads", std::to_string(o.num_heads), "hyena_mixer has one head (filters of d_model channels)");
+  if (o.num_blocks != 1)
+    r.unsupported("num_blocks", std::to_string(o.num_blocks), "hyena_mixer convolves over the whole sequence");
+  if (o.inner_factor != 1)
+    r.unsupported("inner_factor", std::to_string(o.inner_factor), "hyena_mixer's width is d_model");
+  if (o.outer_mixing)
+    r.unsupported("outer_mixing", "true", "the outer product of v and the gates is not modeled by hyena_mixer");
+  if (o.post_order_ffn || r.has("ord_proj_w"))
+    r.unsupported("post_order_ffn", o.post_order_ffn ? "true" : "(ord_proj_w stored)",
+                  "the dense head mixing between steps of the recurrence is not modeled by hyena_mixer");
+  if (!(o.activation.empty() || o.activation == "id" || o.activation == "identity" || o.activation == "linear"))
+    r.unsupported("activation", "'" + o.activation + "'",
+                  "hyena_mixer ends in out_proj without an activation (id, identity or linear)");
+  if (!std::isfinite(o.shift)) r.unsupported("shift", std::to_string(o.shift), "expected a finite value");
+
+  // Shapes, all before any read.
+  const auto in_shape = r.shape("in_proj.weight", "in_proj ((order+1)·d_model, d_model)");
+  if (in_shape.size() != 2 || in_shape[1] <= 0 || in_shape[0] % in_shape[1] != 0 || in_shape[0] / in_shape[1] < 3)
+    r.fail("tensor '" + r.full("in_proj.weight") + "' has shape " + detail::shape_text(in_shape) +
+           ", expected ((order+1)·d_model, d_model) with order >= 2");
+  const index_t D = in_shape[1], W = in_shape[0], N = W / D - 1, DF = D * (N - 1);
+  const auto out_shape = r.shape("out_proj.weight", "out_proj (d_model, d_model·inner_factor)");
+  if (out_shape.size() == 2 && out_shape[0] == D && out_shape[1] != D && out_shape[1] % D == 0)
+    r.unsupported("inner_factor", std::to_string(out_shape[1] / D) + " (out_proj.weight " + detail::shape_text(out_shape) + ")",
+                  "hyena_mixer's width is d_model");
+  r.expect("in_proj.weight", {W, D}, "in_proj");
+  r.expect("in_proj.bias", {W}, "in_proj bias");
+  r.expect("out_proj.weight", {D, D}, "out_proj");
+  r.expect("out_proj.bias", {D}, "out_proj bias");
+  const auto sf_shape = r.shape("short_filter.weight", "the depthwise short conv (W, 1, K)");
+  if (sf_shape.size() != 3 || sf_shape[0] != W || sf_shape[1] != 1 || sf_shape[2] <= 0)
+    r.fail("tensor '" + r.full("short_filter.weight") + "' has shape " + detail::shape_text(sf_shape) + ", expected (" +
+           std::to_string(W) + ", 1, K)");
+  const index_t K = sf_shape[2];
+  r.expect("short_filter.weight", sf_shape, "the depthwise short conv");
+  r.expect("short_filter.bias", {W}, "the short conv bias");
+  const auto z_shape = r.shape("filter_fn.pos_emb.z", "the positional embedding (1, l_max, emb_dim)");
+  if (z_shape.size() != 3 || z_shape[0] != 1 || z_shape[1] <= 0 || z_shape[2] < 3 || z_shape[2] % 2 == 0)
+    r.fail("tensor '" + r.full("filter_fn.pos_emb.z") + "' has shape " + detail::shape_text(z_shape) +
+           ", expected (1, l_max, emb_dim) with emb_dim odd and >= 3");
+  const index_t Lmax = z_shape[1], E = z_shape[2];
+  r.expect("filter_fn.pos_emb.z", z_shape, "the positional embedding");
+  r.expect("filter_fn.pos_emb.t", {1, Lmax, 1}, "the normalized time (1, l_max, 1)");
+  const std::string mlp = "filter_fn.implicit_filter.";
+  index_t layers = 0;  // Linear layers, the last one the output layer
+  while (r.has(mlp + std::to_string(2 * layers) + ".weight")) ++layers;
+  if (layers < 2)
+    r.fail("expected tensors '" + r.full(mlp) + "0.weight' … (the implicit filter's Linear layers at even indices), found " +
+           std::to_string(layers));
+  const auto f_shape = r.shape(mlp + "0.weight", "the first Linear (filter_order, emb_dim)");
+  if (f_shape.size() != 2 || f_shape[1] != E || f_shape[0] <= 0)
+    r.fail("tensor '" + r.full(mlp + "0.weight") + "' has shape " + detail::shape_text(f_shape) + ", expected (filter_order, " +
+           std::to_string(E) + ")");
+  const index_t F = f_shape[0], inner = layers - 2;
+  const auto last_shape = r.shape(mlp + std::to_string(2 * layers - 2) + ".weight", "the output Linear");
+  if (last_shape.size() == 2 && last_shape[1] == F && last_shape[0] != DF && last_shape[0] > 0 && DF % last_shape[0] == 0)
+    r.unsupported("num_heads", std::to_string(DF / last_shape[0]) + " (the implicit filter has " +
+                                   std::to_string(last_shape[0]) + " channels for d_model = " + std::to_string(D) + ")",
+                  "hyena_mixer has one head (filters of d_model channels)");
+  std::vector<std::string> freqs;
+  for (index_t i = 0; i <= inner; ++i) {
+    const std::string lin = mlp + std::to_string(2 * i);
+    r.expect(lin + ".weight", {F, i == 0 ? E : F}, "a hidden Linear of the implicit filter");
+    r.expect(lin + ".bias", {F}, "a hidden Linear's bias");
+    const std::string freq = mlp + std::to_string(2 * i + 1) + ".freq";
+    if (r.has(freq)) {
+      r.expect(freq, {1, F}, "the Sin frequency (1, filter_order)");
+      freqs.push_back(freq);
+    }
+  }
+  if (freqs.empty())
+    r.fail("missing tensor '" + r.full(mlp + "1.freq") + "' (the Sin frequency (1, filter_order); no Sin's freq is stored)");
+  const std::string out_lin = mlp + std::to_string(2 * layers - 2);
+  r.expect(out_lin + ".weight", {DF, F}, "the output Linear of the implicit filter (d_model·(order−1), filter_order)");
+  r.refuse(out_lin + ".bias", "HyenaFilter's output Linear has no bias");
+  r.expect("filter_fn.modulation.deltas", {1, 1, DF}, "the decay rates (1, 1, d_model·(order−1))");
+  r.expect("filter_fn.bias", {DF}, "the filter bias (d_model·(order−1))");
+  r.refuse_unread("filter_fn.", "not a tensor of safari's HyenaFilter");
+
+  hyena_config cfg;
+  cfg.d_model = D, cfg.l_max = Lmax, cfg.order = N, cfg.filter_order = F, cfg.emb_dim = E;
+  cfg.num_inner_mlps = inner, cfg.short_filter_order = K, cfg.filter_bias = o.bias;
+  cfg.normalization = o.normalized ? hyena_normalization::before_window : hyena_normalization::none;
+  cfg.modulate = o.modulate, cfg.shift = o.shift;
+  hyena_mixer<T> m(cfg);
+  auto& w = m.weights();
+  auto vec = [&](std::string_view name) {
+    std::vector<T> out;
+    for (double x : r.read(name)) out.push_back(static_cast<T>(x));
+    return out;
+  };
+  auto mat = [&](std::string_view name, index_t rows, index_t cols) {
+    const auto v = r.read(name);
+    matrix<T> out(rows, cols);
+    for (index_t k = 0; k < rows * cols; ++k) out.data()[k] = static_cast<T>(v[static_cast<std::size_t>(k)]);
+    return out;
+  };
+  const auto freq0 = r.read(freqs[0]);
+  for (std::size_t f = 1; f < freqs.size(); ++f)
+    if (r.read(freqs[f]) != freq0)
+      r.fail("tensor '" + r.full(freqs[f]) + "' differs from '" + r.full(freqs[0]) +
+             "': distinct Sin modules per layer are not modeled (HyenaFilter shares one; so does hyena_mixer)");
+  w.in_proj_weight = mat("in_proj.weight", W, D);
+  w.in_proj_bias = vec("in_proj.bias");
+  w.short_filter_weight = mat("short_filter.weight", W, K);
+  w.short_filter_bias = vec("short_filter.bias");
+  w.pos_z = mat("filter_fn.pos_emb.z", Lmax, E);
+  w.pos_t = vec("filter_fn.pos_emb.t");
+  w.mlp_weight.clear(), w.mlp_bias.clear();
+  for (index_t i = 0; i <= inner; ++i) {
+    const std::string lin = mlp + std::to_string(2 * i);
+    w.mlp_weight.push_back(mat(lin + ".weight", F, i == 0 ? E : F));
+    w.mlp_bias.push_back(vec(lin + ".bias"));
+  }
+  w.sin_freq = vec(freqs[0]);
+  w.mlp_out_weight = mat(out_lin + ".weight", DF, F);
+  w.deltas = vec("filter_fn.modulation.deltas");
+  w.filter_bias = vec("filter_fn.bias");
+  w.out_proj_weight = mat("out_proj.weight", D, D);
+  w.out_proj_bias = vec("out_proj.bias");
+  (void)m.filter(1);  // validates every shape
+  return m;
+}
+
 // ---- from a file --------------------------------------------------------------------
 
 // The same loaders on a safetensors file (a state_dict saved with
@@ -404,6 +569,11 @@ template <class T>
 template <class T>
 [[nodiscard]] s5_mixer<T> load_s5_ssm(const std::filesystem::path& file, const s5_ssm_options& o = {}) {
   return load_s5_ssm<T>(safetensors_file(file), o);
+}
+
+template <class T>
+[[nodiscard]] hyena_mixer<T> load_hyena_operator(const std::filesystem::path& file, const hyena_operator_options& o = {}) {
+  return load_hyena_operator<T>(safetensors_file(file), o);
 }
 
 }  // namespace mixlens::io
