@@ -25,10 +25,14 @@ complex128, one function per upstream function, in the order the upstream code c
       ExponentialModulation, HyenaFilter.filter and forward with fftconv_ref, and
       HyenaOperator.forward (the whole layer: in_proj, short filter, the gated recurrence,
       out_proj; one head, one block); hyena_operator()
+  state-spaces/mamba mamba_ssm/modules/mamba_simple.py, Mamba.forward (the unfused path) from
+      the conv's output on, and mamba_ssm/ops/selective_scan_interface.py,
+      selective_scan_ref (delta_softplus, delta_bias, D, the gate z); mamba_mixer()
 
 Only the linear part of each module is the mixer: what follows the D skip (activation,
 dropout, output_linear, GLU) is not, and the stored output is the sum of the convolution (or
-scan) and the D term. For Hyena the output is the whole HyenaOperator's, (d_model, L). The upstream kernels end in .float() (float32); the references here stay
+scan) and the D term. For Hyena the output is the whole HyenaOperator's, (d_model, L); for Mamba the scan's,
+SiLU(z)-gated, with z (D_inner, L) stored beside the input. The upstream kernels end in .float() (float32); the references here stay
 in float64 so that the test can compare to 1e-10.
 
 For each fixture NAME, under reference_params/:
@@ -36,8 +40,8 @@ For each fixture NAME, under reference_params/:
                         (under the prefix its make_* function gives)
   NAME_npy/             S5 fixtures also as one .npy per parameter under its flattened flax
                         name: what unzipping numpy.savez(NAME.npz, **params) gives
-  NAME.io.safetensors   input (H, L) and output (channels·H, L), float64, one batch element;
-                        the module's configuration as JSON in the header's __metadata__
+  NAME.io.safetensors   input (H, L) and output (channels·H, L), float64, one batch element
+                        (and the gate's input z for Mamba); the module's configuration as JSON in the header's __metadata__
                         "config"
 
 Needs numpy and safetensors only (`pip install numpy safetensors`):
@@ -312,6 +316,58 @@ def make_hyena(rng, cfg, d_model, order, filter_order, emb_dim, num_inner_mlps, 
     return sd, u.T, y.T, dict(cfg, d_model=d_model, order=order, l_max=l_max)
 
 
+# ---- state-spaces/mamba Mamba ----------------------------------------------------------------
+
+def softplus(x):
+    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
+
+
+def selective_scan_ref(u, delta, a, b, c, d, z, delta_bias):
+    """selective_scan_interface.py selective_scan_ref (real A, variable B and C of one group,
+    delta_softplus True): u, delta, z (D, L); a (D, N); b, c (N, L); d, delta_bias (D)."""
+    delta = softplus(delta + delta_bias[:, None])
+    delta_a = np.exp(np.einsum("dl,dn->dln", delta, a))
+    delta_b_u = np.einsum("dl,nl,dl->dln", delta, b, u)
+    x = np.zeros(a.shape)
+    ys = []
+    for i in range(u.shape[-1]):
+        x = delta_a[:, i] * x + delta_b_u[:, i]
+        ys.append(np.einsum("dn,n->d", x, c[:, i]))
+    y = np.stack(ys, -1)
+    out = y + u * d[:, None]
+    return out * (z / (1 + np.exp(-z)))                                 # * silu(z)
+
+
+def mamba_mixer(sd, x, z, prefix):
+    """mamba_simple.py Mamba.forward (the path without the fused kernels) from the conv's
+    output x (D, L) and the gate z (D, L) on: x_proj, the split, dt_proj, selective_scan_fn."""
+    g = lambda name: sd[prefix + name]
+    rank, n = g("dt_proj.weight").shape[1], g("A_log").shape[1]
+    x_dbl = x.T @ g("x_proj.weight").T                                  # (l, R + 2N)
+    dt, b, c = x_dbl[:, :rank], x_dbl[:, rank:rank + n], x_dbl[:, rank + n:]
+    dt = g("dt_proj.weight") @ dt.T                                     # (D, L)
+    a = -np.exp(g("A_log"))
+    return selective_scan_ref(x, dt, a, b.T, c.T, g("D"), z, g("dt_proj.bias"))
+
+
+def make_mamba(rng, prefix="backbone.layers.0.mixer."):
+    d_model, d_inner, n, rank, k = 2, 4, 3, 2, 4
+    dt = np.exp(rng.uniform(math.log(1e-3), math.log(1e-1), d_inner))
+    sd = {prefix + "in_proj.weight": rng.normal(size=(2 * d_inner, d_model)),  # not part of the mixer
+          prefix + "conv1d.weight": rng.normal(size=(d_inner, 1, k)),
+          prefix + "conv1d.bias": rng.normal(size=d_inner),
+          prefix + "x_proj.weight": rng.normal(scale=0.5, size=(rank + 2 * n, d_inner)),
+          prefix + "dt_proj.weight": rng.normal(scale=rank ** -0.5, size=(d_inner, rank)),
+          prefix + "dt_proj.bias": dt + np.log(-np.expm1(-dt)),
+          prefix + "A_log": np.log(np.arange(1, n + 1))[None] + rng.normal(scale=0.2, size=(d_inner, n)),
+          prefix + "D": rng.normal(size=d_inner),
+          prefix + "out_proj.weight": rng.normal(size=(d_model, d_inner))}
+    x = rng.normal(size=(d_inner, L))
+    z = rng.normal(size=(d_inner, L))
+    y = mamba_mixer(sd, x, z, prefix)
+    return sd, (x, z), y, {"prefix": prefix, "module": "Mamba (mamba_ssm/modules/mamba_simple.py)"}
+
+
 # ---- the fixtures ----------------------------------------------------------------------------
 
 def c2r(z):
@@ -456,6 +512,8 @@ def main():
                                              "bias": False},
                                        d_model=2, order=2, filter_order=3, emb_dim=3, num_inner_mlps=1,
                                        k_short=4, l_max=16, length=16, all_freqs=False),
+        # Mamba's selective scan under a model's prefix, with the layer's other tensors stored
+        "mamba_mixer": make_mamba(rng),
     }
     for name, (sd, u, y, cfg) in fixtures.items():
         sd = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in sd.items()}
@@ -466,7 +524,12 @@ def main():
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 np.save(path, value)
         meta = {"config": json.dumps(cfg, sort_keys=True)}
-        save_file({"input": np.ascontiguousarray(u), "output": np.ascontiguousarray(y)},
+        if isinstance(u, tuple):  # the gate's input too
+            io = {"input": np.ascontiguousarray(u[0]), "z": np.ascontiguousarray(u[1]),
+                  "output": np.ascontiguousarray(y)}
+        else:
+            io = {"input": np.ascontiguousarray(u), "output": np.ascontiguousarray(y)}
+        save_file(io,
                   os.path.join(out, name + ".io.safetensors"), metadata=meta)
         print(f"{name}: {len(sd)} tensors, output {y.shape}, max |y| {np.abs(y).max():.3g}")
 

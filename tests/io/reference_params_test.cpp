@@ -402,3 +402,74 @@ BOOST_AUTO_TEST_CASE(hyena_operator_refuses_unsupported_variants) {
   check_error([&] { (void)io::load_hyena_operator<double>(stored, {.prefix = "model."}); },
               {"missing tensor 'model.in_proj.weight'"});
 }
+
+// ---- Mamba ----------------------------------------------------------------------------------
+
+namespace {
+
+const std::string mamba_prefix = "backbone.layers.0.mixer.";
+
+template <class T>
+double mamba_error(const s6_mixer<T>& m) {
+  const io::safetensors_file f(dir / "mamba_mixer.io.safetensors");
+  auto load = [&](const char* t) {
+    const auto& e = f.at(t);
+    matrix<double> out(e.shape.at(0), e.shape.at(1));
+    f.read(e, out.data());
+    return out;
+  };
+  const auto x = cast<T>(load("input")), z = cast<T>(load("z"));
+  const auto op = m.bind(x.view(), s6_fold{.skip = true, .gate = true}, z.view());
+  return relative_error(mix(op, x.view()), load("output"));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(mamba_mixer_reproduces_reference) {
+  const auto m = io::load_mamba_mixer<double>(params("mamba_mixer"), {.prefix = mamba_prefix});
+  BOOST_TEST(m.channels() == 4);
+  BOOST_TEST(m.state_size() == 3);
+  BOOST_TEST(m.dt_rank() == 2);
+  const double err = mamba_error(m);
+  BOOST_TEST_MESSAGE("mamba_mixer: max relative error " << err);
+  BOOST_TEST(err < 1e-10);
+  BOOST_TEST(mamba_error(io::load_mamba_mixer<float>(params("mamba_mixer"), {.prefix = mamba_prefix})) < 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(mamba_mixer_refuses_unsupported_variants) {
+  const auto file = params("mamba_mixer");
+  const std::string where = "Mamba parameters '" + file.string() + "'";
+  check_error([&] { (void)io::load_mamba_mixer<double>(file, {.prefix = mamba_prefix, .b_c_dt_rms = true}); },
+              {where, "unsupported b_c_dt_rms true", "Falcon-Mamba", "bc_dt_norm"});
+  const auto stored = io::tensor_map::copy_of(io::safetensors_file(file));
+  auto changed = [&](auto f) {
+    auto m = stored;
+    f(m);
+    return m;
+  };
+  const io::mamba_mixer_options o{.prefix = mamba_prefix};
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "b_layernorm.weight", {3}, {1.0, 1.0, 1.0});
+                    }), o); },
+              {"unsupported b_c_dt_rms", "'backbone.layers.0.mixer.b_layernorm.weight'", "Jamba"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "dt_bias", {2}, {0.0, 0.0});
+                      m.insert(mamba_prefix + "A_log", {2}, {0.0, 0.0});
+                    }), o); },
+              {"unsupported layer Mamba-2", "ssd_mixer"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "x_proj.bias", {8}, std::vector<double>(8, 0.0));
+                    }), o); },
+              {"unexpected tensor 'backbone.layers.0.mixer.x_proj.bias'", "no bias"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "D", {1}, {1.0});
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.D'", "(1,)", "expected (4,)", "one per channel"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "x_proj.weight", {7, 4}, std::vector<double>(28, 0.0));
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.x_proj.weight'", "(7, 4)", "expected (8, 4)"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) { m.erase(mamba_prefix + "dt_proj.bias"); }), o); },
+              {"missing tensor 'backbone.layers.0.mixer.dt_proj.bias'"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(file); }, {"missing tensor 'A_log'"});
+}

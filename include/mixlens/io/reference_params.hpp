@@ -14,6 +14,7 @@
 //   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
 //   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
 //   load_hyena_operator   HazyResearch/safari src/models/sequence/hyena.py, HyenaOperator
+//   load_mamba_mixer      state-spaces/mamba mamba_ssm/modules/mamba_simple.py, Mamba (its selective scan)
 #pragma once
 
 #include <cmath>
@@ -33,6 +34,7 @@
 #include "mixlens/ops/hyena/mixer.hpp"
 #include "mixlens/ops/s4d.hpp"
 #include "mixlens/ops/s5.hpp"
+#include "mixlens/ops/s6.hpp"
 
 namespace mixlens::io {
 
@@ -548,6 +550,73 @@ template <class T, tensor_source Source>
   return m;
 }
 
+// ---- state-spaces/mamba: Mamba (mamba_simple.py) -----------------------------------------
+
+// The configuration of a Mamba layer's selective scan that the state_dict does not hold.
+struct mamba_mixer_options {
+  std::string prefix = {};   // <prefix>x_proj.weight, … ("backbone.layers.0.mixer." in a model)
+  bool b_c_dt_rms = false;   // Falcon-Mamba's weightless RMSNorms of δ, B and C: refused
+};
+
+// The s6_mixer of a Mamba layer's selective scan: selective_scan_fn(x, dt, A, B,
+// C, D, z, delta_bias = dt_proj.bias, delta_softplus = True) on the conv's output
+// x, with x_proj.weight (R + 2N, D_inner) (no bias), dt_proj.weight (D_inner, R),
+// dt_proj.bias (D_inner), A_log (D_inner, N) (A = −exp(A_log)) and D (D_inner),
+// one D per channel. The gate z is the bind's (s6_fold{.skip = true, .gate = true}
+// adds D and SiLU(z)); in_proj, conv1d and out_proj mix or precede it and are not
+// read (models::load_mamba loads the whole model).
+template <class T, tensor_source Source>
+[[nodiscard]] s6_mixer<T> load_mamba_mixer(const Source& src, const mamba_mixer_options& o = {}) {
+  detail::param_reader r(src, "Mamba", o.prefix);
+  if (r.has("dt_bias") || (r.has("A_log") && r.shape("A_log", "A_log").size() == 1))
+    r.unsupported("layer", "Mamba-2 (A_log per head, dt_bias stored)",
+                  "mamba2.py's scalar-A heads are ssd_mixer's, not an s6_mixer");
+  const std::string rms_hint =
+      "s6_mixer computes Δ, B and C from x_proj without norms; models::load_mamba with "
+      "mamba_config::bc_dt_norm runs Falcon-Mamba's weightless norms in the model's forward pass";
+  if (o.b_c_dt_rms) r.unsupported("b_c_dt_rms", "true (Falcon-Mamba's weightless RMSNorms of δ, B, C)", rms_hint);
+  for (const char* norm : {"dt_layernorm.weight", "b_layernorm.weight", "c_layernorm.weight", "B_layernorm.weight",
+                           "C_layernorm.weight"})
+    if (r.has(norm))
+      r.unsupported("b_c_dt_rms", "(weighted RMSNorm '" + r.full(norm) + "' stored, as Jamba's)",
+                    "s6_mixer computes Δ, B and C from x_proj without norms");
+  r.refuse("x_proj.bias", "Mamba's x_proj has no bias, nor has s6_mixer's");
+
+  const auto a_shape = r.shape("A_log", "log(−A) (D_inner, N)");
+  if (a_shape.size() != 2 || a_shape[0] <= 0 || a_shape[1] <= 0)
+    r.fail("tensor '" + r.full("A_log") + "' has shape " + detail::shape_text(a_shape) + ", expected (D_inner, N)");
+  const index_t D = a_shape[0], N = a_shape[1];
+  const auto dt_shape = r.shape("dt_proj.weight", "dt_proj (D_inner, dt_rank)");
+  if (dt_shape.size() != 2 || dt_shape[0] != D || dt_shape[1] <= 0)
+    r.fail("tensor '" + r.full("dt_proj.weight") + "' has shape " + detail::shape_text(dt_shape) + ", expected (" +
+           std::to_string(D) + ", dt_rank)");
+  const index_t R = dt_shape[1];
+  r.expect("A_log", {D, N}, "log(−A)");
+  r.expect("dt_proj.weight", {D, R}, "dt_proj");
+  r.expect("dt_proj.bias", {D}, "dt_proj bias, the delta_bias (D_inner)");
+  r.expect("x_proj.weight", {R + 2 * N, D}, "x_proj (dt_rank + 2·d_state, D_inner)");
+  r.expect("D", {D}, "the D skip, one per channel (D_inner)");
+
+  auto mat = [&](std::string_view name, index_t rows, index_t cols) {
+    const auto v = r.read(name);
+    matrix<T> out(rows, cols);
+    for (index_t k = 0; k < rows * cols; ++k) out.data()[k] = static_cast<T>(v[static_cast<std::size_t>(k)]);
+    return out;
+  };
+  auto vec = [&](std::string_view name) {
+    std::vector<T> out;
+    for (double x : r.read(name)) out.push_back(static_cast<T>(x));
+    return out;
+  };
+  s6_mixer<T> m;
+  m.x_proj = mat("x_proj.weight", R + 2 * N, D);
+  m.dt_proj = mat("dt_proj.weight", D, R);
+  m.dt_bias = vec("dt_proj.bias");
+  m.a_log = mat("A_log", D, N);
+  m.skip = vec("D");
+  return m;
+}
+
 // ---- from a file --------------------------------------------------------------------
 
 // The same loaders on a safetensors file (a state_dict saved with
@@ -574,6 +643,10 @@ template <class T>
 template <class T>
 [[nodiscard]] hyena_mixer<T> load_hyena_operator(const std::filesystem::path& file, const hyena_operator_options& o = {}) {
   return load_hyena_operator<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] s6_mixer<T> load_mamba_mixer(const std::filesystem::path& file, const mamba_mixer_options& o = {}) {
+  return load_mamba_mixer<T>(safetensors_file(file), o);
 }
 
 }  // namespace mixlens::io
