@@ -15,6 +15,9 @@ complex128, one function per upstream function, in the order the upstream code c
       src/models/functional/vandermonde.py at ab287c6); src/models/sequence/kernels/fftconv.py
       at 43f5b0c, FFTConv.forward (the D skip of shape (channels, H), channels flattened as
       (c h)); ssm_kernel_diag()
+  state-spaces/s4 src/models/sequence/kernels/ssm.py at 070384a: SSMKernelDPLR._omega and
+      forward with cauchy_naive (C is the stored C̃, l_kernel > 0, state None, rate 1),
+      inside FFTConv.forward; ssm_kernel_dplr()
   ag1988/dlr src/models/sequence/ss/standalone/dss.py at 7bd8645 (the DSS author's standalone
       DSS, versions softmax, exp, exp-re-im, exp-no-scale): reciprocal, DSSKernel._Lambda,
       DSSKernel.forward and DSS.forward up to the D skip; dss_module()
@@ -144,6 +147,62 @@ def ssm_kernel_diag(sd, u, cfg, prefix):
     else:
         raise ValueError(cfg["disc"])
     return fft_conv(k, u, sd[prefix + "D"])
+
+
+def cauchy_naive(v, z, w):
+    """functional/cauchy.py (and kernels/ssm.py's fallback) cauchy_naive: Σ_n v_n/(z − w_n)
+    over the conjugate-extended v and w."""
+    v = np.concatenate([v, v.conj()], -1)
+    w = np.concatenate([w, w.conj()], -1)
+    return (v[..., None] / (z[..., None, :] - w[..., None])).sum(-2)
+
+
+def ssm_kernel_dplr(sd, u, cfg, prefix):
+    """ssm.py SSMKernelDPLR._get_params, _omega and forward (state None, rate 1, l_kernel > 0
+    so that C is the stored C̃ and no _setup_C runs, discrete_L = l_kernel), inside
+    FFTConv.forward."""
+    g = lambda name: sd[prefix + "kernel." + name]
+    length, h = u.shape[-1], u.shape[0]
+    a = (-param_transform(g("A_real"), cfg["real_transform"])
+         - 1j * param_transform(g("A_imag"), cfg["imag_transform"]))      # (S N)
+    b = g("B")[..., 0] + 1j * g("B")[..., 1]                               # (1 S N)
+    c = g("C")[..., 0] + 1j * g("C")[..., 1]                               # (C H N): C̃
+    inv_dt = np.sinh(g("inv_dt")) if cfg.get("dt_fast", False) else g("inv_dt")
+    dt = param_transform(inv_dt, cfg["dt_transform"])                      # (H 1)
+    repeat = h // a.shape[0]
+    a = np.tile(a, (repeat, 1))
+    b = np.tile(b, (1, repeat, 1))
+    p = g("P")[..., 0] + 1j * g("P")[..., 1]                               # (R S N)
+    p = np.tile(p, (1, repeat, 1))
+    q = p.conj()
+    rank = p.shape[0]
+    discrete_l = int(g("l_kernel"))
+    assert length <= discrete_l
+    omega = np.exp(-2j * np.pi / discrete_l) ** np.arange(0, discrete_l // 2 + 1)
+    z = 2 * (1 - omega) / (1 + omega)
+    a = a * dt
+    b = np.concatenate([b, p], 0)                                          # (1+R H N)
+    c = np.concatenate([c, q], 0)                                          # (C+R H N)
+    v = b[:, None] * c[None]                                               # (1+R C+R H N)
+    v = v * dt
+    r = cauchy_naive(v, z, a)                                              # (1+R C+R H L/2+1)
+    if rank == 1:
+        k_f = r[:-1, :-1] - r[:-1, -1:] * r[-1:, :-1] / (1 + r[-1:, -1:])
+    elif rank == 2:
+        r00, r01, r10, r11 = r[:-2, :-2], r[:-2, -2:], r[-2:, :-2], r[-2:, -2:]
+        det = (1 + r11[:1, :1]) * (1 + r11[1:, 1:]) - r11[:1, 1:] * r11[1:, :1]
+        s = (r01[:, :1] * (1 + r11[1:, 1:]) * r10[:1]
+             + r01[:, 1:] * (1 + r11[:1, :1]) * r10[1:]
+             - r01[:, :1] * r11[:1, 1:] * r10[1:]
+             - r01[:, 1:] * r11[1:, :1] * r10[:1])
+        k_f = r00 - s / det
+    else:
+        r00, r01, r10, r11 = r[:-rank, :-rank], r[:-rank, -rank:], r[-rank:, :-rank], r[-rank:, -rank:]
+        r11 = np.linalg.inv(np.eye(rank) + r11.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
+        k_f = r00 - np.einsum("ijhn,jkhn,klhn->ilhn", r01, r11, r10)
+    k_f = k_f * 2 / (1 + omega)
+    k = np.fft.irfft(k_f, n=discrete_l)[..., :length]                       # (1 C H L)
+    return fft_conv(k[-1], u, sd[prefix + "D"])
 
 
 # ---- ag1988 DSS ------------------------------------------------------------------------------
@@ -431,6 +490,23 @@ def make_diag(rng, cfg, h, n2, channels, n_ssm, prefix="layer."):
     return sd, u, ssm_kernel_diag(sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm)
 
 
+def make_dplr(rng, cfg, h, n2, channels, n_ssm, rank, l_kernel, length, prefix="layer."):
+    dt = np.exp(log_dt_values(rng, (h, 1), 1e-2, 0.5))
+    neg_re = rng.uniform(0.1, 0.9, (n_ssm, n2))
+    neg_im = math.pi * np.arange(n2) + rng.uniform(0.05, 0.5, (n_ssm, n2))
+    kp = prefix + "kernel."
+    sd = {prefix + "D": rng.normal(size=(channels, h)),
+          kp + "inv_dt": inv_transform_values(dt, cfg["dt_transform"]),
+          kp + "A_real": inv_transform_values(neg_re, cfg["real_transform"]),
+          kp + "A_imag": inv_transform_values(neg_im, cfg["imag_transform"]),
+          kp + "B": rng.normal(size=(1, n_ssm, n2, 2)),
+          kp + "P": rng.normal(scale=0.5, size=(rank, n_ssm, n2, 2)),
+          kp + "C": rng.normal(size=(channels, h, n2, 2)),                 # C̃, as trained
+          kp + "l_kernel": np.array(l_kernel)}
+    u = rng.normal(size=(h, length))
+    return sd, u, ssm_kernel_dplr(sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm, rank=rank)
+
+
 def make_dss(rng, version, channels, sep_dt, positive_re=False):
     h, n = 3, 4
     lam = -rng.uniform(0.1, 0.9, n) + 1j * (math.pi * np.arange(n) + rng.uniform(0.1, 0.5, n))
@@ -514,9 +590,16 @@ def main():
                                        k_short=4, l_max=16, length=16, all_freqs=False),
         # Mamba's selective scan under a model's prefix, with the layer's other tensors stored
         "mamba_mixer": make_mamba(rng),
+        # FFTConv + SSMKernelDPLR (S4): C̃ stored with l_kernel 16; rank 1, n_ssm 1, the input as
+        # long as l_kernel; then rank 2, n_ssm 2 of H 4, 2 channels, softplus Δ, an input of 12
+        "dplr_rank1": make_dplr(rng, diag(), h=3, n2=4, channels=1, n_ssm=1, rank=1, l_kernel=16,
+                                length=16),
+        "dplr_rank2": make_dplr(rng, diag(dt_transform="softplus", imag_transform="exp"), h=4, n2=3,
+                                channels=2, n_ssm=2, rank=2, l_kernel=16, length=12),
     }
     for name, (sd, u, y, cfg) in fixtures.items():
-        sd = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in sd.items()}
+        sd = {k: np.ascontiguousarray(v, dtype=np.int64 if k.endswith("l_kernel") else np.float64)
+              for k, v in sd.items()}  # l_kernel: a registered torch.tensor(0) buffer, int64
         save_file(sd, os.path.join(out, name + ".safetensors"))
         if name.startswith("s5"):  # as `unzip` lays out numpy.savez(NAME.npz, **sd)
             for key, value in sd.items():

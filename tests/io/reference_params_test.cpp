@@ -2,6 +2,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -472,4 +474,104 @@ BOOST_AUTO_TEST_CASE(mamba_mixer_refuses_unsupported_variants) {
   check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) { m.erase(mamba_prefix + "dt_proj.bias"); }), o); },
               {"missing tensor 'backbone.layers.0.mixer.dt_proj.bias'"});
   check_error([&] { (void)io::load_mamba_mixer<double>(file); }, {"missing tensor 'A_log'"});
+}
+
+// ---- S4: SSMKernelDPLR ----------------------------------------------------------------------
+
+namespace {
+
+// A safetensors file as a tensor_map, its int64 buffers (l_kernel) as their values.
+io::tensor_map map_with_counts(const std::filesystem::path& file) {
+  const io::safetensors_file f(file);
+  io::tensor_map m(file);
+  for (const auto& t : f.tensors()) {
+    std::vector<double> v(static_cast<std::size_t>(mixlens::detail::checked_element_count("test", t.name, t.shape)));
+    if (t.dtype == "I64") {
+      std::int64_t x = 0;
+      std::memcpy(&x, f.bytes(t), sizeof x);
+      v.assign(1, static_cast<double>(x));
+    } else {
+      f.read(t, v.data());
+    }
+    m.insert(t.name, t.shape, std::move(v));
+  }
+  return m;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(ssm_kernel_dplr_reproduces_reference) {
+  const io::ssm_kernel_dplr_options o{.prefix = "layer."};
+  const auto rank1 = io::load_ssm_kernel_dplr<double>(params("dplr_rank1"), o);
+  BOOST_TEST(rank1.size() == 1u);
+  BOOST_TEST(rank1[0].rank() == 1);
+  BOOST_TEST(rank1[0].state_size() == 8);
+  check_against("dplr_rank1", rank1, 1e-10);
+  auto o2 = o;
+  o2.dt_transform = "softplus", o2.imag_transform = "exp";
+  const auto rank2 = io::load_ssm_kernel_dplr<double>(params("dplr_rank2"), o2);
+  BOOST_TEST(rank2.size() == 2u);
+  BOOST_TEST(rank2[0].rank() == 2);
+  check_against("dplr_rank2", rank2, 1e-10);
+  check_against("dplr_rank1", io::load_ssm_kernel_dplr<float>(params("dplr_rank1"), o), 1e-5);
+  // The same from a tensor_map (l_kernel as a float64 value).
+  check_against("dplr_rank2", io::load_ssm_kernel_dplr<double>(map_with_counts(params("dplr_rank2")), o2), 1e-10);
+  // The stored C is C̃: read as C (l_kernel = 0, a kernel never run) it gives another kernel.
+  auto m = map_with_counts(params("dplr_rank1"));
+  m.insert("layer.kernel.l_kernel", {}, {0.0});
+  const auto io1 = io_of("dplr_rank1");
+  BOOST_TEST(relative_error(run(io::load_ssm_kernel_dplr<double>(m, o), io1.input), io1.output) > 1e-3);
+}
+
+BOOST_AUTO_TEST_CASE(ssm_kernel_dplr_refuses_unsupported_variants) {
+  const auto file = params("dplr_rank1");
+  const std::string where = "SSMKernelDPLR parameters '" + file.string() + "'";
+  auto with = [](auto f) {
+    io::ssm_kernel_dplr_options o{.prefix = "layer."};
+    f(o);
+    return o;
+  };
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.bidirectional = true; })); },
+              {where, "unsupported bidirectional"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.bandlimit = 0.1; })); },
+              {"unsupported bandlimit"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.is_real = true; })); },
+              {"unsupported is_real"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.force_real = true; })); },
+              {"unsupported force_real"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.dt_transform = "tanh"; })); },
+              {"unsupported dt_transform 'tanh'"});
+  const io::ssm_kernel_dplr_options o{.prefix = "layer."};
+  const auto stored = map_with_counts(file);
+  auto changed = [&](auto f) {
+    auto m = stored;
+    f(m);
+    return m;
+  };
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) {
+                      m.insert("layer.kernel.inv_dt", {3, 4}, std::vector<double>(12, -3.0));
+                    }), o); },
+              {"unsupported dt_tie false", "(3, 4)"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) { m.erase("layer.kernel.P"); }), o); },
+              {"missing tensor 'layer.kernel.P'"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) { m.erase("layer.kernel.l_kernel"); }), o); },
+              {"missing tensor 'layer.kernel.l_kernel'"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) {
+                      m.insert("layer.kernel.l_kernel", {}, {2.5});
+                    }), o); },
+              {"'layer.kernel.l_kernel' holds 2.5", "a count"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) {
+                      m.insert("layer.kernel.P", {1, 1, 3, 2}, std::vector<double>(6, 0.0));
+                    }), o); },
+              {"tensor 'layer.kernel.P'", "(1, 1, 3, 2)", "expected (1, 1, 4, 2)"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) {
+                      m.insert("layer.kernel.Q", {1, 1, 4, 2}, std::vector<double>(8, 0.0));
+                    }), o); },
+              {"unexpected tensor 'layer.kernel.Q'"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(changed([](auto& m) {
+                      m.insert("layer.D", {0, 3}, {});
+                    }), o); },
+              {"tensor 'layer.D'", "expected (1, 3)"});
+  // A diagonal kernel's file is not a DPLR one.
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(params("diag_zoh"), o); }, {"missing tensor 'layer.kernel.P'"});
 }

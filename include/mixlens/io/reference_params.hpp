@@ -11,6 +11,7 @@
 //
 //   load_s4d_module       state-spaces/s4 models/s4/s4d.py, S4D (standalone)
 //   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
+//   load_ssm_kernel_dplr  state-spaces/s4 FFTConv with SSMKernelDPLR (S4 in S4Block)
 //   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
 //   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
 //   load_hyena_operator   HazyResearch/safari src/models/sequence/hyena.py, HyenaOperator
@@ -32,6 +33,7 @@
 #include "mixlens/io/tensor_map.hpp"
 #include "mixlens/ops/dss.hpp"
 #include "mixlens/ops/hyena/mixer.hpp"
+#include "mixlens/ops/s4.hpp"
 #include "mixlens/ops/s4d.hpp"
 #include "mixlens/ops/s5.hpp"
 #include "mixlens/ops/s6.hpp"
@@ -214,6 +216,172 @@ template <class T, tensor_source Source>
     m.discretization = disc;
     m.validate();
     out.push_back(std::move(m));
+  }
+  return out;
+}
+
+// ---- state-spaces/s4: FFTConv with SSMKernelDPLR ------------------------------------
+
+// The configuration of an FFTConv with an SSMKernelDPLR kernel (S4 in S4Block);
+// defaults are the reference's.
+struct ssm_kernel_dplr_options {
+  std::string prefix = {};             // the FFTConv's prefix ("layer." in S4Block)
+  std::string dt_transform = "exp";    // none, exp, relu, sigmoid, softplus
+  std::string real_transform = "exp";  // Λ = −real_transform(A_real) − i·imag_transform(A_imag)
+  std::string imag_transform = "none";
+  bool dt_fast = false;                // Δ = dt_transform(sinh(inv_dt))
+  std::optional<double> bandlimit = {};  // refused
+  bool is_real = false;                // refused
+  bool force_real = false;             // refused
+  bool bidirectional = false;          // refused
+};
+
+// One s4_mixer per kernel channel c, as load_ssm_kernel_diag. Tensors:
+// <prefix>D (channels, H); kernel.inv_dt (H, 1); kernel.A_real and kernel.A_imag
+// (n_ssm, N/2); kernel.B (1, n_ssm, N/2, 2); kernel.P (rank, n_ssm, N/2, 2);
+// kernel.C (channels, H, N/2, 2); kernel.l_kernel (the buffer, a scalar). The
+// state matrix is Λ − P P* (Q = P̄ in the reference), bilinear. The stored C is
+// C̃ = C(I − Ā^l_kernel) once the kernel has run (l_kernel > 0), and C itself
+// while l_kernel = 0; the loader solves (I − Ā^l_kernel)ᵀ C = C̃ on the full
+// state (the conjugate half included) in double and gives s4_mixer the C it
+// holds, whose kernel at every length equals the reference's at its length.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<s4_mixer<T>> load_ssm_kernel_dplr(const Source& src, const ssm_kernel_dplr_options& o = {}) {
+  detail::param_reader r(src, "SSMKernelDPLR", o.prefix);
+  const auto dt_t = detail::parse_transform(r, "dt_transform", o.dt_transform);
+  const auto re_t = detail::parse_transform(r, "real_transform", o.real_transform);
+  const auto im_t = detail::parse_transform(r, "imag_transform", o.imag_transform);
+  if (o.bidirectional)
+    r.unsupported("bidirectional", "true", "FFTConv's two-sided kernel is not causal; mixlens operators are");
+  if (o.bandlimit) r.unsupported("bandlimit", std::to_string(*o.bandlimit), "not modeled for SSMKernelDPLR (masks C̃)");
+  if (o.is_real) r.unsupported("is_real", "true", "SSMKernelDPLR's state matrix is complex DPLR");
+  if (o.force_real) r.unsupported("force_real", "true", "not modeled for SSMKernelDPLR");
+
+  const auto c_shape = r.shape("kernel.C", "C̃ (channels, H, N/2, 2)");
+  if (c_shape.size() != 4 || c_shape[3] != 2)
+    r.fail("tensor '" + r.full("kernel.C") + "' has shape " + detail::shape_text(c_shape) +
+           ", expected (channels, H, N/2, 2)");
+  const index_t C = c_shape[0], H = c_shape[1], N = c_shape[2];
+  const auto a_shape = r.shape("kernel.A_real", "the stored real part of Λ (n_ssm, N/2)");
+  if (a_shape.size() != 2 || a_shape[1] != N || a_shape[0] <= 0 || H % a_shape[0] != 0)
+    r.fail("tensor '" + r.full("kernel.A_real") + "' has shape " + detail::shape_text(a_shape) +
+           ", expected (n_ssm, " + std::to_string(N) + ") with n_ssm dividing H = " + std::to_string(H));
+  const index_t S = a_shape[0];
+  const auto dt_shape = r.shape("kernel.inv_dt", "the stored step (H, 1)");
+  if (dt_shape == std::vector<index_t>{H, N} && N != 1)
+    r.unsupported("dt_tie", "false (inv_dt " + detail::shape_text(dt_shape) + ")",
+                  "SSMKernelDPLR's step per state is not a bilinear discretization of the DPLR matrix; s4_mixer has one Δ per channel");
+  r.expect("kernel.inv_dt", {H, 1}, "the stored step");
+  r.expect("kernel.A_real", {S, N}, "the stored real part of Λ");
+  r.expect("kernel.A_imag", {S, N}, "the stored imaginary part of Λ, −Im Λ under imag_transform");
+  r.expect("kernel.B", {1, S, N, 2}, "B as view_as_real (1, n_ssm, N/2, 2)");
+  const auto p_shape = r.shape("kernel.P", "P as view_as_real (rank, n_ssm, N/2, 2)");
+  if (p_shape.size() != 4 || p_shape[0] <= 0)
+    r.fail("tensor '" + r.full("kernel.P") + "' has shape " + detail::shape_text(p_shape) + ", expected (rank, " +
+           std::to_string(S) + ", " + std::to_string(N) + ", 2)");
+  const index_t R = p_shape[0];
+  r.expect("kernel.P", {R, S, N, 2}, "P as view_as_real");
+  r.expect("kernel.C", c_shape, "C̃");
+  const auto l_shape = r.shape("kernel.l_kernel", "the length C̃ is attuned to (a scalar buffer)");
+  if (!(l_shape.empty() || l_shape == std::vector<index_t>{1}))
+    r.fail("tensor '" + r.full("kernel.l_kernel") + "' has shape " + detail::shape_text(l_shape) + ", expected a scalar");
+  r.expect("kernel.l_kernel", l_shape, "l_kernel");
+  const auto d_shape = r.shape("D", "the D skip (channels, H)");
+  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
+    r.fail("tensor '" + r.full("kernel.C") + "' has " + std::to_string(C) + " channels, twice the " +
+           std::to_string(d_shape[0]) + " of '" + r.full("D") +
+           "': a bidirectional FFTConv, whose two-sided kernel is not causal (unsupported)");
+  r.expect("D", {C, H}, "the D skip (channels, H)");
+  r.refuse_unread("kernel.", "SSMKernelDPLR stores inv_dt, A_real, A_imag, B, P, C and l_kernel");
+
+  const auto inv_dt = r.read("kernel.inv_dt"), a_re = r.read("kernel.A_real"), a_im = r.read("kernel.A_imag"),
+             b = r.read("kernel.B"), pp = r.read("kernel.P"), c = r.read("kernel.C"), d = r.read("D");
+  const index_t l_kernel = r.read_count("kernel.l_kernel");
+  using cd = std::complex<double>;
+  auto to_t = [](cd z) { return complex<T>(static_cast<T>(z.real()), static_cast<T>(z.imag())); };
+  const std::size_t M = static_cast<std::size_t>(N), F = 2 * M;  // stored and full states
+
+  // Per channel h: Λ, B, P and Δ; and, with l_kernel > 0, the full (I − Ā^l)ᵀ.
+  std::vector<std::vector<cd>> lam(H), bb(H), p(H), transfer(H);
+  std::vector<double> dt(static_cast<std::size_t>(H));
+  for (index_t h = 0; h < H; ++h) {
+    const index_t s = h % S;
+    double x = inv_dt[static_cast<std::size_t>(h)];
+    if (o.dt_fast) x = std::sinh(x);
+    dt[h] = detail::apply_transform(dt_t, x);
+    for (index_t n = 0; n < N; ++n) {
+      const auto k = static_cast<std::size_t>(s * N + n);
+      lam[h].emplace_back(-detail::apply_transform(re_t, a_re[k]), -detail::apply_transform(im_t, a_im[k]));
+      bb[h].emplace_back(b[2 * k], b[2 * k + 1]);
+    }
+    for (index_t q = 0; q < R; ++q)
+      for (index_t n = 0; n < N; ++n) {
+        const auto k = static_cast<std::size_t>((q * S + s) * N + n);
+        p[h].emplace_back(pp[2 * k], pp[2 * k + 1]);
+      }
+    if (l_kernel == 0) continue;
+    // A = diag(Λ, Λ̄) − Σ_r p_r p_r* with p_r = [P_r; P̄_r]; Ā = (I − ΔA/2)⁻¹(I + ΔA/2).
+    auto full_p = [&](index_t q, std::size_t i) {
+      const cd v = p[h][static_cast<std::size_t>(q) * M + i % M];
+      return i < M ? v : std::conj(v);
+    };
+    std::vector<cd> back(F * F), fwd(F * F);
+    for (std::size_t i = 0; i < F; ++i)
+      for (std::size_t j = 0; j < F; ++j) {
+        cd a = i == j ? (i < M ? lam[h][i] : std::conj(lam[h][i - M])) : cd(0);
+        for (index_t q = 0; q < R; ++q) a -= full_p(q, i) * std::conj(full_p(q, j));
+        back[i * F + j] = (i == j ? 1.0 : 0.0) - dt[h] / 2 * a;
+        fwd[i * F + j] = (i == j ? 1.0 : 0.0) + dt[h] / 2 * a;
+      }
+    if (!detail::solve_in_place(back, fwd, F, F))
+      r.fail("channel " + std::to_string(h) + ": I − ΔA/2 is singular (no bilinear discretization)");
+    std::vector<cd> power(F * F, cd(0)), base = fwd, tmp(F * F);
+    for (std::size_t i = 0; i < F; ++i) power[i * F + i] = 1.0;
+    auto mul = [&](const std::vector<cd>& x, const std::vector<cd>& y, std::vector<cd>& out) {
+      for (std::size_t i = 0; i < F; ++i)
+        for (std::size_t j = 0; j < F; ++j) {
+          cd acc = 0;
+          for (std::size_t k = 0; k < F; ++k) acc += x[i * F + k] * y[k * F + j];
+          out[i * F + j] = acc;
+        }
+    };
+    for (index_t e = l_kernel; e > 0; e >>= 1) {  // Ā^l by squaring
+      if (e & 1) mul(power, base, tmp), power.swap(tmp);
+      if (e > 1) mul(base, base, tmp), base.swap(tmp);
+    }
+    transfer[h].resize(F * F);
+    for (std::size_t i = 0; i < F; ++i)
+      for (std::size_t j = 0; j < F; ++j) transfer[h][i * F + j] = (i == j ? 1.0 : 0.0) - power[j * F + i];
+  }
+
+  std::vector<s4_mixer<T>> out;
+  for (index_t ch = 0; ch < C; ++ch) {
+    matrix<complex<T>> lambda(H, N), bm(H, N), cm(H, N);
+    tensor<complex<T>, 3> pm(R, H, N);
+    std::vector<T> log_dt, skip;
+    for (index_t h = 0; h < H; ++h) {
+      std::vector<cd> ct(F);
+      for (std::size_t n = 0; n < M; ++n) {
+        const auto k = static_cast<std::size_t>((ch * H + h) * N) + n;
+        ct[n] = cd(c[2 * k], c[2 * k + 1]);
+        ct[n + M] = std::conj(ct[n]);
+      }
+      if (l_kernel > 0) {
+        auto a = transfer[h];
+        if (!detail::solve_in_place(a, ct, F, 1))
+          r.fail("channel " + std::to_string(h) + ": I − Ā^" + std::to_string(l_kernel) +
+                 " is singular, C cannot be recovered from the stored C̃");
+      }
+      for (index_t n = 0; n < N; ++n) {
+        lambda(h, n) = to_t(lam[h][n]);
+        bm(h, n) = to_t(bb[h][n]);
+        cm(h, n) = to_t(ct[static_cast<std::size_t>(n)]);
+        for (index_t q = 0; q < R; ++q) pm(q, h, n) = to_t(p[h][static_cast<std::size_t>(q) * M + n]);
+      }
+      log_dt.push_back(static_cast<T>(std::log(dt[h])));
+      skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+    }
+    out.emplace_back(std::move(lambda), std::move(pm), std::move(bm), std::move(cm), std::move(log_dt), std::move(skip));
   }
   return out;
 }
@@ -629,6 +797,11 @@ template <class T>
 [[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const std::filesystem::path& file,
                                                             const ssm_kernel_diag_options& o = {}) {
   return load_ssm_kernel_diag<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] std::vector<s4_mixer<T>> load_ssm_kernel_dplr(const std::filesystem::path& file,
+                                                           const ssm_kernel_dplr_options& o = {}) {
+  return load_ssm_kernel_dplr<T>(safetensors_file(file), o);
 }
 template <class T>
 [[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const std::filesystem::path& file,

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cmath>
+#include <complex>
+#include <cstdint>
+#include <cstring>
 #include <new>
 #include <filesystem>
 #include <set>
@@ -82,6 +85,30 @@ class param_reader {
     return out;
   }
 
+  // A checked scalar count (a registered integer buffer such as SSMKernelDPLR's
+  // l_kernel): I64/I32 bytes of a safetensors file, or an integral float value.
+  [[nodiscard]] index_t read_count(std::string_view name) const {
+    const auto* t = src_.find(full(name));
+    if (!t || !used_.count(full(name))) fail("internal: tensor '" + full(name) + "' read before its shape check");
+    if constexpr (requires { t->dtype; src_.bytes(*t); }) {
+      if (t->dtype == "I64" || t->dtype == "I32") {
+        std::int64_t v = 0;
+        if (t->dtype == "I64") std::memcpy(&v, src_.bytes(*t), sizeof v);
+        else {
+          std::int32_t w = 0;
+          std::memcpy(&w, src_.bytes(*t), sizeof w);
+          v = w;
+        }
+        if (v < 0) fail("tensor '" + full(name) + "' holds " + std::to_string(v) + ", expected a count >= 0");
+        return static_cast<index_t>(v);
+      }
+    }
+    const double v = read(name).at(0);
+    if (!(v >= 0) || v != std::floor(v) || v > 1e15)
+      fail("tensor '" + full(name) + "' holds " + std::to_string(v) + ", expected a count >= 0");
+    return static_cast<index_t>(v);
+  }
+
   // Every tensor under prefix + `group` must have been checked: one that was not
   // belongs to a variant the loader does not model (say, SSMKernelDPLR's P).
   void refuse_unread(std::string_view group, std::string_view hint) const {
@@ -121,6 +148,36 @@ positive_transform parse_transform(const param_reader<Source>& r, std::string_vi
     case positive_transform::softplus: return x > 20 ? x : std::log1p(std::exp(x));  // PyTorch: threshold 20
   }
   return x;
+}
+
+// X := A⁻¹X for a dense n × n complex A (row-major, overwritten) and n × m X, by
+// Gaussian elimination with partial pivoting; false if A is singular.
+[[nodiscard]] inline bool solve_in_place(std::vector<std::complex<double>>& a, std::vector<std::complex<double>>& x,
+                                         std::size_t n, std::size_t m) {
+  for (std::size_t k = 0; k < n; ++k) {
+    std::size_t piv = k;
+    for (std::size_t i = k + 1; i < n; ++i)
+      if (std::abs(a[i * n + k]) > std::abs(a[piv * n + k])) piv = i;
+    if (a[piv * n + k] == 0.0) return false;
+    if (piv != k) {
+      for (std::size_t j = 0; j < n; ++j) std::swap(a[k * n + j], a[piv * n + j]);
+      for (std::size_t j = 0; j < m; ++j) std::swap(x[k * m + j], x[piv * m + j]);
+    }
+    for (std::size_t i = k + 1; i < n; ++i) {
+      const auto f = a[i * n + k] / a[k * n + k];
+      if (f == 0.0) continue;
+      for (std::size_t j = k; j < n; ++j) a[i * n + j] -= f * a[k * n + j];
+      for (std::size_t j = 0; j < m; ++j) x[i * m + j] -= f * x[k * m + j];
+    }
+  }
+  for (std::size_t k = n; k-- > 0;) {
+    for (std::size_t j = 0; j < m; ++j) {
+      auto v = x[k * m + j];
+      for (std::size_t i = k + 1; i < n; ++i) v -= a[k * n + i] * x[i * m + j];
+      x[k * m + j] = v / a[k * n + k];
+    }
+  }
+  return true;
 }
 
 }  // namespace detail
