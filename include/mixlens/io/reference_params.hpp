@@ -162,7 +162,7 @@ template <class T, tensor_source Source>
            "': a bidirectional FFTConv, whose two-sided kernel is not causal (unsupported)");
   r.expect("D", {C, H}, "the D skip (channels, H)");
   r.refuse_unread("kernel.", "SSMKernelDiag stores inv_dt, A_real, A_imag, B and C; a P is SSMKernelDPLR's (S4), "
-                             "not modeled here");
+                             "read by load_ssm_kernel_dplr");
   if (o.bandlimit && S != 1 && S != H)
     r.unsupported("bandlimit", "with n_ssm = " + std::to_string(S) + " of H = " + std::to_string(H),
                   "the reference's mask broadcasts Δ (H, ·) against A (n_ssm, N), which needs n_ssm 1 or H");
