@@ -170,6 +170,14 @@ __global__ void scale_rows_kernel(const float* sigma, const float* bias, float* 
   MIXLENS_GRID_STRIDE(k, D * L) out[k] = sigma[k] * bias[k / L];
 }
 
+// out (rows × cols) = x with every row reversed: out[r][c] = x[r][cols − 1 − c].
+__global__ void reverse_columns_kernel(const float* x, index_t rows, index_t cols, float* out) {
+  MIXLENS_GRID_STRIDE(k, rows * cols) {
+    const index_t r = k / cols, c = k % cols;
+    out[k] = x[r * cols + (cols - 1 - c)];
+  }
+}
+
 __global__ void fill_kernel(float* data, index_t n, float value) {
   MIXLENS_GRID_STRIDE(k, n) data[k] = value;
 }
@@ -368,6 +376,14 @@ class device_backend {
     MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // v may go away
     return d;
   }
+  // Values (e.g. Vision Mamba's image patches) into device memory.
+  [[nodiscard]] array<float> upload(std::span<const float> v) const {
+    array<float> d(static_cast<index_t>(v.size()), stream_);
+    if (v.empty()) return d;
+    MIXLENS_CUDA_CHECK(cudaMemcpyAsync(d.data(), v.data(), d.bytes(), cudaMemcpyHostToDevice, stream_));
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // v may go away
+    return d;
+  }
   template <class U>
   [[nodiscard]] std::vector<U> download(const U* p, index_t n) const {
     std::vector<U> h(static_cast<std::size_t>(n));
@@ -422,6 +438,13 @@ class device_backend {
                       vector_view<const float> weight, double eps, float* out, float* factor) const {
     detail::gated_rms_norm_kernel<<<detail::model_blocks((C / group) * L), detail::model_threads, 0, stream_>>>(
         x, z, C, L, group, weight.empty() ? nullptr : weight.data(), static_cast<float>(eps), out, factor);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  // out (rows × cols) = x with every row reversed in time (Vision Mamba's
+  // backward branch). out must not overlap x.
+  void reverse_columns(const float* x, index_t rows, index_t cols, float* out) const {
+    detail::reverse_columns_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(
+        x, rows, cols, out);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void multiply(float* y, const float* x, index_t n) const {
