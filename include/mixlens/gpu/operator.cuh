@@ -2,6 +2,7 @@
 // host, over device memory.
 //
 //   to_device(op) / to_host(op)             owners whose storage lives on that side
+//                                           (to_host also of a plain device view)
 //   gpu::apply(op, x, y, stream)            y = M·x
 //   gpu::materialize(op, out, in, m, s)     the dense L×L block (out, in)
 //   gpu::materialize(op, m, s)              the whole (out·L)×(in·L) operator
@@ -86,10 +87,14 @@ template <class View, class Storage>
   return to_device(host_owner.view());
 }
 
-// A host copy of a device-resident operator (the same view type).
+// A host copy of a view over device memory (the same view type): of an
+// operator, or of a view the caller does not own (a layer's signals during the
+// forward pass). Synchronous on the legacy default stream: work on another
+// non-blocking stream that writes the data must be synchronized first.
 template <class View>
-[[nodiscard]] bound<View, host_storage> to_host(const bound<View, device_storage>& device_owner) {
-  View v = device_owner.view();
+  requires rebasable<View>
+[[nodiscard]] bound<View, host_storage> to_host(const View& device_view) {
+  View v = device_view;
   host_storage storage;
   auto copy = [&](std::size_t bytes, const void* source) -> void* {
     storage.buffers.emplace_back(bytes);
@@ -99,6 +104,12 @@ template <class View>
   };
   mixlens::detail::rebase(v, copy);
   return bound<View, host_storage>(std::move(storage), [&](const host_storage&) { return v; });
+}
+
+// A host copy of a device-resident operator (the same view type).
+template <class View>
+[[nodiscard]] bound<View, host_storage> to_host(const bound<View, device_storage>& device_owner) {
+  return to_host(device_owner.view());
 }
 
 // ---- the generic implementation --------------------------------------------------
