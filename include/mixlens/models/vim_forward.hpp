@@ -1,6 +1,6 @@
 // The Vision Mamba (hustvl/Vim) forward pass, written once against a backend
-// (mixlens/backend.hpp on the host; the device backend needs `upload` of values
-// and `reverse_columns` besides what Mamba uses):
+// (mixlens/backend.hpp on the host, gpu/backend.cuh on the device through
+// gpu/models/vim.cuh):
 //
 //   image (H × W × C) → Conv2d(patch, stride) → patches row by row (M × E)
 //   → CLS token inserted at its position (middle: before patch M/2; head: 0)
