@@ -1,8 +1,10 @@
 // Tutorial 04: the hidden attention of a Vision Mamba classifier over the patch
 // grid. Loads a folder written by tools/convert_vim.py (default: a bundled random
 // fixture), reads an image (.npy, height × width × 3), runs the model on the CPU
-// and, per layer, combines the forward branch's α with the backward branch's α
-// mapped back to image positions. It writes into OUT_DIR:
+// (or, with --device cuda in a build with CUDA, on the GPU, each layer's signals
+// copied back to the host for the maps) and, per layer, combines the forward
+// branch's α with the backward branch's α mapped back to image positions. It
+// writes into OUT_DIR:
 //
 //   logits.npy        the class scores
 //   cls_raw.npy       the CLS row of the combined matrices, channel mean, averaged
@@ -15,6 +17,7 @@
 // feature reads every position alike).
 //
 //   04_vim_attention [MODEL_DIR IMAGE.npy] [OUT_DIR] [--normalize] [--unified] [--start-layer K]
+//                    [--device cpu|cuda]
 //
 // --normalize applies the ImageNet normalization of Vim's evaluation transform to
 // an image of values in [0, 1]; without it the image is the model input as it is.
@@ -22,6 +25,9 @@
 #include <mixlens/io/npy.hpp>
 #include <mixlens/io/png.hpp>
 #include <mixlens/models/vim_attention.hpp>
+#ifdef MIXLENS_EXAMPLE_CUDA
+#include <mixlens/gpu/models/vim.cuh>
+#endif
 
 #include <algorithm>
 #include <cstdio>
@@ -55,13 +61,18 @@ void save_map(const fs::path& file, const matrix<float>& map) {
 int main(int argc, char** argv) {
   try {
     std::vector<std::string> positional;
-    bool normalize = false, unified = false;
+    bool normalize = false, unified = false, cuda = false;
     index_t start = 0;
     for (int i = 1; i < argc; ++i) {
       const std::string a = argv[i];
       if (a == "--normalize") normalize = true;
       else if (a == "--unified") unified = true;
       else if (a == "--start-layer" && i + 1 < argc) start = std::stoll(argv[++i]);
+      else if (a == "--device" && i + 1 < argc) {
+        const std::string d = argv[++i];
+        if (d != "cpu" && d != "cuda") throw error("--device expects 'cpu' or 'cuda', got '" + d + "'");
+        cuda = d == "cuda";
+      }
       else positional.push_back(a);
     }
     const fs::path dir = positional.size() > 0 ? positional[0] : "tests/data/vim_mid_odd";
@@ -77,15 +88,15 @@ int main(int argc, char** argv) {
     const tensor<float, 3> shown = image;  // before normalization: what the overlay shows
     if (normalize) imagenet_normalize(image);
     fs::create_directories(out);
-    std::printf("%s: %lld layers, %lld x %lld patches, CLS %s, %s form\n", dir.string().c_str(),
+    std::printf("%s: %lld layers, %lld x %lld patches, CLS %s, %s form, on the %s\n", dir.string().c_str(),
                 static_cast<long long>(model.num_layers()), static_cast<long long>(cfg.grid_height()),
                 static_cast<long long>(cfg.grid_width()), std::string(to_string(cfg.cls)).c_str(),
-                std::string(to_string(form)).c_str());
+                std::string(to_string(form)).c_str(), cuda ? "GPU" : "CPU");
 
     const index_t L = cfg.sequence_length(), cls = cfg.cls_index();
     std::vector<matrix<float>> maps;
     std::vector<float> raw(static_cast<std::size_t>(L), 0.0f), paper(static_cast<std::size_t>(L), 0.0f);
-    const auto logits = vim_forward(model, tensor_view<const float, 3>(image.view()), [&](const vim_layer_signals<float>& s) {
+    const auto per_layer = [&](const vim_layer_signals<float>& s) {
       const auto e = check_reconstruction(s);
       const auto full = vim_layer_attention(s, form);  // D × L × L, in the block's own combination
       maps.push_back(analysis::aggregate_channels(tensor_view<const float, 3>(full.view())));
@@ -99,7 +110,24 @@ int main(int argc, char** argv) {
         const auto pr = aggregate_rows(matrix_view<const float>(p.view()));
         for (index_t j = 0; j < L; ++j) paper[static_cast<std::size_t>(j)] += pr[static_cast<std::size_t>(j)];
       }
-    });
+    };
+    const tensor_view<const float, 3> input(image.view());
+    std::vector<float> logits;
+    if (cuda) {
+#ifdef MIXLENS_EXAMPLE_CUDA
+      const gpu::device_backend be;
+      const auto weights = gpu::to_device(model);
+      const auto d = gpu::vim_forward(be, weights, input, [&](const vim_layer_signals<float>& s) {
+        be.synchronize();
+        per_layer(gpu::to_host(s).view());  // the maps on the host, from the device signals
+      });
+      logits = be.download(d.data(), d.size());
+#else
+      throw error("--device cuda: this build has no CUDA backend");
+#endif
+    } else {
+      logits = vim_forward(model, input, per_layer);
+    }
     const auto rho = analysis::rollout(maps, start);
     const auto rollout_map = patch_map(cfg, std::span<const float>(read_row(rho, cls)));
     io::write_npy(out / "logits.npy", logits.data(), {static_cast<index_t>(logits.size())});
