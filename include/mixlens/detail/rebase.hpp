@@ -67,22 +67,29 @@ void rebase(View& view, Copy& copy) {
   rebase(view, copy, seen);
 }
 
+// A copy of `view` that owns its data in host memory, each buffer filled by
+// copy_bytes(destination, source, bytes) (memcpy, or a device-to-host copy).
+template <class View, class CopyBytes>
+[[nodiscard]] bound<View, host_storage> host_copy(const View& view, CopyBytes&& copy_bytes) {
+  View v = view;
+  host_storage storage;
+  auto copy = [&](std::size_t bytes, const void* source) -> void* {
+    storage.buffers.emplace_back(bytes);
+    void* p = storage.buffers.back().data();
+    copy_bytes(p, source, bytes);
+    return p;
+  };
+  rebase(v, copy);
+  return bound<View, host_storage>(std::move(storage), [&](const host_storage&) { return v; });
+}
+
 }  // namespace detail
 
 // A copy of a host view that owns its data (the same view type).
 template <class View>
   requires rebasable<View>
 [[nodiscard]] bound<View, host_storage> owned_copy(const View& host_view) {
-  View v = host_view;
-  host_storage storage;
-  auto copy = [&](std::size_t bytes, const void* source) -> void* {
-    storage.buffers.emplace_back(bytes);
-    void* p = storage.buffers.back().data();
-    std::memcpy(p, source, bytes);
-    return p;
-  };
-  detail::rebase(v, copy);
-  return bound<View, host_storage>(std::move(storage), [&](const host_storage&) { return v; });
+  return detail::host_copy(host_view, [](void* to, const void* from, std::size_t bytes) { std::memcpy(to, from, bytes); });
 }
 
 }  // namespace mixlens

@@ -94,16 +94,9 @@ template <class View, class Storage>
 template <class View>
   requires rebasable<View>
 [[nodiscard]] bound<View, host_storage> to_host(const View& device_view) {
-  View v = device_view;
-  host_storage storage;
-  auto copy = [&](std::size_t bytes, const void* source) -> void* {
-    storage.buffers.emplace_back(bytes);
-    void* p = storage.buffers.back().data();
-    MIXLENS_CUDA_CHECK(cudaMemcpy(p, source, bytes, cudaMemcpyDeviceToHost));
-    return p;
-  };
-  mixlens::detail::rebase(v, copy);
-  return bound<View, host_storage>(std::move(storage), [&](const host_storage&) { return v; });
+  return mixlens::detail::host_copy(device_view, [](void* to, const void* from, std::size_t bytes) {
+    MIXLENS_CUDA_CHECK(cudaMemcpy(to, from, bytes, cudaMemcpyDeviceToHost));
+  });
 }
 
 // A host copy of a device-resident operator (the same view type).
