@@ -3,6 +3,7 @@
 #                           CCCL's headers alone (MIXLENS_CCCL_INCLUDE_DIR)
 #   PkgConfig::MIXLENS_FFTW3  FFTW3 in float and double (Debian: libfftw3-dev)
 #   ZLIB::ZLIB               deflate for PNG heatmaps (Debian: zlib1g-dev)
+#   PNG::PNG                 PNG images in, for mixlens::models (Debian: libpng-dev)
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
 #   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
 #   OpenMP::OpenMP_CXX       optional: host threads for the scan policies (MIXLENS_ENABLE_OPENMP)
@@ -48,6 +49,12 @@ endif()
 find_package(ZLIB QUIET)
 if(NOT ZLIB_FOUND)
   message(FATAL_ERROR "mixlens needs zlib for PNG output: on Debian, apt-get install zlib1g-dev")
+endif()
+
+find_package(PNG QUIET)
+if(NOT PNG_FOUND)
+  message(FATAL_ERROR "mixlens::models needs libpng to read PNG images (Vision Mamba input): on Debian, "
+                      "apt-get install libpng-dev")
 endif()
 
 # Optional: without OpenMP the threaded host scan policies run on one thread.

@@ -149,6 +149,51 @@ expect(reference_shape 1 "shape does not match"
   --model ${DATA}/mamba_tied_fp32 --tokens-file ${ref}/mamba_tied_fp32/tokens_2.npy --out ${WORK}/wrongref
   --layers 0 --no-png --reference-logits ${ref}/mamba_demo/logits_0.npy)
 
+# ---- Vision Mamba: an image in, the two branches combined -----------------------------
+foreach(fixture vim_mid_odd:paper vim_mid_stride_bf16:unified vim_head_nodiv:paper vim_mean_nopos:unified)
+  string(REPLACE ":" ";" parts ${fixture})
+  list(GET parts 0 model)
+  list(GET parts 1 form)
+  expect(${model} 0 "Vision Mamba.*self-test passed.*max relative error vs reference .* \\(ok\\)"
+    --model ${DATA}/${model} --image ${ref}/${model}/image.npy --out ${WORK}/${model} --form ${form}
+    --self-test --reference-logits ${ref}/${model}/logits.npy)
+endforeach()
+expect_files(vim ${WORK}/vim_mid_odd logits.npy alpha_0.npy alpha_1.npy raw.npy rollout.npy cls_raw.npy
+  cls_rollout.npy alpha_0.png rollout.png overlay.png)
+expect_shape(vim ${WORK}/vim_mid_odd/logits.npy "7, ")
+expect_shape(vim ${WORK}/vim_mid_odd/alpha_1.npy "32, 10, 10, ")
+expect_shape(vim ${WORK}/vim_mid_odd/cls_rollout.npy "3, 3, ")
+expect_shape(vim ${WORK}/vim_mid_stride_bf16/cls_raw.npy "4, 6, ")
+# A PNG is read as pixels / 255 and normalized: the same outputs as its pixels
+# in a .npy with --normalize.
+set(img ${DATA}/images)
+expect(vim_png 0 "ImageNet-normalized" --model ${DATA}/vim_mid_odd --image ${img}/rgb8.png --out ${WORK}/vim_png --no-png)
+expect(vim_npy_normalized 0 "ImageNet-normalized" --model ${DATA}/vim_mid_odd --image ${img}/rgb8.npy --normalize
+  --out ${WORK}/vim_npy --no-png)
+foreach(f logits.npy alpha_0.npy rollout.npy cls_rollout.npy)
+  file(SHA256 ${WORK}/vim_png/${f} a)
+  file(SHA256 ${WORK}/vim_npy/${f} b)
+  if(NOT a STREQUAL b)
+    message(SEND_ERROR "vim_png: ${f} differs between the PNG and its .npy pixels")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endforeach()
+expect(vim_tokens 1 "is a Vision Mamba classifier: give its input with --image"
+  --model ${DATA}/vim_mid_odd --tokens 1,2 --out ${WORK}/x)
+expect(lm_image 1 "--image: the model in .* is a Mamba language model: give --tokens"
+  --model ${DATA}/mamba_tied_fp32 --image ${img}/rgb8.png --out ${WORK}/x)
+expect(vim_image_size 1 "image of shape \\[12, 12, 3\\], the model takes \\[10, 14, 3\\]"
+  --model ${DATA}/vim_mid_stride_bf16 --image ${img}/rgb8.png --out ${WORK}/x)
+expect(vim_image_type 1 "expected a .png or .npy file"
+  --model ${DATA}/vim_mid_odd --image ${DATA}/vim_mid_odd/config.json --out ${WORK}/x)
+expect(vim_truncated_png 1 "truncated.png': cannot be decoded"
+  --model ${DATA}/vim_mid_odd --image ${img}/truncated.png --out ${WORK}/x)
+expect(vim_reference_shape 1 "shape does not match: \\(37, 97\\), expected \\(classes\\) = \\(7\\)"
+  --model ${DATA}/vim_mid_odd --image ${img}/rgb8.png --out ${WORK}/x --reference-logits ${ref}/mamba_tied_fp32/logits_2.npy)
+expect(image_and_tokens 2 "exactly one of --tokens, --tokens-file"
+  --model ${DATA}/vim_mid_odd --image ${img}/rgb8.png --tokens 1 --out ${WORK}/x)
+expect_no_files(vim_errors ${WORK} x)
+
 # ---- one NaN weight or reference value: every check fails and says where ---------
 # Copies of mamba_demo with one weight set to NaN (tests/tools/set_nan.cpp): the
 # checks must not pass on NaN (a max over errors drops it).
@@ -310,6 +355,22 @@ else()
         math(EXPR failures "${failures} + 1")
       endif()
     endforeach()
+  endforeach()
+  # Vision Mamba on the device: the same checks, or the same refusal.
+  foreach(form paper unified)
+    execute_process(COMMAND ${TOOL} --model ${DATA}/vim_mid_stride_bf16 --image ${ref}/vim_mid_stride_bf16/image.npy
+      --out ${WORK}/cuda_vim --device cuda --form ${form} --self-test
+      --reference-logits ${ref}/vim_mid_stride_bf16/logits.npy
+      RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+    if(rc STREQUAL "0" AND out MATCHES "device cuda.*self-test passed.*\\(ok\\)")
+      message(STATUS "ok   cuda vim ${form} (GPU path)")
+      expect_files(cuda_vim ${WORK}/cuda_vim cls_rollout.npy overlay.png alpha_1.npy)
+    elseif(rc STREQUAL "1" AND err MATCHES "--device cuda: no (usable )?CUDA device")
+      message(STATUS "ok   cuda vim ${form} (no device here)")
+    else()
+      message(SEND_ERROR "cuda vim ${form}: exit ${rc}\n${out}${err}")
+      math(EXPR failures "${failures} + 1")
+    endif()
   endforeach()
 endif()
 

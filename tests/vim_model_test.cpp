@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/model_fixtures.hpp"
+#include "common/vim_maps.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/models/language_model.hpp"
@@ -155,6 +156,24 @@ void check_self_test(double tol) {
 BOOST_AUTO_TEST_CASE(matrices_reconstruct_every_branch_and_the_block_float) { check_self_test<float>(1e-5); }
 
 BOOST_AUTO_TEST_CASE(matrices_reconstruct_every_branch_and_the_block_double) { check_self_test<double>(1e-10); }
+
+// analysis::aggregate_bidirectional (what mixlens-attn runs on either backend)
+// equals the host's combined matrices, their channel mean and range.
+template <class T>
+void check_combined_maps(double tol) {
+  for (const auto& fx : fixtures) {
+    const auto model = load_vim<T>(data_dir / fx.name);
+    for (const auto& b : signals_of(model, image_of<T>(fx)))
+      for (const auto form : {attention_form::paper, attention_form::unified}) {
+        const double e = combined_map_error(host_backend<T>{}, b.view(), b.view(), form);
+        BOOST_TEST(e <= tol, fx.name << " layer " << b->layer << " " << to_string(form) << ": " << e);
+      }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(combined_maps_in_chunks_float) { check_combined_maps<float>(1e-6); }
+
+BOOST_AUTO_TEST_CASE(combined_maps_in_chunks_double) { check_combined_maps<double>(1e-13); }
 
 BOOST_AUTO_TEST_CASE(cls_row_is_the_row_of_the_full_matrix) {
   for (const auto& fx : fixtures) {
@@ -321,8 +340,10 @@ BOOST_AUTO_TEST_CASE(bad_configs) {
   refused(R"("patch_size": 9)", "patch_size 9 exceeds the image");
   refused(R"("stride": 0)", "stride");
   refused(R"("expand": "2")", "expand");
-  // The language-model loader (and mixlens-attn) points to load_vim.
-  expect_error([] { (void)parse_family(R"({"model_type": "vim", "embed_dim": 8})", "c.json"); }, "load_vim");
+  // The family is detected; the language-model loader points to load_vim.
+  BOOST_TEST((parse_family(R"({"model_type": "vim", "embed_dim": 8})", "c.json") == model_family::vim));
+  BOOST_TEST((parse_family(R"({"architectures": ["VisionMamba"]})", "c.json") == model_family::vim));
+  expect_error([] { (void)load_language_model<float>(data_dir / "vim_mid_odd"); }, "load_vim");
   expect_error([] { (void)parse_vim_config(R"({"depth": 1, "img_size": 8, "patch_size": 4, "num_classes": 3})", "c.json"); },
                "embed_dim");
   expect_error([] { (void)parse_vim_config(R"({"embed_dim": 8, "depth": 1, "patch_size": 4, "num_classes": 3})", "c.json"); },

@@ -18,6 +18,7 @@
 #include "common/gpu_testing.cuh"
 #include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
+#include "common/vim_maps.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/gpu/models/vim.cuh"
 #include "mixlens/io/npy.hpp"
@@ -74,6 +75,7 @@ struct layer_result {
   std::vector<float> cls_paper, cls_unified;   // vim_cls_rows of the signals (the block's mode)
   std::vector<float> paper_cls;                // paper_cls_rows
   vim_reconstruction_error self_test;
+  double combined_paper = 0, combined_unified = 0;  // aggregate_bidirectional on the backend vs the host's
 };
 
 struct run_result {
@@ -126,6 +128,8 @@ run_result run(const Backend& be, const Weights& w, const tensor<float, 3>& imag
         }
         const auto hs = host_copy(be, s);
         l.self_test = check_reconstruction(hs.view());
+        l.combined_paper = combined_map_error(be, s, hs.view(), attention_form::paper);
+        l.combined_unified = combined_map_error(be, s, hs.view(), attention_form::unified);
         if (s.cls >= 0) {
           l.cls_paper = flat(vim_cls_rows(hs.view(), attention_form::paper));
           l.cls_unified = flat(vim_cls_rows(hs.view(), attention_form::unified));
@@ -159,6 +163,8 @@ void check_reference(const vim_fixture& fx, const run_result& r, const std::stri
                                      rel(l.backward.y, ref(fx, p + "y_b").as<double>()),
                                      rel(l.y, ref(fx, p + "y").as<double>())});
     BOOST_TEST(signals <= 1e-4, layer << "signals vs the reference " << signals);
+    BOOST_TEST(std::max(l.combined_paper, l.combined_unified) <= 1e-5,
+               layer << "combined maps vs the host's: paper " << l.combined_paper << ", unified " << l.combined_unified);
     worst = std::max(worst, signals);
     if (fx.alpha_reference) {
       const double a = std::max(rel(l.forward.alpha, ref(fx, p + "alpha_f").as<double>()),

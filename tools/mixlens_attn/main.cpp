@@ -1,26 +1,30 @@
 // mixlens-attn: the hidden attention of a Mamba, Falcon-Mamba or Mamba-2
-// language model checkpoint (the family is read from config.json).
+// language model checkpoint, or of a Vision Mamba classifier (the family is
+// read from config.json).
 //
-//   mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR
+//   mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy | --image x.png) --out DIR
 //                [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]
-//                [--save-alpha all|none|0,3] [--no-png] [--self-test]
+//                [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]
 //                [--reference-logits FILE] [--strict] [--max-memory BYTES]
 //
-// Writes logits.npy (L × V), alpha_{k}.npy (D × L × L; for Mamba-2's paper
-// form heads × L × L) per selected layer (those of --save-alpha), raw.npy and
-// rollout.npy (L × L) over the selected
-// layers, and PNG heatmaps alpha_{k}.png (channel mean) and rollout.png. With
-// --device cuda (builds with CUDA) the forward pass, the matrices, their channel
-// means, raw attention and rollout are computed on the GPU; D × L × L tensors
-// are copied to the host only for alpha_{k}.npy. Every input is checked before
-// any output is written; the outputs are written to a fresh folder beside --out
-// that replaces it only when the run completes (see output_folder). Exit status:
-// 0 success, 1 a failure (bad model, tokens, output folder, not enough memory,
-// failed check, no usable GPU), 2 bad usage.
+// Writes logits.npy (L × V; a classifier's: classes), alpha_{k}.npy (D × L × L;
+// for Mamba-2's paper form heads × L × L; for Vision Mamba the two branches
+// combined as the block combines them) per selected layer (those of
+// --save-alpha), raw.npy and rollout.npy (L × L) over the selected layers, and
+// PNG heatmaps alpha_{k}.png (channel mean) and rollout.png; for Vision Mamba
+// also cls_raw.npy and cls_rollout.npy (the CLS row over the patch grid) and
+// overlay.png. With --device cuda (builds with CUDA) the forward pass, the
+// matrices, their channel means, raw attention and rollout are computed on the
+// GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy. Every
+// input is checked before any output is written; the outputs are written to a
+// fresh folder beside --out that replaces it only when the run completes (see
+// output_folder). Exit status: 0 success, 1 a failure (bad model, tokens, image,
+// output folder, not enough memory, failed check, no usable GPU), 2 bad usage.
 #include <stdlib.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -45,8 +49,10 @@
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/vim_attention.hpp"
 #ifdef MIXLENS_ATTN_CUDA
 #include "mixlens/gpu/models/mamba.cuh"
+#include "mixlens/gpu/models/vim.cuh"
 #endif
 
 namespace fs = std::filesystem;
@@ -57,15 +63,19 @@ using namespace mixlens::models;
 namespace {
 
 constexpr std::string_view usage_text =
-    "usage: mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy) --out DIR\n"
+    "usage: mixlens-attn --model DIR (--tokens 3,17,5 | --tokens-file t.npy | --image x.png) --out DIR\n"
     "                    [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]\n"
-    "                    [--save-alpha all|none|0,3] [--no-png] [--self-test]\n"
+    "                    [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]\n"
     "                    [--reference-logits FILE] [--strict] [--max-memory BYTES]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
-    "                          Mamba-2 (Hugging Face or state-spaces layout, told by config.json)\n"
-    "  --tokens LIST           comma-separated token ids\n"
-    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy\n"
+    "                          Mamba-2 (Hugging Face or state-spaces layout), or Vision Mamba\n"
+    "                          (tools/convert_vim.py), told by config.json\n"
+    "  --tokens LIST           comma-separated token ids (language models)\n"
+    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy (language models)\n"
+    "  --image FILE            Vision Mamba's input: a PNG (pixels / 255, then ImageNet-normalized)\n"
+    "                          or a height x width x 3 .npy (the model input as stored)\n"
+    "  --normalize             ImageNet-normalize a .npy image of values in [0, 1] first\n"
     "  --out DIR               output folder (created if missing; replaced only if empty or a former output)\n"
     "  --device cpu|cuda       where to compute (default cpu)\n"
     "  --form paper|unified    alpha_{k}.npy: the paper's alpha (per channel; per head for Mamba-2),\n"
@@ -74,7 +84,8 @@ constexpr std::string_view usage_text =
     "  --save-alpha all|none|LIST  analysed layers whose alpha_{k}.npy is written (default all)\n"
     "  --no-png                skip the PNG heatmaps\n"
     "  --self-test             check per layer that the matrices reproduce the layer output\n"
-    "  --reference-logits FILE compare the logits with a (L x V) .npy, fail above 1e-4 relative\n"
+    "  --reference-logits FILE compare the logits with a .npy of the same shape (L x V, or the\n"
+    "                          classes), fail above 1e-4 relative\n"
     "  --strict                refuse checkpoint tensors the model does not use (default: a warning)\n"
     "  --max-memory BYTES      memory budget, e.g. 8G or 512M (default: MemAvailable); a run that\n"
     "                          needs more is refused before it starts\n";
@@ -84,10 +95,10 @@ struct usage_error : std::runtime_error {
 };
 
 struct options {
-  fs::path model, out, tokens_file, reference_logits;
+  fs::path model, out, tokens_file, reference_logits, image;
   std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all";
   attention_form form = attention_form::paper;
-  bool png = true, self_test = false, strict = false;
+  bool png = true, self_test = false, strict = false, normalize = false;
   std::optional<double> max_memory;  // bytes
 };
 
@@ -107,7 +118,7 @@ double parse_bytes(const std::string& text) {
 
 options parse_args(int argc, char** argv) {
   options o;
-  bool has_tokens = false, has_tokens_file = false;
+  int inputs = 0;  // --tokens, --tokens-file, --image
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     auto value = [&]() -> std::string {
@@ -116,8 +127,10 @@ options parse_args(int argc, char** argv) {
     };
     if (arg == "--model") o.model = value();
     else if (arg == "--out") o.out = value();
-    else if (arg == "--tokens") { o.tokens_list = value(); has_tokens = true; }
-    else if (arg == "--tokens-file") { o.tokens_file = value(); has_tokens_file = true; }
+    else if (arg == "--tokens") { o.tokens_list = value(); ++inputs; }
+    else if (arg == "--tokens-file") { o.tokens_file = value(); ++inputs; }
+    else if (arg == "--image") { o.image = value(); ++inputs; }
+    else if (arg == "--normalize") o.normalize = true;
     else if (arg == "--device") {
       o.device = value();
       if (o.device != "cpu" && o.device != "cuda") throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
@@ -137,7 +150,7 @@ options parse_args(int argc, char** argv) {
   }
   if (o.model.empty()) throw usage_error("--model is required");
   if (o.out.empty()) throw usage_error("--out is required");
-  if (has_tokens == has_tokens_file) throw usage_error("give exactly one of --tokens and --tokens-file");
+  if (inputs != 1) throw usage_error("give exactly one of --tokens, --tokens-file (language models) and --image (Vision Mamba)");
   return o;
 }
 
@@ -287,21 +300,25 @@ class output_folder {
   fs::path out_, staging_;
 };
 
-// The reference logits, checked (dtype, shape L x V, finite) before any work.
-std::vector<double> read_reference(const fs::path& file, index_t L, index_t V) {
+// The reference logits, checked (dtype, shape: L x V for a language model,
+// classes for a classifier; finite) before any work.
+std::vector<double> read_reference(const fs::path& file, const std::vector<index_t>& shape, std::string_view names) {
   const std::string who = "reference logits '" + file.string() + "'";
   const auto ref = mixlens::io::read_npy(file);
   if (ref.descr != "<f4" && ref.descr != "<f8")
     throw mixlens::error(who + ": dtype " + ref.descr + ", expected float32 or float64 (<f4 or <f8)");
-  if (ref.shape != std::vector<index_t>{L, V}) {
-    std::string got;
-    for (index_t e : ref.shape) got += (got.empty() ? "" : ", ") + std::to_string(e);
-    throw mixlens::error(who + ": shape does not match: (" + got + "), expected (L, V) = (" + std::to_string(L) + ", " +
-                         std::to_string(V) + ")");
-  }
+  const auto text = [](const std::vector<index_t>& v) {
+    std::string out;
+    for (index_t e : v) out += (out.empty() ? "" : ", ") + std::to_string(e);
+    return "(" + out + ")";
+  };
+  if (ref.shape != shape)
+    throw mixlens::error(who + ": shape does not match: " + text(ref.shape) + ", expected " + std::string(names) +
+                         " = " + text(shape));
   auto want = ref.as<double>();
-  if (const std::string at = mixlens::detail::find_non_finite(want.data(), {L, V}); !at.empty())
-    throw mixlens::error(who + ": expected finite values, got " + at);
+  const std::string at = shape.size() == 2 ? mixlens::detail::find_non_finite(want.data(), {shape[0], shape[1]})
+                                            : mixlens::detail::find_non_finite(want.data(), {shape[0]});
+  if (!at.empty()) throw mixlens::error(who + ": expected finite values, got " + at);
   return want;
 }
 
@@ -336,11 +353,15 @@ std::string human_bytes(double bytes) {
 // one chunk of blocks (at most 2 GiB), the layer signals, the logits and maps.
 struct memory_sizes {
   index_t channels, hidden, projections;  // the widest α tensor's channels, d_model, x_proj / in_proj rows
+  index_t branches = 1;                   // signals per layer: 2 for Vision Mamba's bidirectional blocks
 };
 memory_sizes memory_rows(const mamba_config& c) {
   return {c.intermediate_size, c.hidden_size, c.time_step_rank + 2 * c.state_size};
 }
 memory_sizes memory_rows(const mamba2_config& c) { return {c.ssm_channels(), c.hidden_size, c.in_proj_rows()}; }
+memory_sizes memory_rows(const vim_config& c) {
+  return {c.intermediate_size, c.hidden_size, c.time_step_rank + 2 * c.state_size, 2};
+}
 
 void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L, bool saving) {
   const std::optional<double> budget = o.max_memory ? o.max_memory : available_memory();
@@ -349,7 +370,7 @@ void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L,
                P = double(c.projections);
   const double alpha = f * D * Ld * Ld;
   const double chunk = std::min(alpha, double(mixlens::analysis::default_chunk_bytes));
-  const double signals = f * Ld * (2 * H + 9 * D + P + V) + f * 8 * Ld * Ld + f * Ld * V;
+  const double signals = f * Ld * (2 * H + double(c.branches) * (9 * D + P) + V) + f * 8 * Ld * Ld + f * Ld * V;
   const double needed = (saving ? alpha : 0) + chunk + signals;
   if (needed <= *budget) return;
   const std::string source = o.max_memory ? "--max-memory" : "available memory (MemAvailable)";
@@ -398,82 +419,183 @@ struct results {
   double compute_s = 0, write_s = 0, check_s = 0, worst_check = 0, upload_s = 0;
 };
 
-void report_self_test(results& r, index_t layer, const reconstruction_error& e) {
-  std::cout << "self-test layer " << layer << ": (alpha*u + D*u)*gate vs output " << e.paper
-            << ", unified A*x + offset vs output " << e.unified << "\n";
-  keep_worst(r.worst_check, e.paper);
-  keep_worst(r.worst_check, e.unified);
+// The per-layer maps of the analysed layers on one backend: each layer's
+// channel mean (L × L) with the min / max of its whole tensor, its raw map
+// (averaged over the layers) and rollout step, alpha_{k}.npy and the heatmap.
+// The D × L × L tensor reaches host memory only for alpha_{k}.npy, the L × L
+// mean only for its heatmap.
+template <class Backend>
+class layer_maps {
+ public:
+  layer_maps(const Backend& be, const options& o, index_t L)
+      : be_(be), o_(o), L_(L), roll_(be, L), raw_average_(be, L * L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
+        minmax_(be.alloc(3)) {}
+
+  // One layer of D matrices: aggregate(map, minmax, host copy or nullptr) fills
+  // the channel mean, the tensor's min / max / NaN count and the host copy;
+  // check_finite(minmax) throws naming a non-finite entry.
+  template <class Aggregate, class CheckFinite>
+  void add(index_t layer, index_t D, bool keep, Aggregate&& aggregate, CheckFinite&& check_finite, results& r) {
+    const std::string k = std::to_string(layer);
+    if (keep) alpha_.resize(static_cast<std::size_t>(D * L_ * L_));
+    aggregate(map_.data(), minmax_.data(), keep ? alpha_.data() : nullptr);
+    try {  // raw attention is undefined on NaN / inf: name the first one
+      check_finite(minmax_.data());
+    } catch (const mixlens::error& e) {
+      throw mixlens::error("layer " + k + ": " + e.what());
+    }
+    mixlens::analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
+    raw_average_.add(raw_.data());
+    roll_.add(map_.data());
+    const auto tw = clock_type::now();
+    if (keep) mixlens::io::write_npy(o_.out / ("alpha_" + k + ".npy"), alpha_.data(), {D, L_, L_});
+    if (o_.png) {
+      const auto mean = be_.download(map_.data(), L_ * L_);
+      mixlens::io::write_heatmap_png(o_.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L_, L_));
+    }
+    r.write_s += seconds_since(tw);
+  }
+
+  // raw.npy and rollout.npy's contents into r, when any layer was added.
+  void finish(results& r) {
+    if (raw_average_.count() == 0) return;
+    raw_average_.result(raw_.data());
+    r.raw = matrix<float>(L_, L_);
+    r.roll = matrix<float>(L_, L_);
+    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(roll_.result(), L_ * L_);
+    std::copy(raw_host.begin(), raw_host.end(), r.raw.data());
+    std::copy(roll_host.begin(), roll_host.end(), r.roll.data());
+  }
+
+ private:
+  const Backend& be_;
+  const options& o_;
+  index_t L_;
+  mixlens::analysis::rollout_accumulator<Backend> roll_;
+  mixlens::analysis::map_average<Backend> raw_average_;
+  typename Backend::template array<float> map_, raw_, minmax_;
+  std::vector<float> alpha_;
+};
+
+void check_self_test(results& r, index_t layer, double paper, double unified, const std::string& bad_output) {
+  std::cout << "self-test layer " << layer << ": (alpha*u + D*u)*gate vs output " << paper
+            << ", unified A*x + offset vs output " << unified << "\n";
+  keep_worst(r.worst_check, paper);
+  keep_worst(r.worst_check, unified);
+  if (!std::isfinite(paper) || !std::isfinite(unified))
+    std::cout << "self-test layer " << layer << ": "
+              << (bad_output.empty() ? "the reconstruction is not finite" : "output y contains " + bad_output) << "\n";
 }
 
-// The whole analysis on one backend (host or device): per analysed layer the
-// matrices in chunks of channels, their channel mean, min / max, raw map and
-// rollout step; the D × L × L tensor reaches host memory only for alpha_{k}.npy,
-// the L × L mean only for its heatmap.
+// The first non-finite entry of a layer's output y (backend memory), or "".
+template <class Backend>
+std::string non_finite_output(const Backend& be, mixlens::matrix_view<const float> y) {
+  const auto host = be.download(y.data_handle(), y.size());
+  return mixlens::detail::find_non_finite(host.data(), {y.extent(0), y.extent(1)});
+}
+
+// The whole analysis of a language model on one backend (host or device).
 template <class Backend, class Weights>
 results run_on(const Backend& be, const Weights& weights, const options& o, const std::vector<index_t>& tokens,
                const std::vector<index_t>& layers, const std::vector<index_t>& save) {
   results r;
   const index_t L = static_cast<index_t>(tokens.size());
   const auto t = clock_type::now();
-  mixlens::analysis::rollout_accumulator<Backend> roll(be, L);
-  mixlens::analysis::map_average<Backend> raw_average(be, L * L);
-  auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
-  std::vector<float> alpha;
+  layer_maps<Backend> maps(be, o, L);
   const auto logits = mamba_forward(be, weights, std::span<const index_t>(tokens), [&](const auto& s) {
     if (!contains(layers, s.layer)) return;
-    const bool keep = contains(save, s.layer);
-    const std::string k = std::to_string(s.layer);
-    index_t D = 0;  // matrices of the layer: channels, or Mamba-2's heads in the paper form
-    const auto maps = [&](const auto& op) {
-      D = mixlens::view_of(op).out_channels();
-      if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
-      mixlens::analysis::aggregate_operator(be, op, mixlens::channel_reduction::mean, map.data(), minmax.data(),
-                                            keep ? alpha.data() : nullptr);
-      try {  // raw attention is undefined on NaN / inf: name the first one
-        mixlens::analysis::check_finite_blocks(be, op, minmax.data(), "mixlens::analysis::raw_attention");
-      } catch (const mixlens::error& e) {
-        throw mixlens::error("layer " + k + ": " + e.what());
-      }
+    const auto add = [&](const auto& op) {  // the paper's α, or the unified form of the block
+      const index_t D = mixlens::view_of(op).out_channels();  // channels, or Mamba-2's heads in the paper form
+      maps.add(
+          s.layer, D, contains(save, s.layer),
+          [&](float* map, float* minmax, float* copy) {
+            mixlens::analysis::aggregate_operator(be, op, mixlens::channel_reduction::mean, map, minmax, copy);
+          },
+          [&](const float* minmax) {
+            mixlens::analysis::check_finite_blocks(be, op, minmax, "mixlens::analysis::raw_attention");
+          },
+          r);
     };
-    if (o.form == attention_form::paper) maps(s.ssm());
-    else maps(unified_operator(be, s, {.offset = false}));
-    mixlens::analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
-    raw_average.add(raw.data());
-    roll.add(map.data());
-    auto tw = clock_type::now();
-    if (keep) mixlens::io::write_npy(o.out / ("alpha_" + k + ".npy"), alpha.data(), {D, L, L});
-    if (o.png) {
-      const auto mean = be.download(map.data(), L * L);
-      mixlens::io::write_heatmap_png(o.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L, L));
-    }
-    r.write_s += seconds_since(tw);
+    if (o.form == attention_form::paper) add(s.ssm());
+    else add(unified_operator(be, s, {.offset = false}));
     if (o.self_test) {
-      tw = clock_type::now();
+      const auto tw = clock_type::now();
       const auto e = check_reconstruction(be, s);
       r.check_s += seconds_since(tw);
-      report_self_test(r, s.layer, e);
-      if (!std::isfinite(e.paper) || !std::isfinite(e.unified)) {
-        const auto y = be.download(s.y.data_handle(), s.y.size());
-        const std::string at = mixlens::detail::find_non_finite(y.data(), {s.y.extent(0), s.y.extent(1)});
-        std::cout << "self-test layer " << s.layer << ": "
-                  << (at.empty() ? "the reconstruction is not finite" : "output y contains " + at) << "\n";
-      }
+      check_self_test(r, s.layer, e.paper, e.unified,
+                      std::isfinite(e.paper) && std::isfinite(e.unified) ? std::string() : non_finite_output(be, s.y));
     }
   });
   r.logits = matrix<float>(L, weights.vocab_size());
   const auto host_logits = be.download(logits.data(), r.logits.size());
   std::copy(host_logits.begin(), host_logits.end(), r.logits.data());
-  if (!layers.empty()) {
-    raw_average.result(raw.data());
-    r.raw = matrix<float>(L, L);
-    r.roll = matrix<float>(L, L);
-    const auto raw_host = be.download(raw.data(), L * L), roll_host = be.download(roll.result(), L * L);
-    std::copy(raw_host.begin(), raw_host.end(), r.raw.data());
-    std::copy(roll_host.begin(), roll_host.end(), r.roll.data());
-  }
+  maps.finish(r);
   r.compute_s = seconds_since(t) - r.write_s - r.check_s;  // forward pass and attention together
   return r;
 }
+
+// ---- Vision Mamba ------------------------------------------------------------------
+
+// The whole analysis of a Vision Mamba classifier on one backend: per analysed
+// layer the combined matrices of the two branches in the block's own
+// combination, scale · (M_f + J·M_b·J); self_test(signals) returns the layer's
+// vim_reconstruction_error.
+template <class Backend, class Weights, class SelfTest>
+results run_vim_on(const Backend& be, const Weights& weights, const options& o, const mixlens::tensor<float, 3>& image,
+                   const std::vector<index_t>& layers, const std::vector<index_t>& save, SelfTest&& self_test) {
+  results r;
+  const index_t L = weights.config.sequence_length();
+  const auto t = clock_type::now();
+  layer_maps<Backend> maps(be, o, L);
+  const auto logits = vim_forward(be, weights, mixlens::tensor_view<const float, 3>(image.view()),
+                                  [&](const vim_layer_signals<float>& s) {
+    if (!contains(layers, s.layer)) return;
+    const auto add = [&](const auto& f, const auto& b) {
+      maps.add(
+          s.layer, s.channels(), contains(save, s.layer),
+          [&](float* map, float* minmax, float* copy) {
+            mixlens::analysis::aggregate_bidirectional(be, f, b, s.scale, mixlens::channel_reduction::mean, map, minmax,
+                                                       copy);
+          },
+          [&](const float* minmax) {
+            mixlens::analysis::check_finite_blocks(be, f, b, minmax, "mixlens::analysis::raw_attention");
+          },
+          r);
+    };
+    if (o.form == attention_form::paper) add(s.forward.ssm(), s.backward.ssm());
+    else add(unified_operator(be, s.forward, {.offset = false}), unified_operator(be, s.backward, {.offset = false}));
+    if (o.self_test) {
+      const auto tw = clock_type::now();
+      const vim_reconstruction_error e = self_test(s);
+      r.check_s += seconds_since(tw);
+      std::cout << "self-test layer " << s.layer << ": forward branch " << e.forward.paper << " (unified "
+                << e.forward.unified << "), backward branch " << e.backward.paper << " (unified " << e.backward.unified
+                << "), combined scale*(A_f + J*A_b*J)*x + offsets vs block output " << e.combined << "\n";
+      for (double v : {e.forward.paper, e.forward.unified, e.backward.paper, e.backward.unified, e.combined})
+        keep_worst(r.worst_check, v);
+    }
+  });
+  const index_t classes = weights.config.num_classes;
+  r.logits = matrix<float>(1, classes);
+  const auto host_logits = be.download(logits.data(), classes);
+  std::copy(host_logits.begin(), host_logits.end(), r.logits.data());
+  maps.finish(r);
+  r.compute_s = seconds_since(t) - r.write_s - r.check_s;
+  return r;
+}
+
+// The row the classifier reads (its CLS row, or the mean of the rows without a
+// CLS token) of an L × L map, over the patch grid.
+matrix<float> classifier_row_map(const vim_config& c, const matrix<float>& m) {
+  const index_t L = m.extent(0), cls = c.cls_index();
+  std::vector<float> row(static_cast<std::size_t>(L), 0.0f);
+  for (index_t i = 0; i < L; ++i)
+    if (cls < 0 || i == cls)
+      for (index_t j = 0; j < L; ++j) row[static_cast<std::size_t>(j)] += m(i, j) / float(cls < 0 ? L : 1);
+  return patch_map(c, std::span<const float>(row));
+}
+
+// ---- one run -------------------------------------------------------------------------
 
 template <class Model>
 results run_cpu(const options& o, const Model& model, const std::vector<index_t>& tokens,
@@ -482,22 +604,56 @@ results run_cpu(const options& o, const Model& model, const std::vector<index_t>
   return run_on(mixlens::host_backend<float>{}, weights.view(), o, tokens, layers, save);
 }
 
+results run_cpu(const options& o, const vim_model<float>& model, const mixlens::tensor<float, 3>& image,
+                const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+  const auto weights = host_weights(model);
+  return run_vim_on(mixlens::host_backend<float>{}, weights.view(), o, image, layers, save,
+                    [](const vim_layer_signals<float>& s) { return check_reconstruction(s); });
+}
+
 #ifdef MIXLENS_ATTN_CUDA
 namespace gpu = mixlens::gpu;
 
-template <class Model>
-results run_cuda(const options& o, const Model& model, const std::vector<index_t>& tokens,
-                 const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+// The device run: `run(backend, weights view)` after the weights' upload.
+template <class Model, class Run>
+results run_cuda(const Model& model, Run&& run) {
   std::string reason;
   if (!gpu::device_available(&reason)) throw mixlens::error("--device cuda: " + reason);
   const auto t = clock_type::now();
   const auto weights = gpu::to_device(model);
   const double upload_s = seconds_since(t);
-  results r = run_on(gpu::device_backend{}, weights.view(), o, tokens, layers, save);
+  const gpu::device_backend be;
+  results r = run(be, weights.view());
   r.upload_s = upload_s;
   return r;
 }
+
+template <class Model>
+results run_cuda(const options& o, const Model& model, const std::vector<index_t>& tokens,
+                 const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+  return run_cuda(model, [&](const gpu::device_backend& be, const auto& w) { return run_on(be, w, o, tokens, layers, save); });
+}
+
+// The self-test of a Vim layer reads the signals on the host.
+results run_cuda(const options& o, const vim_model<float>& model, const mixlens::tensor<float, 3>& image,
+                 const std::vector<index_t>& layers, const std::vector<index_t>& save) {
+  return run_cuda(model, [&](const gpu::device_backend& be, const auto& w) {
+    return run_vim_on(be, w, o, image, layers, save, [&](const vim_layer_signals<float>& s) {
+      be.synchronize();
+      return check_reconstruction(gpu::to_host(s).view());
+    });
+  });
+}
 #endif
+
+template <class Model, class Input>
+results run_device(const options& o, const Model& model, const Input& input, const std::vector<index_t>& layers,
+                   const std::vector<index_t>& save) {
+#ifdef MIXLENS_ATTN_CUDA
+  if (o.device == "cuda") return run_cuda(o, model, input, layers, save);
+#endif
+  return run_cpu(o, model, input, layers, save);
+}
 
 // The sizes of the summary line, and the matrices per alpha_{k}.npy.
 std::string sizes(const mamba_config& c) {
@@ -514,68 +670,44 @@ index_t alpha_matrices(const mamba2_config& c, attention_form f) {
   return f == attention_form::paper ? c.num_heads : c.ssm_channels();
 }
 
-template <class Model>
-int run_model(const options& o, const Model& model, clock_type::time_point start, double load_s) {
-  // Every input is checked before anything is written.
-  auto t = clock_type::now();
-  if (!model.unused_tensors.empty()) {
-    std::string names;
-    for (const auto& n : model.unused_tensors) names += (names.empty() ? "'" : ", '") + n + "'";
-    const std::string what = "model.safetensors holds " + std::to_string(model.unused_tensors.size()) +
-                             " tensor(s) the model does not use: " + names;
-    if (o.strict) throw mixlens::error(what + " (--strict)");
-    std::cerr << "mixlens-attn: warning: " << what << " (--strict refuses them)\n";
-  }
-  const auto tokens = read_tokens(o);
-  check_tokens(model.vocab_size(), std::span<const index_t>(tokens), "tokens");
-  const auto layers = parse_layers(o.layers, model.num_layers());
-  const auto save = parse_save_alpha(o.save_alpha, layers);
-  const auto& c = model.config;
-  const index_t L = static_cast<index_t>(tokens.size()), D = alpha_matrices(c, o.form);
-  std::vector<double> want;
-  if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, L, model.vocab_size());
-  check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty());
-  output_folder folder(o.out);
-  options work = o;  // the run writes into the staging folder
-  work.out = folder.staging();
+// Tensors in the checkpoint that the model does not read: refused with
+// --strict, else a warning.
+void check_unused(const options& o, const std::vector<std::string>& unused) {
+  if (unused.empty()) return;
+  std::string names;
+  for (const auto& n : unused) names += (names.empty() ? "'" : ", '") + n + "'";
+  const std::string what =
+      "model.safetensors holds " + std::to_string(unused.size()) + " tensor(s) the model does not use: " + names;
+  if (o.strict) throw mixlens::error(what + " (--strict)");
+  std::cerr << "mixlens-attn: warning: " << what << " (--strict refuses them)\n";
+}
 
-  std::cout << "model     " << o.model.string() << " (" << c.family() << ", "
-            << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
-            << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, " << sizes(c)
-            << ", vocab " << model.vocab_size() << "\n"
-            << "input     L = " << L << " tokens; form " << to_string(o.form) << "; device " << o.device << "; "
-            << layers.size() << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
-            << 4.0 * double(D) * double(L) * double(L) / 1e6 << " MB each, " << save.size() << " written)\n";
+std::string input_line(const options& o, index_t L, const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                       index_t D) {
+  std::ostringstream os;
+  os << "form " << to_string(o.form) << "; device " << o.device << "; " << layers.size()
+     << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
+     << 4.0 * double(D) * double(L) * double(L) / 1e6 << " MB each, " << save.size() << " written)\n";
+  return os.str();
+}
 
-#ifdef MIXLENS_ATTN_CUDA
-  results r = o.device == "cuda" ? run_cuda(work, model, tokens, layers, save) : run_cpu(work, model, tokens, layers, save);
-#else
-  results r = run_cpu(work, model, tokens, layers, save);
-#endif
-
-  t = clock_type::now();
-  mixlens::io::write_npy(work.out / "logits.npy", r.logits);
-  if (!layers.empty()) {
-    mixlens::io::write_npy(work.out / "raw.npy", r.raw);
-    mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
-    if (o.png) mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
-  }
-  folder.commit();
-  r.write_s += seconds_since(t);
-
+// After the run: the time line, the files line, the self-test and the logits
+// check; the exit status.
+int report(const options& o, const results& r, const std::vector<double>& want, const std::vector<index_t>& layers,
+           std::size_t saved, std::string_view extra_files, clock_type::time_point start, double load_s) {
   std::cout << "time      load " << load_s << " s, "
             << (o.device == "cuda" ? "upload " + std::to_string(r.upload_s) + " s, " : std::string())
             << "forward + attention " << r.compute_s << " s, writing " << r.write_s << " s"
             << (o.self_test ? ", self-test " + std::to_string(r.check_s) + " s" : std::string()) << ", total "
             << seconds_since(start) << " s\n"
-            << "wrote     " << o.out.string() << ": logits.npy, " << save.size() << " alpha_{k}.npy"
-            << (layers.empty() ? "" : ", raw.npy, rollout.npy") << (o.png ? " and PNG heatmaps" : "") << "\n";
+            << "wrote     " << o.out.string() << ": logits.npy, " << saved << " alpha_{k}.npy"
+            << (layers.empty() ? "" : ", raw.npy, rollout.npy") << extra_files << (o.png ? " and PNG heatmaps" : "")
+            << "\n";
 
   int status = 0;
-  const auto& logits = r.logits;
   // Non-finite logits fail either check (the per-layer errors do not see the
   // final norm and head); without a check they are only reported.
-  const std::string bad_logits = non_finite_entry(logits);
+  const std::string bad_logits = non_finite_entry(r.logits);
   if (o.self_test) {
     const bool ok = r.worst_check <= 1e-4 && bad_logits.empty();
     std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << r.worst_check << " (limit 1e-4)"
@@ -583,7 +715,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
     if (!ok) status = 1;
   }
   if (!o.reference_logits.empty()) {
-    const double err = relative_error(logits, want);
+    const double err = relative_error(r.logits, want);
     const bool ok = err <= 1e-4 && bad_logits.empty();
     std::cout << "logits    max relative error vs reference " << err
               << (ok ? " (ok)" : bad_logits.empty() ? " (FAILED, limit 1e-4)" : " (FAILED: logits contain " + bad_logits + ")")
@@ -595,12 +727,114 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   return status;
 }
 
+template <class Model>
+int run_model(const options& o, const Model& model, clock_type::time_point start, double load_s) {
+  // Every input is checked before anything is written.
+  check_unused(o, model.unused_tensors);
+  const auto tokens = read_tokens(o);
+  check_tokens(model.vocab_size(), std::span<const index_t>(tokens), "tokens");
+  const auto layers = parse_layers(o.layers, model.num_layers());
+  const auto save = parse_save_alpha(o.save_alpha, layers);
+  const auto& c = model.config;
+  const index_t L = static_cast<index_t>(tokens.size()), D = alpha_matrices(c, o.form);
+  std::vector<double> want;
+  if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {L, model.vocab_size()}, "(L, V)");
+  check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty());
+  output_folder folder(o.out);
+  options work = o;  // the run writes into the staging folder
+  work.out = folder.staging();
+
+  std::cout << "model     " << o.model.string() << " (" << c.family() << ", "
+            << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
+            << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, " << sizes(c)
+            << ", vocab " << model.vocab_size() << "\n"
+            << "input     L = " << L << " tokens; " << input_line(o, L, layers, save, D);
+
+  results r = run_device(work, model, tokens, layers, save);
+
+  const auto t = clock_type::now();
+  mixlens::io::write_npy(work.out / "logits.npy", r.logits);
+  if (!layers.empty()) {
+    mixlens::io::write_npy(work.out / "raw.npy", r.raw);
+    mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
+    if (o.png) mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
+  }
+  folder.commit();
+  r.write_s += seconds_since(t);
+  return report(o, r, want, layers, save.size(), "", start, load_s);
+}
+
+int run_vim_model(const options& o, const vim_model<float>& model, clock_type::time_point start, double load_s) {
+  check_unused(o, model.unused_tensors);
+  const auto& c = model.config;
+  // The model input: a PNG's pixels (in [0, 1]) take Vim's evaluation
+  // normalization; a .npy is the input as stored unless --normalize.
+  mixlens::tensor<float, 3> image = read_image<float>(o.image);
+  check_vim_image(c, image.extent(0), image.extent(1), image.extent(2));
+  const mixlens::tensor<float, 3> shown = image;  // what the overlay shows
+  std::string ext = o.image.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  const bool normalized = ext == ".png" || o.normalize;
+  if (normalized) imagenet_normalize(image);
+  const auto layers = parse_layers(o.layers, model.num_layers());
+  const auto save = parse_save_alpha(o.save_alpha, layers);
+  const index_t L = c.sequence_length(), D = c.intermediate_size;
+  std::vector<double> want;
+  if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {c.num_classes}, "(classes)");
+  check_memory(o, memory_rows(c), c.num_classes, L, !save.empty());
+  output_folder folder(o.out);
+  options work = o;
+  work.out = folder.staging();
+
+  std::cout << "model     " << o.model.string() << " (Vision Mamba): " << model.parameter_count() << " parameters, "
+            << model.num_layers() << " bidirectional layers, " << sizes(c) << ", " << c.grid_height() << " x "
+            << c.grid_width() << " patches of " << c.patch_size << " (stride " << c.stride << "), CLS "
+            << to_string(c.cls) << (c.cls_index() >= 0 ? " at " + std::to_string(c.cls_index()) : std::string())
+            << ", " << c.num_classes << " classes\n"
+            << "input     image " << o.image.string() << " (" << image.extent(0) << " x " << image.extent(1) << " x "
+            << image.extent(2) << (normalized ? ", ImageNet-normalized" : ", as stored") << "), L = " << L
+            << " positions; " << input_line(o, L, layers, save, D);
+
+  results r = run_device(work, model, image, layers, save);
+
+  const auto t = clock_type::now();
+  mixlens::io::write_npy(work.out / "logits.npy", r.logits.data(), {c.num_classes});
+  if (!layers.empty()) {
+    mixlens::io::write_npy(work.out / "raw.npy", r.raw);
+    mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
+    const matrix<float> cls_raw = classifier_row_map(c, r.raw), cls_roll = classifier_row_map(c, r.roll);
+    mixlens::io::write_npy(work.out / "cls_raw.npy", cls_raw.data(), {cls_raw.extent(0), cls_raw.extent(1)});
+    mixlens::io::write_npy(work.out / "cls_rollout.npy", cls_roll.data(), {cls_roll.extent(0), cls_roll.extent(1)});
+    if (o.png) {
+      mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
+      // The overlay shows the pixels: a PNG's, or a .npy taken as [0, 1] values.
+      mixlens::io::write_overlay_png(work.out / "overlay.png", mixlens::tensor_view<const float, 3>(shown.view()),
+                                     mixlens::matrix_view<const float>(cls_roll.view()));
+    }
+  }
+  folder.commit();
+  r.write_s += seconds_since(t);
+  return report(o, r, want, layers, save.size(), layers.empty() ? "" : ", cls_raw.npy, cls_rollout.npy", start, load_s);
+}
+
 int run(const options& o) {
 #ifndef MIXLENS_ATTN_CUDA
   if (o.device == "cuda")
     throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");
 #endif
   const auto start = clock_type::now();
+  const model_family family = detect_family(detail::model_config_file(o.model, "model"));
+  if (family == model_family::vim) {
+    if (o.image.empty())
+      throw mixlens::error("--model '" + o.model.string() +
+                           "' is a Vision Mamba classifier: give its input with --image FILE (.png or .npy), "
+                           "not token ids");
+    const auto model = load_vim<float>(o.model);
+    return run_vim_model(o, model, start, seconds_since(start));
+  }
+  if (!o.image.empty())
+    throw mixlens::error("--image: the model in '" + o.model.string() + "' is a " + std::string(to_string(family)) +
+                         " language model: give --tokens or --tokens-file");
   const auto model = load_language_model<float>(o.model);
   const double load_s = seconds_since(start);
   return std::visit([&](const auto& m) { return run_model(o, m, start, load_s); }, model);

@@ -4,6 +4,8 @@
 //    diagonal blocks, materialized in chunks of channels so that the D × L × L
 //    tensor need not exist at once, with the min, max and NaN count of the whole
 //    tensor (for raw attention) and optionally a host copy of the tensor;
+//    aggregate_bidirectional the same for a forward and a time-reversed
+//    backward operator combined (Vision Mamba's blocks);
 //  - raw_attention: that aggregate min–max normalized by the tensor's range;
 //  - rollout_accumulator: ρ = rownorm(I + A_last) ⋯ rownorm(I + A_first);
 //  - map_average: the mean of equally sized maps.
@@ -59,16 +61,54 @@ void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, ty
   be.synchronize();  // the chunk buffers go away
 }
 
-// Throws mixlens::error naming the first NaN or infinity among the diagonal
-// blocks of `op` when minmax (from aggregate_operator, backend memory) shows one:
-// the maps would otherwise be NaN or, for min–max scans that skip NaN, zeros.
-// Finding the position rematerializes the blocks, which happens only on failure.
-template <class Backend, class Op>
-void check_finite_blocks(const Backend& be, const Op& op, const typename Backend::value_type* minmax,
-                         std::string_view where, std::size_t max_chunk_bytes = default_chunk_bytes) {
+// aggregate_operator for a bidirectional layer (Vision Mamba): per channel the
+// combined matrix scale · (M_f + J·M_b·J), M_b being the backward operator's
+// block in its own, flipped time and J the exchange matrix. J·M·J of an L × L
+// block is the block read backwards as one array of L² values, so each chunk of
+// backward blocks is reversed whole, per channel.
+template <class Backend, class Forward, class Backward>
+void aggregate_bidirectional(const Backend& be, const Forward& forward, const Backward& backward,
+                             typename Backend::value_type scale, channel_reduction r,
+                             typename Backend::value_type* map, typename Backend::value_type* minmax = nullptr,
+                             typename Backend::value_type* host_copy = nullptr,
+                             std::size_t max_chunk_bytes = default_chunk_bytes) {
   using T = typename Backend::value_type;
-  const auto mm = be.download(minmax, 3);
-  if (mm[2] == T(0) && std::isfinite(mm[0]) && std::isfinite(mm[1])) return;
+  constexpr std::string_view where = "mixlens::analysis::aggregate_bidirectional";
+  const auto &f = view_of(forward), &b = view_of(backward);
+  const index_t D = f.out_channels(), L = f.length(), LL = L * L;
+  mixlens::detail::check_equal(where, "backward", "channels (those of the forward operator)", D, b.out_channels());
+  mixlens::detail::check_equal(where, "backward", "length (that of the forward operator)", L, b.length());
+  const index_t chunk = chunk_channels(D, L, 3 * sizeof(T), max_chunk_bytes);  // three buffers of blocks
+  auto block_f = be.alloc(chunk * LL), block_b = be.alloc(chunk * LL), sum = be.alloc(chunk * LL);
+  auto acc = be.template alloc<double>(LL);
+  be.fill_zero(acc.data(), LL);
+  if (minmax) be.reset_min_max(minmax);
+  for (index_t d0 = 0; d0 < D; d0 += chunk) {
+    const index_t count = std::min(chunk, D - d0), n = count * LL;
+    be.materialize_channels(f, d0, count, block_f.data());
+    be.materialize_channels(b, d0, count, block_b.data());
+    be.reverse_columns(block_b.data(), count, LL, sum.data());  // J·M_b·J
+    be.axpy(sum.data(), block_f.data(), T(1), n);
+    T* combined = sum.data();
+    if (scale != T(1)) {  // scaled into the forward buffer, which is free now
+      be.fill(block_f.data(), n, T(0));
+      be.axpy(block_f.data(), sum.data(), scale, n);
+      combined = block_f.data();
+    }
+    be.aggregate(combined, count, LL, r, acc.data(), minmax);
+    if (host_copy) be.copy_to_host(combined, n, host_copy + d0 * LL);
+  }
+  be.mean(acc.data(), LL, double(D), map);
+  be.synchronize();
+}
+
+namespace detail {
+
+// "NaN at [i][j] of channel d" for the first non-finite entry among the
+// diagonal blocks of `op`, or "" when all are finite.
+template <class Backend, class Op>
+[[nodiscard]] std::string first_non_finite_block(const Backend& be, const Op& op, std::size_t max_chunk_bytes) {
+  using T = typename Backend::value_type;
   const auto& v = view_of(op);
   const index_t D = v.out_channels(), L = v.length(), LL = L * L;
   const index_t chunk = chunk_channels(D, L, sizeof(T), max_chunk_bytes);
@@ -79,9 +119,46 @@ void check_finite_blocks(const Backend& be, const Op& op, const typename Backend
     const auto host = be.download(block.data(), count * LL);
     for (index_t c = 0; c < count; ++c)
       if (const std::string at = mixlens::detail::find_non_finite(host.data() + c * LL, {L, L}); !at.empty())
-        mixlens::detail::fail(where, "a", "finite values", at + " of channel " + std::to_string(d0 + c));
+        return at + " of channel " + std::to_string(d0 + c);
   }
-  mixlens::detail::fail(where, "a", "finite values", "a non-finite value");
+  return {};
+}
+
+template <class Backend>
+[[nodiscard]] bool finite_min_max(const Backend& be, const typename Backend::value_type* minmax) {
+  using T = typename Backend::value_type;
+  const auto mm = be.download(minmax, 3);
+  return mm[2] == T(0) && std::isfinite(mm[0]) && std::isfinite(mm[1]);
+}
+
+}  // namespace detail
+
+// Throws mixlens::error naming the first NaN or infinity among the diagonal
+// blocks of `op` when minmax (from aggregate_operator, backend memory) shows one:
+// the maps would otherwise be NaN or, for min–max scans that skip NaN, zeros.
+// Finding the position rematerializes the blocks, which happens only on failure.
+template <class Backend, class Op>
+void check_finite_blocks(const Backend& be, const Op& op, const typename Backend::value_type* minmax,
+                         std::string_view where, std::size_t max_chunk_bytes = default_chunk_bytes) {
+  if (detail::finite_min_max(be, minmax)) return;
+  const std::string at = detail::first_non_finite_block(be, op, max_chunk_bytes);
+  mixlens::detail::fail(where, "a", "finite values", at.empty() ? std::string("a non-finite value") : at);
+}
+
+// The same for aggregate_bidirectional's minmax: names the branch whose block
+// holds the first non-finite value, or the combination when both are finite.
+template <class Backend, class Forward, class Backward>
+void check_finite_blocks(const Backend& be, const Forward& forward, const Backward& backward,
+                         const typename Backend::value_type* minmax, std::string_view where,
+                         std::size_t max_chunk_bytes = default_chunk_bytes) {
+  if (detail::finite_min_max(be, minmax)) return;
+  std::string at = detail::first_non_finite_block(be, forward, max_chunk_bytes);
+  if (!at.empty()) at += " of the forward branch";
+  else if (at = detail::first_non_finite_block(be, backward, max_chunk_bytes); !at.empty())
+    at += " of the backward branch (in its own time)";
+  else
+    at = "a non-finite sum of the two branches";
+  mixlens::detail::fail(where, "a", "finite values", at);
 }
 
 // raw (L × L) = (mean − min) / (max − min), min and max over the layer's whole

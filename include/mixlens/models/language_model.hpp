@@ -2,6 +2,8 @@
 //   model_type / architectures   "mamba" / MambaForCausalLM                → Mamba
 //                                "falcon_mamba" / FalconMambaForCausalLM   → Falcon-Mamba (a Mamba option)
 //                                "mamba2" / Mamba2ForCausalLM              → Mamba-2
+//                                "vim" / VisionMamba                       → Vision Mamba (a classifier:
+//                                                                            models::load_vim, not a language model)
 //   state-spaces (d_model)       ssm_cfg.layer "Mamba1" or absent → Mamba, "Mamba2" → Mamba-2
 // A config without any of these keys is read as Mamba (as older checkpoints are).
 // Needs nlohmann-json.
@@ -18,10 +20,10 @@
 
 namespace mixlens::models {
 
-enum class model_family { mamba, falcon_mamba, mamba2 };
+enum class model_family { mamba, falcon_mamba, mamba2, vim };
 
 [[nodiscard]] constexpr std::string_view to_string(model_family f) {
-  return mixlens::detail::enum_name(f, {"Mamba", "Falcon-Mamba", "Mamba-2"});
+  return mixlens::detail::enum_name(f, {"Mamba", "Falcon-Mamba", "Mamba-2", "Vision Mamba"});
 }
 
 // The family the text of a config.json describes; `source` names it in error
@@ -34,17 +36,15 @@ enum class model_family { mamba, falcon_mamba, mamba2 };
   };
   static constexpr known families[] = {{"mamba", "MambaForCausalLM", model_family::mamba},
                                        {"falcon_mamba", "FalconMambaForCausalLM", model_family::falcon_mamba},
-                                       {"mamba2", "Mamba2ForCausalLM", model_family::mamba2}};
+                                       {"mamba2", "Mamba2ForCausalLM", model_family::mamba2},
+                                       {"vim", "VisionMamba", model_family::vim}};
   const nlohmann::json* type = detail::config_field(j, "model_type");
   const nlohmann::json* arch = detail::config_field(j, "architectures");
   if (type) {
     for (const auto& k : families)
       if (*type == k.type) return k.family;
-    if (*type == "vim")
-      detail::config_fail(source, "model_type = \"vim\" is a Vision Mamba classifier, not a language model: "
-                                  "load it with mixlens::models::load_vim (docs/vim.md)");
     detail::config_fail(source, "model_type = " + detail::config_show(*type) +
-                                    " is not supported (expected \"mamba\", \"falcon_mamba\" or \"mamba2\")");
+                                    " is not supported (expected \"mamba\", \"falcon_mamba\", \"mamba2\" or \"vim\")");
   }
   if (arch) {
     if (!arch->is_array() || arch->empty() || !(*arch)[0].is_string())
@@ -52,8 +52,8 @@ enum class model_family { mamba, falcon_mamba, mamba2 };
     for (const auto& k : families)
       if ((*arch)[0] == k.architecture) return k.family;
     detail::config_fail(source, "architectures = " + detail::config_show(*arch) +
-                                    " is not supported (expected MambaForCausalLM, FalconMambaForCausalLM or "
-                                    "Mamba2ForCausalLM)");
+                                    " is not supported (expected MambaForCausalLM, FalconMambaForCausalLM, "
+                                    "Mamba2ForCausalLM or VisionMamba)");
   }
   if (detail::config_field(j, "d_model"))
     if (const auto* ssm = detail::config_field(j, "ssm_cfg"); ssm && ssm->is_object())
@@ -78,12 +78,18 @@ template <class T>
   return model_family::mamba2;
 }
 
-// Loads the model in `dir` (config.json + model.safetensors or its shards),
-// whatever its family.
+// Loads the language model in `dir` (config.json + model.safetensors or its
+// shards), whatever its family.
 template <class T>
 [[nodiscard]] language_model<T> load_language_model(const std::filesystem::path& dir) {
-  if (detect_family(detail::model_config_file(dir, "model")) == model_family::mamba2) return load_mamba2<T>(dir);
-  return load_mamba<T>(dir);
+  const std::filesystem::path config = detail::model_config_file(dir, "model");
+  switch (detect_family(config)) {
+    case model_family::mamba2: return load_mamba2<T>(dir);
+    case model_family::vim:
+      detail::config_fail(config.string(), "a Vision Mamba classifier, not a language model: load it with "
+                                           "mixlens::models::load_vim (docs/vim.md)");
+    default: return load_mamba<T>(dir);
+  }
 }
 
 }  // namespace mixlens::models

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <span>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "mixlens/io/checkpoint.hpp"
 #include "mixlens/io/npy.hpp"
+#include "mixlens/io/png_read.hpp"
 #include "mixlens/models/detail/load.hpp"
 #include "mixlens/models/mamba_model.hpp"
 #include "mixlens/models/vim_config.hpp"
@@ -172,6 +174,18 @@ template <class T>
   const std::vector<T> v = a.as<T>();
   std::copy(v.begin(), v.end(), image.data());
   return image;
+}
+
+// An image file: .png (any PNG, as 8-bit RGB pixels / 255: values in [0, 1],
+// to be normalized like the pixels Vim's evaluation transform reads) or .npy
+// (read_image_npy: as stored).
+template <class T>
+[[nodiscard]] tensor<T, 3> read_image(const std::filesystem::path& file) {
+  std::string ext = file.extension().string();
+  for (char& ch : ext) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext == ".png") return io::read_png_rgb<T>(file);
+  if (ext == ".npy") return read_image_npy<T>(file);
+  throw error("image '" + file.string() + "': expected a .png or .npy file (height x width x channels), not '" + ext + "'");
 }
 
 // The normalization of the Vim (DeiT) evaluation transform, in place: values in
