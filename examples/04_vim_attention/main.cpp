@@ -1,6 +1,6 @@
 // Tutorial 04: the hidden attention of a Vision Mamba classifier over the patch
 // grid. Loads a folder written by tools/convert_vim.py (default: a bundled random
-// fixture), reads an image (.npy, height × width × 3), runs the model on the CPU
+// fixture), reads an image (.png, or .npy of height × width × 3), runs the model on the CPU
 // (or, with --device cuda in a build with CUDA, on the GPU, each layer's signals
 // copied back to the host for the maps) and, per layer, combines the forward
 // branch's α with the backward branch's α mapped back to image positions. It
@@ -16,11 +16,12 @@
 // Without a CLS token the rows' mean stands for the CLS row (the mean-pooled
 // feature reads every position alike).
 //
-//   04_vim_attention [MODEL_DIR IMAGE.npy] [OUT_DIR] [--normalize] [--unified] [--start-layer K]
+//   04_vim_attention [MODEL_DIR IMAGE] [OUT_DIR] [--normalize] [--unified] [--start-layer K]
 //                    [--device cpu|cuda]
 //
-// --normalize applies the ImageNet normalization of Vim's evaluation transform to
-// an image of values in [0, 1]; without it the image is the model input as it is.
+// A PNG's pixels / 255 take the ImageNet normalization of Vim's evaluation
+// transform; a .npy is the model input as it is, unless --normalize (for values
+// in [0, 1]).
 #include <mixlens/analysis/attention_maps.hpp>
 #include <mixlens/io/npy.hpp>
 #include <mixlens/io/png.hpp>
@@ -84,9 +85,9 @@ int main(int argc, char** argv) {
     const vim_config& cfg = model.config;
     if (start < 0 || start >= model.num_layers())
       throw error("--start-layer " + std::to_string(start) + " is not a layer in [0, " + std::to_string(model.num_layers()) + ")");
-    tensor<float, 3> image = read_image_npy<float>(image_file);
+    tensor<float, 3> image = read_image<float>(image_file);
     const tensor<float, 3> shown = image;  // before normalization: what the overlay shows
-    if (normalize) imagenet_normalize(image);
+    if (normalize || image_file.extension() == ".png") imagenet_normalize(image);
     fs::create_directories(out);
     std::printf("%s: %lld layers, %lld x %lld patches, CLS %s, %s form, on the %s\n", dir.string().c_str(),
                 static_cast<long long>(model.num_layers()), static_cast<long long>(cfg.grid_height()),

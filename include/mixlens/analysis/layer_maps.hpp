@@ -102,7 +102,11 @@ void aggregate_bidirectional(const Backend& be, const Forward& forward, const Ba
   be.synchronize();
 }
 
-namespace detail {
+}  // namespace mixlens::analysis
+
+// (in mixlens::detail: an analysis::detail would hide mixlens::detail from the
+// analysis headers)
+namespace mixlens::detail {
 
 // "NaN at [i][j] of channel d" for the first non-finite entry among the
 // diagonal blocks of `op`, or "" when all are finite.
@@ -111,14 +115,14 @@ template <class Backend, class Op>
   using T = typename Backend::value_type;
   const auto& v = view_of(op);
   const index_t D = v.out_channels(), L = v.length(), LL = L * L;
-  const index_t chunk = chunk_channels(D, L, sizeof(T), max_chunk_bytes);
+  const index_t chunk = analysis::chunk_channels(D, L, sizeof(T), max_chunk_bytes);
   auto block = be.alloc(chunk * LL);
   for (index_t d0 = 0; d0 < D; d0 += chunk) {
     const index_t count = std::min(chunk, D - d0);
     be.materialize_channels(v, d0, count, block.data());
     const auto host = be.download(block.data(), count * LL);
     for (index_t c = 0; c < count; ++c)
-      if (const std::string at = mixlens::detail::find_non_finite(host.data() + c * LL, {L, L}); !at.empty())
+      if (const std::string at = find_non_finite(host.data() + c * LL, {L, L}); !at.empty())
         return at + " of channel " + std::to_string(d0 + c);
   }
   return {};
@@ -131,7 +135,9 @@ template <class Backend>
   return mm[2] == T(0) && std::isfinite(mm[0]) && std::isfinite(mm[1]);
 }
 
-}  // namespace detail
+}  // namespace mixlens::detail
+
+namespace mixlens::analysis {
 
 // Throws mixlens::error naming the first NaN or infinity among the diagonal
 // blocks of `op` when minmax (from aggregate_operator, backend memory) shows one:
@@ -140,8 +146,8 @@ template <class Backend>
 template <class Backend, class Op>
 void check_finite_blocks(const Backend& be, const Op& op, const typename Backend::value_type* minmax,
                          std::string_view where, std::size_t max_chunk_bytes = default_chunk_bytes) {
-  if (detail::finite_min_max(be, minmax)) return;
-  const std::string at = detail::first_non_finite_block(be, op, max_chunk_bytes);
+  if (mixlens::detail::finite_min_max(be, minmax)) return;
+  const std::string at = mixlens::detail::first_non_finite_block(be, op, max_chunk_bytes);
   mixlens::detail::fail(where, "a", "finite values", at.empty() ? std::string("a non-finite value") : at);
 }
 
@@ -151,10 +157,10 @@ template <class Backend, class Forward, class Backward>
 void check_finite_blocks(const Backend& be, const Forward& forward, const Backward& backward,
                          const typename Backend::value_type* minmax, std::string_view where,
                          std::size_t max_chunk_bytes = default_chunk_bytes) {
-  if (detail::finite_min_max(be, minmax)) return;
-  std::string at = detail::first_non_finite_block(be, forward, max_chunk_bytes);
+  if (mixlens::detail::finite_min_max(be, minmax)) return;
+  std::string at = mixlens::detail::first_non_finite_block(be, forward, max_chunk_bytes);
   if (!at.empty()) at += " of the forward branch";
-  else if (at = detail::first_non_finite_block(be, backward, max_chunk_bytes); !at.empty())
+  else if (at = mixlens::detail::first_non_finite_block(be, backward, max_chunk_bytes); !at.empty())
     at += " of the backward branch (in its own time)";
   else
     at = "a non-finite sum of the two branches";
