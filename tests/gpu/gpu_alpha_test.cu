@@ -4,6 +4,7 @@
 #define BOOST_TEST_MODULE gpu_alpha
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -13,6 +14,7 @@
 #include "common/gpu_testing.cuh"
 #include "common/oracles.hpp"
 #include "mixlens/gpu/alpha.cuh"
+#include "mixlens/gpu/backend.cuh"
 #include "mixlens/ops/s6.hpp"
 
 namespace {
@@ -160,6 +162,63 @@ double rows_error(index_t B, index_t D, index_t L, index_t N, index_t G, std::ve
   return worst;
 }
 
+// The fused channel aggregate (hidden_attention_aggregate) against the tensor
+// path on the same device: the full α, the block gate ⊙ (α + diag(skip))
+// formed and reduced on the host in double. Returns the worst of the map's
+// max-norm relative error and the min / max errors; NaN counts must agree.
+double aggregate_error(index_t D, index_t L, index_t N, index_t G, bool skip, bool gate, channel_reduction r,
+                       std::uint64_t seed, bool with_nan = false) {
+  problem<float> pr(1, D, L, N, G, 0.1, seed);
+  if (with_nan) {  // one NaN in C: every α entry that reads it is NaN
+    pr.c[static_cast<std::size_t>(L / 2)] = NAN;
+    pr.d_c = gpu::device_buffer<float>(pr.c);
+  }
+  std::mt19937_64 gen(seed + 100);
+  std::normal_distribution<float> normal(0, 1);
+  std::vector<float> skips(static_cast<std::size_t>(D)), gates(static_cast<std::size_t>(D * L));
+  for (auto& x : skips) x = normal(gen);
+  for (auto& x : gates) x = normal(gen);
+  const gpu::device_buffer<float> d_skip(skips), d_gate(gates);
+  gpu::device_buffer<float> alpha(D * L * L), minmax(3);
+  gpu::device_buffer<double> map(L * L);
+  gpu::hidden_attention(pr.params(), alpha.data());
+  map.fill_bytes(0);
+  const gpu::device_backend be;
+  be.reset_min_max(minmax.data());
+  gpu::hidden_attention_aggregate(pr.params(), skip ? d_skip.data() : nullptr, gate ? d_gate.data() : nullptr, r,
+                                  map.data(), minmax.data());
+  MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> a = alpha.to_host(), mm = minmax.to_host();
+  const std::vector<double> got = map.to_host();
+  std::vector<double> want(static_cast<std::size_t>(L * L), 0.0);
+  double lo = INFINITY, hi = -INFINITY, nans = 0;
+  for (index_t d = 0; d < D; ++d)
+    for (index_t i = 0; i < L; ++i)
+      for (index_t j = 0; j < L; ++j) {
+        double v = a[static_cast<std::size_t>((d * L + i) * L + j)];
+        if (skip && i == j) v = double(float(float(v) + skips[static_cast<std::size_t>(d)]));
+        if (gate && j <= i) v = double(float(v) * gates[static_cast<std::size_t>(d * L + i)]);
+        if (std::isnan(v)) nans += 1;
+        else lo = std::min(lo, v), hi = std::max(hi, v);
+        want[static_cast<std::size_t>(i * L + j)] +=
+            r == channel_reduction::mean ? v : r == channel_reduction::abs_mean ? std::abs(v) : (v > 0 ? v : 0.0 * v);
+      }
+  BOOST_TEST(double(mm[2]) == nans, "NaN count " << mm[2] << ", the tensor has " << nans);
+  if (with_nan) {
+    std::size_t nan_entries = 0, want_nan = 0;
+    for (std::size_t k = 0; k < want.size(); ++k) nan_entries += std::isnan(got[k]), want_nan += std::isnan(want[k]);
+    BOOST_TEST(nan_entries == want_nan);
+    return nan_entries == want_nan && nans > 0 ? 0.0 : 1.0;
+  }
+  double diff = 0, scale = 0;
+  for (std::size_t k = 0; k < want.size(); ++k) {
+    diff = std::max(diff, std::isnan(got[k]) ? INFINITY : std::abs(got[k] - want[k]));
+    scale = std::max(scale, std::abs(want[k]));
+  }
+  const double range = std::max(std::abs(lo), std::abs(hi));
+  return std::max({diff / scale, std::abs(double(mm[0]) - lo) / range, std::abs(double(mm[1]) - hi) / range});
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(gpu_alpha, *mixlens::testing::requires_device())
@@ -249,6 +308,23 @@ BOOST_AUTO_TEST_CASE(indexing_64bit) {
       BOOST_TEST(diff / scale < 1e-2);
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(aggregate_without_the_tensor) {
+  struct c {
+    index_t D, L, N, G;
+    bool skip, gate;
+  };
+  std::uint64_t seed = 40;
+  for (const c s : {c{1, 1, 16, 1, false, false}, c{3, 65, 16, 1, false, false}, c{4, 201, 16, 2, true, true},
+                    c{2, 128, 4, 1, true, false}, c{5, 257, 5, 1, false, true}, c{2, 64, 16, 1, true, true},
+                    c{96, 130, 16, 4, true, true}})
+    for (const auto r : {channel_reduction::mean, channel_reduction::abs_mean, channel_reduction::relu_mean}) {
+      const double e = aggregate_error(s.D, s.L, s.N, s.G, s.skip, s.gate, r, seed++);
+      BOOST_TEST_INFO("D " << s.D << " L " << s.L << " N " << s.N << " G " << s.G << " reduction " << int(r));
+      BOOST_TEST(e < 1e-6);
+    }
+  BOOST_TEST(aggregate_error(3, 100, 16, 1, true, true, channel_reduction::mean, 77, true) == 0.0);
 }
 
 BOOST_AUTO_TEST_CASE(errors) {

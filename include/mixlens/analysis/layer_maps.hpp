@@ -1,9 +1,10 @@
 // Attention maps of a layer's operator, written once for every backend
 // (mixlens/backend.hpp on the host, mixlens/gpu/backend.cuh on the device):
 //  - aggregate_operator: the channel aggregate (L × L) of an operator's
-//    diagonal blocks, materialized in chunks of channels so that the D × L × L
-//    tensor need not exist at once, with the min, max and NaN count of the whole
-//    tensor (for raw attention) and optionally a host copy of the tensor;
+//    diagonal blocks with the min, max and NaN count of the whole tensor (for
+//    raw attention) and optionally a host copy of the tensor: straight from the
+//    signals where the backend can (no D × L × L tensor at all), else
+//    materialized in chunks of channels (aggregate_materialized);
 //    aggregate_bidirectional the same for a forward and a time-reversed
 //    backward operator combined (Vision Mamba's blocks);
 //  - raw_attention: that aggregate min–max normalized by the tensor's range;
@@ -35,14 +36,16 @@ namespace mixlens::analysis {
 
 inline constexpr std::size_t default_chunk_bytes = std::size_t(2) << 30;
 
-// The reduction over channels of the diagonal blocks of `op` into map (L × L)
-// and, when minmax is not null, {min, max, NaN count} of every entry into
-// minmax (3 values); host_copy (D × L × L, host memory) receives the tensor
-// when it is not null. All pointers but host_copy are backend memory.
+// The reduction over channels of the diagonal blocks of `op` into map (L × L) and,
+// when minmax is not null, {min, max, NaN count} of every entry into minmax (3
+// values); host_copy (D × L × L, host memory) receives the tensor when it is not
+// null. All pointers but host_copy are backend memory. The blocks are
+// materialized in chunks of channels of at most max_chunk_bytes.
 template <class Backend, class Op>
-void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, typename Backend::value_type* map,
-                        typename Backend::value_type* minmax = nullptr, typename Backend::value_type* host_copy = nullptr,
-                        std::size_t max_chunk_bytes = default_chunk_bytes) {
+void aggregate_materialized(const Backend& be, const Op& op, channel_reduction r, typename Backend::value_type* map,
+                            typename Backend::value_type* minmax = nullptr,
+                            typename Backend::value_type* host_copy = nullptr,
+                            std::size_t max_chunk_bytes = default_chunk_bytes) {
   using T = typename Backend::value_type;
   const auto& v = view_of(op);
   const index_t D = v.out_channels(), L = v.length(), LL = L * L;
@@ -59,6 +62,29 @@ void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, ty
   }
   be.mean(acc.data(), LL, double(D), map);
   be.synchronize();  // the chunk buffers go away
+}
+
+// The same results; without host_copy, straight from the operator's signals
+// where the backend reduces its blocks while it forms them
+// (be.aggregate_channels: S6's α on the GPU), so that no D × L × L tensor exists.
+template <class Backend, class Op>
+void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, typename Backend::value_type* map,
+                        typename Backend::value_type* minmax = nullptr, typename Backend::value_type* host_copy = nullptr,
+                        std::size_t max_chunk_bytes = default_chunk_bytes) {
+  const auto& v = view_of(op);
+  if constexpr (requires(double* acc) { be.aggregate_channels(v, r, acc, minmax); }) {
+    if (!host_copy) {
+      const index_t LL = v.length() * v.length();
+      auto acc = be.template alloc<double>(LL);
+      be.fill_zero(acc.data(), LL);
+      if (minmax) be.reset_min_max(minmax);
+      be.aggregate_channels(v, r, acc.data(), minmax);
+      be.mean(acc.data(), LL, double(v.out_channels()), map);
+      be.synchronize();
+      return;
+    }
+  }
+  aggregate_materialized(be, op, r, map, minmax, host_copy, max_chunk_bytes);
 }
 
 // aggregate_operator for a bidirectional layer (Vision Mamba): per channel the

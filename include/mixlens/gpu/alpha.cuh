@@ -9,10 +9,12 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "mixlens/backend.hpp"
 #include "mixlens/gpu/detail/alpha_kernels.cuh"
 #include "mixlens/gpu/detail/scan_dispatch.cuh"
 #include "mixlens/gpu/error.cuh"
@@ -87,6 +89,52 @@ void hidden_attention(const hidden_attention_params<State>& p, Out* alpha, cudaS
       p.delta, static_cast<const double*>(sums.get()), p.a, p.b, p.c, alpha, p.channels, p.length, p.state_size,
       p.groups);
   MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
+// The channel aggregate of α for one sequence (p.batch = 1) without the D × L × L
+// tensor: map (L × L, double, device memory) += Σ_d f(M_d) with M_d the block
+// gate_d ⊙ (α_d + diag(skip_d)) (skip (D) and gate (D × L) may be null: α
+// alone) and f per `reduction` (identity, |·|, max(·, 0)); minmax (3 floats,
+// may be null) takes the min, max and NaN count of every entry of the blocks,
+// the zeros above the diagonal included. The tiles of alpha_full_kernel are
+// formed and reduced in registers, never stored.
+template <class State>
+void hidden_attention_aggregate(const hidden_attention_params<State>& p, const float* skip, const float* gate,
+                                channel_reduction reduction, double* map, float* minmax, cudaStream_t stream = nullptr) {
+  constexpr std::string_view where = "mixlens::gpu::hidden_attention_aggregate";
+  detail::validate(p, where);
+  mixlens::detail::check_equal(where, "batch", "1 (one sequence: the map sums its channels)", index_t(1), p.batch);
+  if (!map) mixlens::detail::fail(where, "map", "a device pointer", "null");
+  const std::size_t smem = detail::alpha_smem_bytes<State>(p.state_size);
+  int device = 0, limit = 0, sms = 0;
+  MIXLENS_CUDA_CHECK(cudaGetDevice(&device));
+  MIXLENS_CUDA_CHECK(cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  MIXLENS_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  if (smem > static_cast<std::size_t>(limit))
+    mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
+  const index_t tiles = (p.length + detail::alpha_tile - 1) / detail::alpha_tile, pairs = tiles * (tiles + 1) / 2;
+  if (pairs > 0x7fffffff) mixlens::detail::fail(where, "length", "fewer than 2^31 tile pairs", p.length);
+  // Enough blocks to fill the device twice over: the channels are split when
+  // the tiles alone are too few.
+  const index_t wanted = 4 * index_t(sms), splits_wanted = std::clamp<index_t>((wanted + pairs - 1) / pairs, 1, p.channels);
+  const index_t per_split = (p.channels + splits_wanted - 1) / splits_wanted, splits = (p.channels + per_split - 1) / per_split;
+  const auto launch = [&](auto kernel) {
+    MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+    auto sums = detail::cumulative_sums(p, stream);
+    kernel<<<dim3(static_cast<unsigned>(pairs), static_cast<unsigned>(splits)), 256, smem, stream>>>(
+        p.delta, static_cast<const double*>(sums.get()), p.a, p.b, p.c, skip, gate, map, minmax, p.channels, p.length,
+        p.state_size, p.groups, per_split);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  };
+  const auto with_reduction = [&]<int R>() {
+    if (p.state_size == 16) launch(detail::alpha_aggregate_kernel<16, R, State, State>);
+    else launch(detail::alpha_aggregate_kernel<0, R, State, State>);
+  };
+  switch (reduction) {
+    case channel_reduction::mean: with_reduction.template operator()<0>(); break;
+    case channel_reduction::abs_mean: with_reduction.template operator()<1>(); break;
+    case channel_reduction::relu_mean: with_reduction.template operator()<2>(); break;
+  }
 }
 
 // Selected rows: out (batch, D, R, L) with out[b][d][r] = α[b][d][rows[r]], or

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mixlens/detail/math.hpp"
+#include "mixlens/gpu/detail/min_max.cuh"
 #include "mixlens/gpu/error.cuh"
 #include "mixlens/gpu/operator.cuh"
 #include "mixlens/backend.hpp"
@@ -192,31 +193,6 @@ __global__ void axpy_kernel(float* y, const float* x, float scale, index_t n) {
 
 __global__ void mean_kernel(const double* acc, index_t n, double count, float* out) {
   MIXLENS_GRID_STRIDE(k, n) out[k] = static_cast<float>(acc[k] / count);
-}
-
-// Float min / max through integer atomics: the order of non-negative floats is
-// that of their bits as int, of negative floats the reverse order as unsigned.
-__device__ inline void atomic_min_float(float* p, float v) {
-  if (v == 0.0f) v = 0.0f;  // −0 would order below every negative value as int
-  if (v >= 0.0f) atomicMin(reinterpret_cast<int*>(p), __float_as_int(v));
-  else atomicMax(reinterpret_cast<unsigned*>(p), __float_as_uint(v));
-}
-__device__ inline void atomic_max_float(float* p, float v) {
-  if (v == 0.0f) v = 0.0f;
-  if (v >= 0.0f) atomicMax(reinterpret_cast<int*>(p), __float_as_int(v));
-  else atomicMin(reinterpret_cast<unsigned*>(p), __float_as_uint(v));
-}
-
-// minmax = {min, max, count of NaN}: a warp's min and max, and its NaNs.
-__device__ inline void merge_min_max(float* minmax, float lo, float hi, float nans) {
-  for (int o = 16; o > 0; o /= 2) {
-    lo = fminf(lo, __shfl_xor_sync(0xffffffffu, lo, o));
-    hi = fmaxf(hi, __shfl_xor_sync(0xffffffffu, hi, o));
-    nans += __shfl_xor_sync(0xffffffffu, nans, o);
-  }
-  if (threadIdx.x % 32 != 0) return;
-  if (lo <= hi) atomic_min_float(minmax, lo), atomic_max_float(minmax + 1, hi);
-  if (nans > 0) atomicAdd(minmax + 2, nans);
 }
 
 __global__ void reset_min_max_kernel(float* minmax) {
@@ -469,6 +445,12 @@ class device_backend {
   template <class Op>
   void materialize_channels(const Op& op, index_t d0, index_t count, float* out) const {
     gpu::materialize_channels(op, d0, count, out, stream_);
+  }
+  // The channel aggregate without the blocks, where the operator has it.
+  template <class Op>
+    requires aggregates_channels<Op>
+  void aggregate_channels(const Op& op, channel_reduction r, double* acc, float* minmax) const {
+    gpu::aggregate_channels(op, r, acc, minmax, stream_);
   }
   void aggregate(const float* m, index_t count, index_t LL, channel_reduction r, double* acc,
                  float* minmax) const {

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "mixlens/backend.hpp"
 #include "mixlens/gpu/detail/scan_dispatch.cuh"
 #include "mixlens/gpu/error.cuh"
 #include "mixlens/detail/rebase.hpp"
@@ -257,6 +258,24 @@ void materialize_channels(const Op& op, index_t d0, index_t count, typename deta
         v, d0, count, out);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
+}
+
+// Whether Op's channel aggregate is computed without its blocks
+// (device_path<View>::aggregate_channels: S6's fused α aggregation).
+template <class Op>
+inline constexpr bool aggregates_channels = requires(const detail::view_t<Op>& v, channel_reduction r, double* map,
+                                                     float* minmax, cudaStream_t s) {
+  device_path<detail::view_t<Op>>::aggregate_channels(v, r, map, minmax, s);
+};
+
+// map (L × L, double, device memory) += Σ over channels of f(block (d, d)), and
+// the blocks' min, max and NaN count into minmax (may be null), without the
+// blocks in memory; f per `reduction`.
+template <class Op>
+  requires aggregates_channels<Op>
+void aggregate_channels(const Op& op, channel_reduction reduction, double* map, float* minmax,
+                        cudaStream_t stream = nullptr) {
+  device_path<detail::view_t<Op>>::aggregate_channels(view_of(op), reduction, map, minmax, stream);
 }
 
 // The whole operator, (out_channels·L) × (in_channels·L), entry (o·L + t, i·L + s).

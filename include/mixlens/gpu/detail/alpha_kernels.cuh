@@ -14,6 +14,7 @@
 #include <cub/block/block_scan.cuh>
 #include <cuda_runtime.h>
 
+#include "mixlens/gpu/detail/min_max.cuh"
 #include "mixlens/gpu/detail/numeric.cuh"
 #include "mixlens/tensor.hpp"
 
@@ -71,14 +72,173 @@ __device__ __forceinline__ void store4(Out* p, float a, float b, float c, float 
 
 inline constexpr int alpha_tile = 64;
 
-// Shared-memory layout of the full kernel: the cumulative sums of the row tile
-// and the diagonal column tile, then [n][position] arrays of the row tile's C
-// (raw and scaled), the column tile's Δ·B (raw and scaled), A and the per-tile
-// middle factors.
+// Shared memory of the full and aggregate kernels (alpha_stage below).
 template <class State>
 constexpr std::size_t alpha_smem_bytes(index_t n) {
   return 2 * alpha_tile * sizeof(double) + static_cast<std::size_t>(4 * n * alpha_tile + 2 * n) * sizeof(State);
 }
+
+// ---- one 64 × 64 tile, from staged shared-memory arrays ----------------------------
+// Thread (tx, ty) of 256 owns the 4 × 4 micro-tile rows ty·4…, columns tx·4….
+
+// The rows' C (raw and scaled to the tile's first row r: C_i e^{A(S_i − S_r)}),
+// [n][i], zero past L; s_row holds the rows' cumulative sums.
+template <class State, class W>
+__device__ __forceinline__ void stage_row_tile(State* c_raw, State* c_scaled, const State* a_s, const double* s_row,
+                                               const W* cg, index_t i0, index_t L, int N, int tid) {
+  using math = alpha_math<State>;
+  constexpr int T = alpha_tile;
+  for (index_t k = tid; k < N * T; k += 256) {
+    const index_t n = k / T, i = k % T;
+    const State cv = i0 + i < L ? State(cg[n * L + i0 + i]) : State(0);
+    c_raw[k] = cv;
+    c_scaled[k] = cv * math::exp_scaled(a_s[n], static_cast<float>(s_row[i] - s_row[0]));
+  }
+}
+
+// A strictly lower column tile (full: j0 + T ≤ i0): Δ_j B_j e^{A(S_e − S_j)}
+// ([n][j]) and the middle factors e^{A(S_r − S_e)}, e the tile's last column.
+template <class State, class W>
+__device__ __forceinline__ void stage_lower_columns(State* b_scaled, State* mid, const State* a_s, const double* s_row,
+                                                    const double* srow, const float* drow, const W* bg, index_t j0,
+                                                    index_t L, int N, int tid) {
+  using math = alpha_math<State>;
+  constexpr int T = alpha_tile;
+  const double s_end = srow[j0 + T - 1];
+  for (int k = tid; k < N * T; k += 256) {
+    const int n = k / T, j = k % T;
+    b_scaled[k] = State(bg[n * L + j0 + j]) * drow[j0 + j] *
+                  math::exp_scaled(a_s[n], static_cast<float>(s_end - srow[j0 + j]));
+  }
+  for (index_t n = tid; n < N; n += 256) mid[n] = math::exp_scaled(a_s[n], static_cast<float>(s_row[0] - s_end));
+}
+
+// The diagonal column tile: Δ_j B_j ([n][j], zero past L) and its sums.
+template <class State, class W>
+__device__ __forceinline__ void stage_diagonal_columns(State* b_raw, double* s_col, const double* s_row,
+                                                       const float* drow, const W* bg, index_t j0, index_t L, int N,
+                                                       int tid) {
+  constexpr int T = alpha_tile;
+  for (index_t k = tid; k < N * T; k += 256) {
+    const index_t n = k / T, j = k % T;
+    b_raw[k] = j0 + j < L ? State(bg[n * L + j0 + j]) * drow[j0 + j] : State(0);
+  }
+  for (int j = tid; j < T; j += 256) s_col[j] = s_row[j];
+}
+
+// A strictly lower tile: the rank-N product of the staged factors.
+template <class State>
+__device__ __forceinline__ void lower_tile(float (&acc)[4][4], const State* c_scaled, const State* b_scaled,
+                                           const State* mid, int N, int tx, int ty) {
+  using math = alpha_math<State>;
+  constexpr int T = alpha_tile;
+  State accs[4][4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) accs[r][q] = State(0);
+#pragma unroll 16
+  for (int n = 0; n < N; ++n) {
+    const State m = mid[n];
+    State cr[4], bq[4];
+    if constexpr (std::is_same_v<State, float>) {  // 16-byte shared loads
+      const float4 c4 = *reinterpret_cast<const float4*>(&c_scaled[n * T + ty * 4]);
+      const float4 b4 = *reinterpret_cast<const float4*>(&b_scaled[n * T + tx * 4]);
+      cr[0] = c4.x * m, cr[1] = c4.y * m, cr[2] = c4.z * m, cr[3] = c4.w * m;
+      bq[0] = b4.x, bq[1] = b4.y, bq[2] = b4.z, bq[3] = b4.w;
+    } else {
+#pragma unroll
+      for (int r = 0; r < 4; ++r) cr[r] = c_scaled[n * T + ty * 4 + r] * m;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) bq[q] = b_scaled[n * T + tx * 4 + q];
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) accs[r][q] += cr[r] * bq[q];
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) acc[r][q] = math::out(accs[r][q]);
+}
+
+// The diagonal tile, j ≤ i only (zeros above).
+template <class State>
+__device__ __forceinline__ void diagonal_tile(float (&acc)[4][4], const State* c_raw, const State* b_raw,
+                                              const State* a_s, const double* s_row, const double* s_col, int N,
+                                              int tx, int ty) {
+  using math = alpha_math<State>;
+  constexpr int T = alpha_tile;
+  if (tx < ty) {
+    // Micro-tile strictly below the diagonal: pivot m = its first row, so
+    // e^{A(S_i−S_j)} = e^{A(S_i−S_m)}·e^{A(S_m−S_j)}, both exponents ≤ 0:
+    // 8 exps per state instead of 16.
+    const int m = ty * 4;
+    State sums[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) sums[r][q] = State(0);
+    float gr[4], gq[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) gr[r] = static_cast<float>(s_row[m + r] - s_row[m]);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) gq[q] = static_cast<float>(s_row[m] - s_col[tx * 4 + q]);
+#pragma unroll 4
+    for (int n = 0; n < N; ++n) {
+      State cr[4], bq[4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r) cr[r] = c_raw[n * T + m + r] * math::exp_scaled(a_s[n], gr[r]);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) bq[q] = b_raw[n * T + tx * 4 + q] * math::exp_scaled(a_s[n], gq[q]);
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) sums[r][q] += cr[r] * bq[q];
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[r][q] = math::out(sums[r][q]);
+  } else {
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const int i = ty * 4 + r, j = tx * 4 + q;
+        State sum(0);
+        if (j <= i) {
+          const float gap = static_cast<float>(s_row[i] - s_col[j]);
+#pragma unroll 4
+          for (int n = 0; n < N; ++n) sum += c_raw[n * T + i] * math::exp_scaled(a_s[n], gap) * b_raw[n * T + j];
+        }
+        acc[r][q] = math::out(sum);
+      }
+  }
+}
+
+// The staged arrays of a block in dynamic shared memory: the cumulative sums of
+// the row tile and the diagonal column tile, then [n][position] arrays of the
+// row tile's C (raw and scaled), the column tile's Δ·B (raw and scaled), A and
+// the per-tile middle factors.
+template <class State>
+struct alpha_stage {
+  double *s_row, *s_col;
+  State *c_raw, *c_scaled, *b_raw, *b_scaled, *a_s, *mid;
+
+  __device__ alpha_stage(unsigned char* smem, int N) {
+    constexpr int T = alpha_tile;
+    s_row = reinterpret_cast<double*>(smem);
+    s_col = s_row + T;
+    c_raw = reinterpret_cast<State*>(s_col + T);
+    c_scaled = c_raw + N * T;
+    b_raw = c_scaled + N * T;
+    b_scaled = b_raw + N * T;
+    a_s = b_scaled + N * T;
+    mid = a_s + N;
+  }
+};
 
 // Fixed: the state size as a compile-time constant (16, Mamba's), so the
 // per-state loops unroll with 32-bit shared-memory offsets; 0: N at run time.
@@ -87,17 +247,9 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
                                                          const W* b, const W* c, Out* out, index_t D, index_t L,
                                                          index_t N_, index_t G) {
   const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
-  using math = alpha_math<State>;
   constexpr int T = alpha_tile;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  double* s_row = reinterpret_cast<double*>(smem_raw);
-  double* s_col = s_row + T;
-  State* c_raw = reinterpret_cast<State*>(s_col + T);  // [n][i]
-  State* c_scaled = c_raw + N * T;                       // C_i e^{A(S_i − S_r)}
-  State* b_raw = c_scaled + N * T;                       // Δ_j B_j
-  State* b_scaled = b_raw + N * T;                       // Δ_j B_j e^{A(S_e − S_j)}
-  State* a_s = b_scaled + N * T;
-  State* mid = a_s + N;                                  // e^{A(S_r − S_e)}
+  const alpha_stage<State> st(smem_raw, N);
 
   const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
   const index_t tiles = (L + T - 1) / T;
@@ -111,15 +263,10 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
   const W* cg = c + (bi * G + g) * N * L;
   Out* orow = out + (bd * L) * L;  // this channel's L×L block (64-bit offsets)
 
-  for (index_t n = tid; n < N; n += 256) a_s[n] = a[d * N + n];
-  for (int i = tid; i < T; i += 256) s_row[i] = i0 + i < L ? srow[i0 + i] : srow[L - 1];
+  for (index_t n = tid; n < N; n += 256) st.a_s[n] = a[d * N + n];
+  for (int i = tid; i < T; i += 256) st.s_row[i] = i0 + i < L ? srow[i0 + i] : srow[L - 1];
   __syncthreads();
-  for (index_t k = tid; k < N * T; k += 256) {
-    const index_t n = k / T, i = k % T;
-    const State cv = i0 + i < L ? State(cg[n * L + i0 + i]) : State(0);
-    c_raw[k] = cv;
-    c_scaled[k] = cv * math::exp_scaled(a_s[n], static_cast<float>(s_row[i] - s_row[0]));
-  }
+  stage_row_tile(st.c_raw, st.c_scaled, st.a_s, st.s_row, cg, i0, L, N, tid);
 
   const bool vec = (L % 4) == 0;
   for (index_t jt = 0; jt < tiles; ++jt) {
@@ -127,99 +274,14 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
     float acc[4][4];
     if (jt < row_tile) {  // strictly lower: factorized
       __syncthreads();    // the previous tile's b_scaled is consumed
-      const double s_end = srow[j0 + T - 1];
-      for (int k = tid; k < N * T; k += 256) {
-        const int n = k / T, j = k % T;
-        const float dj = drow[j0 + j];
-        b_scaled[k] = State(bg[n * L + j0 + j]) * dj *
-                      math::exp_scaled(a_s[n], static_cast<float>(s_end - srow[j0 + j]));
-      }
-      for (index_t n = tid; n < N; n += 256) mid[n] = math::exp_scaled(a_s[n], static_cast<float>(s_row[0] - s_end));
+      stage_lower_columns(st.b_scaled, st.mid, st.a_s, st.s_row, srow, drow, bg, j0, L, N, tid);
       __syncthreads();
-      State accs[4][4];
-#pragma unroll
-      for (int r = 0; r < 4; ++r)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) accs[r][q] = State(0);
-#pragma unroll 16
-      for (int n = 0; n < N; ++n) {
-        const State m = mid[n];
-        State cr[4], bq[4];
-        if constexpr (std::is_same_v<State, float>) {  // 16-byte shared loads
-          const float4 c4 = *reinterpret_cast<const float4*>(&c_scaled[n * T + ty * 4]);
-          const float4 b4 = *reinterpret_cast<const float4*>(&b_scaled[n * T + tx * 4]);
-          cr[0] = c4.x * m, cr[1] = c4.y * m, cr[2] = c4.z * m, cr[3] = c4.w * m;
-          bq[0] = b4.x, bq[1] = b4.y, bq[2] = b4.z, bq[3] = b4.w;
-        } else {
-#pragma unroll
-          for (int r = 0; r < 4; ++r) cr[r] = c_scaled[n * T + ty * 4 + r] * m;
-#pragma unroll
-          for (int q = 0; q < 4; ++q) bq[q] = b_scaled[n * T + tx * 4 + q];
-        }
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-          for (int q = 0; q < 4; ++q) accs[r][q] += cr[r] * bq[q];
-      }
-#pragma unroll
-      for (int r = 0; r < 4; ++r)
-#pragma unroll
-        for (int q = 0; q < 4; ++q) acc[r][q] = math::out(accs[r][q]);
+      lower_tile(acc, st.c_scaled, st.b_scaled, st.mid, N, tx, ty);
     } else if (jt == row_tile) {  // diagonal tile: direct, j ≤ i only
       __syncthreads();
-      for (index_t k = tid; k < N * T; k += 256) {
-        const index_t n = k / T, j = k % T;
-        b_raw[k] = j0 + j < L ? State(bg[n * L + j0 + j]) * drow[j0 + j] : State(0);
-      }
-      for (int j = tid; j < T; j += 256) s_col[j] = s_row[j];
+      stage_diagonal_columns(st.b_raw, st.s_col, st.s_row, drow, bg, j0, L, N, tid);
       __syncthreads();
-      if (tx < ty) {
-        // Micro-tile strictly below the diagonal: pivot m = its first row, so
-        // e^{A(S_i−S_j)} = e^{A(S_i−S_m)}·e^{A(S_m−S_j)}, both exponents ≤ 0:
-        // 8 exps per state instead of 16.
-        const int m = ty * 4;
-        State sums[4][4];
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-          for (int q = 0; q < 4; ++q) sums[r][q] = State(0);
-        float gr[4], gq[4];
-#pragma unroll
-        for (int r = 0; r < 4; ++r) gr[r] = static_cast<float>(s_row[m + r] - s_row[m]);
-#pragma unroll
-        for (int q = 0; q < 4; ++q) gq[q] = static_cast<float>(s_row[m] - s_col[tx * 4 + q]);
-#pragma unroll 4
-        for (int n = 0; n < N; ++n) {
-          State cr[4], bq[4];
-#pragma unroll
-          for (int r = 0; r < 4; ++r) cr[r] = c_raw[n * T + m + r] * math::exp_scaled(a_s[n], gr[r]);
-#pragma unroll
-          for (int q = 0; q < 4; ++q) bq[q] = b_raw[n * T + tx * 4 + q] * math::exp_scaled(a_s[n], gq[q]);
-#pragma unroll
-          for (int r = 0; r < 4; ++r)
-#pragma unroll
-            for (int q = 0; q < 4; ++q) sums[r][q] += cr[r] * bq[q];
-        }
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-          for (int q = 0; q < 4; ++q) acc[r][q] = math::out(sums[r][q]);
-      } else {
-#pragma unroll
-        for (int r = 0; r < 4; ++r)
-#pragma unroll
-          for (int q = 0; q < 4; ++q) {
-            const int i = ty * 4 + r, j = tx * 4 + q;
-            State sum(0);
-            if (j <= i) {
-              const float gap = static_cast<float>(s_row[i] - s_col[j]);
-#pragma unroll 4
-              for (int n = 0; n < N; ++n)
-                sum += c_raw[n * T + i] * math::exp_scaled(a_s[n], gap) * b_raw[n * T + j];
-            }
-            acc[r][q] = math::out(sum);
-          }
-      }
+      diagonal_tile(acc, st.c_raw, st.b_raw, st.a_s, st.s_row, st.s_col, N, tx, ty);
     } else {  // above the diagonal
 #pragma unroll
       for (int r = 0; r < 4; ++r)
@@ -240,6 +302,90 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
       }
     }
   }
+}
+
+// The channel aggregate of α without the D × L × L tensor: a block owns one
+// tile (row tile ≥ column tile, the pair decoded from blockIdx.x) and walks the
+// channels [blockIdx.y·per_split, …) of one sequence, forming the tile per
+// channel as alpha_full_kernel does (then D on the diagonal and the gate on the
+// rows, as the view's block has them) and reducing in registers: acc (L × L,
+// double) += Σ_d f(value) (f: identity, |·|, max(·, 0) for Reduction 0, 1, 2),
+// minmax {min, max, NaN count} over every entry of the channels' blocks —
+// the zeros above the diagonal included, as the tensor has them.
+template <int Fixed, int Reduction, class State, class W>
+__global__ void __launch_bounds__(256, 2)
+    alpha_aggregate_kernel(const float* delta, const double* cums, const State* a, const W* b, const W* c,
+                           const float* skip, const float* gate, double* map, float* minmax, index_t D, index_t L,
+                           index_t N_, index_t G, index_t per_split) {
+  const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
+  constexpr int T = alpha_tile;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const alpha_stage<State> st(smem_raw, N);
+
+  const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
+  // Pair p = row_tile·(row_tile + 1)/2 + column tile.
+  const index_t p = blockIdx.x;
+  index_t row_tile = static_cast<index_t>((sqrt(8.0 * double(p) + 1.0) - 1.0) / 2.0);
+  while (row_tile * (row_tile + 1) / 2 > p) --row_tile;
+  while ((row_tile + 1) * (row_tile + 2) / 2 <= p) ++row_tile;
+  const index_t col_tile = p - row_tile * (row_tile + 1) / 2;
+  const index_t i0 = row_tile * T, j0 = col_tile * T;
+  const bool diagonal = col_tile == row_tile;
+  const index_t d_begin = static_cast<index_t>(blockIdx.y) * per_split, d_end = d_begin + per_split < D ? d_begin + per_split : D;
+
+  double sum[4][4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) sum[r][q] = 0.0;
+  float lo = INFINITY, hi = -INFINITY, nans = 0.0f;
+
+  for (index_t d = d_begin; d < d_end; ++d) {
+    const index_t g = d / (D / G);
+    const float* drow = delta + d * L;
+    const double* srow = cums + d * L;
+    const W* bg = b + g * N * L;
+    const W* cg = c + g * N * L;
+    __syncthreads();  // the previous channel's staged arrays are consumed
+    for (index_t n = tid; n < N; n += 256) st.a_s[n] = a[d * N + n];
+    for (int i = tid; i < T; i += 256) st.s_row[i] = i0 + i < L ? srow[i0 + i] : srow[L - 1];
+    __syncthreads();
+    stage_row_tile(st.c_raw, st.c_scaled, st.a_s, st.s_row, cg, i0, L, N, tid);
+    if (diagonal) stage_diagonal_columns(st.b_raw, st.s_col, st.s_row, drow, bg, j0, L, N, tid);
+    else stage_lower_columns(st.b_scaled, st.mid, st.a_s, st.s_row, srow, drow, bg, j0, L, N, tid);
+    __syncthreads();
+    float acc[4][4];
+    if (diagonal) diagonal_tile(acc, st.c_raw, st.b_raw, st.a_s, st.s_row, st.s_col, N, tx, ty);
+    else lower_tile(acc, st.c_scaled, st.b_scaled, st.mid, N, tx, ty);
+    const float dskip = skip ? skip[d] : 0.0f;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const index_t i = i0 + ty * 4 + r;
+      const float gi = gate && i < L ? gate[d * L + i] : 1.0f;
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        const index_t j = j0 + tx * 4 + q;
+        if (i >= L || j >= L) continue;
+        float v = j <= i ? acc[r][q] : 0.0f;
+        if (j == i) v += dskip;
+        if (j <= i) v *= gi;
+        if (isnan(v)) nans += 1.0f;
+        lo = fminf(lo, v);
+        hi = fmaxf(hi, v);
+        sum[r][q] += Reduction == 0 ? double(v) : Reduction == 1 ? fabs(double(v)) : (v > 0 ? double(v) : 0.0 * double(v));
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const index_t i = i0 + ty * 4 + r;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const index_t j = j0 + tx * 4 + q;
+      if (i < L && j <= i) atomicAdd(map + i * L + j, sum[r][q]);  // zeros above the diagonal stay as they are
+    }
+  }
+  if (minmax) merge_min_max(minmax, lo, hi, nans);
 }
 
 // Selected rows: out[(bd·R + r)·L + j] = α[d][rows[r]][j] (or, per state, each

@@ -7,6 +7,8 @@
 //                the gate folded in
 //   rows         the α rows kernel, then the same fold
 //   materialize_channels  the tiled α kernel over many channels at once
+//   aggregate_channels    the same tiles reduced over the channels in registers
+//                         (the maps without the D × L × L tensor)
 #pragma once
 
 #include <cuda_runtime.h>
@@ -112,6 +114,18 @@ struct device_path<s6_operator<float, State>> {
   static void materialize_channels(const view& op, index_t d0, index_t count, float* out, cudaStream_t stream) {
     detail::s6_alpha_channels(op, d0, count, out, stream);
     detail::s6_fold(op, d0, count, out, op.length(), nullptr, stream);
+  }
+
+  static void aggregate_channels(const view& op, channel_reduction r, double* map, float* minmax, cudaStream_t stream) {
+    hidden_attention_params<State> p;
+    p.batch = 1, p.channels = op.in_channels(), p.length = op.length(), p.state_size = op.state_size();
+    p.groups = op.groups();
+    p.delta = op.delta.data_handle();
+    p.a = op.a.data_handle();
+    p.b = op.b.data_handle();
+    p.c = op.c.data_handle();
+    hidden_attention_aggregate(p, op.skip.empty() ? nullptr : op.skip.data(),
+                               is_empty(op.gate) ? nullptr : op.gate.data_handle(), r, map, minmax, stream);
   }
 
   static void rows(const view& op, index_t out, index_t in, vector_view<const index_t> positions,
