@@ -5,6 +5,7 @@
 //   gpu_forward        the forward pass alone (logits stay on the device)
 //   gpu_rollout        forward + per-layer channel-mean α + rollout (target < 1 s at L = 1024 on an H200)
 //   gpu_rollout_raw    the same plus min / max, raw maps and their average (what mixlens-attn computes)
+//   gpu_rollout_tensor, gpu_rollout_raw_tensor  the same through the D × L × L tensor (the baseline)
 //   gpu_rollout_unified  with the unified form instead of the paper's α
 //   cpu_forward, cpu_rollout  the CPU path (models/), one thread (target < 10 s at L = 128)
 // Wall-clock times; the model's creation and upload are outside the timing.
@@ -86,7 +87,10 @@ void gpu_forward(benchmark::State& state) {
   counters(state, L);
 }
 
-enum class what { rollout, rollout_raw, unified };
+// rollout / rollout_raw: the maps straight from the signals (the fused α
+// aggregation); *_tensor: the same through the D × L × L tensor in chunks
+// (analysis::aggregate_materialized), the path before it, as the baseline.
+enum class what { rollout, rollout_raw, unified, rollout_tensor, rollout_raw_tensor };
 
 template <what W>
 void gpu_rollout(benchmark::State& state) {
@@ -103,20 +107,23 @@ void gpu_rollout(benchmark::State& state) {
     roll.reset();
     raw_average.reset();
     auto logits = gpu::mamba_forward(be, m, std::span<const index_t>(t), [&](const mamba_layer_signals<float>& s) {
-      float* mm = W == what::rollout_raw ? minmax.data() : nullptr;
-      if (form == attention_form::paper)
+      constexpr bool raw_maps = W == what::rollout_raw || W == what::rollout_raw_tensor;
+      float* mm = raw_maps ? minmax.data() : nullptr;
+      if (W == what::rollout_tensor || W == what::rollout_raw_tensor)
+        analysis::aggregate_materialized(be, s.ssm(), channel_reduction::mean, map.data(), mm);
+      else if (form == attention_form::paper)
         analysis::aggregate_operator(be, s.ssm(), channel_reduction::mean, map.data(), mm);
       else
         analysis::aggregate_operator(be, unified_operator(be, s, {.offset = false}), channel_reduction::mean, map.data(), mm);
       roll.add(map.data());
-      if (W == what::rollout_raw) {
+      if (raw_maps) {
         analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
         raw_average.add(raw.data());
       }
     });
     auto result = be.download(roll.result(), L * L);
     benchmark::DoNotOptimize(result.data());
-    if (W == what::rollout_raw) {
+    if (W == what::rollout_raw || W == what::rollout_raw_tensor) {
       raw_average.result(raw.data());
       auto r = be.download(raw.data(), L * L);
       benchmark::DoNotOptimize(r.data());
@@ -158,10 +165,14 @@ void cpu_rollout(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(gpu_forward)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
-BENCHMARK(gpu_rollout<what::rollout>)->Name("gpu_rollout")->Arg(1024)->Arg(2048)->Unit(benchmark::kMillisecond)
+BENCHMARK(gpu_rollout<what::rollout>)->Name("gpu_rollout")->Arg(1024)->Arg(2048)->Arg(8192)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);
+BENCHMARK(gpu_rollout<what::rollout_tensor>)->Name("gpu_rollout_tensor")->Arg(1024)->Arg(2048)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(gpu_rollout<what::rollout_raw>)->Name("gpu_rollout_raw")->Arg(1024)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);
+BENCHMARK(gpu_rollout<what::rollout_raw_tensor>)->Name("gpu_rollout_raw_tensor")->Arg(1024)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(gpu_rollout<what::unified>)->Name("gpu_rollout_unified")->Arg(1024)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);
 BENCHMARK(cpu_forward)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);

@@ -19,15 +19,9 @@
 #include "mixlens/detail/math.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
+#include "mixlens/ops/s6/aggregate.hpp"
 
 namespace mixlens {
-
-// How the channels of an attention tensor are reduced to one map.
-enum class channel_reduction {
-  mean,      // E_d α: signed mean, the paper's choice
-  abs_mean,  // E_d |α|: magnitude, no cancellation between channels
-  relu_mean, // E_d max(α, 0): positive contributions only
-};
 
 template <class T>
 struct host_backend {
@@ -174,6 +168,13 @@ struct host_backend {
   template <class Op>
   void materialize_channels(const Op& op, index_t d0, index_t count, T* out) const {
     mixlens::materialize_channels(op, d0, count, out);
+  }
+
+  // acc (L·L, double) += the reduction over channels of an S6 operator's blocks,
+  // minmax (not null) their range, without the blocks (ops/s6/aggregate.hpp).
+  template <class State>
+  void aggregate_channels(const s6_operator<T, State>& op, channel_reduction r, double* acc, T* minmax) const {
+    s6_aggregate_channels(op, r, acc, minmax);
   }
 
   // acc (L·L, double) += the reduction over `count` matrices of m (count × LL);

@@ -16,6 +16,13 @@
 
 namespace mixlens {
 
+// How the channels of an attention tensor are reduced to one map.
+enum class channel_reduction {
+  mean,      // E_d α: signed mean, the paper's choice
+  abs_mean,  // E_d |α|: magnitude, no cancellation between channels
+  relu_mean, // E_d max(α, 0): positive contributions only
+};
+
 // How the input controls the mixing matrix (the paper's operator classes).
 enum class data_control {
   none,          // class (i): fixed mixing (S4, DSS, S5)

@@ -1,11 +1,16 @@
 #define BOOST_TEST_MODULE attention_maps
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
+#include <random>
 #include <vector>
 
 #include "common/oracles.hpp"
 #include "mixlens/analysis/attention_maps.hpp"
+#include "mixlens/analysis/layer_maps.hpp"
+#include "mixlens/ops/s6.hpp"
 
 using namespace mixlens;
 using namespace mixlens::analysis;
@@ -37,6 +42,64 @@ matrix<double> augmented(const matrix<double>& m) {  // rownorm(I + m), written 
     for (index_t j = 0; j < L; ++j) out(i, j) = (m(i, j) + (i == j)) / sum;
   }
   return out;
+}
+
+// An S6 operator with random signals (Δ in (0, dt_max], Re A < 0, B and C per
+// group), its storage alongside.
+template <class T, class State = T>
+struct random_s6 {
+  matrix<T> delta, gate;
+  matrix<State> a;
+  tensor<State, 3> b, c;
+  std::vector<T> skip;
+  s6_operator<T, State> op;
+
+  random_s6(index_t D, index_t L, index_t N, index_t G, bool with_skip, bool with_gate, double dt_max, std::uint64_t seed)
+      : delta(D, L), gate(with_gate ? D : 0, with_gate ? L : 0), a(D, N), b(G, N, L), c(G, N, L) {
+    std::mt19937_64 gen(seed);
+    std::uniform_real_distribution<double> unif(0, 1);
+    std::normal_distribution<double> normal(0, 1);
+    const auto draw = [&]() -> State {
+      if constexpr (std::is_same_v<State, T>) return static_cast<T>(normal(gen));
+      else return State(static_cast<T>(normal(gen)), static_cast<T>(normal(gen)));
+    };
+    for (index_t k = 0; k < delta.size(); ++k) delta.data()[k] = static_cast<T>(1e-3 + dt_max * unif(gen));
+    for (index_t k = 0; k < gate.size(); ++k) gate.data()[k] = static_cast<T>(normal(gen));
+    for (index_t d = 0; d < D; ++d)
+      for (index_t n = 0; n < N; ++n) {
+        const T re = static_cast<T>(-double(n + 1) * (0.5 + unif(gen)));
+        if constexpr (std::is_same_v<State, T>) a(d, n) = re;
+        else a(d, n) = State(re, static_cast<T>(normal(gen)));
+      }
+    for (index_t k = 0; k < b.size(); ++k) b.data()[k] = draw(), c.data()[k] = draw();
+    if (with_skip)
+      for (index_t d = 0; d < D; ++d) skip.push_back(static_cast<T>(normal(gen)));
+    op = s6_operator<T, State>(delta.view(), a.view(), b.view(), c.view(), vector_view<const T>(skip.data(), skip.size()),
+                               with_gate ? matrix_view<const T>(gate.view()) : matrix_view<const T>());
+  }
+};
+
+// The host's aggregate straight from the signals against the materialized
+// blocks reduced: the map's and the range's worst relative error.
+template <class T, class State = T>
+double s6_aggregate_error(const random_s6<T, State>& p, channel_reduction r, int threads) {
+  const index_t D = p.op.in_channels(), L = p.op.length(), LL = L * L;
+  const host_backend<T> be;
+  std::vector<T> want(static_cast<std::size_t>(LL)), want_mm(3), got_mm(3);
+  aggregate_materialized(be, p.op, r, want.data(), want_mm.data());
+  std::vector<double> acc(static_cast<std::size_t>(LL), 0.0);
+  be.reset_min_max(got_mm.data());
+  s6_aggregate_channels(p.op, r, acc.data(), got_mm.data(), threads);
+  double diff = 0, scale = 0;
+  for (index_t e = 0; e < LL; ++e) {
+    const double g = acc[static_cast<std::size_t>(e)] / double(D), w = want[static_cast<std::size_t>(e)];
+    diff = std::max(diff, std::isnan(g) ? INFINITY : std::abs(g - w));
+    scale = std::max(scale, std::abs(w));
+  }
+  const double range = std::max(std::abs(double(want_mm[0])), std::abs(double(want_mm[1])));
+  BOOST_TEST(got_mm[2] == want_mm[2]);
+  return std::max({scale > 0 ? diff / scale : diff, std::abs(double(got_mm[0] - want_mm[0])) / range,
+                   std::abs(double(got_mm[1] - want_mm[1])) / range});
 }
 
 }  // namespace
@@ -170,4 +233,44 @@ BOOST_AUTO_TEST_CASE(non_finite_maps_are_refused) {
   // The channel mean is not a min / max: NaN stays visible there.
   a(2, 3, 3) = nan;
   BOOST_TEST(std::isnan(aggregate_channels(tensor_view<const double, 3>(a.view()))(3, 3)));
+}
+
+// aggregate_operator's path without the tensor (ops/s6/aggregate.hpp): the same
+// map and range as the materialized blocks, for every reduction, with D and
+// the gate, groups, row tiles cut by L, complex states, one or two threads.
+BOOST_AUTO_TEST_CASE(s6_aggregate_straight_from_the_signals) {
+  struct c {
+    index_t D, L, N, G;
+    bool skip, gate;
+  };
+  std::uint64_t seed = 3;
+  for (const c s : {c{1, 1, 4, 1, false, false}, c{3, 65, 16, 1, false, false}, c{4, 130, 5, 2, true, true},
+                    c{2, 64, 3, 1, true, false}, c{5, 200, 8, 1, false, true}})
+    for (const auto r : {channel_reduction::mean, channel_reduction::abs_mean, channel_reduction::relu_mean})
+      for (const int threads : {1, 2}) {
+        BOOST_TEST_INFO("D " << s.D << " L " << s.L << " N " << s.N << " reduction " << int(r) << " threads " << threads);
+        const random_s6<double> pd(s.D, s.L, s.N, s.G, s.skip, s.gate, 0.1, seed);
+        BOOST_TEST(s6_aggregate_error(pd, r, threads) < 1e-12);
+        const random_s6<float> pf(s.D, s.L, s.N, s.G, s.skip, s.gate, 0.1, seed++);
+        BOOST_TEST(s6_aggregate_error(pf, r, threads) < 1e-6);
+      }
+  // Large steps: cumulative sums in the hundreds (e^{−S} alone would overflow).
+  BOOST_TEST(s6_aggregate_error(random_s6<float>(2, 300, 16, 1, true, true, 4.0, 11), channel_reduction::mean, 2) < 1e-6);
+  const random_s6<double, complex<double>> cd(3, 150, 6, 1, true, true, 0.1, 12);
+  BOOST_TEST(s6_aggregate_error(cd, channel_reduction::abs_mean, 2) < 1e-12);
+  // A NaN in C reaches the same entries and the same NaN count.
+  random_s6<float> bad(2, 90, 4, 1, false, false, 0.1, 13);
+  bad.c(0, 1, 70) = std::numeric_limits<float>::quiet_NaN();
+  const index_t LL = 90 * 90;
+  std::vector<float> want(static_cast<std::size_t>(LL)), mm(3);
+  aggregate_materialized(host_backend<float>{}, bad.op, channel_reduction::mean, want.data(), mm.data());
+  std::vector<double> acc(static_cast<std::size_t>(LL), 0.0);
+  std::vector<float> got_mm(3);
+  host_backend<float>{}.reset_min_max(got_mm.data());
+  s6_aggregate_channels(bad.op, channel_reduction::mean, acc.data(), got_mm.data(), 2);
+  int mismatched = 0;
+  for (index_t e = 0; e < LL; ++e) mismatched += std::isnan(acc[static_cast<std::size_t>(e)]) != std::isnan(want[static_cast<std::size_t>(e)]);
+  BOOST_TEST(mismatched == 0);
+  BOOST_TEST(got_mm[2] == mm[2]);
+  BOOST_TEST(mm[2] > 0.0f);
 }

@@ -216,7 +216,7 @@ double aggregate_error(index_t D, index_t L, index_t N, index_t G, bool skip, bo
     scale = std::max(scale, std::abs(want[k]));
   }
   const double range = std::max(std::abs(lo), std::abs(hi));
-  return std::max({diff / scale, std::abs(double(mm[0]) - lo) / range, std::abs(double(mm[1]) - hi) / range});
+  return std::max({scale > 0 ? diff / scale : diff, std::abs(double(mm[0]) - lo) / range, std::abs(double(mm[1]) - hi) / range});
 }
 
 }  // namespace

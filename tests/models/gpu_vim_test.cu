@@ -128,8 +128,8 @@ run_result run(const Backend& be, const Weights& w, const tensor<float, 3>& imag
         }
         const auto hs = host_copy(be, s);
         l.self_test = check_reconstruction(hs.view());
-        l.combined_paper = combined_map_error(be, s, hs.view(), attention_form::paper);
-        l.combined_unified = combined_map_error(be, s, hs.view(), attention_form::unified);
+        l.combined_paper = testing::combined_map_error(be, s, hs.view(), attention_form::paper);
+        l.combined_unified = testing::combined_map_error(be, s, hs.view(), attention_form::unified);
         if (s.cls >= 0) {
           l.cls_paper = flat(vim_cls_rows(hs.view(), attention_form::paper));
           l.cls_unified = flat(vim_cls_rows(hs.view(), attention_form::unified));

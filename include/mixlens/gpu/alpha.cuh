@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mixlens/backend.hpp"
+#include "mixlens/linear_operator.hpp"
 #include "mixlens/gpu/detail/alpha_kernels.cuh"
 #include "mixlens/gpu/detail/scan_dispatch.cuh"
 #include "mixlens/gpu/error.cuh"

@@ -31,7 +31,6 @@
 #include <utility>
 #include <vector>
 
-#include "mixlens/backend.hpp"
 #include "mixlens/gpu/detail/scan_dispatch.cuh"
 #include "mixlens/gpu/error.cuh"
 #include "mixlens/detail/rebase.hpp"
