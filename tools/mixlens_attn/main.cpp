@@ -41,6 +41,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -363,13 +364,18 @@ memory_sizes memory_rows(const vim_config& c) {
   return {c.intermediate_size, c.hidden_size, c.time_step_rank + 2 * c.state_size, 2};
 }
 
-void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L, bool saving) {
+// direct: the maps come straight from the signals (the paper's α of Mamba and
+// Falcon-Mamba, analysis::aggregate_operator without a copy): one L × L double
+// accumulator per thread instead of a chunk of blocks.
+void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L, bool saving, bool direct) {
   const std::optional<double> budget = o.max_memory ? o.max_memory : available_memory();
   if (!budget) return;
   const double f = sizeof(float), Ld = double(L), D = double(c.channels), H = double(c.hidden),
                P = double(c.projections);
   const double alpha = f * D * Ld * Ld;
-  const double chunk = std::min(alpha, double(mixlens::analysis::default_chunk_bytes));
+  const double threads = mixlens::detail::resolve_threads("mixlens-attn", 0);
+  const double maps_only = direct ? 8 * Ld * Ld * threads : std::min(alpha, double(mixlens::analysis::default_chunk_bytes));
+  const double chunk = saving ? std::min(alpha, double(mixlens::analysis::default_chunk_bytes)) : maps_only;
   const double signals = f * Ld * (2 * H + double(c.branches) * (9 * D + P) + V) + f * 8 * Ld * Ld + f * Ld * V;
   const double needed = (saving ? alpha : 0) + chunk + signals;
   if (needed <= *budget) return;
@@ -380,7 +386,7 @@ void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L,
   if (saving)
     os << "alpha_{k}.npy alone is D x L x L float32 = " << c.channels << " x " << L << " x " << L << " x 4 B = "
        << human_bytes(alpha) << ": --save-alpha none keeps only the L x L maps (then about "
-       << human_bytes(chunk + signals) << ")";
+       << human_bytes(maps_only + signals) << ")";
   else
     os << "use fewer tokens";
   os << (o.max_memory ? "" : ", or set the budget with --max-memory");
@@ -739,7 +745,8 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   const index_t L = static_cast<index_t>(tokens.size()), D = alpha_matrices(c, o.form);
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {L, model.vocab_size()}, "(L, V)");
-  check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty());
+  check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty(),
+               o.form == attention_form::paper && std::is_same_v<Model, mamba_model<float>>);
   output_folder folder(o.out);
   options work = o;  // the run writes into the staging folder
   work.out = folder.staging();
@@ -781,7 +788,7 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   const index_t L = c.sequence_length(), D = c.intermediate_size;
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {c.num_classes}, "(classes)");
-  check_memory(o, memory_rows(c), c.num_classes, L, !save.empty());
+  check_memory(o, memory_rows(c), c.num_classes, L, !save.empty(), false);
   output_folder folder(o.out);
   options work = o;
   work.out = folder.staging();

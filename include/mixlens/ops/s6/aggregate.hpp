@@ -27,11 +27,13 @@ namespace detail {
 
 inline constexpr index_t s6_aggregate_tile = 64;
 
-// reduce(e, value) for every entry e = i·L + j of channel d's block, row tile by
-// row tile (rows[(i − i0)·L + j] holds the tile's α).
+// reduce(e0, row, count, zeros) for every row i of channel d's block, row tile
+// by row tile: row = its entries j ≤ i (e0 = i·L), zeros whether zeros follow
+// (rows[(i − i0)·L + j] holds the tile's values).
 template <class T, class State, class Reduce>
 void s6_aggregate_channel(const s6_operator<T, State>& op, index_t d, std::vector<double>& sums,
-                          std::vector<State>& ahat, std::vector<State>& bhat, std::vector<T>& rows, Reduce&& reduce) {
+                          std::vector<State>& ahat, std::vector<State>& bhat, std::vector<State>& decay,
+                          std::vector<State>& h, std::vector<T>& rows, Reduce&& reduce) {
   const index_t L = op.length(), N = op.state_size(), g = op.group_of(d), Tt = s6_aggregate_tile;
   sums.resize(static_cast<std::size_t>(L));
   double s = 0;
@@ -72,15 +74,21 @@ void s6_aggregate_channel(const s6_operator<T, State>& op, index_t d, std::vecto
         }
       }
     }
-    // The diagonal tile: column j's impulse decayed row by row (as alpha()).
-    std::vector<State> h(static_cast<std::size_t>(N));
+    // The diagonal tile: column j's impulse decayed row by row (as alpha()),
+    // with the steps' decays e^{A_n Δ_i} computed once per tile.
+    decay.resize(static_cast<std::size_t>(rows_here * N));
+    for (index_t i = i0; i < i1; ++i)
+      for (index_t n = 0; n < N; ++n)
+        decay[static_cast<std::size_t>((i - i0) * N + n)] = exp_scaled(op.a(d, n), op.delta(d, i));
+    h.resize(static_cast<std::size_t>(N));
     for (index_t j = i0; j < i1; ++j) {
       for (index_t n = 0; n < N; ++n) h[static_cast<std::size_t>(n)] = op.delta(d, j) * op.b(g, n, j);
       for (index_t i = j; i < i1; ++i) {
+        const State* dec = decay.data() + (i - i0) * N;
         State acc(0);
         for (index_t n = 0; n < N; ++n) {
           auto& hn = h[static_cast<std::size_t>(n)];
-          if (i > j) hn *= exp_scaled(op.a(d, n), op.delta(d, i));
+          if (i > j) hn *= dec[n];
           acc += op.c(g, n, i) * hn;
         }
         rows[static_cast<std::size_t>((i - i0) * L + j)] = output_part(acc);
@@ -89,11 +97,39 @@ void s6_aggregate_channel(const s6_operator<T, State>& op, index_t d, std::vecto
     for (index_t i = i0; i < i1; ++i) {
       T* row = rows.data() + (i - i0) * L;
       row[i] += skip;
-      const T gi = gated ? op.gate(d, i) : T(1);
-      for (index_t j = 0; j < L; ++j) reduce(i * L + j, j <= i ? row[j] * gi : T(0));
+      if (gated) {
+        const T gi = op.gate(d, i);
+        for (index_t j = 0; j <= i; ++j) row[j] *= gi;
+      }
+      reduce(i * L, row, i + 1, i + 1 < L);  // the zeros right of the diagonal
     }
   }
 }
+
+// acc[e0 + j] += f(row[j]) for j < count, the range and NaN count of the
+// values (and of 0 when `zeros`): f per reduction R (0 identity, 1 |·|, 2 max(·, 0)).
+template <int R, class T>
+struct block_reduction {
+  double* acc;
+  T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity(), nans = T(0);
+
+  void operator()(index_t e0, const T* row, index_t count, bool zeros) {
+    double* a = acc + e0;
+    T l = lo, h = hi, nan_count = 0;
+    for (index_t j = 0; j < count; ++j) {
+      const T v = row[j];
+      nan_count += v != v ? T(1) : T(0);
+      l = v < l ? v : l;  // a NaN compares false: left out of the range
+      h = v > h ? v : h;
+      const double x = v;
+      if constexpr (R == 0) a[j] += x;
+      else if constexpr (R == 1) a[j] += std::abs(x);
+      else a[j] += x > 0 ? x : 0.0 * x;  // 0·NaN keeps the NaN
+    }
+    if (zeros) l = std::min(l, T(0)), h = std::max(h, T(0));
+    lo = l, hi = h, nans += nan_count;
+  }
+};
 
 }  // namespace detail
 
@@ -104,33 +140,35 @@ void s6_aggregate_channels(const s6_operator<T, State>& op, channel_reduction r,
   const index_t D = op.in_channels(), L = op.length(), LL = L * L;
   const index_t parts = detail::threads_for(detail::resolve_threads("mixlens::s6_aggregate_channels", threads),
                                             D * LL, 1 << 16, D);
-  struct part {
-    std::vector<double> acc;
-    T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity(), nans = T(0);
+  std::vector<std::vector<double>> accs(static_cast<std::size_t>(parts));
+  std::vector<T> ranges(static_cast<std::size_t>(3 * parts));
+  const auto run = [&]<int R>() {
+    detail::parallel_for(parts, parts, [&](index_t k) {
+      auto& part_acc = accs[static_cast<std::size_t>(k)];
+      part_acc.assign(static_cast<std::size_t>(LL), 0.0);
+      detail::block_reduction<R, T> reduce{part_acc.data()};
+      std::vector<double> sums;
+      std::vector<State> ahat, bhat, decay, h;
+      std::vector<T> rows;
+      for (index_t d = D * k / parts; d < D * (k + 1) / parts; ++d)
+        detail::s6_aggregate_channel(op, d, sums, ahat, bhat, decay, h, rows, reduce);
+      T* range = ranges.data() + 3 * k;
+      range[0] = reduce.lo, range[1] = reduce.hi, range[2] = reduce.nans;
+    });
   };
-  std::vector<part> out(static_cast<std::size_t>(parts));
-  detail::parallel_for(parts, parts, [&](index_t k) {
-    part& p = out[static_cast<std::size_t>(k)];
-    p.acc.assign(static_cast<std::size_t>(LL), 0.0);
-    std::vector<double> sums;
-    std::vector<State> ahat, bhat;
-    std::vector<T> rows;
-    const auto reduce = [&](index_t e, T v) {
-      if (std::isnan(v)) p.nans += T(1);
-      else p.lo = std::min(p.lo, v), p.hi = std::max(p.hi, v);
-      const double x = v;
-      p.acc[static_cast<std::size_t>(e)] +=
-          r == channel_reduction::mean ? x : r == channel_reduction::abs_mean ? std::abs(x) : (x > 0 ? x : 0.0 * x);
-    };
-    for (index_t d = D * k / parts; d < D * (k + 1) / parts; ++d)
-      detail::s6_aggregate_channel(op, d, sums, ahat, bhat, rows, reduce);
-  });
-  for (const part& p : out) {
-    for (index_t e = 0; e < LL; ++e) acc[e] += p.acc[static_cast<std::size_t>(e)];
+  switch (r) {
+    case channel_reduction::mean: run.template operator()<0>(); break;
+    case channel_reduction::abs_mean: run.template operator()<1>(); break;
+    case channel_reduction::relu_mean: run.template operator()<2>(); break;
+  }
+  for (index_t k = 0; k < parts; ++k) {
+    const auto& part_acc = accs[static_cast<std::size_t>(k)];
+    for (index_t e = 0; e < LL; ++e) acc[e] += part_acc[static_cast<std::size_t>(e)];
     if (minmax) {
-      minmax[0] = std::min(minmax[0], p.lo);
-      minmax[1] = std::max(minmax[1], p.hi);
-      minmax[2] += p.nans;
+      const T* range = ranges.data() + 3 * k;
+      minmax[0] = std::min(minmax[0], range[0]);
+      minmax[1] = std::max(minmax[1], range[1]);
+      minmax[2] += range[2];
     }
   }
 }
