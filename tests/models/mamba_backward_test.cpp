@@ -13,6 +13,7 @@
 #include "mixlens/detail/random.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/models/mamba_backward.hpp"
+#include "mixlens/models/mamba_model.hpp"
 #include "mixlens/models/mamba_random.hpp"
 
 using namespace mixlens;
@@ -181,4 +182,69 @@ BOOST_AUTO_TEST_CASE(observer_sees_every_layer_in_reverse) {
   BOOST_TEST((order == std::vector<index_t>{1, 0}));
   BOOST_TEST(residual[0] == g.layers[1].residual);
   BOOST_TEST(u[1] == g.layers[0].u);
+}
+
+// ---- against PyTorch autograd (tests/data/make_gradient_fixtures.py) -----------------
+
+namespace {
+
+struct autograd_case {
+  const char* model;
+  int sequence;
+  std::vector<std::string> targets;
+  std::vector<index_t> layers;
+};
+
+template <class T>
+void check_autograd(const autograd_case& c, double tol) {
+  const auto model = load_mamba<T>(test_data_dir() / c.model);
+  const auto tokens = tokens_of(c.model, c.sequence);
+  const index_t L = static_cast<index_t>(tokens.size()), H = model.config.hidden_size,
+                D = model.config.intermediate_size, N = model.config.state_size;
+  for (const auto& tag : c.targets) {
+    const auto file = [&](const std::string& what) { return io::read_npy(reference(c.model, "grad_" + tag + "_" + what + ".npy")); };
+    const auto want = file("target").template as<index_t>();
+    BOOST_REQUIRE_EQUAL(want.size(), 2u);
+    // "last" is the default target: its argmax must agree with autograd's.
+    const gradient_target target = tag == "last" ? gradient_target{} : gradient_target{want[0], want[1]};
+    const auto g = mamba_gradients(model, std::span<const index_t>(tokens), target, all);
+    BOOST_TEST(g.target.position == want[0]);
+    BOOST_TEST(g.target.token == want[1]);
+    double worst = 0;
+    const auto check = [&](const std::vector<T>& got, index_t rows, index_t cols, const std::string& what,
+                           bool transposed = false) {
+      const auto ref = file(what);
+      BOOST_REQUIRE_EQUAL(ref.shape.at(0) * ref.shape.at(1), rows * cols);
+      const double err = compare(matrix_view<const T>(got.data(), rows, cols), ref, transposed);
+      BOOST_TEST(err <= tol, c.model << " " << tag << " " << what << ": relative error " << err);
+      worst = std::max(worst, err);
+    };
+    check(g.embedding, L, H, "embedding");
+    for (const index_t k : c.layers) {
+      const auto& l = g.layers[static_cast<std::size_t>(k)];
+      const std::string p = "layer" + std::to_string(k) + "_";
+      check(l.residual, L, H, p + "residual");
+      check(l.u, D, L, p + "u");
+      check(l.delta, D, L, p + "delta");
+      check(l.b, N, L, p + "b", true);
+      check(l.c, N, L, p + "c", true);
+      check(l.ssm_out, D, L, p + "ssm_out");
+    }
+    BOOST_TEST_MESSAGE(c.model << " " << tag << " (" << (std::is_same_v<T, float> ? "float" : "double")
+                               << "): max relative error vs autograd " << worst);
+  }
+}
+
+const autograd_case autograd_cases[] = {{"mamba_tied_fp32", 2, {"last", "mid"}, {0, 1}},
+                                        {"falcon_mamba_fp32", 1, {"last", "mid"}, {0, 1}},
+                                        {"mamba_demo", 0, {"last"}, {0, 3}}};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(gradients_match_autograd_float) {
+  for (const auto& c : autograd_cases) check_autograd<float>(c, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(gradients_match_autograd_double) {
+  for (const auto& c : autograd_cases) check_autograd<double>(c, 1e-6);  // the reference is rounded to float
 }
