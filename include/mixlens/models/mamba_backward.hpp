@@ -124,22 +124,30 @@ template <class Backend, class T, class Observer>
   const mamba_config& cfg = m.config;
   const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
                 N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N, V = m.vocab_size(), layers = m.num_layers();
-  if (target.position >= L) mixlens::detail::fail(where, "target.position", "a position below the length " + std::to_string(L) + " (or < 0: the last)", target.position);
-  if (target.token >= V) mixlens::detail::fail(where, "target.token", "a token below the vocabulary size " + std::to_string(V) + " (or < 0: the argmax)", target.token);
+  if (target.position >= L)
+    mixlens::detail::fail(where, "target.position",
+                          "a position below the length " + std::to_string(L) + " (or < 0: the last)", target.position);
+  if (target.token >= V)
+    mixlens::detail::fail(where, "target.token",
+                          "a token below the vocabulary size " + std::to_string(V) + " (or < 0: the argmax)", target.token);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
 
   // Forward: the logits, and the residual stream entering every layer and the final norm.
   std::vector<array> stream;
-  const auto logits = mamba_forward(be, m, tokens, [](const auto&) {}, detail::residual_recorder<Backend, array>{&be, &stream});
+  const auto logits =
+      mamba_forward(be, m, tokens, [](const auto&) {}, detail::residual_recorder<Backend, array>{&be, &stream});
   be.synchronize();
   const auto row = be.download(logits.data() + pos * V, V);
   index_t tok = target.token;
   if (tok < 0) {
     tok = 0;
     for (index_t v = 0; v < V; ++v) {
-      if (!std::isfinite(row[static_cast<std::size_t>(v)]))
-        mixlens::detail::fail(where, "logits", "finite values in the row of position " + std::to_string(pos) + " at token " + std::to_string(v), row[static_cast<std::size_t>(v)]);
-      if (row[static_cast<std::size_t>(v)] > row[static_cast<std::size_t>(tok)]) tok = v;
+      const T x = row[static_cast<std::size_t>(v)];
+      if (!std::isfinite(x))
+        mixlens::detail::fail(where, "logits",
+                              "finite values in the row of position " + std::to_string(pos) + " (for the argmax)",
+                              std::to_string(x) + " at token " + std::to_string(v));
+      if (x > row[static_cast<std::size_t>(tok)]) tok = v;
     }
   }
   mamba_gradients_result<array> result;
