@@ -114,10 +114,12 @@ struct residual_recorder {
 template <class Backend, class T, class Observer>
 [[nodiscard]] auto mamba_gradients(const Backend& be, const mamba_weights<T>& m, std::span<const index_t> tokens,
                                    gradient_target target, const gradient_options& options, Observer&& observe) {
-  static_assert(requires(const Backend& b, const s6_operator<T>& op, const T* p, const s6_gradient_views<T>& g) {
-    b.s6_backward(op, p, p, g);
-  }, "mamba_gradients: this backend has no s6_backward (the selective-scan backward), so the gradients cannot be "
-     "computed on it");
+  constexpr bool has_scan_backward =
+      requires(const Backend& b, const s6_operator<T>& op, const T* p, const s6_gradient_views<T>& g) {
+        b.s6_backward(op, p, p, g);
+      };
+  static_assert(has_scan_backward, "mamba_gradients: this backend has no s6_backward (the selective-scan backward), "
+                                   "so the gradients cannot be computed on it");
   constexpr std::string_view where = "mixlens::models::mamba_gradients";
   using array = typename Backend::template array<T>;
   check_tokens(m.vocab_size(), tokens);
@@ -189,11 +191,12 @@ template <class Backend, class T, class Observer>
     be.multiply(g.dssm.data(), s.gate.data_handle(), D * L);
     // The scan: ∂u (scan path), ∂Δ, ∂B, ∂C into [·; ∂B; ∂C] of dproj, ∂gate into the z half of dxz.
     T* dz = g.dxz.data() + D * L;
-    be.s6_backward(s.ssm(s6_fold{.skip = true, .gate = true}), s.u.data_handle(), g.dy.data(),
-                   s6_gradient_views<T>{matrix_view<T>(g.du.data(), D, L), matrix_view<T>(g.ddelta.data(), D, L),
-                                        tensor_view<T, 3>(g.dproj.data() + R * L, 1, N, L),
-                                        tensor_view<T, 3>(g.dproj.data() + (R + N) * L, 1, N, L), {},
-                                        matrix_view<T>(dz, D, L)});
+    if constexpr (has_scan_backward)  // (only the static_assert above reports a missing one)
+      be.s6_backward(s.ssm(s6_fold{.skip = true, .gate = true}), s.u.data_handle(), g.dy.data(),
+                     s6_gradient_views<T>{matrix_view<T>(g.du.data(), D, L), matrix_view<T>(g.ddelta.data(), D, L),
+                                          tensor_view<T, 3>(g.dproj.data() + R * L, 1, N, L),
+                                          tensor_view<T, 3>(g.dproj.data() + (R + N) * L, 1, N, L), {},
+                                          matrix_view<T>(dz, D, L)});
     be.silu_backward(s.z.data_handle(), dz, D * L);  // ∂z
     // Δ = softplus(dt_proj·δ + bias): ∂δ = W_dtᵀ·(∂Δ ⊙ σ(·)).
     be.copy(g.ddelta.data(), D * L, g.ddt.data());
