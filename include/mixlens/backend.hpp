@@ -20,6 +20,8 @@
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
 #include "mixlens/ops/s6/aggregate.hpp"
+#include "mixlens/ops/s6/backward.hpp"
+#include "mixlens/ops/s6/operator.hpp"
 
 namespace mixlens {
 
@@ -156,6 +158,84 @@ struct host_backend {
     for (index_t d = 0; d < D; ++d)
       for (index_t t = 0; t < L; ++t) out[d * L + t] = sigma[d * L + t] * bias[static_cast<std::size_t>(d)];
   }
+
+  // ---- the backward pass (models/mamba_backward.hpp) ----------------------------
+  // Each is the gradient of the forward primitive of the same name with respect
+  // to its input, in the forward primitive's layout.
+
+  // dx (rows × H) = (or += when `accumulate`) the gradient through rms_norm at x
+  // given dy: with r = 1/sqrt(mean(x²) + eps),
+  // dx_i = r·w_i·dy_i − x_i·r³·mean_j(w_j·dy_j·x_j).
+  void rms_norm_backward(const T* x, index_t rows, index_t H, vector_view<const T> weight, double eps, const T* dy,
+                         T* dx, bool accumulate) const {
+    for (index_t r = 0; r < rows; ++r) {
+      const T *xr = x + r * H, *gr = dy + r * H;
+      double ss = 0, dot = 0;
+      for (index_t i = 0; i < H; ++i) {
+        ss += double(xr[i]) * double(xr[i]);
+        dot += double(gr[i]) * double(weight[static_cast<std::size_t>(i)]) * double(xr[i]);
+      }
+      const double scale = 1.0 / std::sqrt(ss / double(H) + eps), k = scale * scale * scale * dot / double(H);
+      for (index_t i = 0; i < H; ++i) {
+        const T v = static_cast<T>(scale * double(weight[static_cast<std::size_t>(i)]) * double(gr[i]) - k * double(xr[i]));
+        dx[r * H + i] = accumulate ? dx[r * H + i] + v : v;
+      }
+    }
+  }
+
+  // The gradient through gated_rms_norm without gate and weight (Falcon-Mamba's
+  // δ, B, C norms) at x (C × L, groups of `group` channels): grad holds ∂out on
+  // entry and ∂x on return.
+  void group_rms_norm_backward(const T* x, index_t C, index_t L, index_t group, double eps, T* grad) const {
+    for (index_t g0 = 0; g0 < C; g0 += group)
+      for (index_t t = 0; t < L; ++t) {
+        double ss = 0, dot = 0;
+        for (index_t c = g0; c < g0 + group; ++c) {
+          ss += double(x[c * L + t]) * double(x[c * L + t]);
+          dot += double(grad[c * L + t]) * double(x[c * L + t]);
+        }
+        const double scale = 1.0 / std::sqrt(ss / double(group) + eps), k = scale * scale * scale * dot / double(group);
+        for (index_t c = g0; c < g0 + group; ++c)
+          grad[c * L + t] = static_cast<T>(scale * double(grad[c * L + t]) - k * double(x[c * L + t]));
+      }
+  }
+
+  // The gradient through conv_silu: du (D × L) holds ∂u on entry and ∂p on
+  // return (p = conv(x) + bias; SiLU'(p) = σ + u·(1 − σ), from the forward's u
+  // and σ); dx = convᵀ·∂p, dx[d][s] = Σ_k taps[d][k]·∂p[d][s + k].
+  template <class Kind>
+  void conv_silu_backward(const causal_conv_operator<T, Kind>& conv, const T* u, const T* sigma, T* du, T* dx) const {
+    const index_t D = conv.in_channels(), L = conv.length(), K = conv.taps();
+    for (index_t i = 0; i < D * L; ++i) du[i] *= sigma[i] + u[i] * (T(1) - sigma[i]);
+    for (index_t d = 0; d < D; ++d)
+      for (index_t s = 0; s < L; ++s) {
+        T acc = 0;
+        for (index_t k = 0; k < std::min(K, L - s); ++k) acc += conv.kernel(d, k) * du[d * L + s + k];
+        dx[d * L + s] = acc;
+      }
+  }
+
+  // grad *= softplus'(p) where Δ = softplus(p) (softplus_bias without a clamp
+  // that binds): softplus'(p) = σ(p) = 1 − exp(−Δ), from the forward's Δ.
+  void softplus_backward(const T* delta, T* grad, index_t n) const {
+    for (index_t i = 0; i < n; ++i) grad[i] *= -std::expm1(-delta[i]);
+  }
+
+  // grad *= SiLU'(z) = σ(z)·(1 + z·(1 − σ(z))).
+  void silu_backward(const T* z, T* grad, index_t n) const {
+    for (index_t i = 0; i < n; ++i) {
+      const T s = mixlens::detail::sigmoid(z[i]);
+      grad[i] *= s * (T(1) + z[i] * (T(1) - s));
+    }
+  }
+
+  // The selective scan's backward (ops/s6/backward.hpp): u, dy (D × L).
+  void s6_backward(const s6_operator<T>& op, const T* u, const T* dy, const s6_gradient_views<T>& g) const {
+    const index_t D = op.in_channels(), L = op.length();
+    mixlens::s6_backward(op, matrix_view<const T>(u, D, L), matrix_view<const T>(dy, D, L), g);
+  }
+
+  void copy(const T* from, index_t n, T* to) const { std::copy(from, from + n, to); }
 
   // y = M·x with the operator's host fast path.
   template <class Op>

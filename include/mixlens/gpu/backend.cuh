@@ -283,6 +283,77 @@ __global__ void __launch_bounds__(model_threads)
   out[row] = total;
 }
 
+// ---- the backward pass (models/mamba_backward.hpp) ----------------------------
+
+// One block per row: dx = (or +=) r·w·dy − x·r³·mean(w·dy·x), both sums in double.
+__global__ void __launch_bounds__(model_threads)
+    rms_norm_backward_kernel(const float* x, index_t H, const float* weight, float eps, const float* dy, float* dx,
+                             bool accumulate) {
+  __shared__ double partial[2][model_threads / 32];
+  const index_t row = blockIdx.x;
+  const float *xr = x + row * H, *gr = dy + row * H;
+  double ss = 0, dot = 0;
+  for (index_t i = threadIdx.x; i < H; i += model_threads) {
+    ss += double(xr[i]) * double(xr[i]);
+    dot += double(gr[i]) * double(weight[i]) * double(xr[i]);
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    dot += __shfl_xor_sync(0xffffffffu, dot, o);
+  }
+  if (threadIdx.x % 32 == 0) partial[0][threadIdx.x / 32] = ss, partial[1][threadIdx.x / 32] = dot;
+  __syncthreads();
+  double total = 0, total_dot = 0;
+  for (int w = 0; w < model_threads / 32; ++w) total += partial[0][w], total_dot += partial[1][w];
+  const double scale = 1.0 / sqrt(total / double(H) + double(eps)), k = scale * scale * scale * total_dot / double(H);
+  for (index_t i = threadIdx.x; i < H; i += model_threads) {
+    const float v = static_cast<float>(scale * double(weight[i]) * double(gr[i]) - k * double(xr[i]));
+    dx[row * H + i] = accumulate ? dx[row * H + i] + v : v;
+  }
+}
+
+// One thread per (group, position), as gated_rms_norm_kernel: grad = ∂out on entry, ∂x on return.
+__global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_t L, index_t group, float eps,
+                                               float* grad) {
+  MIXLENS_GRID_STRIDE(k, (C / group) * L) {
+    const index_t c0 = (k / L) * group, t = k % L;
+    double ss = 0, dot = 0;
+    for (index_t c = c0; c < c0 + group; ++c) {
+      ss += double(x[c * L + t]) * double(x[c * L + t]);
+      dot += double(grad[c * L + t]) * double(x[c * L + t]);
+    }
+    const double scale = 1.0 / sqrt(ss / double(group) + double(eps)), f = scale * scale * scale * dot / double(group);
+    for (index_t c = c0; c < c0 + group; ++c)
+      grad[c * L + t] = static_cast<float>(scale * double(grad[c * L + t]) - f * double(x[c * L + t]));
+  }
+}
+
+// du *= SiLU'(p) = σ + u·(1 − σ).
+__global__ void silu_grad_from_output_kernel(const float* u, const float* sigma, float* du, index_t n) {
+  MIXLENS_GRID_STRIDE(k, n) du[k] *= sigma[k] + u[k] * (1.0f - sigma[k]);
+}
+
+// dx[d][s] = Σ_k taps[d][k]·dp[d][s + k]: the causal conv transposed.
+__global__ void conv_transpose_kernel(const float* taps, index_t K, const float* dp, float* dx, index_t D, index_t L) {
+  MIXLENS_GRID_STRIDE(i, D * L) {
+    const index_t d = i / L, s = i % L;
+    float acc = 0;
+    for (index_t k = 0; k < K && s + k < L; ++k) acc += taps[d * K + k] * dp[i + k];
+    dx[i] = acc;
+  }
+}
+
+__global__ void softplus_backward_kernel(const float* delta, float* grad, index_t n) {
+  MIXLENS_GRID_STRIDE(k, n) grad[k] *= -expm1f(-delta[k]);
+}
+
+__global__ void silu_backward_kernel(const float* z, float* grad, index_t n) {
+  MIXLENS_GRID_STRIDE(k, n) {
+    const float s = mixlens::detail::sigmoid(z[k]);
+    grad[k] *= s * (1.0f + z[k] * (1.0f - s));
+  }
+}
+
 #undef MIXLENS_GRID_STRIDE
 
 }  // namespace detail
@@ -436,6 +507,44 @@ class device_backend {
                                                                                                  out, D, L);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
+  // ---- the backward pass (models/mamba_backward.hpp; host_backend documents each) ----
+  // No s6_backward here: mamba_gradients needs one and says so at compile time.
+  void rms_norm_backward(const float* x, index_t rows, index_t H, vector_view<const float> weight, double eps,
+                         const float* dy, float* dx, bool accumulate) const {
+    detail::rms_norm_backward_kernel<<<detail::grid_size(rows), detail::model_threads, 0, stream_>>>(
+        x, H, weight.data(), static_cast<float>(eps), dy, dx, accumulate);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void group_rms_norm_backward(const float* x, index_t C, index_t L, index_t group, double eps, float* grad) const {
+    detail::group_rms_norm_backward_kernel<<<detail::model_blocks((C / group) * L), detail::model_threads, 0,
+                                             stream_>>>(x, C, L, group, static_cast<float>(eps), grad);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  template <class Kind>
+  void conv_silu_backward(const causal_conv_operator<float, Kind>& conv, const float* u, const float* sigma, float* du,
+                          float* dx) const {
+    const index_t D = conv.in_channels(), L = conv.length();
+    detail::silu_grad_from_output_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(
+        u, sigma, du, D * L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+    detail::conv_transpose_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(
+        conv.kernel.data_handle(), conv.taps(), du, dx, D, L);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void softplus_backward(const float* delta, float* grad, index_t n) const {
+    detail::softplus_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(delta, grad, n);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void silu_backward(const float* z, float* grad, index_t n) const {
+    detail::silu_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(z, grad, n);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  // Device to device, in stream order.
+  void copy(const float* from, index_t n, float* to) const {
+    MIXLENS_CUDA_CHECK(
+        cudaMemcpyAsync(to, from, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  }
+
   template <class Op>
   void apply(const Op& op, const float* x, float* y) const {
     const auto& v = view_of(op);

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "mixlens/detail/rebase.hpp"
@@ -98,6 +99,28 @@ struct mamba_layer_signals {
   }
 };
 
+// ---- injection points -------------------------------------------------------------
+
+// Where a forward pass hands a signal to its injector (mamba_forward with an
+// `inject` argument), each as (rows × cols) in the backend's memory:
+enum class mamba_point {
+  block_input,       // the residual stream entering layer k (L × H; k = 0: the embedding output)
+  u,                 // SiLU(conv1d(x) + bias), the scan input (D × L)
+  b,                 // B as the scan reads it, after Falcon-Mamba's norm (N × L)
+  c,                 // C, likewise (N × L)
+  delta,             // Δ = softplus(dt_proj·δ + bias) (D × L)
+  ssm_out,           // S6(u) + D·u, before ⊙ SiLU(z) (D × L)
+  final_norm_input,  // the residual stream entering the final RMSNorm (L × H; layer = the layer count)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(mamba_point p) {
+  constexpr std::string_view names[] = {"block_input", "u", "b", "c", "delta", "ssm_out", "final_norm_input"};
+  return names[static_cast<int>(p)];
+}
+
+// The injector of a plain forward pass: none is called.
+struct no_injection {};
+
 // ---- one selective branch ------------------------------------------------------------
 
 // The buffers of one branch (channel-major, backend memory), reused layer after
@@ -121,21 +144,34 @@ template <class Backend>
 // ⊙ SiLU(z) = y, with the branch's own conv, x_proj, dt_proj, A and D from `w`
 // (its norm, in_proj and out_proj are not read). Returns the signals, views into
 // xz and `b`. Vision Mamba runs it twice per layer, forward and on the flipped xz.
-template <class Backend, class T, class Buffers>
+//
+// `inject(point, layer, data, rows, cols)` (see mamba_point) may change a signal
+// in place before the rest of the pass reads it: finite-difference checks of
+// the gradients (models/mamba_backward.hpp) perturb the model there. With an
+// injector the gate is applied after the ssm_out point rather than inside the
+// scan (the same operations on the host).
+template <class Backend, class T, class Buffers, class Inject = no_injection>
 [[nodiscard]] mamba_layer_signals<T> mamba_branch(const Backend& be, const mamba_config& cfg,
                                                   const mamba_layer_weights<T>& w, index_t layer, const T* xz,
-                                                  index_t L, Buffers& b) {
+                                                  index_t L, Buffers& b, Inject&& inject = {}) {
+  constexpr bool injecting = !std::is_same_v<std::remove_cvref_t<Inject>, no_injection>;
   const index_t D = cfg.intermediate_size, N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N;
   const auto signal = [L](const T* p, index_t rows) { return matrix_view<const T>(p, rows, L); };
   const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
   be.conv_silu(conv, w.conv_bias, xz, b.u.data(), b.sigma.data());
+  if constexpr (injecting) inject(mamba_point::u, layer, b.u.data(), D, L);
   be.gemm(false, false, P, L, D, w.x_proj.data_handle(), b.u.data(), T(0), b.proj.data());  // [δ; B; C] = W_x·u
   if (cfg.bc_dt_norm) {  // Falcon-Mamba: δ, B and C RMS-normalized (no weight) at every position
     be.gated_rms_norm(b.proj.data(), nullptr, R, L, R, {}, cfg.mixer_rms_eps, b.proj.data(), nullptr);
     be.gated_rms_norm(b.proj.data() + R * L, nullptr, 2 * N, L, N, {}, cfg.mixer_rms_eps, b.proj.data() + R * L, nullptr);
   }
+  if constexpr (injecting) {
+    inject(mamba_point::b, layer, b.proj.data() + R * L, N, L);
+    inject(mamba_point::c, layer, b.proj.data() + (R + N) * L, N, L);
+  }
   be.gemm(false, false, D, L, R, w.dt_proj.data_handle(), b.proj.data(), T(0), b.delta.data());
   be.softplus_bias(b.delta.data(), w.dt_bias, D, L);
+  if constexpr (injecting) inject(mamba_point::delta, layer, b.delta.data(), D, L);
   be.silu(xz + D * L, b.gate.data(), D * L);
 
   mamba_layer_signals<T> s;
@@ -147,7 +183,13 @@ template <class Backend, class T, class Buffers>
   s.skip = w.skip, s.conv_bias = w.conv_bias, s.conv = conv;
   if constexpr (Backend::on_host) s.ssm().validate();  // finite, Δ ≥ 0, Re A ≤ 0
 
-  be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), b.u.data(), b.y.data());
+  if constexpr (injecting) {
+    be.apply(s.ssm(s6_fold{.skip = true}), b.u.data(), b.y.data());
+    inject(mamba_point::ssm_out, layer, b.y.data(), D, L);
+    be.multiply(b.y.data(), b.gate.data(), D * L);
+  } else {
+    be.apply(s.ssm(s6_fold{.skip = true, .gate = true}), b.u.data(), b.y.data());
+  }
   return s;
 }
 
@@ -155,10 +197,12 @@ template <class Backend, class T, class Buffers>
 
 // Runs the language model on `tokens` and returns the logits (L × V, row-major)
 // in the backend's memory. `observe(const mamba_layer_signals<T>&)` is called
-// after each layer; the buffers are reused by the next one.
-template <class Backend, class T, class Observer>
+// after each layer; the buffers are reused by the next one. `inject` (optional)
+// is called at every mamba_point, as in mamba_branch.
+template <class Backend, class T, class Observer, class Inject = no_injection>
 [[nodiscard]] auto mamba_forward(const Backend& be, const mamba_weights<T>& m, std::span<const index_t> tokens,
-                                 Observer&& observe) {
+                                 Observer&& observe, Inject&& inject = {}) {
+  constexpr bool injecting = !std::is_same_v<std::remove_cvref_t<Inject>, no_injection>;
   check_tokens(m.vocab_size(), tokens);
   const mamba_config& cfg = m.config;
   const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
@@ -172,14 +216,16 @@ template <class Backend, class T, class Observer>
   be.embed(tok, m.embedding, h.data());
   for (index_t k = 0; k < m.num_layers(); ++k) {
     const mamba_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
+    if constexpr (injecting) inject(mamba_point::block_input, k, h.data(), L, H);
     be.rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
     be.gemm(false, true, 2 * D, L, H, w.in_proj.data_handle(), hn.data(), T(0), xz.data());  // xz = W_in·hnᵀ
     if (!w.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.in_proj_bias, 2 * D, L);
-    const mamba_layer_signals<T> s = mamba_branch(be, cfg, w, k, xz.data(), L, branch);
+    const mamba_layer_signals<T> s = mamba_branch(be, cfg, w, k, xz.data(), L, branch, inject);
     be.gemm(true, true, L, H, D, branch.y.data(), w.out_proj.data_handle(), T(1), h.data());  // h += yᵀ·W_outᵀ
     if (!w.out_proj_bias.empty()) be.add_column_bias(h.data(), w.out_proj_bias, L, H);
     observe(s);
   }
+  if constexpr (injecting) inject(mamba_point::final_norm_input, m.num_layers(), h.data(), L, H);
   be.rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
   be.gemm(false, true, L, V, H, hn.data(), m.output_embedding.data_handle(), T(0), logits.data());  // hn·Eᵀ
   be.synchronize();

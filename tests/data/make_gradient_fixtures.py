@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Creates the autograd references of the activation gradients (models/mamba_backward.hpp).
+
+For the committed checkpoints mamba_tied_fp32, falcon_mamba_fp32 and mamba_demo, the Mamba
+forward pass is written here in plain PyTorch, step by step as transformers' MambaMixer.slow_forward
+(src/transformers/models/mamba/modeling_mamba.py) and, for Falcon-Mamba, FalconMambaMixer.slow_forward
+(src/transformers/models/falcon_mamba/modeling_falcon_mamba.py: the weightless RMSNorms of δ, B and
+C over their feature dimension, with mixer_rms_eps) define it, with MambaBlock's pre-norm residual
+and MambaRMSNorm. It runs in float64 on the stored (float32) weights; its logits are checked
+against the fixture's transformers logits (reference/<name>/logits_<s>.npy) before anything is
+saved. Then torch.autograd gives the gradient of one logit, logits[position, token], with respect
+to the activations, saved as float32 under reference/<name>/:
+
+  grad_<tag>_target.npy               int64 (2)      [position, token]; <tag> names the target
+  grad_<tag>_embedding.npy            float32 (L, H) the embedding output
+  grad_<tag>_layer<k>_residual.npy    float32 (L, H) the residual stream entering layer k
+  grad_<tag>_layer<k>_u.npy           float32 (D, L) SiLU(conv1d(x)), the scan input
+  grad_<tag>_layer<k>_delta.npy       float32 (D, L) Δ = softplus(dt_proj(δ))
+  grad_<tag>_layer<k>_b.npy           float32 (L, N) B as the scan reads it (after the norm)
+  grad_<tag>_layer<k>_c.npy           float32 (L, N) C, likewise
+  grad_<tag>_layer<k>_ssm_out.npy     float32 (D, L) the scan output + D·u, before ⊙ SiLU(z)
+
+Targets: "last" (the last position, the argmax of its row) and "mid" (a middle position and a
+fixed token), for the sequences and layers listed in CASES. Needs torch, numpy and safetensors:
+
+    python3 make_gradient_fixtures.py [DATA_DIR]
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+# (fixture, sequence, targets: tag -> (position or None for the last, token or None for the argmax), layers saved)
+CASES = [
+    ("mamba_tied_fp32", 2, {"last": (None, None), "mid": (17, 5)}, [0, 1]),
+    ("falcon_mamba_fp32", 1, {"last": (None, None), "mid": (6, 40)}, [0, 1]),
+    ("mamba_demo", 0, {"last": (None, None)}, [0, 3]),
+]
+
+
+def rms_norm(x, weight, eps):
+    """MambaRMSNorm: x / sqrt(mean(x²) + eps) · weight over the last dimension."""
+    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    return x if weight is None else weight * x
+
+
+def load(data_dir, name):
+    with open(os.path.join(data_dir, name, "config.json")) as f:
+        cfg = json.load(f)
+    w = {k: v.to(torch.float64) for k, v in load_file(os.path.join(data_dir, name, "model.safetensors")).items()}
+    return cfg, w
+
+
+def forward(cfg, w, tokens):
+    """The language model on one sequence; returns the logits (L, V) and the activations whose
+    gradients are kept (each with retain_grad)."""
+    falcon = cfg.get("model_type") == "falcon_mamba"
+    D, N, R = cfg["intermediate_size"], cfg["state_size"], cfg["time_step_rank"]
+    L = len(tokens)
+    keep = {"layers": []}
+    emb = w["backbone.embeddings.weight"][torch.tensor(tokens)].clone().requires_grad_(True)
+    keep["embedding"] = emb
+    h = emb
+    for k in range(cfg["num_hidden_layers"]):
+        p = f"backbone.layers.{k}."
+        m = p + "mixer."
+        layer = {"residual": h}
+        h.retain_grad()
+        hn = rms_norm(h, w[p + "norm.weight"], cfg["layer_norm_epsilon"])
+        xz = F.linear(hn, w[m + "in_proj.weight"], w.get(m + "in_proj.bias")).T  # (2D, L), as (batch, 2D, L)
+        x, z = xz[:D], xz[D:]
+        conv = F.conv1d(x[None], w[m + "conv1d.weight"], w.get(m + "conv1d.bias"), padding=cfg["conv_kernel"] - 1,
+                        groups=D)[0, :, :L]
+        u = F.silu(conv)
+        u.retain_grad()
+        layer["u"] = u
+        proj = F.linear(u.T, w[m + "x_proj.weight"])  # (L, R + 2N)
+        dt, B, C = proj[:, :R], proj[:, R:R + N], proj[:, R + N:]
+        if falcon:
+            eps = cfg["mixer_rms_eps"]
+            dt, B, C = rms_norm(dt, None, eps), rms_norm(B, None, eps), rms_norm(C, None, eps)
+        delta = F.softplus(F.linear(dt, w[m + "dt_proj.weight"], w[m + "dt_proj.bias"])).T  # (D, L)
+        for name, v in (("delta", delta), ("b", B), ("c", C)):
+            v.retain_grad()
+            layer[name] = v
+        A = -torch.exp(w[m + "A_log"])  # (D, N)
+        decay = torch.exp(A[:, None, :] * delta[:, :, None])  # (D, L, N)
+        bu = delta[:, :, None] * B[None, :, :] * u[:, :, None]
+        state = torch.zeros(D, N, dtype=torch.float64)
+        ys = []
+        for t in range(L):
+            state = decay[:, t] * state + bu[:, t]
+            ys.append(state @ C[t])
+        ssm_out = torch.stack(ys, dim=1) + u * w[m + "D"][:, None]
+        ssm_out.retain_grad()
+        layer["ssm_out"] = ssm_out
+        y = ssm_out * F.silu(z)
+        h = h + F.linear(y.T, w[m + "out_proj.weight"], w.get(m + "out_proj.bias"))
+        keep["layers"].append(layer)
+    hn = rms_norm(h, w["backbone.norm_f.weight"], cfg["layer_norm_epsilon"])
+    head = w["backbone.embeddings.weight"] if cfg.get("tie_word_embeddings", True) else w["lm_head.weight"]
+    return hn @ head.T, keep
+
+
+def main():
+    data_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__))
+    torch.set_num_threads(min(4, os.cpu_count() or 1))
+    total = 0
+    for name, seq, targets, layers in CASES:
+        cfg, w = load(data_dir, name)
+        ref_dir = os.path.join(data_dir, "reference", name)
+        tokens = np.load(os.path.join(ref_dir, f"tokens_{seq}.npy")).tolist()
+        logits, _ = forward(cfg, w, tokens)
+        want = np.load(os.path.join(ref_dir, f"logits_{seq}.npy")).astype(np.float64)
+        err = np.abs(logits.detach().numpy() - want).max() / np.abs(want).max()
+        assert err < 1e-5, f"{name}: the plain forward pass leaves transformers' logits ({err:.3g})"
+        for tag, (position, token) in targets.items():
+            logits, keep = forward(cfg, w, tokens)
+            position = len(tokens) - 1 if position is None else position
+            token = int(torch.argmax(logits[position])) if token is None else token
+            logits[position, token].backward()
+            saved = {"target": np.asarray([position, token], dtype=np.int64),
+                     "embedding": keep["embedding"].grad}
+            for k in layers:
+                for what, v in keep["layers"][k].items():
+                    saved[f"layer{k}_{what}"] = v.grad
+            for what, v in saved.items():
+                path = os.path.join(ref_dir, f"grad_{tag}_{what}.npy")
+                np.save(path, v if isinstance(v, np.ndarray) else v.detach().numpy().astype(np.float32))
+                total += os.path.getsize(path)
+            print(f"{name} sequence {seq} target {tag}: position {position}, token {token}; logits error {err:.2g}")
+    print(f"{total} bytes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+#define BOOST_TEST_MODULE mamba_attribution
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <span>
+#include <vector>
+
+#include "common/model_fixtures.hpp"
+#include "common/oracles.hpp"
+#include "mixlens/detail/random.hpp"
+#include "mixlens/models/mamba_attribution.hpp"
+#include "mixlens/models/mamba_random.hpp"
+
+using namespace mixlens;
+using namespace mixlens::models;
+using namespace mixlens::testing;
+
+namespace {
+
+mamba_model<double> small_model(bool falcon, std::uint64_t seed, index_t layers = 3) {
+  mamba_config c;
+  c.vocab_size = 13, c.hidden_size = 8, c.num_layers = layers, c.state_size = 3, c.intermediate_size = 10;
+  c.conv_kernel = 3, c.time_step_rank = 2, c.use_conv_bias = true, c.bc_dt_norm = falcon, c.mixer_rms_eps = 1e-3;
+  auto m = random_mamba<double>(c, seed);
+  for (index_t i = 0; i < m.embedding.size(); ++i) m.embedding.data()[i] *= 20;
+  return m;
+}
+
+const std::vector<index_t> tokens{2, 7, 1, 8, 2, 8, 1};
+
+// The recipe step by step on whole tensors: every channel's α materialized,
+// clamped, normalized over the layer, averaged; the token weights from the
+// stored residual gradients; the rollout as a product of L × L matrices.
+std::vector<double> mamba_attr_reference(const mamba_model<double>& m, gradient_target target, index_t start) {
+  const auto g = mamba_gradients(m, std::span<const index_t>(tokens), target, {.residual = true});
+  const auto signals = all_signals(m, tokens);
+  const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size, D = m.config.intermediate_size;
+  std::vector<std::vector<double>> aug;
+  for (index_t k = start; k < m.num_layers(); ++k) {
+    const auto op = signals[static_cast<std::size_t>(k)].view().ssm();
+    std::vector<double> alpha;  // D × L × L, clamped
+    matrix<double> block(L, L);
+    for (index_t d = 0; d < D; ++d) {
+      op.alpha(d, block.view());
+      for (index_t i = 0; i < L * L; ++i) alpha.push_back(std::max(block.data()[i], 0.0));
+    }
+    const double lo = *std::min_element(alpha.begin(), alpha.end()), hi = *std::max_element(alpha.begin(), alpha.end());
+    std::vector<double> mean(static_cast<std::size_t>(L * L), 0.0);
+    for (index_t d = 0; d < D; ++d)
+      for (index_t i = 0; i < L * L; ++i) mean[static_cast<std::size_t>(i)] += (alpha[static_cast<std::size_t>(d * L * L + i)] - lo) / (hi - lo) / double(D);
+    const auto& grad = g.layers[static_cast<std::size_t>(k)].residual;
+    std::vector<double> s(static_cast<std::size_t>(L), 0.0);
+    for (index_t t = 0; t < L; ++t)
+      for (index_t h = 0; h < H; ++h) s[static_cast<std::size_t>(t)] = std::max(s[static_cast<std::size_t>(t)], grad[static_cast<std::size_t>(t * H + h)]);
+    const double smin = *std::min_element(s.begin(), s.end()), smax = *std::max_element(s.begin(), s.end());
+    for (auto& v : s) v = (v - smin) / (smax - smin);
+    std::vector<double> a(static_cast<std::size_t>(L * L));
+    for (index_t i = 0; i < L; ++i) {
+      double sum = 0;
+      for (index_t j = 0; j < L; ++j) {
+        a[static_cast<std::size_t>(i * L + j)] = mean[static_cast<std::size_t>(i * L + j)] * s[static_cast<std::size_t>(j)] + (i == j ? 1 : 0);
+        sum += a[static_cast<std::size_t>(i * L + j)];
+      }
+      for (index_t j = 0; j < L; ++j) a[static_cast<std::size_t>(i * L + j)] /= sum;
+    }
+    aug.push_back(std::move(a));
+  }
+  std::vector<double> joint = aug[0];
+  for (std::size_t k = 1; k < aug.size(); ++k) {
+    std::vector<double> next(static_cast<std::size_t>(L * L), 0.0);
+    for (index_t i = 0; i < L; ++i)
+      for (index_t j = 0; j < L; ++j)
+        for (index_t r = 0; r < L; ++r)
+          next[static_cast<std::size_t>(i * L + j)] += aug[k][static_cast<std::size_t>(i * L + r)] * joint[static_cast<std::size_t>(r * L + j)];
+    joint = std::move(next);
+  }
+  const index_t p = target.position < 0 ? L - 1 : target.position;
+  std::vector<double> row(joint.begin() + p * L, joint.begin() + (p + 1) * L);
+  for (auto& v : row) v = std::max(v, 0.0);
+  return row;
+}
+
+double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  BOOST_REQUIRE_EQUAL(a.size(), b.size());
+  double d = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+  return d;
+}
+
+// Adds eps·e_t (row t of the embedding output itself) at the first block's input.
+struct scale_row {
+  index_t row;
+  double eps;
+  void operator()(mamba_point p, index_t k, double* data, index_t, index_t cols) const {
+    if (p != mamba_point::block_input || k != 0) return;
+    for (index_t h = 0; h < cols; ++h) data[row * cols + h] *= 1 + eps;
+  }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(mamba_attr_matches_a_step_by_step_reference) {
+  for (const bool falcon : {false, true})
+    for (const index_t start : {0, 1, 2})
+      for (const gradient_target target : {gradient_target{}, gradient_target{3, 5}}) {
+        const auto m = small_model(falcon, falcon ? 21 : 20);
+        const auto got = mamba_attr(m, std::span<const index_t>(tokens), target, {.start_layer = start});
+        const auto want = mamba_attr_reference(m, target, start);
+        const double d = max_diff(got.scores, want);
+        BOOST_TEST(d <= 1e-12, "falcon " << falcon << " start " << start << " position " << target.position << ": " << d);
+        // Causal: nothing after the target position.
+        for (index_t t = got.target.position + 1; t < static_cast<index_t>(tokens.size()); ++t)
+          BOOST_TEST(got.scores[static_cast<std::size_t>(t)] == 0.0);
+        BOOST_TEST(*std::max_element(want.begin(), want.end()) > 0.05);
+      }
+}
+
+BOOST_AUTO_TEST_CASE(mamba_attr_depends_on_the_gradients) {
+  // Two targets give different token weights, hence different rows (the maps alone would not).
+  const auto m = small_model(false, 20);
+  const auto a = mamba_attr(m, std::span<const index_t>(tokens), {.token = 1});
+  const auto b = mamba_attr(m, std::span<const index_t>(tokens), {.token = 9});
+  BOOST_TEST(max_diff(a.scores, b.scores) > 1e-3);
+}
+
+BOOST_AUTO_TEST_CASE(grad_input_is_the_derivative_along_the_input) {
+  // score_t = d/dε target(e with row t scaled by 1 + ε) at ε = 0.
+  const auto m = small_model(true, 22, 2);
+  const auto r = grad_input(m, std::span<const index_t>(tokens));
+  const auto weights = host_weights(m);
+  const host_backend<double> be;
+  const index_t V = m.vocab_size();
+  const auto at = [&](index_t row, double eps) {
+    const auto logits = mamba_forward(be, weights.view(), std::span<const index_t>(tokens), [](const auto&) {},
+                                      scale_row{row, eps});
+    return logits[static_cast<std::size_t>(r.target.position * V + r.target.token)];
+  };
+  double worst = 0, scale = 0;
+  for (index_t t = 0; t < static_cast<index_t>(tokens.size()); ++t) {
+    const double eps = 1e-5, fd = (at(t, eps) - at(t, -eps)) / (2 * eps);
+    worst = std::max(worst, std::abs(fd - r.scores[static_cast<std::size_t>(t)]));
+    scale = std::max(scale, std::abs(fd));
+  }
+  BOOST_TEST(scale > 1e-4);
+  BOOST_TEST(worst / scale <= 1e-7, "relative error " << worst / scale);
+}
+
+BOOST_AUTO_TEST_CASE(pieces_check_their_arguments) {
+  const auto m = small_model(false, 20, 2);
+  expect_error([&] { (void)mamba_attr(m, std::span<const index_t>(tokens), {}, {.start_layer = 2}); }, "options.start_layer");
+  expect_error([] { analysis::target_row_rollout r(4, 4); }, "target");
+  std::vector<double> map(9, 0.0);
+  expect_error([&] { analysis::mamba_attr_layer_map(map, 0, 1, std::vector<double>(2)); }, "relu_mean");
+  std::vector<double> nan{1.0, std::nan("")};
+  expect_error([&] { analysis::min_max_normalize(nan, "here", "v"); }, "finite values at 1");
+}

@@ -1,0 +1,250 @@
+#define BOOST_TEST_MODULE mamba_backward
+#include <boost/test/unit_test.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/model_fixtures.hpp"
+#include "common/oracles.hpp"
+#include "mixlens/detail/random.hpp"
+#include "mixlens/io/npy.hpp"
+#include "mixlens/models/mamba_backward.hpp"
+#include "mixlens/models/mamba_model.hpp"
+#include "mixlens/models/mamba_random.hpp"
+
+using namespace mixlens;
+using namespace mixlens::models;
+using namespace mixlens::testing;
+
+namespace {
+
+// A small random model in double; the norm weights are moved off 1 so that
+// their part of the RMSNorm backward is exercised.
+mamba_model<double> small_model(bool falcon, std::uint64_t seed) {
+  mamba_config c;
+  c.vocab_size = 11, c.hidden_size = 8, c.num_layers = 2, c.state_size = 3, c.intermediate_size = 12;
+  c.conv_kernel = 3, c.time_step_rank = 2, c.use_bias = true, c.use_conv_bias = true, c.tie_embeddings = !falcon;
+  c.bc_dt_norm = falcon, c.mixer_rms_eps = 1e-3;
+  auto m = random_mamba<double>(c, seed);
+  mixlens::detail::splitmix64 rng(seed + 77);
+  for (auto& l : m.layers)
+    for (auto& w : l.norm) w = rng.uniform(0.5, 1.5);
+  for (auto& w : m.norm_f) w = rng.uniform(0.5, 1.5);
+  for (index_t i = 0; i < m.embedding.size(); ++i) m.embedding.data()[i] *= 20;  // N(0, 0.4): not tiny against eps
+  return m;
+}
+
+// Adds eps·v to the signal at (point, layer) of the forward pass.
+struct perturbation {
+  mamba_point point;
+  index_t layer;
+  const std::vector<double>* v;
+  double eps;
+  void operator()(mamba_point p, index_t k, double* data, index_t rows, index_t cols) const {
+    if (p != point || k != layer) return;
+    BOOST_REQUIRE_EQUAL(static_cast<index_t>(v->size()), rows * cols);
+    for (index_t i = 0; i < rows * cols; ++i) data[i] += eps * (*v)[static_cast<std::size_t>(i)];
+  }
+};
+
+double logit(const mamba_weights<double>& w, const std::vector<index_t>& tokens, gradient_target t,
+             const perturbation& p) {
+  const host_backend<double> be;
+  const auto logits = mamba_forward(be, w, std::span<const index_t>(tokens), [](const auto&) {}, p);
+  return logits[static_cast<std::size_t>(t.position * w.vocab_size() + t.token)];
+}
+
+struct quantity {
+  mamba_point point;
+  const char* name;
+};
+
+const quantity quantities[] = {{mamba_point::block_input, "residual"}, {mamba_point::u, "u"},
+                               {mamba_point::delta, "delta"},        {mamba_point::b, "b"},
+                               {mamba_point::c, "c"},                {mamba_point::ssm_out, "ssm_out"}};
+
+const std::vector<double>& gradient_of(const mamba_gradients_result<std::vector<double>>& g, mamba_point p, index_t k) {
+  const auto& l = g.layers[static_cast<std::size_t>(k)];
+  switch (p) {
+    case mamba_point::u: return l.u;
+    case mamba_point::delta: return l.delta;
+    case mamba_point::b: return l.b;
+    case mamba_point::c: return l.c;
+    case mamba_point::ssm_out: return l.ssm_out;
+    default: return l.residual;
+  }
+}
+
+const gradient_options all{.embedding = true, .residual = true, .u = true, .delta = true, .b = true, .c = true, .ssm_out = true};
+
+// For every quantity of every layer and every position t: the directional
+// derivative along a random direction supported on position t, by central
+// differences, against ⟨gradient, direction⟩.
+void check_against_differences(bool falcon, gradient_target target) {
+  const auto model = small_model(falcon, falcon ? 5 : 3);
+  const auto weights = host_weights(model);
+  const std::vector<index_t> tokens{3, 1, 4, 1, 5, 9, 2};
+  const index_t L = static_cast<index_t>(tokens.size());
+  const auto g = mamba_gradients(host_backend<double>{}, weights.view(), std::span<const index_t>(tokens), target, all);
+  BOOST_REQUIRE_EQUAL(g.layers.size(), 2u);
+  const double eps = 1e-5;
+  mixlens::detail::splitmix64 rng(11);
+  for (const auto& q : quantities)
+    for (index_t k = 0; k < model.num_layers(); ++k) {
+      const auto& grad = gradient_of(g, q.point, k);
+      const bool time_major = q.point == mamba_point::block_input;
+      BOOST_REQUIRE_EQUAL(static_cast<index_t>(grad.size()) % L, 0);
+      double worst = 0, scale = 0;
+      for (index_t t = 0; t < L; ++t) {
+        std::vector<double> v(grad.size(), 0.0);
+        double analytic = 0;
+        for (std::size_t i = 0; i < v.size(); ++i) {
+          const index_t at = time_major ? static_cast<index_t>(i) / (static_cast<index_t>(grad.size()) / L)
+                                        : static_cast<index_t>(i) % L;
+          if (at != t) continue;
+          v[i] = rng.uniform(-1, 1);
+          analytic += v[i] * grad[i];
+        }
+        const double fd = (logit(weights.view(), tokens, g.target, {q.point, k, &v, eps}) -
+                           logit(weights.view(), tokens, g.target, {q.point, k, &v, -eps})) /
+                          (2 * eps);
+        worst = std::max(worst, std::abs(fd - analytic));
+        scale = std::max(scale, std::abs(fd));
+      }
+      const double err = worst / scale;
+      BOOST_TEST(scale > 1e-6, q.name << " layer " << k << ": gradient vanishes (" << scale << ")");
+      BOOST_TEST(err <= 1e-6, (falcon ? "Falcon-Mamba " : "Mamba ") << q.name << " layer " << k
+                                                                        << ": relative error " << err);
+    }
+  // The embedding output is the first block's input.
+  BOOST_TEST(g.embedding == g.layers[0].residual);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(mamba_gradients_match_central_differences) {
+  check_against_differences(false, {});
+  check_against_differences(false, {.position = 2, .token = 7});
+}
+
+BOOST_AUTO_TEST_CASE(falcon_mamba_gradients_match_central_differences) {
+  check_against_differences(true, {});
+  check_against_differences(true, {.position = 0, .token = 4});
+}
+
+BOOST_AUTO_TEST_CASE(target_defaults_and_options) {
+  const auto model = small_model(false, 3);
+  const std::vector<index_t> tokens{3, 1, 4, 1, 5};
+  const auto logits = mamba_forward(model, std::span<const index_t>(tokens));
+  index_t top = 0;
+  for (index_t v = 0; v < logits.extent(1); ++v)
+    if (logits(4, v) > logits(4, top)) top = v;
+  const auto g = mamba_gradients(model, std::span<const index_t>(tokens));
+  BOOST_TEST(g.target.position == 4);
+  BOOST_TEST(g.target.token == top);
+  BOOST_TEST(g.value == logits(4, top));
+  BOOST_TEST(g.embedding.size() == 5u * 8u);
+  BOOST_TEST(g.layers.empty());  // nothing per layer requested: nothing kept
+
+  const auto only_delta = mamba_gradients(model, std::span<const index_t>(tokens), {.position = 1, .token = 2},
+                                          {.embedding = false, .delta = true});
+  BOOST_TEST(only_delta.embedding.empty());
+  BOOST_REQUIRE_EQUAL(only_delta.layers.size(), 2u);
+  BOOST_TEST(only_delta.layers[1].delta.size() == 12u * 5u);
+  BOOST_TEST(only_delta.layers[1].u.empty());
+  BOOST_TEST(only_delta.value == logits(1, 2));
+  // Causality: the logit at position 1 does not depend on later positions.
+  for (index_t d = 0; d < 12; ++d)
+    for (index_t t = 2; t < 5; ++t) BOOST_TEST(only_delta.layers[0].delta[static_cast<std::size_t>(d * 5 + t)] == 0.0);
+
+  expect_error([&] { (void)mamba_gradients(model, std::span<const index_t>(tokens), {.position = 5}); },
+               "target.position");
+  expect_error([&] { (void)mamba_gradients(model, std::span<const index_t>(tokens), {.token = 11}); }, "target.token");
+}
+
+BOOST_AUTO_TEST_CASE(observer_sees_every_layer_in_reverse) {
+  const auto model = small_model(true, 5);
+  const auto weights = host_weights(model);
+  const std::vector<index_t> tokens{3, 1, 4, 1, 5};
+  std::vector<index_t> order;
+  std::vector<std::vector<double>> residual, u;
+  const auto g = mamba_gradients(host_backend<double>{}, weights.view(), std::span<const index_t>(tokens), {}, all,
+                                 [&](const mamba_layer_signals<double>& s, const mamba_layer_gradients<double>& lg) {
+                                   BOOST_TEST(s.layer == lg.layer);
+                                   order.push_back(lg.layer);
+                                   residual.emplace_back(lg.residual.data_handle(), lg.residual.data_handle() + 5 * 8);
+                                   u.emplace_back(lg.u.data_handle(), lg.u.data_handle() + 12 * 5);
+                                 });
+  BOOST_TEST((order == std::vector<index_t>{1, 0}));
+  BOOST_TEST(residual[0] == g.layers[1].residual);
+  BOOST_TEST(u[1] == g.layers[0].u);
+}
+
+// ---- against PyTorch autograd (tests/data/make_gradient_fixtures.py) -----------------
+
+namespace {
+
+struct autograd_case {
+  const char* model;
+  int sequence;
+  std::vector<std::string> targets;
+  std::vector<index_t> layers;
+};
+
+template <class T>
+void check_autograd(const autograd_case& c, double tol) {
+  const auto model = load_mamba<T>(test_data_dir() / c.model);
+  const auto tokens = tokens_of(c.model, c.sequence);
+  const index_t L = static_cast<index_t>(tokens.size()), H = model.config.hidden_size,
+                D = model.config.intermediate_size, N = model.config.state_size;
+  for (const auto& tag : c.targets) {
+    const auto file = [&](const std::string& what) { return io::read_npy(reference(c.model, "grad_" + tag + "_" + what + ".npy")); };
+    const auto want = file("target").template as<index_t>();
+    BOOST_REQUIRE_EQUAL(want.size(), 2u);
+    // "last" is the default target: its argmax must agree with autograd's.
+    const gradient_target target = tag == "last" ? gradient_target{} : gradient_target{want[0], want[1]};
+    const auto g = mamba_gradients(model, std::span<const index_t>(tokens), target, all);
+    BOOST_TEST(g.target.position == want[0]);
+    BOOST_TEST(g.target.token == want[1]);
+    double worst = 0;
+    const auto check = [&](const std::vector<T>& got, index_t rows, index_t cols, const std::string& what,
+                           bool transposed = false) {
+      const auto ref = file(what);
+      BOOST_REQUIRE_EQUAL(ref.shape.at(0) * ref.shape.at(1), rows * cols);
+      const double err = compare(matrix_view<const T>(got.data(), rows, cols), ref, transposed);
+      BOOST_TEST(err <= tol, c.model << " " << tag << " " << what << ": relative error " << err);
+      worst = std::max(worst, err);
+    };
+    check(g.embedding, L, H, "embedding");
+    for (const index_t k : c.layers) {
+      const auto& l = g.layers[static_cast<std::size_t>(k)];
+      const std::string p = "layer" + std::to_string(k) + "_";
+      check(l.residual, L, H, p + "residual");
+      check(l.u, D, L, p + "u");
+      check(l.delta, D, L, p + "delta");
+      check(l.b, N, L, p + "b", true);
+      check(l.c, N, L, p + "c", true);
+      check(l.ssm_out, D, L, p + "ssm_out");
+    }
+    BOOST_TEST_MESSAGE(c.model << " " << tag << " (" << (std::is_same_v<T, float> ? "float" : "double")
+                               << "): max relative error vs autograd " << worst);
+  }
+}
+
+const autograd_case autograd_cases[] = {{"mamba_tied_fp32", 2, {"last", "mid"}, {0, 1}},
+                                        {"falcon_mamba_fp32", 1, {"last", "mid"}, {0, 1}},
+                                        {"mamba_demo", 0, {"last"}, {0, 3}}};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(gradients_match_autograd_float) {
+  for (const auto& c : autograd_cases) check_autograd<float>(c, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(gradients_match_autograd_double) {
+  for (const auto& c : autograd_cases) check_autograd<double>(c, 1e-6);  // the reference is rounded to float
+}
