@@ -1,0 +1,329 @@
+// Kernel level: the fused S6 selective-scan backward.
+//
+// Work split as in the forward: 16 lanes per channel (lane = state n, S states
+// per lane when N > 16), and a block of 8 channels of one (batch, group), so
+// that B and C are loaded once per block and ∂B, ∂C are summed over the
+// block's channels before they reach global memory. Time is cut into tiles of
+// T steps (backward_shape). One kernel, two passes over time:
+//
+//   1. forward sweep over tiles 0..K−2: the recurrence alone (no C·h, no
+//      output), writing the state entering every tile (a checkpoint) to a
+//      global workspace; the same thread reads it back in pass 2.
+//   2. tiles in reverse order: the tile's states are recomputed from its
+//      checkpoint into shared memory, with y (before the gate, for ∂z); then
+//      the adjoint recurrence runs backwards over the tile,
+//        x_t = exp(Δ_{t+1}A)·x_{t+1} + C_t·g_t,  g_t = dout_t·gate(z_t),
+//      x carried in registers from tile to tile. With q_t = x_t·exp(Δ_t A)·h_{t−1}:
+//        ∂Δ_t = Σ_n A_n q_t,n + u_t Σ_n x_t,n B_t,n   (then × softplus′)
+//        ∂u_t = Δ_t Σ_n x_t,n B_t,n + D·g_t
+//        ∂A_n = Σ_t Δ_t q_t,n,  ∂B_t,n = Σ_d x_t,n Δ_t u_t,  ∂C_t,n = Σ_d g_t h_t,n.
+//      The per-step sums over states go through the forward's reduce-scatter
+//      (lane l ends with step l of a 16-step run); ∂B and ∂C are combined over
+//      the two channels of a warp by one shuffle, over the four warps in shared
+//      memory, and added with one atomicAdd per block per (group, state, step).
+//      ∂A, ∂D, ∂Δ-bias are register sums, one atomicAdd per lane or channel.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "mixlens/gpu/detail/numeric.cuh"
+#include "mixlens/gpu/detail/shuffle.cuh"
+#include "mixlens/gpu/detail/warp_reduce.cuh"
+#include "mixlens/tensor.hpp"
+
+namespace mixlens::gpu {
+
+// Arguments of the fused backward: the forward's inputs with its conventions
+// (selective_scan_params: signals (batch, D, L), A (D, N) real, B and C
+// (batch, G, N, L) varying in time), the output gradient, and the gradients.
+// Pointers are device memory.
+template <class Input>
+struct selective_scan_backward_params {
+  using input_type = Input;
+
+  index_t batch = 0, channels = 0, length = 0, state_size = 0, groups = 1;
+  // Forward inputs.
+  const Input* u = nullptr;
+  const Input* delta = nullptr;       // before bias and softplus
+  const float* delta_bias = nullptr;  // (D) or null
+  bool delta_softplus = false;
+  const float* a = nullptr;           // (D, N)
+  const Input* b = nullptr;           // (batch, G, N, L)
+  const Input* c = nullptr;           // (batch, G, N, L)
+  const float* skip = nullptr;        // (D) or null
+  const Input* z = nullptr;           // (batch, D, L) or null
+  bool z_silu = true;                 // gate = SiLU(z); false: z itself
+  // ∂loss/∂y, y the forward's output (after the gate).
+  const Input* dout = nullptr;        // (batch, D, L)
+  // Gradients; all are overwritten. ∂Δ is with respect to the raw Δ input
+  // (before bias and softplus). ∂B, ∂C, ∂A, ∂D, ∂Δ-bias are sums (over the
+  // channels of a group, over batch and time) accumulated in fp32 with atomics,
+  // so their last bits depend on the order of the additions.
+  Input* du = nullptr;                // (batch, D, L)
+  Input* ddelta = nullptr;            // (batch, D, L)
+  Input* dz = nullptr;                // (batch, D, L); required when z is given
+  float* db = nullptr;                // (batch, G, N, L)
+  float* dc = nullptr;                // (batch, G, N, L)
+  float* da = nullptr;                // (D, N) or null: not computed
+  float* dskip = nullptr;             // (D) or null: not computed
+  float* ddelta_bias = nullptr;       // (D) or null: not computed
+};
+
+namespace detail {
+
+// S states per lane: 16·S padded states per channel, tiles of T steps (shared
+// memory near 34–39 KB per block: the tile's states take 128·S·T floats).
+template <int S>
+struct backward_shape {
+  static constexpr int lanes = 16, channels = 8, threads = 128, states = 16 * S, steps = S == 1 ? 32 : 16;
+};
+
+template <class In, int S>
+__global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
+    selective_scan_backward_kernel(const selective_scan_backward_params<In> p, float* const checkpoints) {
+  using shape = backward_shape<S>;
+  constexpr int P = shape::lanes, C = shape::channels, NS = shape::states, T = shape::steps, R = 16;
+  constexpr int W = shape::threads / 32;  // warps; each holds two channels
+  static_assert(T % R == 0 && shape::threads == C * P);
+  // Rows padded by one: lanes read one column of many rows (distinct banks).
+  __shared__ float s_b[NS][T + 1], s_c[NS][T + 1];
+  __shared__ float s_dt[C][T + 1], s_du[C][T + 1], s_u[C][T + 1];
+  __shared__ float s_sig[C][T + 1];  // softplus′ of Δ + bias (1 without softplus)
+  __shared__ float s_g[C][T + 1];    // g = dout·gate(z): ∂y before the gate
+  __shared__ float s_gz[C][T + 1];   // dout·gate′(z): ∂z = y·s_gz
+  __shared__ float s_h[T][S][shape::threads];
+  __shared__ float s_red[2][W][R][NS];  // ∂B, ∂C of a 16-step run, per warp (two channels)
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % P, ch = tid / P, warp = tid / 32;
+  const index_t D = p.channels, L = p.length, N = p.state_size, G = p.groups, Dg = D / G;
+  const index_t per_group = (Dg + C - 1) / C;  // blocks per (batch, group)
+  const index_t blk = blockIdx.x;
+  const index_t bg = blk / per_group;  // bi·G + g
+  const index_t bi = bg / G;
+  const index_t first = (blk % per_group) * C;  // first channel of the block within its group
+  const index_t d0 = (bg % G) * Dg + first;
+  const index_t present = Dg - first < C ? Dg - first : C;
+  const bool valid = ch < present;
+  // Absent channels (a group's last block) read channel d0's parameters, see
+  // only zeros (Δ = 0, g = 0), contribute zeros and store nothing.
+  const index_t d = valid ? d0 + ch : d0;
+  const index_t row = (bi * D + d) * L;
+  const index_t K = (L + T - 1) / T;
+  float* const ck = checkpoints + (bi * D + d) * K * NS;
+  const In* const bgp = p.b + bg * N * L;
+  const In* const cgp = p.c + bg * N * L;
+  float* const dbg = p.db + bg * N * L;
+  float* const dcg = p.dc + bg * N * L;
+
+  float a[S], a2[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const index_t n = lane + s * P;
+    a[s] = n < N ? p.a[d * N + n] : 0.0f;  // padded states: A = 0, B = C = 0, so h = x = 0
+    a2[s] = a[s] * log2e;
+  }
+  const float skip = p.skip ? p.skip[d] : 0.0f;
+
+  // Tile loads: B (and C) rows of the group, zero past L and past N.
+  const auto load_bc = [&](index_t t0, bool with_c) {
+    for (int i = tid; i < NS * T; i += shape::threads) {
+      const int n = i / T, j = i % T;
+      const bool in = n < N && t0 + j < L;
+      const index_t off = n * L + t0 + j;
+      s_b[n][j] = in ? to_float(bgp[off]) : 0.0f;
+      if (with_c) s_c[n][j] = in ? to_float(cgp[off]) : 0.0f;
+    }
+  };
+  // The channels' signals; past L and in absent channels Δ = u = g = 0 (a
+  // no-op step: decay 1, no input, no adjoint source).
+  const auto load_signals = [&](index_t t0, bool all) {
+    for (int i = tid; i < C * T; i += shape::threads) {
+      const int cc = i / T, j = i % T;
+      const index_t t = t0 + j;
+      const bool in = cc < present && t < L;
+      const index_t off = (bi * D + d0 + cc) * L + t;
+      float u = 0.0f, dt = 0.0f, sig = 1.0f;
+      if (in) {
+        u = to_float(p.u[off]);
+        const float raw = to_float(p.delta[off]) + (p.delta_bias ? p.delta_bias[d0 + cc] : 0.0f);
+        dt = raw;
+        if (p.delta_softplus) {
+          dt = softplus(raw);
+          sig = raw <= 20.0f ? 1.0f / (1.0f + expf(-raw)) : 1.0f;  // the derivative of softplus as defined
+        }
+      }
+      s_dt[cc][j] = dt;
+      s_du[cc][j] = dt * u;
+      if (all) {
+        float g = 0.0f, gz = 0.0f;
+        if (in) {
+          const float dy = to_float(p.dout[off]);
+          if (p.z) {
+            const float zv = to_float(p.z[off]);
+            if (p.z_silu) {
+              const float sg = 1.0f / (1.0f + expf(-zv));
+              g = dy * zv * sg;
+              gz = dy * sg * (1.0f + zv * (1.0f - sg));
+            } else {
+              g = dy * zv;
+              gz = dy;
+            }
+          } else {
+            g = dy;
+          }
+        }
+        s_u[cc][j] = u;
+        s_sig[cc][j] = sig;
+        s_g[cc][j] = g;
+        s_gz[cc][j] = gz;
+      }
+    }
+  };
+
+  // ---- pass 1: checkpoints -------------------------------------------------
+  float h[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) h[s] = 0.0f;
+  for (index_t k = 0; k + 1 < K; ++k) {
+    const index_t t0 = k * T;
+    __syncthreads();  // the previous tile is no longer read
+    load_bc(t0, false);
+    load_signals(t0, false);
+    __syncthreads();
+#pragma unroll
+    for (int j = 0; j < T; ++j) {
+      const float dt = s_dt[ch][j], du = s_du[ch][j];
+#pragma unroll
+      for (int s = 0; s < S; ++s) h[s] = fast_exp2(dt * a2[s]) * h[s] + du * s_b[lane + s * P][j];
+    }
+    if (valid) {
+#pragma unroll
+      for (int s = 0; s < S; ++s) ck[(k + 1) * NS + lane + s * P] = h[s];
+    }
+  }
+
+  // ---- pass 2: tiles in reverse ---------------------------------------------
+  float x[S], decay_next[S], da[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) x[s] = 0.0f, decay_next[s] = 1.0f, da[s] = 0.0f;
+  float dskip_part = 0.0f, dbias_part = 0.0f;  // this lane's steps of its channel
+  for (index_t k = K - 1; k >= 0; --k) {
+    const index_t t0 = k * T;
+    __syncthreads();
+    load_bc(t0, true);
+    load_signals(t0, true);
+    float h_in[S];
+#pragma unroll
+    for (int s = 0; s < S; ++s) h_in[s] = k > 0 && valid ? ck[k * NS + lane + s * P] : 0.0f;
+    __syncthreads();
+
+    // Recompute the tile's states (each thread keeps its own column of s_h)
+    // and y at step sub + lane, for ∂z and ∂D.
+#pragma unroll
+    for (int s = 0; s < S; ++s) h[s] = h_in[s];
+#pragma unroll 1
+    for (int sub = 0; sub < T; sub += R) {
+      float acc[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int j = sub + r;
+        const float dt = s_dt[ch][j], du = s_du[ch][j];
+        acc[r] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          const int n = lane + s * P;
+          h[s] = fast_exp2(dt * a2[s]) * h[s] + du * s_b[n][j];
+          s_h[j][s][tid] = h[s];
+          acc[r] += s_c[n][j] * h[s];
+        }
+      }
+      const float y0 = group_reduce_scatter<R>(acc, lane);
+      const int j = sub + lane;
+      const index_t t = t0 + j;
+      if (valid && t < L) {
+        const float y = y0 + skip * s_u[ch][j];
+        if (p.z) p.dz[row + t] = from_float<In>(y * s_gz[ch][j]);
+        dskip_part += s_g[ch][j] * s_u[ch][j];
+      }
+    }
+
+    // The adjoint backwards over the tile.
+    float h_cur[S];
+#pragma unroll
+    for (int s = 0; s < S; ++s) h_cur[s] = s_h[T - 1][s][tid];
+#pragma unroll 1
+    for (int sub = T - R; sub >= 0; sub -= R) {
+      float acc_q[R], acc_xb[R];  // per step: Σ_n A·q and Σ_n x·B over this lane's states
+#pragma unroll
+      for (int r = R - 1; r >= 0; --r) {
+        const int j = sub + r;
+        const float dt = s_dt[ch][j], du = s_du[ch][j], g = s_g[ch][j];
+        acc_q[r] = 0.0f;
+        acc_xb[r] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          const int n = lane + s * P;
+          const float h_prev = j > 0 ? s_h[j > 0 ? j - 1 : 0][s][tid] : h_in[s];  // no read before the array
+          x[s] = decay_next[s] * x[s] + s_c[n][j] * g;
+          const float decay = fast_exp2(dt * a2[s]);
+          const float q = x[s] * decay * h_prev;
+          acc_q[r] += a[s] * q;
+          acc_xb[r] += x[s] * s_b[n][j];
+          da[s] += dt * q;
+          float vb = x[s] * du, vc = g * h_cur[s];
+          vb += __shfl_xor_sync(full_mask, vb, 16);  // the warp's other channel
+          vc += __shfl_xor_sync(full_mask, vc, 16);
+          if ((tid & 16) == 0) {
+            s_red[0][warp][r][n] = vb;
+            s_red[1][warp][r][n] = vc;
+          }
+          decay_next[s] = decay;
+          h_cur[s] = h_prev;
+        }
+      }
+      const float sq = group_reduce_scatter<R>(acc_q, lane);
+      const float sxb = group_reduce_scatter<R>(acc_xb, lane);
+      {
+        const int j = sub + lane;
+        const index_t t = t0 + j;
+        if (valid && t < L) {
+          const float g = s_g[ch][j];
+          const float ddt = (sq + s_u[ch][j] * sxb) * s_sig[ch][j];
+          p.du[row + t] = from_float<In>(s_dt[ch][j] * sxb + skip * g);
+          p.ddelta[row + t] = from_float<In>(ddt);
+          dbias_part += ddt;
+        }
+      }
+      __syncthreads();  // s_red complete
+      for (int i = tid; i < 2 * R * NS; i += shape::threads) {
+        const int which = i / (R * NS), r = (i / NS) % R, n = i % NS;
+        const index_t t = t0 + sub + r;
+        if (n < N && t < L) {
+          float v = 0.0f;
+#pragma unroll
+          for (int w = 0; w < W; ++w) v += s_red[which][w][r][n];
+          atomicAdd((which == 0 ? dbg : dcg) + n * L + t, v);
+        }
+      }
+      __syncthreads();  // s_red is rewritten by the next run
+    }
+  }
+
+  if (valid && p.da) {
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (lane + s * P < N) atomicAdd(&p.da[d * N + lane + s * P], da[s]);
+  }
+#pragma unroll
+  for (int m = P / 2; m > 0; m /= 2) {
+    dskip_part += __shfl_xor_sync(full_mask, dskip_part, m);
+    dbias_part += __shfl_xor_sync(full_mask, dbias_part, m);
+  }
+  if (valid && lane == 0) {
+    if (p.dskip) atomicAdd(&p.dskip[d], dskip_part);
+    if (p.ddelta_bias) atomicAdd(&p.ddelta_bias[d], dbias_part);
+  }
+}
+
+}  // namespace detail
+}  // namespace mixlens::gpu
