@@ -40,13 +40,14 @@ struct shape {
 struct options {
   bool bias = true, softplus = true, skip = true, gate = true, z_silu = true;
   bool reductions = true;  // ∂A, ∂D, ∂Δ-bias asked for
+  index_t chunk_length = 0;  // 0 automatic, −1 one pass over time, > 0 forced chunks
 };
 
 std::string describe(const shape& s, const options& o) {
   std::ostringstream os;
   os << "B " << s.batch << " D " << s.channels << " L " << s.length << " N " << s.states << " G " << s.groups
      << " bias " << o.bias << " softplus " << o.softplus << " skip " << o.skip << " gate " << o.gate << " silu "
-     << o.z_silu << " reductions " << o.reductions;
+     << o.z_silu << " reductions " << o.reductions << " chunk_length " << o.chunk_length;
   return os.str();
 }
 
@@ -249,6 +250,7 @@ std::map<std::string, double> backward_errors(shape sh, options opt, std::uint64
   if (opt.gate) p.z = z.data(), p.z_silu = opt.z_silu, p.dz = dz.data();
   p.du = du.data(), p.ddelta = ddelta.data(), p.db = db.data(), p.dc = dc.data();
   if (opt.reductions) p.da = da.data(), p.dskip = dskip.data(), p.ddelta_bias = dbias.data();
+  p.chunk_length = opt.chunk_length;
   for (int i = 0; i < runs; ++i) gpu::selective_scan_backward(p);
   MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -354,18 +356,49 @@ BOOST_AUTO_TEST_CASE(backward_plan_sizes) {
   p.u = p.delta = p.a = p.b = p.c = p.dout = fake;
   p.du = p.ddelta = p.db = p.dc = fake;
   p.batch = 8, p.channels = 3 * 5000, p.length = (index_t(1) << 20) + 3, p.state_size = 16, p.groups = 3;
-  auto plan = gpu::plan_selective_scan_backward(p);  // batch·D·L ≈ 1.3·10^11
+  auto plan = gpu::plan_selective_scan_backward(p, 132);  // batch·D·L ≈ 1.3·10^11
   BOOST_TEST(plan.states_per_lane == 1);
   BOOST_TEST(plan.tile_steps == 32);
   BOOST_TEST(plan.tiles == (index_t(1) << 15) + 1);
   BOOST_TEST(plan.blocks == 8 * 3 * 625);
   BOOST_TEST(plan.workspace_bytes == std::size_t(8) * 15000 * ((std::size_t(1) << 15) + 1) * 16 * 4);
+  BOOST_TEST(!plan.time_parallel);  // 15000 blocks fill the device
+  BOOST_TEST(plan.chunk_length == p.length);
   p.state_size = 17, p.groups = 1, p.length = 16, p.channels = 7;
-  plan = gpu::plan_selective_scan_backward(p);
+  plan = gpu::plan_selective_scan_backward(p, 132);
   BOOST_TEST(plan.states_per_lane == 2);
   BOOST_TEST(plan.tiles == 1);
   BOOST_TEST(plan.blocks == 8);
   BOOST_TEST(plan.workspace_bytes == 0u);  // one tile: no checkpoints
+  BOOST_TEST(!plan.time_parallel);
+}
+
+// The time split: automatic where the channel blocks leave the device idle.
+BOOST_AUTO_TEST_CASE(backward_plan_time_split) {
+  gpu::selective_scan_backward_params<float> p;
+  const auto fake = reinterpret_cast<float*>(std::uintptr_t(256));
+  p.u = p.delta = p.a = p.b = p.c = p.dout = fake;
+  p.du = p.ddelta = p.db = p.dc = fake;
+  p.batch = 1, p.channels = 1536, p.length = 65536, p.state_size = 16;
+  auto plan = gpu::plan_selective_scan_backward(p, 132);  // 192 blocks of 792 resident: 8 chunks
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.blocks == 192);
+  BOOST_TEST(plan.chunks == 8);
+  BOOST_TEST(plan.chunk_length == 8192);
+  BOOST_TEST(plan.carry_bytes == 3u * 8 * 1536 * 16 * 4 + 2u * 8 * 1536 * 8);
+  p.batch = 4, p.length = 2048;  // 768 blocks: one pass
+  BOOST_TEST(!gpu::plan_selective_scan_backward(p, 132).time_parallel);
+  p.batch = 1, p.length = 2047;  // too short to split
+  BOOST_TEST(!gpu::plan_selective_scan_backward(p, 132).time_parallel);
+  p.length = 65536, p.chunk_length = -1;
+  BOOST_TEST(!gpu::plan_selective_scan_backward(p, 132).time_parallel);
+  p.chunk_length = 100;  // forced, rounded up to 128
+  plan = gpu::plan_selective_scan_backward(p, 132);
+  BOOST_TEST(plan.time_parallel);
+  BOOST_TEST(plan.chunk_length == 128);
+  BOOST_TEST(plan.chunks == 512);
+  p.chunk_length = 65536;  // one chunk of everything: the one-pass kernel
+  BOOST_TEST(!gpu::plan_selective_scan_backward(p, 132).time_parallel);
 }
 
 BOOST_AUTO_TEST_CASE(invalid_parameters) {
@@ -392,13 +425,40 @@ BOOST_AUTO_TEST_CASE(invalid_parameters) {
   q = p;
   q.z = fake;
   testing::check_error([&] { gpu::selective_scan_backward(q); }, {"'dz", "null"});
+  q = p;
+  q.chunk_length = -2;
+  testing::check_error([&] { gpu::selective_scan_backward(q); }, {"'chunk_length'", "got -2"});
 }
 
 BOOST_AUTO_TEST_SUITE(gpu_s6_backward, *mixlens::testing::requires_device())
 
+// Automatic dispatch (the longer single sequences split in time) and one pass over time.
 BOOST_AUTO_TEST_CASE(fp32_shapes) {
   std::uint64_t seed = 100;
-  for (const auto& sh : shapes) check<float>(sh, options{}, seed++, 1e-3);
+  for (const auto& sh : shapes)
+    for (index_t chunk : {0, -1}) {
+      options o;
+      o.chunk_length = chunk;
+      check<float>(sh, o, seed++, 1e-3);
+    }
+}
+
+// Forced chunks of time: chunk boundaries inside, at and just past tiles and L.
+BOOST_AUTO_TEST_CASE(fp32_time_parallel) {
+  std::uint64_t seed = 500;
+  for (const shape sh : {shape{1, 8, 1000, 16, 1}, shape{2, 15, 777, 16, 3}, shape{1, 4, 300, 32, 2},
+                         shape{1, 8, 512, 16, 1}, shape{1, 8, 513, 16, 1}, shape{1, 3, 65, 4, 1},
+                         shape{2, 16, 2000, 20, 2}})
+    for (index_t chunk : {64, 128, 320}) {
+      options o;
+      o.chunk_length = chunk;
+      check<float>(sh, o, seed++, 1e-3);
+      o.bias = o.gate = false, o.softplus = chunk != 128, o.z_silu = false, o.reductions = chunk == 64;
+      check<float>(sh, o, seed++, 1e-3);
+    }
+  options gate_only;
+  gate_only.chunk_length = 64, gate_only.z_silu = false, gate_only.skip = false;
+  check<float>({1, 8, 1000, 16, 1}, gate_only, seed++, 1e-3);
 }
 
 BOOST_AUTO_TEST_CASE(fp32_option_combinations) {
@@ -422,6 +482,10 @@ BOOST_AUTO_TEST_CASE(half_precision_inputs) {
   options plain;
   plain.bias = plain.softplus = plain.gate = false;
   check<__nv_bfloat16>({2, 16, 300, 16, 1}, plain, seed++, 1.5e-2);
+  options split;
+  split.chunk_length = 128;
+  check<__nv_bfloat16>({2, 16, 1000, 16, 2}, split, seed++, 1.5e-2);
+  check<__half>({1, 4, 300, 32, 2}, split, seed++, 3e-3);
 }
 
 // Three calls on the same buffers: the zeroing of the summed outputs is part of

@@ -22,6 +22,11 @@
 //      the two channels of a warp by one shuffle, over the four warps in shared
 //      memory, and added with one atomicAdd per block per (group, state, step).
 //      ∂A, ∂D, ∂Δ-bias are register sums, one atomicAdd per lane or channel.
+//
+// Time-parallel form (long sequences, few channels): blockIdx.y is a chunk of
+// whole tiles; the chunk starts from the forward's carried state (the
+// forward's summary and carry passes) and from the adjoint arriving from the
+// chunks to its right (s6_adjoint_summary_kernel, s6_adjoint_carry_kernel).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -67,6 +72,9 @@ struct selective_scan_backward_params {
   float* da = nullptr;                // (D, N) or null: not computed
   float* dskip = nullptr;             // (D) or null: not computed
   float* ddelta_bias = nullptr;       // (D) or null: not computed
+  // Time-parallel path: 0 chooses, −1 never (one pass over time), > 0 forces
+  // chunks of this many steps (rounded up to a multiple of 64).
+  index_t chunk_length = 0;
 };
 
 namespace detail {
@@ -78,9 +86,19 @@ struct backward_shape {
   static constexpr int lanes = 16, channels = 8, threads = 128, states = 16 * S, steps = S == 1 ? 32 : 16;
 };
 
+// The time split: chunks of `tiles` whole tiles (0: one chunk, the whole
+// sequence); per (chunk, batch·D, N), the state entering the chunk and the
+// adjoint arriving from its right (exp(Δ_{t+1}A)·x_{t+1} at its last step t).
+struct s6_backward_chunks {
+  index_t tiles = 0;
+  const float* h_in = nullptr;
+  const float* x_in = nullptr;
+};
+
 template <class In, int S>
 __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
-    selective_scan_backward_kernel(const selective_scan_backward_params<In> p, float* const checkpoints) {
+    selective_scan_backward_kernel(const selective_scan_backward_params<In> p, float* const checkpoints,
+                                   const s6_backward_chunks chunks) {
   using shape = backward_shape<S>;
   constexpr int P = shape::lanes, C = shape::channels, NS = shape::states, T = shape::steps, R = 16;
   constexpr int W = shape::threads / 32;  // warps; each holds two channels
@@ -109,6 +127,10 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
   const index_t d = valid ? d0 + ch : d0;
   const index_t row = (bi * D + d) * L;
   const index_t K = (L + T - 1) / T;
+  const index_t chunk = blockIdx.y;
+  const index_t k_begin = chunks.tiles > 0 ? chunk * chunks.tiles : 0;
+  const index_t k_end = chunks.tiles > 0 && K - k_begin > chunks.tiles ? k_begin + chunks.tiles : K;
+  const index_t slot = (chunk * (p.batch * D) + bi * D + d) * N;  // this channel's carries of the chunk
   float* const ck = checkpoints + (bi * D + d) * K * NS;
   const In* const bgp = p.b + bg * N * L;
   const In* const cgp = p.c + bg * N * L;
@@ -181,10 +203,14 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
   };
 
   // ---- pass 1: checkpoints -------------------------------------------------
-  float h[S];
+  float h[S], h_start[S];
 #pragma unroll
-  for (int s = 0; s < S; ++s) h[s] = 0.0f;
-  for (index_t k = 0; k + 1 < K; ++k) {
+  for (int s = 0; s < S; ++s) {
+    const index_t n = lane + s * P;
+    h_start[s] = chunk > 0 && valid && n < N ? chunks.h_in[slot + n] : 0.0f;
+    h[s] = h_start[s];
+  }
+  for (index_t k = k_begin; k + 1 < k_end; ++k) {
     const index_t t0 = k * T;
     __syncthreads();  // the previous tile is no longer read
     load_bc(t0, false);
@@ -204,17 +230,23 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
 
   // ---- pass 2: tiles in reverse ---------------------------------------------
   float x[S], decay_next[S], da[S];
+  const bool last_chunk = chunk + 1 == static_cast<index_t>(gridDim.y);
 #pragma unroll
-  for (int s = 0; s < S; ++s) x[s] = 0.0f, decay_next[s] = 1.0f, da[s] = 0.0f;
+  for (int s = 0; s < S; ++s) {
+    const index_t n = lane + s * P;
+    x[s] = !last_chunk && valid && n < N ? chunks.x_in[slot + n] : 0.0f;  // decay already applied
+    decay_next[s] = 1.0f;
+    da[s] = 0.0f;
+  }
   float dskip_part = 0.0f, dbias_part = 0.0f;  // this lane's steps of its channel
-  for (index_t k = K - 1; k >= 0; --k) {
+  for (index_t k = k_end - 1; k >= k_begin; --k) {
     const index_t t0 = k * T;
     __syncthreads();
     load_bc(t0, true);
     load_signals(t0, true);
     float h_in[S];
 #pragma unroll
-    for (int s = 0; s < S; ++s) h_in[s] = k > 0 && valid ? ck[k * NS + lane + s * P] : 0.0f;
+    for (int s = 0; s < S; ++s) h_in[s] = k > k_begin && valid ? ck[k * NS + lane + s * P] : h_start[s];
     __syncthreads();
 
     // Recompute the tile's states (each thread keeps its own column of s_h)
@@ -322,6 +354,90 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
   if (valid && lane == 0) {
     if (p.dskip) atomicAdd(&p.dskip[d], dskip_part);
     if (p.ddelta_bias) atomicAdd(&p.ddelta_bias[d], dbias_part);
+  }
+}
+
+// Adjoint summary of chunk c ≥ 1 (blockIdx.y + 1), per (batch·D, state): the
+// adjoint recurrence backwards over the chunk from zero, giving what the chunk
+// passes to its left neighbour, exp(Δ_first·A)·x_first, and ΣΔ over the chunk
+// (double). 16 lanes per channel; lane l prepares Δ and g of step t0 + l of a
+// 16-step run and the run's steps are broadcast by shuffles.
+template <class In, int S>
+__global__ void __launch_bounds__(128)
+    s6_adjoint_summary_kernel(const selective_scan_backward_params<In> p, index_t chunk_length, float* out,
+                              double* dt_sum) {
+  constexpr int P = 16, R = 16;
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % P;
+  const index_t D = p.channels, L = p.length, N = p.state_size, G = p.groups, total = p.batch * D;
+  index_t gc = static_cast<index_t>(blockIdx.x) * (128 / P) + tid / P;
+  const bool valid = gc < total;
+  if (!valid) gc = total - 1;  // idle channels still take part in the shuffles
+  const index_t bi = gc / D, d = gc % D, g = d / (D / G);
+  const index_t c = static_cast<index_t>(blockIdx.y) + 1;
+  const index_t t_begin = c * chunk_length;
+  const index_t t_end = L - t_begin < chunk_length ? L : t_begin + chunk_length;
+  const float bias = p.delta_bias ? p.delta_bias[d] : 0.0f;
+  float a2[S], x[S], decay_next[S];
+  const In* crow[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    const index_t n = lane + s * P;
+    a2[s] = n < N ? p.a[d * N + n] * log2e : 0.0f;
+    crow[s] = n < N ? p.c + ((bi * G + g) * N + n) * L : nullptr;
+    x[s] = 0.0f;
+    decay_next[s] = 1.0f;
+  }
+  double dt_part = 0;
+  for (index_t t0 = t_begin + (t_end - 1 - t_begin) / R * R; t0 >= t_begin; t0 -= R) {
+    const index_t t = t0 + lane;
+    float dt = 0.0f, gv = 0.0f;
+    if (t < t_end) {
+      const index_t k = gc * L + t;
+      const float raw = to_float(p.delta[k]) + bias;
+      dt = p.delta_softplus ? softplus(raw) : raw;
+      gv = to_float(p.dout[k]);
+      if (p.z) {
+        const float zv = to_float(p.z[k]);
+        gv *= p.z_silu ? zv / (1.0f + expf(-zv)) : zv;
+      }
+    }
+    dt_part += dt;
+#pragma unroll
+    for (int r = R - 1; r >= 0; --r) {
+      const float dtr = __shfl_sync(full_mask, dt, r, P), gr = __shfl_sync(full_mask, gv, r, P);
+      const bool in = t0 + r < t_end;
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        const float cv = crow[s] && in ? to_float(crow[s][t0 + r]) : 0.0f;
+        x[s] = decay_next[s] * x[s] + cv * gr;
+        decay_next[s] = fast_exp2(dtr * a2[s]);
+      }
+    }
+  }
+#pragma unroll
+  for (int m = P / 2; m > 0; m /= 2) dt_part += __shfl_xor_sync(full_mask, dt_part, m);
+  if (valid) {
+#pragma unroll
+    for (int s = 0; s < S; ++s)
+      if (lane + s * P < N) out[(c * total + gc) * N + lane + s * P] = decay_next[s] * x[s];
+    if (lane == 0) dt_sum[c * total + gc] = dt_part;
+  }
+}
+
+// The adjoint carries, per (batch·D, state), from the last chunk to the first
+// in double: R_{C−1} = 0, R_{c−1} = s_c + exp(A·ΣΔ_c)·R_c, with s_c the
+// summary of chunk c; x_in of chunk c is R_c.
+__global__ void s6_adjoint_carry_kernel(const float* a, const float* summary, const double* dt_sum, float* x_in,
+                                        index_t total, index_t D, index_t N, index_t count) {
+  const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total * N) return;
+  const index_t gc = i / N, n = i % N, d = gc % D;
+  const double an = a[d * N + n];
+  double r = 0;
+  x_in[(count - 1) * total * N + i] = 0.0f;
+  for (index_t c = count - 1; c >= 1; --c) {
+    r = double(summary[c * total * N + i]) + exp(an * dt_sum[c * total + gc]) * r;
+    x_in[(c - 1) * total * N + i] = static_cast<float>(r);
   }
 }
 
