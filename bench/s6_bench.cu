@@ -76,7 +76,7 @@ void s6_forward(benchmark::State& state) {
 // The backward with every gradient Mamba's selective-scan backward returns (∂u,
 // ∂Δ, ∂z, ∂B, ∂C, ∂A, ∂D, ∂Δ-bias), including the zeroing of the summed outputs
 // and the checkpoint scratch, as a training step would call it.
-template <class In>
+template <class In, index_t Chunk = 0>
 void s6_backward(benchmark::State& state) {
   const index_t B = state.range(0), D = state.range(1), L = state.range(2), N = 16;
   const auto sig = static_cast<std::size_t>(B * D * L);
@@ -95,9 +95,11 @@ void s6_backward(benchmark::State& state) {
   p.a = a.data(), p.b = b.data(), p.c = c.data(), p.skip = skip.data(), p.z = z.data(), p.dout = dout.data();
   p.du = du.data(), p.ddelta = ddelta.data(), p.dz = dz.data(), p.db = db.data(), p.dc = dc.data();
   p.da = da.data(), p.dskip = dskip.data(), p.ddelta_bias = dbias.data();
+  p.chunk_length = Chunk == chunk_sweep ? state.range(3) : Chunk;
   const auto plan = gpu::plan_selective_scan_backward(p);
   state.counters["tiles"] = double(plan.tiles);
   state.counters["blocks"] = double(plan.blocks);
+  state.counters["chunks"] = double(plan.chunks);
   bench::time_launches(state, [&] { gpu::selective_scan_backward(p); });
   // u, Δ, z, dout, B, C read once; ∂u, ∂Δ, ∂z and the fp32 ∂B, ∂C written once.
   bench::set_counters(state,
@@ -115,6 +117,12 @@ void shapes(benchmark::internal::Benchmark* b) {
 BENCHMARK(s6_forward<float, false>)->Name("s6_forward_fp32")->Apply(shapes);
 BENCHMARK(s6_backward<float>)->Name("s6_backward_fp32")->Apply(shapes);
 BENCHMARK(s6_backward<__nv_bfloat16>)->Name("s6_backward_bf16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_backward<float, -1>)->Name("s6_backward_fp32_onepass")->Args({1, 1536, 65536})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_backward<float, chunk_sweep>)
+    ->Name("s6_backward_fp32_chunk")
+    ->ArgsProduct({{1}, {1536}, {65536}, {2048, 4096, 8192, 16384}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_forward<__nv_bfloat16, false>)->Name("s6_forward_bf16")->Apply(shapes);
 BENCHMARK(s6_forward<__half, false>)->Name("s6_forward_fp16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_forward<float, false, -1>)->Name("s6_forward_fp32_generic")->Apply(shapes);

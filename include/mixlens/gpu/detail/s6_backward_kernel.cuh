@@ -427,7 +427,8 @@ __global__ void __launch_bounds__(128)
 // The adjoint carries, per (batch·D, state), from the last chunk to the first
 // in double: R_{C−1} = 0, R_{c−1} = s_c + exp(A·ΣΔ_c)·R_c, with s_c the
 // summary of chunk c; x_in of chunk c is R_c.
-__global__ void s6_adjoint_carry_kernel(const float* a, const float* summary, const double* dt_sum, float* x_in,
+template <class A>  // a template, so that the header may enter several translation units
+__global__ void s6_adjoint_carry_kernel(const A* a, const float* summary, const double* dt_sum, float* x_in,
                                         index_t total, index_t D, index_t N, index_t count) {
   const index_t i = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total * N) return;
