@@ -103,12 +103,18 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
   constexpr int P = shape::lanes, C = shape::channels, NS = shape::states, T = shape::steps, R = 16;
   constexpr int W = shape::threads / 32;  // warps; each holds two channels
   static_assert(T % R == 0 && shape::threads == C * P);
-  // Rows padded by one: lanes read one column of many rows (distinct banks).
+  // B, C rows padded by one: lanes read one column of many rows (distinct
+  // banks). Channel rows padded by four: Δ and Δ·u rows stay 16-byte aligned
+  // for the forward steps' float4 reads (a broadcast to the channel's lanes).
+  constexpr int TP = T + 4;
+  static_assert(TP % 4 == 0 && T % 4 == 0);  // float4 reads of channel rows
   __shared__ float s_b[NS][T + 1], s_c[NS][T + 1];
-  __shared__ float s_dt[C][T + 1], s_du[C][T + 1], s_u[C][T + 1];
-  __shared__ float s_sig[C][T + 1];  // softplus′ of Δ + bias (1 without softplus)
-  __shared__ float s_g[C][T + 1];    // g = dout·gate(z): ∂y before the gate
-  __shared__ float s_gz[C][T + 1];   // dout·gate′(z): ∂z = y·s_gz
+  __shared__ __align__(16) float s_dt[C][TP];
+  __shared__ __align__(16) float s_du[C][TP];
+  __shared__ float s_g[C][TP];  // g = dout·gate(z): ∂y before the gate
+  __shared__ float s_u[C][TP];
+  __shared__ float s_sig[C][TP];  // softplus′ of Δ + bias (1 without softplus)
+  __shared__ float s_gz[C][TP];   // dout·gate′(z): ∂z = y·s_gz
   __shared__ float s_h[T][S][shape::threads];
   __shared__ float s_red[2][W][R][NS];  // ∂B, ∂C of a 16-step run, per warp (two channels)
 
@@ -145,6 +151,11 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
     a2[s] = a[s] * log2e;
   }
   const float skip = p.skip ? p.skip[d] : 0.0f;
+  // Steps j0..j0+3 (j0 a multiple of 4) of this channel's row.
+  const auto four = [&](const float (*rows)[TP], int j0, float (&out)[4]) {
+    const float4 v = *reinterpret_cast<const float4*>(&rows[ch][j0]);
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  };
 
   // Tile loads: B (and C) rows of the group, zero past L and past N.
   const auto load_bc = [&](index_t t0, bool with_c) {
@@ -217,10 +228,14 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
     load_signals(t0, false);
     __syncthreads();
 #pragma unroll
-    for (int j = 0; j < T; ++j) {
-      const float dt = s_dt[ch][j], du = s_du[ch][j];
+    for (int j0 = 0; j0 < T; j0 += 4) {
+      float dt[4], du[4];
+      four(s_dt, j0, dt);
+      four(s_du, j0, du);
 #pragma unroll
-      for (int s = 0; s < S; ++s) h[s] = fast_exp2(dt * a2[s]) * h[s] + du * s_b[lane + s * P][j];
+      for (int q = 0; q < 4; ++q)
+#pragma unroll
+        for (int s = 0; s < S; ++s) h[s] = fast_exp2(dt[q] * a2[s]) * h[s] + du[q] * s_b[lane + s * P][j0 + q];
     }
     if (valid) {
 #pragma unroll
@@ -255,11 +270,12 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
     for (int s = 0; s < S; ++s) h[s] = h_in[s];
 #pragma unroll 1
     for (int sub = 0; sub < T; sub += R) {
-      float acc[R];
+      float acc[R], dt4[4], du4[4];
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const int j = sub + r;
-        const float dt = s_dt[ch][j], du = s_du[ch][j];
+        if (r % 4 == 0) four(s_dt, j, dt4), four(s_du, j, du4);
+        const float dt = dt4[r % 4], du = du4[r % 4];
         acc[r] = 0.0f;
 #pragma unroll
         for (int s = 0; s < S; ++s) {
@@ -305,10 +321,10 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
           float vb = x[s] * du, vc = g * h_cur[s];
           vb += __shfl_xor_sync(full_mask, vb, 16);  // the warp's other channel
           vc += __shfl_xor_sync(full_mask, vc, 16);
-          if ((tid & 16) == 0) {
-            s_red[0][warp][r][n] = vb;
-            s_red[1][warp][r][n] = vc;
-          }
+          // Both halves of the warp hold the same sums (a + b = b + a) and store
+          // them to the same word: no branch.
+          s_red[0][warp][r][n] = vb;
+          s_red[1][warp][r][n] = vc;
           decay_next[s] = decay;
           h_cur[s] = h_prev;
         }
