@@ -1,7 +1,9 @@
 // Fused S6 forward (Mamba configuration: Δ bias + softplus, D skip, SiLU(z)
-// gate, variable B and C) against a straightforward one-thread-per-channel kernel.
+// gate, variable B and C) against a straightforward one-thread-per-channel kernel,
+// and the fused backward in the same configuration.
 #include "gpu_bench_common.cuh"
 #include "mixlens/gpu/s6.cuh"
+#include "mixlens/gpu/s6_backward.cuh"
 
 namespace {
 
@@ -71,6 +73,40 @@ void s6_forward(benchmark::State& state) {
   bench::set_counters(state, double(sizeof(In)) * (4.0 * double(sig) + 2.0 * double(B * N * L)), double(B * L));
 }
 
+// The backward with every gradient Mamba's selective-scan backward returns (∂u,
+// ∂Δ, ∂z, ∂B, ∂C, ∂A, ∂D, ∂Δ-bias), including the zeroing of the summed outputs
+// and the checkpoint scratch, as a training step would call it.
+template <class In, index_t Chunk = 0>
+void s6_backward(benchmark::State& state) {
+  const index_t B = state.range(0), D = state.range(1), L = state.range(2), N = 16;
+  const auto sig = static_cast<std::size_t>(B * D * L);
+  auto u = bench::device_random<In>(B * D * L, 1, -1, 1), delta = bench::device_random<In>(B * D * L, 2, -1, 1),
+       z = bench::device_random<In>(B * D * L, 3, -1, 1), dout = bench::device_random<In>(B * D * L, 8, -1, 1);
+  auto b = bench::device_random<In>(B * N * L, 4, -1, 1), c = bench::device_random<In>(B * N * L, 5, -1, 1);
+  std::vector<float> a_host(D * N);
+  for (index_t i = 0; i < D * N; ++i) a_host[i] = -float(i % N + 1);
+  gpu::device_buffer<float> a(a_host), bias(bench::random_host<float>(D, 6, -4, -2)),
+      skip(bench::random_host<float>(D, 7, 0, 1));
+  gpu::device_buffer<In> du(B * D * L), ddelta(B * D * L), dz(B * D * L);
+  gpu::device_buffer<float> db(B * N * L), dc(B * N * L), da(D * N), dskip(D), dbias(D);
+  gpu::selective_scan_backward_params<In> p;
+  p.batch = B, p.channels = D, p.length = L, p.state_size = N, p.groups = 1;
+  p.u = u.data(), p.delta = delta.data(), p.delta_bias = bias.data(), p.delta_softplus = true;
+  p.a = a.data(), p.b = b.data(), p.c = c.data(), p.skip = skip.data(), p.z = z.data(), p.dout = dout.data();
+  p.du = du.data(), p.ddelta = ddelta.data(), p.dz = dz.data(), p.db = db.data(), p.dc = dc.data();
+  p.da = da.data(), p.dskip = dskip.data(), p.ddelta_bias = dbias.data();
+  p.chunk_length = Chunk == chunk_sweep ? state.range(3) : Chunk;
+  const auto plan = gpu::plan_selective_scan_backward(p);
+  state.counters["tiles"] = double(plan.tiles);
+  state.counters["blocks"] = double(plan.blocks);
+  state.counters["chunks"] = double(plan.chunks);
+  bench::time_launches(state, [&] { gpu::selective_scan_backward(p); });
+  // u, Δ, z, dout, B, C read once; ∂u, ∂Δ, ∂z and the fp32 ∂B, ∂C written once.
+  bench::set_counters(state,
+                      double(sizeof(In)) * (7.0 * double(sig) + 2.0 * double(B * N * L)) + 4.0 * 2.0 * double(B * N * L),
+                      double(B * L));
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   b->Args({4, 1536, 2048})->Args({4, 1536, 8192})->Args({1, 1536, 65536})->UseManualTime()->Unit(
       benchmark::kMillisecond);
@@ -79,6 +115,14 @@ void shapes(benchmark::internal::Benchmark* b) {
 }  // namespace
 
 BENCHMARK(s6_forward<float, false>)->Name("s6_forward_fp32")->Apply(shapes);
+BENCHMARK(s6_backward<float>)->Name("s6_backward_fp32")->Apply(shapes);
+BENCHMARK(s6_backward<__nv_bfloat16>)->Name("s6_backward_bf16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_backward<float, -1>)->Name("s6_backward_fp32_onepass")->Args({1, 1536, 65536})->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(s6_backward<float, chunk_sweep>)
+    ->Name("s6_backward_fp32_chunk")
+    ->ArgsProduct({{1}, {1536}, {65536}, {2048, 4096, 8192, 16384}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_forward<__nv_bfloat16, false>)->Name("s6_forward_bf16")->Apply(shapes);
 BENCHMARK(s6_forward<__half, false>)->Name("s6_forward_fp16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_forward<float, false, -1>)->Name("s6_forward_fp32_generic")->Apply(shapes);

@@ -10,6 +10,7 @@
 #include "mixlens/gpu/lti.cuh"
 #include "mixlens/gpu/operator.cuh"
 #include "mixlens/gpu/s6.cuh"
+#include "mixlens/gpu/s6_backward.cuh"
 #include "mixlens/gpu/scan.cuh"
 #include "mixlens/mixlens.hpp"
 #include "mixlens/ops/causal_conv/device.cuh"
