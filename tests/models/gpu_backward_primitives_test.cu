@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE gpu_backward_primitives
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -11,6 +13,9 @@
 #include "common/oracles.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/gpu/backend.cuh"
+#include "mixlens/gpu/models/mamba.cuh"
+#include "mixlens/models/mamba_backward.hpp"
+#include "mixlens/models/mamba_random.hpp"
 #include "mixlens/ops/mamba_block.hpp"
 
 namespace {
@@ -98,6 +103,74 @@ BOOST_AUTO_TEST_CASE(conv_silu_softplus_silu) {
   auto copied = b.dev.alloc(D * L);
   b.dev.copy(zd.data(), D * L, copied.data());
   BOOST_TEST(b.down(copied) == z);
+}
+
+// The fused scan backward behind device_backend::s6_backward against the host's
+// on one S6 view: groups, D and the gate.
+BOOST_AUTO_TEST_CASE(scan_backward) {
+  const both b;
+  const index_t D = 24, L = 150, N = 16, G = 2;
+  const auto delta = random(D * L, 0.001, 0.1, 1), a = random(D * N, -2.0, -0.1, 2), bb = random(G * N * L, -1, 1, 3),
+             cc = random(G * N * L, -1, 1, 4), skip = random(D, -1, 1, 5), gate = random(D * L, -1, 1, 6),
+             u = random(D * L, -1, 1, 7), dy = random(D * L, -1, 1, 8);
+  const s6_operator<float> host_op(matrix_view<const float>(delta.data(), D, L), matrix_view<const float>(a.data(), D, N),
+                                   tensor_view<const float, 3>(bb.data(), G, N, L),
+                                   tensor_view<const float, 3>(cc.data(), G, N, L),
+                                   vector_view<const float>(skip.data(), skip.size()),
+                                   matrix_view<const float>(gate.data(), D, L));
+  auto want = s6_backward(host_op, matrix_view<const float>(u.data(), D, L), matrix_view<const float>(dy.data(), D, L));
+  const auto dd = b.up(delta), da = b.up(a), db_ = b.up(bb), dc_ = b.up(cc), dsk = b.up(skip), dg = b.up(gate),
+             du_in = b.up(u), ddy = b.up(dy);
+  const s6_operator<float> dev_op(matrix_view<const float>(dd.data(), D, L), matrix_view<const float>(da.data(), D, N),
+                                  tensor_view<const float, 3>(db_.data(), G, N, L),
+                                  tensor_view<const float, 3>(dc_.data(), G, N, L),
+                                  vector_view<const float>(dsk.data(), skip.size()),
+                                  matrix_view<const float>(dg.data(), D, L));
+  auto du = b.dev.alloc(D * L), ddelta = b.dev.alloc(D * L), dB = b.dev.alloc(G * N * L), dC = b.dev.alloc(G * N * L),
+       dskip = b.dev.alloc(D), dgate = b.dev.alloc(D * L);
+  b.dev.s6_backward(dev_op, du_in.data(), ddy.data(),
+                    s6_gradient_views<float>{matrix_view<float>(du.data(), D, L), matrix_view<float>(ddelta.data(), D, L),
+                                             tensor_view<float, 3>(dB.data(), G, N, L),
+                                             tensor_view<float, 3>(dC.data(), G, N, L),
+                                             vector_view<float>(dskip.data(), static_cast<std::size_t>(D)),
+                                             matrix_view<float>(dgate.data(), D, L)});
+  const auto flat = [](const auto& m) { return std::vector<float>(m.data(), m.data() + m.size()); };
+  BOOST_TEST(rel(b.down(du), flat(want.du)) <= 1e-4);
+  BOOST_TEST(rel(b.down(ddelta), flat(want.ddelta)) <= 1e-4);
+  BOOST_TEST(rel(b.down(dB), flat(want.db)) <= 1e-4);
+  BOOST_TEST(rel(b.down(dC), flat(want.dc)) <= 1e-4);
+  BOOST_TEST(rel(b.down(dskip), want.dskip) <= 1e-4);
+  BOOST_TEST(rel(b.down(dgate), flat(want.dgate)) <= 1e-4);
+}
+
+// mamba_gradients on the device against the host (the same code on both
+// backends), Mamba and Falcon-Mamba random models, every per-layer gradient.
+BOOST_AUTO_TEST_CASE(model_gradients_on_both_backends) {
+  const both b;
+  for (const bool falcon : {false, true}) {
+    models::mamba_config c;
+    c.hidden_size = 32, c.intermediate_size = 64, c.state_size = 16, c.time_step_rank = 4, c.conv_kernel = 4;
+    c.num_layers = 2, c.vocab_size = 50, c.bc_dt_norm = falcon, c.norm_eps = 1e-5;
+    const auto m = models::random_mamba<float>(c, falcon ? 21 : 20);
+    std::vector<index_t> tokens;
+    for (index_t t = 0; t < 90; ++t) tokens.push_back((t * 7 + 3) % 50);
+    const models::gradient_options all{.embedding = true, .residual = true, .u = true, .delta = true, .b = true,
+                                       .c = true, .ssm_out = true};
+    const auto host = models::mamba_gradients(m, std::span<const index_t>(tokens), {}, all);
+    const auto w = gpu::to_device(m);
+    const auto dev = models::mamba_gradients(b.dev, w.view(), std::span<const index_t>(tokens), {}, all);
+    BOOST_TEST(dev.target.position == host.target.position);
+    BOOST_TEST(dev.target.token == host.target.token);
+    BOOST_TEST(std::abs(dev.value - host.value) <= 1e-4 * std::max(1.0, std::abs(host.value)));
+    BOOST_TEST(rel(b.down(dev.embedding), host.embedding) <= 1e-4, (falcon ? "falcon" : "mamba") << " embedding");
+    BOOST_REQUIRE_EQUAL(dev.layers.size(), host.layers.size());
+    for (std::size_t k = 0; k < host.layers.size(); ++k) {
+      const auto &d = dev.layers[k], &h = host.layers[k];
+      const double e = std::max({rel(b.down(d.residual), h.residual), rel(b.down(d.u), h.u), rel(b.down(d.delta), h.delta),
+                                 rel(b.down(d.b), h.b), rel(b.down(d.c), h.c), rel(b.down(d.ssm_out), h.ssm_out)});
+      BOOST_TEST(e <= 1e-4, (falcon ? "falcon" : "mamba") << " layer " << k << ": " << e);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -21,9 +21,11 @@
 #include "mixlens/gpu/detail/min_max.cuh"
 #include "mixlens/gpu/error.cuh"
 #include "mixlens/gpu/operator.cuh"
+#include "mixlens/gpu/s6_backward.cuh"
 #include "mixlens/backend.hpp"
 #include "mixlens/ops/causal_conv/device.cuh"
 #include "mixlens/ops/mamba_block/device.cuh"
+#include "mixlens/ops/s6/backward.hpp"
 #include "mixlens/ops/s6/device.cuh"
 #include "mixlens/ops/ssd/device.cuh"
 
@@ -508,7 +510,25 @@ class device_backend {
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   // ---- the backward pass (models/mamba_backward.hpp; host_backend documents each) ----
-  // No s6_backward here: mamba_gradients needs one and says so at compile time.
+  // The selective scan's backward (the fused kernel, gpu/s6_backward.cuh) on
+  // an S6 view as the host's: Δ after softplus, the view's gate a plain gate;
+  // ∂B and ∂C summed over the channels of each group, ∂D when g.dskip is given.
+  void s6_backward(const s6_operator<float>& op, const float* u, const float* dy,
+                   const s6_gradient_views<float>& g) const {
+    selective_scan_backward_params<float> p;
+    p.batch = 1, p.channels = op.in_channels(), p.length = op.length(), p.state_size = op.state_size();
+    p.groups = op.groups();
+    p.u = u, p.delta = op.delta.data_handle(), p.a = op.a.data_handle(), p.b = op.b.data_handle(),
+    p.c = op.c.data_handle();
+    p.skip = op.skip.empty() ? nullptr : op.skip.data();
+    p.z = is_empty(op.gate) ? nullptr : op.gate.data_handle();
+    p.z_silu = false;
+    p.dout = dy;
+    p.du = g.du.data_handle(), p.ddelta = g.ddelta.data_handle(), p.db = g.db.data_handle(), p.dc = g.dc.data_handle();
+    p.dz = p.z ? g.dgate.data_handle() : nullptr;
+    p.dskip = g.dskip.empty() ? nullptr : g.dskip.data();
+    selective_scan_backward(p, stream_);
+  }
   void rms_norm_backward(const float* x, index_t rows, index_t H, vector_view<const float> weight, double eps,
                          const float* dy, float* dx, bool accumulate) const {
     detail::rms_norm_backward_kernel<<<detail::grid_size(rows), detail::model_threads, 0, stream_>>>(
