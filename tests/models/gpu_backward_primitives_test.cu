@@ -165,7 +165,8 @@ BOOST_AUTO_TEST_CASE(model_gradients_on_both_backends) {
     BOOST_TEST(rel(b.down(dev.embedding), host.embedding) <= 1e-4, (falcon ? "falcon" : "mamba") << " embedding");
     BOOST_REQUIRE_EQUAL(dev.layers.size(), host.layers.size());
     for (std::size_t k = 0; k < host.layers.size(); ++k) {
-      const auto &d = dev.layers[k], &h = host.layers[k];
+      const auto& d = dev.layers[k];
+      const auto& h = host.layers[k];
       const double e = std::max({rel(b.down(d.residual), h.residual), rel(b.down(d.u), h.u), rel(b.down(d.delta), h.delta),
                                  rel(b.down(d.b), h.b), rel(b.down(d.c), h.c), rel(b.down(d.ssm_out), h.ssm_out)});
       BOOST_TEST(e <= 1e-4, (falcon ? "falcon" : "mamba") << " layer " << k << ": " << e);
