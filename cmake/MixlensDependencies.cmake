@@ -7,6 +7,8 @@
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
 #   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
 #   OpenMP::OpenMP_CXX       optional: host threads for the scan policies (MIXLENS_ENABLE_OPENMP)
+#   PkgConfig::MIXLENS_OPENBLAS  optional: OpenBLAS's CBLAS for the host products (MIXLENS_ENABLE_BLAS;
+#                           Debian: libopenblas-dev)
 include_guard(GLOBAL)
 
 find_package(CUDAToolkit QUIET)
@@ -55,6 +57,12 @@ find_package(PNG QUIET)
 if(NOT PNG_FOUND)
   message(FATAL_ERROR "mixlens::models needs libpng to read PNG images (Vision Mamba input): on Debian, "
                       "apt-get install libpng-dev")
+endif()
+
+# Optional: without a CBLAS the host's dense products run as plain loops
+# (detail/gemm.hpp). OpenBLAS through pkg-config (Debian: libopenblas-dev).
+if(PkgConfig_FOUND AND (NOT DEFINED MIXLENS_ENABLE_BLAS OR MIXLENS_ENABLE_BLAS))
+  pkg_check_modules(MIXLENS_OPENBLAS QUIET IMPORTED_TARGET GLOBAL openblas)
 endif()
 
 # Optional: without OpenMP the threaded host scan policies run on one thread.

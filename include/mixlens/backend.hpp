@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mixlens/detail/gemm.hpp"
 #include "mixlens/detail/linear.hpp"
 #include "mixlens/detail/math.hpp"
 #include "mixlens/linear_operator.hpp"
@@ -64,18 +65,10 @@ struct host_backend {
   }
 
   // C (m × n) = op(A) · op(B) + beta·C, row-major, op(A) (m × k), op(B) (k × n);
-  // A is stored (k × m) when trans_a, B (n × k) when trans_b. Computed as dot
-  // products of contiguous rows of op(A) and op(B)ᵀ (transposed copies where
-  // needed).
+  // A is stored (k × m) when trans_a, B (n × k) when trans_b (detail/gemm.hpp:
+  // OpenBLAS where configured).
   void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const T* a, const T* b, T beta, T* c) const {
-    std::vector<T> ta, tb;
-    if (trans_a) ta = transposed(a, k, m), a = ta.data();
-    if (!trans_b) tb = transposed(b, k, n), b = tb.data();
-    for (index_t i = 0; i < m; ++i)
-      for (index_t j = 0; j < n; ++j) {
-        const T v = mixlens::detail::dot(a + i * k, b + j * k, k);
-        c[i * n + j] = beta == T(0) ? v : beta * c[i * n + j] + v;
-      }
+    mixlens::detail::gemm(trans_a, trans_b, m, n, k, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
   }
 
   // data (rows × cols) += bias[col].
@@ -332,12 +325,7 @@ struct host_backend {
   }
 
  private:
-  static std::vector<T> transposed(const T* a, index_t rows, index_t cols) {
-    std::vector<T> t(static_cast<std::size_t>(rows * cols));
-    for (index_t r = 0; r < rows; ++r)
-      for (index_t c = 0; c < cols; ++c) t[static_cast<std::size_t>(c * rows + r)] = a[r * cols + c];
-    return t;
-  }
+
   static void merge_min_max(T* minmax, T v) {
     if (std::isnan(v)) {
       minmax[2] += T(1);

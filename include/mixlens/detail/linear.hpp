@@ -1,5 +1,4 @@
-// Dense products of the host model code: rows of a time-major signal times a
-// PyTorch Linear weight (out × in).
+// The dot product under the host's dense products (detail/gemm.hpp).
 #pragma once
 
 #include <vector>
@@ -20,17 +19,6 @@ template <class T>
   T tail = 0;
   for (; i < n; ++i) tail += a[i] * b[i];
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
-}
-
-// y (rows × out, row-major) = x (rows × in, row stride ldx) · wᵀ + bias, w (out × in).
-template <class T>
-void linear(const T* x, index_t ldx, index_t rows, const matrix<T>& w, const std::vector<T>& bias, T* y) {
-  const index_t out = w.extent(0), in = w.extent(1);
-  for (index_t r = 0; r < rows; ++r) {
-    const T* xr = x + r * ldx;
-    T* yr = y + r * out;
-    for (index_t o = 0; o < out; ++o) yr[o] = dot(xr, w.data() + o * in, in) + (bias.empty() ? T(0) : bias[static_cast<std::size_t>(o)]);
-  }
 }
 
 }  // namespace mixlens::detail

@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include "mixlens/detail/linear.hpp"
+#include "mixlens/detail/gemm.hpp"
 #include "mixlens/io/checkpoint.hpp"
 #include "mixlens/models/detail/load.hpp"
 #include "mixlens/linear_operator.hpp"

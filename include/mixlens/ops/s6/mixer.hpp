@@ -6,7 +6,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "mixlens/detail/linear.hpp"
+#include "mixlens/detail/gemm.hpp"
 #include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
