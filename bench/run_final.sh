@@ -9,7 +9,9 @@
 #   bench/run_final.sh <dir with bin/, lib/ and optionally old/> <output dir> [budget seconds, default 560] [steps]
 #
 # steps: a comma-separated subset of tests,bench,mamba,classes,attn (default: all), so
-# that one budget can be split over two runs.
+# that one budget can be split over two runs. MIXLENS_BENCH_FILTER replaces the
+# Google Benchmark filter of the bench step, MIXLENS_BENCH_ROUNDS (default 2) the
+# number of alternating rounds of the bench and mamba steps.
 #
 # bin/ holds the GPU test binaries (*_test), mixlens_gpu_bench, mixlens_mamba_bench,
 # 01_operator_classes and mixlens-attn built for sm_90; old/ the two benchmark
@@ -66,9 +68,9 @@ rm -f "$OUT"/*_test.log "$OUT"/memcheck-*.log
 fi
 
 if step bench; then
-FILTER='^(copy|s6_forward_fp32/|s6_forward_bf16/|alpha_full_fp32/|fftconv/1/768|scan<gpu::block_policy>/4096|concept_)'
+FILTER=${MIXLENS_BENCH_FILTER:-'^(copy|s6_forward_fp32/|s6_forward_bf16/|alpha_full_fp32/|fftconv/1/768|scan<gpu::block_policy>/4096|concept_)'}
 stamp "Google Benchmark: this build and the reference build, alternately"
-for round in 1 2; do
+for round in $(seq 1 "${MIXLENS_BENCH_ROUNDS:-2}"); do
   for which in new old; do
     exe=$BIN/mixlens_gpu_bench; [ $which = old ] && exe=$CARRY/old/mixlens_gpu_bench_old
     [ -x "$exe" ] || continue
@@ -81,7 +83,7 @@ fi
 
 if step mamba; then
 stamp "Mamba model benchmark: this build and the reference build, alternately"
-for round in 1 2; do
+for round in $(seq 1 "${MIXLENS_BENCH_ROUNDS:-2}"); do
   for which in new old; do
     exe=$BIN/mixlens_mamba_bench; [ $which = old ] && exe=$CARRY/old/mixlens_mamba_bench_old
     [ -x "$exe" ] || continue
