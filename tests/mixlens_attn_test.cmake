@@ -149,6 +149,40 @@ expect(reference_shape 1 "shape does not match"
   --model ${DATA}/mamba_tied_fp32 --tokens-file ${ref}/mamba_tied_fp32/tokens_2.npy --out ${WORK}/wrongref
   --layers 0 --no-png --reference-logits ${ref}/mamba_demo/logits_0.npy)
 
+# ---- --method: attribution.npy and target.json for one logit ------------------------
+foreach(method rollout raw grad-input mamba-attr)
+  expect(method_${method} 0 "attribution.npy, target.json"
+    --model ${DATA}/falcon_mamba_fp32 --tokens 5,9,2,7,1,3 --out ${WORK}/method_${method} --method ${method}
+    --target-position 4 --target-token 11 --start-layer 1 --no-png --save-alpha none)
+  expect_shape(method_${method} ${WORK}/method_${method}/attribution.npy "6, ")
+  file(READ ${WORK}/method_${method}/target.json target)
+  if(NOT target MATCHES "\"method\": \"${method}\", \"position\": 4, \"token\": 11, \"value\": -?[0-9]")
+    message(SEND_ERROR "method_${method}: target.json is ${target}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endforeach()
+expect_files(method_grad ${WORK}/method_grad-input residual_grad_0.npy residual_grad_1.npy)
+expect_no_files(method_rollout ${WORK}/method_rollout residual_grad_0.npy)
+expect(method_default_target 0 "attribution.npy" --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/method_default
+  --no-png --save-alpha none)
+file(READ ${WORK}/method_default/target.json target)
+if(NOT target MATCHES "\"position\": 2, ")
+  message(SEND_ERROR "method_default_target: the default position is not the last: ${target}")
+  math(EXPR failures "${failures} + 1")
+endif()
+expect(method_unknown 2 "--method must be raw, rollout, mamba-attr or grad-input" --model m --tokens 1 --out o --method lrp)
+expect(method_mamba2 1 "needs the backward pass, which mixlens has for Mamba and Falcon-Mamba; this model is Mamba-2"
+  --model ${DATA}/mamba2_tied_fp32 --tokens 1,2 --out ${WORK}/x --method grad-input)
+expect(method_position 1 "--target-position 3 is outside the 3 tokens"
+  --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/x --target-position 3)
+expect(method_token 1 "--target-token 97 is outside the vocabulary \\[0, 97\\)"
+  --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/x --target-token 97)
+expect(method_start 1 "--start-layer 9 is not a layer"
+  --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/x --method mamba-attr --start-layer 9)
+expect(method_vim 1 "are for the language models"
+  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --method grad-input)
+expect_no_files(method_errors ${WORK} x)
+
 # ---- Vision Mamba: an image in, the two branches combined -----------------------------
 foreach(fixture vim_mid_odd:paper vim_mid_stride_bf16:unified vim_head_nodiv:paper vim_mean_nopos:unified)
   string(REPLACE ":" ";" parts ${fixture})

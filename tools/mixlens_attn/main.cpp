@@ -50,6 +50,7 @@
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/vim_attention.hpp"
 #ifdef MIXLENS_ATTN_CUDA
 #include "mixlens/gpu/models/mamba.cuh"
@@ -68,6 +69,8 @@ constexpr std::string_view usage_text =
     "                    [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]\n"
     "                    [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]\n"
     "                    [--reference-logits FILE] [--strict] [--max-memory BYTES]\n"
+    "                    [--method raw|rollout|mamba-attr|grad-input] [--target-position P]\n"
+    "                    [--target-token T] [--start-layer K]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
     "                          Mamba-2 (Hugging Face or state-spaces layout), or Vision Mamba\n"
@@ -89,7 +92,14 @@ constexpr std::string_view usage_text =
     "                          classes), fail above 1e-4 relative\n"
     "  --strict                refuse checkpoint tensors the model does not use (default: a warning)\n"
     "  --max-memory BYTES      memory budget, e.g. 8G or 512M (default: MemAvailable); a run that\n"
-    "                          needs more is refused before it starts\n";
+    "                          needs more is refused before it starts\n"
+    "  --method M              attribution.npy (L) and target.json for the target logit: the target\n"
+    "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba and\n"
+    "                          Falcon-Mamba on the CPU, Mamba-Attr (mamba-attr) or Gradient x Input\n"
+    "                          (grad-input, also residual_grad_{k}.npy per analysed layer)\n"
+    "  --target-position P     the target logit's position (default: the last)\n"
+    "  --target-token T        the target logit's token (default: the argmax at P)\n"
+    "  --start-layer K         mamba-attr: the first layer of its rollout (default 0)\n";
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -97,7 +107,9 @@ struct usage_error : std::runtime_error {
 
 struct options {
   fs::path model, out, tokens_file, reference_logits, image;
-  std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all";
+  std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all", method = "rollout";
+  std::optional<index_t> target_position, target_token;
+  index_t start_layer = 0;
   attention_form form = attention_form::paper;
   bool png = true, self_test = false, strict = false, normalize = false;
   std::optional<double> max_memory;  // bytes
@@ -117,6 +129,15 @@ double parse_bytes(const std::string& text) {
   throw usage_error("--max-memory: expected a positive size like 8G, 512M or 4096, not '" + text + "'");
 }
 
+// A whole number >= 0.
+index_t parse_count(const std::string& text, const char* what) {
+  index_t v = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || v < 0)
+    throw usage_error(std::string(what) + ": expected a whole number >= 0, not '" + text + "'");
+  return v;
+}
+
 options parse_args(int argc, char** argv) {
   options o;
   int inputs = 0;  // --tokens, --tokens-file, --image
@@ -132,6 +153,13 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--tokens-file") { o.tokens_file = value(); ++inputs; }
     else if (arg == "--image") { o.image = value(); ++inputs; }
     else if (arg == "--normalize") o.normalize = true;
+    else if (arg == "--method") {
+      o.method = value();
+      if (o.method != "raw" && o.method != "rollout" && o.method != "mamba-attr" && o.method != "grad-input")
+        throw usage_error("--method must be raw, rollout, mamba-attr or grad-input, not '" + o.method + "'");
+    } else if (arg == "--target-position") o.target_position = parse_count(value(), "--target-position");
+    else if (arg == "--target-token") o.target_token = parse_count(value(), "--target-token");
+    else if (arg == "--start-layer") o.start_layer = parse_count(value(), "--start-layer");
     else if (arg == "--device") {
       o.device = value();
       if (o.device != "cpu" && o.device != "cuda") throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
@@ -601,6 +629,72 @@ matrix<float> classifier_row_map(const vim_config& c, const matrix<float>& m) {
   return patch_map(c, std::span<const float>(row));
 }
 
+// ---- attribution (--method) -----------------------------------------------------------
+
+bool gradient_method(const options& o) { return o.method == "mamba-attr" || o.method == "grad-input"; }
+
+// Refuses a --method the model or device cannot run, before any work.
+template <class Model>
+void check_method(const options& o, const Model& model, index_t L) {
+  if (o.target_position && *o.target_position >= L)
+    throw mixlens::error("--target-position " + std::to_string(*o.target_position) + " is outside the " +
+                         std::to_string(L) + " tokens");
+  if (o.target_token && *o.target_token >= model.vocab_size())
+    throw mixlens::error("--target-token " + std::to_string(*o.target_token) + " is outside the vocabulary [0, " +
+                         std::to_string(model.vocab_size()) + ")");
+  if (!gradient_method(o)) return;
+  if constexpr (!std::is_same_v<Model, mamba_model<float>>) {
+    throw mixlens::error("--method " + o.method + " needs the backward pass, which mixlens has for Mamba and "
+                         "Falcon-Mamba; this model is " + std::string(model.config.family()));
+  } else {
+    if (o.device != "cpu") throw mixlens::error("--method " + o.method + " runs on the CPU for now: use --device cpu");
+    if (o.start_layer >= model.num_layers())
+      throw mixlens::error("--start-layer " + std::to_string(o.start_layer) + " is not a layer in [0, " +
+                           std::to_string(model.num_layers()) + ")");
+  }
+}
+
+// attribution.npy (L), target.json and, for grad-input, residual_grad_{k}.npy
+// (L × d_model) of the analysed layers, into `out`.
+template <class Model>
+void write_attribution(const options& o, const fs::path& out, const Model& model, const std::vector<index_t>& tokens,
+                       const std::vector<index_t>& layers, const results& r) {
+  const index_t L = static_cast<index_t>(tokens.size()), V = r.logits.extent(1);
+  const index_t P = o.target_position.value_or(L - 1);
+  index_t T = 0;
+  if (o.target_token) T = *o.target_token;
+  else
+    for (index_t v = 1; v < V; ++v)
+      if (r.logits(P, v) > r.logits(P, T)) T = v;
+  std::vector<float> scores(static_cast<std::size_t>(L));
+  double value = r.logits(P, T);
+  if (!gradient_method(o)) {
+    if (layers.empty()) return;  // no maps to read a row from
+    const matrix<float>& m = o.method == "raw" ? r.raw : r.roll;
+    for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] = m(P, j);
+  } else if constexpr (std::is_same_v<Model, mamba_model<float>>) {
+    const std::span<const index_t> t(tokens);
+    const gradient_target target{P, T};
+    const attribution_result a = o.method == "grad-input" ? grad_input(model, t, target)
+                                                          : mamba_attr(model, t, target, {.start_layer = o.start_layer});
+    std::copy(a.scores.begin(), a.scores.end(), scores.begin());
+    value = a.value;
+    if (o.method == "grad-input") {
+      const auto g = mamba_gradients(model, t, target, gradient_options{.embedding = false, .residual = true});
+      const index_t H = model.config.hidden_size;
+      for (index_t k : layers)
+        mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"),
+                               g.layers[static_cast<std::size_t>(k)].residual.data(), {L, H});
+    }
+  }
+  mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
+  std::ofstream json(out / "target.json");
+  json.precision(17);
+  json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value
+       << "}\n";
+  if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
+}
+
 // ---- one run -------------------------------------------------------------------------
 
 template <class Model>
@@ -745,6 +839,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   const index_t L = static_cast<index_t>(tokens.size()), D = alpha_matrices(c, o.form);
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {L, model.vocab_size()}, "(L, V)");
+  check_method(o, model, L);
   check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty(),
                o.form == attention_form::paper && std::is_same_v<Model, mamba_model<float>>);
   output_folder folder(o.out);
@@ -766,12 +861,19 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
     mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
     if (o.png) mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
   }
+  write_attribution(o, work.out, model, tokens, layers, r);
   folder.commit();
   r.write_s += seconds_since(t);
-  return report(o, r, want, layers, save.size(), "", start, load_s);
+  return report(o, r, want, layers, save.size(),
+                o.method == "grad-input" ? ", attribution.npy, target.json, residual_grad_{k}.npy"
+                                         : ", attribution.npy, target.json",
+                start, load_s);
 }
 
 int run_vim_model(const options& o, const vim_model<float>& model, clock_type::time_point start, double load_s) {
+  if (o.method != "rollout" || o.target_position || o.target_token)
+    throw mixlens::error("--method, --target-position and --target-token are for the language models: Vision Mamba's "
+                         "maps of the classifier's row are cls_raw.npy and cls_rollout.npy");
   check_unused(o, model.unused_tensors);
   const auto& c = model.config;
   // The model input: a PNG's pixels (in [0, 1]) take Vim's evaluation
