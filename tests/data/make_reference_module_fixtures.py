@@ -381,50 +381,112 @@ def softplus(x):
     return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
 
 
-def selective_scan_ref(u, delta, a, b, c, d, z, delta_bias):
-    """selective_scan_interface.py selective_scan_ref (real A, variable B and C of one group,
-    delta_softplus True): u, delta, z (D, L); a (D, N); b, c (N, L); d, delta_bias (D)."""
-    delta = softplus(delta + delta_bias[:, None])
+def selective_scan_ref(u, delta, a, b, c, d, z, delta_bias, delta_softplus=True):
+    """selective_scan_interface.py selective_scan_ref (real A, one group): u, delta, z (D, L);
+    a (D, N); b, c (N, L) when varying in time (is_variable_B / _C: B.dim() >= 3 upstream) or
+    (D, N) when not; d, delta_bias (D)."""
+    delta = delta + delta_bias[:, None]
+    if delta_softplus:
+        delta = softplus(delta)
     delta_a = np.exp(np.einsum("dl,dn->dln", delta, a))
-    delta_b_u = np.einsum("dl,nl,dl->dln", delta, b, u)
+    if b.shape == a.shape:                                              # time-invariant B
+        delta_b_u = np.einsum("dl,dn,dl->dln", delta, b, u)
+    else:
+        delta_b_u = np.einsum("dl,nl,dl->dln", delta, b, u)
     x = np.zeros(a.shape)
     ys = []
     for i in range(u.shape[-1]):
         x = delta_a[:, i] * x + delta_b_u[:, i]
-        ys.append(np.einsum("dn,n->d", x, c[:, i]))
+        if c.shape == a.shape:                                          # time-invariant C
+            ys.append(np.einsum("dn,dn->d", x, c))
+        else:
+            ys.append(np.einsum("dn,n->d", x, c[:, i]))
     y = np.stack(ys, -1)
     out = y + u * d[:, None]
     return out * (z / (1 + np.exp(-z)))                                 # * silu(z)
 
 
-def mamba_mixer(sd, x, z, prefix):
+def rms_norm(x, weight, eps):
+    """transformers' JambaRMSNorm (weight) and FalconMamba's rms_forward (weight None): over the
+    last axis, x / sqrt(mean(x²) + eps) · weight."""
+    y = x / np.sqrt(np.mean(x * x, -1, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+def mamba_mixer(sd, x, z, prefix, cfg=None):
     """mamba_simple.py Mamba.forward (the path without the fused kernels) from the conv's
-    output x (D, L) and the gate z (D, L) on: x_proj, the split, dt_proj, selective_scan_fn."""
+    output x (D, L) and the gate z (D, L) on: x_proj, the split, dt_proj, selective_scan_fn.
+    cfg adds the relatives' options: x_proj.bias (nn.Linear's bias, when stored); transformers'
+    JambaMambaMixer.slow_forward norms (dt_layernorm, b_layernorm, c_layernorm, each on its part
+    of x_proj's output, before dt_proj) and FalconMambaMixer's weightless ones (b_c_dt_rms,
+    mixer_rms_eps); selective_scan_fn's delta_softplus and time-invariant B or C (stored here
+    as B / C of shape (D, N), x_proj yielding only the varying ones)."""
+    cfg = cfg or {}
     g = lambda name: sd[prefix + name]
     rank, n = g("dt_proj.weight").shape[1], g("A_log").shape[1]
-    x_dbl = x.T @ g("x_proj.weight").T                                  # (l, R + 2N)
-    dt, b, c = x_dbl[:, :rank], x_dbl[:, rank:rank + n], x_dbl[:, rank + n:]
+    var_b, var_c = cfg.get("is_variable_B", True), cfg.get("is_variable_C", True)
+    x_dbl = x.T @ g("x_proj.weight").T                                  # (l, R + N·varying)
+    if prefix + "x_proj.bias" in sd:
+        x_dbl = x_dbl + g("x_proj.bias")
+    dt = x_dbl[:, :rank]
+    at = rank
+    b = x_dbl[:, at:at + n] if var_b else None
+    at += n if var_b else 0
+    c = x_dbl[:, at:at + n] if var_c else None
+    norm = lambda name: sd.get(prefix + name)
+    if cfg.get("b_c_dt_rms", False):
+        eps = cfg["mixer_rms_eps"]
+        dt = rms_norm(dt, None, eps)
+        b = rms_norm(b, None, eps) if var_b else None
+        c = rms_norm(c, None, eps) if var_c else None
+    else:
+        eps = cfg.get("rms_norm_eps", 1e-6)
+        if norm("dt_layernorm.weight") is not None:
+            dt = rms_norm(dt, norm("dt_layernorm.weight"), eps)
+        if norm("b_layernorm.weight") is not None:
+            b = rms_norm(b, norm("b_layernorm.weight"), eps)
+        if norm("c_layernorm.weight") is not None:
+            c = rms_norm(c, norm("c_layernorm.weight"), eps)
     dt = g("dt_proj.weight") @ dt.T                                     # (D, L)
     a = -np.exp(g("A_log"))
-    return selective_scan_ref(x, dt, a, b.T, c.T, g("D"), z, g("dt_proj.bias"))
+    b = b.T if var_b else g("B")
+    c = c.T if var_c else g("C")
+    return selective_scan_ref(x, dt, a, b, c, g("D"), z, g("dt_proj.bias"),
+                              cfg.get("delta_softplus", True))
 
 
-def make_mamba(rng, prefix="backbone.layers.0.mixer."):
+def make_mamba(rng, prefix="backbone.layers.0.mixer.", cfg=None, x_bias=False, norms=False, dt_bias=None):
+    cfg = cfg or {}
     d_model, d_inner, n, rank, k = 2, 4, 3, 2, 4
+    var_b, var_c = cfg.get("is_variable_B", True), cfg.get("is_variable_C", True)
+    rows = rank + n * (var_b + var_c)
     dt = np.exp(rng.uniform(math.log(1e-3), math.log(1e-1), d_inner))
     sd = {prefix + "in_proj.weight": rng.normal(size=(2 * d_inner, d_model)),  # not part of the mixer
           prefix + "conv1d.weight": rng.normal(size=(d_inner, 1, k)),
           prefix + "conv1d.bias": rng.normal(size=d_inner),
-          prefix + "x_proj.weight": rng.normal(scale=0.5, size=(rank + 2 * n, d_inner)),
+          prefix + "x_proj.weight": rng.normal(scale=0.5, size=(rows, d_inner)),
           prefix + "dt_proj.weight": rng.normal(scale=rank ** -0.5, size=(d_inner, rank)),
           prefix + "dt_proj.bias": dt + np.log(-np.expm1(-dt)),
           prefix + "A_log": np.log(np.arange(1, n + 1))[None] + rng.normal(scale=0.2, size=(d_inner, n)),
           prefix + "D": rng.normal(size=d_inner),
           prefix + "out_proj.weight": rng.normal(size=(d_model, d_inner))}
+    if dt_bias is not None:  # delta_softplus off: Δ = dt_proj·δ + bias must stay positive
+        sd[prefix + "dt_proj.weight"] *= 0.01
+        sd[prefix + "dt_proj.bias"] = np.full(d_inner, dt_bias)
+    if x_bias:
+        sd[prefix + "x_proj.bias"] = rng.normal(scale=0.3, size=rows)
+    if norms:  # Jamba's
+        sd[prefix + "dt_layernorm.weight"] = rng.uniform(0.5, 1.5, rank)
+        sd[prefix + "b_layernorm.weight"] = rng.uniform(0.5, 1.5, n)
+        sd[prefix + "c_layernorm.weight"] = rng.uniform(0.5, 1.5, n)
+    if not var_b:
+        sd[prefix + "B"] = rng.normal(size=(d_inner, n))
+    if not var_c:
+        sd[prefix + "C"] = rng.normal(size=(d_inner, n))
     x = rng.normal(size=(d_inner, L))
     z = rng.normal(size=(d_inner, L))
-    y = mamba_mixer(sd, x, z, prefix)
-    return sd, (x, z), y, {"prefix": prefix, "module": "Mamba (mamba_ssm/modules/mamba_simple.py)"}
+    y = mamba_mixer(sd, x, z, prefix, cfg)
+    return sd, (x, z), y, dict(cfg, prefix=prefix, module="Mamba (mamba_ssm/modules/mamba_simple.py)")
 
 
 # ---- the fixtures ----------------------------------------------------------------------------
@@ -596,6 +658,14 @@ def main():
                                 length=16),
         "dplr_rank2": make_dplr(rng, diag(dt_transform="softplus", imag_transform="exp"), h=4, n2=3,
                                 channels=2, n_ssm=2, rank=2, l_kernel=16, length=12),
+        # (new fixtures go last: the earlier ones keep their random values)
+        # Jamba's weighted RMSNorms of δ, B and C with an x_proj bias; Falcon-Mamba's weightless
+        # norms; Δ without softplus with a time-invariant B; a time-invariant C
+        "mamba_jamba": make_mamba(rng, cfg={"rms_norm_eps": 1e-6}, x_bias=True, norms=True),
+        "mamba_falcon": make_mamba(rng, cfg={"b_c_dt_rms": True, "mixer_rms_eps": 1e-3}),
+        "mamba_fixed_b": make_mamba(rng, cfg={"delta_softplus": False, "is_variable_B": False},
+                                    dt_bias=0.05),
+        "mamba_fixed_c": make_mamba(rng, cfg={"is_variable_C": False}),
     }
     for name, (sd, u, y, cfg) in fixtures.items():
         sd = {k: np.ascontiguousarray(v, dtype=np.int64 if k.endswith("l_kernel") else np.float64)

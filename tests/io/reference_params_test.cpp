@@ -412,8 +412,8 @@ namespace {
 const std::string mamba_prefix = "backbone.layers.0.mixer.";
 
 template <class T>
-double mamba_error(const s6_mixer<T>& m) {
-  const io::safetensors_file f(dir / "mamba_mixer.io.safetensors");
+double mamba_error(const s6_mixer<T>& m, const std::string& name = "mamba_mixer") {
+  const io::safetensors_file f(dir / (name + ".io.safetensors"));
   auto load = [&](const char* t) {
     const auto& e = f.at(t);
     matrix<double> out(e.shape.at(0), e.shape.at(1));
@@ -438,11 +438,57 @@ BOOST_AUTO_TEST_CASE(mamba_mixer_reproduces_reference) {
   BOOST_TEST(mamba_error(io::load_mamba_mixer<float>(params("mamba_mixer"), {.prefix = mamba_prefix})) < 1e-5);
 }
 
+BOOST_AUTO_TEST_CASE(mamba_mixer_options_reproduce_reference) {
+  auto check = [](const std::string& name, io::mamba_mixer_options o) {
+    o.prefix = mamba_prefix;
+    const auto m = io::load_mamba_mixer<double>(params(name), o);
+    const double err = mamba_error(m, name);
+    BOOST_TEST_MESSAGE(name << ": max relative error " << err);
+    BOOST_TEST(err < 1e-10, name << ": relative error " << err);
+    BOOST_TEST(mamba_error(io::load_mamba_mixer<float>(params(name), o), name) < 1e-5, name << " in float");
+    return m;
+  };
+  // Jamba: weighted norms of δ, B, C (stored) and an x_proj bias (stored).
+  const auto jamba = check("mamba_jamba", {});
+  BOOST_TEST(jamba.dt_norm.enabled);
+  BOOST_TEST(jamba.b_norm.weight.size() == 3u);
+  BOOST_TEST(jamba.x_proj_bias.size() == 8u);
+  // Falcon-Mamba: weightless norms, ε = mixer_rms_eps.
+  const auto falcon = check("mamba_falcon", {.b_c_dt_rms = true, .mixer_rms_eps = 1e-3});
+  BOOST_TEST(falcon.c_norm.enabled);
+  BOOST_TEST(falcon.c_norm.weight.empty());
+  // The same tensors without the norms, or with another ε, give another output.
+  BOOST_TEST(mamba_error(io::load_mamba_mixer<double>(params("mamba_falcon"), {.prefix = mamba_prefix}), "mamba_falcon") > 1e-3);
+  BOOST_TEST(mamba_error(io::load_mamba_mixer<double>(params("mamba_falcon"),
+                                                      {.prefix = mamba_prefix, .b_c_dt_rms = true}),
+                         "mamba_falcon") > 1e-6);
+  // Δ without softplus, a time-invariant B (one per channel: groups = channels); a time-invariant C.
+  const auto fixed_b = check("mamba_fixed_b", {.delta_softplus = false, .is_variable_B = false});
+  BOOST_TEST(fixed_b.b_fixed.extent(0) == 4);
+  check("mamba_fixed_c", {.is_variable_C = false});
+  // The bound operator's matrix is the scan's: α per channel with the group of its own B.
+  const io::safetensors_file f(dir / "mamba_fixed_b.io.safetensors");
+  matrix<double> x(f.at("input").shape[0], f.at("input").shape[1]);
+  f.read(f.at("input"), x.data());
+  const auto op = fixed_b.bind(x.view(), s6_fold{.skip = true});
+  BOOST_TEST(op->groups() == 4);
+  const auto y = mix(op, x.view());
+  for (index_t d = 0; d < x.extent(0); ++d) {
+    matrix<double> m(x.extent(1), x.extent(1));
+    op->materialize(d, d, m.view());
+    double err = 0;
+    for (index_t i = 0; i < x.extent(1); ++i) {
+      double acc = 0;
+      for (index_t j = 0; j < x.extent(1); ++j) acc += m(i, j) * x(d, j);
+      err = std::max(err, std::abs(acc - y(d, i)));
+    }
+    BOOST_TEST(err < 1e-12);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(mamba_mixer_refuses_unsupported_variants) {
   const auto file = params("mamba_mixer");
   const std::string where = "Mamba parameters '" + file.string() + "'";
-  check_error([&] { (void)io::load_mamba_mixer<double>(file, {.prefix = mamba_prefix, .b_c_dt_rms = true}); },
-              {where, "unsupported b_c_dt_rms true", "Falcon-Mamba", "bc_dt_norm"});
   const auto stored = io::tensor_map::copy_of(io::safetensors_file(file));
   auto changed = [&](auto f) {
     auto m = stored;
@@ -450,19 +496,44 @@ BOOST_AUTO_TEST_CASE(mamba_mixer_refuses_unsupported_variants) {
     return m;
   };
   const io::mamba_mixer_options o{.prefix = mamba_prefix};
+  check_error([&] { (void)io::load_mamba_mixer<double>(params("mamba_jamba"), {.prefix = mamba_prefix, .b_c_dt_rms = true}); },
+              {"Mamba parameters '", "unsupported b_c_dt_rms true", "'backbone.layers.0.mixer.dt_layernorm.weight'",
+               "at most one"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "b_layernorm.weight", {4}, {1.0, 1.0, 1.0, 1.0});
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.b_layernorm.weight'", "(4,)", "expected (3,)"});
   check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
                       m.insert(mamba_prefix + "b_layernorm.weight", {3}, {1.0, 1.0, 1.0});
+                      m.insert(mamba_prefix + "B_layernorm.weight", {3}, {1.0, 1.0, 1.0});
                     }), o); },
-              {"unsupported b_c_dt_rms", "'backbone.layers.0.mixer.b_layernorm.weight'", "Jamba"});
+              {"'backbone.layers.0.mixer.b_layernorm.weight' and 'backbone.layers.0.mixer.B_layernorm.weight'"});
   check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
                       m.insert(mamba_prefix + "dt_bias", {2}, {0.0, 0.0});
                       m.insert(mamba_prefix + "A_log", {2}, {0.0, 0.0});
                     }), o); },
-              {"unsupported layer Mamba-2", "ssd_mixer"});
+              {where, "unsupported layer Mamba-2", "load_mamba2_mixer"});
   check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
-                      m.insert(mamba_prefix + "x_proj.bias", {8}, std::vector<double>(8, 0.0));
+                      m.insert(mamba_prefix + "x_proj.bias", {7}, std::vector<double>(7, 0.0));
                     }), o); },
-              {"unexpected tensor 'backbone.layers.0.mixer.x_proj.bias'", "no bias"});
+              {"tensor 'backbone.layers.0.mixer.x_proj.bias'", "(7,)", "expected (8,)"});
+  // Time-invariant B or C: stored as B / C (D_inner, N) with the flag off, refused otherwise.
+  check_error([&] { (void)io::load_mamba_mixer<double>(params("mamba_fixed_c"), o); },
+              {"tensor 'backbone.layers.0.mixer.x_proj.weight'", "(5, 4)", "expected (8, 4)"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "C", {4, 3}, std::vector<double>(12, 0.0));
+                    }), o); },
+              {"unexpected tensor 'backbone.layers.0.mixer.C'", "is_variable_C"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(file, {.prefix = mamba_prefix, .is_variable_B = false}); },
+              {"expected (5, 4)"});
+  // Without the softplus Δ can be negative (here dt_proj.bias is softplus⁻¹ of a small step): the
+  // bound operator refuses it, naming Δ.
+  const auto no_softplus = io::load_mamba_mixer<double>(file, {.prefix = mamba_prefix, .delta_softplus = false});
+  matrix<double> x(4, 16);
+  std::fill(x.data(), x.data() + x.size(), 1.0);
+  check_error([&] { (void)no_softplus.bind(x.view()); }, {"'delta'", "delta >= 0"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(file, {.prefix = mamba_prefix, .mixer_rms_eps = -1}); },
+              {"unsupported mixer_rms_eps"});
   check_error([&] { (void)io::load_mamba_mixer<double>(changed([](auto& m) {
                       m.insert(mamba_prefix + "D", {1}, {1.0});
                     }), o); },

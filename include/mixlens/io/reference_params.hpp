@@ -721,34 +721,37 @@ template <class T, tensor_source Source>
 // ---- state-spaces/mamba: Mamba (mamba_simple.py) -----------------------------------------
 
 // The configuration of a Mamba layer's selective scan that the state_dict does not hold.
+// Defaults are state-spaces/mamba's Mamba.
 struct mamba_mixer_options {
-  std::string prefix = {};   // <prefix>x_proj.weight, … ("backbone.layers.0.mixer." in a model)
-  bool b_c_dt_rms = false;   // Falcon-Mamba's weightless RMSNorms of δ, B and C: refused
+  std::string prefix = {};      // <prefix>x_proj.weight, … ("backbone.layers.0.mixer." in a model)
+  bool b_c_dt_rms = false;      // Falcon-Mamba: weightless RMSNorms of δ, B and C (FalconMambaConfig)
+  double mixer_rms_eps = 1e-6;  // their ε (FalconMambaConfig.mixer_rms_eps)
+  double rms_norm_eps = 1e-6;   // the ε of stored (weighted) norms: JambaConfig.rms_norm_eps
+  bool delta_softplus = true;   // selective_scan_fn's delta_softplus
+  bool is_variable_B = true;    // false: B is the stored <prefix>B (D_inner, N), x_proj yields no B
+  bool is_variable_C = true;    // false: C is the stored <prefix>C (D_inner, N), x_proj yields no C
 };
 
 // The s6_mixer of a Mamba layer's selective scan: selective_scan_fn(x, dt, A, B,
 // C, D, z, delta_bias = dt_proj.bias, delta_softplus = True) on the conv's output
-// x, with x_proj.weight (R + 2N, D_inner) (no bias), dt_proj.weight (D_inner, R),
+// x, with x_proj.weight (R + 2N, D_inner), dt_proj.weight (D_inner, R),
 // dt_proj.bias (D_inner), A_log (D_inner, N) (A = −exp(A_log)) and D (D_inner),
 // one D per channel. The gate z is the bind's (s6_fold{.skip = true, .gate = true}
 // adds D and SiLU(z)); in_proj, conv1d and out_proj mix or precede it and are not
-// read (models::load_mamba loads the whole model).
+// read (models::load_mamba loads the whole model). Read when stored or set:
+// x_proj.bias (R + 2N); Jamba's weighted RMSNorms dt_layernorm.weight (R),
+// b_layernorm.weight and c_layernorm.weight (N) (or B_layernorm / C_layernorm),
+// ε = rms_norm_eps; Falcon-Mamba's weightless norms (b_c_dt_rms, ε =
+// mixer_rms_eps); Δ without softplus; a time-invariant B or C, stored as
+// <prefix>B / <prefix>C (D_inner, N), x_proj then R + N (or R) rows.
 template <class T, tensor_source Source>
 [[nodiscard]] s6_mixer<T> load_mamba_mixer(const Source& src, const mamba_mixer_options& o = {}) {
   detail::param_reader r(src, "Mamba", o.prefix);
   if (r.has("dt_bias") || (r.has("A_log") && r.shape("A_log", "A_log").size() == 1))
     r.unsupported("layer", "Mamba-2 (A_log per head, dt_bias stored)",
-                  "mamba2.py's scalar-A heads are ssd_mixer's, not an s6_mixer");
-  const std::string rms_hint =
-      "s6_mixer computes Δ, B and C from x_proj without norms; models::load_mamba with "
-      "mamba_config::bc_dt_norm runs Falcon-Mamba's weightless norms in the model's forward pass";
-  if (o.b_c_dt_rms) r.unsupported("b_c_dt_rms", "true (Falcon-Mamba's weightless RMSNorms of δ, B, C)", rms_hint);
-  for (const char* norm : {"dt_layernorm.weight", "b_layernorm.weight", "c_layernorm.weight", "B_layernorm.weight",
-                           "C_layernorm.weight"})
-    if (r.has(norm))
-      r.unsupported("b_c_dt_rms", "(weighted RMSNorm '" + r.full(norm) + "' stored, as Jamba's)",
-                    "s6_mixer computes Δ, B and C from x_proj without norms");
-  r.refuse("x_proj.bias", "Mamba's x_proj has no bias, nor has s6_mixer's");
+                  "mamba2.py's scalar-A heads are an SSD layer: load it with io::load_mamba2_mixer");
+  if (!(o.mixer_rms_eps >= 0)) r.unsupported("mixer_rms_eps", std::to_string(o.mixer_rms_eps), "expected >= 0");
+  if (!(o.rms_norm_eps >= 0)) r.unsupported("rms_norm_eps", std::to_string(o.rms_norm_eps), "expected >= 0");
 
   const auto a_shape = r.shape("A_log", "log(−A) (D_inner, N)");
   if (a_shape.size() != 2 || a_shape[0] <= 0 || a_shape[1] <= 0)
@@ -759,16 +762,52 @@ template <class T, tensor_source Source>
     r.fail("tensor '" + r.full("dt_proj.weight") + "' has shape " + detail::shape_text(dt_shape) + ", expected (" +
            std::to_string(D) + ", dt_rank)");
   const index_t R = dt_shape[1];
+  const index_t rows = R + (o.is_variable_B ? N : 0) + (o.is_variable_C ? N : 0);
   r.expect("A_log", {D, N}, "log(−A)");
   r.expect("dt_proj.weight", {D, R}, "dt_proj");
   r.expect("dt_proj.bias", {D}, "dt_proj bias, the delta_bias (D_inner)");
-  r.expect("x_proj.weight", {R + 2 * N, D}, "x_proj (dt_rank + 2·d_state, D_inner)");
+  r.expect("x_proj.weight", {rows, D},
+           o.is_variable_B && o.is_variable_C ? "x_proj (dt_rank + 2·d_state, D_inner)"
+                                              : "x_proj (dt_rank + d_state per varying B, C; D_inner)");
+  const bool x_bias = r.has("x_proj.bias");
+  if (x_bias) r.expect("x_proj.bias", {rows}, "x_proj bias");
   r.expect("D", {D}, "the D skip, one per channel (D_inner)");
+  if (o.is_variable_B) r.refuse("B", "a time-invariant B, but is_variable_B is set (B from x_proj)");
+  else r.expect("B", {D, N}, "the time-invariant B (D_inner, d_state), is_variable_B off");
+  if (o.is_variable_C) r.refuse("C", "a time-invariant C, but is_variable_C is set (C from x_proj)");
+  else r.expect("C", {D, N}, "the time-invariant C (D_inner, d_state), is_variable_C off");
 
-  auto mat = [&](std::string_view name, index_t rows, index_t cols) {
+  // Weighted norms, as stored (Jamba); either spelling of B's and C's.
+  struct norm_name {
+    const char* what;
+    std::vector<std::string> names;
+    index_t size;
+    bool variable;
+  };
+  const norm_name norms[] = {{"dt", {"dt_layernorm.weight"}, R, true},
+                             {"B", {"b_layernorm.weight", "B_layernorm.weight"}, N, o.is_variable_B},
+                             {"C", {"c_layernorm.weight", "C_layernorm.weight"}, N, o.is_variable_C}};
+  std::string stored_norm[3];
+  for (int k = 0; k < 3; ++k)
+    for (const auto& name : norms[k].names)
+      if (r.has(name)) {
+        if (!stored_norm[k].empty())
+          r.fail("tensors '" + r.full(stored_norm[k]) + "' and '" + r.full(name) + "' are both stored: one norm of " +
+                 norms[k].what + " expected");
+        if (o.b_c_dt_rms)
+          r.unsupported("b_c_dt_rms", "true with the weighted RMSNorm '" + r.full(name) + "' stored",
+                        "Falcon-Mamba's norms have no weight, Jamba's have one: set at most one");
+        if (!norms[k].variable)
+          r.unsupported(std::string("is_variable_") + norms[k].what, "false with the RMSNorm '" + r.full(name) + "' stored",
+                        "a norm of a time-invariant matrix is not a reference layout");
+        r.expect(name, {norms[k].size}, std::string("the RMSNorm weight of ") + norms[k].what);
+        stored_norm[k] = name;
+      }
+
+  auto mat = [&](std::string_view name, index_t rows_, index_t cols) {
     const auto v = r.read(name);
-    matrix<T> out(rows, cols);
-    for (index_t k = 0; k < rows * cols; ++k) out.data()[k] = static_cast<T>(v[static_cast<std::size_t>(k)]);
+    matrix<T> out(rows_, cols);
+    for (index_t k = 0; k < rows_ * cols; ++k) out.data()[k] = static_cast<T>(v[static_cast<std::size_t>(k)]);
     return out;
   };
   auto vec = [&](std::string_view name) {
@@ -777,11 +816,24 @@ template <class T, tensor_source Source>
     return out;
   };
   s6_mixer<T> m;
-  m.x_proj = mat("x_proj.weight", R + 2 * N, D);
+  m.x_proj = mat("x_proj.weight", rows, D);
+  if (x_bias) m.x_proj_bias = vec("x_proj.bias");
   m.dt_proj = mat("dt_proj.weight", D, R);
   m.dt_bias = vec("dt_proj.bias");
   m.a_log = mat("A_log", D, N);
   m.skip = vec("D");
+  if (!o.is_variable_B) m.b_fixed = mat("B", D, N);
+  if (!o.is_variable_C) m.c_fixed = mat("C", D, N);
+  m.delta_softplus = o.delta_softplus;
+  s6_rms_norm<T>* targets[] = {&m.dt_norm, &m.b_norm, &m.c_norm};
+  if (o.b_c_dt_rms) {
+    for (int k = 0; k < 3; ++k) targets[k]->enabled = norms[k].variable;
+    m.norm_eps = o.mixer_rms_eps;
+  } else {
+    for (int k = 0; k < 3; ++k)
+      if (!stored_norm[k].empty()) targets[k]->enabled = true, targets[k]->weight = vec(stored_norm[k]);
+    m.norm_eps = o.rms_norm_eps;
+  }
   return m;
 }
 
