@@ -30,7 +30,11 @@ complex128, one function per upstream function, in the order the upstream code c
       out_proj; one head, one block); hyena_operator()
   state-spaces/mamba mamba_ssm/modules/mamba_simple.py, Mamba.forward (the unfused path) from
       the conv's output on, and mamba_ssm/ops/selective_scan_interface.py,
-      selective_scan_ref (delta_softplus, delta_bias, D, the gate z); mamba_mixer()
+      selective_scan_ref (delta_softplus on and off, delta_bias, B or C varying in time or of
+      shape (D, N), D, the gate z); with the RMSNorms of δ, B and C of transformers'
+      models/jamba/modeling_jamba.py (JambaRMSNorm, JambaMambaMixer.slow_forward) and
+      models/falcon_mamba/modeling_falcon_mamba.py (rms_forward, mixer_rms_eps), and an
+      x_proj bias; mamba_mixer()
 
 Only the linear part of each module is the mixer: what follows the D skip (activation,
 dropout, output_linear, GLU) is not, and the stored output is the sum of the convolution (or
