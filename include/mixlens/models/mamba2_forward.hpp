@@ -19,6 +19,7 @@
 #pragma once
 
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "mixlens/backend.hpp"
@@ -106,6 +107,65 @@ struct mamba2_layer_signals {
 template <class T>
 using mamba2_block_operator = mamba_block_operator<T, T, ssd_operator<T>>;
 
+// ---- one mixer ----------------------------------------------------------------------
+
+// The buffers of one Mamba-2 mixer at length L, in the backend's memory; the
+// layer's signals are views into them.
+template <class Backend, class T>
+struct mamba2_mixer_buffers {
+  using buffer = decltype(std::declval<const Backend&>().alloc(index_t{}));
+  buffer zx, u, sigma, ssm_out, gate, out_in;
+  mamba2_mixer_buffers(const Backend& be, const mamba2_config& cfg, index_t L)
+      : zx(be.alloc(cfg.in_proj_rows() * L)), u(be.alloc(cfg.conv_channels() * L)),
+        sigma(be.alloc(cfg.conv_channels() * L)), ssm_out(be.alloc(cfg.ssm_channels() * L)),
+        gate(be.alloc(cfg.ssm_channels() * L)), out_in(be.alloc(cfg.intermediate_size() * L)) {}
+};
+
+// One Mamba-2 mixer (state-spaces Mamba2.forward, transformers' Mamba2Mixer) on
+// the normed hidden states hn (L × H, time-major): h (L × H) += out_proj(…).
+// Returns the mixer's signals, views into `buf` (valid until its next use).
+template <class Backend, class T>
+mamba2_layer_signals<T> mamba2_mixer_forward(const Backend& be, const mamba2_config& cfg,
+                                             const mamba2_layer_weights<T>& w, const T* hn, index_t L,
+                                             mamba2_mixer_buffers<Backend, T>& buf, T* h) {
+  const index_t H = cfg.hidden_size, S = cfg.ssm_channels(), X = cfg.conv_channels(), Hd = cfg.num_heads,
+                G = cfg.n_groups, N = cfg.state_size, M = cfg.d_mlp, rows = cfg.in_proj_rows();
+  // in_proj row offsets: [z0, x0 | z | x, B, C | dt]
+  const index_t z_at = 2 * M, xbc_at = z_at + S, dt_at = xbc_at + X;
+  auto &zx = buf.zx, &u = buf.u, &sigma = buf.sigma, &ssm_out = buf.ssm_out, &gate = buf.gate, &out_in = buf.out_in;
+  const auto signal = [L](const auto& buffer, index_t count, index_t offset = 0) {
+    return matrix_view<const T>(buffer.data() + offset * L, count, L);
+  };
+  be.gemm(false, true, rows, L, H, w.in_proj.data_handle(), hn, T(0), zx.data());  // zx = W_in·hnᵀ
+  if (!w.in_proj_bias.empty()) be.add_row_bias(zx.data(), w.in_proj_bias, rows, L);
+  const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
+  be.conv_silu(conv, w.conv_bias, zx.data() + xbc_at * L, u.data(), sigma.data());
+  T* delta = zx.data() + dt_at * L;  // Δ in place of the dt rows
+  be.softplus_bias(delta, w.dt_bias, Hd, L, static_cast<T>(cfg.dt_min), static_cast<T>(cfg.dt_max));
+
+  mamba2_layer_signals<T> s;
+  s.head_dim = cfg.head_dim, s.chunk = cfg.chunk_size;
+  s.x = signal(zx, S, xbc_at), s.z = signal(zx, S, z_at), s.u = signal(u, S), s.activation = signal(sigma, S);
+  s.delta = matrix_view<const T>(delta, Hd, L), s.a = w.a, s.skip = w.skip;
+  s.b = tensor_view<const T, 3>(u.data() + S * L, G, N, L);
+  s.c = tensor_view<const T, 3>(u.data() + (S + G * N) * L, G, N, L);
+  s.ssm_out = signal(ssm_out, S), s.gate = signal(gate, S), s.y = signal(out_in, S, M);
+  s.conv_bias = w.conv_bias.empty() ? vector_view<const T>{} : vector_view<const T>(w.conv_bias.data(), static_cast<std::size_t>(S));
+  s.conv = causal_conv_operator<T, mamba_conv_kind>(matrix_view<const T>(w.conv_taps.data_handle(), S, w.conv_taps.extent(1)), {}, L);
+  if constexpr (Backend::on_host) s.ssm(s6_fold{.skip = true}).validate();  // Δ > 0, A < 0
+
+  be.apply(s.ssm(s6_fold{.skip = true}), u.data(), ssm_out.data());
+  be.gated_rms_norm(ssm_out.data(), zx.data() + z_at * L, S, L, cfg.norm_group_size, w.norm_weight, cfg.norm_eps,
+                    out_in.data() + M * L, gate.data());
+  if (M > 0) {  // the gated MLP: SiLU(z0) ⊙ x0 in out_proj's first columns
+    be.silu(zx.data(), out_in.data(), M * L);
+    be.multiply(out_in.data(), zx.data() + M * L, M * L);
+  }
+  be.gemm(true, true, L, H, M + S, out_in.data(), w.out_proj.data_handle(), T(1), h);  // h += out_inᵀ·W_outᵀ
+  if (!w.out_proj_bias.empty()) be.add_column_bias(h, w.out_proj_bias, L, H);
+  return s;
+}
+
 // ---- the forward pass --------------------------------------------------------------
 
 // Runs the language model on `tokens` and returns the logits (L × V, row-major)
@@ -116,50 +176,17 @@ template <class Backend, class T, class Observer>
                                  Observer&& observe) {
   check_tokens(m.vocab_size(), tokens);
   const mamba2_config& cfg = m.config;
-  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, S = cfg.ssm_channels(),
-                X = cfg.conv_channels(), Hd = cfg.num_heads, G = cfg.n_groups, N = cfg.state_size, M = cfg.d_mlp,
-                V = m.vocab_size(), rows = cfg.in_proj_rows();
-  // in_proj row offsets: [z0, x0 | z | x, B, C | dt]
-  const index_t z_at = 2 * M, xbc_at = z_at + S, dt_at = xbc_at + X;
+  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, V = m.vocab_size();
   const auto tok = be.upload(tokens);
-  auto h = be.alloc(H * L), hn = be.alloc(H * L), zx = be.alloc(rows * L), u = be.alloc(X * L),
-       sigma = be.alloc(X * L), ssm_out = be.alloc(S * L), gate = be.alloc(S * L), out_in = be.alloc((M + S) * L),
-       logits = be.alloc(L * V);
-  const auto signal = [L](const auto& buffer, index_t count, index_t offset = 0) {
-    return matrix_view<const T>(buffer.data() + offset * L, count, L);
-  };
+  auto h = be.alloc(H * L), hn = be.alloc(H * L), logits = be.alloc(L * V);
+  mamba2_mixer_buffers<Backend, T> buf(be, cfg, L);
 
   be.embed(tok, m.embedding, h.data());
   for (index_t k = 0; k < m.num_layers(); ++k) {
     const mamba2_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
     be.rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
-    be.gemm(false, true, rows, L, H, w.in_proj.data_handle(), hn.data(), T(0), zx.data());  // zx = W_in·hnᵀ
-    if (!w.in_proj_bias.empty()) be.add_row_bias(zx.data(), w.in_proj_bias, rows, L);
-    const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
-    be.conv_silu(conv, w.conv_bias, zx.data() + xbc_at * L, u.data(), sigma.data());
-    T* delta = zx.data() + dt_at * L;  // Δ in place of the dt rows
-    be.softplus_bias(delta, w.dt_bias, Hd, L, static_cast<T>(cfg.dt_min), static_cast<T>(cfg.dt_max));
-
-    mamba2_layer_signals<T> s;
-    s.layer = k, s.head_dim = cfg.head_dim, s.chunk = cfg.chunk_size;
-    s.x = signal(zx, S, xbc_at), s.z = signal(zx, S, z_at), s.u = signal(u, S), s.activation = signal(sigma, S);
-    s.delta = matrix_view<const T>(delta, Hd, L), s.a = w.a, s.skip = w.skip;
-    s.b = tensor_view<const T, 3>(u.data() + S * L, G, N, L);
-    s.c = tensor_view<const T, 3>(u.data() + (S + G * N) * L, G, N, L);
-    s.ssm_out = signal(ssm_out, S), s.gate = signal(gate, S), s.y = signal(out_in, S, M);
-    s.conv_bias = w.conv_bias.empty() ? vector_view<const T>{} : vector_view<const T>(w.conv_bias.data(), static_cast<std::size_t>(S));
-    s.conv = causal_conv_operator<T, mamba_conv_kind>(matrix_view<const T>(w.conv_taps.data_handle(), S, w.conv_taps.extent(1)), {}, L);
-    if constexpr (Backend::on_host) s.ssm(s6_fold{.skip = true}).validate();  // Δ > 0, A < 0
-
-    be.apply(s.ssm(s6_fold{.skip = true}), u.data(), ssm_out.data());
-    be.gated_rms_norm(ssm_out.data(), zx.data() + z_at * L, S, L, cfg.norm_group_size, w.norm_weight, cfg.norm_eps,
-                      out_in.data() + M * L, gate.data());
-    if (M > 0) {  // the gated MLP: SiLU(z0) ⊙ x0 in out_proj's first columns
-      be.silu(zx.data(), out_in.data(), M * L);
-      be.multiply(out_in.data(), zx.data() + M * L, M * L);
-    }
-    be.gemm(true, true, L, H, M + S, out_in.data(), w.out_proj.data_handle(), T(1), h.data());  // h += out_inᵀ·W_outᵀ
-    if (!w.out_proj_bias.empty()) be.add_column_bias(h.data(), w.out_proj_bias, L, H);
+    mamba2_layer_signals<T> s = mamba2_mixer_forward(be, cfg, w, hn.data(), L, buf, h.data());
+    s.layer = k;
     observe(static_cast<const mamba2_layer_signals<T>&>(s));
   }
   be.rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
