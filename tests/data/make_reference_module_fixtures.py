@@ -28,6 +28,9 @@ complex128, one function per upstream function, in the order the upstream code c
       ExponentialModulation, HyenaFilter.filter and forward with fftconv_ref, and
       HyenaOperator.forward (the whole layer: in_proj, short filter, the gated recurrence,
       out_proj; one head, one block); hyena_operator()
+  state-spaces/mamba mamba_ssm/modules/mamba2.py, Mamba2.forward without the fused kernels
+      (in_proj split, conv1d, dt_limit, D_has_hdim, RMSNormGated, d_mlp; the SSD of
+      mamba_chunk_scan_combined run as the recurrence of Mamba2.step); mamba2_mixer()
   state-spaces/mamba mamba_ssm/modules/mamba_simple.py, Mamba.forward (the unfused path) from
       the conv's output on, and mamba_ssm/ops/selective_scan_interface.py,
       selective_scan_ref (delta_softplus on and off, delta_bias, B or C varying in time or of
@@ -493,6 +496,89 @@ def make_mamba(rng, prefix="backbone.layers.0.mixer.", cfg=None, x_bias=False, n
     return sd, (x, z), y, dict(cfg, prefix=prefix, module="Mamba (mamba_ssm/modules/mamba_simple.py)")
 
 
+# ---- state-spaces/mamba Mamba2 ----------------------------------------------------------------
+
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def mamba2_mixer(sd, u, cfg, prefix):
+    """mamba2.py Mamba2.forward (the path without the fused kernels: in_proj, the split
+    [z0, x0, z, xBC, dt], conv1d with padding d_conv − 1 cut to the length, SiLU, the split
+    [x, B, C], mamba_chunk_scan_combined with dt_bias, dt_softplus and dt_limit, D per head or per
+    channel (D_has_hdim), RMSNormGated with norm_before_gate False and group_size d_ssm / ngroups
+    (or cfg's), the gated MLP part, out_proj). The SSD is run as its recurrence (Mamba2.step):
+    h = exp(Δ·A) h + Δ·B x, y = C·h + D x, per head, B and C of the head's group. u is (L, d_model)."""
+    g = lambda name: sd[prefix + name]
+    length = u.shape[0]
+    a = -np.exp(g("A_log"))
+    nheads, d_ssm = a.shape[0], g("norm.weight").shape[0]
+    headdim, ngroups = d_ssm // nheads, cfg["ngroups"]
+    conv_dim, k = g("conv1d.weight").shape[0], g("conv1d.weight").shape[2]
+    d_state = (conv_dim - d_ssm) // 2 // ngroups
+    zxbcdt = u @ g("in_proj.weight").T
+    if prefix + "in_proj.bias" in sd:
+        zxbcdt = zxbcdt + g("in_proj.bias")
+    d_mlp = (zxbcdt.shape[-1] - 2 * d_ssm - 2 * ngroups * d_state - nheads) // 2
+    sizes = np.cumsum([d_mlp, d_mlp, d_ssm, conv_dim])
+    z0, x0, z, xbc, dt = np.split(zxbcdt, sizes, axis=-1)
+    w = g("conv1d.weight")[:, 0, :]                                      # (conv_dim, k)
+    padded = np.concatenate([np.zeros((k - 1, conv_dim)), xbc], 0)
+    xbc = np.stack([np.einsum("ck,kc->c", w, padded[t:t + k]) for t in range(length)], 0)
+    if prefix + "conv1d.bias" in sd:
+        xbc = xbc + g("conv1d.bias")
+    xbc = silu(xbc)
+    x, b, c = np.split(xbc, [d_ssm, d_ssm + ngroups * d_state], axis=-1)
+    x = x.reshape(length, nheads, headdim)
+    b = b.reshape(length, ngroups, d_state)
+    c = c.reshape(length, ngroups, d_state)
+    dt = softplus(dt + g("dt_bias"))
+    dt = np.clip(dt, cfg.get("dt_min", 0.0), cfg.get("dt_max", np.inf))
+    d = g("D").reshape(nheads, headdim) if g("D").shape[0] == d_ssm else g("D")[:, None]
+    state = np.zeros((nheads, headdim, d_state))
+    ys = []
+    for t in range(length):
+        grp = np.arange(nheads) // (nheads // ngroups)
+        decay = np.exp(dt[t] * a)                                         # (nheads)
+        state = decay[:, None, None] * state + np.einsum("h,hp,hn->hpn", dt[t], x[t], b[t, grp])
+        ys.append(np.einsum("hpn,hn->hp", state, c[t, grp]) + d * x[t])
+    y = np.stack(ys, 0).reshape(length, d_ssm)
+    group = cfg.get("norm_group_size") or d_ssm // ngroups
+    gated = (y * silu(z)).reshape(length, d_ssm // group, group)
+    y = gated / np.sqrt(np.mean(gated * gated, -1, keepdims=True) + cfg["norm_eps"])
+    y = y.reshape(length, d_ssm) * g("norm.weight")
+    if d_mlp > 0:
+        y = np.concatenate([silu(z0) * x0, y], -1)
+    out = y @ g("out_proj.weight").T
+    if prefix + "out_proj.bias" in sd:
+        out = out + g("out_proj.bias")
+    return out
+
+
+def make_mamba2(rng, cfg, d_model, nheads, headdim, d_state, d_conv, d_mlp, d_has_hdim, bias, conv_bias,
+                prefix="backbone.layers.0.mixer."):
+    ngroups, d_ssm = cfg["ngroups"], nheads * headdim
+    conv_dim = d_ssm + 2 * ngroups * d_state
+    d_in_proj = 2 * d_mlp + 2 * d_ssm + 2 * ngroups * d_state + nheads
+    dt = np.exp(rng.uniform(math.log(1e-3), math.log(1e-1), nheads))
+    sd = {prefix + "in_proj.weight": rng.normal(scale=0.5, size=(d_in_proj, d_model)),
+          prefix + "conv1d.weight": rng.normal(scale=0.5, size=(conv_dim, 1, d_conv)),
+          prefix + "dt_bias": dt + np.log(-np.expm1(-dt)),
+          prefix + "A_log": np.log(rng.uniform(1, 16, nheads)),
+          prefix + "D": rng.normal(size=d_ssm if d_has_hdim else nheads),
+          prefix + "norm.weight": rng.uniform(0.5, 1.5, d_ssm),
+          prefix + "out_proj.weight": rng.normal(scale=0.5, size=(d_model, d_mlp + d_ssm)),
+          "backbone.layers.0.norm.weight": np.ones(d_model)}  # the block's, not the mixer's
+    if conv_bias:
+        sd[prefix + "conv1d.bias"] = rng.normal(scale=0.3, size=conv_dim)
+    if bias:
+        sd[prefix + "in_proj.bias"] = rng.normal(scale=0.3, size=d_in_proj)
+        sd[prefix + "out_proj.bias"] = rng.normal(scale=0.3, size=d_model)
+    u = rng.normal(size=(L, d_model))
+    y = mamba2_mixer(sd, u, cfg, prefix)
+    return sd, u.T, y.T, dict(cfg, prefix=prefix, module="Mamba2 (mamba_ssm/modules/mamba2.py)")
+
+
 # ---- the fixtures ----------------------------------------------------------------------------
 
 def c2r(z):
@@ -670,6 +756,15 @@ def main():
         "mamba_fixed_b": make_mamba(rng, cfg={"delta_softplus": False, "is_variable_B": False},
                                     dt_bias=0.05),
         "mamba_fixed_c": make_mamba(rng, cfg={"is_variable_C": False}),
+        # Mamba2: 4 heads of 2 channels in 2 groups of d_state 3, a gated-MLP part, conv bias,
+        # dt_limit; then D per channel (D_has_hdim), in_proj and out_proj biases, no conv bias,
+        # one group, the norm over the whole width (transformers 5's MambaRMSNormGated)
+        "mamba2_groups": make_mamba2(rng, {"ngroups": 2, "norm_eps": 1e-5, "dt_min": 0.002, "dt_max": 0.05},
+                                     d_model=3, nheads=4, headdim=2, d_state=3, d_conv=4, d_mlp=2,
+                                     d_has_hdim=False, bias=False, conv_bias=True),
+        "mamba2_hdim": make_mamba2(rng, {"ngroups": 1, "norm_eps": 1e-5, "norm_group_size": 6},
+                                   d_model=2, nheads=3, headdim=2, d_state=2, d_conv=3, d_mlp=0,
+                                   d_has_hdim=True, bias=True, conv_bias=False),
     }
     for name, (sd, u, y, cfg) in fixtures.items():
         sd = {k: np.ascontiguousarray(v, dtype=np.int64 if k.endswith("l_kernel") else np.float64)

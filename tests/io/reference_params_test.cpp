@@ -11,6 +11,7 @@
 
 #include "common/oracles.hpp"
 #include "mixlens/io/reference_params.hpp"
+#include "mixlens/io/reference_params_mamba2.hpp"
 
 // The fixtures: tests/data/make_reference_module_fixtures.py (state_dicts as the
 // reference modules store them, outputs of a step-by-step float64 re-implementation).
@@ -645,4 +646,127 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_dplr_refuses_unsupported_variants) {
               {"tensor 'layer.D'", "expected (1, 3)"});
   // A diagonal kernel's file is not a DPLR one.
   check_error([&] { (void)io::load_ssm_kernel_dplr<double>(params("diag_zoh"), o); }, {"missing tensor 'layer.kernel.P'"});
+}
+
+// ---- Mamba-2 --------------------------------------------------------------------------------
+
+namespace {
+
+template <class T>
+double mamba2_error(const io::mamba2_mixer<T>& m, const std::string& name) {
+  const auto io = io_of(name);
+  return relative_error(m.forward(cast<T>(io.input).view()), io.output);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(mamba2_mixer_reproduces_reference) {
+  const io::mamba2_mixer_options groups{.prefix = mamba_prefix, .ngroups = 2, .dt_min = 0.002, .dt_max = 0.05};
+  const auto m = io::load_mamba2_mixer<double>(params("mamba2_groups"), groups);
+  BOOST_TEST(m.config().num_heads == 4);
+  BOOST_TEST(m.config().head_dim == 2);
+  BOOST_TEST(m.config().state_size == 3);
+  BOOST_TEST(m.config().d_mlp == 2);
+  BOOST_TEST(m.config().norm_group_size == 4);
+  const double err = mamba2_error(m, "mamba2_groups");
+  BOOST_TEST_MESSAGE("mamba2_groups: max relative error " << err);
+  BOOST_TEST(err < 1e-10);
+  BOOST_TEST(mamba2_error(io::load_mamba2_mixer<float>(params("mamba2_groups"), groups), "mamba2_groups") < 1e-5);
+  // The options matter: without the groups (N = 6 of one group) or the time-step limit, another output.
+  BOOST_TEST(mamba2_error(io::load_mamba2_mixer<double>(params("mamba2_groups"), {.prefix = mamba_prefix}), "mamba2_groups") > 1e-3);
+  BOOST_TEST(mamba2_error(io::load_mamba2_mixer<double>(params("mamba2_groups"), {.prefix = mamba_prefix, .ngroups = 2}),
+                          "mamba2_groups") > 1e-6);
+
+  // D per channel (D_has_hdim), in_proj and out_proj biases, the norm over the whole width.
+  const io::mamba2_mixer_options hdim{.prefix = mamba_prefix, .norm_group_size = 6};
+  const auto h = io::load_mamba2_mixer<double>(params("mamba2_hdim"), hdim);
+  BOOST_TEST(h.layer().skip.size() == 6u);
+  const double err_h = mamba2_error(h, "mamba2_hdim");
+  BOOST_TEST_MESSAGE("mamba2_hdim: max relative error " << err_h);
+  BOOST_TEST(err_h < 1e-10);
+  // (one group: state-spaces' default group d_ssm / ngroups is the whole width too; a smaller one differs)
+  BOOST_TEST(mamba2_error(io::load_mamba2_mixer<double>(params("mamba2_hdim"), {.prefix = mamba_prefix}), "mamba2_hdim") < 1e-10);
+  BOOST_TEST(mamba2_error(io::load_mamba2_mixer<double>(params("mamba2_hdim"), {.prefix = mamba_prefix, .norm_group_size = 2}),
+                          "mamba2_hdim") > 1e-6);
+
+  // The layer's SSD as an operator: with D and the gated norm folded, applied to its input u it
+  // gives out_proj's SSM input y, and its materialized matrices give the same.
+  for (const auto* mixer : {&m, &h}) {
+    const auto run = mixer->bind(cast<double>(io_of(mixer == &m ? "mamba2_groups" : "mamba2_hdim").input).view());
+    const auto& s = run.signals;
+    const auto op = s.ssm(s6_fold{.skip = true, .gate = true});
+    const index_t C = s.channels(), L = s.length();
+    matrix<double> y(C, L);
+    op.apply(s.u, y.view());
+    double err_apply = 0, err_dense = 0, scale = 0;
+    matrix<double> dense(L, L);
+    for (index_t ch = 0; ch < C; ++ch) {
+      op.materialize(ch, ch, dense.view());
+      for (index_t i = 0; i < L; ++i) {
+        double acc = 0;
+        for (index_t j = 0; j < L; ++j) acc += dense(i, j) * s.u(ch, j);
+        err_apply = std::max(err_apply, std::abs(y(ch, i) - s.y(ch, i)));
+        err_dense = std::max(err_dense, std::abs(acc - s.y(ch, i)));
+        scale = std::max(scale, std::abs(s.y(ch, i)));
+      }
+    }
+    BOOST_TEST(err_apply / scale < 1e-12);
+    BOOST_TEST(err_dense / scale < 1e-12);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(mamba2_mixer_refuses_unsupported_variants) {
+  const auto file = params("mamba2_groups");
+  const std::string where = "Mamba2 parameters '" + file.string() + "'";
+  const io::mamba2_mixer_options o{.prefix = mamba_prefix, .ngroups = 2};
+  auto with = [&](auto f) {
+    auto x = o;
+    f(x);
+    return x;
+  };
+  check_error([&] { (void)io::load_mamba2_mixer<double>(file, with([](auto& x) { x.rmsnorm = false; })); },
+              {where, "unsupported rmsnorm false"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(file, with([](auto& x) { x.norm_before_gate = true; })); },
+              {"unsupported norm_before_gate true"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(file, with([](auto& x) { x.ngroups = 4; })); },
+              {"unsupported ngroups 4", "does not divide ngroups·d_state = 6"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(file, with([](auto& x) { x.ngroups = 3; })); },
+              {"unsupported ngroups 3", "nheads = 4"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(file, with([](auto& x) { x.dt_min = 0.1, x.dt_max = 0.05; })); },
+              {"unsupported dt_limit"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(file, with([](auto& x) { x.norm_group_size = 3; })); },
+              {"unsupported norm_group_size 3", "d_ssm = 8"});
+  const auto stored = io::tensor_map::copy_of(io::safetensors_file(file));
+  auto changed = [&](auto f) {
+    auto m = stored;
+    f(m);
+    return m;
+  };
+  check_error([&] { (void)io::load_mamba2_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "D", {3}, {1.0, 1.0, 1.0});
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.D'", "(3,)", "(4,) (per head) or (8,) (D_has_hdim"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "in_proj.weight", {30, 3}, std::vector<double>(90, 0.1));
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.in_proj.weight'", "(30, 3)", "expected (36, 3)"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "conv1d.bias", {5}, std::vector<double>(5, 0.1));
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.conv1d.bias'", "(5,)", "expected (20,)"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(changed([](auto& m) { m.erase(mamba_prefix + "dt_bias"); }), o); },
+              {"missing tensor 'backbone.layers.0.mixer.dt_bias'"});
+  check_error([&] { (void)io::load_mamba2_mixer<double>(changed([](auto& m) {
+                      m.insert(mamba_prefix + "A_log", {4, 3}, std::vector<double>(12, 0.0));
+                    }), o); },
+              {"tensor 'backbone.layers.0.mixer.A_log'", "(4, 3)", "expected (nheads,)"});
+  // A Mamba-1 layer's file names the other loader, and the other loader names this one.
+  check_error([&] { (void)io::load_mamba2_mixer<double>(params("mamba_mixer"), {.prefix = mamba_prefix}); },
+              {"Mamba2 parameters '", "x_proj.weight' is stored", "load_mamba_mixer"});
+  check_error([&] { (void)io::load_mamba_mixer<double>(file, {.prefix = mamba_prefix}); },
+              {"Mamba parameters '", "unsupported layer Mamba-2", "load_mamba2_mixer"});
+  // The input's channels are d_model's.
+  const auto m = io::load_mamba2_mixer<double>(file, o);
+  matrix<double> u(2, 8);
+  check_error([&] { (void)m.forward(u.view()); }, {"mixlens::io::mamba2_mixer::bind", "'u'", "d_model) = 3"});
 }

@@ -16,6 +16,7 @@
 //   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
 //   load_hyena_operator   HazyResearch/safari src/models/sequence/hyena.py, HyenaOperator
 //   load_mamba_mixer      state-spaces/mamba mamba_ssm/modules/mamba_simple.py, Mamba (its selective scan)
+//   load_mamba2_mixer     state-spaces/mamba mamba_ssm/modules/mamba2.py, Mamba2 (io/reference_params_mamba2.hpp)
 #pragma once
 
 #include <cmath>

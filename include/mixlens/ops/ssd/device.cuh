@@ -24,7 +24,7 @@ __global__ void ssd_recurrent_kernel(ssd_operator<T> op, const T* x, T* y) {
        ch += index_t(gridDim.x) * blockDim.x) {
     const index_t h = op.head_of(ch), g = op.group_of(h);
     const double a = op.a[static_cast<std::size_t>(h)];
-    const double d = op.skip.empty() ? 0.0 : double(op.skip[static_cast<std::size_t>(h)]);
+    const double d = op.skip.empty() ? 0.0 : double(op.skip_of(ch));
     double state[ssd_max_state];
     for (index_t n = 0; n < N; ++n) state[n] = 0;
     for (index_t t = 0; t < L; ++t) {

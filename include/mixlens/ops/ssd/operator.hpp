@@ -41,7 +41,7 @@ struct ssd_operator {
   tensor_view<const T, 3> b;    // G × N × L
   tensor_view<const T, 3> c;    // G × N × L
   index_t head_dim = 0;         // P
-  vector_view<const T> skip;    // H (the D term) or empty
+  vector_view<const T> skip;    // H (the D term per head), H·P (per channel: Mamba-2's D_has_hdim) or empty
   index_t chunk = 64;           // chunk length of the SSD algorithm
   matrix_view<const T> gate;    // H·P × L, or empty
 
@@ -61,6 +61,10 @@ struct ssd_operator {
   [[nodiscard]] MIXLENS_HD index_t out_channels() const { return in_channels(); }
   [[nodiscard]] MIXLENS_HD index_t head_of(index_t channel) const { return channel / head_dim; }
   [[nodiscard]] MIXLENS_HD index_t group_of(index_t h) const { return h / (heads() / groups()); }
+  // D of a channel: its head's, or its own when skip holds one per channel.
+  [[nodiscard]] MIXLENS_HD T skip_of(index_t channel) const {
+    return skip[static_cast<std::size_t>(skip.size() == static_cast<std::size_t>(heads()) ? head_of(channel) : channel)];
+  }
 
   template <class F>
   void for_each_view(F&& f) {
@@ -185,7 +189,7 @@ struct ssd_operator {
         if (i > j) seg += ah * double(delta(h, i));
         m(i, j) = static_cast<T>(cb(g, i, j) * std::exp(seg) * double(delta(h, j)));
       }
-      if (!skip.empty()) m(j, j) += skip[static_cast<std::size_t>(h)];
+      if (!skip.empty()) m(j, j) += skip_of(out);
     }
     if (!is_empty(gate))
       for (index_t i = 0; i < length(); ++i)
@@ -204,7 +208,7 @@ struct ssd_operator {
       r[static_cast<std::size_t>(j)] = static_cast<T>(cb(g, t, j) * std::exp(seg) * double(delta(h, j)));
       seg += ah * double(delta(h, j));
     }
-    if (!skip.empty()) r[static_cast<std::size_t>(t)] += skip[static_cast<std::size_t>(h)];
+    if (!skip.empty()) r[static_cast<std::size_t>(t)] += skip_of(out);
     if (!is_empty(gate))
       for (index_t j = 0; j <= t; ++j) r[static_cast<std::size_t>(j)] *= gate(out, t);
   }
@@ -223,7 +227,7 @@ struct ssd_operator {
   void add_skip_and_gate(matrix_view<const T> x, matrix_view<T> y) const {
     for (index_t ch = 0; ch < in_channels(); ++ch)
       for (index_t t = 0; t < length(); ++t) {
-        if (!skip.empty()) y(ch, t) += skip[static_cast<std::size_t>(head_of(ch))] * x(ch, t);
+        if (!skip.empty()) y(ch, t) += skip_of(ch) * x(ch, t);
         if (!is_empty(gate)) y(ch, t) *= gate(ch, t);
       }
   }
@@ -243,7 +247,9 @@ struct ssd_operator {
     detail::check_equal(where, "c", "length (extent 2)", L, c.extent(2));
     detail::check_positive(where, "head_dim", head_dim);
     detail::check_positive(where, "chunk", chunk);
-    if (!skip.empty()) detail::check_equal(where, "skip", "size (= heads)", H, static_cast<index_t>(skip.size()));
+    if (!skip.empty() && static_cast<index_t>(skip.size()) != H && static_cast<index_t>(skip.size()) != H * head_dim)
+      detail::fail(where, "skip", "size " + std::to_string(H) + " (heads) or " + std::to_string(H * head_dim) +
+                                      " (heads·head_dim, one D per channel)", skip.size());
     if (!is_empty(gate)) {
       detail::check_equal(where, "gate", "channels (extent 0, = heads·head_dim)", H * head_dim, gate.extent(0));
       detail::check_equal(where, "gate", "length (extent 1)", L, gate.extent(1));
