@@ -15,6 +15,8 @@ complex128, one function per upstream function, in the order the upstream code c
       src/models/functional/vandermonde.py at ab287c6); src/models/sequence/kernels/fftconv.py
       at 43f5b0c, FFTConv.forward (the D skip of shape (channels, H), channels flattened as
       (c h)); ssm_kernel_diag()
+  state-spaces/s4 models/s4/s4.py at 070384a: nplr('legs', N, B_clip=2.0), the LegS
+      initialization with Im B clipped (no random values); hippo_legs_nplr()
   state-spaces/s4 src/models/sequence/kernels/ssm.py at 070384a: SSMKernelDPLR._omega and
       forward with cauchy_naive (C is the stored C̃, l_kernel > 0, state None, rate 1),
       inside FFTConv.forward; ssm_kernel_dplr()
@@ -210,6 +212,31 @@ def ssm_kernel_dplr(sd, u, cfg, prefix):
     k_f = k_f * 2 / (1 + omega)
     k = np.fft.irfft(k_f, n=discrete_l)[..., :length]                       # (1 C H L)
     return fft_conv(k[-1], u, sd[prefix + "D"])
+
+
+def hippo_legs_nplr(n, b_clip=2.0):
+    """models/s4/s4.py at 070384a: transition('legs'), rank_correction('legs') and nplr('legs',
+    N, rank=1, B_clip=2.0): Im of the eigenvalues from eigh of −i·(A + P Pᵀ), the half with
+    negative imaginary parts, B = V* b and P = V* p, Im B clipped to ±B_clip (None: no clip)."""
+    q = np.arange(n, dtype=np.float64)
+    col, row = np.meshgrid(q, q)
+    r = 2 * q + 1
+    m = -(np.where(row >= col, r, 0) - np.diag(q))
+    t = np.sqrt(np.diag(2 * q + 1))
+    a = t @ m @ np.linalg.inv(t)
+    b = np.diag(t).copy()
+    p = np.sqrt(0.5 + q)[None]                                           # (1 N)
+    ap = a + np.sum(p[:, None, :] * p[:, :, None], axis=0)
+    w_re = np.mean(np.diagonal(ap))
+    w_im, v = np.linalg.eigh(ap * -1j)                                     # LAPACK, as torch
+    idx = np.argsort(w_im)
+    w = (w_re + 1j * w_im)[idx][:n // 2]
+    v = v[:, idx][:, :n // 2]
+    b = v.conj().T @ b
+    p = (v.conj().T @ p[0])[None]
+    if b_clip is not None:
+        b = b.real + 1j * np.clip(b.imag, -b_clip, b_clip)
+    return w, p, b
 
 
 # ---- ag1988 DSS ------------------------------------------------------------------------------
@@ -684,11 +711,11 @@ def make_dss(rng, version, channels, sep_dt, positive_re=False):
     return sd, u, dss_module(sd, u, cfg), cfg
 
 
-def make_s5(rng, cfg, prefix="layers_0/seq/"):
+def make_s5(rng, cfg, prefix="layers_0/seq/", positive_re=False):
     p, h = 4, 3
     lam_re = -rng.uniform(0.1, 0.8, p)
-    if cfg["clip_eigs"]:
-        lam_re[2] = 0.05  # clipped to −1e-4
+    if cfg["clip_eigs"] or positive_re:
+        lam_re[2] = 0.05  # clipped to −1e-4; without clip_eigs a growing state
     sd = {prefix + "Lambda_re": lam_re,
           prefix + "Lambda_im": rng.uniform(-3, 3, p),
           prefix + "B": rng.normal(scale=0.5, size=(p, h, 2)),
@@ -765,12 +792,23 @@ def main():
         "mamba2_hdim": make_mamba2(rng, {"ngroups": 1, "norm_eps": 1e-5, "norm_group_size": 6},
                                    d_model=2, nheads=3, headdim=2, d_state=2, d_conv=3, d_mlp=0,
                                    d_has_hdim=True, bias=True, conv_bias=False),
+        # S5SSM trained without clip_eigs, one state with Re Λ > 0 (growing over the length)
+        "s5_unstable": make_s5(rng, {"discretization": "zoh", "conj_sym": True, "clip_eigs": False,
+                                     "step_rescale": 1.0}, positive_re=True),
     }
+    # S4's LegS initialization (no random values): Λ, P and the clipped and unclipped B
+    legs = {}
+    for n in (16, 64):
+        w, p, b = hippo_legs_nplr(n)
+        legs["lambda_%d" % n], legs["p_%d" % n], legs["b_%d" % n] = c2r(w), c2r(p[0]), c2r(b)
+        legs["b_unclipped_%d" % n] = c2r(hippo_legs_nplr(n, None)[2])
+    save_file(legs, os.path.join(out, "s4_legs_nplr.safetensors"),
+              metadata={"config": json.dumps({"B_clip": 2.0, "module": "nplr (models/s4/s4.py)"})})
     for name, (sd, u, y, cfg) in fixtures.items():
         sd = {k: np.ascontiguousarray(v, dtype=np.int64 if k.endswith("l_kernel") else np.float64)
               for k, v in sd.items()}  # l_kernel: a registered torch.tensor(0) buffer, int64
         save_file(sd, os.path.join(out, name + ".safetensors"))
-        if name.startswith("s5"):  # as `unzip` lays out numpy.savez(NAME.npz, **sd)
+        if name in ("s5_zoh", "s5_bilinear"):  # as `unzip` lays out numpy.savez(NAME.npz, **sd)
             for key, value in sd.items():
                 path = os.path.join(out, name + "_npy", key + ".npy")
                 os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "common/oracles.hpp"
+#include "mixlens/io/safetensors.hpp"
 #include "mixlens/ops/s4.hpp"
 
 using namespace mixlens;
@@ -276,6 +277,43 @@ BOOST_AUTO_TEST_CASE(legs_initialization) {
   matrix<double> kfd(2, 500);
   for (index_t i = 0; i < kf.size(); ++i) kfd.data()[i] = kf.data()[i];
   BOOST_TEST(testing::relative_error(kfd, kd) <= 1e-5);
+}
+
+// state-spaces/s4's nplr('legs', N, B_clip=2.0), as tests/data/make_reference_module_fixtures.py
+// re-implements it (LAPACK eigh): init's Λ, P and B are the reference's up to a sign per state
+// (the eigenvectors' sign; Im B's clip is symmetric), and b_clip = nullopt gives the unclipped B.
+BOOST_AUTO_TEST_CASE(legs_initialization_matches_reference_nplr) {
+  const io::safetensors_file f(std::filesystem::path(MIXLENS_TEST_DATA_DIR) / "reference_params" / "s4_legs_nplr.safetensors");
+  auto load = [&](const std::string& name) {
+    const auto& t = f.at(name);
+    std::vector<double> v(static_cast<std::size_t>(t.shape.at(0) * 2));
+    f.read(t, v.data());
+    std::vector<cd> z;
+    for (std::size_t i = 0; i < v.size(); i += 2) z.emplace_back(v[i], v[i + 1]);
+    return z;
+  };
+  for (index_t N : {16, 64}) {
+    const auto n = std::to_string(N);
+    const auto lambda = load("lambda_" + n), p = load("p_" + n), b = load("b_" + n), b0 = load("b_unclipped_" + n);
+    const auto clipped = s4_mixer<double>::init(2, N, 7);
+    const auto exact = s4_mixer<double>::init(2, N, 7, 1, 1e-3, 1e-1, std::nullopt);
+    double err = 0, clip_changed = 0;
+    for (index_t j = 0; j < N / 2; ++j) {
+      const auto k = std::size_t(j);
+      const cd pm = to_std(clipped.p(0, 1, j));
+      const double sign = (pm * std::conj(p[k])).real() >= 0 ? 1.0 : -1.0;
+      err = std::max({err, std::abs(to_std(clipped.lambda(1, j)) - lambda[k]) / std::abs(lambda[k]),
+                      std::abs(sign * pm - p[k]) / std::abs(p[k]),
+                      std::abs(sign * to_std(clipped.b(1, j)) - b[k]) / std::abs(b0[k]),
+                      std::abs(sign * to_std(exact.b(1, j)) - b0[k]) / std::abs(b0[k])});
+      BOOST_TEST(std::abs(clipped.b(0, j).imag()) <= 2.0);
+      clip_changed = std::max(clip_changed, std::abs(b[k] - b0[k]));
+    }
+    BOOST_TEST(err <= 1e-10, "N=" << N << ": " << err);
+    BOOST_TEST(clip_changed > 1.0);  // the clip is active at these sizes
+    BOOST_TEST(testing::relative_error(clipped.kernel(64), exact.kernel(64)) > 1e-3);
+  }
+  testing::check_error([] { s4_mixer<double>::init(1, 8, 1, 1, 1e-3, 1e-1, -1.0); }, {"'b_clip'", ">= 0"});
 }
 
 BOOST_AUTO_TEST_CASE(bad_parameters_throw) {

@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -224,12 +225,18 @@ class s4_mixer {
 
   // S4's default layer: HiPPO-LegS in NPLR form (Λ, P, B shared by the channels;
   // P padded with zero rows beyond rank 1), C complex normal, log Δ uniform in
-  // [log dt_min, log dt_max], D normal.
+  // [log dt_min, log dt_max], D normal. Im B is clipped to ±b_clip, as
+  // state-spaces/s4's nplr(…, B_clip=2.0) does by default (std::nullopt keeps
+  // the exact V*b; the clipped B is no longer LegS's, which the reference accepts
+  // for stability). The eigenvectors match the reference's (LAPACK eigh) up to a
+  // sign per state, under which the clip is symmetric: (Λ, P, B) are the
+  // reference's up to that sign, an equivalent state basis.
   static s4_mixer init(index_t channels, index_t state_size, std::uint64_t seed, index_t rank = 1,
-                            double dt_min = 1e-3, double dt_max = 1e-1) {
+                            double dt_min = 1e-3, double dt_max = 1e-1, std::optional<double> b_clip = 2.0) {
     constexpr std::string_view where = "mixlens::s4_mixer::init";
     detail::check_positive(where, "channels", channels);
     detail::check_positive(where, "rank", rank);
+    if (b_clip && !(*b_clip >= 0)) detail::fail(where, "b_clip", "a bound >= 0 (or std::nullopt: no clip)", *b_clip);
     const auto nplr = detail::legs_nplr(state_size);
     const index_t half = state_size / 2;
     auto cast = [](detail::s4_complex z) { return complex<T>(static_cast<T>(z.real()), static_cast<T>(z.imag())); };
@@ -241,7 +248,9 @@ class s4_mixer {
       for (index_t n = 0; n < half; ++n) {
         const auto i = static_cast<std::size_t>(n);
         m.lambda(h, n) = cast(nplr.lambda[i]);
-        m.b(h, n) = cast(nplr.b[i]);
+        auto b = nplr.b[i];
+        if (b_clip) b = detail::s4_complex(b.real(), std::clamp(b.imag(), -*b_clip, *b_clip));
+        m.b(h, n) = cast(b);
         m.p(0, h, n) = cast(nplr.p[i]);
       }
     m.q = m.p;
