@@ -270,6 +270,49 @@ BOOST_AUTO_TEST_CASE(s5_ssm_reproduces_reference) {
   check_against("s5_zoh", std::vector{io::load_s5_ssm<double>(npy, zoh)}, 1e-10);
 }
 
+// A trained S5SSM without clip_eigs may hold Re Λ ≥ 0: loaded with a warning, computed as stored.
+BOOST_AUTO_TEST_CASE(s5_ssm_with_growing_state_reproduces_reference) {
+  std::vector<std::string> warnings;
+  const io::s5_ssm_options o{.prefix = "layers_0/seq/", .warning = [&](const std::string& w) { warnings.push_back(w); }};
+  const auto m = io::load_s5_ssm<double>(params("s5_unstable"), o);
+  BOOST_TEST(m.allow_growth());
+  BOOST_TEST(m.lambda()[2].real() > 0);
+  BOOST_REQUIRE_EQUAL(warnings.size(), 1u);
+  BOOST_TEST(warnings[0].find("'layers_0/seq/Lambda_re'[2] = 0.05") != std::string::npos, warnings[0]);
+  BOOST_TEST(warnings[0].find("s5_unstable.safetensors") != std::string::npos);
+  check_against("s5_unstable", std::vector{m}, 1e-10);
+  check_against("s5_unstable", std::vector{io::load_s5_ssm<float>(params("s5_unstable"), o)}, 1e-5);
+  // The bound operator's matrix is its scan's.
+  const auto io = io_of("s5_unstable");
+  const auto op = m.bind(io.input.view());
+  const auto y = mix(op, io.input.view());
+  const index_t H = io.input.extent(0), L = io.input.extent(1);
+  double err = 0;
+  matrix<double> block(L, L);
+  matrix<double> acc(H, L);
+  for (index_t o_ = 0; o_ < H; ++o_)
+    for (index_t i = 0; i < H; ++i) {
+      op->materialize(o_, i, block.view());
+      for (index_t t = 0; t < L; ++t)
+        for (index_t s_ = 0; s_ < L; ++s_) acc(o_, t) += block(t, s_) * io.input(i, s_);
+    }
+  for (index_t k = 0; k < y.size(); ++k) err = std::max(err, std::abs(acc.data()[k] - y.data()[k]));
+  BOOST_TEST(err < 1e-12);
+  // The growth must stay in range over the bound length: far too long an input is refused.
+  check_error([&] { (void)m.bind(index_t(1) << 20); }, {"'lambda_bar'", "length 1048576"});
+  // clip_eigs clips it instead, silently.
+  warnings.clear();
+  auto clipped = o;
+  clipped.clip_eigs = true;
+  BOOST_TEST(io::load_s5_ssm<double>(params("s5_unstable"), clipped).lambda()[2].real() == -1e-4);
+  BOOST_TEST(warnings.empty());
+  // A stable file gives no warning and no growth.
+  BOOST_TEST(!io::load_s5_ssm<double>(params("s5_bilinear"), {.prefix = "layers_0/seq/", .discretization = "bilinear",
+                                                               .conj_sym = false, .warning = o.warning})
+                  .allow_growth());
+  BOOST_TEST(warnings.empty());
+}
+
 BOOST_AUTO_TEST_CASE(s5_ssm_refuses_unsupported_variants) {
   const auto file = params("s5_zoh");
   const io::s5_ssm_options base{.prefix = "layers_0/seq/"};
@@ -296,8 +339,11 @@ BOOST_AUTO_TEST_CASE(s5_ssm_refuses_unsupported_variants) {
   m = io::tensor_map::copy_of(io::safetensors_file(file));
   m.insert("layers_0/seq/D", {4}, std::vector<double>(4, 0.0));
   check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/D'", "(4,)", "expected (3,)"});
-  // Without clip_eigs a state with Re Λ ≥ 0 is refused by the mixer.
-  check_error([&] { (void)io::load_s5_ssm<double>(file, base); }, {"lambda[2]", "Re < 0"});
+  // Λ = 0 without clip_eigs: the reference's ZOH divides by it.
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/Lambda_re", {4}, {-0.5, -0.5, 0.0, -0.5});
+  m.insert("layers_0/seq/Lambda_im", {4}, {1.0, 1.0, 0.0, 1.0});
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"Λ[2] = 0", "divides by Λ"});
   check_error([&] { (void)io::load_s5_ssm<double>(file, {}); }, {"missing tensor 'Lambda_re'"});
 }
 

@@ -23,6 +23,8 @@
 #include <complex>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -500,6 +502,9 @@ struct s5_ssm_options {
   bool clip_eigs = false;               // Re Λ clipped to at most −1e-4
   bool bidirectional = false;           // refused: the backward scan is not causal
   double step_rescale = 1.0;            // Δ = step_rescale·exp(log_step)
+  // Called with a message for each loaded state with Re Λ ≥ 0 (clip_eigs off: a
+  // growing state, computed as stored on the finite length); empty: std::cerr.
+  std::function<void(const std::string&)> warning = {};
 };
 
 // The S5 mixer of an S5SSM's parameters: Lambda_re (P), Lambda_im (P),
@@ -553,7 +558,23 @@ template <class T, tensor_source Source>
   }
   std::vector<T> skip;
   for (double x : d) skip.push_back(static_cast<T>(x));
-  return s5_mixer<T>(std::move(lambda), std::move(bt), std::move(ct), std::move(steps), std::move(skip), disc, o.conj_sym);
+  // A trained S5SSM without clip_eigs may hold Re Λ ≥ 0: the reference computes it
+  // (a growing state on a finite length), so does the mixer, with a warning.
+  bool growth = false;
+  for (index_t p = 0; p < P; ++p) {
+    if (!(re[p] < 0) && !o.clip_eigs) {
+      if (re[p] == 0 && im[p] == 0)
+        r.fail("tensors '" + r.full("Lambda_re") + "' and '" + r.full("Lambda_im") + "' hold Λ[" + std::to_string(p) +
+               "] = 0, where the reference's discretization divides by Λ (expected Λ != 0)");
+      growth = true;
+      const std::string msg = r.context() + ": warning: '" + r.full("Lambda_re") + "'[" + std::to_string(p) + "] = " +
+                              std::to_string(re[p]) + " >= 0 without clip_eigs: a growing state, computed as stored";
+      if (o.warning) o.warning(msg);
+      else std::cerr << "mixlens: " << msg << '\n';
+    }
+  }
+  return s5_mixer<T>(std::move(lambda), std::move(bt), std::move(ct), std::move(steps), std::move(skip), disc, o.conj_sym,
+                     growth);
 }
 
 // ---- HazyResearch/safari: HyenaOperator ------------------------------------------------

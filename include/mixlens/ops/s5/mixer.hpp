@@ -27,16 +27,20 @@ class s5_mixer {
 
   // Continuous-time parameters: lambda (P), b_tilde (P × H), c_tilde (H × P),
   // log_step (P), skip (H, or empty for none). P counts stored states.
+  // allow_growth admits Re Λ ≥ 0 (a trained checkpoint's unstable state, which
+  // S5 trains without clip_eigs): bound to a finite length, the operator then
+  // checks only that Λ̄^L stays in range (s5_operator::allow_growth).
   s5_mixer(std::vector<complex<T>> lambda, matrix<complex<T>> b_tilde, matrix<complex<T>> c_tilde,
            std::vector<T> log_step, std::vector<T> skip, s5_discretization discretization = s5_discretization::zoh,
-           bool conj_sym = true)
+           bool conj_sym = true, bool allow_growth = false)
       : lambda_(std::move(lambda)),
         b_tilde_(std::move(b_tilde)),
         c_tilde_(std::move(c_tilde)),
         log_step_(std::move(log_step)),
         skip_(std::move(skip)),
         discretization_(discretization),
-        conj_sym_(conj_sym) {
+        conj_sym_(conj_sym),
+        allow_growth_(allow_growth) {
     constexpr std::string_view where = "mixlens::s5_mixer";
     const index_t P = static_cast<index_t>(lambda_.size());
     detail::check_positive(where, "lambda (states)", P);
@@ -49,8 +53,10 @@ class s5_mixer {
     if (!skip_.empty()) detail::check_equal(where, "skip", "size", H, static_cast<index_t>(skip_.size()));
     for (index_t p = 0; p < P; ++p) {
       const complex<T> l = lambda_[static_cast<std::size_t>(p)];
-      if (!(l.real() < T(0)))
-        detail::fail(where, "lambda[" + std::to_string(p) + "]", "Re < 0 (a stable state)", "Re = " + std::to_string(l.real()));
+      if (!(l.real() < T(0)) && !(allow_growth_ && std::isfinite(double(l.real()))))
+        detail::fail(where, "lambda[" + std::to_string(p) + "]",
+                     allow_growth_ ? "a finite real part" : "Re < 0 (a stable state; allow_growth admits Re >= 0)",
+                     "Re = " + std::to_string(l.real()));
       if (!std::isfinite(double(l.imag())))
         detail::fail(where, "lambda[" + std::to_string(p) + "]", "a finite imaginary part", l.imag());
       if (!std::isfinite(double(log_step_[static_cast<std::size_t>(p)])))
@@ -149,6 +155,7 @@ class s5_mixer {
   [[nodiscard]] const std::vector<T>& skip() const { return skip_; }
   [[nodiscard]] s5_discretization discretization() const { return discretization_; }
   [[nodiscard]] bool conj_sym() const { return conj_sym_; }
+  [[nodiscard]] bool allow_growth() const { return allow_growth_; }
 
   // The bound operator for sequences of `length`: discretizes (in double).
   [[nodiscard]] bound_s5<T> bind(index_t length) const {
@@ -173,10 +180,12 @@ class s5_mixer {
         s.b_bar(p, h) = {static_cast<T>(bb.real()), static_cast<T>(bb.imag())};
       }
     }
-    const bool cs = conj_sym_;
-    bound_s5<T> op(std::move(s), [length, cs](const s5_storage<T>& st) {
-      return s5_operator<T>(vector_view<const complex<T>>(st.lambda_bar.data(), st.lambda_bar.size()), st.b_bar.view(),
-                            st.c_tilde.view(), vector_view<const T>(st.skip.data(), st.skip.size()), length, cs);
+    const bool cs = conj_sym_, grow = allow_growth_;
+    bound_s5<T> op(std::move(s), [length, cs, grow](const s5_storage<T>& st) {
+      s5_operator<T> v(vector_view<const complex<T>>(st.lambda_bar.data(), st.lambda_bar.size()), st.b_bar.view(),
+                       st.c_tilde.view(), vector_view<const T>(st.skip.data(), st.skip.size()), length, cs);
+      v.allow_growth = grow;
+      return v;
     });
     op->validate();
     return op;
@@ -196,6 +205,7 @@ class s5_mixer {
   std::vector<T> skip_;
   s5_discretization discretization_;
   bool conj_sym_;
+  bool allow_growth_ = false;
 };
 
 }  // namespace mixlens

@@ -70,6 +70,9 @@ struct s5_operator {
   vector_view<const T> skip;                 // D, H or empty
   index_t sequence_length = 0;
   bool conj_sym = false;  // output 2·Re instead of Re
+  // |Λ̄_p| > 1 admitted (a trained checkpoint's growing state, on a finite
+  // length): validate then asks only that Λ̄^L stay well inside T's range.
+  bool allow_growth = false;
 
   s5_operator() = default;
   s5_operator(vector_view<const complex<T>> lambda, matrix_view<const complex<T>> b, matrix_view<const complex<T>> c,
@@ -104,8 +107,20 @@ struct s5_operator {
   void validate() const {
     constexpr std::string_view where = "mixlens::s5_operator";
     const double bound = 1.0 + 4.0 * double(std::numeric_limits<T>::epsilon());
+    // With allow_growth: |Λ̄|^L at most the square root of T's largest value, which
+    // leaves the products with B̄, C̃ and the input room before they overflow.
+    const double log_limit = 0.5 * std::log(double(std::numeric_limits<T>::max()));
     for (index_t p = 0; p < states(); ++p) {
       const complex<double> l = detail::widen(lambda_bar[static_cast<std::size_t>(p)]);
+      if (allow_growth) {
+        if (!(std::isfinite(l.real()) && std::isfinite(l.imag()) &&
+              double(length()) * std::log(cuda::std::abs(l)) <= log_limit))
+          detail::fail(where, "lambda_bar",
+                       "finite, with |lambda_bar|^length <= sqrt(max) (a growth the type holds) at [" + std::to_string(p) +
+                           "], length " + std::to_string(length()),
+                       detail::format_complex(l));
+        continue;
+      }
       if (!(std::isfinite(l.real()) && std::isfinite(l.imag()) && cuda::std::abs(l) <= bound))
         detail::fail(where, "lambda_bar", "|lambda_bar| <= 1 (a stable state) at [" + std::to_string(p) + "]",
                      detail::format_complex(l));
