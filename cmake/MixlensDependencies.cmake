@@ -9,6 +9,8 @@
 #   OpenMP::OpenMP_CXX       optional: host threads for the scan policies (MIXLENS_ENABLE_OPENMP)
 #   PkgConfig::MIXLENS_OPENBLAS  optional: OpenBLAS's CBLAS for the host products (MIXLENS_ENABLE_BLAS;
 #                           Debian: libopenblas-dev)
+#   PkgConfig::MIXLENS_LIBZIP  optional: libzip for io::read_npz (mixlens::npz; Debian: libzip-dev),
+#                              required with MIXLENS_ENABLE_NPZ=ON
 include_guard(GLOBAL)
 
 find_package(CUDAToolkit QUIET)
@@ -63,6 +65,16 @@ endif()
 # (detail/gemm.hpp). OpenBLAS through pkg-config (Debian: libopenblas-dev).
 if(PkgConfig_FOUND AND (NOT DEFINED MIXLENS_ENABLE_BLAS OR MIXLENS_ENABLE_BLAS))
   pkg_check_modules(MIXLENS_OPENBLAS QUIET IMPORTED_TARGET GLOBAL openblas)
+endif()
+
+# Optional: libzip for the .npz reader (mixlens::npz). Without it the rest builds;
+# MIXLENS_ENABLE_NPZ=ON makes it required, OFF leaves it out.
+if(PkgConfig_FOUND AND (NOT DEFINED MIXLENS_ENABLE_NPZ OR MIXLENS_ENABLE_NPZ))
+  pkg_check_modules(MIXLENS_LIBZIP QUIET IMPORTED_TARGET GLOBAL libzip)
+endif()
+if(MIXLENS_ENABLE_NPZ AND NOT MIXLENS_LIBZIP_FOUND)
+  message(FATAL_ERROR "MIXLENS_ENABLE_NPZ=ON: io::read_npz (mixlens/io/npz.hpp) needs libzip found through "
+                      "pkg-config: on Debian, apt-get install pkg-config libzip-dev")
 endif()
 
 # Optional: without OpenMP the threaded host scan policies run on one thread.

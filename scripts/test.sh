@@ -67,8 +67,8 @@ cccl=$(sed -n 's/^_libcudacxx_INCLUDE_DIR:[A-Z]*=//p' build-host/CMakeCache.txt)
 (cd include && find mixlens -name '*.hpp' | sort | sed 's/.*/#include "&"/') |
   "$clang" -std=c++20 -fsyntax-only -Wall -Wextra -Iinclude ${cccl:+-isystem "$cccl"} -x c++ -
 
-sanitized=(io_test safetensors_test reference_params_test mamba_model_test mixlens-attn mixlens-test-set-nan)
-fuzzers=(fuzz_npy fuzz_json fuzz_safetensors fuzz_config fuzz_checkpoint mixlens-fuzz-seeds)
+sanitized=(io_test npz_test safetensors_test reference_params_test mamba_model_test mixlens-attn mixlens-test-set-nan)
+fuzzers=(fuzz_npy fuzz_npz fuzz_json fuzz_safetensors fuzz_config fuzz_checkpoint mixlens-fuzz-seeds)
 # -O1 and line tables: the usual sanitizer settings, and the build stays short.
 cmake -S . -B build-asan -DCMAKE_CXX_COMPILER="$clang" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only -DNDEBUG" -DMIXLENS_ENABLE_CUDA=OFF \

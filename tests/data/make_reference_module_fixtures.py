@@ -52,6 +52,8 @@ For each fixture NAME, under reference_params/:
                         (under the prefix its make_* function gives)
   NAME_npy/             S5 fixtures also as one .npy per parameter under its flattened flax
                         name: what unzipping numpy.savez(NAME.npz, **params) gives
+  s5_zoh.npz, s5_zoh_compressed.npz   the same as numpy.savez and numpy.savez_compressed
+                        archives; s5_zoh_extra.npz adds a member that is not a .npy
   NAME.io.safetensors   input (H, L) and output (channels·H, L), float64, one batch element
                         (and the gate's input z for Mamba); the module's configuration as JSON in the header's __metadata__
                         "config"
@@ -61,10 +63,12 @@ Needs numpy and safetensors only (`pip install numpy safetensors`):
     python3 make_reference_module_fixtures.py [OUT_DIR]   # default: reference_params/ beside it
 """
 
+import io as io_module
 import json
 import math
 import os
 import sys
+import zipfile
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -813,6 +817,15 @@ def main():
                 path = os.path.join(out, name + "_npy", key + ".npy")
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 np.save(path, value)
+        if name == "s5_zoh":  # the archives themselves: stored (savez) and deflated (savez_compressed)
+            np.savez(os.path.join(out, name + ".npz"), **sd)
+            np.savez_compressed(os.path.join(out, name + "_compressed.npz"), **sd)
+            with zipfile.ZipFile(os.path.join(out, name + "_extra.npz"), "w") as z:  # a member not .npy
+                for key, value in sd.items():
+                    buf = io_module.BytesIO()
+                    np.save(buf, value)
+                    z.writestr(key + ".npy", buf.getvalue())
+                z.writestr("README.txt", "not an array")
         meta = {"config": json.dumps(cfg, sort_keys=True)}
         if isinstance(u, tuple):  # the gate's input too
             io = {"input": np.ascontiguousarray(u[0]), "z": np.ascontiguousarray(u[1]),

@@ -1,6 +1,6 @@
 // Writes the seed corpus of each harness from the test fixtures:
 //   mixlens-fuzz-seeds DATA_DIR OUT_DIR
-// OUT_DIR/{npy,json,safetensors,config,checkpoint}/ (the checkpoint seeds are
+// OUT_DIR/{npy,npz,json,safetensors,config,checkpoint}/ (the checkpoint seeds are
 // config.json, a NUL byte and model.safetensors; CMake cannot write NUL bytes).
 #include <cstdint>
 #include <filesystem>
@@ -73,6 +73,8 @@ int main(int argc, char** argv) {
   const fs::path ref = data / "reference" / "mamba_tied_fp32";
   for (const char* f : {"tokens_0.npy", "tokens_2.npy", "logits_0.npy"}) put(out / "npy", f, slurp(ref / f));
   put(out / "json", "manifest.json", slurp(data / "reference" / "manifest.json"));
+  for (const auto& e : fs::directory_iterator(data / "reference_params"))
+    if (e.path().extension() == ".npz") put(out / "npz", e.path().filename().string(), slurp(e.path()));
   // The small checkpoints (mamba_demo is too large for quick mutations).
   for (const char* model : {"mamba_tied_fp32", "mamba_bias_bf16", "mamba_ss_f16", "mamba_demo"}) {
     const std::string config = slurp(data / model / "config.json");

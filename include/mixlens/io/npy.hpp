@@ -198,30 +198,31 @@ inline std::vector<index_t> npy_shape(const std::filesystem::path& file, const s
 
 }  // namespace detail
 
-// Reads a .npy file; malformed files raise mixlens::error naming the file and
-// byte offset. Every size in the header is checked against the file before
-// anything is allocated.
-inline npy_array read_npy(const std::filesystem::path& file) {
-  const std::uint64_t file_size = mixlens::detail::regular_file_size(file, "npy file");
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw error("cannot open npy file '" + file.string() + "'");
+namespace detail {
+
+// The .npy format read through `read(dst, n)` (false when fewer than n bytes
+// remain) from a source of `total` bytes, named `file` in messages: a file, or
+// a member of an .npz archive. Every size in the header is checked against
+// `total` before anything is allocated.
+template <class Read>
+npy_array parse_npy(const std::filesystem::path& file, std::uint64_t total, Read&& read) {
   char magic[8];
-  if (!in.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0)
+  if (total < 8 || !read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0)
     detail::npy_fail(file, 0, "not a .npy file (bad magic string)");
   const int major = static_cast<unsigned char>(magic[6]);
   if (major < 1 || major > 3) detail::npy_fail(file, 6, "unsupported format version " + std::to_string(major));
   std::uint32_t header_len = 0;
   unsigned char len_bytes[4] = {0, 0, 0, 0};
   const int len_size = major == 1 ? 2 : 4;
-  if (!in.read(reinterpret_cast<char*>(len_bytes), len_size)) detail::npy_fail(file, 8, "truncated header length");
+  if (total < 8u + len_size || !read(reinterpret_cast<char*>(len_bytes), len_size))
+    detail::npy_fail(file, 8, "truncated header length");
   for (int i = len_size - 1; i >= 0; --i) header_len = (header_len << 8) | len_bytes[i];
   const std::uint64_t header_at = 8 + len_size;
-  if (header_len > detail::npy_max_header || header_len > file_size - header_at)
+  if (header_len > detail::npy_max_header || header_len > total - header_at)
     detail::npy_fail(file, 8, "header length " + std::to_string(header_len) + " exceeds " +
                                   (header_len > detail::npy_max_header ? "the limit of 1 MiB" : "the file"));
   std::string dict(header_len, '\0');
-  if (!in.read(dict.data(), header_len)) detail::npy_fail(file, header_at, "truncated header");
-
+  if (!read(dict.data(), header_len)) detail::npy_fail(file, header_at, "truncated header");
   npy_array a;
   a.file = file;
   std::string descr = detail::npy_field(file, dict, "descr");
@@ -239,7 +240,7 @@ inline npy_array read_npy(const std::filesystem::path& file) {
   else detail::npy_fail(file, header_at, "unsupported dtype '" + a.descr + "'");
   const std::uint64_t data_offset = header_at + header_len;
   const auto count = static_cast<std::uint64_t>(a.size());
-  const std::uint64_t held = file_size - data_offset;
+  const std::uint64_t held = total - data_offset;
   if (count > held / element)
     detail::npy_fail(file, data_offset, "truncated data: shape and dtype need " + std::to_string(count) + " x " +
                                             std::to_string(element) + " bytes, the file holds " + std::to_string(held));
@@ -248,9 +249,23 @@ inline npy_array read_npy(const std::filesystem::path& file) {
   } catch (const std::bad_alloc&) {
     detail::npy_fail(file, data_offset, "out of memory for " + std::to_string(count * element) + " data bytes");
   }
-  if (!in.read(a.bytes.data(), static_cast<std::streamsize>(a.bytes.size())))
+  if (!read(a.bytes.data(), a.bytes.size()))
     detail::npy_fail(file, data_offset, "truncated data: expected " + std::to_string(a.bytes.size()) + " bytes");
   return a;
+}
+
+}  // namespace detail
+
+// Reads a .npy file; malformed files raise mixlens::error naming the file and
+// byte offset. Every size in the header is checked against the file before
+// anything is allocated.
+inline npy_array read_npy(const std::filesystem::path& file) {
+  const std::uint64_t file_size = mixlens::detail::regular_file_size(file, "npy file");
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw error("cannot open npy file '" + file.string() + "'");
+  return detail::parse_npy(file, file_size, [&](char* dst, std::size_t n) {
+    return static_cast<bool>(in.read(dst, static_cast<std::streamsize>(n)));
+  });
 }
 
 }  // namespace mixlens::io
