@@ -5,7 +5,7 @@
 //   gpu_forward        the forward pass alone (logits stay on the device)
 //   gpu_rollout        forward + per-layer channel-mean α + rollout (target < 1 s at L = 1024 on an H200)
 //   gpu_rollout_raw    the same plus min / max, raw maps and their average (what mixlens-attn computes)
-//   gpu_rollout_tensor, gpu_rollout_raw_tensor  the same through the D × L × L tensor (the baseline)
+//   gpu_rollout_direct, gpu_rollout_raw_direct  the same from the fused aggregate, no D × L × L tensor
 //   gpu_rollout_unified  with the unified form instead of the paper's α
 //   cpu_forward, cpu_rollout  the CPU path (models/), one thread (target < 10 s at L = 128)
 // Wall-clock times; the model's creation and upload are outside the timing.
@@ -87,10 +87,10 @@ void gpu_forward(benchmark::State& state) {
   counters(state, L);
 }
 
-// rollout / rollout_raw: the maps straight from the signals (the fused α
-// aggregation); *_tensor: the same through the D × L × L tensor in chunks
-// (analysis::aggregate_materialized), the path before it, as the baseline.
-enum class what { rollout, rollout_raw, unified, rollout_tensor, rollout_raw_tensor };
+// rollout / rollout_raw: analysis::aggregate_operator (on the device: the
+// D × L × L tensor in chunks, reduced); *_direct: the same maps straight from
+// the signals through the fused aggregate (gpu::aggregate_channels), no tensor.
+enum class what { rollout, rollout_raw, unified, rollout_direct, rollout_raw_direct };
 
 template <what W>
 void gpu_rollout(benchmark::State& state) {
@@ -101,17 +101,21 @@ void gpu_rollout(benchmark::State& state) {
   const attention_form form = W == what::unified ? attention_form::unified : attention_form::paper;
   const auto& be = backend();
   auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
+  auto acc = be.alloc<double>(L * L);
   analysis::rollout_accumulator<gpu::device_backend> roll(be, L);
   analysis::map_average<gpu::device_backend> raw_average(be, L * L);
   const auto once = [&] {
     roll.reset();
     raw_average.reset();
     auto logits = gpu::mamba_forward(be, m, std::span<const index_t>(t), [&](const mamba_layer_signals<float>& s) {
-      constexpr bool raw_maps = W == what::rollout_raw || W == what::rollout_raw_tensor;
+      constexpr bool raw_maps = W == what::rollout_raw || W == what::rollout_raw_direct;
       float* mm = raw_maps ? minmax.data() : nullptr;
-      if (W == what::rollout_tensor || W == what::rollout_raw_tensor)
-        analysis::aggregate_materialized(be, s.ssm(), channel_reduction::mean, map.data(), mm);
-      else if (form == attention_form::paper)
+      if (W == what::rollout_direct || W == what::rollout_raw_direct) {
+        be.fill_zero(acc.data(), L * L);
+        if (mm) be.reset_min_max(mm);
+        gpu::aggregate_channels(s.ssm(), channel_reduction::mean, acc.data(), mm, be.stream());
+        be.mean(acc.data(), L * L, double(s.channels()), map.data());
+      } else if (form == attention_form::paper)
         analysis::aggregate_operator(be, s.ssm(), channel_reduction::mean, map.data(), mm);
       else
         analysis::aggregate_operator(be, unified_operator(be, s, {.offset = false}), channel_reduction::mean, map.data(), mm);
@@ -123,7 +127,7 @@ void gpu_rollout(benchmark::State& state) {
     });
     auto result = be.download(roll.result(), L * L);
     benchmark::DoNotOptimize(result.data());
-    if (W == what::rollout_raw || W == what::rollout_raw_tensor) {
+    if (W == what::rollout_raw || W == what::rollout_raw_direct) {
       raw_average.result(raw.data());
       auto r = be.download(raw.data(), L * L);
       benchmark::DoNotOptimize(r.data());
@@ -167,11 +171,11 @@ void cpu_rollout(benchmark::State& state) {
 BENCHMARK(gpu_forward)->Arg(1024)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
 BENCHMARK(gpu_rollout<what::rollout>)->Name("gpu_rollout")->Arg(1024)->Arg(2048)->Arg(8192)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);
-BENCHMARK(gpu_rollout<what::rollout_tensor>)->Name("gpu_rollout_tensor")->Arg(1024)->Arg(2048)
+BENCHMARK(gpu_rollout<what::rollout_direct>)->Name("gpu_rollout_direct")->Arg(1024)->Arg(2048)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(gpu_rollout<what::rollout_raw>)->Name("gpu_rollout_raw")->Arg(1024)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);
-BENCHMARK(gpu_rollout<what::rollout_raw_tensor>)->Name("gpu_rollout_raw_tensor")->Arg(1024)
+BENCHMARK(gpu_rollout<what::rollout_raw_direct>)->Name("gpu_rollout_raw_direct")->Arg(1024)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(gpu_rollout<what::unified>)->Name("gpu_rollout_unified")->Arg(1024)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);

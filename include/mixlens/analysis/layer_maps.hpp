@@ -3,7 +3,8 @@
 //  - aggregate_operator: the channel aggregate (L × L) of an operator's
 //    diagonal blocks with the min, max and NaN count of the whole tensor (for
 //    raw attention) and optionally a host copy of the tensor: straight from the
-//    signals where the backend can (no D × L × L tensor at all), else
+//    signals where the backend has it (the host's S6 aggregate: no D × L × L
+//    tensor at all), else
 //    materialized in chunks of channels (aggregate_materialized);
 //    aggregate_bidirectional the same for a forward and a time-reversed
 //    backward operator combined (Vision Mamba's blocks);
@@ -66,7 +67,7 @@ void aggregate_materialized(const Backend& be, const Op& op, channel_reduction r
 
 // The same results; without host_copy, straight from the operator's signals
 // where the backend reduces its blocks while it forms them
-// (be.aggregate_channels: S6's α on the GPU), so that no D × L × L tensor exists.
+// (be.aggregate_channels: S6's α on the host), so that no D × L × L tensor exists.
 template <class Backend, class Op>
 void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, typename Backend::value_type* map,
                         typename Backend::value_type* minmax = nullptr, typename Backend::value_type* host_copy = nullptr,

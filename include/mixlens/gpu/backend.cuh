@@ -575,12 +575,11 @@ class device_backend {
   void materialize_channels(const Op& op, index_t d0, index_t count, float* out) const {
     gpu::materialize_channels(op, d0, count, out, stream_);
   }
-  // The channel aggregate without the blocks, where the operator has it.
-  template <class Op>
-    requires aggregates_channels<Op>
-  void aggregate_channels(const Op& op, channel_reduction r, double* acc, float* minmax) const {
-    gpu::aggregate_channels(op, r, acc, minmax, stream_);
-  }
+  // No aggregate_channels here: on the H200 the fused aggregate
+  // (gpu::aggregate_channels) is slower than materializing chunks of α and
+  // reducing them (162.6 against 113.4 ms for the 130m-sized rollout at L 1024,
+  // bench/README.md), so analysis::aggregate_operator keeps the tensor path on
+  // the device; the fused kernel is there for when memory, not time, is short.
   void aggregate(const float* m, index_t count, index_t LL, channel_reduction r, double* acc,
                  float* minmax) const {
     const unsigned blocks = detail::grid_size((LL + detail::model_threads - 1) / detail::model_threads);
