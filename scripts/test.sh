@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the host library, tools, examples and tests without the CUDA toolkit (hidden
 # when installed) and runs the CPU test set; then, with a toolkit, everything nvcc
-# builds. GPU tests run with: ctest --test-dir build -L gpu
+# builds (the GPU tests where a GPU runs them: see below).
 # Then a sanitizer stage (docs/reliability.md; clang 14, installed like the rest):
 # a clang syntax check of every host header, an ASan + UBSan build of the I/O, model and
 # tool tests (MIXLENS_SANITIZE_TESTS=all: the whole CPU set), and each libFuzzer
@@ -36,14 +36,20 @@ else
   host_stage
 fi
 
-# With a toolkit: what nvcc builds (GPU tests, nvcc header checks, the CUDA builds of the
-# tools and examples), and the CPU tests of those CUDA-built binaries. GPU tests run with:
-# ctest --test-dir build -L gpu
+# With a toolkit: what nvcc builds (nvcc header checks, the CUDA builds of the tools and
+# examples), and the CPU tests of those CUDA-built binaries. The GPU tests are built and run
+# where a GPU can run them (nvidia-smi lists one), or built alone with MIXLENS_GPU_TESTS=build.
 if nvcc_works; then
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMIXLENS_BUILD_TESTS=ON >/dev/null
   cmake --build build -j"$(nproc)" --target mixlens_cuda_targets
   ctest --test-dir build -L cpu --output-on-failure -j"$(nproc)" \
     -R '^(mixlens_attn_test|operator_classes_verdicts|vim_attention_example)$'
+  gpu_tests=${MIXLENS_GPU_TESTS:-}
+  if [[ -z $gpu_tests ]] && nvidia-smi -L >/dev/null 2>&1; then gpu_tests=run; fi
+  if [[ $gpu_tests == build || $gpu_tests == run ]]; then
+    cmake --build build -j"$(nproc)" --target mixlens_gpu_test_targets
+  fi
+  if [[ $gpu_tests == run ]]; then ctest --test-dir build -L gpu --output-on-failure; fi
 fi
 
 if [[ ${MIXLENS_PYTHON:-0} == 1 ]]; then
