@@ -158,9 +158,10 @@ struct host_backend {
 
   // dx (rows × H) = (or += when `accumulate`) the gradient through rms_norm at x
   // given dy: with r = 1/sqrt(mean(x²) + eps),
-  // dx_i = r·w_i·dy_i − x_i·r³·mean_j(w_j·dy_j·x_j).
+  // dx_i = r·w_i·dy_i − x_i·r³·mean_j(w_j·dy_j·x_j); with `detach_scale` r is a
+  // constant (LRP's rule): dx_i = r·w_i·dy_i.
   void rms_norm_backward(const T* x, index_t rows, index_t H, vector_view<const T> weight, double eps, const T* dy,
-                         T* dx, bool accumulate) const {
+                         T* dx, bool accumulate, bool detach_scale = false) const {
     for (index_t r = 0; r < rows; ++r) {
       const T *xr = x + r * H, *gr = dy + r * H;
       double ss = 0, dot = 0;
@@ -168,7 +169,8 @@ struct host_backend {
         ss += double(xr[i]) * double(xr[i]);
         dot += double(gr[i]) * double(weight[static_cast<std::size_t>(i)]) * double(xr[i]);
       }
-      const double scale = 1.0 / std::sqrt(ss / double(H) + eps), k = scale * scale * scale * dot / double(H);
+      const double scale = 1.0 / std::sqrt(ss / double(H) + eps),
+                   k = detach_scale ? 0.0 : scale * scale * scale * dot / double(H);
       for (index_t i = 0; i < H; ++i) {
         const T v = static_cast<T>(scale * double(weight[static_cast<std::size_t>(i)]) * double(gr[i]) - k * double(xr[i]));
         dx[r * H + i] = accumulate ? dx[r * H + i] + v : v;
@@ -195,11 +197,13 @@ struct host_backend {
 
   // The gradient through conv_silu: du (D × L) holds ∂u on entry and ∂p on
   // return (p = conv(x) + bias; SiLU'(p) = σ + u·(1 − σ), from the forward's u
-  // and σ); dx = convᵀ·∂p, dx[d][s] = Σ_k taps[d][k]·∂p[d][s + k].
+  // and σ; with `detach_sigmoid` σ is a constant, LRP's rule: ∂p = ∂u·σ);
+  // dx = convᵀ·∂p, dx[d][s] = Σ_k taps[d][k]·∂p[d][s + k].
   template <class Kind>
-  void conv_silu_backward(const causal_conv_operator<T, Kind>& conv, const T* u, const T* sigma, T* du, T* dx) const {
+  void conv_silu_backward(const causal_conv_operator<T, Kind>& conv, const T* u, const T* sigma, T* du, T* dx,
+                          bool detach_sigmoid = false) const {
     const index_t D = conv.in_channels(), L = conv.length(), K = conv.taps();
-    for (index_t i = 0; i < D * L; ++i) du[i] *= sigma[i] + u[i] * (T(1) - sigma[i]);
+    for (index_t i = 0; i < D * L; ++i) du[i] *= detach_sigmoid ? sigma[i] : sigma[i] + u[i] * (T(1) - sigma[i]);
     for (index_t d = 0; d < D; ++d)
       for (index_t s = 0; s < L; ++s) {
         T acc = 0;
@@ -214,11 +218,11 @@ struct host_backend {
     for (index_t i = 0; i < n; ++i) grad[i] *= -std::expm1(-delta[i]);
   }
 
-  // grad *= SiLU'(z) = σ(z)·(1 + z·(1 − σ(z))).
-  void silu_backward(const T* z, T* grad, index_t n) const {
+  // grad *= SiLU'(z) = σ(z)·(1 + z·(1 − σ(z))); with `detach_sigmoid`, grad *= σ(z).
+  void silu_backward(const T* z, T* grad, index_t n, bool detach_sigmoid = false) const {
     for (index_t i = 0; i < n; ++i) {
       const T s = mixlens::detail::sigmoid(z[i]);
-      grad[i] *= s * (T(1) + z[i] * (T(1) - s));
+      grad[i] *= detach_sigmoid ? s : s * (T(1) + z[i] * (T(1) - s));
     }
   }
 

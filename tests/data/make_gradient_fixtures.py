@@ -21,7 +21,12 @@ to the activations, saved as float32 under reference/<name>/:
   grad_<tag>_layer<k>_ssm_out.npy     float32 (D, L) the scan output + D·u, before ⊙ SiLU(z)
 
 Targets: "last" (the last position, the argmax of its row) and "mid" (a middle position and a
-fixed token), for the sequences and layers listed in CASES. Needs torch, numpy and safetensors:
+fixed token), for the sequences and layers listed in CASES. The targets "lrp_last" and "lrp_mid"
+are the same logits differentiated under MambaLRP's rules (Jafari et al., NeurIPS 2024), written
+as detaches in the same forward pass: SiLU's σ detached, the SSM's Δ, B and C detached (only u
+carries the gradient; no delta, b, c files for these tags), the gate y = s ⊙ SiLU(z) split half
+and half (0.5·(s ⊙ g̅ + s̅ ⊙ g), a bar meaning detached), RMSNorm's denominator detached; the
+value of every activation is unchanged. Needs torch, numpy and safetensors:
 
     python3 make_gradient_fixtures.py [DATA_DIR]
 """
@@ -43,10 +48,15 @@ CASES = [
 ]
 
 
-def rms_norm(x, weight, eps):
+def rms_norm(x, weight, eps, lrp=False):
     """MambaRMSNorm: x / sqrt(mean(x²) + eps) · weight over the last dimension."""
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    x = x * (r.detach() if lrp else r)
     return x if weight is None else weight * x
+
+
+def silu(x, lrp=False):
+    return x * torch.sigmoid(x).detach() if lrp else F.silu(x)
 
 
 def load(data_dir, name):
@@ -56,9 +66,9 @@ def load(data_dir, name):
     return cfg, w
 
 
-def forward(cfg, w, tokens):
+def forward(cfg, w, tokens, lrp=False):
     """The language model on one sequence; returns the logits (L, V) and the activations whose
-    gradients are kept (each with retain_grad)."""
+    gradients are kept (each with retain_grad). With lrp, the gradient follows MambaLRP's rules."""
     falcon = cfg.get("model_type") == "falcon_mamba"
     D, N, R = cfg["intermediate_size"], cfg["state_size"], cfg["time_step_rank"]
     L = len(tokens)
@@ -71,12 +81,12 @@ def forward(cfg, w, tokens):
         m = p + "mixer."
         layer = {"residual": h}
         h.retain_grad()
-        hn = rms_norm(h, w[p + "norm.weight"], cfg["layer_norm_epsilon"])
+        hn = rms_norm(h, w[p + "norm.weight"], cfg["layer_norm_epsilon"], lrp)
         xz = F.linear(hn, w[m + "in_proj.weight"], w.get(m + "in_proj.bias")).T  # (2D, L), as (batch, 2D, L)
         x, z = xz[:D], xz[D:]
         conv = F.conv1d(x[None], w[m + "conv1d.weight"], w.get(m + "conv1d.bias"), padding=cfg["conv_kernel"] - 1,
                         groups=D)[0, :, :L]
-        u = F.silu(conv)
+        u = silu(conv, lrp)
         u.retain_grad()
         layer["u"] = u
         proj = F.linear(u.T, w[m + "x_proj.weight"])  # (L, R + 2N)
@@ -85,9 +95,12 @@ def forward(cfg, w, tokens):
             eps = cfg["mixer_rms_eps"]
             dt, B, C = rms_norm(dt, None, eps), rms_norm(B, None, eps), rms_norm(C, None, eps)
         delta = F.softplus(F.linear(dt, w[m + "dt_proj.weight"], w[m + "dt_proj.bias"])).T  # (D, L)
-        for name, v in (("delta", delta), ("b", B), ("c", C)):
-            v.retain_grad()
-            layer[name] = v
+        if lrp:  # only u carries the gradient through the scan
+            delta, B, C = delta.detach(), B.detach(), C.detach()
+        else:
+            for name, v in (("delta", delta), ("b", B), ("c", C)):
+                v.retain_grad()
+                layer[name] = v
         A = -torch.exp(w[m + "A_log"])  # (D, N)
         decay = torch.exp(A[:, None, :] * delta[:, :, None])  # (D, L, N)
         bu = delta[:, :, None] * B[None, :, :] * u[:, :, None]
@@ -99,10 +112,11 @@ def forward(cfg, w, tokens):
         ssm_out = torch.stack(ys, dim=1) + u * w[m + "D"][:, None]
         ssm_out.retain_grad()
         layer["ssm_out"] = ssm_out
-        y = ssm_out * F.silu(z)
+        gate = silu(z, lrp)
+        y = 0.5 * (ssm_out * gate.detach() + ssm_out.detach() * gate) if lrp else ssm_out * gate
         h = h + F.linear(y.T, w[m + "out_proj.weight"], w.get(m + "out_proj.bias"))
         keep["layers"].append(layer)
-    hn = rms_norm(h, w["backbone.norm_f.weight"], cfg["layer_norm_epsilon"])
+    hn = rms_norm(h, w["backbone.norm_f.weight"], cfg["layer_norm_epsilon"], lrp)
     head = w["backbone.embeddings.weight"] if cfg.get("tie_word_embeddings", True) else w["lm_head.weight"]
     return hn @ head.T, keep
 
@@ -119,8 +133,8 @@ def main():
         want = np.load(os.path.join(ref_dir, f"logits_{seq}.npy")).astype(np.float64)
         err = np.abs(logits.detach().numpy() - want).max() / np.abs(want).max()
         assert err < 1e-5, f"{name}: the plain forward pass leaves transformers' logits ({err:.3g})"
-        for tag, (position, token) in targets.items():
-            logits, keep = forward(cfg, w, tokens)
+        for tag, (position, token) in list(targets.items()) + [("lrp_" + t, v) for t, v in targets.items()]:
+            logits, keep = forward(cfg, w, tokens, lrp=tag.startswith("lrp_"))
             position = len(tokens) - 1 if position is None else position
             token = int(torch.argmax(logits[position])) if token is None else token
             logits[position, token].backward()

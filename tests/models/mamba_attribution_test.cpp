@@ -9,6 +9,7 @@
 #include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
 #include "mixlens/detail/random.hpp"
+#include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/mamba_random.hpp"
 
@@ -29,37 +30,44 @@ mamba_model<double> small_model(bool falcon, std::uint64_t seed, index_t layers 
 
 const std::vector<index_t> tokens{2, 7, 1, 8, 2, 8, 1};
 
-// The recipe step by step on whole tensors: every channel's α materialized,
-// clamped, normalized over the layer, averaged; the token weights from the
-// stored residual gradients; the rollout as a product of L × L matrices.
-std::vector<double> mamba_attr_reference(const mamba_model<double>& m, gradient_target target, index_t start) {
+enum class recipe { mamba_attr, attn_grad };
+
+// The recipes step by step on whole tensors: every channel's matrix
+// materialized (the paper's α, or the unified form's Â), clamped, normalized
+// over the layer (mamba-attr: before the channel mean; attn-grad: after the
+// column weights), the token weights from the stored residual gradients; the
+// rollout as a product of L × L matrices. Returns the whole rollout (L × L).
+std::vector<double> rollout_reference(const mamba_model<double>& m, gradient_target target, index_t start, recipe how) {
   const auto g = mamba_gradients(m, std::span<const index_t>(tokens), target, {.residual = true});
   const auto signals = all_signals(m, tokens);
   const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size, D = m.config.intermediate_size;
+  const auto normalize = [](std::vector<double>& v) {
+    const double lo = *std::min_element(v.begin(), v.end()), hi = *std::max_element(v.begin(), v.end());
+    for (auto& x : v) x = (x - lo) / (hi - lo);
+  };
   std::vector<std::vector<double>> aug;
   for (index_t k = start; k < m.num_layers(); ++k) {
-    const auto op = signals[static_cast<std::size_t>(k)].view().ssm();
-    std::vector<double> alpha;  // D × L × L, clamped
-    matrix<double> block(L, L);
-    for (index_t d = 0; d < D; ++d) {
-      op.alpha(d, block.view());
-      for (index_t i = 0; i < L * L; ++i) alpha.push_back(std::max(block.data()[i], 0.0));
-    }
-    const double lo = *std::min_element(alpha.begin(), alpha.end()), hi = *std::max_element(alpha.begin(), alpha.end());
+    const auto s = signals[static_cast<std::size_t>(k)].view();
+    std::vector<double> clamped;  // D × L × L
+    const auto all = layer_attention(s, how == recipe::mamba_attr ? attention_form::paper : attention_form::unified);
+    for (index_t i = 0; i < D * L * L; ++i) clamped.push_back(std::max(all.data()[i], 0.0));
+    if (how == recipe::mamba_attr) normalize(clamped);
     std::vector<double> mean(static_cast<std::size_t>(L * L), 0.0);
     for (index_t d = 0; d < D; ++d)
-      for (index_t i = 0; i < L * L; ++i) mean[static_cast<std::size_t>(i)] += (alpha[static_cast<std::size_t>(d * L * L + i)] - lo) / (hi - lo) / double(D);
+      for (index_t i = 0; i < L * L; ++i) mean[static_cast<std::size_t>(i)] += clamped[static_cast<std::size_t>(d * L * L + i)] / double(D);
     const auto& grad = g.layers[static_cast<std::size_t>(k)].residual;
-    std::vector<double> s(static_cast<std::size_t>(L), 0.0);
+    std::vector<double> w(static_cast<std::size_t>(L), 0.0);
     for (index_t t = 0; t < L; ++t)
-      for (index_t h = 0; h < H; ++h) s[static_cast<std::size_t>(t)] = std::max(s[static_cast<std::size_t>(t)], grad[static_cast<std::size_t>(t * H + h)]);
-    const double smin = *std::min_element(s.begin(), s.end()), smax = *std::max_element(s.begin(), s.end());
-    for (auto& v : s) v = (v - smin) / (smax - smin);
+      for (index_t h = 0; h < H; ++h) w[static_cast<std::size_t>(t)] = std::max(w[static_cast<std::size_t>(t)], grad[static_cast<std::size_t>(t * H + h)]);
+    normalize(w);
+    for (index_t i = 0; i < L; ++i)
+      for (index_t j = 0; j < L; ++j) mean[static_cast<std::size_t>(i * L + j)] *= w[static_cast<std::size_t>(j)];
+    if (how == recipe::attn_grad) normalize(mean);
     std::vector<double> a(static_cast<std::size_t>(L * L));
     for (index_t i = 0; i < L; ++i) {
       double sum = 0;
       for (index_t j = 0; j < L; ++j) {
-        a[static_cast<std::size_t>(i * L + j)] = mean[static_cast<std::size_t>(i * L + j)] * s[static_cast<std::size_t>(j)] + (i == j ? 1 : 0);
+        a[static_cast<std::size_t>(i * L + j)] = mean[static_cast<std::size_t>(i * L + j)] + (i == j ? 1 : 0);
         sum += a[static_cast<std::size_t>(i * L + j)];
       }
       for (index_t j = 0; j < L; ++j) a[static_cast<std::size_t>(i * L + j)] /= sum;
@@ -75,7 +83,12 @@ std::vector<double> mamba_attr_reference(const mamba_model<double>& m, gradient_
           next[static_cast<std::size_t>(i * L + j)] += aug[k][static_cast<std::size_t>(i * L + r)] * joint[static_cast<std::size_t>(r * L + j)];
     joint = std::move(next);
   }
-  const index_t p = target.position < 0 ? L - 1 : target.position;
+  return joint;
+}
+
+// The target row of the reference rollout, clamped at 0 as the recipes do.
+std::vector<double> target_row(const std::vector<double>& joint, gradient_target target) {
+  const index_t L = static_cast<index_t>(tokens.size()), p = target.position < 0 ? L - 1 : target.position;
   std::vector<double> row(joint.begin() + p * L, joint.begin() + (p + 1) * L);
   for (auto& v : row) v = std::max(v, 0.0);
   return row;
@@ -100,20 +113,35 @@ struct scale_row {
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(mamba_attr_matches_a_step_by_step_reference) {
-  for (const bool falcon : {false, true})
-    for (const index_t start : {0, 1, 2})
-      for (const gradient_target target : {gradient_target{}, gradient_target{3, 5}}) {
-        const auto m = small_model(falcon, falcon ? 21 : 20);
-        const auto got = mamba_attr(m, std::span<const index_t>(tokens), target, {.start_layer = start});
-        const auto want = mamba_attr_reference(m, target, start);
-        const double d = max_diff(got.scores, want);
-        BOOST_TEST(d <= 1e-12, "falcon " << falcon << " start " << start << " position " << target.position << ": " << d);
-        // Causal: nothing after the target position.
-        for (index_t t = got.target.position + 1; t < static_cast<index_t>(tokens.size()); ++t)
-          BOOST_TEST(got.scores[static_cast<std::size_t>(t)] == 0.0);
-        BOOST_TEST(*std::max_element(want.begin(), want.end()) > 0.05);
-      }
+BOOST_AUTO_TEST_CASE(rollout_recipes_match_a_step_by_step_reference) {
+  for (const recipe how : {recipe::mamba_attr, recipe::attn_grad})
+    for (const bool falcon : {false, true})
+      for (const index_t start : {0, 1, 2})
+        for (const gradient_target target : {gradient_target{}, gradient_target{3, 5}}) {
+          const auto m = small_model(falcon, falcon ? 21 : 20);
+          const std::span<const index_t> t(tokens);
+          const mamba_attr_options options{.start_layer = start, .full_matrix = start == 1};
+          const auto got = how == recipe::mamba_attr ? mamba_attr(m, t, target, options) : attn_grad(m, t, target, options);
+          const auto joint = rollout_reference(m, target, start, how);
+          const auto want = target_row(joint, target);
+          const double d = max_diff(got.scores, want);
+          BOOST_TEST(d <= 1e-12, "recipe " << int(how) << " falcon " << falcon << " start " << start << " position "
+                                            << target.position << ": " << d);
+          BOOST_TEST(got.matrix.size() == (options.full_matrix ? joint.size() : 0));
+          if (options.full_matrix) BOOST_TEST(max_diff(got.matrix, joint) <= 1e-12);
+          // Causal: nothing after the target position.
+          for (index_t p = got.target.position + 1; p < static_cast<index_t>(tokens.size()); ++p)
+            BOOST_TEST(got.scores[static_cast<std::size_t>(p)] == 0.0);
+          BOOST_TEST(*std::max_element(want.begin(), want.end()) > 0.05);
+        }
+}
+
+BOOST_AUTO_TEST_CASE(attn_grad_reads_the_unified_form) {
+  // The unified matrices carry the conv, the activation factor, D and the gate:
+  // the two recipes give different rows on the same target.
+  const auto m = small_model(false, 20);
+  const std::span<const index_t> t(tokens);
+  BOOST_TEST(max_diff(attn_grad(m, t).scores, mamba_attr(m, t).scores) > 1e-3);
 }
 
 BOOST_AUTO_TEST_CASE(mamba_attr_depends_on_the_gradients) {
@@ -144,6 +172,42 @@ BOOST_AUTO_TEST_CASE(grad_input_is_the_derivative_along_the_input) {
   }
   BOOST_TEST(scale > 1e-4);
   BOOST_TEST(worst / scale <= 1e-7, "relative error " << worst / scale);
+}
+
+BOOST_AUTO_TEST_CASE(lrp_conserves_the_target) {
+  // Without biases on the relevance path (the conv's here; in_proj and out_proj
+  // have none), the relevance at the input sums to the target.
+  for (const bool falcon : {false, true})
+    for (const gradient_target target : {gradient_target{}, gradient_target{4, 3}}) {
+      auto m = small_model(falcon, falcon ? 31 : 30);
+      for (auto& layer : m.layers) std::fill(layer.conv_bias.begin(), layer.conv_bias.end(), 0.0);
+      const auto r = lrp(m, std::span<const index_t>(tokens), target);
+      double sum = 0;
+      for (double v : r.scores) sum += v;
+      BOOST_TEST(std::abs(r.value) > 1e-2);
+      BOOST_TEST(std::abs(sum - r.value) <= 1e-6 * std::abs(r.value),
+                 "falcon " << falcon << ": Σ relevance " << sum << ", target " << r.value);
+      // The exact gradient does not conserve (the test can tell the two apart).
+      const auto g = grad_input(m, std::span<const index_t>(tokens), target);
+      double gsum = 0;
+      for (double v : g.scores) gsum += v;
+      BOOST_TEST(std::abs(gsum - r.value) > 1e-3 * std::abs(r.value));
+    }
+  // A conv bias keeps a share.
+  const auto m = small_model(false, 30);
+  const auto r = lrp(m, std::span<const index_t>(tokens));
+  double sum = 0;
+  for (double v : r.scores) sum += v;
+  BOOST_TEST(std::abs(sum - r.value) > 1e-6 * std::abs(r.value));
+}
+
+BOOST_AUTO_TEST_CASE(lrp_leaves_delta_b_c_without_gradient) {
+  const auto m = small_model(true, 32, 2);
+  const auto g = mamba_gradients(m, std::span<const index_t>(tokens), {},
+                                 {.rule = propagation::lrp, .delta = true, .b = true, .c = true});
+  for (const auto& layer : g.layers)
+    for (const auto* v : {&layer.delta, &layer.b, &layer.c})
+      BOOST_TEST(std::all_of(v->begin(), v->end(), [](double x) { return x == 0.0; }));
 }
 
 BOOST_AUTO_TEST_CASE(pieces_check_their_arguments) {

@@ -205,9 +205,14 @@ void check_autograd(const autograd_case& c, double tol) {
     const auto file = [&](const std::string& what) { return io::read_npy(reference(c.model, "grad_" + tag + "_" + what + ".npy")); };
     const auto want = file("target").template as<index_t>();
     BOOST_REQUIRE_EQUAL(want.size(), 2u);
-    // "last" is the default target: its argmax must agree with autograd's.
-    const gradient_target target = tag == "last" ? gradient_target{} : gradient_target{want[0], want[1]};
-    const auto g = mamba_gradients(model, std::span<const index_t>(tokens), target, all);
+    // "last" is the default target: its argmax must agree with autograd's. The
+    // "lrp_" tags are the same targets under MambaLRP's rules (no Δ, B, C gradients).
+    const bool lrp = tag.starts_with("lrp_");
+    const gradient_target target =
+        tag.ends_with("last") ? gradient_target{} : gradient_target{want[0], want[1]};
+    gradient_options options = all;
+    if (lrp) options.rule = propagation::lrp;
+    const auto g = mamba_gradients(model, std::span<const index_t>(tokens), target, options);
     BOOST_TEST(g.target.position == want[0]);
     BOOST_TEST(g.target.token == want[1]);
     double worst = 0;
@@ -225,19 +230,20 @@ void check_autograd(const autograd_case& c, double tol) {
       const std::string p = "layer" + std::to_string(k) + "_";
       check(l.residual, L, H, p + "residual");
       check(l.u, D, L, p + "u");
+      check(l.ssm_out, D, L, p + "ssm_out");
+      if (lrp) continue;
       check(l.delta, D, L, p + "delta");
       check(l.b, N, L, p + "b", true);
       check(l.c, N, L, p + "c", true);
-      check(l.ssm_out, D, L, p + "ssm_out");
     }
     BOOST_TEST_MESSAGE(c.model << " " << tag << " (" << (std::is_same_v<T, float> ? "float" : "double")
                                << "): max relative error vs autograd " << worst);
   }
 }
 
-const autograd_case autograd_cases[] = {{"mamba_tied_fp32", 2, {"last", "mid"}, {0, 1}},
-                                        {"falcon_mamba_fp32", 1, {"last", "mid"}, {0, 1}},
-                                        {"mamba_demo", 0, {"last"}, {0, 3}}};
+const autograd_case autograd_cases[] = {{"mamba_tied_fp32", 2, {"last", "mid", "lrp_last", "lrp_mid"}, {0, 1}},
+                                        {"falcon_mamba_fp32", 1, {"last", "mid", "lrp_last", "lrp_mid"}, {0, 1}},
+                                        {"mamba_demo", 0, {"last", "lrp_last"}, {0, 3}}};
 
 }  // namespace
 

@@ -6,9 +6,11 @@
 //    max_h max(g[t][h], 0), min–max normalized over the positions.
 //  - mamba_attr_layer_map: mamba-attr's map of a layer from the channel mean of
 //    max(α, 0) and the min and max of α over the layer, its columns weighted.
+//  - attn_grad_layer_map: attn-grad's map of a layer, the channel mean of
+//    max(Â, 0) with its columns weighted, min–max normalized over the layer.
 //  - target_row_rollout: the target row of rownorm(I + M_last)···rownorm(I + M_start),
 //    fed from the last layer to the first (the order the backward pass visits them),
-//    keeping one row instead of an L × L product.
+//    keeping one row instead of an L × L product; full_rollout: the whole product.
 // docs/attribution.md describes the recipes.
 #pragma once
 
@@ -19,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mixlens/detail/gemm.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -78,9 +81,41 @@ inline void mamba_attr_layer_map(std::vector<double>& relu_mean, double lo, doub
     }
 }
 
+// attn-grad's map of one layer (L × L, in place over relu_mean = E_d max(Â_d, 0)):
+// map[i][j] = relu_mean[i][j] · weight[j], then min–max normalized over all L²
+// entries (zeros for a constant map).
+inline void attn_grad_layer_map(std::vector<double>& relu_mean, const std::vector<double>& weight) {
+  constexpr std::string_view where = "mixlens::analysis::attn_grad_layer_map";
+  const index_t L = static_cast<index_t>(weight.size());
+  detail::check_equal(where, "relu_mean", "size", L * L, static_cast<index_t>(relu_mean.size()));
+  for (index_t i = 0; i < L; ++i)
+    for (index_t j = 0; j < L; ++j) relu_mean[static_cast<std::size_t>(i * L + j)] *= weight[static_cast<std::size_t>(j)];
+  min_max_normalize(relu_mean, where, "relu_mean");
+}
+
+}  // namespace mixlens::analysis
+
+namespace mixlens::detail {
+
+// Row i of rownorm(I + map) into aug (L): the row divided by its sum, as
+// rollout_accumulator (a zero-sum row stays).
+inline void rownorm_identity_row(const std::vector<double>& map, index_t i, index_t L, double* aug) {
+  double sum = 0;
+  for (index_t j = 0; j < L; ++j) sum += aug[j] = map[static_cast<std::size_t>(i * L + j)] + (i == j ? 1.0 : 0.0);
+  if (sum != 0)
+    for (index_t j = 0; j < L; ++j) aug[j] /= sum;
+}
+
+inline void check_map(std::string_view where, index_t L, const std::vector<double>& map) {
+  check_equal(where, "map", "size", L * L, static_cast<index_t>(map.size()));
+}
+
+}  // namespace mixlens::detail
+
+namespace mixlens::analysis {
+
 // The row `target` of rownorm(I + M_last) ··· rownorm(I + M_first), the maps
-// given from the last layer to the first: r ← r · rownorm(I + M). rownorm
-// divides each row by its sum (a zero-sum row stays), as rollout_accumulator.
+// given from the last layer to the first: r ← r · rownorm(I + M).
 class target_row_rollout {
  public:
   target_row_rollout(index_t length, index_t target) : length_(length), row_(static_cast<std::size_t>(checked(length, target)), 0.0) {
@@ -90,17 +125,13 @@ class target_row_rollout {
   // map: L × L, row-major.
   void add_earlier(const std::vector<double>& map) {
     const index_t L = length_;
-    detail::check_equal("mixlens::analysis::target_row_rollout::add_earlier", "map", "size", L * L,
-                        static_cast<index_t>(map.size()));
+    detail::check_map("mixlens::analysis::target_row_rollout::add_earlier", L, map);
     std::vector<double> next(static_cast<std::size_t>(L), 0.0), aug(static_cast<std::size_t>(L));
     for (index_t i = 0; i < L; ++i) {
       const double ri = row_[static_cast<std::size_t>(i)];
       if (ri == 0) continue;
-      double sum = 0;
-      for (index_t j = 0; j < L; ++j)
-        sum += aug[static_cast<std::size_t>(j)] = map[static_cast<std::size_t>(i * L + j)] + (i == j ? 1.0 : 0.0);
-      const double scale = sum != 0 ? ri / sum : ri;
-      for (index_t j = 0; j < L; ++j) next[static_cast<std::size_t>(j)] += scale * aug[static_cast<std::size_t>(j)];
+      detail::rownorm_identity_row(map, i, L, aug.data());
+      for (index_t j = 0; j < L; ++j) next[static_cast<std::size_t>(j)] += ri * aug[static_cast<std::size_t>(j)];
     }
     row_ = std::move(next);
     ++layers_;
@@ -120,6 +151,35 @@ class target_row_rollout {
   index_t length_;
   std::vector<double> row_;
   index_t layers_ = 0;
+};
+
+// The whole product rownorm(I + M_last) ··· rownorm(I + M_first) (L × L,
+// row-major), the maps given from the last layer to the first: R ← R · rownorm(I + M),
+// from R = I; an L × L × L product per layer (through a BLAS where there is one).
+class full_rollout {
+ public:
+  explicit full_rollout(index_t length) : length_(checked(length)), r_(static_cast<std::size_t>(length * length), 0.0) {
+    for (index_t i = 0; i < length; ++i) r_[static_cast<std::size_t>(i * length + i)] = 1.0;
+  }
+
+  void add_earlier(const std::vector<double>& map) {
+    const index_t L = length_;
+    detail::check_map("mixlens::analysis::full_rollout::add_earlier", L, map);
+    std::vector<double> aug(static_cast<std::size_t>(L * L)), next(aug.size());
+    for (index_t i = 0; i < L; ++i) detail::rownorm_identity_row(map, i, L, aug.data() + i * L);
+    mixlens::detail::gemm(false, false, L, L, L, r_.data(), L, aug.data(), L, 0.0, next.data(), L);
+    r_ = std::move(next);
+  }
+
+  [[nodiscard]] const std::vector<double>& matrix() const { return r_; }
+
+ private:
+  static index_t checked(index_t length) {
+    detail::check_positive("mixlens::analysis::full_rollout", "length", length);
+    return length;
+  }
+  index_t length_;
+  std::vector<double> r_;
 };
 
 }  // namespace mixlens::analysis

@@ -287,10 +287,11 @@ __global__ void __launch_bounds__(model_threads)
 
 // ---- the backward pass (models/mamba_backward.hpp) ----------------------------
 
-// One block per row: dx = (or +=) r·w·dy − x·r³·mean(w·dy·x), both sums in double.
+// One block per row: dx = (or +=) r·w·dy − x·r³·mean(w·dy·x), both sums in double
+// (the second term dropped with detach_scale).
 __global__ void __launch_bounds__(model_threads)
     rms_norm_backward_kernel(const float* x, index_t H, const float* weight, float eps, const float* dy, float* dx,
-                             bool accumulate) {
+                             bool accumulate, bool detach_scale) {
   __shared__ double partial[2][model_threads / 32];
   const index_t row = blockIdx.x;
   const float *xr = x + row * H, *gr = dy + row * H;
@@ -307,7 +308,8 @@ __global__ void __launch_bounds__(model_threads)
   __syncthreads();
   double total = 0, total_dot = 0;
   for (int w = 0; w < model_threads / 32; ++w) total += partial[0][w], total_dot += partial[1][w];
-  const double scale = 1.0 / sqrt(total / double(H) + double(eps)), k = scale * scale * scale * total_dot / double(H);
+  const double scale = 1.0 / sqrt(total / double(H) + double(eps)),
+               k = detach_scale ? 0.0 : scale * scale * scale * total_dot / double(H);
   for (index_t i = threadIdx.x; i < H; i += model_threads) {
     const float v = static_cast<float>(scale * double(weight[i]) * double(gr[i]) - k * double(xr[i]));
     dx[row * H + i] = accumulate ? dx[row * H + i] + v : v;
@@ -330,9 +332,10 @@ __global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_
   }
 }
 
-// du *= SiLU'(p) = σ + u·(1 − σ).
-__global__ void silu_grad_from_output_kernel(const float* u, const float* sigma, float* du, index_t n) {
-  MIXLENS_GRID_STRIDE(k, n) du[k] *= sigma[k] + u[k] * (1.0f - sigma[k]);
+// du *= SiLU'(p) = σ + u·(1 − σ), or σ with detach_sigmoid.
+__global__ void silu_grad_from_output_kernel(const float* u, const float* sigma, float* du, index_t n,
+                                             bool detach_sigmoid) {
+  MIXLENS_GRID_STRIDE(k, n) du[k] *= detach_sigmoid ? sigma[k] : sigma[k] + u[k] * (1.0f - sigma[k]);
 }
 
 // dx[d][s] = Σ_k taps[d][k]·dp[d][s + k]: the causal conv transposed.
@@ -349,10 +352,10 @@ __global__ void softplus_backward_kernel(const float* delta, float* grad, index_
   MIXLENS_GRID_STRIDE(k, n) grad[k] *= -expm1f(-delta[k]);
 }
 
-__global__ void silu_backward_kernel(const float* z, float* grad, index_t n) {
+__global__ void silu_backward_kernel(const float* z, float* grad, index_t n, bool detach_sigmoid) {
   MIXLENS_GRID_STRIDE(k, n) {
     const float s = mixlens::detail::sigmoid(z[k]);
-    grad[k] *= s * (1.0f + z[k] * (1.0f - s));
+    grad[k] *= detach_sigmoid ? s : s * (1.0f + z[k] * (1.0f - s));
   }
 }
 
@@ -530,9 +533,9 @@ class device_backend {
     selective_scan_backward(p, stream_);
   }
   void rms_norm_backward(const float* x, index_t rows, index_t H, vector_view<const float> weight, double eps,
-                         const float* dy, float* dx, bool accumulate) const {
+                         const float* dy, float* dx, bool accumulate, bool detach_scale = false) const {
     detail::rms_norm_backward_kernel<<<detail::grid_size(rows), detail::model_threads, 0, stream_>>>(
-        x, H, weight.data(), static_cast<float>(eps), dy, dx, accumulate);
+        x, H, weight.data(), static_cast<float>(eps), dy, dx, accumulate, detach_scale);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void group_rms_norm_backward(const float* x, index_t C, index_t L, index_t group, double eps, float* grad) const {
@@ -542,10 +545,10 @@ class device_backend {
   }
   template <class Kind>
   void conv_silu_backward(const causal_conv_operator<float, Kind>& conv, const float* u, const float* sigma, float* du,
-                          float* dx) const {
+                          float* dx, bool detach_sigmoid = false) const {
     const index_t D = conv.in_channels(), L = conv.length();
     detail::silu_grad_from_output_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(
-        u, sigma, du, D * L);
+        u, sigma, du, D * L, detach_sigmoid);
     MIXLENS_CUDA_CHECK_LAUNCH();
     detail::conv_transpose_kernel<<<detail::model_blocks(D * L), detail::model_threads, 0, stream_>>>(
         conv.kernel.data_handle(), conv.taps(), du, dx, D, L);
@@ -555,8 +558,9 @@ class device_backend {
     detail::softplus_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(delta, grad, n);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
-  void silu_backward(const float* z, float* grad, index_t n) const {
-    detail::silu_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(z, grad, n);
+  void silu_backward(const float* z, float* grad, index_t n, bool detach_sigmoid = false) const {
+    detail::silu_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(z, grad, n,
+                                                                                                detach_sigmoid);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   // Device to device, in stream order.

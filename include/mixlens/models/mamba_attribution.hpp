@@ -3,80 +3,163 @@
 // analysis/attribution.hpp: one score per input position for one logit.
 //
 //  - grad_input: Σ_h ∂target/∂e ⊙ e at the embedding output e.
+//  - lrp: MambaLRP (Jafari et al., NeurIPS 2024): the same product, the
+//    gradient propagated by LRP's rules (propagation::lrp); the scores sum to
+//    the target where no bias lies on the relevance path.
 //  - mamba_attr (as AmeenAli/HiddenMambaAttn's generate_mamba_attr combines
 //    them): per layer, the paper's α clamped at 0, min–max normalized over the
 //    layer, averaged over channels, its columns weighted by the min–max normalized
 //    per-token max of the positive gradient of the target with respect to the
 //    layer's input; then I added, rows normalized, rolled out from start_layer to
 //    the last layer; the target position's row.
+//  - attn_grad (as Itamarzimm/UnifiedImplicitAttnRepr's attribution combines
+//    them): per layer, the unified form's matrices clamped at 0 and averaged over
+//    channels, the columns weighted by the same token weights, then min–max
+//    normalized over the layer; rolled out and read like mamba_attr.
 // docs/attribution.md has the details.
 // Needs nlohmann-json (through mamba_model.hpp).
 #pragma once
 
+#include <algorithm>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mixlens/analysis/attribution.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/backend.hpp"
 #include "mixlens/models/mamba_backward.hpp"
+#include "mixlens/models/mamba_forward.hpp"
 #include "mixlens/models/mamba_model.hpp"
 
 namespace mixlens::models {
 
-// Scores (L) for the resolved target and its value.
+// Scores (L) for the resolved target and its value; for the rollout recipes with
+// options.full_matrix, the whole rollout (L × L, row-major) whose target row the
+// scores are (before their clamp at 0).
 struct attribution_result {
   gradient_target target;
   double value = 0;
   std::vector<double> scores;
+  std::vector<double> matrix;
 };
 
+namespace detail {
+
+// Σ_h g ⊙ e at the embedding output, g propagated by `rule`.
 template <class T>
-[[nodiscard]] attribution_result grad_input(const mamba_model<T>& m, std::span<const index_t> tokens,
-                                            gradient_target target = {}) {
-  const auto g = mamba_gradients(m, tokens, target, gradient_options{.embedding = true});
+[[nodiscard]] attribution_result gradient_times_input(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                                      gradient_target target, propagation rule) {
+  const auto g = mamba_gradients(m, tokens, target, gradient_options{.rule = rule, .embedding = true});
   const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size;
   matrix<T> e(L, H);  // the embedding output
   for (index_t t = 0; t < L; ++t)
     for (index_t h = 0; h < H; ++h) e(t, h) = m.embedding(tokens[static_cast<std::size_t>(t)], h);
   return {g.target, g.value,
-          analysis::grad_input(matrix_view<const T>(g.embedding.data(), L, H), matrix_view<const T>(e.view()))};
+          analysis::grad_input(matrix_view<const T>(g.embedding.data(), L, H), matrix_view<const T>(e.view())), {}};
+}
+
+}  // namespace detail
+
+template <class T>
+[[nodiscard]] attribution_result grad_input(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                            gradient_target target = {}) {
+  return detail::gradient_times_input(m, tokens, target, propagation::gradient);
+}
+
+// MambaLRP's relevance of each position: Σ_h R[t][h], R = ∂̃target/∂e ⊙ e with
+// ∂̃ the gradient under LRP's rules. Conservation: Σ_t score_t = target exactly
+// when conv1d, in_proj and out_proj have no bias (each bias keeps its share).
+template <class T>
+[[nodiscard]] attribution_result lrp(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                     gradient_target target = {}) {
+  return detail::gradient_times_input(m, tokens, target, propagation::lrp);
 }
 
 struct mamba_attr_options {
-  index_t start_layer = 0;  // the first layer of the rollout
+  index_t start_layer = 0;   // the first layer of the rollout
+  bool full_matrix = false;  // also the whole L × L rollout (O(L³) per layer)
 };
+
+namespace detail {
+
+// The rollout of per-layer maps made by `layer_map(signals, gradients, map)`
+// (map: L × L in double, row-major, in place) from options.start_layer on, and
+// its target row clamped at 0.
+template <class T, class LayerMap>
+[[nodiscard]] attribution_result gradient_weighted_rollout(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                                           gradient_target target, const mamba_attr_options& options,
+                                                           std::string_view where, LayerMap&& layer_map) {
+  if (options.start_layer < 0 || options.start_layer >= m.num_layers())
+    mixlens::detail::fail(where, "options.start_layer", "a layer in [0, " + std::to_string(m.num_layers()) + ")",
+                          options.start_layer);
+  check_tokens(m.vocab_size(), tokens);
+  const index_t L = static_cast<index_t>(tokens.size());
+  const index_t pos = target.position < 0 || target.position >= L ? L - 1 : target.position;  // mamba_gradients checks it
+  const host_backend<T> be;
+  const auto weights = host_weights(m);
+  analysis::target_row_rollout row(L, pos);
+  std::optional<analysis::full_rollout> full;
+  if (options.full_matrix) full.emplace(L);
+  const auto g = mamba_gradients(be, weights.view(), tokens, target, gradient_options{.embedding = false},
+                                 [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg) {
+                                   if (s.layer < options.start_layer) return;
+                                   std::vector<double> map(static_cast<std::size_t>(L * L));
+                                   layer_map(be, s, lg, map);
+                                   row.add_earlier(map);
+                                   if (full) full->add_earlier(map);
+                                 });
+  attribution_result r{g.target, g.value, row.row(), {}};
+  for (auto& v : r.scores) v = std::max(v, 0.0);  // as the recipes clamp their output
+  if (full) r.matrix = full->matrix();
+  return r;
+}
+
+// E_d max(M_d, 0) over the operator's channels into map, and the tensor's [min, max].
+template <class T, class Op>
+std::pair<double, double> relu_channel_mean(const host_backend<T>& be, const Op& op, std::vector<double>& map,
+                                            std::string_view where) {
+  std::vector<T> mean(map.size()), minmax(3);
+  analysis::aggregate_operator(be, op, channel_reduction::relu_mean, mean.data(), minmax.data());
+  analysis::check_finite_blocks(be, op, minmax.data(), where);
+  std::copy(mean.begin(), mean.end(), map.begin());
+  return {double(minmax[0]), double(minmax[1])};
+}
+
+}  // namespace detail
 
 template <class T>
 [[nodiscard]] attribution_result mamba_attr(const mamba_model<T>& m, std::span<const index_t> tokens,
                                             gradient_target target = {}, const mamba_attr_options& options = {}) {
   constexpr std::string_view where = "mixlens::models::mamba_attr";
-  if (options.start_layer < 0 || options.start_layer >= m.num_layers())
-    mixlens::detail::fail(where, "options.start_layer", "a layer in [0, " + std::to_string(m.num_layers()) + ")",
-                          options.start_layer);
-  check_tokens(m.vocab_size(), tokens);
   const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size;
-  const index_t pos = target.position < 0 || target.position >= L ? L - 1 : target.position;  // mamba_gradients checks it
-  const host_backend<T> be;
-  const auto weights = host_weights(m);
-  analysis::target_row_rollout rollout(L, pos);
-  std::vector<T> map(static_cast<std::size_t>(L * L)), minmax(3);
-  const auto g = mamba_gradients(be, weights.view(), tokens, target, gradient_options{.embedding = false},
-                                 [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg) {
-                                   if (s.layer < options.start_layer) return;
-                                   const auto op = s.ssm();  // the paper's α
-                                   analysis::aggregate_operator(be, op, channel_reduction::relu_mean, map.data(), minmax.data());
-                                   analysis::check_finite_blocks(be, op, minmax.data(), where);
-                                   std::vector<double> layer(map.begin(), map.end());
-                                   analysis::mamba_attr_layer_map(layer, double(minmax[0]), double(minmax[1]),
-                                                                  analysis::token_gradient_weight(
-                                                                      matrix_view<const T>(lg.residual.data_handle(), L, H)));
-                                   rollout.add_earlier(layer);
-                                 });
-  std::vector<double> scores = rollout.row();
-  for (auto& v : scores) v = std::max(v, 0.0);  // as the recipe clamps its output
-  return {g.target, g.value, std::move(scores)};
+  return detail::gradient_weighted_rollout(
+      m, tokens, target, options, where,
+      [&](const host_backend<T>& be, const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg,
+          std::vector<double>& map) {
+        const auto [lo, hi] = detail::relu_channel_mean(be, s.ssm(), map, where);  // the paper's α
+        analysis::mamba_attr_layer_map(map, lo, hi,
+                                       analysis::token_gradient_weight(matrix_view<const T>(lg.residual.data_handle(), L, H)));
+      });
+}
+
+// Attention × gradient on the unified form (Zimerman, Ali, Wolf, ICLR 2025).
+template <class T>
+[[nodiscard]] attribution_result attn_grad(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                           gradient_target target = {}, const mamba_attr_options& options = {}) {
+  constexpr std::string_view where = "mixlens::models::attn_grad";
+  const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size;
+  return detail::gradient_weighted_rollout(
+      m, tokens, target, options, where,
+      [&](const host_backend<T>& be, const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg,
+          std::vector<double>& map) {
+        (void)detail::relu_channel_mean(be, unified_operator(be, s, {.offset = false}), map, where);
+        analysis::attn_grad_layer_map(map,
+                                      analysis::token_gradient_weight(matrix_view<const T>(lg.residual.data_handle(), L, H)));
+      });
 }
 
 }  // namespace mixlens::models

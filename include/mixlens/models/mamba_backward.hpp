@@ -43,8 +43,16 @@ struct gradient_target {
   index_t token = -1;
 };
 
+// How the backward pass propagates: the exact gradient, or MambaLRP's rules
+// (Jafari et al., NeurIPS 2024), under which Gradient × Input conserves the
+// target: SiLU with σ detached, the SSM with Ā, B̄, C detached (only u carries
+// relevance: ∂Δ, ∂B, ∂C are zero), the gate y = s ⊙ SiLU(z) split half and
+// half, RMSNorm with its denominator detached.
+enum class propagation { gradient, lrp };
+
 // Which gradients mamba_gradients returns (the observer sees all of them).
 struct gradient_options {
+  propagation rule = propagation::gradient;
   bool embedding = true;  // ∂/∂ embedding output (L × H)
   bool residual = false;  // per layer, ∂/∂ block input (L × H)
   bool u = false;         // per layer (D × L)
@@ -163,7 +171,8 @@ template <class Backend, class T, class Observer>
                                           be.alloc(cfg.bc_dt_norm ? P * L : 0)};
   be.fill_zero(g.dhn.data(), L * H);
   be.axpy(g.dhn.data() + pos * H, m.output_embedding.data_handle() + tok * H, T(1), H);
-  be.rms_norm_backward(stream.back().data(), L, H, m.norm_f, cfg.norm_eps, g.dhn.data(), g.dh.data(), false);
+  const bool lrp = options.rule == propagation::lrp;
+  be.rms_norm_backward(stream.back().data(), L, H, m.norm_f, cfg.norm_eps, g.dhn.data(), g.dh.data(), false, lrp);
 
   auto hn = be.alloc(H * L), xz = be.alloc(2 * D * L);
   auto branch = alloc_mamba_branch(be, cfg, L);
@@ -185,8 +194,10 @@ template <class Backend, class T, class Observer>
     if (!w.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.in_proj_bias, 2 * D, L);
     const mamba_layer_signals<T> s = mamba_branch(be, cfg, w, k, xz.data(), L, branch);
 
-    // out_proj: ∂y = W_outᵀ·∂hᵀ; the gate: ∂(S6 + D·u) = ∂y ⊙ SiLU(z).
+    // out_proj: ∂y = W_outᵀ·∂hᵀ; the gate: ∂(S6 + D·u) = ∂y ⊙ SiLU(z). LRP halves
+    // what reaches both factors of the gate (∂y is restored below).
     be.gemm(true, true, D, L, H, w.out_proj.data_handle(), g.dh.data(), T(0), g.dy.data());
+    if (lrp) be.axpy(g.dy.data(), g.dy.data(), T(-0.5), D * L);  // ∂y / 2, in place
     be.copy(g.dy.data(), D * L, g.dssm.data());
     be.multiply(g.dssm.data(), s.gate.data_handle(), D * L);
     // The scan: ∂u (scan path), ∂Δ, ∂B, ∂C into [·; ∂B; ∂C] of dproj, ∂gate into the z half of dxz.
@@ -197,25 +208,33 @@ template <class Backend, class T, class Observer>
                                           tensor_view<T, 3>(g.dproj.data() + R * L, 1, N, L),
                                           tensor_view<T, 3>(g.dproj.data() + (R + N) * L, 1, N, L), {},
                                           matrix_view<T>(dz, D, L)});
-    be.silu_backward(s.z.data_handle(), dz, D * L);  // ∂z
-    // Δ = softplus(dt_proj·δ + bias): ∂δ = W_dtᵀ·(∂Δ ⊙ σ(·)).
-    be.copy(g.ddelta.data(), D * L, g.ddt.data());
-    be.softplus_backward(s.delta.data_handle(), g.ddt.data(), D * L);
-    be.gemm(true, false, R, L, D, w.dt_proj.data_handle(), g.ddt.data(), T(0), g.dproj.data());
-    // Falcon-Mamba's norms of δ, B, C, at the raw x_proj output (recomputed).
-    be.copy(g.dproj.data(), P * L, g.dproj_raw.data());
-    if (cfg.bc_dt_norm) {
-      be.gemm(false, false, P, L, D, w.x_proj.data_handle(), s.u.data_handle(), T(0), g.proj_raw.data());
-      be.group_rms_norm_backward(g.proj_raw.data(), R, L, R, cfg.mixer_rms_eps, g.dproj_raw.data());
-      be.group_rms_norm_backward(g.proj_raw.data() + R * L, 2 * N, L, N, cfg.mixer_rms_eps, g.dproj_raw.data() + R * L);
+    be.silu_backward(s.z.data_handle(), dz, D * L, lrp);  // ∂z
+    if (lrp) {  // Ā, B̄, C detached: nothing flows through Δ, B, C
+      be.axpy(g.dy.data(), g.dy.data(), T(1), D * L);  // ∂y again
+      be.fill_zero(g.ddelta.data(), D * L);
+      be.fill_zero(g.dproj.data(), P * L);
+    } else {
+      // Δ = softplus(dt_proj·δ + bias): ∂δ = W_dtᵀ·(∂Δ ⊙ σ(·)).
+      be.copy(g.ddelta.data(), D * L, g.ddt.data());
+      be.softplus_backward(s.delta.data_handle(), g.ddt.data(), D * L);
+      be.gemm(true, false, R, L, D, w.dt_proj.data_handle(), g.ddt.data(), T(0), g.dproj.data());
+      // Falcon-Mamba's norms of δ, B, C, at the raw x_proj output (recomputed).
+      be.copy(g.dproj.data(), P * L, g.dproj_raw.data());
+      if (cfg.bc_dt_norm) {
+        be.gemm(false, false, P, L, D, w.x_proj.data_handle(), s.u.data_handle(), T(0), g.proj_raw.data());
+        be.group_rms_norm_backward(g.proj_raw.data(), R, L, R, cfg.mixer_rms_eps, g.dproj_raw.data());
+        be.group_rms_norm_backward(g.proj_raw.data() + R * L, 2 * N, L, N, cfg.mixer_rms_eps,
+                                   g.dproj_raw.data() + R * L);
+      }
+      // x_proj: ∂u += W_xᵀ·∂[δ; B; C].
+      be.gemm(true, false, D, L, P, w.x_proj.data_handle(), g.dproj_raw.data(), T(1), g.du.data());
     }
-    // x_proj: ∂u += W_xᵀ·∂[δ; B; C]; then conv + SiLU into the x half of dxz.
-    be.gemm(true, false, D, L, P, w.x_proj.data_handle(), g.dproj_raw.data(), T(1), g.du.data());
+    // conv + SiLU into the x half of dxz.
     be.copy(g.du.data(), D * L, g.dp.data());
-    be.conv_silu_backward(s.conv, s.u.data_handle(), s.activation.data_handle(), g.dp.data(), g.dxz.data());
+    be.conv_silu_backward(s.conv, s.u.data_handle(), s.activation.data_handle(), g.dp.data(), g.dxz.data(), lrp);
     // in_proj: ∂hn = ∂xzᵀ·W_in; the block's norm; the residual path already in dh.
     be.gemm(true, false, L, H, 2 * D, g.dxz.data(), w.in_proj.data_handle(), T(0), g.dhn.data());
-    be.rms_norm_backward(h, L, H, w.norm, cfg.norm_eps, g.dhn.data(), g.dh.data(), true);
+    be.rms_norm_backward(h, L, H, w.norm, cfg.norm_eps, g.dhn.data(), g.dh.data(), true, lrp);
 
     mamba_layer_gradients<T> lg;
     lg.layer = k;
