@@ -150,7 +150,7 @@ expect(reference_shape 1 "shape does not match"
   --layers 0 --no-png --reference-logits ${ref}/mamba_demo/logits_0.npy)
 
 # ---- --method: attribution.npy and target.json for one logit ------------------------
-foreach(method rollout raw grad-input mamba-attr)
+foreach(method rollout raw grad-input mamba-attr attn-grad lrp)
   expect(method_${method} 0 "attribution.npy, target.json"
     --model ${DATA}/falcon_mamba_fp32 --tokens 5,9,2,7,1,3 --out ${WORK}/method_${method} --method ${method}
     --target-position 4 --target-token 11 --start-layer 1 --no-png --save-alpha none)
@@ -161,7 +161,12 @@ foreach(method rollout raw grad-input mamba-attr)
     math(EXPR failures "${failures} + 1")
   endif()
 endforeach()
-expect_files(method_grad ${WORK}/method_grad-input residual_grad_0.npy residual_grad_1.npy)
+foreach(method grad-input mamba-attr attn-grad lrp)
+  expect_files(method_${method} ${WORK}/method_${method} residual_grad_0.npy residual_grad_1.npy)
+endforeach()
+expect_shape(method_mamba_attr ${WORK}/method_mamba-attr/mamba_attr.npy "6, 6, ")
+expect_shape(method_attn_grad ${WORK}/method_attn-grad/attn_grad.npy "6, 6, ")
+expect_no_files(method_lrp ${WORK}/method_lrp mamba_attr.npy attn_grad.npy)
 expect_no_files(method_rollout ${WORK}/method_rollout residual_grad_0.npy)
 expect(method_default_target 0 "attribution.npy" --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/method_default
   --no-png --save-alpha none)
@@ -170,7 +175,8 @@ if(NOT target MATCHES "\"position\": 2, ")
   message(SEND_ERROR "method_default_target: the default position is not the last: ${target}")
   math(EXPR failures "${failures} + 1")
 endif()
-expect(method_unknown 2 "--method must be raw, rollout, mamba-attr or grad-input" --model m --tokens 1 --out o --method lrp)
+expect(method_unknown 2 "--method must be raw, rollout, mamba-attr, attn-grad, grad-input or lrp"
+  --model m --tokens 1 --out o --method shap)
 expect(method_mamba2 1 "needs the backward pass, which mixlens has for Mamba and Falcon-Mamba; this model is Mamba-2"
   --model ${DATA}/mamba2_tied_fp32 --tokens 1,2 --out ${WORK}/x --method grad-input)
 expect(method_position 1 "--target-position 3 is outside the 3 tokens"

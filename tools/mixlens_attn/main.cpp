@@ -69,7 +69,8 @@ constexpr std::string_view usage_text =
     "                    [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]\n"
     "                    [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]\n"
     "                    [--reference-logits FILE] [--strict] [--max-memory BYTES]\n"
-    "                    [--method raw|rollout|mamba-attr|grad-input] [--target-position P]\n"
+    "                    [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp]\n"
+    "                    [--target-position P]"
     "                    [--target-token T] [--start-layer K]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
@@ -95,11 +96,18 @@ constexpr std::string_view usage_text =
     "                          needs more is refused before it starts\n"
     "  --method M              attribution.npy (L) and target.json for the target logit: the target\n"
     "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba and\n"
-    "                          Falcon-Mamba on the CPU, Mamba-Attr (mamba-attr) or Gradient x Input\n"
-    "                          (grad-input, also residual_grad_{k}.npy per analysed layer)\n"
+    "                          Falcon-Mamba on the CPU, a gradient method (also residual_grad_{k}.npy\n"
+    "                          per analysed layer): Mamba-Attr (mamba-attr, also mamba_attr.npy, L x L),\n"
+    "                          attention x gradient on the unified form (attn-grad, also attn_grad.npy),\n"
+    "                          Gradient x Input (grad-input) or MambaLRP (lrp)\n"
     "  --target-position P     the target logit's position (default: the last)\n"
     "  --target-token T        the target logit's token (default: the argmax at P)\n"
-    "  --start-layer K         mamba-attr: the first layer of its rollout (default 0)\n";
+    "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n";
+
+// The --method values that need the backward pass.
+bool gradient_method(std::string_view method) {
+  return method == "mamba-attr" || method == "attn-grad" || method == "grad-input" || method == "lrp";
+}
 
 struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -155,8 +163,9 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--normalize") o.normalize = true;
     else if (arg == "--method") {
       o.method = value();
-      if (o.method != "raw" && o.method != "rollout" && o.method != "mamba-attr" && o.method != "grad-input")
-        throw usage_error("--method must be raw, rollout, mamba-attr or grad-input, not '" + o.method + "'");
+      if (o.method != "raw" && o.method != "rollout" && !gradient_method(o.method))
+        throw usage_error("--method must be raw, rollout, mamba-attr, attn-grad, grad-input or lrp, not '" + o.method +
+                          "'");
     } else if (arg == "--target-position") o.target_position = parse_count(value(), "--target-position");
     else if (arg == "--target-token") o.target_token = parse_count(value(), "--target-token");
     else if (arg == "--start-layer") o.start_layer = parse_count(value(), "--start-layer");
@@ -631,7 +640,6 @@ matrix<float> classifier_row_map(const vim_config& c, const matrix<float>& m) {
 
 // ---- attribution (--method) -----------------------------------------------------------
 
-bool gradient_method(const options& o) { return o.method == "mamba-attr" || o.method == "grad-input"; }
 
 // Refuses a --method the model or device cannot run, before any work.
 template <class Model>
@@ -642,7 +650,7 @@ void check_method(const options& o, const Model& model, index_t L) {
   if (o.target_token && *o.target_token >= model.vocab_size())
     throw mixlens::error("--target-token " + std::to_string(*o.target_token) + " is outside the vocabulary [0, " +
                          std::to_string(model.vocab_size()) + ")");
-  if (!gradient_method(o)) return;
+  if (!gradient_method(o.method)) return;
   if constexpr (!std::is_same_v<Model, mamba_model<float>>) {
     throw mixlens::error("--method " + o.method + " needs the backward pass, which mixlens has for Mamba and "
                          "Falcon-Mamba; this model is " + std::string(model.config.family()));
@@ -654,8 +662,9 @@ void check_method(const options& o, const Model& model, index_t L) {
   }
 }
 
-// attribution.npy (L), target.json and, for grad-input, residual_grad_{k}.npy
-// (L × d_model) of the analysed layers, into `out`.
+// attribution.npy (L), target.json and, for a gradient method, residual_grad_{k}.npy
+// (L × d_model) of the analysed layers (under LRP's rules for lrp), and the
+// rollout-style methods' whole matrix, into `out`.
 template <class Model>
 void write_attribution(const options& o, const fs::path& out, const Model& model, const std::vector<index_t>& tokens,
                        const std::vector<index_t>& layers, const results& r) {
@@ -668,24 +677,30 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
       if (r.logits(P, v) > r.logits(P, T)) T = v;
   std::vector<float> scores(static_cast<std::size_t>(L));
   double value = r.logits(P, T);
-  if (!gradient_method(o)) {
+  if (!gradient_method(o.method)) {
     if (layers.empty()) return;  // no maps to read a row from
     const matrix<float>& m = o.method == "raw" ? r.raw : r.roll;
     for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] = m(P, j);
   } else if constexpr (std::is_same_v<Model, mamba_model<float>>) {
     const std::span<const index_t> t(tokens);
     const gradient_target target{P, T};
-    const attribution_result a = o.method == "grad-input" ? grad_input(model, t, target)
-                                                          : mamba_attr(model, t, target, {.start_layer = o.start_layer});
+    const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};
+    const attribution_result a = o.method == "grad-input"   ? grad_input(model, t, target)
+                                 : o.method == "lrp"        ? lrp(model, t, target)
+                                 : o.method == "mamba-attr" ? mamba_attr(model, t, target, rollout)
+                                                            : attn_grad(model, t, target, rollout);
     std::copy(a.scores.begin(), a.scores.end(), scores.begin());
     value = a.value;
-    if (o.method == "grad-input") {
-      const auto g = mamba_gradients(model, t, target, gradient_options{.embedding = false, .residual = true});
-      const index_t H = model.config.hidden_size;
-      for (index_t k : layers)
-        mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"),
-                               g.layers[static_cast<std::size_t>(k)].residual.data(), {L, H});
+    if (!a.matrix.empty()) {
+      const std::vector<float> m(a.matrix.begin(), a.matrix.end());
+      mixlens::io::write_npy(out / (o.method == "mamba-attr" ? "mamba_attr.npy" : "attn_grad.npy"), m.data(), {L, L});
     }
+    const propagation rule = o.method == "lrp" ? propagation::lrp : propagation::gradient;
+    const auto g = mamba_gradients(model, t, target, gradient_options{.rule = rule, .embedding = false, .residual = true});
+    const index_t H = model.config.hidden_size;
+    for (index_t k : layers)
+      mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"),
+                             g.layers[static_cast<std::size_t>(k)].residual.data(), {L, H});
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
   std::ofstream json(out / "target.json");
@@ -865,8 +880,10 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   folder.commit();
   r.write_s += seconds_since(t);
   return report(o, r, want, layers, save.size(),
-                o.method == "grad-input" ? ", attribution.npy, target.json, residual_grad_{k}.npy"
-                                         : ", attribution.npy, target.json",
+                o.method == "mamba-attr"  ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
+                : o.method == "attn-grad" ? ", attribution.npy, target.json, attn_grad.npy, residual_grad_{k}.npy"
+                : gradient_method(o.method) ? ", attribution.npy, target.json, residual_grad_{k}.npy"
+                                            : ", attribution.npy, target.json",
                 start, load_s);
 }
 
