@@ -52,16 +52,17 @@ BOOST_AUTO_TEST_CASE(rms_norms) {
   both b;
   const index_t rows = 7, H = 300;  // H above the block size: the strided loop
   const auto x = random(rows * H, -2, 2, 1), dy = random(rows * H, -1, 1, 2), w = random(H, 0.5, 1.5, 3);
-  for (const bool accumulate : {false, true}) {
-    auto want = random(rows * H, -1, 1, 4);
-    auto dx = b.up(want);
-    const auto xd = b.up(x), dyd = b.up(dy), wd = b.up(w);
-    b.host.rms_norm_backward(x.data(), rows, H, vector_view<const float>(w.data(), H), 1e-5, dy.data(), want.data(),
-                             accumulate);
-    b.dev.rms_norm_backward(xd.data(), rows, H, vector_view<const float>(wd.data(), H), 1e-5, dyd.data(), dx.data(),
-                            accumulate);
-    BOOST_TEST(rel(b.down(dx), want) <= 1e-5);
-  }
+  for (const bool accumulate : {false, true})
+    for (const bool detach : {false, true}) {  // detach: LRP's rule
+      auto want = random(rows * H, -1, 1, 4);
+      auto dx = b.up(want);
+      const auto xd = b.up(x), dyd = b.up(dy), wd = b.up(w);
+      b.host.rms_norm_backward(x.data(), rows, H, vector_view<const float>(w.data(), H), 1e-5, dy.data(), want.data(),
+                               accumulate, detach);
+      b.dev.rms_norm_backward(xd.data(), rows, H, vector_view<const float>(wd.data(), H), 1e-5, dyd.data(), dx.data(),
+                              accumulate, detach);
+      BOOST_TEST(rel(b.down(dx), want) <= 1e-5, "accumulate " << accumulate << " detach " << detach);
+    }
   const index_t C = 12, L = 9, group = 4;
   const auto xc = random(C * L, -2, 2, 5);
   auto want = random(C * L, -1, 1, 6);
@@ -83,12 +84,14 @@ BOOST_AUTO_TEST_CASE(conv_silu_softplus_silu) {
       dc(matrix_view<const float>(tapsd.data(), D, K), {}, L);
   b.host.conv_silu(hc, {}, x.data(), u.data(), sigma.data());
   b.dev.conv_silu(dc, {}, xd.data(), ud.data(), sigmad.data());
-  auto du = dup;
-  auto dud = b.up(dup);
-  b.host.conv_silu_backward(hc, u.data(), sigma.data(), du.data(), dx.data());
-  b.dev.conv_silu_backward(dc, ud.data(), sigmad.data(), dud.data(), dxd.data());
-  BOOST_TEST(rel(b.down(dud), du) <= 1e-5);
-  BOOST_TEST(rel(b.down(dxd), dx) <= 1e-5);
+  for (const bool detach : {false, true}) {
+    auto du = dup;
+    auto dud = b.up(dup);
+    b.host.conv_silu_backward(hc, u.data(), sigma.data(), du.data(), dx.data(), detach);
+    b.dev.conv_silu_backward(dc, ud.data(), sigmad.data(), dud.data(), dxd.data(), detach);
+    BOOST_TEST(rel(b.down(dud), du) <= 1e-5, "detach " << detach);
+    BOOST_TEST(rel(b.down(dxd), dx) <= 1e-5, "detach " << detach);
+  }
 
   const auto delta = random(D * L, 0.001, 3, 10), z = random(D * L, -6, 6, 11);
   auto g1 = dup, g2 = dup;
@@ -100,6 +103,11 @@ BOOST_AUTO_TEST_CASE(conv_silu_softplus_silu) {
   b.dev.silu_backward(zd.data(), g2d.data(), D * L);
   BOOST_TEST(rel(b.down(g1d), g1) <= 1e-5);
   BOOST_TEST(rel(b.down(g2d), g2) <= 1e-5);
+  auto g3 = dup;
+  auto g3d = b.up(dup);
+  b.host.silu_backward(z.data(), g3.data(), D * L, true);
+  b.dev.silu_backward(zd.data(), g3d.data(), D * L, true);
+  BOOST_TEST(rel(b.down(g3d), g3) <= 1e-5);
   auto copied = b.dev.alloc(D * L);
   b.dev.copy(zd.data(), D * L, copied.data());
   BOOST_TEST(b.down(copied) == z);
@@ -147,15 +155,17 @@ BOOST_AUTO_TEST_CASE(scan_backward) {
 // backends), Mamba and Falcon-Mamba random models, every per-layer gradient.
 BOOST_AUTO_TEST_CASE(model_gradients_on_both_backends) {
   const both b;
-  for (const bool falcon : {false, true}) {
+  for (const bool falcon : {false, true})
+  for (const auto rule : {models::propagation::gradient, models::propagation::lrp}) {
+    const bool lrp = rule == models::propagation::lrp;
     models::mamba_config c;
     c.hidden_size = 32, c.intermediate_size = 64, c.state_size = 16, c.time_step_rank = 4, c.conv_kernel = 4;
     c.num_layers = 2, c.vocab_size = 50, c.bc_dt_norm = falcon, c.norm_eps = 1e-5;
     const auto m = models::random_mamba<float>(c, falcon ? 21 : 20);
     std::vector<index_t> tokens;
     for (index_t t = 0; t < 90; ++t) tokens.push_back((t * 7 + 3) % 50);
-    const models::gradient_options all{.embedding = true, .residual = true, .u = true, .delta = true, .b = true,
-                                       .c = true, .ssm_out = true};
+    const models::gradient_options all{.rule = rule, .embedding = true, .residual = true, .u = true, .delta = !lrp,
+                                       .b = !lrp, .c = !lrp, .ssm_out = true};
     const auto host = models::mamba_gradients(m, std::span<const index_t>(tokens), {}, all);
     const auto w = gpu::to_device(m);
     const auto dev = models::mamba_gradients(b.dev, w.view(), std::span<const index_t>(tokens), {}, all);
@@ -167,9 +177,9 @@ BOOST_AUTO_TEST_CASE(model_gradients_on_both_backends) {
     for (std::size_t k = 0; k < host.layers.size(); ++k) {
       const auto& d = dev.layers[k];
       const auto& h = host.layers[k];
-      const double e = std::max({rel(b.down(d.residual), h.residual), rel(b.down(d.u), h.u), rel(b.down(d.delta), h.delta),
-                                 rel(b.down(d.b), h.b), rel(b.down(d.c), h.c), rel(b.down(d.ssm_out), h.ssm_out)});
-      BOOST_TEST(e <= 1e-4, (falcon ? "falcon" : "mamba") << " layer " << k << ": " << e);
+      double e = std::max({rel(b.down(d.residual), h.residual), rel(b.down(d.u), h.u), rel(b.down(d.ssm_out), h.ssm_out)});
+      if (!lrp) e = std::max({e, rel(b.down(d.delta), h.delta), rel(b.down(d.b), h.b), rel(b.down(d.c), h.c)});
+      BOOST_TEST(e <= 1e-4, (falcon ? "falcon" : "mamba") << (lrp ? " lrp" : "") << " layer " << k << ": " << e);
     }
   }
 }

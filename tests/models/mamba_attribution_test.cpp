@@ -187,6 +187,7 @@ BOOST_AUTO_TEST_CASE(lrp_conserves_the_target) {
       BOOST_TEST(std::abs(r.value) > 1e-2);
       BOOST_TEST(std::abs(sum - r.value) <= 1e-6 * std::abs(r.value),
                  "falcon " << falcon << ": Σ relevance " << sum << ", target " << r.value);
+      BOOST_TEST_MESSAGE("falcon " << falcon << ": conservation error " << std::abs(sum - r.value) / std::abs(r.value));
       // The exact gradient does not conserve (the test can tell the two apart).
       const auto g = grad_input(m, std::span<const index_t>(tokens), target);
       double gsum = 0;
