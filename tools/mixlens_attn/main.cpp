@@ -96,7 +96,7 @@ constexpr std::string_view usage_text =
     "                          needs more is refused before it starts\n"
     "  --method M              attribution.npy (L) and target.json for the target logit: the target\n"
     "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba and\n"
-    "                          Falcon-Mamba on the CPU, a gradient method (also residual_grad_{k}.npy\n"
+    "                          Falcon-Mamba, a gradient method (also residual_grad_{k}.npy\n"
     "                          per analysed layer): Mamba-Attr (mamba-attr, also mamba_attr.npy, L x L),\n"
     "                          attention x gradient on the unified form (attn-grad, also attn_grad.npy),\n"
     "                          Gradient x Input (grad-input) or MambaLRP (lrp)\n"
@@ -655,7 +655,6 @@ void check_method(const options& o, const Model& model, index_t L) {
     throw mixlens::error("--method " + o.method + " needs the backward pass, which mixlens has for Mamba and "
                          "Falcon-Mamba; this model is " + std::string(model.config.family()));
   } else {
-    if (o.device != "cpu") throw mixlens::error("--method " + o.method + " runs on the CPU for now: use --device cpu");
     if (o.start_layer >= model.num_layers())
       throw mixlens::error("--start-layer " + std::to_string(o.start_layer) + " is not a layer in [0, " +
                            std::to_string(model.num_layers()) + ")");
@@ -682,25 +681,36 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
     const matrix<float>& m = o.method == "raw" ? r.raw : r.roll;
     for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] = m(P, j);
   } else if constexpr (std::is_same_v<Model, mamba_model<float>>) {
-    const std::span<const index_t> t(tokens);
-    const gradient_target target{P, T};
-    const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};
-    const attribution_result a = o.method == "grad-input"   ? grad_input(model, t, target)
-                                 : o.method == "lrp"        ? lrp(model, t, target)
-                                 : o.method == "mamba-attr" ? mamba_attr(model, t, target, rollout)
-                                                            : attn_grad(model, t, target, rollout);
-    std::copy(a.scores.begin(), a.scores.end(), scores.begin());
-    value = a.value;
-    if (!a.matrix.empty()) {
-      const std::vector<float> m(a.matrix.begin(), a.matrix.end());
-      mixlens::io::write_npy(out / (o.method == "mamba-attr" ? "mamba_attr.npy" : "attn_grad.npy"), m.data(), {L, L});
-    }
-    const propagation rule = o.method == "lrp" ? propagation::lrp : propagation::gradient;
-    const auto g = mamba_gradients(model, t, target, gradient_options{.rule = rule, .embedding = false, .residual = true});
-    const index_t H = model.config.hidden_size;
-    for (index_t k : layers)
-      mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"),
-                             g.layers[static_cast<std::size_t>(k)].residual.data(), {L, H});
+    // The method and residual_grad_{k}.npy on the backend of --device.
+    const auto attribute = [&](const auto& be, const mamba_weights<float>& w) {
+      const std::span<const index_t> t(tokens);
+      const gradient_target target{P, T};
+      const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};
+      const attribution_result a = o.method == "grad-input"   ? grad_input(be, w, t, target)
+                                   : o.method == "lrp"        ? lrp(be, w, t, target)
+                                   : o.method == "mamba-attr" ? mamba_attr(be, w, t, target, rollout)
+                                                              : attn_grad(be, w, t, target, rollout);
+      std::copy(a.scores.begin(), a.scores.end(), scores.begin());
+      value = a.value;
+      if (!a.matrix.empty()) {
+        const std::vector<float> m(a.matrix.begin(), a.matrix.end());
+        mixlens::io::write_npy(out / (o.method == "mamba-attr" ? "mamba_attr.npy" : "attn_grad.npy"), m.data(), {L, L});
+      }
+      const propagation rule = o.method == "lrp" ? propagation::lrp : propagation::gradient;
+      const auto g = mamba_gradients(be, w, t, target, gradient_options{.rule = rule, .embedding = false, .residual = true});
+      const index_t H = model.config.hidden_size;
+      for (index_t k : layers) {
+        const auto grad = be.download(g.layers[static_cast<std::size_t>(k)].residual.data(), L * H);
+        mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"), grad.data(), {L, H});
+      }
+    };
+#ifdef MIXLENS_ATTN_CUDA
+    if (o.device == "cuda") {
+      const auto weights = mixlens::gpu::to_device(model);
+      attribute(mixlens::gpu::device_backend{}, weights.view());
+    } else
+#endif
+      attribute(mixlens::host_backend<float>{}, host_weights(model).view());
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
   std::ofstream json(out / "target.json");

@@ -1,4 +1,4 @@
-// Attribution recipes for Mamba and Falcon-Mamba language models on the host,
+// Attribution recipes for Mamba and Falcon-Mamba language models, on any backend,
 // built on mamba_gradients (models/mamba_backward.hpp) and the pieces of
 // analysis/attribution.hpp: one score per input position for one logit.
 //
@@ -50,65 +50,67 @@ struct attribution_result {
 namespace detail {
 
 // Σ_h g ⊙ e at the embedding output, g propagated by `rule`.
-template <class T>
-[[nodiscard]] attribution_result gradient_times_input(const mamba_model<T>& m, std::span<const index_t> tokens,
-                                                      gradient_target target, propagation rule) {
-  const auto g = mamba_gradients(m, tokens, target, gradient_options{.rule = rule, .embedding = true});
-  const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size;
-  matrix<T> e(L, H);  // the embedding output
-  for (index_t t = 0; t < L; ++t)
-    for (index_t h = 0; h < H; ++h) e(t, h) = m.embedding(tokens[static_cast<std::size_t>(t)], h);
+template <class Backend, class T>
+[[nodiscard]] attribution_result gradient_times_input(const Backend& be, const mamba_weights<T>& w,
+                                                      std::span<const index_t> tokens, gradient_target target,
+                                                      propagation rule) {
+  const auto g = mamba_gradients(be, w, tokens, target, gradient_options{.rule = rule, .embedding = true});
+  const index_t L = static_cast<index_t>(tokens.size()), H = w.config.hidden_size;
+  auto e = be.alloc(L * H);  // the embedding output
+  be.embed(be.upload(tokens), w.embedding, e.data());
+  const auto gh = be.download(g.embedding.data(), L * H), eh = be.download(e.data(), L * H);
   return {g.target, g.value,
-          analysis::grad_input(matrix_view<const T>(g.embedding.data(), L, H), matrix_view<const T>(e.view())), {}};
+          analysis::grad_input(matrix_view<const T>(gh.data(), L, H), matrix_view<const T>(eh.data(), L, H)), {}};
 }
 
 }  // namespace detail
 
-template <class T>
-[[nodiscard]] attribution_result grad_input(const mamba_model<T>& m, std::span<const index_t> tokens,
-                                            gradient_target target = {}) {
-  return detail::gradient_times_input(m, tokens, target, propagation::gradient);
+// On any backend, with the model's weights in its memory (host_weights,
+// gpu::to_device); the overloads taking a mamba_model run on the host.
+template <class Backend, class T>
+[[nodiscard]] attribution_result grad_input(const Backend& be, const mamba_weights<T>& w,
+                                            std::span<const index_t> tokens, gradient_target target = {}) {
+  return detail::gradient_times_input(be, w, tokens, target, propagation::gradient);
 }
 
 // MambaLRP's relevance of each position: Σ_h R[t][h], R = ∂̃target/∂e ⊙ e with
 // ∂̃ the gradient under LRP's rules. Conservation: Σ_t score_t = target exactly
 // when conv1d, in_proj and out_proj have no bias (each bias keeps its share).
-template <class T>
-[[nodiscard]] attribution_result lrp(const mamba_model<T>& m, std::span<const index_t> tokens,
+template <class Backend, class T>
+[[nodiscard]] attribution_result lrp(const Backend& be, const mamba_weights<T>& w, std::span<const index_t> tokens,
                                      gradient_target target = {}) {
-  return detail::gradient_times_input(m, tokens, target, propagation::lrp);
+  return detail::gradient_times_input(be, w, tokens, target, propagation::lrp);
 }
 
 struct mamba_attr_options {
   index_t start_layer = 0;   // the first layer of the rollout
-  bool full_matrix = false;  // also the whole L × L rollout (O(L³) per layer)
+  bool full_matrix = false;  // also the whole L × L rollout (O(L³) per layer, on the host)
 };
 
 namespace detail {
 
 // The rollout of per-layer maps made by `layer_map(signals, gradients, map)`
-// (map: L × L in double, row-major, in place) from options.start_layer on, and
-// its target row clamped at 0.
-template <class T, class LayerMap>
-[[nodiscard]] attribution_result gradient_weighted_rollout(const mamba_model<T>& m, std::span<const index_t> tokens,
-                                                           gradient_target target, const mamba_attr_options& options,
-                                                           std::string_view where, LayerMap&& layer_map) {
-  if (options.start_layer < 0 || options.start_layer >= m.num_layers())
-    mixlens::detail::fail(where, "options.start_layer", "a layer in [0, " + std::to_string(m.num_layers()) + ")",
+// (map: L × L in double on the host, row-major, in place) from
+// options.start_layer on, and its target row clamped at 0.
+template <class Backend, class T, class LayerMap>
+[[nodiscard]] attribution_result gradient_weighted_rollout(const Backend& be, const mamba_weights<T>& w,
+                                                           std::span<const index_t> tokens, gradient_target target,
+                                                           const mamba_attr_options& options, std::string_view where,
+                                                           LayerMap&& layer_map) {
+  if (options.start_layer < 0 || options.start_layer >= w.num_layers())
+    mixlens::detail::fail(where, "options.start_layer", "a layer in [0, " + std::to_string(w.num_layers()) + ")",
                           options.start_layer);
-  check_tokens(m.vocab_size(), tokens);
+  check_tokens(w.vocab_size(), tokens);
   const index_t L = static_cast<index_t>(tokens.size());
   const index_t pos = target.position < 0 || target.position >= L ? L - 1 : target.position;  // mamba_gradients checks it
-  const host_backend<T> be;
-  const auto weights = host_weights(m);
   analysis::target_row_rollout row(L, pos);
   std::optional<analysis::full_rollout> full;
   if (options.full_matrix) full.emplace(L);
-  const auto g = mamba_gradients(be, weights.view(), tokens, target, gradient_options{.embedding = false},
+  const auto g = mamba_gradients(be, w, tokens, target, gradient_options{.embedding = false},
                                  [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg) {
                                    if (s.layer < options.start_layer) return;
                                    std::vector<double> map(static_cast<std::size_t>(L * L));
-                                   layer_map(be, s, lg, map);
+                                   layer_map(s, lg, map);
                                    row.add_earlier(map);
                                    if (full) full->add_earlier(map);
                                  });
@@ -118,48 +120,77 @@ template <class T, class LayerMap>
   return r;
 }
 
-// E_d max(M_d, 0) over the operator's channels into map, and the tensor's [min, max].
-template <class T, class Op>
-std::pair<double, double> relu_channel_mean(const host_backend<T>& be, const Op& op, std::vector<double>& map,
+// E_d max(M_d, 0) over the operator's channels into map (host), and the
+// tensor's [min, max].
+template <class Backend, class Op>
+std::pair<double, double> relu_channel_mean(const Backend& be, const Op& op, std::vector<double>& map,
                                             std::string_view where) {
-  std::vector<T> mean(map.size()), minmax(3);
+  const index_t n = static_cast<index_t>(map.size());
+  auto mean = be.alloc(n), minmax = be.alloc(3);
   analysis::aggregate_operator(be, op, channel_reduction::relu_mean, mean.data(), minmax.data());
   analysis::check_finite_blocks(be, op, minmax.data(), where);
-  std::copy(mean.begin(), mean.end(), map.begin());
-  return {double(minmax[0]), double(minmax[1])};
+  const auto m = be.download(mean.data(), n), range = be.download(minmax.data(), 2);
+  std::copy(m.begin(), m.end(), map.begin());
+  return {double(range[0]), double(range[1])};
+}
+
+// The token weights of a layer from its residual gradient (backend memory).
+template <class Backend, class T>
+[[nodiscard]] std::vector<double> token_weights(const Backend& be, const mamba_layer_gradients<T>& lg) {
+  const index_t L = lg.residual.extent(0), H = lg.residual.extent(1);
+  const auto g = be.download(lg.residual.data_handle(), L * H);
+  return analysis::token_gradient_weight(matrix_view<const T>(g.data(), L, H));
 }
 
 }  // namespace detail
 
-template <class T>
-[[nodiscard]] attribution_result mamba_attr(const mamba_model<T>& m, std::span<const index_t> tokens,
-                                            gradient_target target = {}, const mamba_attr_options& options = {}) {
+template <class Backend, class T>
+[[nodiscard]] attribution_result mamba_attr(const Backend& be, const mamba_weights<T>& w,
+                                            std::span<const index_t> tokens, gradient_target target = {},
+                                            const mamba_attr_options& options = {}) {
   constexpr std::string_view where = "mixlens::models::mamba_attr";
-  const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size;
   return detail::gradient_weighted_rollout(
-      m, tokens, target, options, where,
-      [&](const host_backend<T>& be, const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg,
-          std::vector<double>& map) {
+      be, w, tokens, target, options, where,
+      [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg, std::vector<double>& map) {
         const auto [lo, hi] = detail::relu_channel_mean(be, s.ssm(), map, where);  // the paper's α
-        analysis::mamba_attr_layer_map(map, lo, hi,
-                                       analysis::token_gradient_weight(matrix_view<const T>(lg.residual.data_handle(), L, H)));
+        analysis::mamba_attr_layer_map(map, lo, hi, detail::token_weights(be, lg));
       });
 }
 
 // Attention × gradient on the unified form (Zimerman, Ali, Wolf, ICLR 2025).
+template <class Backend, class T>
+[[nodiscard]] attribution_result attn_grad(const Backend& be, const mamba_weights<T>& w,
+                                           std::span<const index_t> tokens, gradient_target target = {},
+                                           const mamba_attr_options& options = {}) {
+  constexpr std::string_view where = "mixlens::models::attn_grad";
+  return detail::gradient_weighted_rollout(
+      be, w, tokens, target, options, where,
+      [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg, std::vector<double>& map) {
+        (void)detail::relu_channel_mean(be, unified_operator(be, s, {.offset = false}), map, where);
+        analysis::attn_grad_layer_map(map, detail::token_weights(be, lg));
+      });
+}
+
+// The same on the host, for a loaded model.
+template <class T>
+[[nodiscard]] attribution_result grad_input(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                            gradient_target target = {}) {
+  return grad_input(host_backend<T>{}, host_weights(m).view(), tokens, target);
+}
+template <class T>
+[[nodiscard]] attribution_result lrp(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                     gradient_target target = {}) {
+  return lrp(host_backend<T>{}, host_weights(m).view(), tokens, target);
+}
+template <class T>
+[[nodiscard]] attribution_result mamba_attr(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                            gradient_target target = {}, const mamba_attr_options& options = {}) {
+  return mamba_attr(host_backend<T>{}, host_weights(m).view(), tokens, target, options);
+}
 template <class T>
 [[nodiscard]] attribution_result attn_grad(const mamba_model<T>& m, std::span<const index_t> tokens,
                                            gradient_target target = {}, const mamba_attr_options& options = {}) {
-  constexpr std::string_view where = "mixlens::models::attn_grad";
-  const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size;
-  return detail::gradient_weighted_rollout(
-      m, tokens, target, options, where,
-      [&](const host_backend<T>& be, const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg,
-          std::vector<double>& map) {
-        (void)detail::relu_channel_mean(be, unified_operator(be, s, {.offset = false}), map, where);
-        analysis::attn_grad_layer_map(map,
-                                      analysis::token_gradient_weight(matrix_view<const T>(lg.residual.data_handle(), L, H)));
-      });
+  return attn_grad(host_backend<T>{}, host_weights(m).view(), tokens, target, options);
 }
 
 }  // namespace mixlens::models
