@@ -71,7 +71,7 @@ clang=clang++
 # Every host header in one translation unit, through clang (GCC checks each alone).
 cccl=$(sed -n 's/^_libcudacxx_INCLUDE_DIR:[A-Z]*=//p' build-host/CMakeCache.txt)
 (cd include && find mixlens -name '*.hpp' | sort | sed 's/.*/#include "&"/') |
-  "$clang" -std=c++20 -fsyntax-only -Wall -Wextra -Iinclude ${cccl:+-isystem "$cccl"} -x c++ -
+  "$clang" -std=c++20 -fsyntax-only -Wall -Wextra -Iinclude ${cccl:+-isystem "$cccl"} $(pkg-config --cflags freetype2) -x c++ -
 
 sanitized=(io_test npz_test safetensors_test reference_params_test mamba_model_test mixlens-attn mixlens-test-set-nan)
 fuzzers=(fuzz_npy fuzz_npz fuzz_json fuzz_safetensors fuzz_config fuzz_checkpoint mixlens-fuzz-seeds)

@@ -5,7 +5,7 @@
 //
 //   00_quickstart [--length L] [--channels D] [--seed S] [--out DIR]
 #include <mixlens/io/npy.hpp>
-#include <mixlens/io/png.hpp>
+#include <mixlens/io/figure.hpp>
 #include <mixlens/mixlens.hpp>
 
 #include <cmath>

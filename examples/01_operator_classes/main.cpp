@@ -29,7 +29,7 @@
 #include <mixlens/analysis/time_invariance.hpp>
 #include <mixlens/detail/random.hpp>
 #include <mixlens/io/npy.hpp>
-#include <mixlens/io/png.hpp>
+#include <mixlens/io/figure.hpp>
 #include <mixlens/ops/registry.hpp>
 #ifdef MIXLENS_EXAMPLE_CUDA
 #include <mixlens/mixlens.cuh>
