@@ -45,12 +45,6 @@ rgb cell(const decoded& d, const io::heatmap_layout& lay, index_t r, index_t c, 
   return d.at(lay.map_x + c * up + up / 2, lay.map_y + r * up + up / 2);
 }
 
-bool near(rgb a, rgb b, int tol = 1) {
-  for (std::size_t k = 0; k < 3; ++k)
-    if (std::abs(int(a[k]) - int(b[k])) > tol) return false;
-  return true;
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(causal_map_masks_the_upper_triangle_and_the_bar_spans_the_data) {

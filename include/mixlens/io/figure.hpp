@@ -194,7 +194,7 @@ heatmap_layout write_heatmap_png(const std::filesystem::path& file, matrix_view<
     if (!log && h >= 4 * detail::tick_px)
       for (double t : detail::nice_ticks(lo, hi, std::max<int>(2, static_cast<int>(h / 60)))) {
         const double y = (hi - t) / span * double(h - 1);
-        if (y > 1.5 * detail::tick_px && y < double(h - 1) - 1.5 * detail::tick_px) label(t, detail::format_value(t));
+        if (y > 2.0 * detail::tick_px && y < double(h - 1) - 2.0 * detail::tick_px) label(t, detail::format_value(t));
       }
   }
   write_png(file, img.width, img.height, img.pixels);
@@ -248,7 +248,7 @@ bar_chart_layout write_bar_chart_png(const std::filesystem::path& file, std::spa
   lay.bar_w = opt.plot_width > 0 ? std::max<index_t>(1, opt.plot_width / L) : std::clamp<index_t>(800 / L, 2, 48);
   lay.plot_w = lay.bar_w * L, lay.plot_h = opt.plot_height;
   lay.plot_x = tick_w + 12;
-  lay.plot_y = (opt.title.empty() ? 12 : detail::title_px + 16) + (opt.value_label.empty() ? 0 : detail::tick_px + 8);
+  lay.plot_y = (opt.title.empty() ? 12 : detail::title_px + 16) + (opt.value_label.empty() ? 0 : detail::tick_px + 14);
   lay.width = std::max(lay.plot_x + lay.plot_w + 12, f.width(opt.title, detail::title_px) + 16);
   lay.height = lay.plot_y + lay.plot_h + detail::tick_px + 14;
   auto row = [&](double v) { return lay.plot_y + static_cast<index_t>(std::lround((hi - v) / (hi - lo) * double(lay.plot_h - 1))); };
@@ -274,7 +274,7 @@ bar_chart_layout write_bar_chart_png(const std::filesystem::path& file, std::spa
   std::vector<std::string> names(labels.begin(), labels.end());
   detail::axis_ticks(img, f, L, lay.plot_x, lay.plot_y + lay.plot_h, lay.plot_w, true, names);
   // The glyphs are drawn horizontally: the axis caption goes above the axis.
-  if (!opt.value_label.empty()) f.draw(img, 4, lay.plot_y - 6, opt.value_label, detail::tick_px, {80, 80, 80});
+  if (!opt.value_label.empty()) f.draw(img, 4, lay.plot_y - 12, opt.value_label, detail::tick_px, {80, 80, 80});
   if (!opt.title.empty()) f.draw(img, 8, detail::title_px + 4, opt.title, detail::title_px);
   write_png(file, img.width, img.height, img.pixels);
   return lay;
