@@ -13,9 +13,11 @@
 // --save-alpha), raw.npy and rollout.npy (L × L) over the selected layers, and
 // PNG heatmaps alpha_{k}.png (channel mean) and rollout.png; for Vision Mamba
 // also cls_raw.npy and cls_rollout.npy (the CLS row over the patch grid) and
-// overlay.png. With --device cuda (builds with CUDA) the forward pass, the
-// matrices, their channel means, raw attention and rollout are computed on the
-// GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy. Every
+// overlay.png; with --method, attribution.png (a bar chart of attribution.npy).
+// The heatmaps are titled with layer, form and reduction; the causal maps of
+// language models have their upper triangle masked. With --device cuda (builds
+// with CUDA) the forward pass, the matrices, their channel means, raw attention
+// and rollout are computed on the GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy. Every
 // input is checked before any output is written; the outputs are written to a
 // fresh folder beside --out that replaces it only when the run completes (see
 // output_folder). Exit status: 0 success, 1 a failure (bad model, tokens, image,
@@ -86,7 +88,7 @@ constexpr std::string_view usage_text =
     "                          or the whole block's unified form (per channel)\n"
     "  --layers all|LIST       layers to analyse, 0-based (default all); raw and rollout use them\n"
     "  --save-alpha all|none|LIST  analysed layers whose alpha_{k}.npy is written (default all)\n"
-    "  --no-png                skip the PNG heatmaps\n"
+    "  --no-png                skip the PNG heatmaps and the attribution bar chart\n"
     "  --self-test             check per layer that the matrices reproduce the layer output\n"
     "  --reference-logits FILE compare the logits with a .npy of the same shape (L x V, or the\n"
     "                          classes), fail above 1e-4 relative\n"
@@ -96,7 +98,8 @@ constexpr std::string_view usage_text =
     "  --method M              attribution.npy (L) and target.json for the target logit: the target\n"
     "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba and\n"
     "                          Falcon-Mamba on the CPU, Mamba-Attr (mamba-attr) or Gradient x Input\n"
-    "                          (grad-input, also residual_grad_{k}.npy per analysed layer)\n"
+    "                          (grad-input, also residual_grad_{k}.npy per analysed layer); its bar\n"
+    "                          chart attribution.png unless --no-png\n"
     "  --target-position P     the target logit's position (default: the last)\n"
     "  --target-token T        the target logit's token (default: the argmax at P)\n"
     "  --start-layer K         mamba-attr: the first layer of its rollout (default 0)\n";
