@@ -292,7 +292,8 @@ measurement measure(const std::string& key, Bind bind, const inputs& in, const o
       r.npy = key + ".npy";
       r.png = key + ".png";
       io::write_npy(opt.out / r.npy, m);
-      io::write_heatmap_png(opt.out / r.png, matrix_view<const T>(m.view()), {.scale = opt.scale, .target_pixels = opt.pixels, .max_pixels = opt.pixels});
+      io::write_heatmap_png(opt.out / r.png, matrix_view<const T>(m.view()),
+                            {.scale = opt.scale, .target_pixels = opt.pixels, .max_pixels = opt.pixels, .title = key});
     }
     ++r.examined;
   }
