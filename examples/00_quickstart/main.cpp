@@ -73,7 +73,7 @@ void report(const char* label, const Op& op, const Op& other, const matrix<T>& x
   const std::string stem = std::string(label);
   io::write_npy(out / (stem + ".npy"), m);
   io::write_heatmap_png(out / (stem + ".png"), matrix_view<const T>(m.view()),
-                        {.scale = io::color_scale::log_magnitude, .title = stem + " \u00b7 log10 |entry|"});
+                        {.scale = io::color_scale::log_magnitude, .title = stem + " \u00b7 |entry|, log scale"});
 }
 
 [[noreturn]] void usage(const std::string& problem) {
