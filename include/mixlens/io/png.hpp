@@ -8,10 +8,8 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
