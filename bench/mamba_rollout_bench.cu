@@ -7,6 +7,8 @@
 //   gpu_rollout_raw    the same plus min / max, raw maps and their average (what mixlens-attn computes)
 //   gpu_rollout_direct, gpu_rollout_raw_direct  the same from the fused aggregate, no D × L × L tensor
 //   gpu_rollout_unified  with the unified form instead of the paper's α
+//   gpu_attribution/<method>  one attribution end to end (forward, backward, maps):
+//                      grad-input, lrp, mamba-attr, attn-grad (target < 1 s at L = 1024)
 //   cpu_forward, cpu_rollout  the CPU path (models/), one thread (target < 10 s at L = 128)
 // Wall-clock times; the model's creation and upload are outside the timing.
 #include <benchmark/benchmark.h>
@@ -20,6 +22,7 @@
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/analysis/attention_maps.hpp"
 #include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/mamba_random.hpp"
 
 namespace {
@@ -139,6 +142,27 @@ void gpu_rollout(benchmark::State& state) {
   counters(state, L);
 }
 
+enum class method { grad_input, lrp, mamba_attr, attn_grad };
+
+template <method M>
+void gpu_attribution(benchmark::State& state) {
+  const index_t L = state.range(0);
+  const auto& be = backend();
+  const auto w = device_model().view();
+  const auto t = tokens(L);
+  const std::span<const index_t> span(t);
+  const auto once = [&] {
+    const attribution_result r = M == method::grad_input ? grad_input(be, w, span)
+                                 : M == method::lrp      ? lrp(be, w, span)
+                                 : M == method::mamba_attr ? mamba_attr(be, w, span)
+                                                           : attn_grad(be, w, span);
+    benchmark::DoNotOptimize(r.scores.data());
+  };
+  once();
+  for (auto _ : state) once();
+  counters(state, L);
+}
+
 void cpu_forward(benchmark::State& state) {
   const index_t L = state.range(0);
   const auto& m = host_model();
@@ -179,5 +203,13 @@ BENCHMARK(gpu_rollout<what::rollout_raw_direct>)->Name("gpu_rollout_raw_direct")
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(gpu_rollout<what::unified>)->Name("gpu_rollout_unified")->Arg(1024)->Unit(benchmark::kMillisecond)
     ->UseRealTime()->MinTime(1.0);
+BENCHMARK(gpu_attribution<method::grad_input>)->Name("gpu_attribution/grad-input")->Arg(1024)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK(gpu_attribution<method::lrp>)->Name("gpu_attribution/lrp")->Arg(1024)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK(gpu_attribution<method::mamba_attr>)->Name("gpu_attribution/mamba-attr")->Arg(1024)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK(gpu_attribution<method::attn_grad>)->Name("gpu_attribution/attn-grad")->Arg(1024)
+    ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
 BENCHMARK(cpu_forward)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(cpu_rollout)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);

@@ -4,6 +4,7 @@
 #   PkgConfig::MIXLENS_FFTW3  FFTW3 in float and double (Debian: libfftw3-dev)
 #   ZLIB::ZLIB               deflate for PNG heatmaps (Debian: zlib1g-dev)
 #   PNG::PNG                 PNG images in, for mixlens::models (Debian: libpng-dev)
+#   Freetype::Freetype       text in the figures, for mixlens::figures (Debian: libfreetype-dev)
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
 #   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
 #   OpenMP::OpenMP_CXX       optional: host threads for the scan policies (MIXLENS_ENABLE_OPENMP)
@@ -59,6 +60,12 @@ find_package(PNG QUIET)
 if(NOT PNG_FOUND)
   message(FATAL_ERROR "mixlens::models needs libpng to read PNG images (Vision Mamba input): on Debian, "
                       "apt-get install libpng-dev")
+endif()
+
+find_package(Freetype QUIET)
+if(NOT FREETYPE_FOUND)
+  message(FATAL_ERROR "mixlens::figures needs FreeType for the text in its PNG figures: on Debian, "
+                      "apt-get install libfreetype-dev")
 endif()
 
 # Optional: without a CBLAS the host's dense products run as plain loops

@@ -21,7 +21,8 @@ mixlens_require() {
   fi
 }
 
-mixlens_require cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev zlib1g-dev libpng-dev libopenblas-dev libzip-dev
+mixlens_require cmake g++ make pkg-config libfftw3-dev libboost-test-dev libeigen3-dev nlohmann-json3-dev zlib1g-dev libpng-dev libopenblas-dev libzip-dev \
+  libfreetype-dev fonts-dejavu-core
 
 # The CUDA toolkit provides CCCL (cuda::std) for every build and nvcc for the GPU backend.
 nvcc_works() { nvcc --version >/dev/null 2>&1; }  # (a wrapper script may outlive the toolkit)

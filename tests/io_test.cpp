@@ -11,7 +11,7 @@
 
 #include "common/oracles.hpp"
 #include "mixlens/io/npy.hpp"
-#include "mixlens/io/png.hpp"
+#include "mixlens/io/figure.hpp"
 
 using namespace mixlens;
 namespace fs = std::filesystem;
@@ -85,13 +85,16 @@ BOOST_AUTO_TEST_CASE(png_heatmap_is_a_valid_png_with_viridis_colours) {
   matrix<double> m(L, L);
   for (index_t i = 0; i < L; ++i)
     for (index_t j = 0; j <= i; ++j) m(i, j) = double(j + 1);
-  io::write_heatmap_png(scratch("h.png"), matrix_view<const double>(m.view()), {.colorbar = false});
+  const auto lay = io::write_heatmap_png(scratch("h.png"), matrix_view<const double>(m.view()), {.colorbar = false});
+  const index_t W = lay.width, H = lay.height;
   const std::string png = slurp(scratch("h.png"));
   BOOST_REQUIRE(png.size() > 33);
   BOOST_TEST(png.substr(0, 8) == std::string("\x89PNG\r\n\x1a\n", 8));
   BOOST_TEST(png.substr(12, 4) == "IHDR");
-  BOOST_TEST(be32(png, 16) == 512u);  // 16 cells enlarged 32×
-  BOOST_TEST(be32(png, 20) == 512u);
+  BOOST_TEST(be32(png, 16) == std::uint32_t(W));
+  BOOST_TEST(be32(png, 20) == std::uint32_t(H));
+  BOOST_TEST(lay.map_w == 512);  // 16 cells enlarged 32×
+  BOOST_TEST(lay.map_h == 512);
   // Every chunk's CRC is right, and the deflate stream holds the pixels.
   std::string idat;
   for (std::size_t at = 8; at < png.size();) {
@@ -102,15 +105,16 @@ BOOST_AUTO_TEST_CASE(png_heatmap_is_a_valid_png_with_viridis_colours) {
     if (type == "IDAT") idat += png.substr(at + 8, len);
     at += 12 + len;
   }
-  std::string raw(512 * (3 * 512 + 1), '\0');
+  std::string raw(static_cast<std::size_t>(H * (3 * W + 1)), '\0');
   uLongf raw_size = raw.size();
   BOOST_REQUIRE(uncompress(reinterpret_cast<Bytef*>(raw.data()), &raw_size,
                            reinterpret_cast<const Bytef*>(idat.data()), idat.size()) == Z_OK);
   raw.resize(raw_size);
-  BOOST_TEST(png.size() < 20000u);  // compressed: the heatmap is 16 flat 32×32 blocks
-  BOOST_TEST(raw.size() == 512u * (3 * 512 + 1));
+  BOOST_TEST(png.size() < 40000u);  // compressed: the heatmap is 16 flat 32×32 blocks and tick labels
+  BOOST_TEST(raw.size() == std::size_t(H * (3 * W + 1)));
   auto pixel = [&](index_t x, index_t y) {
-    const std::size_t at = static_cast<std::size_t>(y * (3 * 512 + 1) + 1 + 3 * x);
+    x += lay.map_x, y += lay.map_y;
+    const std::size_t at = static_cast<std::size_t>(y * (3 * W + 1) + 1 + 3 * x);
     return std::array<std::uint8_t, 3>{std::uint8_t(raw[at]), std::uint8_t(raw[at + 1]), std::uint8_t(raw[at + 2])};
   };
   BOOST_TEST((pixel(511, 511) == io::detail::viridis(1.0)));  // the maximum, bottom right
@@ -121,9 +125,11 @@ BOOST_AUTO_TEST_CASE(png_heatmap_is_a_valid_png_with_viridis_colours) {
 BOOST_AUTO_TEST_CASE(png_log_scale_and_large_matrices) {
   matrix<float> big(3000, 2000);
   for (index_t i = 0; i < big.size(); ++i) big.data()[i] = std::exp(-float(i % 997) / 50.0f);
-  io::write_heatmap_png(scratch("big.png"), matrix_view<const float>(big.view()), {.scale = io::color_scale::log_magnitude});
+  const auto lay = io::write_heatmap_png(scratch("big.png"), matrix_view<const float>(big.view()),
+                                         {.scale = io::color_scale::log_magnitude});
   const std::string png = slurp(scratch("big.png"));
-  BOOST_TEST(be32(png, 20) == 1000u);  // 3000 rows averaged in blocks of 3
+  BOOST_TEST(be32(png, 20) == std::uint32_t(lay.height));
+  BOOST_TEST(lay.map_h == 1000);  // 3000 rows averaged in blocks of 3
   testing::check_error([] { io::write_heatmap_png(scratch("e.png"), matrix_view<const float>(nullptr, 0, 3)); }, {"'m'", "non-empty"});
 }
 

@@ -168,6 +168,25 @@ expect_shape(method_mamba_attr ${WORK}/method_mamba-attr/mamba_attr.npy "6, 6, "
 expect_shape(method_attn_grad ${WORK}/method_attn-grad/attn_grad.npy "6, 6, ")
 expect_no_files(method_lrp ${WORK}/method_lrp mamba_attr.npy attn_grad.npy)
 expect_no_files(method_rollout ${WORK}/method_rollout residual_grad_0.npy)
+# Without --no-png, attribution.png: a whole PNG (signature, IHDR with a non-empty size,
+# IEND last; figure_test decodes the same writer's pixels with libpng).
+expect(method_png 0 "attribution.npy" --model ${DATA}/falcon_mamba_fp32 --tokens 5,9,2,7,1,3
+  --out ${WORK}/method_png --method grad-input --target-position 4 --save-alpha none)
+expect_files(method_png ${WORK}/method_png attribution.png rollout.png alpha_0.png)
+if(EXISTS ${WORK}/method_png/attribution.png)
+  file(READ ${WORK}/method_png/attribution.png head LIMIT 24 HEX)
+  file(SIZE ${WORK}/method_png/attribution.png size)
+  math(EXPR tail_at "${size} - 12")
+  file(READ ${WORK}/method_png/attribution.png tail OFFSET ${tail_at} HEX)
+  if(NOT head MATCHES "^89504e470d0a1a0a0000000d49484452" OR head MATCHES "^.{32}00000000" OR
+     head MATCHES "^.{40}00000000" OR NOT tail STREQUAL "0000000049454e44ae426082")
+    message(SEND_ERROR "method_png: attribution.png is not a whole PNG: ${head} … ${tail}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endif()
+expect(method_no_png 0 "attribution.npy" --model ${DATA}/falcon_mamba_fp32 --tokens 5,9,2 --out ${WORK}/method_no_png
+  --method raw --no-png --save-alpha none)
+expect_no_files(method_no_png ${WORK}/method_no_png attribution.png rollout.png)
 expect(method_default_target 0 "attribution.npy" --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/method_default
   --no-png --save-alpha none)
 file(READ ${WORK}/method_default/target.json target)

@@ -5,7 +5,7 @@
 //
 //   00_quickstart [--length L] [--channels D] [--seed S] [--out DIR]
 #include <mixlens/io/npy.hpp>
-#include <mixlens/io/png.hpp>
+#include <mixlens/io/figure.hpp>
 #include <mixlens/mixlens.hpp>
 
 #include <cmath>
@@ -72,7 +72,8 @@ void report(const char* label, const Op& op, const Op& other, const matrix<T>& x
               traits::time_invariant ? "yes" : "no", apply_error(op, x), toeplitz_distance(m), relative_difference(m2, m));
   const std::string stem = std::string(label);
   io::write_npy(out / (stem + ".npy"), m);
-  io::write_heatmap_png(out / (stem + ".png"), matrix_view<const T>(m.view()), {.scale = io::color_scale::log_magnitude});
+  io::write_heatmap_png(out / (stem + ".png"), matrix_view<const T>(m.view()),
+                        {.scale = io::color_scale::log_magnitude, .title = stem + " \u00b7 |entry|, log scale"});
 }
 
 [[noreturn]] void usage(const std::string& problem) {

@@ -29,7 +29,7 @@
 #include <mixlens/analysis/time_invariance.hpp>
 #include <mixlens/detail/random.hpp>
 #include <mixlens/io/npy.hpp>
-#include <mixlens/io/png.hpp>
+#include <mixlens/io/figure.hpp>
 #include <mixlens/ops/registry.hpp>
 #ifdef MIXLENS_EXAMPLE_CUDA
 #include <mixlens/mixlens.cuh>
@@ -292,7 +292,8 @@ measurement measure(const std::string& key, Bind bind, const inputs& in, const o
       r.npy = key + ".npy";
       r.png = key + ".png";
       io::write_npy(opt.out / r.npy, m);
-      io::write_heatmap_png(opt.out / r.png, matrix_view<const T>(m.view()), {.scale = opt.scale, .target_pixels = opt.pixels, .max_pixels = opt.pixels});
+      io::write_heatmap_png(opt.out / r.png, matrix_view<const T>(m.view()),
+                            {.scale = opt.scale, .target_pixels = opt.pixels, .max_pixels = opt.pixels, .title = key});
     }
     ++r.examined;
   }

@@ -13,9 +13,11 @@
 // --save-alpha), raw.npy and rollout.npy (L × L) over the selected layers, and
 // PNG heatmaps alpha_{k}.png (channel mean) and rollout.png; for Vision Mamba
 // also cls_raw.npy and cls_rollout.npy (the CLS row over the patch grid) and
-// overlay.png. With --device cuda (builds with CUDA) the forward pass, the
-// matrices, their channel means, raw attention and rollout are computed on the
-// GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy. Every
+// overlay.png; with --method, attribution.png (a bar chart of attribution.npy).
+// The heatmaps are titled with layer, form and reduction; the causal maps of
+// language models have their upper triangle masked. With --device cuda (builds
+// with CUDA) the forward pass, the matrices, their channel means, raw attention
+// and rollout are computed on the GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy. Every
 // input is checked before any output is written; the outputs are written to a
 // fresh folder beside --out that replaces it only when the run completes (see
 // output_folder). Exit status: 0 success, 1 a failure (bad model, tokens, image,
@@ -46,7 +48,7 @@
 #include <vector>
 
 #include "mixlens/io/npy.hpp"
-#include "mixlens/io/png.hpp"
+#include "mixlens/io/figure.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
@@ -87,7 +89,7 @@ constexpr std::string_view usage_text =
     "                          or the whole block's unified form (per channel)\n"
     "  --layers all|LIST       layers to analyse, 0-based (default all); raw and rollout use them\n"
     "  --save-alpha all|none|LIST  analysed layers whose alpha_{k}.npy is written (default all)\n"
-    "  --no-png                skip the PNG heatmaps\n"
+    "  --no-png                skip the PNG heatmaps and the attribution bar chart\n"
     "  --self-test             check per layer that the matrices reproduce the layer output\n"
     "  --reference-logits FILE compare the logits with a .npy of the same shape (L x V, or the\n"
     "                          classes), fail above 1e-4 relative\n"
@@ -99,7 +101,8 @@ constexpr std::string_view usage_text =
     "                          Falcon-Mamba, a gradient method (also residual_grad_{k}.npy\n"
     "                          per analysed layer): Mamba-Attr (mamba-attr, also mamba_attr.npy, L x L),\n"
     "                          attention x gradient on the unified form (attn-grad, also attn_grad.npy),\n"
-    "                          Gradient x Input (grad-input) or MambaLRP (lrp)\n"
+    "                          Gradient x Input (grad-input) or MambaLRP (lrp); every\n"
+    "                          method also draws attribution.png unless --no-png\n"
     "  --target-position P     the target logit's position (default: the last)\n"
     "  --target-token T        the target logit's token (default: the argmax at P)\n"
     "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n";
@@ -470,8 +473,8 @@ struct results {
 template <class Backend>
 class layer_maps {
  public:
-  layer_maps(const Backend& be, const options& o, index_t L)
-      : be_(be), o_(o), L_(L), roll_(be, L), raw_average_(be, L * L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
+  layer_maps(const Backend& be, const options& o, index_t L, bool causal)
+      : be_(be), o_(o), L_(L), causal_(causal), roll_(be, L), raw_average_(be, L * L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
         minmax_(be.alloc(3)) {}
 
   // One layer of D matrices: aggregate(map, minmax, host copy or nullptr) fills
@@ -494,7 +497,9 @@ class layer_maps {
     if (keep) mixlens::io::write_npy(o_.out / ("alpha_" + k + ".npy"), alpha_.data(), {D, L_, L_});
     if (o_.png) {
       const auto mean = be_.download(map_.data(), L_ * L_);
-      mixlens::io::write_heatmap_png(o_.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L_, L_));
+      mixlens::io::write_heatmap_png(o_.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L_, L_),
+                                     {.title = "layer " + k + " \u00b7 " + std::string(to_string(o_.form)) + " form \u00b7 channel mean",
+                                      .mask_upper = causal_});
     }
     r.write_s += seconds_since(tw);
   }
@@ -514,6 +519,7 @@ class layer_maps {
   const Backend& be_;
   const options& o_;
   index_t L_;
+  bool causal_;  // the upper triangle is structurally zero: masked in the heatmaps
   mixlens::analysis::rollout_accumulator<Backend> roll_;
   mixlens::analysis::map_average<Backend> raw_average_;
   typename Backend::template array<float> map_, raw_, minmax_;
@@ -544,7 +550,7 @@ results run_on(const Backend& be, const Weights& weights, const options& o, cons
   results r;
   const index_t L = static_cast<index_t>(tokens.size());
   const auto t = clock_type::now();
-  layer_maps<Backend> maps(be, o, L);
+  layer_maps<Backend> maps(be, o, L, true);  // language models mix causally
   const auto logits = mamba_forward(be, weights, std::span<const index_t>(tokens), [&](const auto& s) {
     if (!contains(layers, s.layer)) return;
     const auto add = [&](const auto& op) {  // the paper's α, or the unified form of the block
@@ -589,7 +595,7 @@ results run_vim_on(const Backend& be, const Weights& weights, const options& o, 
   results r;
   const index_t L = weights.config.sequence_length();
   const auto t = clock_type::now();
-  layer_maps<Backend> maps(be, o, L);
+  layer_maps<Backend> maps(be, o, L, false);  // bidirectional blocks
   const auto logits = vim_forward(be, weights, mixlens::tensor_view<const float, 3>(image.view()),
                                   [&](const vim_layer_signals<float>& s) {
     if (!contains(layers, s.layer)) return;
@@ -661,6 +667,21 @@ void check_method(const options& o, const Model& model, index_t L) {
   }
 }
 
+// rollout.png's title: what was rolled out, over which layers.
+inline std::string rollout_title(const options& o, const std::vector<index_t>& layers) {
+  return "attention rollout \u00b7 " + std::to_string(layers.size()) + (layers.size() == 1 ? " layer" : " layers") +
+         " \u00b7 " + std::string(to_string(o.form)) + " form \u00b7 channel mean";
+}
+
+// attribution.png: the scores as a bar chart titled with the method and target.
+inline void write_attribution_chart(const fs::path& file, const std::string& method, index_t position, index_t token,
+                                    double value, const std::vector<float>& scores) {
+  mixlens::io::write_bar_chart_png(file, std::span<const float>(scores), {},
+                                   {.title = method + " \u00b7 target position " + std::to_string(position) + ", token " +
+                                             std::to_string(token) + " (logit " + mixlens::io::detail::format_value(value) + ")",
+                                    .value_label = "attribution"});
+}
+
 // attribution.npy (L), target.json and, for a gradient method, residual_grad_{k}.npy
 // (L × d_model) of the analysed layers (under LRP's rules for lrp), and the
 // rollout-style methods' whole matrix, into `out`.
@@ -713,6 +734,7 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
       attribute(mixlens::host_backend<float>{}, host_weights(model).view());
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
+  if (o.png) write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores);
   std::ofstream json(out / "target.json");
   json.precision(17);
   json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value
@@ -884,7 +906,9 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   if (!layers.empty()) {
     mixlens::io::write_npy(work.out / "raw.npy", r.raw);
     mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
-    if (o.png) mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
+    if (o.png)
+      mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()),
+                                     {.title = rollout_title(o, layers), .mask_upper = true});
   }
   write_attribution(o, work.out, model, tokens, layers, r);
   folder.commit();
@@ -942,7 +966,8 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
     mixlens::io::write_npy(work.out / "cls_raw.npy", cls_raw.data(), {cls_raw.extent(0), cls_raw.extent(1)});
     mixlens::io::write_npy(work.out / "cls_rollout.npy", cls_roll.data(), {cls_roll.extent(0), cls_roll.extent(1)});
     if (o.png) {
-      mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()));
+      mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()),
+                                     {.title = rollout_title(o, layers)});
       // The overlay shows the pixels: a PNG's, or a .npy taken as [0, 1] values.
       mixlens::io::write_overlay_png(work.out / "overlay.png", mixlens::tensor_view<const float, 3>(shown.view()),
                                      mixlens::matrix_view<const float>(cls_roll.view()));

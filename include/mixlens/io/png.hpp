@@ -1,16 +1,15 @@
-// PNG heatmaps of mixing matrices: viridis colours, linear or log-magnitude
-// scale, a colour bar with its end values; a map laid over an image (Vision
-// Mamba's patch maps). Image data is deflated with zlib.
+// PNG output without text: an RGB buffer written as PNG, the viridis map, and a
+// map laid over an image (Vision Mamba's patch maps). Image data is deflated with
+// zlib. The heatmaps and bar charts with titles, ticks and colour bars are in
+// mixlens/io/figure.hpp (FreeType, mixlens::figures).
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <filesystem>
 #include <limits>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,21 +22,6 @@
 #include "mixlens/tensor.hpp"
 
 namespace mixlens::io {
-
-enum class color_scale {
-  linear,         // value → colour between min and max
-  log_magnitude,  // log10|value| over `decades` below the largest magnitude
-};
-
-struct heatmap_options {
-  color_scale scale = color_scale::linear;
-  bool colorbar = true;
-  int decades = 6;                  // log_magnitude: range shown below the maximum
-  index_t target_pixels = 512;      // small matrices are enlarged to about this size
-  index_t max_pixels = 1024;        // large matrices are block-averaged down to this
-  std::optional<double> vmin{};     // linear: fixed range instead of the data's
-  std::optional<double> vmax{};
-};
 
 namespace detail {
 
@@ -87,27 +71,6 @@ inline void png_chunk(std::string& out, const char* type, const std::string& dat
   put_u32(out, crc32(reinterpret_cast<const std::uint8_t*>(body.data()), body.size()));
 }
 
-// A 3×5 bitmap font for the colour bar's numbers.
-inline std::array<std::uint8_t, 5> glyph(char c) {
-  switch (c) {
-    case '0': return {7, 5, 5, 5, 7};
-    case '1': return {2, 6, 2, 2, 7};
-    case '2': return {7, 1, 7, 4, 7};
-    case '3': return {7, 1, 7, 1, 7};
-    case '4': return {5, 5, 7, 1, 1};
-    case '5': return {7, 4, 7, 1, 7};
-    case '6': return {7, 4, 7, 5, 7};
-    case '7': return {7, 1, 1, 1, 1};
-    case '8': return {7, 5, 7, 5, 7};
-    case '9': return {7, 5, 7, 1, 7};
-    case '.': return {0, 0, 0, 0, 2};
-    case '-': return {0, 0, 7, 0, 0};
-    case '+': return {0, 2, 7, 2, 0};
-    case 'e': return {0, 3, 7, 4, 3};
-    default: return {0, 0, 0, 0, 0};
-  }
-}
-
 struct rgb_image {
   index_t width, height;
   std::vector<std::uint8_t> pixels;  // row-major RGB
@@ -117,16 +80,17 @@ struct rgb_image {
     if (x < 0 || y < 0 || x >= width || y >= height) return;
     for (int k = 0; k < 3; ++k) pixels[static_cast<std::size_t>(3 * (y * width + x) + k)] = c[k];
   }
-  void text(index_t x, index_t y, const std::string& s, int scale = 2) {
-    for (char ch : s) {
-      const auto g = glyph(ch);
-      for (int r = 0; r < 5; ++r)
-        for (int b = 0; b < 3; ++b)
-          if (g[r] & (4 >> b))
-            for (int dy = 0; dy < scale; ++dy)
-              for (int dx = 0; dx < scale; ++dx) set(x + b * scale + dx, y + r * scale + dy, {0, 0, 0});
-      x += 4 * scale;
+  // Mixes colour c over pixel (x, y) with coverage a in [0, 1] (anti-aliased text).
+  void blend(index_t x, index_t y, std::array<std::uint8_t, 3> c, double a) {
+    if (x < 0 || y < 0 || x >= width || y >= height) return;
+    for (int k = 0; k < 3; ++k) {
+      auto& p = pixels[static_cast<std::size_t>(3 * (y * width + x) + k)];
+      p = static_cast<std::uint8_t>(std::lround((1 - a) * p + a * c[k]));
     }
+  }
+  void fill(index_t x0, index_t y0, index_t w, index_t h, std::array<std::uint8_t, 3> c) {
+    for (index_t y = y0; y < y0 + h; ++y)
+      for (index_t x = x0; x < x0 + w; ++x) set(x, y, c);
   }
 };
 
@@ -157,68 +121,6 @@ inline void write_png(const std::filesystem::path& file, index_t width, index_t 
   detail::png_chunk(png, "IDAT", z);
   detail::png_chunk(png, "IEND", "");
   detail::write_atomically(file, png, nullptr, 0);
-}
-
-// Writes matrix m as a viridis heatmap (row 0 at the top), with a colour bar
-// labelled with the values at its ends.
-template <class T>
-void write_heatmap_png(const std::filesystem::path& file, matrix_view<const T> m, const heatmap_options& opt = {}) {
-  const index_t rows = m.extent(0), cols = m.extent(1);
-  if (rows <= 0 || cols <= 0) mixlens::detail::fail("mixlens::io::write_heatmap_png", "m", "a non-empty matrix", "0 rows or columns");
-  const bool log = opt.scale == color_scale::log_magnitude;
-  // Pixel grid: enlarge small matrices by an integer factor, average blocks of large ones.
-  const index_t n = std::max(rows, cols);
-  const index_t up = std::max<index_t>(1, opt.target_pixels / n);
-  const index_t down = std::max<index_t>(1, (n + opt.max_pixels - 1) / opt.max_pixels);
-  const index_t grid_r = (rows + down - 1) / down, grid_c = (cols + down - 1) / down;
-  std::vector<double> cell(static_cast<std::size_t>(grid_r * grid_c), 0.0);
-  for (index_t r = 0; r < grid_r; ++r)
-    for (index_t c = 0; c < grid_c; ++c) {
-      double acc = 0, count = 0;
-      for (index_t i = r * down; i < std::min(rows, (r + 1) * down); ++i)
-        for (index_t j = c * down; j < std::min(cols, (c + 1) * down); ++j) {
-          const double v = static_cast<double>(m(i, j));
-          if (!std::isfinite(v)) continue;
-          acc = log ? std::max(acc, std::abs(v)) : acc + v;  // log: largest magnitude in the block
-          count += 1;
-        }
-      cell[static_cast<std::size_t>(r * grid_c + c)] = log || count == 0 ? acc : acc / count;
-    }
-  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-  for (double v : cell) {
-    lo = std::min(lo, v);
-    hi = std::max(hi, v);
-  }
-  if (log) {
-    hi = hi > 0 ? std::log10(hi) : 0.0;
-    lo = hi - opt.decades;
-    for (double& v : cell) v = v > 0 ? std::max(lo, std::log10(v)) : lo;
-  } else {
-    if (opt.vmin) lo = *opt.vmin;
-    if (opt.vmax) hi = *opt.vmax;
-  }
-  const double span = hi > lo ? hi - lo : 1.0;
-
-  const index_t map_w = grid_c * up, map_h = grid_r * up;
-  const index_t bar_x = map_w + 12, bar_w = 16, label_w = opt.colorbar ? 84 : 0;
-  const index_t height = std::max<index_t>(map_h, opt.colorbar ? 64 : 1);
-  detail::rgb_image img(opt.colorbar ? bar_x + bar_w + 6 + label_w : map_w, height);
-  for (index_t r = 0; r < grid_r; ++r)
-    for (index_t c = 0; c < grid_c; ++c) {
-      const auto colour = detail::viridis((cell[static_cast<std::size_t>(r * grid_c + c)] - lo) / span);
-      for (index_t dy = 0; dy < up; ++dy)
-        for (index_t dx = 0; dx < up; ++dx) img.set(c * up + dx, r * up + dy, colour);
-    }
-  if (opt.colorbar) {
-    for (index_t y = 0; y < height; ++y)
-      for (index_t x = 0; x < bar_w; ++x) img.set(bar_x + x, y, detail::viridis(1.0 - double(y) / double(height - 1)));
-    char top[32], bottom[32];
-    std::snprintf(top, sizeof top, "%.3g", log ? std::pow(10.0, hi) : hi);
-    std::snprintf(bottom, sizeof bottom, "%.3g", log ? std::pow(10.0, lo) : lo);
-    img.text(bar_x + bar_w + 6, 0, top);
-    img.text(bar_x + bar_w + 6, height - 10, bottom);
-  }
-  write_png(file, img.width, img.height, img.pixels);
 }
 
 // Writes `map` (rows × columns over the image, e.g. a patch grid) in viridis,
