@@ -462,8 +462,7 @@ template <class Backend>
 class layer_maps {
  public:
   layer_maps(const Backend& be, const options& o, index_t L)
-      : be_(be), o_(o), L_(L), roll_(be, L), raw_average_(be, L * L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
-        minmax_(be.alloc(3)) {}
+      : be_(be), o_(o), L_(L), maps_(be, L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)), minmax_(be.alloc(3)) {}
 
   // One layer of D matrices: aggregate(map, minmax, host copy or nullptr) fills
   // the channel mean, the tensor's min / max / NaN count and the host copy;
@@ -478,9 +477,7 @@ class layer_maps {
     } catch (const mixlens::error& e) {
       throw mixlens::error("layer " + k + ": " + e.what());
     }
-    mixlens::analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
-    raw_average_.add(raw_.data());
-    roll_.add(map_.data());
+    maps_.add(map_.data(), minmax_.data());
     const auto tw = clock_type::now();
     if (keep) mixlens::io::write_npy(o_.out / ("alpha_" + k + ".npy"), alpha_.data(), {D, L_, L_});
     if (o_.png) {
@@ -492,11 +489,11 @@ class layer_maps {
 
   // raw.npy and rollout.npy's contents into r, when any layer was added.
   void finish(results& r) {
-    if (raw_average_.count() == 0) return;
-    raw_average_.result(raw_.data());
+    if (maps_.layers() == 0) return;
+    maps_.raw(raw_.data());
     r.raw = matrix<float>(L_, L_);
     r.roll = matrix<float>(L_, L_);
-    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(roll_.result(), L_ * L_);
+    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(maps_.rollout(), L_ * L_);
     std::copy(raw_host.begin(), raw_host.end(), r.raw.data());
     std::copy(roll_host.begin(), roll_host.end(), r.roll.data());
   }
@@ -505,8 +502,7 @@ class layer_maps {
   const Backend& be_;
   const options& o_;
   index_t L_;
-  mixlens::analysis::rollout_accumulator<Backend> roll_;
-  mixlens::analysis::map_average<Backend> raw_average_;
+  mixlens::analysis::model_maps<Backend> maps_;  // raw and rollout, shared with models::attribute
   typename Backend::template array<float> map_, raw_, minmax_;
   std::vector<float> alpha_;
 };
