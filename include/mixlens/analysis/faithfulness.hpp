@@ -75,18 +75,23 @@ struct faithfulness_result {
 // ones: floor(k·n/steps), so step 0 perturbs none and the last step all.
 [[nodiscard]] inline index_t perturbed_count(index_t k, index_t steps, index_t n) { return k * n / steps; }
 
-namespace detail {
+}  // namespace mixlens::analysis
+
+// (in mixlens::detail: an analysis::detail would hide mixlens::detail from the
+// analysis headers)
+namespace mixlens::detail {
 
 inline constexpr std::string_view faithfulness_where = "mixlens::analysis::faithfulness";
 
-inline index_t resolve_target(index_t L, index_t target) {
+inline index_t resolve_faithfulness_target(index_t L, index_t target) {
   if (target >= L)
     mixlens::detail::fail(faithfulness_where, "options.target_position", "a position in [0, " + std::to_string(L) + ")",
                           target);
   return target < 0 ? L - 1 : target;
 }
 
-inline void check_inputs(std::span<const index_t> tokens, std::span<const double> scores, const faithfulness_options& o) {
+inline void check_faithfulness_inputs(std::span<const index_t> tokens, std::span<const double> scores,
+                                      const analysis::faithfulness_options& o) {
   constexpr auto where = faithfulness_where;
   if (scores.empty()) mixlens::detail::fail(where, "scores", "at least one score", "an empty list");
   if (scores.size() != tokens.size())
@@ -95,10 +100,13 @@ inline void check_inputs(std::span<const index_t> tokens, std::span<const double
   for (std::size_t i = 0; i < scores.size(); ++i)
     if (!std::isfinite(scores[i]))
       mixlens::detail::fail(where, "scores", "finite values", std::to_string(scores[i]) + " at " + std::to_string(i));
-  (void)resolve_target(static_cast<index_t>(tokens.size()), o.target_position);
+  (void)resolve_faithfulness_target(static_cast<index_t>(tokens.size()), o.target_position);
 }
 
-}  // namespace detail
+}  // namespace mixlens::detail
+
+namespace mixlens::analysis {
+
 
 // The perturbable positions (all but the target) in perturbation order: by
 // descending score for MoRF, ascending for LeRF; equal scores by position, in
@@ -147,14 +155,14 @@ inline void check_inputs(std::span<const index_t> tokens, std::span<const double
 template <class Evaluate>
 [[nodiscard]] faithfulness_result faithfulness(std::span<const index_t> tokens, std::span<const double> scores,
                                                Evaluate&& evaluate, const faithfulness_options& o = {}) {
-  detail::check_inputs(tokens, scores, o);
-  const index_t target = detail::resolve_target(static_cast<index_t>(tokens.size()), o.target_position);
+  mixlens::detail::check_faithfulness_inputs(tokens, scores, o);
+  const index_t target = mixlens::detail::resolve_faithfulness_target(static_cast<index_t>(tokens.size()), o.target_position);
   auto batch = perturbed_sequences(tokens, perturbation_order(scores, target, true), target, o);
   auto lerf = perturbed_sequences(tokens, perturbation_order(scores, target, false), target, o);
   batch.insert(batch.end(), std::make_move_iterator(lerf.begin()), std::make_move_iterator(lerf.end()));
   const std::vector<target_output> values = evaluate(std::span<const perturbed_sequence>(batch));
   if (values.size() != batch.size())
-    mixlens::detail::fail(detail::faithfulness_where, "evaluate", "one result per sequence (" +
+    mixlens::detail::fail(mixlens::detail::faithfulness_where, "evaluate", "one result per sequence (" +
                           std::to_string(batch.size()) + ")", values.size());
   faithfulness_result r;
   const std::size_t points = static_cast<std::size_t>(o.steps + 1);
