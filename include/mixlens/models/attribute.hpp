@@ -94,23 +94,25 @@ template <class T>
           std::vector<double>(r + pos * L, r + (pos + 1) * L)};
 }
 
-// The resolved target and its value without any attribution (the random method).
+}  // namespace detail
+
+// The resolved target (negative position: the last; negative token: the
+// argmax there) and its value, from one forward pass; no scores.
 template <class T>
-[[nodiscard]] attribution_result target_only(const mamba_model<T>& m, std::span<const index_t> tokens,
-                                             gradient_target target) {
+[[nodiscard]] attribution_result resolve_target(const mamba_model<T>& m, std::span<const index_t> tokens,
+                                                gradient_target target) {
   constexpr std::string_view where = "mixlens::models::attribute";
   check_tokens(m.vocab_size(), tokens);
   const index_t L = static_cast<index_t>(tokens.size()), V = m.vocab_size();
-  check_target(where, target, L, V);
+  detail::check_target(where, target, L, V);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
   const auto weights = host_weights(m);
   const auto logits = mamba_forward(host_backend<T>{}, weights.view(), tokens, [](const auto&) {});
   const std::span<const T> row(logits.data() + pos * V, static_cast<std::size_t>(V));
-  const index_t tok = resolve_target_token(where, row, pos, target.token);
+  const index_t tok = detail::resolve_target_token(where, row, pos, target.token);
   return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), {}};
 }
 
-}  // namespace detail
 
 // Scores over the positions of `tokens` for the logit `target` (negative
 // position: the last; negative token: the argmax there), by `method`.
@@ -124,7 +126,7 @@ template <class T>
     case attribution_method::mamba_attr: return mamba_attr(m, tokens, target, options.mamba_attr);
     case attribution_method::grad_input: return grad_input(m, tokens, target);
     case attribution_method::random: {
-      auto r = detail::target_only(m, tokens, target);
+      auto r = resolve_target(m, tokens, target);
       r.scores = analysis::random_scores(static_cast<index_t>(tokens.size()), options.seed);
       return r;
     }
