@@ -333,7 +333,7 @@ int run(const options& o) {
   const fs::path out = folder.staging();
   {
     std::ofstream f(out / "faithfulness.json");
-    f << std::setprecision(17) << j.dump(1) << "\n";
+    f << j.dump(1) << "\n";  // numbers as shortest round-trip decimals
     if (!f.flush()) throw mixlens::error("cannot write '" + (out / "faithfulness.json").string() + "'");
   }
   const std::string table = markdown(all);
