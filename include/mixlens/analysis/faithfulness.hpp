@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <numeric>
+#include <iterator>
 #include <span>
 #include <string>
 #include <string_view>

@@ -14,7 +14,10 @@
 // Needs nlohmann-json (through mamba_model.hpp).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <span>
 #include <string>
