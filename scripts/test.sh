@@ -73,7 +73,8 @@ cccl=$(sed -n 's/^_libcudacxx_INCLUDE_DIR:[A-Z]*=//p' build-host/CMakeCache.txt)
 (cd include && find mixlens -name '*.hpp' | sort | sed 's/.*/#include "&"/') |
   "$clang" -std=c++20 -fsyntax-only -Wall -Wextra -Iinclude ${cccl:+-isystem "$cccl"} $(pkg-config --cflags freetype2) -x c++ -
 
-sanitized=(io_test figure_test npz_test safetensors_test reference_params_test mamba_model_test mixlens-attn mixlens-test-set-nan)
+sanitized=(io_test figure_test npz_test safetensors_test reference_params_test mamba_model_test mixlens-attn mixlens-test-set-nan
+           faithfulness_test mixlens-eval)
 fuzzers=(fuzz_npy fuzz_npz fuzz_json fuzz_safetensors fuzz_config fuzz_checkpoint mixlens-fuzz-seeds)
 # -O1 and line tables: the usual sanitizer settings, and the build stays short.
 cmake -S . -B build-asan -DCMAKE_CXX_COMPILER="$clang" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -86,6 +87,6 @@ if [[ ${MIXLENS_SANITIZE_TESTS:-} == all ]]; then
 else
   cmake --build build-asan -j"$(nproc)" --target "${sanitized[@]}" "${fuzzers[@]}"
   ctest --test-dir build-asan -L cpu --output-on-failure -j"$(nproc)" \
-    -R '^(io_test|figure_test|safetensors_test|reference_params_test|mamba_model_test|mixlens_attn_test)$'
+    -R '^(io_test|figure_test|safetensors_test|reference_params_test|mamba_model_test|mixlens_attn_test|faithfulness_test|mixlens_eval_test)$'
 fi
 ctest --test-dir build-asan -L fuzz --output-on-failure -j"$(nproc)"

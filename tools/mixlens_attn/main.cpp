@@ -47,6 +47,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/figure.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
@@ -63,6 +64,10 @@ namespace fs = std::filesystem;
 using mixlens::index_t;
 using mixlens::matrix;
 using namespace mixlens::models;
+using mixlens::tools::output_folder;
+using mixlens::tools::parse_count;
+using mixlens::tools::parse_list;
+using mixlens::tools::usage_error;
 
 namespace {
 
@@ -112,9 +117,6 @@ bool gradient_method(std::string_view method) {
   return method == "mamba-attr" || method == "attn-grad" || method == "grad-input" || method == "lrp";
 }
 
-struct usage_error : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 
 struct options {
   fs::path model, out, tokens_file, reference_logits, image;
@@ -140,14 +142,6 @@ double parse_bytes(const std::string& text) {
   throw usage_error("--max-memory: expected a positive size like 8G, 512M or 4096, not '" + text + "'");
 }
 
-// A whole number >= 0.
-index_t parse_count(const std::string& text, const char* what) {
-  index_t v = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc() || ptr != text.data() + text.size() || v < 0)
-    throw usage_error(std::string(what) + ": expected a whole number >= 0, not '" + text + "'");
-  return v;
-}
 
 options parse_args(int argc, char** argv) {
   options o;
@@ -195,23 +189,6 @@ options parse_args(int argc, char** argv) {
   return o;
 }
 
-// "3,17,5" → ids; every item must be a whole integer.
-std::vector<index_t> parse_list(const std::string& text, const char* what) {
-  std::vector<index_t> out;
-  std::size_t begin = 0;
-  for (;;) {
-    const std::size_t end = text.find(',', begin);
-    const std::string item = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-    index_t v = 0;
-    const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (item.empty() || ec != std::errc() || ptr != item.data() + item.size())
-      throw mixlens::error(std::string(what) + ": '" + item + "' is not an integer");
-    out.push_back(v);
-    if (end == std::string::npos) break;
-    begin = end + 1;
-  }
-  return out;
-}
 
 std::vector<index_t> read_tokens(const options& o) {
   if (o.tokens_file.empty()) return parse_list(o.tokens_list, "--tokens");
@@ -252,94 +229,6 @@ std::vector<index_t> parse_save_alpha(const std::string& text, const std::vector
   return out;
 }
 
-// The output folder. The run writes into a fresh folder beside --out (so on
-// the same file system) and renames it into place when every file is written:
-// a failed run leaves nothing, and a rerun leaves no file of an earlier one.
-// An existing --out is replaced only when it is empty or a former output (its
-// manifest lists every file in it); anything else is refused before any work
-// is done, so that no file of the user's is ever removed.
-class output_folder {
- public:
-  static constexpr std::string_view manifest = "mixlens-attn.manifest";
-  static constexpr std::string_view manifest_magic = "mixlens-attn output";
-
-  explicit output_folder(fs::path out) : out_(std::move(out)) {
-    if (!out_.has_filename()) out_ = out_.parent_path();  // "dir/" names dir
-    check_replaceable();
-    const fs::path parent = out_.has_parent_path() ? out_.parent_path() : fs::path(".");
-    std::error_code ec;
-    fs::create_directories(parent, ec);
-    std::string pattern = (parent / ("." + out_.filename().string() + ".partial-XXXXXX")).string();
-    if (ec || !::mkdtemp(pattern.data()))
-      throw mixlens::error("output folder '" + out_.string() + "' cannot be created: " +
-                           (ec ? ec.message() : std::string(std::strerror(errno))));
-    staging_ = pattern;
-    // mkdtemp makes the folder private (0700); outputs get the usual umask.
-    const ::mode_t mask = ::umask(0);
-    ::umask(mask);
-    fs::permissions(staging_, fs::perms::all & ~static_cast<fs::perms>(mask), ec);
-  }
-  output_folder(const output_folder&) = delete;
-  output_folder& operator=(const output_folder&) = delete;
-  ~output_folder() {
-    std::error_code ec;
-    if (!staging_.empty()) fs::remove_all(staging_, ec);
-  }
-
-  // Where the run writes its files until commit().
-  [[nodiscard]] const fs::path& staging() const { return staging_; }
-
-  // Writes the manifest and moves the files into place as --out.
-  void commit() {
-    {
-      std::ofstream m(staging_ / manifest);
-      m << manifest_magic << "\n";
-      for (const auto& e : fs::directory_iterator(staging_))
-        if (e.path().filename() != manifest) m << e.path().filename().string() << "\n";
-      if (!m.flush()) throw mixlens::error("cannot write the manifest in '" + staging_.string() + "'");
-    }
-    check_replaceable();  // again: the folder may have changed during the run
-    std::error_code ec;
-    fs::path old;
-    if (fs::exists(out_) && !fs::is_empty(out_)) {
-      old = staging_.string() + ".old";
-      fs::rename(out_, old, ec);
-      if (ec) throw mixlens::error("cannot replace output folder '" + out_.string() + "': " + ec.message());
-    }
-    fs::rename(staging_, out_, ec);  // replaces an empty folder
-    if (ec) {
-      if (!old.empty()) fs::rename(old, out_);
-      throw mixlens::error("cannot move the outputs to '" + out_.string() + "': " + ec.message());
-    }
-    staging_.clear();
-    if (!old.empty()) fs::remove_all(old, ec);
-  }
-
- private:
-  void check_replaceable() const {
-    std::error_code ec;
-    const auto st = fs::symlink_status(out_, ec);
-    if (st.type() == fs::file_type::not_found) return;
-    if (st.type() != fs::file_type::directory)
-      throw mixlens::error("output folder '" + out_.string() + "' exists and is not a folder");
-    if (fs::is_empty(out_)) return;
-    std::ifstream in(out_ / manifest);
-    std::string line;
-    if (!std::getline(in, line) || line != manifest_magic)
-      throw mixlens::error("output folder '" + out_.string() + "' is not empty and holds no " + std::string(manifest) +
-                           ": it is not a former mixlens-attn output, and nothing in it is replaced; choose another --out");
-    std::vector<std::string> listed;
-    while (std::getline(in, line)) listed.push_back(line);
-    for (const auto& e : fs::directory_iterator(out_)) {
-      const std::string name = e.path().filename().string();
-      if (name != manifest && std::find(listed.begin(), listed.end(), name) == listed.end())
-        throw mixlens::error("output folder '" + out_.string() + "' holds '" + name +
-                             "', which no mixlens-attn run wrote; nothing in it is replaced; choose another --out");
-    }
-  }
-
-  fs::path out_, staging_;
-};
 
 // The reference logits, checked (dtype, shape: L x V for a language model,
 // classes for a classifier; finite) before any work.
@@ -474,7 +363,7 @@ template <class Backend>
 class layer_maps {
  public:
   layer_maps(const Backend& be, const options& o, index_t L, bool causal)
-      : be_(be), o_(o), L_(L), causal_(causal), roll_(be, L), raw_average_(be, L * L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
+      : be_(be), o_(o), L_(L), causal_(causal), maps_(be, L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
         minmax_(be.alloc(3)) {}
 
   // One layer of D matrices: aggregate(map, minmax, host copy or nullptr) fills
@@ -490,9 +379,7 @@ class layer_maps {
     } catch (const mixlens::error& e) {
       throw mixlens::error("layer " + k + ": " + e.what());
     }
-    mixlens::analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
-    raw_average_.add(raw_.data());
-    roll_.add(map_.data());
+    maps_.add(map_.data(), minmax_.data());
     const auto tw = clock_type::now();
     if (keep) mixlens::io::write_npy(o_.out / ("alpha_" + k + ".npy"), alpha_.data(), {D, L_, L_});
     if (o_.png) {
@@ -506,11 +393,11 @@ class layer_maps {
 
   // raw.npy and rollout.npy's contents into r, when any layer was added.
   void finish(results& r) {
-    if (raw_average_.count() == 0) return;
-    raw_average_.result(raw_.data());
+    if (maps_.layers() == 0) return;
+    maps_.raw(raw_.data());
     r.raw = matrix<float>(L_, L_);
     r.roll = matrix<float>(L_, L_);
-    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(roll_.result(), L_ * L_);
+    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(maps_.rollout(), L_ * L_);
     std::copy(raw_host.begin(), raw_host.end(), r.raw.data());
     std::copy(roll_host.begin(), roll_host.end(), r.roll.data());
   }
@@ -520,8 +407,7 @@ class layer_maps {
   const options& o_;
   index_t L_;
   bool causal_;  // the upper triangle is structurally zero: masked in the heatmaps
-  mixlens::analysis::rollout_accumulator<Backend> roll_;
-  mixlens::analysis::map_average<Backend> raw_average_;
+  mixlens::analysis::model_maps<Backend> maps_;  // raw and rollout, shared with models::attribute
   typename Backend::template array<float> map_, raw_, minmax_;
   std::vector<float> alpha_;
 };
@@ -889,7 +775,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   check_method(o, model, L);
   check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty(),
                o.form == attention_form::paper && std::is_same_v<Model, mamba_model<float>>);
-  output_folder folder(o.out);
+  output_folder folder(o.out, "mixlens-attn");
   options work = o;  // the run writes into the staging folder
   work.out = folder.staging();
 
@@ -942,7 +828,7 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {c.num_classes}, "(classes)");
   check_memory(o, memory_rows(c), c.num_classes, L, !save.empty(), false);
-  output_folder folder(o.out);
+  output_folder folder(o.out, "mixlens-attn");
   options work = o;
   work.out = folder.staging();
 

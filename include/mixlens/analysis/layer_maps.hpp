@@ -10,7 +10,10 @@
 //    backward operator combined (Vision Mamba's blocks);
 //  - raw_attention: that aggregate min–max normalized by the tensor's range;
 //  - rollout_accumulator: ρ = rownorm(I + A_last) ⋯ rownorm(I + A_first);
-//  - map_average: the mean of equally sized maps.
+//  - map_average: the mean of equally sized maps;
+//  - model_maps: the two maps of a model, layer by layer: raw attention
+//    averaged over the layers and the rollout (mixlens-attn's raw.npy and
+//    rollout.npy, models::attribute's raw and rollout).
 // The definitions follow the hidden-attention paper (Ali, Zimerman, Wolf 2024,
 // §3.2–3.3); the host tensor functions in analysis/attention_maps.hpp are the
 // same computations on host arrays.
@@ -281,6 +284,40 @@ class map_average {
   index_t size_;
   typename Backend::template array<value_type> sum_;
   index_t count_ = 0;
+};
+
+// The maps of a model over its analysed layers: add() each layer's channel
+// aggregate (L × L) and the min / max / NaN count of its tensor (from
+// aggregate_operator, checked finite with check_finite_blocks), in layer order;
+// raw() is the mean over the layers of their raw attention, rollout() the
+// rollout of the aggregates. Backend memory throughout.
+template <class Backend>
+class model_maps {
+ public:
+  using value_type = typename Backend::value_type;
+
+  model_maps(const Backend& be, index_t length)
+      : be_(&be), length_(length), rollout_(be, length), raw_average_(be, length * length), raw_(be.alloc(length * length)) {}
+
+  [[nodiscard]] index_t length() const { return length_; }
+  [[nodiscard]] index_t layers() const { return raw_average_.count(); }
+
+  void add(const value_type* map, const value_type* minmax) {
+    raw_attention(*be_, map, minmax, length_, raw_.data());
+    raw_average_.add(raw_.data());
+    rollout_.add(map);
+  }
+
+  // The mean raw attention into out (L × L, backend memory); at least one layer.
+  void raw(value_type* out) const { raw_average_.result(out); }
+  [[nodiscard]] const value_type* rollout() const { return rollout_.result(); }
+
+ private:
+  const Backend* be_;
+  index_t length_;
+  rollout_accumulator<Backend> rollout_;
+  map_average<Backend> raw_average_;
+  typename Backend::template array<value_type> raw_;  // one layer's raw map
 };
 
 }  // namespace mixlens::analysis

@@ -24,6 +24,7 @@
 #include <cmath>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -49,6 +50,37 @@ struct gradient_target {
 // relevance: ∂Δ, ∂B, ∂C are zero), the gate y = s ⊙ SiLU(z) split half and
 // half, RMSNorm with its denominator detached.
 enum class propagation { gradient, lrp };
+
+namespace detail {
+
+// Refuses a target outside the sequence (L) or the vocabulary (V).
+inline void check_target(std::string_view where, gradient_target target, index_t L, index_t V) {
+  if (target.position >= L)
+    mixlens::detail::fail(where, "target.position",
+                          "a position below the length " + std::to_string(L) + " (or < 0: the last)", target.position);
+  if (target.token >= V)
+    mixlens::detail::fail(where, "target.token",
+                          "a token below the vocabulary size " + std::to_string(V) + " (or < 0: the argmax)", target.token);
+}
+
+// The target token: `token`, or for a negative one the argmax of the logits
+// row of position `pos` (which must then be finite).
+template <class T>
+[[nodiscard]] index_t resolve_target_token(std::string_view where, std::span<const T> row, index_t pos, index_t token) {
+  if (token >= 0) return token;
+  index_t tok = 0;
+  for (index_t v = 0; v < static_cast<index_t>(row.size()); ++v) {
+    const T x = row[static_cast<std::size_t>(v)];
+    if (!std::isfinite(x))
+      mixlens::detail::fail(where, "logits",
+                            "finite values in the row of position " + std::to_string(pos) + " (for the argmax)",
+                            std::to_string(x) + " at token " + std::to_string(v));
+    if (x > row[static_cast<std::size_t>(tok)]) tok = v;
+  }
+  return tok;
+}
+
+}  // namespace detail
 
 // Which gradients mamba_gradients returns (the observer sees all of them).
 struct gradient_options {
@@ -134,12 +166,7 @@ template <class Backend, class T, class Observer>
   const mamba_config& cfg = m.config;
   const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
                 N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N, V = m.vocab_size(), layers = m.num_layers();
-  if (target.position >= L)
-    mixlens::detail::fail(where, "target.position",
-                          "a position below the length " + std::to_string(L) + " (or < 0: the last)", target.position);
-  if (target.token >= V)
-    mixlens::detail::fail(where, "target.token",
-                          "a token below the vocabulary size " + std::to_string(V) + " (or < 0: the argmax)", target.token);
+  detail::check_target(where, target, L, V);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
 
   // Forward: the logits, and the residual stream entering every layer and the final norm.
@@ -148,18 +175,7 @@ template <class Backend, class T, class Observer>
       mamba_forward(be, m, tokens, [](const auto&) {}, detail::residual_recorder<Backend, array>{&be, &stream});
   be.synchronize();
   const auto row = be.download(logits.data() + pos * V, V);
-  index_t tok = target.token;
-  if (tok < 0) {
-    tok = 0;
-    for (index_t v = 0; v < V; ++v) {
-      const T x = row[static_cast<std::size_t>(v)];
-      if (!std::isfinite(x))
-        mixlens::detail::fail(where, "logits",
-                              "finite values in the row of position " + std::to_string(pos) + " (for the argmax)",
-                              std::to_string(x) + " at token " + std::to_string(v));
-      if (x > row[static_cast<std::size_t>(tok)]) tok = v;
-    }
-  }
+  const index_t tok = detail::resolve_target_token(where, std::span<const T>(row), pos, target.token);
   mamba_gradients_result<array> result;
   result.target = {pos, tok};
   result.value = double(row[static_cast<std::size_t>(tok)]);

@@ -1,0 +1,90 @@
+#define BOOST_TEST_MODULE attribute
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/model_fixtures.hpp"
+#include "mixlens/analysis/faithfulness.hpp"
+#include "mixlens/models/attribute.hpp"
+
+using namespace mixlens;
+using namespace mixlens::models;
+using namespace mixlens::testing;
+
+namespace {
+
+const mamba_model<double>& demo() {
+  static const auto m = load_mamba<double>(test_data_dir() / "mamba_demo");
+  return m;
+}
+
+// logits[P][T] of a plain forward pass and its softmax probability.
+analysis::target_output direct(const std::vector<index_t>& tokens, index_t P, index_t T) {
+  const auto w = host_weights(demo());
+  const auto logits = mamba_forward(host_backend<double>{}, w.view(), std::span<const index_t>(tokens), [](const auto&) {});
+  const index_t V = demo().vocab_size();
+  const double* row = logits.data() + P * V;
+  double top = row[0], sum = 0;
+  for (index_t v = 0; v < V; ++v) top = std::max(top, row[v]);
+  for (index_t v = 0; v < V; ++v) sum += std::exp(row[v] - top);
+  return {row[T], std::exp(row[T] - top) / sum};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(method_names_round_trip) {
+  for (std::size_t i = 0; i < attribution_method_count; ++i) {
+    const auto m = static_cast<attribution_method>(i);
+    BOOST_TEST((parse_attribution_method(to_string(m)).value() == m), to_string(m));
+  }
+  BOOST_TEST((parse_attribution_method("mamba_attr").value() == attribution_method::mamba_attr));
+  BOOST_TEST(!parse_attribution_method("lime").has_value());
+  BOOST_TEST(attribution_method_list() == "raw, rollout, mamba-attr, grad-input, random, attn-grad or lrp");
+}
+
+BOOST_AUTO_TEST_CASE(dispatcher_matches_the_methods) {
+  const auto tokens = tokens_of("mamba_demo", 0);
+  const std::span<const index_t> t(tokens);
+  const index_t L = static_cast<index_t>(tokens.size());
+  const auto gi = attribute(demo(), t, attribution_method::grad_input), gi_direct = grad_input(demo(), t);
+  BOOST_TEST(gi.scores == gi_direct.scores, boost::test_tools::per_element());
+  const auto raw = attribute(demo(), t, attribution_method::raw), roll = attribute(demo(), t, attribution_method::rollout);
+  BOOST_TEST(raw.target.position == L - 1);
+  BOOST_TEST(raw.target.token == gi.target.token);  // the same argmax
+  BOOST_TEST(raw.value == gi.value, boost::test_tools::tolerance(1e-12));
+  BOOST_TEST_REQUIRE(raw.scores.size() == std::size_t(L));
+  double sum = 0;  // the rollout's rows sum to 1 (non-negative maps)
+  for (double v : roll.scores) sum += v;
+  BOOST_TEST(sum == 1.0, boost::test_tools::tolerance(1e-9));
+  const auto r1 = attribute(demo(), t, attribution_method::random, {}, {.seed = 3}),
+             r2 = attribute(demo(), t, attribution_method::random, {}, {.seed = 3});
+  BOOST_TEST(r1.scores == r2.scores, boost::test_tools::per_element());
+  BOOST_CHECK_THROW((void)attribute(demo(), t, attribution_method::raw, {.position = L}), mixlens::error);
+}
+
+BOOST_AUTO_TEST_CASE(curves_start_at_the_unperturbed_logit_and_end_at_a_direct_forward) {
+  const auto tokens = tokens_of("mamba_demo", 0);
+  const std::span<const index_t> t(tokens);
+  const index_t L = static_cast<index_t>(tokens.size());
+  const auto a = attribute(demo(), t, attribution_method::grad_input);
+  const index_t P = a.target.position, T = a.target.token;
+  const target_evaluator<double> eval(demo(), T, 2);
+  for (auto mode : {analysis::perturbation_mode::replace, analysis::perturbation_mode::remove}) {
+    const analysis::faithfulness_options o{.steps = 5, .mode = mode, .replacement_token = 0, .target_position = P};
+    const auto r = analysis::faithfulness(t, std::span<const double>(a.scores), eval, o);
+    BOOST_TEST(r.morf.logit.front() == a.value, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(r.lerf.logit.front() == a.value, boost::test_tools::tolerance(1e-12));
+    // Everything but the target perturbed: the same sequence in both orders.
+    std::vector<index_t> all = mode == analysis::perturbation_mode::replace ? std::vector<index_t>(std::size_t(L), 0)
+                                                                           : std::vector<index_t>{};
+    if (mode == analysis::perturbation_mode::replace) all[std::size_t(P)] = tokens[std::size_t(P)];
+    else all.push_back(tokens[std::size_t(P)]);
+    const auto want = direct(all, mode == analysis::perturbation_mode::replace ? P : 0, T);
+    BOOST_TEST(r.morf.logit.back() == want.logit, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(r.lerf.probability.back() == want.probability, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(r.morf.probability.front() == direct(tokens, P, T).probability, boost::test_tools::tolerance(1e-12));
+  }
+}
