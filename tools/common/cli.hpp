@@ -1,5 +1,5 @@
 // What the command-line tools share: usage errors, number and list parsing,
-// and the output folder that appears only when a run completes.
+// the output folder that appears only when a run completes, and main's exit codes.
 #pragma once
 
 #include <stdlib.h>
@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -146,5 +148,33 @@ class output_folder {
   std::string tool_, manifest, manifest_magic;
   fs::path staging_;
 };
+
+// A tool's main: --help prints the usage (0); `parse(argc, argv)` throwing
+// usage_error prints it with the message (2); `run(options)` failing prints the
+// error (1, with `oom_hint` for an allocation failure).
+template <class Parse, class Run>
+int tool_main(int argc, char** argv, std::string_view tool, std::string_view usage, std::string_view oom_hint,
+              Parse&& parse, Run&& run) {
+  decltype(parse(argc, argv)) o;
+  try {
+    if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+      std::cout << usage;
+      return 0;
+    }
+    o = parse(argc, argv);
+  } catch (const usage_error& e) {
+    std::cerr << tool << ": " << e.what() << "\n" << usage;
+    return 2;
+  }
+  try {
+    return run(o);
+  } catch (const std::bad_alloc&) {
+    std::cerr << tool << ": error: out of memory; " << oom_hint << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << tool << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
 
 }  // namespace mixlens::tools

@@ -890,24 +890,6 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  options o;
-  try {
-    if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
-      std::cout << usage_text;
-      return 0;
-    }
-    o = parse_args(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "mixlens-attn: " << e.what() << "\n" << usage_text;
-    return 2;
-  }
-  try {
-    return run(o);
-  } catch (const std::bad_alloc&) {
-    std::cerr << "mixlens-attn: error: out of memory; try --save-alpha none or fewer tokens\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "mixlens-attn: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mixlens::tools::tool_main(argc, argv, "mixlens-attn", usage_text, "try --save-alpha none or fewer tokens",
+                                   [](int n, char** v) { return parse_args(n, v); }, [](const options& o) { return run(o); });
 }

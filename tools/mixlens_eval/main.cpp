@@ -354,24 +354,6 @@ int run(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  options o;
-  try {
-    if (argc == 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
-      std::cout << usage_text;
-      return 0;
-    }
-    o = parse_args(argc, argv);
-  } catch (const usage_error& e) {
-    std::cerr << "mixlens-eval: " << e.what() << "\n" << usage_text;
-    return 2;
-  }
-  try {
-    return run(o);
-  } catch (const std::bad_alloc&) {
-    std::cerr << "mixlens-eval: error: out of memory; try fewer or shorter sequences\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "mixlens-eval: error: " << e.what() << "\n";
-    return 1;
-  }
+  return mixlens::tools::tool_main(argc, argv, "mixlens-eval", usage_text, "try fewer or shorter sequences",
+                                   [](int n, char** v) { return parse_args(n, v); }, [](const options& o) { return run(o); });
 }

@@ -95,7 +95,7 @@ template <class T>
   const std::span<const T> row(logits.data() + pos * V, static_cast<std::size_t>(V));
   const index_t tok = resolve_target_token(where, row, pos, target.token);
   return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]),
-          std::vector<double>(r + pos * L, r + (pos + 1) * L)};
+          std::vector<double>(r + pos * L, r + (pos + 1) * L), {}};
 }
 
 }  // namespace detail
@@ -114,7 +114,7 @@ template <class T>
   const auto logits = mamba_forward(host_backend<T>{}, weights.view(), tokens, [](const auto&) {});
   const std::span<const T> row(logits.data() + pos * V, static_cast<std::size_t>(V));
   const index_t tok = detail::resolve_target_token(where, row, pos, target.token);
-  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), {}};
+  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), {}, {}};
 }
 
 
