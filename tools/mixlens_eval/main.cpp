@@ -70,7 +70,7 @@ constexpr std::string_view usage_text =
     "  --seed S                the random baseline's seed; draw d uses S + d (default 0)\n"
     "  --start-layer K         mamba-attr: the first layer of its rollout (default 0)\n"
     "  --threads N             perturbed sequences evaluated side by side (default 1; 0: every core)\n"
-    "  --device cpu            where to compute; the recipes run on host models (cuda is refused)\n"
+    "  --device cpu            where to compute (cuda is refused: the evaluator is the host forward pass)\n"
     "\n"
     "Writes faithfulness.json (per method: mean curves, AUCs and dA, and per sequence),\n"
     "faithfulness.md (the table printed on stdout) and faithfulness.png (logit curves: MoRF solid,\n"
