@@ -1,5 +1,6 @@
-// The one concept every mixer implements: a bound, causal linear operator
-// y = M·x that can be applied with its fast algorithm and materialized exactly.
+// The one concept every mixer implements: a bound linear operator y = M·x that
+// can be applied with its fast algorithm and materialized exactly. Mixers are
+// causal (M lower triangular) unless a view says otherwise (is_causal below).
 #pragma once
 
 #include <concepts>
@@ -64,6 +65,20 @@ concept has_heads = requires(const Op& op) {
   { op.heads() } -> std::convertible_to<index_t>;
 };
 
+// Causality: every operator is causal unless its view answers causal() with
+// false — the bidirectional LTI forms (two_sided_conv_operator, S5 with a
+// backward C̃), whose matrices fill both triangles. Analyses that read only the
+// lower triangle (attention span, diagonal control, semiseparable rank) ask it.
+template <class Op>
+concept declares_causality = requires(const Op& op) {
+  { op.causal() } -> std::convertible_to<bool>;
+};
+template <class Op>
+[[nodiscard]] MIXLENS_HD constexpr bool is_causal(const Op& op) {
+  if constexpr (declares_causality<Op>) return op.causal();
+  else return true;
+}
+
 // The parts of the concept, named separately so that a compiler error says which
 // one is missing (e.g. "materializable<my_op>" was not satisfied).
 template <class Op>
@@ -82,7 +97,7 @@ concept applicable = has_shape<Op> && requires(const Op& op, matrix_view<const t
 };
 
 // materialize(o, i, m): the dense L×L block of M from input channel i to output
-// channel o (lower triangular, m(t, s) = weight of x(i, s) in y(o, t)).
+// channel o (m(t, s) = weight of x(i, s) in y(o, t); lower triangular when causal).
 template <class Op>
 concept materializable = has_shape<Op> && requires(const Op& op, index_t channel,
                                                    matrix_view<typename Op::value_type> m) {

@@ -92,7 +92,7 @@ matrix<typename Op::value_type> dense_apply(const Op& op, matrix_view<const type
       const auto block = exec.materialize(v, o, i);
       for (index_t t = 0; t < L; ++t) {
         double acc = 0;
-        for (index_t s = 0; s <= t; ++s) acc += double(block(t, s)) * double(x(i, s));
+        for (index_t s = 0; s < L; ++s) acc += double(block(t, s)) * double(x(i, s));
         y(o, t) = static_cast<T>(double(y(o, t)) + acc);
       }
     }
@@ -102,7 +102,7 @@ matrix<typename Op::value_type> dense_apply(const Op& op, matrix_view<const type
 // The checks every bound linear operator must pass on input x, wherever exec
 // runs it (host or device):
 //  - apply(x) equals materialize()·x;
-//  - every block is causal (lower triangular);
+//  - every block of a causal operator is lower triangular (is_causal);
 //  - rows from the row API equal the materialized rows;
 //  - channel-separable operators have zero off-diagonal channel blocks;
 //  - time-invariant operators materialize to exact Toeplitz blocks.
@@ -135,7 +135,7 @@ void check_linear_operator(const Op& op, matrix_view<const typename Op::value_ty
           if (o != i) off = std::max(off, e);
           if (t > 0 && s > 0) toeplitz = std::max(toeplitz, double(std::abs(block(t, s) - block(t - 1, s - 1))));
         }
-      BOOST_TEST(upper == 0.0, name << ": block (" << o << "," << i << ") is not causal");
+      if (is_causal(v)) BOOST_TEST(upper == 0.0, name << ": block (" << o << "," << i << ") is not causal");
       if (!traits::channel_mixing) BOOST_TEST(off == 0.0, name << ": channels mix in block (" << o << "," << i << ")");
       if (traits::time_invariant && scale > 0)
         BOOST_TEST(toeplitz <= tol * scale, name << ": block (" << o << "," << i << ") is not Toeplitz: " << toeplitz);

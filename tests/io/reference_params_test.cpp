@@ -137,8 +137,9 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_diag_refuses_unsupported_variants) {
               {"unsupported disc 'dss'", "zoh and bilinear"});
   check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.disc = "euler"; })); },
               {"unsupported disc 'euler'"});
-  check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.bidirectional = true; })); },
-              {"unsupported bidirectional", "not causal"});
+  // A unidirectional FFTConv is not a bidirectional one.
+  check_error([&] { (void)io::load_ssm_kernel_diag_bidirectional<double>(file, diag_options()); },
+              {"'layer.kernel.C' has 2 channels and 'layer.D' 2", "twice D's channels", "io::load_ssm_kernel_diag"});
   // is_real on a complex state_dict: C has the complex axis.
   check_error([&] { (void)io::load_ssm_kernel_diag<double>(file, with([](auto& o) { o.is_real = true; })); },
               {"'layer.kernel.C'", "(2, 3, 4, 2)", "is_real"});
@@ -146,7 +147,8 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_diag_refuses_unsupported_variants) {
   auto m = io::tensor_map::copy_of(io::safetensors_file(file));
   m.insert("layer.D", {1, 3}, {0.5, 0.5, 0.5});
   check_error([&] { (void)io::load_ssm_kernel_diag<double>(m, diag_options()); },
-              {"bidirectional", "'layer.kernel.C' has 2 channels"});
+              {"'layer.kernel.C' has 2 channels, twice the 1", "a bidirectional FFTConv",
+               "io::load_ssm_kernel_diag_bidirectional"});
   // bandlimit where the reference cannot broadcast.
   check_error(
       [&] {
@@ -229,7 +231,8 @@ BOOST_AUTO_TEST_CASE(dss_module_refuses_unsupported_variants) {
   const auto file = params("dss_softmax");
   check_error([&] { (void)io::load_dss_module<double>(file, {.version = "softmax2"}); },
               {"DSS parameters '" + file.string() + "'", "unsupported version 'softmax2'"});
-  check_error([&] { (void)io::load_dss_module<double>(file, {.bidirectional = true}); }, {"unsupported bidirectional"});
+  check_error([&] { (void)io::load_dss_module_bidirectional<double>(file); },
+              {"'kernel.W' has 2 channels and 'D' 2", "io::load_dss_module"});
   check_error([&] { (void)io::load_dss_module<double>(file, {.hyper = true}); }, {"unsupported hyper_act"});
   check_error([&] { (void)io::load_dss_module<double>(file, {.max_kernel_length = 8}); },
               {"unsupported max_kernel_length 8"});
@@ -247,7 +250,8 @@ BOOST_AUTO_TEST_CASE(dss_module_refuses_unsupported_variants) {
   check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.Lambda'", "(5, 2)", "expected (4, 2)"});
   m = io::tensor_map::copy_of(io::safetensors_file(file));
   m.insert("D", {1, 3}, {1, 1, 1});
-  check_error([&] { (void)io::load_dss_module<double>(m); }, {"bidirectional", "'kernel.W' has 2 channels"});
+  check_error([&] { (void)io::load_dss_module<double>(m); },
+              {"'kernel.W' has 2 channels, twice the 1", "a bidirectional DSS", "io::load_dss_module_bidirectional"});
   m = io::tensor_map::copy_of(io::safetensors_file(file));
   m.insert("kernel.log_dt", {3, 3}, std::vector<double>(9, -2.0));
   check_error([&] { (void)io::load_dss_module<double>(m); }, {"tensor 'kernel.log_dt'", "(3, 3)", "sep_dt_re_im"});
@@ -323,16 +327,21 @@ BOOST_AUTO_TEST_CASE(s5_ssm_refuses_unsupported_variants) {
   };
   check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.discretization = "dirac"; })); },
               {"S5SSM parameters '" + file.string() + "'", "unsupported discretization 'dirac'"});
-  check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.bidirectional = true; })); },
-              {"unsupported bidirectional"});
   check_error([&] { (void)io::load_s5_ssm<double>(file, with([](auto& o) { o.step_rescale = 0; })); },
               {"unsupported step_rescale"});
   auto m = io::tensor_map::copy_of(io::safetensors_file(file));
+  // Bidirectional: C1 and C2 replace C, both (H, P, 2); or C holds 2P columns.
   m.insert("layers_0/seq/C1", {3, 4, 2}, std::vector<double>(24, 0.0));
-  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unsupported bidirectional", "C1 and C2"});
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unexpected tensor 'layers_0/seq/C'", "C1 and C2"});
   m = io::tensor_map::copy_of(io::safetensors_file(file));
-  m.insert("layers_0/seq/C", {3, 8, 2}, std::vector<double>(48, 0.0));
-  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"unsupported bidirectional", "2P columns"});
+  m.erase("layers_0/seq/C");
+  m.insert("layers_0/seq/C1", {3, 4, 2}, std::vector<double>(24, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"missing tensor 'layers_0/seq/C2'"});
+  m.insert("layers_0/seq/C2", {3, 5, 2}, std::vector<double>(30, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/C2'", "(3, 5, 2)", "(3, 4, 2)"});
+  m = io::tensor_map::copy_of(io::safetensors_file(file));
+  m.insert("layers_0/seq/C", {3, 6, 2}, std::vector<double>(36, 0.0));
+  check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/C'", "(3, 6, 2)", "(3, 4, 2)"});
   m = io::tensor_map::copy_of(io::safetensors_file(file));
   m.insert("layers_0/seq/B", {4, 3}, std::vector<double>(12, 0.0));
   check_error([&] { (void)io::load_s5_ssm<double>(m, base); }, {"tensor 'layers_0/seq/B'", "(4, 3)", "expected (4, H, 2)"});
@@ -649,8 +658,8 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_dplr_refuses_unsupported_variants) {
     f(o);
     return o;
   };
-  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.bidirectional = true; })); },
-              {where, "unsupported bidirectional"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr_bidirectional<double>(file, with([](auto&) {})); },
+              {where, "a bidirectional FFTConv stores twice D's channels", "io::load_ssm_kernel_dplr"});
   check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.bandlimit = 0.1; })); },
               {"unsupported bandlimit"});
   check_error([&] { (void)io::load_ssm_kernel_dplr<double>(file, with([](auto& o) { o.is_real = true; })); },

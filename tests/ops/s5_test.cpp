@@ -33,7 +33,8 @@ cd to_std(const complex<T>& z) {
 }
 
 // Independent reference: discretizes the mixer's continuous parameters here and
-// runs the state recurrence x_t = Λ̄ x_{t−1} + B̄ u_t step by step in double.
+// runs the state recurrence x_t = Λ̄ x_{t−1} + B̄ u_t step by step in double
+// (and for a bidirectional mixer x←_t = Λ̄ x←_{t+1} + B̄ u_t, read by C̃←).
 template <class T>
 matrix<T> naive_s5(const s5_mixer<T>& m, const matrix<T>& u) {
   const index_t P = m.states(), H = m.channels(), L = u.extent(1);
@@ -53,21 +54,29 @@ matrix<T> naive_s5(const s5_mixer<T>& m, const matrix<T>& u) {
     for (index_t h = 0; h < H; ++h) bb[p][h] = scale * to_std(m.b_tilde()(p, h));
   }
   const double f = m.conj_sym() ? 2 : 1;
-  std::vector<cd> state(P);
+  std::vector<double> acc(static_cast<std::size_t>(H * L));
+  for (index_t o = 0; o < H; ++o)
+    for (index_t t = 0; t < L; ++t) acc[o * L + t] = (m.skip().empty() ? 0.0 : double(m.skip()[o])) * double(u(o, t));
+  auto run = [&](const matrix<complex<T>>& c, bool reverse) {
+    std::vector<cd> state(P);
+    for (index_t k = 0; k < L; ++k) {
+      const index_t t = reverse ? L - 1 - k : k;
+      for (index_t p = 0; p < P; ++p) {
+        cd in = 0;
+        for (index_t h = 0; h < H; ++h) in += bb[p][h] * double(u(h, t));
+        state[p] = lb[p] * state[p] + in;
+      }
+      for (index_t o = 0; o < H; ++o) {
+        cd sum = 0;
+        for (index_t p = 0; p < P; ++p) sum += to_std(c(o, p)) * state[p];
+        acc[o * L + t] += f * sum.real();
+      }
+    }
+  };
+  run(m.c_tilde(), false);
+  if (m.bidirectional()) run(m.c_backward(), true);
   matrix<T> y(H, L);
-  for (index_t t = 0; t < L; ++t) {
-    for (index_t p = 0; p < P; ++p) {
-      cd in = 0;
-      for (index_t h = 0; h < H; ++h) in += bb[p][h] * double(u(h, t));
-      state[p] = lb[p] * state[p] + in;
-    }
-    for (index_t o = 0; o < H; ++o) {
-      cd acc = 0;
-      for (index_t p = 0; p < P; ++p) acc += to_std(m.c_tilde()(o, p)) * state[p];
-      const double d = m.skip().empty() ? 0.0 : double(m.skip()[o]);
-      y(o, t) = static_cast<T>(f * acc.real() + d * double(u(o, t)));
-    }
-  }
+  for (index_t k = 0; k < H * L; ++k) y.data()[k] = static_cast<T>(acc[k]);
   return y;
 }
 
@@ -238,6 +247,35 @@ BOOST_AUTO_TEST_CASE(apply_matches_materialize_and_naive_double) {
 BOOST_AUTO_TEST_CASE(apply_matches_materialize_and_naive_float) {
   for (std::uint64_t seed : {3u, 4u})
     for (index_t L : testing::test_lengths()) check_against_everything(s5_mixer<float>::init(3, small_init(seed)), L, seed);
+}
+
+// Bidirectional S5: a second C̃ reads the reverse scan; both triangles fill,
+// the blocks stay Toeplitz, and the naive two-way recurrence agrees.
+BOOST_AUTO_TEST_CASE(bidirectional_against_two_recurrences) {
+  for (auto disc : {s5_discretization::zoh, s5_discretization::bilinear})
+    for (bool cs : {true, false}) {
+      const auto base = s5_mixer<double>::init(3, small_init(9, cs, disc));
+      const auto other = s5_mixer<double>::init(3, small_init(10, cs, disc));
+      const s5_mixer<double> m(base.lambda(), base.b_tilde(), base.c_tilde(), base.log_step(), base.skip(), disc, cs,
+                               false, other.c_tilde());
+      BOOST_TEST(m.bidirectional());
+      for (index_t L : testing::test_lengths(512)) {
+        check_against_everything(m, L, 11);
+        const auto op = m.bind(L);
+        BOOST_TEST(!is_causal(op.view()));
+        if (L > 1) BOOST_TEST(materialize(op, 0, 1)(0, L - 1) != 0.0);
+      }
+      const auto fb = s5_mixer<float>::init(3, small_init(9, cs, disc));
+      const s5_mixer<float> mf(fb.lambda(), fb.b_tilde(), fb.c_tilde(), fb.log_step(), fb.skip(), disc, cs, false,
+                               s5_mixer<float>::init(3, small_init(10, cs, disc)).c_tilde());
+      for (index_t L : {1, 16, 257}) check_against_everything(mf, L, 12);
+    }
+  BOOST_TEST(is_causal(s5_mixer<double>::init(3, small_init(1)).bind(8).view()));
+  const auto base = s5_mixer<double>::init(3, small_init(9));
+  testing::check_error([&] {
+    (void)s5_mixer<double>(base.lambda(), base.b_tilde(), base.c_tilde(), base.log_step(), base.skip(),
+                           s5_discretization::zoh, true, false, matrix<complex<double>>(3, base.states() + 1));
+  }, {"c_backward", "states (extent 1)"});
 }
 
 BOOST_AUTO_TEST_CASE(larger_state_all_lengths) {

@@ -13,7 +13,8 @@
 //   load_ssm_kernel_diag  state-spaces/s4 FFTConv with SSMKernelDiag (S4D in S4Block)
 //   load_ssm_kernel_dplr  state-spaces/s4 FFTConv with SSMKernelDPLR (S4 in S4Block)
 //   load_dss_module       the DSS author's standalone DSS (DSSKernel and DSS)
-//   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax)
+//     ..._bidirectional   the same modules with `bidirectional`: two_sided_mixer per channel
+//   load_s5_ssm           lindermanlab/S5 s5/ssm.py, S5SSM (JAX/flax; bidirectional too)
 //   load_hyena_operator   HazyResearch/safari src/models/sequence/hyena.py, HyenaOperator
 //   load_mamba_mixer      state-spaces/mamba mamba_ssm/modules/mamba_simple.py, Mamba (its selective scan)
 //   load_mamba2_mixer     state-spaces/mamba mamba_ssm/modules/mamba2.py, Mamba2 (io/reference_params_mamba2.hpp)
@@ -98,7 +99,6 @@ struct ssm_kernel_diag_options {
   std::optional<double> bandlimit = {};  // C masked where Δ·|Im A|/(2π) ≥ bandlimit/2
   bool is_real = false;                // real A, B, C (no A_imag), as in later versions
   bool force_real = false;             // Im A dropped, as in earlier versions
-  bool bidirectional = false;          // refused: a two-sided kernel is not causal
 };
 
 // One s4d_mixer per output channel c of the kernel (FFTConv's `channels`,
@@ -109,11 +109,15 @@ struct ssm_kernel_diag_options {
 // kernel.C (channels, H, N, 2) (B and C without the last axis, and no A_imag,
 // when is_real). n_ssm divides H; SSM h uses (A, B) row h mod n_ssm. A Δ per
 // state is folded into A and B (Δ·A, Δ·B, with log Δ = 0), which gives the
-// same Ā and B̄ under ZOH and bilinear.
+// same Ā and B̄ under ZOH and bilinear. A bidirectional FFTConv (kernel.C with
+// twice D's channels) loads with load_ssm_kernel_diag_bidirectional.
+namespace detail {
+// The mixers of every kernel channel; with `bidirectional` the second half
+// (the backward kernels) without a skip.
 template <class T, tensor_source Source>
-[[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const Source& src,
-                                                            const ssm_kernel_diag_options& o = {}) {
-  detail::param_reader r(src, "SSMKernelDiag", o.prefix);
+[[nodiscard]] std::vector<s4d_mixer<T>> ssm_kernel_diag_channels(const Source& src, const ssm_kernel_diag_options& o,
+                                                                bool bidirectional) {
+  param_reader r(src, "SSMKernelDiag", o.prefix);
   const auto dt_t = detail::parse_transform(r, "dt_transform", o.dt_transform);
   const auto re_t = detail::parse_transform(r, "real_transform", o.real_transform);
   const auto im_t = detail::parse_transform(r, "imag_transform", o.imag_transform);
@@ -125,8 +129,6 @@ template <class T, tensor_source Source>
                   "modeled by s4d_mixer; zoh and bilinear are");
   else if (o.disc != "zoh")
     r.unsupported("disc", "'" + o.disc + "'", "expected zoh or bilinear");
-  if (o.bidirectional)
-    r.unsupported("bidirectional", "true", "FFTConv's two-sided kernel is not causal; mixlens operators are");
   if (o.is_real && o.force_real) r.unsupported("force_real", "with is_real", "set at most one");
   if (o.bandlimit && !std::isfinite(*o.bandlimit)) r.unsupported("bandlimit", std::to_string(*o.bandlimit), "expected a finite value");
 
@@ -158,12 +160,8 @@ template <class T, tensor_source Source>
     r.expect("kernel.B", {1, S, N, 2}, "B as view_as_real (1, n_ssm, N, 2)");
   }
   r.expect("kernel.C", c_shape, "C");
-  const auto d_shape = r.shape("D", "the D skip (channels, H)");
-  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
-    r.fail("tensor '" + r.full("kernel.C") + "' has " + std::to_string(C) + " channels, twice the " +
-           std::to_string(d_shape[0]) + " of '" + r.full("D") +
-           "': a bidirectional FFTConv, whose two-sided kernel is not causal (unsupported)");
-  r.expect("D", {C, H}, "the D skip (channels, H)");
+  const index_t D_channels = skip_channels(r, "kernel.C", C, H, bidirectional, "FFTConv",
+                                           bidirectional ? "load_ssm_kernel_diag" : "load_ssm_kernel_diag_bidirectional");
   r.refuse_unread("kernel.", "SSMKernelDiag stores inv_dt, A_real, A_imag, B and C; a P is SSMKernelDPLR's (S4), "
                              "read by load_ssm_kernel_dplr");
   if (o.bandlimit && S != 1 && S != H)
@@ -214,13 +212,29 @@ template <class T, tensor_source Source>
         m.c(h, n) = to_t(cc);
       }
       m.log_dt.push_back(static_cast<T>(tied ? std::log(dt_at(h, 0)) : 0.0));
-      m.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+      if (ch < D_channels) m.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
     }
     m.discretization = disc;
     m.validate();
     out.push_back(std::move(m));
   }
   return out;
+}
+}  // namespace detail
+
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const Source& src,
+                                                            const ssm_kernel_diag_options& o = {}) {
+  return detail::ssm_kernel_diag_channels<T>(src, o, false);
+}
+
+// A bidirectional FFTConv with SSMKernelDiag: one two-sided mixer per channel c
+// of D, from kernel channels c (forward, with D) and c + channels (backward,
+// flipped, at lags s − t ≥ 1: FFTConv's F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0))).
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<two_sided_mixer<s4d_mixer<T>>> load_ssm_kernel_diag_bidirectional(
+    const Source& src, const ssm_kernel_diag_options& o = {}) {
+  return detail::pair_directions(detail::ssm_kernel_diag_channels<T>(src, o, true));
 }
 
 // ---- state-spaces/s4: FFTConv with SSMKernelDPLR ------------------------------------
@@ -236,7 +250,6 @@ struct ssm_kernel_dplr_options {
   std::optional<double> bandlimit = {};  // refused
   bool is_real = false;                // refused
   bool force_real = false;             // refused
-  bool bidirectional = false;          // refused
 };
 
 // One s4_mixer per kernel channel c, as load_ssm_kernel_diag. Tensors:
@@ -247,15 +260,16 @@ struct ssm_kernel_dplr_options {
 // C̃ = C(I − Ā^l_kernel) once the kernel has run (l_kernel > 0), and C itself
 // while l_kernel = 0; the loader solves (I − Ā^l_kernel)ᵀ C = C̃ on the full
 // state (the conjugate half included) in double and gives s4_mixer the C it
-// holds, whose kernel at every length equals the reference's at its length.
+// holds, whose kernel at every length equals the reference's at its length. A
+// bidirectional FFTConv loads with load_ssm_kernel_dplr_bidirectional.
+namespace detail {
 template <class T, tensor_source Source>
-[[nodiscard]] std::vector<s4_mixer<T>> load_ssm_kernel_dplr(const Source& src, const ssm_kernel_dplr_options& o = {}) {
-  detail::param_reader r(src, "SSMKernelDPLR", o.prefix);
+[[nodiscard]] std::vector<s4_mixer<T>> ssm_kernel_dplr_channels(const Source& src, const ssm_kernel_dplr_options& o,
+                                                               bool bidirectional) {
+  param_reader r(src, "SSMKernelDPLR", o.prefix);
   const auto dt_t = detail::parse_transform(r, "dt_transform", o.dt_transform);
   const auto re_t = detail::parse_transform(r, "real_transform", o.real_transform);
   const auto im_t = detail::parse_transform(r, "imag_transform", o.imag_transform);
-  if (o.bidirectional)
-    r.unsupported("bidirectional", "true", "FFTConv's two-sided kernel is not causal; mixlens operators are");
   if (o.bandlimit) r.unsupported("bandlimit", std::to_string(*o.bandlimit), "not modeled for SSMKernelDPLR (masks C̃)");
   if (o.is_real) r.unsupported("is_real", "true", "SSMKernelDPLR's state matrix is complex DPLR");
   if (o.force_real) r.unsupported("force_real", "true", "not modeled for SSMKernelDPLR");
@@ -289,12 +303,8 @@ template <class T, tensor_source Source>
   if (!(l_shape.empty() || l_shape == std::vector<index_t>{1}))
     r.fail("tensor '" + r.full("kernel.l_kernel") + "' has shape " + detail::shape_text(l_shape) + ", expected a scalar");
   r.expect("kernel.l_kernel", l_shape, "l_kernel");
-  const auto d_shape = r.shape("D", "the D skip (channels, H)");
-  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
-    r.fail("tensor '" + r.full("kernel.C") + "' has " + std::to_string(C) + " channels, twice the " +
-           std::to_string(d_shape[0]) + " of '" + r.full("D") +
-           "': a bidirectional FFTConv, whose two-sided kernel is not causal (unsupported)");
-  r.expect("D", {C, H}, "the D skip (channels, H)");
+  const index_t D_channels = skip_channels(r, "kernel.C", C, H, bidirectional, "FFTConv",
+                                           bidirectional ? "load_ssm_kernel_dplr" : "load_ssm_kernel_dplr_bidirectional");
   r.refuse_unread("kernel.", "SSMKernelDPLR stores inv_dt, A_real, A_imag, B, P, C and l_kernel");
 
   const auto inv_dt = r.read("kernel.inv_dt"), a_re = r.read("kernel.A_real"), a_im = r.read("kernel.A_imag"),
@@ -382,11 +392,24 @@ template <class T, tensor_source Source>
         for (index_t q = 0; q < R; ++q) pm(q, h, n) = to_t(p[h][static_cast<std::size_t>(q) * M + n]);
       }
       log_dt.push_back(static_cast<T>(std::log(dt[h])));
-      skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+      if (ch < D_channels) skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
     }
     out.emplace_back(std::move(lambda), std::move(pm), std::move(bm), std::move(cm), std::move(log_dt), std::move(skip));
   }
   return out;
+}
+}  // namespace detail
+
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<s4_mixer<T>> load_ssm_kernel_dplr(const Source& src, const ssm_kernel_dplr_options& o = {}) {
+  return detail::ssm_kernel_dplr_channels<T>(src, o, false);
+}
+
+// A bidirectional FFTConv with SSMKernelDPLR, paired as load_ssm_kernel_diag_bidirectional.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<two_sided_mixer<s4_mixer<T>>> load_ssm_kernel_dplr_bidirectional(
+    const Source& src, const ssm_kernel_dplr_options& o = {}) {
+  return detail::pair_directions(detail::ssm_kernel_dplr_channels<T>(src, o, true));
 }
 
 // ---- DSS: the author's standalone module ---------------------------------------------
@@ -397,7 +420,6 @@ struct dss_module_options {
   std::string version = "softmax";   // softmax, exp, exp-re-im, exp-no-scale, clip, clip-no-scale
   double epsilon = 1e-7;             // the softmax's bounded reciprocal
   double max_real_lambda = 1e-4;     // clip versions: Re Λ clipped to at most this
-  bool bidirectional = false;        // refused: a two-sided kernel is not causal
   bool hyper = false;                // hyper_act set (a multiplicative GLU of two channels): refused
   index_t max_kernel_length = 0;     // a kernel shorter than the input: refused when set
 };
@@ -408,16 +430,19 @@ struct dss_module_options {
 // step); kernel.W (channels, H, N, 2); Λ shared by the H channels:
 // kernel.Lambda (N, 2) (softmax, clip, clip-no-scale), or
 // kernel.Lambda_log_neg_re (N) with kernel.Lambda_im (N) (exp, exp-no-scale) or
-// kernel.Lambda_log_im (N) (exp-re-im): Λ = −exp(Lambda_log_neg_re) + i·Im.
+// kernel.Lambda_log_im (N) (exp-re-im): Λ = −exp(Lambda_log_neg_re) + i·Im. A
+// bidirectional DSS (kernel.W with twice D's channels) loads with
+// load_dss_module_bidirectional.
+namespace detail {
 template <class T, tensor_source Source>
-[[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const Source& src, const dss_module_options& o = {}) {
-  detail::param_reader r(src, "DSS", o.prefix);
+[[nodiscard]] std::vector<dss_mixer<T>> dss_module_channels(const Source& src, const dss_module_options& o,
+                                                           bool bidirectional) {
+  param_reader r(src, "DSS", o.prefix);
   const std::string& v = o.version;
   const bool softmax = v == "softmax", exp_like = v == "exp" || v == "exp-re-im" || v == "exp-no-scale",
              clip = v == "clip" || v == "clip-no-scale";
   if (!softmax && !exp_like && !clip)
     r.unsupported("version", "'" + v + "'", "expected softmax, exp, exp-re-im, exp-no-scale, clip or clip-no-scale");
-  if (o.bidirectional) r.unsupported("bidirectional", "true", "DSS's two-sided kernel is not causal; mixlens operators are");
   if (o.hyper) r.unsupported("hyper_act", "(set)", "the multiplicative modulation of two channel groups is not linear");
   if (o.max_kernel_length > 0)
     r.unsupported("max_kernel_length", std::to_string(o.max_kernel_length), "the mixers bind the full-length kernel");
@@ -445,12 +470,8 @@ template <class T, tensor_source Source>
   } else {
     r.expect("kernel.Lambda", {N, 2}, "Λ as view_as_real (N, 2)");
   }
-  const auto d_shape = r.shape("D", "the D skip (channels, H)");
-  if (d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == C)
-    r.fail("tensor '" + r.full("kernel.W") + "' has " + std::to_string(C) + " channels, twice the " +
-           std::to_string(d_shape[0]) + " of '" + r.full("D") +
-           "': a bidirectional DSS, whose two-sided kernel is not causal (unsupported)");
-  r.expect("D", {C, H}, "the D skip (channels, H)");
+  const index_t D_channels = skip_channels(r, "kernel.W", C, H, bidirectional, "DSS",
+                                           bidirectional ? "load_dss_module" : "load_dss_module_bidirectional");
   r.refuse_unread("kernel.", "not a tensor of DSSKernel version '" + v + "'");
 
   const auto w = r.read("kernel.W"), log_dt = r.read("kernel.log_dt"), d = r.read("D");
@@ -484,12 +505,27 @@ template <class T, tensor_source Source>
       }
       p.dt.push_back(static_cast<T>(std::exp(log_dt[static_cast<std::size_t>(sep ? 2 * h : h)])));
       if (sep) p.dt_imag.push_back(static_cast<T>(std::exp(log_dt[static_cast<std::size_t>(2 * h + 1)])));
-      p.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
+      if (ch < D_channels) p.skip.push_back(static_cast<T>(d[static_cast<std::size_t>(ch * H + h)]));
     }
     p.softmax_epsilon = softmax ? o.epsilon : 0.0;
     out.emplace_back(std::move(p), variant);
   }
   return out;
+}
+}  // namespace detail
+
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<dss_mixer<T>> load_dss_module(const Source& src, const dss_module_options& o = {}) {
+  return detail::dss_module_channels<T>(src, o, false);
+}
+
+// A bidirectional DSS: one two-sided mixer per channel c of D, from kernel
+// channels c (forward, with D) and c + channels (backward at lags s − t ≥ 1),
+// as DSS.forward pads and flips them.
+template <class T, tensor_source Source>
+[[nodiscard]] std::vector<two_sided_mixer<dss_mixer<T>>> load_dss_module_bidirectional(const Source& src,
+                                                                                       const dss_module_options& o = {}) {
+  return detail::pair_directions(detail::dss_module_channels<T>(src, o, true));
 }
 
 // ---- lindermanlab/S5: S5SSM ---------------------------------------------------------
@@ -500,7 +536,6 @@ struct s5_ssm_options {
   std::string discretization = "zoh";  // zoh, bilinear
   bool conj_sym = true;                 // y = 2·Re(C̃x) (else Re(C̃x))
   bool clip_eigs = false;               // Re Λ clipped to at most −1e-4
-  bool bidirectional = false;           // refused: the backward scan is not causal
   double step_rescale = 1.0;            // Δ = step_rescale·exp(log_step)
   // Called with a message for each loaded state with Re Λ ≥ 0 (clip_eigs off: a
   // growing state, computed as stored on the finite length); empty: std::cerr.
@@ -510,16 +545,16 @@ struct s5_ssm_options {
 // The S5 mixer of an S5SSM's parameters: Lambda_re (P), Lambda_im (P),
 // B (P, H, 2) = B̃, C (H, P, 2) = C̃, D (H), log_step (P, 1) (P, the stored
 // states, is half the state size under conj_sym). step_rescale is folded into
-// log_step (log_step + log step_rescale).
+// log_step (log_step + log step_rescale). A bidirectional S5SSM (read from the
+// shapes) stores C1 and C2 (H, P, 2) instead of C, or, with C_init
+// complex_normal, C (H, 2P, 2): the forward scan's C̃ and the reverse scan's
+// C̃← (s5_mixer's c_backward).
 template <class T, tensor_source Source>
 [[nodiscard]] s5_mixer<T> load_s5_ssm(const Source& src, const s5_ssm_options& o = {}) {
   detail::param_reader r(src, "S5SSM", o.prefix);
   s5_discretization disc = s5_discretization::zoh;
   if (o.discretization == "bilinear") disc = s5_discretization::bilinear;
   else if (o.discretization != "zoh") r.unsupported("discretization", "'" + o.discretization + "'", "expected zoh or bilinear");
-  if (o.bidirectional || r.has("C1") || r.has("C2"))
-    r.unsupported("bidirectional", o.bidirectional ? "true" : "(C1 and C2 stored)",
-                  "the backward scan is not causal; mixlens operators are");
   if (!(o.step_rescale > 0) || !std::isfinite(o.step_rescale))
     r.unsupported("step_rescale", std::to_string(o.step_rescale), "expected a finite value > 0");
   const auto l_shape = r.shape("Lambda_re", "Re Λ (P)");
@@ -533,16 +568,34 @@ template <class T, tensor_source Source>
   r.expect("Lambda_re", {P}, "Re Λ");
   r.expect("Lambda_im", {P}, "Im Λ");
   r.expect("B", {P, H, 2}, "B̃");
-  const auto c_shape = r.shape("C", "C̃ as (H, P, 2)");
-  if (c_shape == std::vector<index_t>{H, 2 * P, 2})
-    r.unsupported("bidirectional", "(C holds 2P columns)", "the backward scan is not causal; mixlens operators are");
-  r.expect("C", {H, P, 2}, "C̃ (H, P, 2)");
+  // C1 and C2, or one C of P (forward) or 2P (bidirectional) columns.
+  const bool split = r.has("C1") || r.has("C2");
+  bool bidirectional = split;
+  if (split) {
+    r.refuse("C", "C1 and C2 (a bidirectional S5SSM) replace C");
+    r.expect("C1", {H, P, 2}, "the forward scan's C̃ (H, P, 2)");
+    r.expect("C2", {H, P, 2}, "the reverse scan's C̃ (H, P, 2)");
+  } else {
+    bidirectional = r.shape("C", "C̃ as (H, P, 2), or (H, 2P, 2) bidirectional") == std::vector<index_t>{H, 2 * P, 2};
+    r.expect("C", {H, bidirectional ? 2 * P : P, 2}, "C̃ (H, P, 2), or (H, 2P, 2) bidirectional");
+  }
   r.expect("D", {H}, "the D feedthrough (H)");
   const auto s_shape = r.shape("log_step", "log Δ (P, 1)");
   r.expect("log_step", s_shape == std::vector<index_t>{P} ? s_shape : std::vector<index_t>{P, 1}, "log Δ (P, 1)");
 
-  const auto re = r.read("Lambda_re"), im = r.read("Lambda_im"), b = r.read("B"), c = r.read("C"), d = r.read("D"),
+  const auto re = r.read("Lambda_re"), im = r.read("Lambda_im"), b = r.read("B"), d = r.read("D"),
              log_step = r.read("log_step");
+  // C̃ then C̃← as (H, 2P) complex values, row-major: C of 2P columns as stored,
+  // C1 and C2 side by side.
+  std::vector<double> c;
+  if (!split) c = r.read("C");
+  else {
+    const auto c1 = r.read("C1"), c2 = r.read("C2");
+    for (index_t h = 0; h < H; ++h)
+      for (const auto* part : {&c1, &c2})
+        c.insert(c.end(), part->begin() + 2 * h * P, part->begin() + 2 * (h + 1) * P);
+  }
+  const index_t c_cols = bidirectional ? 2 * P : P;
   std::vector<complex<T>> lambda(static_cast<std::size_t>(P));
   std::vector<T> steps(static_cast<std::size_t>(P));
   const double shift = std::log(o.step_rescale);
@@ -551,11 +604,13 @@ template <class T, tensor_source Source>
     lambda[p] = complex<T>(static_cast<T>(lr), static_cast<T>(im[p]));
     steps[p] = static_cast<T>(log_step[p] + shift);
   }
-  matrix<complex<T>> bt(P, H), ct(H, P);
-  for (index_t k = 0; k < P * H; ++k) {
-    bt.data()[k] = complex<T>(static_cast<T>(b[2 * k]), static_cast<T>(b[2 * k + 1]));
-    ct.data()[k] = complex<T>(static_cast<T>(c[2 * k]), static_cast<T>(c[2 * k + 1]));
-  }
+  matrix<complex<T>> bt(P, H), ct(H, P), cb = bidirectional ? matrix<complex<T>>(H, P) : matrix<complex<T>>{};
+  for (index_t k = 0; k < P * H; ++k) bt.data()[k] = complex<T>(static_cast<T>(b[2 * k]), static_cast<T>(b[2 * k + 1]));
+  for (index_t h = 0; h < H; ++h)
+    for (index_t q = 0; q < c_cols; ++q) {
+      const auto k = static_cast<std::size_t>(h * c_cols + q);
+      (q < P ? ct(h, q) : cb(h, q - P)) = complex<T>(static_cast<T>(c[2 * k]), static_cast<T>(c[2 * k + 1]));
+    }
   std::vector<T> skip;
   for (double x : d) skip.push_back(static_cast<T>(x));
   // A trained S5SSM without clip_eigs may hold Re Λ ≥ 0: the reference computes it
@@ -574,7 +629,7 @@ template <class T, tensor_source Source>
     }
   }
   return s5_mixer<T>(std::move(lambda), std::move(bt), std::move(ct), std::move(steps), std::move(skip), disc, o.conj_sym,
-                     growth);
+                     growth, std::move(cb));
 }
 
 // ---- HazyResearch/safari: HyenaOperator ------------------------------------------------
@@ -871,6 +926,21 @@ template <class T>
 [[nodiscard]] std::vector<s4d_mixer<T>> load_ssm_kernel_diag(const std::filesystem::path& file,
                                                             const ssm_kernel_diag_options& o = {}) {
   return load_ssm_kernel_diag<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] std::vector<two_sided_mixer<s4d_mixer<T>>> load_ssm_kernel_diag_bidirectional(
+    const std::filesystem::path& file, const ssm_kernel_diag_options& o = {}) {
+  return load_ssm_kernel_diag_bidirectional<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] std::vector<two_sided_mixer<s4_mixer<T>>> load_ssm_kernel_dplr_bidirectional(
+    const std::filesystem::path& file, const ssm_kernel_dplr_options& o = {}) {
+  return load_ssm_kernel_dplr_bidirectional<T>(safetensors_file(file), o);
+}
+template <class T>
+[[nodiscard]] std::vector<two_sided_mixer<dss_mixer<T>>> load_dss_module_bidirectional(
+    const std::filesystem::path& file, const dss_module_options& o = {}) {
+  return load_dss_module_bidirectional<T>(safetensors_file(file), o);
 }
 template <class T>
 [[nodiscard]] std::vector<s4_mixer<T>> load_ssm_kernel_dplr(const std::filesystem::path& file,

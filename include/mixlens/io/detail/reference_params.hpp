@@ -16,6 +16,7 @@
 
 #include "mixlens/error.hpp"
 #include "mixlens/io/tensor_map.hpp"
+#include "mixlens/ops/causal_conv/two_sided.hpp"
 #include "mixlens/tensor.hpp"
 
 namespace mixlens::io {
@@ -124,6 +125,39 @@ class param_reader {
   std::string prefix_;
   std::set<std::string> used_;
 };
+
+// The D skip (channels, H) against the kernel's channels (tensor `kernel`): a
+// bidirectional FFTConv or DSS stores twice D's channels in its kernel, the
+// forward ones first. Checks that the stored direction is the one asked for
+// (`other` names the loader of the other one) and returns D's channels.
+template <class Source>
+index_t skip_channels(param_reader<Source>& r, std::string_view kernel, index_t kernel_channels, index_t H,
+                      bool bidirectional, std::string_view module, std::string_view other) {
+  const auto d_shape = r.shape("D", "the D skip (channels, H)");
+  const bool twice = d_shape.size() == 2 && d_shape[1] == H && 2 * d_shape[0] == kernel_channels;
+  const std::string stored = "tensor '" + r.full(kernel) + "' has " + std::to_string(kernel_channels) + " channels";
+  if (twice && !bidirectional)
+    r.fail(stored + ", twice the " + std::to_string(d_shape[0]) + " of '" + r.full("D") + "': a bidirectional " +
+           std::string(module) + "; load it with io::" + std::string(other));
+  if (bidirectional && !twice && d_shape.size() == 2 && d_shape[1] == H)
+    r.fail(stored + " and '" + r.full("D") + "' " + std::to_string(d_shape[0]) + ": a bidirectional " +
+           std::string(module) + " stores twice D's channels in the kernel (forward, then backward); a " +
+           "unidirectional one loads with io::" + std::string(other));
+  const index_t channels = bidirectional ? kernel_channels / 2 : kernel_channels;
+  r.expect("D", {channels, H}, "the D skip (channels, H)");
+  return channels;
+}
+
+// Pairs a bidirectional module's kernel channels into two-sided mixers: channel
+// c (< half) is forward, c + half its backward (einops '(s c)' with s = 2).
+template <class Mixer>
+std::vector<two_sided_mixer<Mixer>> pair_directions(std::vector<Mixer> channels) {
+  const std::size_t half = channels.size() / 2;
+  std::vector<two_sided_mixer<Mixer>> out;
+  for (std::size_t c = 0; c < half; ++c)
+    out.push_back({std::move(channels[c]), std::move(channels[c + half]), 1});
+  return out;
+}
 
 // The transforms under which state-spaces/s4 stores positive parameters
 // (src/models/sequence/kernels/ssm.py, param_transform).

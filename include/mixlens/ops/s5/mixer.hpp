@@ -30,9 +30,11 @@ class s5_mixer {
   // allow_growth admits Re Λ ≥ 0 (a trained checkpoint's unstable state, which
   // S5 trains without clip_eigs): bound to a finite length, the operator then
   // checks only that Λ̄^L stays in range (s5_operator::allow_growth).
+  // c_backward (H × P, or empty) makes the mixer bidirectional: the reverse
+  // scan's output matrix C̃← (the reference's C2, or C's second P columns).
   s5_mixer(std::vector<complex<T>> lambda, matrix<complex<T>> b_tilde, matrix<complex<T>> c_tilde,
            std::vector<T> log_step, std::vector<T> skip, s5_discretization discretization = s5_discretization::zoh,
-           bool conj_sym = true, bool allow_growth = false)
+           bool conj_sym = true, bool allow_growth = false, matrix<complex<T>> c_backward = {})
       : lambda_(std::move(lambda)),
         b_tilde_(std::move(b_tilde)),
         c_tilde_(std::move(c_tilde)),
@@ -40,7 +42,8 @@ class s5_mixer {
         skip_(std::move(skip)),
         discretization_(discretization),
         conj_sym_(conj_sym),
-        allow_growth_(allow_growth) {
+        allow_growth_(allow_growth),
+        c_backward_(std::move(c_backward)) {
     constexpr std::string_view where = "mixlens::s5_mixer";
     const index_t P = static_cast<index_t>(lambda_.size());
     detail::check_positive(where, "lambda (states)", P);
@@ -51,6 +54,10 @@ class s5_mixer {
     detail::check_equal(where, "c_tilde", "states (extent 1)", P, c_tilde_.extent(1));
     detail::check_equal(where, "log_step", "size", P, static_cast<index_t>(log_step_.size()));
     if (!skip_.empty()) detail::check_equal(where, "skip", "size", H, static_cast<index_t>(skip_.size()));
+    if (c_backward_.size() > 0) {
+      detail::check_equal(where, "c_backward", "channels (extent 0)", H, c_backward_.extent(0));
+      detail::check_equal(where, "c_backward", "states (extent 1)", P, c_backward_.extent(1));
+    }
     for (index_t p = 0; p < P; ++p) {
       const complex<T> l = lambda_[static_cast<std::size_t>(p)];
       if (!(l.real() < T(0)) && !(allow_growth_ && std::isfinite(double(l.real()))))
@@ -151,6 +158,8 @@ class s5_mixer {
   [[nodiscard]] const std::vector<complex<T>>& lambda() const { return lambda_; }
   [[nodiscard]] const matrix<complex<T>>& b_tilde() const { return b_tilde_; }
   [[nodiscard]] const matrix<complex<T>>& c_tilde() const { return c_tilde_; }
+  [[nodiscard]] const matrix<complex<T>>& c_backward() const { return c_backward_; }
+  [[nodiscard]] bool bidirectional() const { return c_backward_.size() > 0; }
   [[nodiscard]] const std::vector<T>& log_step() const { return log_step_; }
   [[nodiscard]] const std::vector<T>& skip() const { return skip_; }
   [[nodiscard]] s5_discretization discretization() const { return discretization_; }
@@ -161,7 +170,8 @@ class s5_mixer {
   [[nodiscard]] bound_s5<T> bind(index_t length) const {
     detail::check_positive("mixlens::s5_mixer::bind", "length", length);
     const index_t P = states(), H = channels();
-    s5_storage<T> s{std::vector<complex<T>>(static_cast<std::size_t>(P)), matrix<complex<T>>(P, H), c_tilde_, skip_};
+    s5_storage<T> s{std::vector<complex<T>>(static_cast<std::size_t>(P)), matrix<complex<T>>(P, H), c_tilde_, skip_,
+                    c_backward_};
     for (index_t p = 0; p < P; ++p) {
       const complex<double> l = detail::widen(lambda_[static_cast<std::size_t>(p)]);
       const double step = std::exp(double(log_step_[static_cast<std::size_t>(p)]));
@@ -183,7 +193,8 @@ class s5_mixer {
     const bool cs = conj_sym_, grow = allow_growth_;
     bound_s5<T> op(std::move(s), [length, cs, grow](const s5_storage<T>& st) {
       s5_operator<T> v(vector_view<const complex<T>>(st.lambda_bar.data(), st.lambda_bar.size()), st.b_bar.view(),
-                       st.c_tilde.view(), vector_view<const T>(st.skip.data(), st.skip.size()), length, cs);
+                       st.c_tilde.view(), vector_view<const T>(st.skip.data(), st.skip.size()), length, cs,
+                       st.c_backward.view());
       v.allow_growth = grow;
       return v;
     });
@@ -206,6 +217,7 @@ class s5_mixer {
   s5_discretization discretization_;
   bool conj_sym_;
   bool allow_growth_ = false;
+  matrix<complex<T>> c_backward_;
 };
 
 }  // namespace mixlens

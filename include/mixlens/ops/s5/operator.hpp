@@ -8,6 +8,10 @@
 // Λ̄ = (1 + ΛΔ/2)/(1 − ΛΔ/2), B̄ = Δ/(1 − ΛΔ/2)·B̃.
 // The mixing matrix is block lower-triangular Toeplitz with H×H blocks: block
 // (o, i) has entries m[t][s] = f·Re Σ_p C̃(o,p)·Λ̄_p^{t−s}·B̄(p,i) + D_o·[t = s]·[o = i].
+// Bidirectional S5 (the reference's `bidirectional`) adds a reverse scan over the
+// same Λ̄ and B̄, x←_t = Λ̄ ⊙ x←_{t+1} + B̄·u_t, read by its own C̃←: block (o, i)
+// gains f·Re Σ_p C̃←(o,p)·Λ̄_p^{s−t}·B̄(p,i) for s ≥ t (the diagonal included),
+// and the blocks become full Toeplitz matrices.
 #pragma once
 
 #include <cmath>
@@ -67,6 +71,7 @@ struct s5_operator {
   vector_view<const complex<T>> lambda_bar;  // Λ̄, P
   matrix_view<const complex<T>> b_bar;       // B̄, P × H
   matrix_view<const complex<T>> c_tilde;     // C̃, H × P
+  matrix_view<const complex<T>> c_backward;  // C̃← of the reverse scan, H × P, or empty (causal)
   vector_view<const T> skip;                 // D, H or empty
   index_t sequence_length = 0;
   bool conj_sym = false;  // output 2·Re instead of Re
@@ -76,8 +81,10 @@ struct s5_operator {
 
   s5_operator() = default;
   s5_operator(vector_view<const complex<T>> lambda, matrix_view<const complex<T>> b, matrix_view<const complex<T>> c,
-              vector_view<const T> d, index_t length, bool conjugate_symmetry)
-      : lambda_bar(lambda), b_bar(b), c_tilde(c), skip(d), sequence_length(length), conj_sym(conjugate_symmetry) {
+              vector_view<const T> d, index_t length, bool conjugate_symmetry,
+              matrix_view<const complex<T>> c_back = {})
+      : lambda_bar(lambda), b_bar(b), c_tilde(c), c_backward(c_back), skip(d), sequence_length(length),
+        conj_sym(conjugate_symmetry) {
     constexpr std::string_view where = "mixlens::s5_operator";
     detail::check_positive(where, "length", length);
     const index_t P = static_cast<index_t>(lambda.size());
@@ -87,6 +94,10 @@ struct s5_operator {
     detail::check_equal(where, "c_tilde", "channels (extent 0)", b.extent(1), c.extent(0));
     detail::check_equal(where, "c_tilde", "states (extent 1)", P, c.extent(1));
     if (!d.empty()) detail::check_equal(where, "skip", "size", b.extent(1), static_cast<index_t>(d.size()));
+    if (!c_back.empty()) {
+      detail::check_equal(where, "c_backward", "channels (extent 0)", b.extent(1), c_back.extent(0));
+      detail::check_equal(where, "c_backward", "states (extent 1)", P, c_back.extent(1));
+    }
   }
 
   [[nodiscard]] MIXLENS_HD index_t length() const { return sequence_length; }
@@ -95,10 +106,11 @@ struct s5_operator {
   [[nodiscard]] MIXLENS_HD index_t states() const { return static_cast<index_t>(lambda_bar.size()); }
   // The name every state-space view uses (analysis::attention_count reads it).
   [[nodiscard]] MIXLENS_HD index_t state_size() const { return states(); }
+  [[nodiscard]] MIXLENS_HD bool causal() const { return c_backward.empty(); }
 
   template <class F>
   void for_each_view(F&& f) {
-    f(lambda_bar), f(b_bar), f(c_tilde), f(skip);
+    f(lambda_bar), f(b_bar), f(c_tilde), f(c_backward), f(skip);
   }
 
   // The value checks, on host data: bind runs them, and so does to_device.
@@ -127,7 +139,8 @@ struct s5_operator {
     }
   }
 
-  // y = M·x by a parallel scan per state over the elements (Λ̄_p, (B̄·u_t)_p).
+  // y = M·x by a parallel scan per state over the elements (Λ̄_p, (B̄·u_t)_p),
+  // and for a bidirectional S5 the same scan over the reversed elements.
   void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, blelloch_scan{}); }
 
   template <scan_policy Policy>
@@ -136,21 +149,28 @@ struct s5_operator {
     detail::check_apply_args(where, *this, "x", x, y);
     const index_t L = length(), H = in_channels();
     const T f = conj_sym ? T(2) : T(1);
+    std::vector<complex<T>> bu(static_cast<std::size_t>(L));
     std::vector<affine<complex<T>>> e(static_cast<std::size_t>(L));
     std::vector<double> acc(static_cast<std::size_t>(H * L), 0.0);  // y, summed over states
     for (index_t p = 0; p < states(); ++p) {
       const complex<T> a = lambda_bar[static_cast<std::size_t>(p)];
       for (index_t t = 0; t < L; ++t) {
-        complex<T> bu(0);
-        for (index_t h = 0; h < H; ++h) bu += b_bar(p, h) * x(h, t);
-        e[static_cast<std::size_t>(t)] = {a, bu};
+        complex<T> v(0);
+        for (index_t h = 0; h < H; ++h) v += b_bar(p, h) * x(h, t);
+        bu[static_cast<std::size_t>(t)] = v;
       }
-      policy(vector_view<affine<complex<T>>>(e));
-      for (index_t o = 0; o < H; ++o) {
-        const complex<T> c = c_tilde(o, p);
-        double* row = acc.data() + o * L;
-        for (index_t t = 0; t < L; ++t) row[t] += double(f * (c * e[static_cast<std::size_t>(t)].b).real());
-      }
+      // One direction: e[k] holds time time_of(k); its scanned state is read by c.
+      auto scan = [&](matrix_view<const complex<T>> c, auto time_of) {
+        for (index_t k = 0; k < L; ++k) e[static_cast<std::size_t>(k)] = {a, bu[static_cast<std::size_t>(time_of(k))]};
+        policy(vector_view<affine<complex<T>>>(e));
+        for (index_t o = 0; o < H; ++o) {
+          const complex<T> co = c(o, p);
+          double* row = acc.data() + o * L;
+          for (index_t k = 0; k < L; ++k) row[time_of(k)] += double(f * (co * e[static_cast<std::size_t>(k)].b).real());
+        }
+      };
+      scan(c_tilde, [](index_t k) { return k; });
+      if (!causal()) scan(c_backward, [L](index_t k) { return L - 1 - k; });
     }
     for (index_t o = 0; o < H; ++o) {
       const double d = skip.empty() ? 0.0 : double(skip[static_cast<std::size_t>(o)]);
@@ -160,13 +180,15 @@ struct s5_operator {
 
   // The Toeplitz generator of block (out, in): k[d] = entry (t, t − d), for
   // d < k.size() ≤ L, skip included at d = 0. Running powers of Λ̄ in double.
+  // For a bidirectional S5 this is the lower triangle's generator (lags t − s).
   void kernel(index_t out, index_t in, vector_view<T> k) const {
     constexpr std::string_view where = "mixlens::s5_operator::kernel";
     detail::check_channel(where, "out", out_channels(), out);
     detail::check_channel(where, "in", in_channels(), in);
     if (static_cast<index_t>(k.size()) > length())
       detail::fail(where, "k", "size <= length " + std::to_string(length()), k.size());
-    fill_kernel(out, in, static_cast<index_t>(k.size()), [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
+    fill_kernel(c_tilde, true, out, in, static_cast<index_t>(k.size()),
+                [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
   }
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
@@ -174,15 +196,20 @@ struct s5_operator {
     detail::check_materialize_args(where, *this, out, in, m);
     const index_t L = length();
     std::vector<T> k(static_cast<std::size_t>(L));
-    fill_kernel(out, in, L, [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
+    fill_kernel(c_tilde, true, out, in, L, [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
     for (index_t t = 0; t < L; ++t)
       for (index_t s = 0; s < L; ++s) m(t, s) = s <= t ? k[static_cast<std::size_t>(t - s)] : T(0);
+    if (causal()) return;
+    fill_kernel(c_backward, false, out, in, L, [&](index_t d, T v) { k[static_cast<std::size_t>(d)] = v; });
+    for (index_t t = 0; t < L; ++t)
+      for (index_t s = t; s < L; ++s) m(t, s) += k[static_cast<std::size_t>(s - t)];
   }
 
   // Row t: r[t − d] = k[d], accumulated state by state into r (the skip first,
   // then the states in fill_kernel's order: in double the same sums), each
   // state's term advanced by one multiplication per lag in double, so no large
-  // powers are formed. Needs no memory beyond r: host loops and kernels share it.
+  // powers are formed; the reverse scan's terms go to r[t + d]. Needs no memory
+  // beyond r: host loops and kernels share it.
   MIXLENS_HD void row(index_t out, index_t in, index_t t, vector_view<T> r) const {
     MIXLENS_HOST_CHECK(detail::check_row_args("mixlens::s5_operator::row", *this, out, in, t, r));
     const double f = conj_sym ? 2.0 : 1.0;
@@ -195,22 +222,30 @@ struct s5_operator {
         r[static_cast<std::size_t>(t - d)] += static_cast<T>(f * w.real());
         w *= a;
       }
+      if (causal()) continue;
+      w = detail::widen(c_backward(out, p)) * detail::widen(b_bar(p, in));
+      for (index_t d = 0; t + d < length(); ++d) {
+        r[static_cast<std::size_t>(t + d)] += static_cast<T>(f * w.real());
+        w *= a;
+      }
     }
   }
 
  private:
-  // Calls put(d, k[d]) for d < count in O(count·P): w_p = C̃(o,p)·Λ̄_p^d·B̄(p,i) is
-  // advanced by one multiplication per lag, so no large powers are formed.
+  // Calls put(d, k[d]) for d < count in O(count·P): w_p = c(o,p)·Λ̄_p^d·B̄(p,i) is
+  // advanced by one multiplication per lag, so no large powers are formed. c is
+  // C̃ or C̃←; with_skip adds D at d = 0.
   template <class Put>
-  void fill_kernel(index_t out, index_t in, index_t count, Put put) const {
+  void fill_kernel(matrix_view<const complex<T>> c, bool with_skip, index_t out, index_t in, index_t count,
+                   Put put) const {
     const index_t P = states();
     const double f = conj_sym ? 2.0 : 1.0;
     std::vector<complex<double>> w(static_cast<std::size_t>(P)), a(static_cast<std::size_t>(P));
     for (index_t p = 0; p < P; ++p) {
       a[static_cast<std::size_t>(p)] = detail::widen(lambda_bar[static_cast<std::size_t>(p)]);
-      w[static_cast<std::size_t>(p)] = detail::widen(c_tilde(out, p)) * detail::widen(b_bar(p, in));
+      w[static_cast<std::size_t>(p)] = detail::widen(c(out, p)) * detail::widen(b_bar(p, in));
     }
-    const double d0 = (out == in && !skip.empty()) ? double(skip[static_cast<std::size_t>(out)]) : 0.0;
+    const double d0 = (with_skip && out == in && !skip.empty()) ? double(skip[static_cast<std::size_t>(out)]) : 0.0;
     for (index_t d = 0; d < count; ++d) {
       double v = d == 0 ? d0 : 0.0;
       for (std::size_t p = 0; p < w.size(); ++p) {
@@ -234,6 +269,7 @@ struct s5_storage {
   matrix<complex<T>> b_bar;
   matrix<complex<T>> c_tilde;
   std::vector<T> skip;
+  matrix<complex<T>> c_backward;  // empty: causal
 };
 
 template <class T>
