@@ -297,6 +297,9 @@ struct host_backend {
   void axpy(T* y, const T* x, T scale, index_t n) const {
     for (index_t i = 0; i < n; ++i) y[i] += scale * x[i];
   }
+  void scale(T* y, T factor, index_t n) const {
+    for (index_t i = 0; i < n; ++i) y[i] *= factor;
+  }
   // aug = I + map, each row divided by its sum (in double; a zero-sum row stays).
   void rownorm_identity(const T* map, T* aug, index_t L) const {
     for (index_t i = 0; i < L; ++i) {

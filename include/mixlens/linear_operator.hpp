@@ -67,8 +67,9 @@ concept has_heads = requires(const Op& op) {
 
 // Causality: every operator is causal unless its view answers causal() with
 // false — the bidirectional LTI forms (two_sided_conv_operator, S5 with a
-// backward C̃), whose matrices fill both triangles. Analyses that read only the
-// lower triangle (attention span, diagonal control, semiseparable rank) ask it.
+// backward C̃), whose matrices fill both triangles. The analyses that read only
+// a matrix's lower triangle (attention span, diagonal control, semiseparable
+// rank) see the causal part of such an operator.
 template <class Op>
 concept declares_causality = requires(const Op& op) {
   { op.causal() } -> std::convertible_to<bool>;

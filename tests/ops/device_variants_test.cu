@@ -177,3 +177,51 @@ BOOST_AUTO_TEST_CASE(float_and_double) {
 BOOST_AUTO_TEST_SUITE_END()
 
 }  // namespace mamba_block_variants
+
+// ---- bidirectional LTI -------------------------------------------------------
+// The bidirectional forms on the device: a two-sided S4D convolution (both
+// halves by the FFT or direct path, the backward one in reversed time) and S5
+// with a reverse scan (the fp32 scan twice); double through the generic rows.
+// The shared oracle body (both triangles), then host ≡ device.
+namespace bidirectional_variants {
+
+BOOST_AUTO_TEST_SUITE(bidirectional_device, *testing::requires_device())
+
+template <class T>
+two_sided_mixer<s4d_mixer<T>> two_sided_s4d() {
+  two_sided_mixer<s4d_mixer<T>> m{s4d_mixer<T>::init(4, 8, s4d_init::lin, 1), s4d_mixer<T>::init(4, 8, s4d_init::inv, 2)};
+  m.backward.skip.clear();
+  return m;
+}
+
+template <class T>
+s5_mixer<T> bidirectional_s5() {
+  const auto f = s5_mixer<T>::init(4, {.state_size = 8, .seed = 3});
+  return s5_mixer<T>(f.lambda(), f.b_tilde(), f.c_tilde(), f.log_step(), f.skip(), f.discretization(), f.conj_sym(),
+                     false, s5_mixer<T>::init(4, {.state_size = 8, .seed = 4}).c_tilde());
+}
+
+BOOST_AUTO_TEST_CASE(two_sided_conv_float_and_double) {
+  for (index_t L : {1, 7, 64, 257}) {
+    const auto xf = testing::random_matrix<float>(4, L, 5);
+    testing::check_host_device(two_sided_s4d<float>().bind(xf.view()), xf.view(), 2e-4);
+    const auto xd = testing::random_matrix<double>(4, L, 6);
+    testing::check_host_device(two_sided_s4d<double>().bind(xd.view()), xd.view(), 1e-11);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(s5_reverse_scan_float_and_double) {
+  for (index_t L : {1, 7, 64, 257}) {
+    const auto xf = testing::random_matrix<float>(4, L, 7);
+    testing::check_host_device(bidirectional_s5<float>().bind(xf.view()), xf.view(), 2e-4);
+    const auto xd = testing::random_matrix<double>(4, L, 8);
+    testing::check_host_device(bidirectional_s5<double>().bind(xd.view()), xd.view(), 1e-11);
+  }
+  // The persistent fp32 class runs the forward scan only: it refuses.
+  testing::check_error([] { gpu::device_s5 d(bidirectional_s5<float>().bind(16).view()); },
+                       {"device_s5", "a bidirectional S5"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+}  // namespace bidirectional_variants

@@ -32,6 +32,25 @@ struct usage_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Walks a command line: next() moves to each argument, option() names it,
+// value() takes the value that follows it (a usage error when none does).
+class argument_cursor {
+ public:
+  argument_cursor(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  [[nodiscard]] bool next() { return ++i_ < argc_; }
+  [[nodiscard]] std::string_view option() const { return argv_[i_]; }
+  [[nodiscard]] std::string value() {
+    if (i_ + 1 >= argc_) throw usage_error(std::string(option()) + " needs a value");
+    return argv_[++i_];
+  }
+  [[noreturn]] void unknown() const { throw usage_error("unknown argument '" + std::string(option()) + "'"); }
+
+ private:
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+};
+
 // A whole number >= 0.
 index_t parse_count(const std::string& text, const char* what) {
   index_t v = 0;

@@ -64,6 +64,7 @@ namespace fs = std::filesystem;
 using mixlens::index_t;
 using mixlens::matrix;
 using namespace mixlens::models;
+using mixlens::tools::argument_cursor;
 using mixlens::tools::output_folder;
 using mixlens::tools::parse_count;
 using mixlens::tools::parse_list;
@@ -146,42 +147,38 @@ double parse_bytes(const std::string& text) {
 options parse_args(int argc, char** argv) {
   options o;
   int inputs = 0;  // --tokens, --tokens-file, --image
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw usage_error(std::string(arg) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--model") o.model = value();
-    else if (arg == "--out") o.out = value();
-    else if (arg == "--tokens") { o.tokens_list = value(); ++inputs; }
-    else if (arg == "--tokens-file") { o.tokens_file = value(); ++inputs; }
-    else if (arg == "--image") { o.image = value(); ++inputs; }
+  for (argument_cursor args(argc, argv); args.next();) {
+    const std::string_view arg = args.option();
+    if (arg == "--model") o.model = args.value();
+    else if (arg == "--out") o.out = args.value();
+    else if (arg == "--tokens") { o.tokens_list = args.value(); ++inputs; }
+    else if (arg == "--tokens-file") { o.tokens_file = args.value(); ++inputs; }
+    else if (arg == "--image") { o.image = args.value(); ++inputs; }
     else if (arg == "--normalize") o.normalize = true;
     else if (arg == "--method") {
-      o.method = value();
+      o.method = args.value();
       if (o.method != "raw" && o.method != "rollout" && !gradient_method(o.method))
         throw usage_error("--method must be raw, rollout, mamba-attr, attn-grad, grad-input or lrp, not '" + o.method +
                           "'");
-    } else if (arg == "--target-position") o.target_position = parse_count(value(), "--target-position");
-    else if (arg == "--target-token") o.target_token = parse_count(value(), "--target-token");
-    else if (arg == "--start-layer") o.start_layer = parse_count(value(), "--start-layer");
+    } else if (arg == "--target-position") o.target_position = parse_count(args.value(), "--target-position");
+    else if (arg == "--target-token") o.target_token = parse_count(args.value(), "--target-token");
+    else if (arg == "--start-layer") o.start_layer = parse_count(args.value(), "--start-layer");
     else if (arg == "--device") {
-      o.device = value();
+      o.device = args.value();
       if (o.device != "cpu" && o.device != "cuda") throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
     } else if (arg == "--form") {
-      const std::string f = value();
+      const std::string f = args.value();
       if (f == "paper") o.form = attention_form::paper;
       else if (f == "unified") o.form = attention_form::unified;
       else throw usage_error("--form must be paper or unified, not '" + f + "'");
-    } else if (arg == "--layers") o.layers = value();
-    else if (arg == "--save-alpha") o.save_alpha = value();
+    } else if (arg == "--layers") o.layers = args.value();
+    else if (arg == "--save-alpha") o.save_alpha = args.value();
     else if (arg == "--no-png") o.png = false;
     else if (arg == "--self-test") o.self_test = true;
-    else if (arg == "--reference-logits") o.reference_logits = value();
+    else if (arg == "--reference-logits") o.reference_logits = args.value();
     else if (arg == "--strict") o.strict = true;
-    else if (arg == "--max-memory") o.max_memory = parse_bytes(value());
-    else throw usage_error("unknown argument '" + std::string(arg) + "'");
+    else if (arg == "--max-memory") o.max_memory = parse_bytes(args.value());
+    else args.unknown();
   }
   if (o.model.empty()) throw usage_error("--model is required");
   if (o.out.empty()) throw usage_error("--out is required");

@@ -36,6 +36,7 @@ namespace fs = std::filesystem;
 using mixlens::index_t;
 using namespace mixlens::models;
 namespace analysis = mixlens::analysis;
+using mixlens::tools::argument_cursor;
 using mixlens::tools::output_folder;
 using mixlens::tools::parse_count;
 using mixlens::tools::usage_error;
@@ -103,40 +104,36 @@ std::vector<attribution_method> parse_methods(const std::string& text) {
 options parse_args(int argc, char** argv) {
   options o;
   int inputs = 0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw usage_error(std::string(arg) + " needs a value");
-      return argv[++i];
-    };
-    if (arg == "--model") o.model = value();
-    else if (arg == "--out") o.out = value();
-    else if (arg == "--tokens-file") { o.tokens_file = value(); ++inputs; }
-    else if (arg == "--token-lines") { o.token_lines = value(); ++inputs; }
-    else if (arg == "--methods") o.methods = parse_methods(value());
+  for (argument_cursor args(argc, argv); args.next();) {
+    const std::string_view arg = args.option();
+    if (arg == "--model") o.model = args.value();
+    else if (arg == "--out") o.out = args.value();
+    else if (arg == "--tokens-file") { o.tokens_file = args.value(); ++inputs; }
+    else if (arg == "--token-lines") { o.token_lines = args.value(); ++inputs; }
+    else if (arg == "--methods") o.methods = parse_methods(args.value());
     else if (arg == "--steps") {
-      o.steps = parse_count(value(), "--steps");
+      o.steps = parse_count(args.value(), "--steps");
       if (o.steps < 1) throw usage_error("--steps: expected at least 1, not 0");
     } else if (arg == "--mode") {
-      const std::string m = value();
+      const std::string m = args.value();
       if (m == "remove") o.mode = analysis::perturbation_mode::remove;
       else if (m == "replace") o.mode = analysis::perturbation_mode::replace;
       else throw usage_error("--mode must be remove or replace, not '" + m + "'");
-    } else if (arg == "--replace-token") o.replace_token = parse_count(value(), "--replace-token");
-    else if (arg == "--target-position") o.target_position = parse_count(value(), "--target-position");
-    else if (arg == "--target-token") o.target_token = parse_count(value(), "--target-token");
+    } else if (arg == "--replace-token") o.replace_token = parse_count(args.value(), "--replace-token");
+    else if (arg == "--target-position") o.target_position = parse_count(args.value(), "--target-position");
+    else if (arg == "--target-token") o.target_token = parse_count(args.value(), "--target-token");
     else if (arg == "--random-draws") {
-      o.random_draws = parse_count(value(), "--random-draws");
+      o.random_draws = parse_count(args.value(), "--random-draws");
       if (o.random_draws < 1) throw usage_error("--random-draws: expected at least 1, not 0");
-    } else if (arg == "--seed") o.seed = static_cast<std::uint64_t>(parse_count(value(), "--seed"));
-    else if (arg == "--start-layer") o.start_layer = parse_count(value(), "--start-layer");
-    else if (arg == "--threads") o.threads = parse_count(value(), "--threads");
+    } else if (arg == "--seed") o.seed = static_cast<std::uint64_t>(parse_count(args.value(), "--seed"));
+    else if (arg == "--start-layer") o.start_layer = parse_count(args.value(), "--start-layer");
+    else if (arg == "--threads") o.threads = parse_count(args.value(), "--threads");
     else if (arg == "--device") {
-      const std::string d = value();
+      const std::string d = args.value();
       if (d != "cpu")
         throw usage_error("--device " + d + ": mixlens-eval runs on the CPU only (the attribution recipes take a "
                           "host model); use --device cpu");
-    } else throw usage_error("unknown argument '" + std::string(arg) + "'");
+    } else args.unknown();
   }
   if (o.model.empty()) throw usage_error("--model is required");
   if (o.out.empty()) throw usage_error("--out is required");

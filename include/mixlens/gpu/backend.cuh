@@ -193,6 +193,10 @@ __global__ void axpy_kernel(float* y, const float* x, float scale, index_t n) {
   MIXLENS_GRID_STRIDE(k, n) y[k] += scale * x[k];
 }
 
+__global__ void scale_kernel(float* y, float factor, index_t n) {
+  MIXLENS_GRID_STRIDE(k, n) y[k] *= factor;
+}
+
 __global__ void mean_kernel(const double* acc, index_t n, double count, float* out) {
   MIXLENS_GRID_STRIDE(k, n) out[k] = static_cast<float>(acc[k] / count);
 }
@@ -639,6 +643,10 @@ class device_backend {
   }
   void axpy(float* y, const float* x, float scale, index_t n) const {
     detail::axpy_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(y, x, scale, n);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+  }
+  void scale(float* y, float factor, index_t n) const {
+    detail::scale_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(y, factor, n);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void rownorm_identity(const float* map, float* aug, index_t L) const {

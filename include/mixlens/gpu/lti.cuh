@@ -287,6 +287,9 @@ class device_s5 {
     mixlens::detail::check_positive(where, "op (states)", states_);
     mixlens::detail::check_positive(where, "batch", batch);
     if (batch > 65535) mixlens::detail::fail(where, "batch", "at most 65535", batch);
+    if (!op.causal())
+      mixlens::detail::fail(where, "op", "a causal S5 (gpu::apply runs a bidirectional one)",
+                            "a bidirectional S5 (c_backward set)");
     op.validate();
     auto narrow = [](const complex<T>& z) { return complex<float>(static_cast<float>(z.real()), static_cast<float>(z.imag())); };
     std::vector<complex<float>> lambda(static_cast<std::size_t>(states_)), b(static_cast<std::size_t>(states_ * channels_)),

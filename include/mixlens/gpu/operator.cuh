@@ -172,6 +172,33 @@ void require_data(std::string_view where, std::string_view argument, const M& m)
 }  // namespace detail
 
 namespace detail {
+// out(r, t) = in(r, L − 1 − t), or out(r, t) += in(r, L − 1 − t) with accumulate.
+template <class T>
+__global__ void reverse_time_kernel(const T* in, T* out, index_t rows, index_t L, bool accumulate) {
+  const index_t total = rows * L;
+  for (index_t e = blockIdx.x * index_t(blockDim.x) + threadIdx.x; e < total; e += index_t(gridDim.x) * blockDim.x) {
+    const index_t r = e / L, t = e % L;
+    const T v = in[r * L + (L - 1 - t)];
+    out[e] = accumulate ? out[e] + v : v;
+  }
+}
+
+// The backward half of a bidirectional operator: y += J·f(J·x), J reversing
+// time, where apply_reversed(x', y') writes a causal operator's output y' for x'
+// (rows × L in device memory, on `stream`).
+template <class T, class ApplyReversed>
+void add_time_reversed(const T* x, T* y, index_t rows, index_t L, ApplyReversed apply_reversed, cudaStream_t stream) {
+  const std::size_t bytes = static_cast<std::size_t>(rows * L) * sizeof(T);
+  stream_workspace xr(bytes, stream), yr(bytes, stream);
+  auto* px = static_cast<T*>(xr.get());
+  auto* py = static_cast<T*>(yr.get());
+  reverse_time_kernel<<<generic_grid(rows * L), generic_threads, 0, stream>>>(x, px, rows, L, false);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+  apply_reversed(static_cast<const T*>(px), py);
+  reverse_time_kernel<<<generic_grid(rows * L), generic_threads, 0, stream>>>(static_cast<const T*>(py), y, rows, L, true);
+  MIXLENS_CUDA_CHECK_LAUNCH();
+}
+
 // The generic apply from the view's rows (also the fallback of device paths
 // that cover only some sizes); arguments already checked.
 template <class View>

@@ -213,7 +213,7 @@ template <class Backend, class T, class Observer>
     // out_proj: ∂y = W_outᵀ·∂hᵀ; the gate: ∂(S6 + D·u) = ∂y ⊙ SiLU(z). LRP halves
     // what reaches both factors of the gate (∂y is restored below).
     be.gemm(true, true, D, L, H, w.out_proj.data_handle(), g.dh.data(), T(0), g.dy.data());
-    if (lrp) be.axpy(g.dy.data(), g.dy.data(), T(-0.5), D * L);  // ∂y / 2, in place
+    if (lrp) be.scale(g.dy.data(), T(0.5), D * L);  // ∂y / 2 (exact: a power of two)
     be.copy(g.dy.data(), D * L, g.dssm.data());
     be.multiply(g.dssm.data(), s.gate.data_handle(), D * L);
     // The scan: ∂u (scan path), ∂Δ, ∂B, ∂C into [·; ∂B; ∂C] of dproj, ∂gate into the z half of dxz.
@@ -226,7 +226,7 @@ template <class Backend, class T, class Observer>
                                           matrix_view<T>(dz, D, L)});
     be.silu_backward(s.z.data_handle(), dz, D * L, lrp);  // ∂z
     if (lrp) {  // Ā, B̄, C detached: nothing flows through Δ, B, C
-      be.axpy(g.dy.data(), g.dy.data(), T(1), D * L);  // ∂y again
+      be.scale(g.dy.data(), T(2), D * L);  // ∂y again
       be.fill_zero(g.ddelta.data(), D * L);
       be.fill_zero(g.dproj.data(), P * L);
     } else {

@@ -1,8 +1,9 @@
 // The causal depthwise convolution on the device: the fast apply behind every
 // LTI operator (S4D, S4, DSS, short convolutions) and GSS. Long fp32 kernels go
 // through the cuFFT convolution (FFT size 2L, gpu/fft_conv.cuh); short kernels
-// and double run a direct convolution. materialize and rows stay generic (a
-// Toeplitz row is a copy of the kernel).
+// and double run a direct convolution; the two-sided (bidirectional) form runs
+// both halves so. materialize and rows stay generic (a Toeplitz row is a copy
+// of the kernel).
 #pragma once
 
 #include <cuda_runtime.h>
@@ -72,6 +73,19 @@ struct device_path<causal_conv_operator<T, Kind>> {
   static void apply(const causal_conv_operator<T, Kind>& op, matrix_view<const T> x, matrix_view<T> y,
                     cudaStream_t stream) {
     detail::lti_apply(op, x.data_handle(), y.data_handle(), nullptr, stream);
+  }
+};
+
+// The bidirectional form: the forward convolution, then the backward one in
+// reversed time, each by the path above.
+template <class T, class Kind>
+struct device_path<two_sided_conv_operator<T, Kind>> {
+  static void apply(const two_sided_conv_operator<T, Kind>& op, matrix_view<const T> x, matrix_view<T> y,
+                    cudaStream_t stream) {
+    detail::lti_apply(op.forward, x.data_handle(), y.data_handle(), nullptr, stream);
+    detail::add_time_reversed(
+        x.data_handle(), y.data_handle(), op.in_channels(), op.length(),
+        [&](const T* xr, T* yr) { detail::lti_apply(op.backward, xr, yr, nullptr, stream); }, stream);
   }
 };
 

@@ -1,6 +1,7 @@
 // S5 on the device: apply of an fp32 view by the parallel scan of gpu/lti.cuh
 // (B̄·x, the scan over Λ̄, f·Re(C̃·h) + D⊙x), the code path device_s5 runs, over
-// the view's own device data with stream-ordered workspaces. Double views and
+// the view's own device data with stream-ordered workspaces; a bidirectional
+// view adds the same scan over the reversed input, read by C̃←. Double views and
 // materialize / rows take the generic path (a row is O(t·P) by running powers).
 #pragma once
 
@@ -24,10 +25,17 @@ struct device_path<s5_operator<float>> {
     detail::stream_workspace decay(bytes, stream), bu(bytes, stream), h(bytes, stream);
     auto* pd = static_cast<complex<float>*>(decay.get());
     detail::s5_fill_decay(op.lambda_bar.data(), pd, P, P, L, stream);
-    detail::s5_scan_apply("mixlens::gpu::apply (S5)", op.b_bar.data_handle(), op.c_tilde.data_handle(),
-                          op.skip.empty() ? nullptr : op.skip.data(), pd, static_cast<complex<float>*>(bu.get()),
-                          static_cast<complex<float>*>(h.get()), x.data_handle(), y.data_handle(), P, H, L, 1,
-                          op.conj_sym ? 2.0f : 1.0f, block_policy{}, stream);
+    // One scan direction: its C̃ and skip (null for none) applied to x into y.
+    auto scan = [&](const complex<float>* c, const float* skip, const float* in, float* out) {
+      detail::s5_scan_apply("mixlens::gpu::apply (S5)", op.b_bar.data_handle(), c, skip, pd,
+                            static_cast<complex<float>*>(bu.get()), static_cast<complex<float>*>(h.get()), in, out, P,
+                            H, L, 1, op.conj_sym ? 2.0f : 1.0f, block_policy{}, stream);
+    };
+    scan(op.c_tilde.data_handle(), op.skip.empty() ? nullptr : op.skip.data(), x.data_handle(), y.data_handle());
+    if (!op.causal())  // the reverse scan: the same scan over the reversed input
+      detail::add_time_reversed(
+          x.data_handle(), y.data_handle(), H, L,
+          [&](const float* xr, float* yr) { scan(op.c_backward.data_handle(), nullptr, xr, yr); }, stream);
   }
 };
 
