@@ -253,6 +253,9 @@ void register_type() {
                                           [](benchmark::State& s) { s6_apply<T>(s, sequential_scan{}); }));
   s6_lengths(benchmark::RegisterBenchmark(("s6_apply/" + type + "/fused_sequential/caller_ftz").c_str(),
                                           [](benchmark::State& s) { s6_apply<T, true>(s, sequential_scan{}); }));
+  for (int threads : {1, 2, 0})  // the channels split over threads (the host backend's model path)
+    s6_lengths(benchmark::RegisterBenchmark(("s6_apply/" + type + "/channel_parallel/threads:" + threads_label(threads)).c_str(),
+                                            [threads](benchmark::State& s) { s6_apply<T>(s, sequence_parallel_scan{threads}); }));
   for (bool ftz : {false, true}) {
     const std::string suffix = ftz ? "/caller_ftz" : "";
     benchmark::RegisterBenchmark(("s6_alpha_full/" + type + suffix).c_str(),

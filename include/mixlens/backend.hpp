@@ -13,6 +13,7 @@
 #include <limits>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "mixlens/detail/gemm.hpp"
@@ -26,12 +27,23 @@
 
 namespace mixlens {
 
+namespace detail {
+template <class Op>
+inline constexpr bool is_s6_operator = false;
+template <class T, class State>
+inline constexpr bool is_s6_operator<s6_operator<T, State>> = true;
+}  // namespace detail
+
 template <class T>
 struct host_backend {
   using value_type = T;
   static constexpr bool on_host = true;
   template <class U>
   using array = std::vector<U>;
+
+  // Threads of the selective scan's apply, channels split over them
+  // (sequence_parallel_scan: the same results for any count); 0: every core.
+  int threads = 0;
 
   template <class U = T>
   [[nodiscard]] array<U> alloc(index_t n) const {
@@ -234,11 +246,14 @@ struct host_backend {
 
   void copy(const T* from, index_t n, T* to) const { std::copy(from, from + n, to); }
 
-  // y = M·x with the operator's host fast path.
+  // y = M·x with the operator's host fast path; an S6 operator's channels on `threads`.
   template <class Op>
   void apply(const Op& op, const T* x, T* y) const {
     const auto& v = view_of(op);
-    v.apply(matrix_view<const T>(x, v.in_channels(), v.length()), matrix_view<T>(y, v.out_channels(), v.length()));
+    const matrix_view<const T> xv(x, v.in_channels(), v.length());
+    const matrix_view<T> yv(y, v.out_channels(), v.length());
+    if constexpr (mixlens::detail::is_s6_operator<std::remove_cvref_t<decltype(v)>>) v.apply(xv, yv, sequence_parallel_scan{.threads = threads});
+    else v.apply(xv, yv);
   }
 
   // The diagonal blocks of channels [d0, d0 + count) into out (count × L × L).

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "common/oracles.hpp"
+#include "mixlens/backend.hpp"
 #include "mixlens/ops/mamba_block.hpp"
 #include "mixlens/ops/s6.hpp"
 
@@ -143,6 +144,31 @@ BOOST_AUTO_TEST_CASE(scan_policies_agree_with_the_recurrence) {
   op.apply(u.view(), blelloch.view(), blelloch_scan{});
   BOOST_TEST(testing::relative_error(chunked, seq) <= 1e-12);
   BOOST_TEST(testing::relative_error(blelloch, seq) <= 1e-12);
+}
+
+// Channels split over threads: the recurrence's results bit for bit, for any
+// thread count, real and complex states, float and double; and through the
+// host backend's apply.
+BOOST_AUTO_TEST_CASE(channel_parallel_apply_is_bit_identical) {
+  auto check = [](auto ctl, auto u) {
+    const auto op = ctl.view();
+    using T = std::remove_cvref_t<decltype(*u.data())>;
+    const index_t D = u.extent(0), L = u.extent(1);
+    matrix<T> seq(D, L);
+    op.apply(u.view(), seq.view());
+    for (int threads : {1, 2, 3, 0}) {
+      matrix<T> par(D, L), be_out(D, L);
+      op.apply(u.view(), par.view(), sequence_parallel_scan{.threads = threads, .grain = 1});
+      BOOST_TEST(std::equal(par.data(), par.data() + par.size(), seq.data()), "threads " << threads);
+      host_backend<T> be;
+      be.threads = threads;
+      be.apply(op, u.data(), be_out.data());
+      BOOST_TEST(std::equal(be_out.data(), be_out.data() + be_out.size(), seq.data()), "backend, threads " << threads);
+    }
+  };
+  check(controls<double, complex<double>>(7, 4, 1, 300, 21, true, true), testing::random_matrix<double>(7, 300, 22));
+  check(controls<double, double>(5, 3, 1, 129, 23, true, false), testing::random_matrix<double>(5, 129, 24));
+  check(controls<float, float>(9, 8, 1, 200, 25, false, true), testing::random_matrix<float>(9, 200, 26));
 }
 
 BOOST_AUTO_TEST_CASE(strictly_lower_blocks_are_semiseparable_rank_n) {

@@ -87,30 +87,33 @@ struct s6_operator {
   }
 
   // y = M·u by the sequential recurrence (the fastest host path), or by any scan
-  // policy of scan.hpp run over each (channel, state) sequence.
+  // policy of scan.hpp run over each (channel, state) sequence. With
+  // sequence_parallel_scan the channels (independent sequences) are split over
+  // its threads, each running the recurrence: the same results bit for bit.
+  // Subnormal states are flushed to 0 on every path.
   template <scan_policy Policy = sequential_scan>
   void apply(matrix_view<const T> u, matrix_view<T> y, Policy policy = {}) const {
     constexpr std::string_view where = "mixlens::s6_operator::apply";
     detail::check_apply_args(where, *this, "u", u, y);
-    const index_t L = length(), N = state_size();
+    const index_t D = in_channels(), L = length(), N = state_size();
+    if constexpr (std::is_same_v<Policy, sequence_parallel_scan>) {
+      const index_t used = detail::threads_for(policy.checked_threads(), D * L * N, policy.grain, D);
+      detail::parallel_for(D, used, [&](index_t d) {
+        std::vector<State> h(static_cast<std::size_t>(N));
+        recurrence(d, u, y, h);
+      });
+      return;
+    }
+    // Subnormal states flushed, as in every scan policy (detail/float_mode.hpp).
+    const detail::flush_subnormals_guard flush;
     std::vector<State> h(static_cast<std::size_t>(N));
     std::vector<affine<State>> e;
-    for (index_t d = 0; d < in_channels(); ++d) {
-      const index_t g = group_of(d);
-      for (index_t t = 0; t < L; ++t) y(d, t) = T(0);
+    for (index_t d = 0; d < D; ++d) {
       if constexpr (std::is_same_v<Policy, sequential_scan>) {
-        std::fill(h.begin(), h.end(), State(0));
-        for (index_t t = 0; t < L; ++t) {
-          const T dt = delta(d, t);
-          State acc(0);
-          for (index_t n = 0; n < N; ++n) {
-            auto& hn = h[static_cast<std::size_t>(n)];
-            hn = detail::exp_scaled(a(d, n), dt) * hn + dt * b(g, n, t) * u(d, t);
-            acc += c(g, n, t) * hn;
-          }
-          y(d, t) = detail::output_part(acc);
-        }
+        recurrence(d, u, y, h);
       } else {
+        const index_t g = group_of(d);
+        for (index_t t = 0; t < L; ++t) y(d, t) = T(0);
         e.resize(static_cast<std::size_t>(L));
         for (index_t n = 0; n < N; ++n) {
           for (index_t t = 0; t < L; ++t)
@@ -120,8 +123,8 @@ struct s6_operator {
           for (index_t t = 0; t < L; ++t)
             y(d, t) += detail::output_part(c(g, n, t) * e[static_cast<std::size_t>(t)].b);
         }
+        finish_row(d, u, y);
       }
-      finish_row(d, u, y);
     }
   }
 
@@ -208,6 +211,24 @@ struct s6_operator {
   }
 
  private:
+  // Channel d of apply by the fused recurrence over its N states (h: N of
+  // scratch), under the caller's flush_subnormals_guard.
+  void recurrence(index_t d, matrix_view<const T> u, matrix_view<T> y, std::vector<State>& h) const {
+    const index_t L = length(), N = state_size(), g = group_of(d);
+    std::fill(h.begin(), h.end(), State(0));
+    for (index_t t = 0; t < L; ++t) {
+      const T dt = delta(d, t);
+      State acc(0);
+      for (index_t n = 0; n < N; ++n) {
+        auto& hn = h[static_cast<std::size_t>(n)];
+        hn = detail::exp_scaled(a(d, n), dt) * hn + dt * b(g, n, t) * u(d, t);
+        acc += c(g, n, t) * hn;
+      }
+      y(d, t) = detail::output_part(acc);
+    }
+    finish_row(d, u, y);
+  }
+
   void finish_row(index_t d, matrix_view<const T> u, matrix_view<T> y) const {
     for (index_t t = 0; t < length(); ++t) {
       if (!skip.empty()) y(d, t) += skip[static_cast<std::size_t>(d)] * u(d, t);
