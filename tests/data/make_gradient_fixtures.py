@@ -26,7 +26,9 @@ are the same logits differentiated under MambaLRP's rules (Jafari et al., NeurIP
 as detaches in the same forward pass: SiLU's σ detached, the SSM's Δ, B and C detached (only u
 carries the gradient; no delta, b, c files for these tags), the gate y = s ⊙ SiLU(z) split half
 and half (0.5·(s ⊙ g̅ + s̅ ⊙ g), a bar meaning detached), RMSNorm's denominator detached; the
-value of every activation is unchanged. Needs torch, numpy and safetensors:
+value of every activation is unchanged. make_attribution_fixtures.py imports this forward pass
+(with its observer of each layer's signals) for the references of mamba-attr and attn-grad.
+Needs torch, numpy and safetensors:
 
     python3 make_gradient_fixtures.py [DATA_DIR]
 """
@@ -66,9 +68,13 @@ def load(data_dir, name):
     return cfg, w
 
 
-def forward(cfg, w, tokens, lrp=False):
+def forward(cfg, w, tokens, lrp=False, observe=None):
     """The language model on one sequence; returns the logits (L, V) and the activations whose
-    gradients are kept (each with retain_grad). With lrp, the gradient follows MambaLRP's rules."""
+    gradients are kept (each with retain_grad). With lrp, the gradient follows MambaLRP's rules.
+    observe(k, signals), if given, sees each layer's signals (a dict of tensors: the in_proj halves
+    x and z (D, L), the conv output before SiLU "conv" (D, L, its bias included), the conv taps
+    "conv_weight" (D, K), u, Δ "delta" (D, L), A (D, N), B and C as the scan reads them (L, N),
+    the skip D (D), the scan output + D·u "ssm_out" and the gated output y (D, L))."""
     falcon = cfg.get("model_type") == "falcon_mamba"
     D, N, R = cfg["intermediate_size"], cfg["state_size"], cfg["time_step_rank"]
     L = len(tokens)
@@ -114,6 +120,9 @@ def forward(cfg, w, tokens, lrp=False):
         layer["ssm_out"] = ssm_out
         gate = silu(z, lrp)
         y = 0.5 * (ssm_out * gate.detach() + ssm_out.detach() * gate) if lrp else ssm_out * gate
+        if observe is not None:
+            observe(k, {"x": x, "z": z, "conv": conv, "conv_weight": w[m + "conv1d.weight"][:, 0], "u": u,
+                        "delta": delta, "A": A, "B": B, "C": C, "D": w[m + "D"], "ssm_out": ssm_out, "y": y})
         h = h + F.linear(y.T, w[m + "out_proj.weight"], w.get(m + "out_proj.bias"))
         keep["layers"].append(layer)
     hn = rms_norm(h, w["backbone.norm_f.weight"], cfg["layer_norm_epsilon"], lrp)

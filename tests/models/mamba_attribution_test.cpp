@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <span>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "common/model_fixtures.hpp"
@@ -220,3 +222,67 @@ BOOST_AUTO_TEST_CASE(pieces_check_their_arguments) {
   std::vector<double> nan{1.0, std::nan("")};
   expect_error([&] { analysis::min_max_normalize(nan, "here", "v"); }, "finite values at 1");
 }
+
+// ---- against PyTorch (tests/data/make_attribution_fixtures.py) -----------------------
+// An independent float64 PyTorch implementation of both recipes (the paper's α and the
+// unified Â formed as matrices, autograd's residual gradients, the rollout as products)
+// on committed checkpoints, for the target "last" (the last position, its argmax).
+
+namespace {
+
+struct attribution_case {
+  const char* model;
+  int sequence;
+  std::vector<index_t> starts;
+};
+
+const attribution_case attribution_cases[] = {
+    {"mamba_tied_fp32", 2, {0, 1}}, {"falcon_mamba_fp32", 1, {0, 1}}, {"mamba_demo", 0, {0, 2}}};
+
+// max |got − want| / max |want|.
+double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  BOOST_REQUIRE_EQUAL(got.size(), want.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    diff = std::max(diff, std::abs(got[i] - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  return diff / (scale > 0 ? scale : 1);
+}
+
+template <class T>
+void check_pytorch_references(double tol) {
+  for (const auto& c : attribution_cases) {
+    const auto model = load_mamba<T>(test_data_dir() / c.model);
+    const auto seq = tokens_of(c.model, c.sequence);
+    const index_t L = static_cast<index_t>(seq.size());
+    const auto target = io::read_npy(reference(c.model, "attr_target.npy")).as<index_t>();
+    BOOST_REQUIRE_EQUAL(target.size(), 2u);
+    for (const recipe how : {recipe::mamba_attr, recipe::attn_grad})
+      for (const index_t start : c.starts) {
+        const mamba_attr_options options{.start_layer = start, .full_matrix = true};
+        const std::span<const index_t> t(seq);
+        const auto got = how == recipe::mamba_attr ? mamba_attr(model, t, {}, options) : attn_grad(model, t, {}, options);
+        BOOST_TEST(got.target.position == target[0]);
+        BOOST_TEST(got.target.token == target[1]);
+        const std::string file = std::string("attr_") + (how == recipe::mamba_attr ? "mamba_attr" : "attn_grad") +
+                                 "_start" + std::to_string(start);
+        const auto row = io::read_npy(reference(c.model, file + ".npy"));
+        const auto full = io::read_npy(reference(c.model, file + "_rollout.npy"));
+        BOOST_REQUIRE((row.shape == std::vector<index_t>{L}));
+        BOOST_REQUIRE((full.shape == std::vector<index_t>{L, L}));
+        const double e_row = relative_error(got.scores, row.as<double>());
+        const double e_full = relative_error(got.matrix, full.as<double>());
+        BOOST_TEST(e_row <= tol, c.model << " " << file << ": target row, relative error " << e_row);
+        BOOST_TEST(e_full <= tol, c.model << " " << file << ": rollout, relative error " << e_full);
+        BOOST_TEST_MESSAGE(c.model << " " << file << " (" << (std::is_same_v<T, float> ? "float" : "double")
+                                   << "): relative error vs PyTorch, target row " << e_row << ", rollout " << e_full);
+      }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(rollout_recipes_match_pytorch_double) { check_pytorch_references<double>(1e-9); }
+
+BOOST_AUTO_TEST_CASE(rollout_recipes_match_pytorch_float) { check_pytorch_references<float>(1e-4); }
