@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""Creates the fixtures of tests/io/reference_params_test.cpp: parameters of S4D, DSS, S5 and
-Hyena modules stored under the names and shapes their reference code gives them, and the output of
-each module's linear part for a random input, computed here step by step after that code.
+"""Creates the fixtures of tests/io/reference_params_test.cpp: parameters of S4D, S4 (diagonal
+and DPLR kernels), DSS, S5, Hyena, Mamba and Mamba2 modules stored under the names and shapes their
+reference code gives them, and the output of each module's linear part for a random input,
+computed here step by step after that code.
 
 The reference implementations cannot be imported here (no network, and they pull in their
-training frameworks), so each one's forward semantics is re-implemented below, in float64 and
-complex128, one function per upstream function, in the order the upstream code computes:
+training frameworks), so each one's forward semantics is re-implemented below in PyTorch (CPU,
+float64 and complex128), one function per upstream function, in the order the upstream code
+computes and with the same torch operations where the upstream is torch (torch.fft.rfft/irfft,
+einsum, F.pad, F.softplus, F.conv1d, torch.linalg.eigh); S5 is JAX upstream, and its
+functions are written here as their torch equivalents. The parameters themselves are drawn with
+numpy (the make_* functions) and handed to the torch functions through reference():
 
   state-spaces/s4 models/s4/s4d.py at 2ed46fc, S4DKernel.forward and S4D.forward (the
       standalone S4D); s4d_module()
@@ -14,18 +19,26 @@ complex128, one function per upstream function, in the order the upstream code c
       SSMKernelDiag.forward (disc zoh and bilinear, with log_vandermonde_naive of
       src/models/functional/vandermonde.py at ab287c6); src/models/sequence/kernels/fftconv.py
       at 43f5b0c, FFTConv.forward (the D skip of shape (channels, H), channels flattened as
-      (c h)); ssm_kernel_diag()
+      (c h); bidirectional: the kernel's 2·channels split '(s c)' into the causal k0 and the
+      anti-causal k1, F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0)), FFT size l_kernel + L);
+      ssm_kernel_diag() and fft_conv(); fixtures diag_*, diag_bidirectional
   state-spaces/s4 models/s4/s4.py at 070384a: nplr('legs', N, B_clip=2.0), the LegS
-      initialization with Im B clipped (no random values); hippo_legs_nplr()
+      initialization with Im B clipped (no random values; torch.linalg.eigh, so the
+      eigenvectors' signs are those of the LAPACK torch calls); hippo_legs_nplr()
   state-spaces/s4 src/models/sequence/kernels/ssm.py at 070384a: SSMKernelDPLR._omega and
       forward with cauchy_naive (C is the stored C̃, l_kernel > 0, state None, rate 1),
-      inside FFTConv.forward; ssm_kernel_dplr()
+      inside FFTConv.forward; ssm_kernel_dplr(); fixtures dplr_rank1, dplr_rank2,
+      dplr_bidirectional
   ag1988/dlr src/models/sequence/ss/standalone/dss.py at 7bd8645 (the DSS author's standalone
       DSS, versions softmax, exp, exp-re-im, exp-no-scale): reciprocal, DSSKernel._Lambda,
-      DSSKernel.forward and DSS.forward up to the D skip; dss_module()
-  lindermanlab/S5 s5/ssm.py at d133f4d: discretize_zoh, discretize_bilinear, apply_ssm (the
-      associative scan is the sequential recurrence) and S5SSM.setup / __call__ (clip_eigs,
-      step_rescale, conj_sym); s5_ssm()
+      DSSKernel.forward and DSS.forward up to the D skip (bidirectional: the same pad and flip
+      of the kernel's two halves, FFT size L + Lk); dss_module(); fixtures dss_*,
+      dss_bidirectional
+  lindermanlab/S5 s5/ssm.py at d133f4d: discretize_zoh, discretize_bilinear, binary_operator,
+      apply_ssm (jax.lax.associative_scan folded sequentially; bidirectional: the reverse scan
+      too, its states after the forward ones) and S5SSM.setup / __call__ (clip_eigs,
+      step_rescale, conj_sym, C or C1/C2 by C_init); s5_ssm(); fixtures s5_zoh, s5_bilinear,
+      s5_unstable, s5_bidirectional (C1, C2), s5_bidirectional_complex (one C of 2P columns)
   HazyResearch/safari src/models/sequence/hyena.py at c1b5c7b: PositionalEmbedding,
       ExponentialModulation, HyenaFilter.filter and forward with fftconv_ref, and
       HyenaOperator.forward (the whole layer: in_proj, short filter, the gated recurrence,
@@ -47,10 +60,16 @@ scan) and the D term. For Hyena the output is the whole HyenaOperator's, (d_mode
 SiLU(z)-gated, with z (D_inner, L) stored beside the input. The upstream kernels end in .float() (float32); the references here stay
 in float64 so that the test can compare to 1e-10.
 
+The bidirectional fixtures (config "bidirectional": true) draw from a generator of their own, so
+that the other fixtures keep their values. In FFTConv and DSS the output at t is
+Σ_{s≤t} k0[t−s] u_s + Σ_{s>t} k1[s−t−1] u_s + D·u_t per channel: k1[0] weighs u_{t+1} and
+k1[L−1] is never used (the off-by-one that fftconv.py's comment calls deliberate). In S5 the
+reverse scan's state at t is Σ_{s≥t} Λ̄^(s−t) B̄ u_s, B̄ u_t included.
+
 For each fixture NAME, under reference_params/:
   NAME.safetensors      the module's state_dict (float64), names as the module stores them
                         (under the prefix its make_* function gives)
-  NAME_npy/             S5 fixtures also as one .npy per parameter under its flattened flax
+  NAME_npy/             s5_zoh and s5_bilinear also as one .npy per parameter under its flattened flax
                         name: what unzipping numpy.savez(NAME.npz, **params) gives
   s5_zoh.npz, s5_zoh_compressed.npz   the same as numpy.savez and numpy.savez_compressed
                         archives; s5_zoh_extra.npz adds a member that is not a .npy
@@ -58,7 +77,7 @@ For each fixture NAME, under reference_params/:
                         (and the gate's input z for Mamba); the module's configuration as JSON in the header's __metadata__
                         "config"
 
-Needs numpy and safetensors only (`pip install numpy safetensors`):
+Needs numpy, safetensors and torch (CPU is enough; `pip install numpy safetensors torch`):
 
     python3 make_reference_module_fixtures.py [OUT_DIR]   # default: reference_params/ beside it
 """
@@ -71,9 +90,25 @@ import sys
 import zipfile
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from safetensors.numpy import save_file
 
 L = 16  # sequence length of every fixture
+
+
+def reference(fn, *args, **kwargs):
+    """Runs a reference forward function on torch tensors: the make_* functions draw their
+    parameters with numpy; numpy arrays (and dicts of them, the state_dicts) go in as CPU float64
+    (int64 for l_kernel) tensors, and the torch result comes back as a numpy array."""
+    def to_torch(x):
+        if isinstance(x, dict):
+            return {k: to_torch(v) for k, v in x.items()}
+        if isinstance(x, np.ndarray):
+            return torch.from_numpy(np.array(x, dtype=np.int64 if x.dtype.kind in "iu" else np.float64))
+        return x
+    y = fn(*[to_torch(a) for a in args], **{k: to_torch(v) for k, v in kwargs.items()})
+    return y.detach().numpy()
 
 
 # ---- state-spaces/s4 -----------------------------------------------------------------------
@@ -83,126 +118,142 @@ def param_transform(p, transform):
     if transform == "none":
         return p
     if transform == "exp":
-        return np.exp(p)
+        return torch.exp(p)
     if transform == "relu":
-        return np.maximum(p, 0.0) + 1e-4
+        return F.relu(p) + 1e-4
     if transform == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-p))
-    if transform == "softplus":  # torch.nn.functional.softplus: beta 1, threshold 20
-        return np.where(p > 20.0, p, np.log1p(np.exp(np.minimum(p, 20.0))))
+        return torch.sigmoid(p)
+    if transform == "softplus":
+        return F.softplus(p)
     raise ValueError(transform)
 
 
 def log_vandermonde_naive(v, x, length):
     """vandermonde.py log_vandermonde_naive with conj=True: 2·Re Σ_n v_n exp(x_n l)."""
-    vandermonde_matrix = np.exp(x[..., None] * np.arange(length))
-    return 2 * np.einsum("...n,...nl->...l", v, vandermonde_matrix).real
+    powers = torch.exp(x.unsqueeze(-1) * torch.arange(length).to(x))     # (... N L)
+    return 2 * torch.einsum("...n,...nl->...l", v, powers).real
 
 
-def fft_conv(k, u, d):
-    """FFTConv.forward (and S4D.forward, DSS.forward): k (C, H, L), u (H, L), d (C, H) or (H,);
-    the causal convolution through an FFT of size 2L, plus the D term; (c h) flattened."""
-    length = u.shape[-1]
-    k_f = np.fft.rfft(k, n=2 * length)
-    u_f = np.fft.rfft(u, n=2 * length)
-    y = np.fft.irfft(u_f[None] * k_f, n=2 * length)[..., :length]  # (C H L)
-    y = y + u[None] * d.reshape(-1, u.shape[0])[..., None]
-    return y.reshape(-1, length)
+def fft_conv(k, u, d, bidirectional=False):
+    """FFTConv.forward (and S4D.forward, DSS.forward) for one batch element: k (C', H, Lk) with
+    C' = C, or 2C when bidirectional; u (H, L); d (C, H), or (H,) for S4D. A bidirectional
+    kernel is split '(s c) h l -> s c h l' into the causal k0 and the anti-causal k1, and laid
+    out as F.pad(k0, (0, L)) + F.pad(k1.flip(-1), (L, 0)); the product of the FFTs of size
+    Lk + L is cut to L, the D term added, and (c h) flattened."""
+    length, h = u.shape[-1], u.shape[0]
+    l_kernel = k.shape[-1]
+    if bidirectional:
+        k0, k1 = k.reshape(2, -1, *k.shape[1:])                           # '(s c) h l -> s c h l'
+        k = F.pad(k0, (0, length)) + F.pad(k1.flip(-1), (length, 0))
+    n = l_kernel + length
+    k_f = torch.fft.rfft(k, n=n)                                          # (C H n/2+1)
+    u_f = torch.fft.rfft(u, n=n)                                          # (H n/2+1)
+    y_f = torch.einsum("hl,chl->chl", u_f, k_f)
+    y = torch.fft.irfft(y_f, n=n)[..., :length]                           # (C H L)
+    y = y + torch.einsum("hl,ch->chl", u, d.reshape(-1, h))
+    return y.reshape(-1, length)                                          # (c h) l
 
 
 def s4d_module(sd, u):
     """models/s4/s4d.py: S4DKernel.forward, then S4D.forward up to the D skip."""
-    dt = np.exp(sd["kernel.log_dt"])                                      # (H)
-    c = sd["kernel.C"][..., 0] + 1j * sd["kernel.C"][..., 1]             # (H N)
-    a = -np.exp(sd["kernel.log_A_real"]) + 1j * sd["kernel.A_imag"]      # (H N)
-    dta = a * dt[:, None]
-    k = dta[..., None] * np.arange(u.shape[-1])                          # (H N L)
-    c = c * (np.exp(dta) - 1.0) / a
-    k = 2 * np.einsum("hn,hnl->hl", c, np.exp(k)).real
-    return fft_conv(k[None], u, sd["D"])
+    length = u.shape[-1]
+    dt = torch.exp(sd["kernel.log_dt"])                                   # (H)
+    c = torch.view_as_complex(sd["kernel.C"])                             # (H N)
+    a = -torch.exp(sd["kernel.log_A_real"]) + 1j * sd["kernel.A_imag"]   # (H N)
+    dta = a * dt.unsqueeze(-1)
+    k = dta.unsqueeze(-1) * torch.arange(length)                          # (H N L)
+    c = c * (torch.exp(dta) - 1.0) / a
+    k = 2 * torch.einsum("hn,hnl->hl", c, torch.exp(k)).real
+    # S4D.forward: FFT of size 2L, y + u·D
+    k_f = torch.fft.rfft(k, n=2 * length)
+    u_f = torch.fft.rfft(u, n=2 * length)
+    y = torch.fft.irfft(u_f * k_f, n=2 * length)[..., :length]
+    return y + u * sd["D"].unsqueeze(-1)
 
 
 def ssm_kernel_diag(sd, u, cfg, prefix):
     """ssm.py SSMKernelDiag._get_params and forward (state None, rate 1), inside
-    FFTConv.forward."""
+    FFTConv.forward (bidirectional when cfg says so)."""
     g = lambda name: sd[prefix + "kernel." + name]
-    length = u.shape[-1]
-    h = u.shape[0]
+    length, h = u.shape[-1], u.shape[0]
     if cfg.get("is_real", False):
-        a = -param_transform(g("A_real"), cfg["real_transform"]) + 0j
-        b = g("B") + 0j
-        c = g("C") + 0j
+        a = -param_transform(g("A_real"), cfg["real_transform"])         # (S N)
+        b = g("B")                                                         # (1 S N)
+        c = g("C")                                                         # (C H N)
     else:
         a = (-param_transform(g("A_real"), cfg["real_transform"])
-             - 1j * param_transform(g("A_imag"), cfg["imag_transform"]))   # (S N)
-        b = g("B")[..., 0] + 1j * g("B")[..., 1]                           # (1 S N)
-        c = g("C")[..., 0] + 1j * g("C")[..., 1]                           # (C H N)
-    inv_dt = np.sinh(g("inv_dt")) if cfg.get("dt_fast", False) else g("inv_dt")
+             - 1j * param_transform(g("A_imag"), cfg["imag_transform"]))
+        b = torch.view_as_complex(g("B"))
+        c = torch.view_as_complex(g("C"))
+    inv_dt = torch.sinh(g("inv_dt")) if cfg.get("dt_fast", False) else g("inv_dt")
     dt = param_transform(inv_dt, cfg["dt_transform"])                      # (H 1) or (H N)
     if cfg.get("force_real", False):
         a = a.real + 0j
     if cfg.get("bandlimit") is not None:
-        freqs = dt * np.abs(a.imag) / (2 * math.pi)
-        mask = np.where(freqs < cfg["bandlimit"] * 0.5, 1, 0)
+        freqs = dt * a.imag.abs() / (2 * math.pi)
+        mask = torch.where(freqs < cfg["bandlimit"] * 0.5, 1, 0)
         c = c * mask
     repeat = h // a.shape[0]
-    a = np.tile(a, (repeat, 1))                                            # '(v t) n'
-    b = np.tile(b, (1, repeat, 1))
+    a = a.repeat(repeat, 1)                                                # 't n -> (v t) n'
+    b = b.repeat(1, repeat, 1)                                             # 'b t n -> b (v t) n'
     dta = dt * a
-    c = (b[:, None, :, :] * c).reshape(-1, h, a.shape[-1])
+    c = (b[:, None, :, :] * c).reshape(-1, h, a.shape[-1])                 # (C H N)
     if cfg["disc"] == "zoh":
-        c = c * (np.exp(dta) - 1.0) / a
+        c = c * (torch.exp(dta) - 1.0) / a
         k = log_vandermonde_naive(c, dta, length)
     elif cfg["disc"] == "bilinear":
-        c = c * (1.0 / (1.0 - dta / 2)) * dt
+        c = c * (1.0 - dta / 2).reciprocal() * dt
         da = (1.0 + dta / 2) / (1.0 - dta / 2)
-        k = log_vandermonde_naive(c, np.log(da), length)
+        k = log_vandermonde_naive(c, da.log(), length)
     else:
         raise ValueError(cfg["disc"])
-    return fft_conv(k, u, sd[prefix + "D"])
+    return fft_conv(k, u, sd[prefix + "D"], cfg.get("bidirectional", False))
 
 
 def cauchy_naive(v, z, w):
     """functional/cauchy.py (and kernels/ssm.py's fallback) cauchy_naive: Σ_n v_n/(z − w_n)
     over the conjugate-extended v and w."""
-    v = np.concatenate([v, v.conj()], -1)
-    w = np.concatenate([w, w.conj()], -1)
-    return (v[..., None] / (z[..., None, :] - w[..., None])).sum(-2)
+    v = torch.cat([v, v.conj()], dim=-1)
+    w = torch.cat([w, w.conj()], dim=-1)
+    return (v.unsqueeze(-1) / (z.unsqueeze(-2) - w.unsqueeze(-1))).sum(dim=-2)
 
 
 def ssm_kernel_dplr(sd, u, cfg, prefix):
     """ssm.py SSMKernelDPLR._get_params, _omega and forward (state None, rate 1, l_kernel > 0
     so that C is the stored C̃ and no _setup_C runs, discrete_L = l_kernel), inside
-    FFTConv.forward."""
+    FFTConv.forward (bidirectional when cfg says so)."""
     g = lambda name: sd[prefix + "kernel." + name]
     length, h = u.shape[-1], u.shape[0]
     a = (-param_transform(g("A_real"), cfg["real_transform"])
          - 1j * param_transform(g("A_imag"), cfg["imag_transform"]))      # (S N)
-    b = g("B")[..., 0] + 1j * g("B")[..., 1]                               # (1 S N)
-    c = g("C")[..., 0] + 1j * g("C")[..., 1]                               # (C H N): C̃
-    inv_dt = np.sinh(g("inv_dt")) if cfg.get("dt_fast", False) else g("inv_dt")
+    b = torch.view_as_complex(g("B"))                                      # (1 S N)
+    c = torch.view_as_complex(g("C"))                                      # (C H N): C̃
+    inv_dt = torch.sinh(g("inv_dt")) if cfg.get("dt_fast", False) else g("inv_dt")
     dt = param_transform(inv_dt, cfg["dt_transform"])                      # (H 1)
+    p = torch.view_as_complex(g("P"))                                      # (R S N)
     repeat = h // a.shape[0]
-    a = np.tile(a, (repeat, 1))
-    b = np.tile(b, (1, repeat, 1))
-    p = g("P")[..., 0] + 1j * g("P")[..., 1]                               # (R S N)
-    p = np.tile(p, (1, repeat, 1))
+    a = a.repeat(repeat, 1)
+    b = b.repeat(1, repeat, 1)
+    p = p.repeat(1, repeat, 1)
     q = p.conj()
     rank = p.shape[0]
-    discrete_l = int(g("l_kernel"))
+    discrete_l = int(g("l_kernel").item())
     assert length <= discrete_l
-    omega = np.exp(-2j * np.pi / discrete_l) ** np.arange(0, discrete_l // 2 + 1)
+    # _omega: the roots of unity of discrete_L and their bilinear images
+    omega = torch.tensor(np.exp(-2j * np.pi / discrete_l), dtype=torch.complex128)
+    omega = omega ** torch.arange(0, discrete_l // 2 + 1)
     z = 2 * (1 - omega) / (1 + omega)
     a = a * dt
-    b = np.concatenate([b, p], 0)                                          # (1+R H N)
-    c = np.concatenate([c, q], 0)                                          # (C+R H N)
-    v = b[:, None] * c[None]                                               # (1+R C+R H N)
+    b = torch.cat([b, p], dim=-3)                                          # (1+R H N)
+    c = torch.cat([c, q], dim=-3)                                          # (C+R H N)
+    v = b.unsqueeze(-3) * c.unsqueeze(-4)                                  # (1+R C+R H N)
     v = v * dt
     r = cauchy_naive(v, z, a)                                              # (1+R C+R H L/2+1)
     if rank == 1:
         k_f = r[:-1, :-1] - r[:-1, -1:] * r[-1:, :-1] / (1 + r[-1:, -1:])
     elif rank == 2:
-        r00, r01, r10, r11 = r[:-2, :-2], r[:-2, -2:], r[-2:, :-2], r[-2:, -2:]
+        r00, r01 = r[:-rank, :-rank], r[:-rank, -rank:]
+        r10, r11 = r[-rank:, :-rank], r[-rank:, -rank:]
         det = (1 + r11[:1, :1]) * (1 + r11[1:, 1:]) - r11[:1, 1:] * r11[1:, :1]
         s = (r01[:, :1] * (1 + r11[1:, 1:]) * r10[:1]
              + r01[:, 1:] * (1 + r11[:1, :1]) * r10[1:]
@@ -210,36 +261,40 @@ def ssm_kernel_dplr(sd, u, cfg, prefix):
              - r01[:, 1:] * r11[1:, :1] * r10[:1])
         k_f = r00 - s / det
     else:
-        r00, r01, r10, r11 = r[:-rank, :-rank], r[:-rank, -rank:], r[-rank:, :-rank], r[-rank:, -rank:]
-        r11 = np.linalg.inv(np.eye(rank) + r11.transpose(2, 3, 0, 1)).transpose(2, 3, 0, 1)
-        k_f = r00 - np.einsum("ijhn,jkhn,klhn->ilhn", r01, r11, r10)
+        r00, r01 = r[:-rank, :-rank], r[:-rank, -rank:]
+        r10, r11 = r[-rank:, :-rank], r[-rank:, -rank:]
+        r11 = torch.linalg.inv(torch.eye(rank) + r11.permute(2, 3, 0, 1)).permute(2, 3, 0, 1)
+        k_f = r00 - torch.einsum("ijhn,jkhn,klhn->ilhn", r01, r11, r10)
     k_f = k_f * 2 / (1 + omega)
-    k = np.fft.irfft(k_f, n=discrete_l)[..., :length]                       # (1 C H L)
-    return fft_conv(k[-1], u, sd[prefix + "D"])
+    k = torch.fft.irfft(k_f, n=discrete_l)[..., :length]                  # (1 C H L)
+    return fft_conv(k[-1], u, sd[prefix + "D"], cfg.get("bidirectional", False))
 
 
 def hippo_legs_nplr(n, b_clip=2.0):
     """models/s4/s4.py at 070384a: transition('legs'), rank_correction('legs') and nplr('legs',
-    N, rank=1, B_clip=2.0): Im of the eigenvalues from eigh of −i·(A + P Pᵀ), the half with
-    negative imaginary parts, B = V* b and P = V* p, Im B clipped to ±B_clip (None: no clip)."""
+    N, rank=1, B_clip=2.0): Im of the eigenvalues from torch.linalg.eigh of −i·(A + P Pᵀ), the
+    half with negative imaginary parts, B = V* b and P = V* p, Im B clipped to ±B_clip (None:
+    no clip). transition() is numpy upstream too."""
     q = np.arange(n, dtype=np.float64)
     col, row = np.meshgrid(q, q)
     r = 2 * q + 1
     m = -(np.where(row >= col, r, 0) - np.diag(q))
     t = np.sqrt(np.diag(2 * q + 1))
-    a = t @ m @ np.linalg.inv(t)
-    b = np.diag(t).copy()
-    p = np.sqrt(0.5 + q)[None]                                           # (1 N)
-    ap = a + np.sum(p[:, None, :] * p[:, :, None], axis=0)
-    w_re = np.mean(np.diagonal(ap))
-    w_im, v = np.linalg.eigh(ap * -1j)                                     # LAPACK, as torch
-    idx = np.argsort(w_im)
-    w = (w_re + 1j * w_im)[idx][:n // 2]
+    a = torch.as_tensor(t @ m @ np.linalg.inv(t), dtype=torch.float64)     # (N N)
+    b = torch.as_tensor(np.diag(t)[:, None].copy(), dtype=torch.float64)[:, 0]  # (N)
+    p = torch.sqrt(0.5 + torch.arange(n, dtype=torch.float64)).unsqueeze(0)  # (1 N)
+    ap = a + torch.sum(p.unsqueeze(-2) * p.unsqueeze(-1), dim=-3)
+    w_re = torch.mean(torch.diagonal(ap), -1, keepdim=True)
+    w_im, v = torch.linalg.eigh(ap * -1j)
+    w = w_re + 1j * w_im
+    _, idx = torch.sort(w.imag)
+    w = w[idx][:n // 2]
     v = v[:, idx][:, :n // 2]
-    b = v.conj().T @ b
-    p = (v.conj().T @ p[0])[None]
+    v_inv = v.conj().transpose(-1, -2)
+    b = torch.einsum("ij,j->i", v_inv, b.to(v))
+    p = torch.einsum("ij,...j->...i", v_inv, p.to(v))
     if b_clip is not None:
-        b = b.real + 1j * np.clip(b.imag, -b_clip, b_clip)
+        b = b.real + 1j * torch.clamp(b.imag, min=-b_clip, max=b_clip)
     return w, p, b
 
 
@@ -248,77 +303,141 @@ def hippo_legs_nplr(n, b_clip=2.0):
 def reciprocal(x, epsilon=1e-7, clamp=False):
     """dss.py reciprocal: a bounded 1 / x."""
     x_conj = x.conj()
-    norm_sq = np.maximum((x * x_conj).real, epsilon) if clamp else (x * x_conj + epsilon)
+    norm_sq = (x * x_conj).real.clamp(epsilon) if clamp else (x * x_conj + epsilon)
     return x_conj / norm_sq
 
 
-def dss_module(sd, u, cfg):
-    """dss.py DSSKernel._Lambda and forward, then DSS.forward up to the D skip."""
-    version = cfg["version"]
-    length = u.shape[-1]
+def dss_lambda(sd, version):
+    """dss.py DSSKernel._Lambda (versions softmax and exp*)."""
     if "exp" in version:
         if "im" in version:
-            lam = -np.exp(sd["kernel.Lambda_log_neg_re"]) + 1j * np.exp(sd["kernel.Lambda_log_im"])
-        else:
-            lam = -np.exp(sd["kernel.Lambda_log_neg_re"]) + 1j * sd["kernel.Lambda_im"]
-    else:
-        lam = sd["kernel.Lambda"][:, 0] + 1j * sd["kernel.Lambda"][:, 1]
-    w = sd["kernel.W"][..., 0] + 1j * sd["kernel.W"][..., 1]               # (C H N)
+            return -sd["kernel.Lambda_log_neg_re"].exp() + 1j * sd["kernel.Lambda_log_im"].exp()
+        return -sd["kernel.Lambda_log_neg_re"].exp() + 1j * sd["kernel.Lambda_im"]
+    return torch.view_as_complex(sd["kernel.Lambda"])
+
+
+def dss_module(sd, u, cfg):
+    """dss.py DSSKernel.forward, then DSS.forward up to the D skip (bidirectional when cfg says
+    so: the kernel's first half of channels causal, the second anti-causal)."""
+    version = cfg["version"]
+    length = u.shape[-1]
+    lam = dss_lambda(sd, version)                                          # (N)
+    w = torch.view_as_complex(sd["kernel.W"])                              # (C H N)
     log_dt = sd["kernel.log_dt"]
     if log_dt.ndim <= 1:
-        dt_lambda = np.exp(log_dt)[:, None] * lam                         # (H N)
-    else:
-        re_im = np.exp(log_dt)[:, None, :] * np.stack([lam.real, lam.imag], -1)[None]
-        dt_lambda = re_im[..., 0] + 1j * re_im[..., 1]
-    p = dt_lambda[..., None] * np.arange(length)                          # (H N L)
+        dt_lambda = log_dt.exp().unsqueeze(-1) * lam                       # (H N)
+    else:  # Re Λ·Δ0 + i Im Λ·Δ1
+        dt_lambda = torch.view_as_complex(
+            (log_dt.exp().unsqueeze(1) * torch.view_as_real(lam).unsqueeze(0)).contiguous())
+    p = dt_lambda.unsqueeze(-1) * torch.arange(length)                     # (H N L)
     if version == "softmax":
-        gt0 = lam.real > 0
+        gt0 = lam.real > 0                                                 # (N)
         if gt0.any():
-            p = p - (dt_lambda * (gt0 * (length - 1)))[..., None]
-        s = np.exp(p)
-        neg = dt_lambda * (1 - 2 * gt0)
-        num = np.exp(neg) - 1
-        den = np.exp(neg * length) - 1
+            p_max = dt_lambda * (gt0 * (length - 1))
+            p = p - p_max.unsqueeze(-1)
+        s = p.exp()
+        neg = dt_lambda * (1 - 2 * gt0.to(torch.float64))
+        num = neg.exp() - 1
+        den = (neg * length).exp() - 1
         w = w * num * reciprocal(den * lam, cfg["epsilon"])
     else:
-        s = np.exp(p)
+        s = p.exp()
         if "no-scale" not in version:
-            w = w * (np.exp(dt_lambda) - 1) * reciprocal(lam, clamp=True)
-    k = np.einsum("chn,hnl->chl", w, s).real
-    return fft_conv(k, u, sd["D"])
+            w = w * (dt_lambda.exp() - 1) * reciprocal(lam, clamp=True)
+    k = torch.einsum("chn,hnl->chl", w, s).real                            # (C' H L)
+    return fft_conv(k, u, sd["D"], cfg.get("bidirectional", False))       # n = L + Lk, Lk = L
 
 
 # ---- lindermanlab/S5 -------------------------------------------------------------------------
 
+def discretize_zoh(lam, b_tilde, delta):
+    """ssm.py discretize_zoh: Λ̄ = exp(ΛΔ), B̄ = (Λ̄ − 1)/Λ · B̃."""
+    identity = torch.ones(lam.shape[0], dtype=torch.float64)
+    lam_bar = torch.exp(lam * delta)
+    b_bar = (1 / lam * (lam_bar - identity)).unsqueeze(-1) * b_tilde
+    return lam_bar, b_bar
+
+
+def discretize_bilinear(lam, b_tilde, delta):
+    """ssm.py discretize_bilinear: Λ̄ = (1 + ΔΛ/2)/(1 − ΔΛ/2), B̄ = Δ/(1 − ΔΛ/2) · B̃."""
+    identity = torch.ones(lam.shape[0], dtype=torch.float64)
+    bl = 1 / (identity - (delta / 2.0) * lam)
+    lam_bar = bl * (identity + (delta / 2.0) * lam)
+    b_bar = (bl * delta).unsqueeze(-1) * b_tilde
+    return lam_bar, b_bar
+
+
+def binary_operator(q_i, q_j):
+    """ssm.py binary_operator: composes (A_i, b_i) then (A_j, b_j) of x ↦ A x + b."""
+    a_i, b_i = q_i
+    a_j, b_j = q_j
+    return a_j * a_i, a_j * b_i + b_j
+
+
+def associative_scan(fn, elems, reverse=False):
+    """jax.lax.associative_scan over the leading axis, folded sequentially (the same prefixes;
+    reverse=True scans the reversed sequence and reverses the result, so that element t
+    combines t, t+1, …, L−1)."""
+    if reverse:
+        elems = tuple(e.flip(0) for e in elems)
+    acc = tuple(e[0] for e in elems)
+    outs = [acc]
+    for t in range(1, elems[0].shape[0]):
+        acc = fn(acc, tuple(e[t] for e in elems))
+        outs.append(acc)
+    scans = tuple(torch.stack([o[i] for o in outs], 0) for i in range(len(elems)))
+    if reverse:
+        scans = tuple(s.flip(0) for s in scans)
+    return scans
+
+
+def apply_ssm(lam_bar, b_bar, c_tilde, input_sequence, conj_sym, bidirectional):
+    """ssm.py apply_ssm: input_sequence (L, H), returns (L, H). Bidirectional: the reverse
+    scan's states xs2[t] = Σ_{s≥t} Λ̄^(s−t) B̄ u_s are concatenated to the forward ones and C̃
+    has 2P columns."""
+    lam_elements = lam_bar * torch.ones(input_sequence.shape[0], lam_bar.shape[0],
+                                        dtype=torch.complex128)
+    bu_elements = torch.einsum("ph,lh->lp", b_bar, input_sequence.to(b_bar))
+    _, xs = associative_scan(binary_operator, (lam_elements, bu_elements))
+    if bidirectional:
+        _, xs2 = associative_scan(binary_operator, (lam_elements, bu_elements), reverse=True)
+        xs = torch.cat([xs, xs2], dim=-1)
+    ys = torch.einsum("hp,lp->lh", c_tilde, xs)
+    return 2 * ys.real if conj_sym else ys.real
+
+
 def s5_ssm(sd, u, cfg, prefix):
-    """ssm.py S5SSM.setup (clip_eigs, step_rescale, discretization) and __call__ through
-    apply_ssm, with the scan run as the recurrence x_k = Λ̄ x_{k−1} + B̄ u_k. u is (H, L)."""
+    """ssm.py S5SSM.setup (clip_eigs, C or C1/C2, step_rescale, discretization) and __call__
+    (apply_ssm plus D·u). u is (H, L); returns (H, L)."""
     g = lambda name: sd[prefix + name]
-    lam_re = np.minimum(g("Lambda_re"), -1e-4) if cfg["clip_eigs"] else g("Lambda_re")
-    lam = lam_re + 1j * g("Lambda_im")
+    lam_re = torch.clamp(g("Lambda_re"), max=-1e-4) if cfg["clip_eigs"] else g("Lambda_re")
+    lam = lam_re + 1j * g("Lambda_im")                                     # (P)
     b_tilde = g("B")[..., 0] + 1j * g("B")[..., 1]                         # (P H)
-    c_tilde = g("C")[..., 0] + 1j * g("C")[..., 1]                         # (H P)
-    step = cfg["step_rescale"] * np.exp(g("log_step")[:, 0])
+    bidirectional = cfg.get("bidirectional", False)
+    if bidirectional and prefix + "C1" in sd:                              # trunc_standard_normal
+        c1 = g("C1")[..., 0] + 1j * g("C1")[..., 1]
+        c2 = g("C2")[..., 0] + 1j * g("C2")[..., 1]
+        c_tilde = torch.cat([c1, c2], dim=-1)                              # (H 2P)
+    else:                                                                  # (H P), complex_normal (H 2P)
+        c_tilde = g("C")[..., 0] + 1j * g("C")[..., 1]
+    step = cfg["step_rescale"] * torch.exp(g("log_step")[:, 0])            # (P)
     if cfg["discretization"] == "zoh":
-        lam_bar = np.exp(lam * step)
-        b_bar = (1 / lam * (lam_bar - 1))[..., None] * b_tilde
+        lam_bar, b_bar = discretize_zoh(lam, b_tilde, step)
+    elif cfg["discretization"] == "bilinear":
+        lam_bar, b_bar = discretize_bilinear(lam, b_tilde, step)
     else:
-        bl = 1 / (1 - (step / 2.0) * lam)
-        lam_bar = bl * (1 + (step / 2.0) * lam)
-        b_bar = (bl * step)[..., None] * b_tilde
-    x = np.zeros(lam.shape, dtype=complex)
-    ys = []
-    for k in range(u.shape[-1]):
-        x = lam_bar * x + b_bar @ u[:, k]
-        y = c_tilde @ x
-        ys.append(2 * y.real if cfg["conj_sym"] else y.real)
-    return np.stack(ys, -1) + g("D")[:, None] * u
+        raise ValueError(cfg["discretization"])
+    x = u.T                                                                # (L H)
+    ys = apply_ssm(lam_bar, b_bar, c_tilde, x, cfg["conj_sym"], bidirectional)
+    du = g("D") * x
+    return (ys + du).T
 
 
 # ---- HazyResearch/safari HyenaOperator -------------------------------------------------------
 
 def hyena_positional_embedding(emb_dim, seq_len):
-    """hyena.py PositionalEmbedding.__init__: z (1, L, E) and t (1, L, 1)."""
+    """hyena.py PositionalEmbedding.__init__: z (1, L, E) and t (1, L, 1) (the stored buffers:
+    parameter generation, kept in numpy so that the stored values stay as they were)."""
     t = np.linspace(0, 1, seq_len)[None, :, None]
     bands = (emb_dim - 1) // 2
     t_rescaled = np.linspace(0, seq_len - 1, seq_len)[None, :, None]
@@ -329,56 +448,65 @@ def hyena_positional_embedding(emb_dim, seq_len):
 
 
 def fftconv_ref(u, k, d):
-    """hyena.py fftconv_ref (gelu False, no dropout): u (D, L), k (D, L), d (D)."""
+    """hyena.py fftconv_ref (gelu False, no dropout mask, no k_rev): u (..., D, L), k (D, L),
+    d broadcast against u's (..., D, 1)."""
     seqlen = u.shape[-1]
     fft_size = 2 * seqlen
-    k_f = np.fft.rfft(k, n=fft_size) / fft_size
-    u_f = np.fft.rfft(u, n=fft_size)
-    y = np.fft.irfft(u_f * k_f, n=fft_size, norm="forward")[..., :seqlen]
-    return y + u * d[:, None]
+    k_f = torch.fft.rfft(k, n=fft_size) / fft_size
+    u_f = torch.fft.rfft(u.to(dtype=k.dtype), n=fft_size)
+    y = torch.fft.irfft(u_f * k_f, n=fft_size, norm="forward")[..., :seqlen]
+    return y + u * d.unsqueeze(-1)
+
+
+def hyena_filter(sd, l_filter, cfg):
+    """hyena.py HyenaFilter.filter: PositionalEmbedding.forward, the implicit MLP (Linear, Sin
+    pairs sharing one Sin, a last Linear without bias), the L1 normalization, then
+    ExponentialModulation.forward. Returns (1, L, D·(order−1))."""
+    g = lambda name: sd[name]
+    z, t = g("filter_fn.pos_emb.z")[:, :l_filter], g("filter_fn.pos_emb.t")[:, :l_filter]
+    h = z
+    i = 0
+    while "filter_fn.implicit_filter.%d.weight" % (i + 2) in sd:
+        h = F.linear(h, g("filter_fn.implicit_filter.%d.weight" % i),
+                     g("filter_fn.implicit_filter.%d.bias" % i))
+        freq = sd.get("filter_fn.implicit_filter.%d.freq" % (i + 1), sd["filter_fn.implicit_filter.1.freq"])
+        h = torch.sin(freq * h)                                           # Sin.forward
+        i += 2
+    h = F.linear(h, g("filter_fn.implicit_filter.%d.weight" % i))        # bias=False
+    if cfg["normalized"]:
+        h = h / torch.norm(h, dim=-1, p=1, keepdim=True)
+    if cfg["modulate"]:
+        decay = torch.exp(-t * g("filter_fn.modulation.deltas").abs())
+        h = h * (decay + cfg["shift"])
+    return h
 
 
 def hyena_operator(sd, u, cfg):
     """hyena.py HyenaOperator.forward (one head, one block, inner_factor 1, no outer mixing or
-    post-order FFN, identity activation, dropout off), HyenaFilter.filter and forward with
-    fftconv_ref. u is (L, D), one batch element; returns (L, D)."""
+    post-order FFN, identity activation, dropout off), with HyenaFilter.forward's fftconv_ref.
+    u is (L, D), one batch element; returns (L, D)."""
     g = lambda name: sd[name]
-    length, d_model = u.shape
+    u = u.unsqueeze(0)                                                     # b l d
+    length, d_model = u.shape[-2], u.shape[-1]
     order = g("in_proj.weight").shape[0] // d_model - 1
     l_max = g("filter_fn.pos_emb.z").shape[1]
     l_filter = min(length, l_max)
-    x = u @ g("in_proj.weight").T + g("in_proj.bias")                   # b l d
-    x = x.T                                                             # b d l
-    w = g("short_filter.weight")[:, 0, :]                               # Conv1d, groups = channels
-    kk = w.shape[-1]
-    xp = np.concatenate([np.zeros((x.shape[0], kk - 1)), x, np.zeros((x.shape[0], kk - 1))], -1)
-    conv = np.stack([(xp[:, t:t + kk] * w).sum(-1) for t in range(length + kk - 1)], -1)
-    uc = (conv + g("short_filter.bias")[:, None])[..., :l_filter]
-    *xs, v = np.split(uc, order + 1, axis=0)
-    # HyenaFilter.filter(l_filter)
-    z, t = g("filter_fn.pos_emb.z")[:, :l_filter], g("filter_fn.pos_emb.t")[:, :l_filter]
-    h = z
-    i = 0
-    while "filter_fn.implicit_filter.%d.weight" % (i + 2) in sd:     # Linear, Sin pairs
-        h = h @ g("filter_fn.implicit_filter.%d.weight" % i).T + g("filter_fn.implicit_filter.%d.bias" % i)
-        freq = sd.get("filter_fn.implicit_filter.%d.freq" % (i + 1), sd["filter_fn.implicit_filter.1.freq"])
-        h = np.sin(freq * h)                                            # one shared Sin
-        i += 2
-    h = h @ g("filter_fn.implicit_filter.%d.weight" % i).T             # no bias
-    if cfg["normalized"]:
-        h = h / np.abs(h).sum(-1, keepdims=True)
-    if cfg["modulate"]:
-        decay = np.exp(-t * np.abs(g("filter_fn.modulation.deltas")))
-        h = h * (decay + cfg["shift"])
-    k = h[0].T.reshape(d_model, order - 1, l_filter).transpose(1, 0, 2)  # 'c l (v o) -> c o v l'
-    bias = g("filter_fn.bias").reshape(d_model, order - 1).T              # '(v o) -> o v'
-    if not cfg["bias"]:
+    u = F.linear(u, g("in_proj.weight"), g("in_proj.bias"))
+    u = u.transpose(-1, -2)                                                # b d l
+    w = g("short_filter.weight")                                           # (W, 1, K): groups = W
+    uc = F.conv1d(u, w, g("short_filter.bias"), padding=w.shape[-1] - 1, groups=w.shape[0])
+    uc = uc[..., :l_filter]                                                # b (ho v) (z l), ho = z = 1
+    *x, v = uc.split(d_model, dim=1)
+    k = hyena_filter(sd, l_filter, cfg)                                    # (1, L, (v o))
+    k = k[0].T.reshape(d_model, order - 1, l_filter).permute(1, 0, 2)      # 'c l (v o) -> c o v l'
+    bias = g("filter_fn.bias").reshape(d_model, order - 1).T               # '(v o) -> o v'
+    if not cfg["bias"]:                                                    # HyenaFilter use_bias
         bias = 0 * bias
-    for o, x_i in enumerate(reversed(xs[1:])):
+    for o, x_i in enumerate(reversed(x[1:])):
         v = v * x_i
         v = fftconv_ref(v, k[o], bias[o])
-    y = (v * xs[0]).T                                                   # b (z l) (h v)
-    return y @ g("out_proj.weight").T + g("out_proj.bias")
+    y = (v * x[0]).transpose(-1, -2)                                       # b (z l) (h v)
+    return F.linear(y, g("out_proj.weight"), g("out_proj.bias"))[0]
 
 
 def make_hyena(rng, cfg, d_model, order, filter_order, emb_dim, num_inner_mlps, k_short, l_max,
@@ -409,46 +537,45 @@ def make_hyena(rng, cfg, d_model, order, filter_order, emb_dim, num_inner_mlps, 
     deltas = np.linspace(math.log(target) / slow, math.log(target) / fast, df)[None, None]
     sd["filter_fn.modulation.deltas"] = deltas * rng.uniform(0.8, 1.2, deltas.shape)
     u = rng.normal(size=(length, d_model))
-    y = hyena_operator(sd, u, cfg)
+    y = reference(hyena_operator, sd, u, cfg)
     return sd, u.T, y.T, dict(cfg, d_model=d_model, order=order, l_max=l_max)
 
 
 # ---- state-spaces/mamba Mamba ----------------------------------------------------------------
 
-def softplus(x):
-    return np.where(x > 20.0, x, np.log1p(np.exp(np.minimum(x, 20.0))))
-
-
 def selective_scan_ref(u, delta, a, b, c, d, z, delta_bias, delta_softplus=True):
-    """selective_scan_interface.py selective_scan_ref (real A, one group): u, delta, z (D, L);
-    a (D, N); b, c (N, L) when varying in time (is_variable_B / _C: B.dim() >= 3 upstream) or
-    (D, N) when not; d, delta_bias (D)."""
-    delta = delta + delta_bias[:, None]
+    """selective_scan_interface.py selective_scan_ref (real A, one group): u, delta, z (B, D, L);
+    a (D, N); b, c (B, N, L) when varying in time (is_variable_B / _C: B.dim() >= 3) or (D, N)
+    when not; d, delta_bias (D)."""
+    delta = delta + delta_bias[..., None]
     if delta_softplus:
-        delta = softplus(delta)
-    delta_a = np.exp(np.einsum("dl,dn->dln", delta, a))
-    if b.shape == a.shape:                                              # time-invariant B
-        delta_b_u = np.einsum("dl,dn,dl->dln", delta, b, u)
+        delta = F.softplus(delta)
+    is_variable_b, is_variable_c = b.dim() >= 3, c.dim() >= 3
+    x = a.new_zeros((u.shape[0], a.shape[0], a.shape[1]))                 # (B D N)
+    delta_a = torch.exp(torch.einsum("bdl,dn->bdln", delta, a))
+    if not is_variable_b:
+        delta_b_u = torch.einsum("bdl,dn,bdl->bdln", delta, b, u)
     else:
-        delta_b_u = np.einsum("dl,nl,dl->dln", delta, b, u)
-    x = np.zeros(a.shape)
+        delta_b_u = torch.einsum("bdl,bnl,bdl->bdln", delta, b, u)
     ys = []
-    for i in range(u.shape[-1]):
-        x = delta_a[:, i] * x + delta_b_u[:, i]
-        if c.shape == a.shape:                                          # time-invariant C
-            ys.append(np.einsum("dn,dn->d", x, c))
+    for i in range(u.shape[2]):
+        x = delta_a[:, :, i] * x + delta_b_u[:, :, i]
+        if not is_variable_c:
+            y = torch.einsum("bdn,dn->bd", x, c)
         else:
-            ys.append(np.einsum("dn,n->d", x, c[:, i]))
-    y = np.stack(ys, -1)
+            y = torch.einsum("bdn,bn->bd", x, c[:, :, i])
+        ys.append(y)
+    y = torch.stack(ys, dim=2)                                             # (B D L)
     out = y + u * d[:, None]
-    return out * (z / (1 + np.exp(-z)))                                 # * silu(z)
+    return out * F.silu(z)
 
 
 def rms_norm(x, weight, eps):
-    """transformers' JambaRMSNorm (weight) and FalconMamba's rms_forward (weight None): over the
-    last axis, x / sqrt(mean(x²) + eps) · weight."""
-    y = x / np.sqrt(np.mean(x * x, -1, keepdims=True) + eps)
-    return y if weight is None else y * weight
+    """transformers' JambaRMSNorm.forward (weight) and FalconMamba's rms_forward (weight None):
+    over the last axis, x · rsqrt(mean(x²) + eps) · weight."""
+    variance = x.pow(2).mean(-1, keepdim=True)
+    x = x * torch.rsqrt(variance + eps)
+    return x if weight is None else weight * x
 
 
 def mamba_mixer(sd, x, z, prefix, cfg=None):
@@ -458,25 +585,22 @@ def mamba_mixer(sd, x, z, prefix, cfg=None):
     JambaMambaMixer.slow_forward norms (dt_layernorm, b_layernorm, c_layernorm, each on its part
     of x_proj's output, before dt_proj) and FalconMambaMixer's weightless ones (b_c_dt_rms,
     mixer_rms_eps); selective_scan_fn's delta_softplus and time-invariant B or C (stored here
-    as B / C of shape (D, N), x_proj yielding only the varying ones)."""
+    as B / C of shape (D, N), x_proj yielding only the varying ones). Returns (D, L)."""
     cfg = cfg or {}
     g = lambda name: sd[prefix + name]
+    seqlen = x.shape[-1]
+    x, z = x.unsqueeze(0), z.unsqueeze(0)                                  # b d l
     rank, n = g("dt_proj.weight").shape[1], g("A_log").shape[1]
     var_b, var_c = cfg.get("is_variable_B", True), cfg.get("is_variable_C", True)
-    x_dbl = x.T @ g("x_proj.weight").T                                  # (l, R + N·varying)
-    if prefix + "x_proj.bias" in sd:
-        x_dbl = x_dbl + g("x_proj.bias")
-    dt = x_dbl[:, :rank]
-    at = rank
-    b = x_dbl[:, at:at + n] if var_b else None
-    at += n if var_b else 0
-    c = x_dbl[:, at:at + n] if var_c else None
+    x_dbl = F.linear(x.permute(0, 2, 1).reshape(-1, x.shape[1]), g("x_proj.weight"),
+                     sd.get(prefix + "x_proj.bias"))                       # (b l) (R + N·varying)
+    dt, b, c = torch.split(x_dbl, [rank, n * var_b, n * var_c], dim=-1)
     norm = lambda name: sd.get(prefix + name)
     if cfg.get("b_c_dt_rms", False):
         eps = cfg["mixer_rms_eps"]
         dt = rms_norm(dt, None, eps)
-        b = rms_norm(b, None, eps) if var_b else None
-        c = rms_norm(c, None, eps) if var_c else None
+        b = rms_norm(b, None, eps) if var_b else b
+        c = rms_norm(c, None, eps) if var_c else c
     else:
         eps = cfg.get("rms_norm_eps", 1e-6)
         if norm("dt_layernorm.weight") is not None:
@@ -485,12 +609,14 @@ def mamba_mixer(sd, x, z, prefix, cfg=None):
             b = rms_norm(b, norm("b_layernorm.weight"), eps)
         if norm("c_layernorm.weight") is not None:
             c = rms_norm(c, norm("c_layernorm.weight"), eps)
-    dt = g("dt_proj.weight") @ dt.T                                     # (D, L)
-    a = -np.exp(g("A_log"))
-    b = b.T if var_b else g("B")
-    c = c.T if var_c else g("C")
-    return selective_scan_ref(x, dt, a, b, c, g("D"), z, g("dt_proj.bias"),
-                              cfg.get("delta_softplus", True))
+    dt = g("dt_proj.weight") @ dt.t()                                      # d (b l)
+    dt = dt.reshape(dt.shape[0], -1, seqlen).permute(1, 0, 2)              # 'd (b l) -> b d l'
+    b = b.reshape(1, seqlen, n).permute(0, 2, 1) if var_b else g("B")     # b n l, or (D N)
+    c = c.reshape(1, seqlen, n).permute(0, 2, 1) if var_c else g("C")
+    a = -torch.exp(g("A_log"))
+    y = selective_scan_ref(x, dt, a, b, c, g("D"), z, g("dt_proj.bias"),
+                           cfg.get("delta_softplus", True))
+    return y[0]
 
 
 def make_mamba(rng, prefix="backbone.layers.0.mixer.", cfg=None, x_bias=False, norms=False, dt_bias=None):
@@ -523,15 +649,11 @@ def make_mamba(rng, prefix="backbone.layers.0.mixer.", cfg=None, x_bias=False, n
         sd[prefix + "C"] = rng.normal(size=(d_inner, n))
     x = rng.normal(size=(d_inner, L))
     z = rng.normal(size=(d_inner, L))
-    y = mamba_mixer(sd, x, z, prefix, cfg)
+    y = reference(mamba_mixer, sd, x, z, prefix, cfg)
     return sd, (x, z), y, dict(cfg, prefix=prefix, module="Mamba (mamba_ssm/modules/mamba_simple.py)")
 
 
 # ---- state-spaces/mamba Mamba2 ----------------------------------------------------------------
-
-def silu(x):
-    return x / (1 + np.exp(-x))
-
 
 def mamba2_mixer(sd, u, cfg, prefix):
     """mamba2.py Mamba2.forward (the path without the fused kernels: in_proj, the split
@@ -541,49 +663,45 @@ def mamba2_mixer(sd, u, cfg, prefix):
     (or cfg's), the gated MLP part, out_proj). The SSD is run as its recurrence (Mamba2.step):
     h = exp(Δ·A) h + Δ·B x, y = C·h + D x, per head, B and C of the head's group. u is (L, d_model)."""
     g = lambda name: sd[prefix + name]
-    length = u.shape[0]
-    a = -np.exp(g("A_log"))
+    u = u.unsqueeze(0)                                                     # b l d
+    length = u.shape[1]
+    a = -torch.exp(g("A_log"))                                             # (nheads)
     nheads, d_ssm = a.shape[0], g("norm.weight").shape[0]
     headdim, ngroups = d_ssm // nheads, cfg["ngroups"]
-    conv_dim, k = g("conv1d.weight").shape[0], g("conv1d.weight").shape[2]
+    conv_dim, d_conv = g("conv1d.weight").shape[0], g("conv1d.weight").shape[2]
     d_state = (conv_dim - d_ssm) // 2 // ngroups
-    zxbcdt = u @ g("in_proj.weight").T
-    if prefix + "in_proj.bias" in sd:
-        zxbcdt = zxbcdt + g("in_proj.bias")
+    zxbcdt = F.linear(u, g("in_proj.weight"), sd.get(prefix + "in_proj.bias"))
     d_mlp = (zxbcdt.shape[-1] - 2 * d_ssm - 2 * ngroups * d_state - nheads) // 2
-    sizes = np.cumsum([d_mlp, d_mlp, d_ssm, conv_dim])
-    z0, x0, z, xbc, dt = np.split(zxbcdt, sizes, axis=-1)
-    w = g("conv1d.weight")[:, 0, :]                                      # (conv_dim, k)
-    padded = np.concatenate([np.zeros((k - 1, conv_dim)), xbc], 0)
-    xbc = np.stack([np.einsum("ck,kc->c", w, padded[t:t + k]) for t in range(length)], 0)
-    if prefix + "conv1d.bias" in sd:
-        xbc = xbc + g("conv1d.bias")
-    xbc = silu(xbc)
-    x, b, c = np.split(xbc, [d_ssm, d_ssm + ngroups * d_state], axis=-1)
-    x = x.reshape(length, nheads, headdim)
-    b = b.reshape(length, ngroups, d_state)
-    c = c.reshape(length, ngroups, d_state)
-    dt = softplus(dt + g("dt_bias"))
-    dt = np.clip(dt, cfg.get("dt_min", 0.0), cfg.get("dt_max", np.inf))
-    d = g("D").reshape(nheads, headdim) if g("D").shape[0] == d_ssm else g("D")[:, None]
-    state = np.zeros((nheads, headdim, d_state))
+    z0, x0, z, xbc, dt = torch.split(zxbcdt, [d_mlp, d_mlp, d_ssm, conv_dim, nheads], dim=-1)
+    xbc = F.conv1d(xbc.transpose(1, 2), g("conv1d.weight"), sd.get(prefix + "conv1d.bias"),
+                   padding=d_conv - 1, groups=conv_dim)
+    xbc = F.silu(xbc.transpose(1, 2)[:, :-(d_conv - 1)])
+    x, b, c = torch.split(xbc, [d_ssm, ngroups * d_state, ngroups * d_state], dim=-1)
+    x = x.reshape(1, length, nheads, headdim)                              # b l h p
+    b = b.reshape(1, length, ngroups, d_state)                             # b l g n
+    c = c.reshape(1, length, ngroups, d_state)
+    dt = F.softplus(dt + g("dt_bias"))                                     # b l h
+    dt = torch.clamp(dt, cfg.get("dt_min", 0.0), cfg.get("dt_max", float("inf")))
+    d = g("D").reshape(nheads, headdim) if g("D").shape[0] == d_ssm else g("D").unsqueeze(-1)
+    grp = torch.arange(nheads) // (nheads // ngroups)                      # each head's group
+    state = torch.zeros(1, nheads, headdim, d_state, dtype=torch.float64)
     ys = []
     for t in range(length):
-        grp = np.arange(nheads) // (nheads // ngroups)
-        decay = np.exp(dt[t] * a)                                         # (nheads)
-        state = decay[:, None, None] * state + np.einsum("h,hp,hn->hpn", dt[t], x[t], b[t, grp])
-        ys.append(np.einsum("hpn,hn->hp", state, c[t, grp]) + d * x[t])
-    y = np.stack(ys, 0).reshape(length, d_ssm)
+        da = torch.exp(dt[:, t] * a)                                       # b h
+        dbx = torch.einsum("bh,bhn,bhp->bhpn", dt[:, t], b[:, t, grp], x[:, t])
+        state = state * da[:, :, None, None] + dbx
+        y = torch.einsum("bhpn,bhn->bhp", state, c[:, t, grp])
+        ys.append(y + d * x[:, t])
+    y = torch.stack(ys, 1).reshape(1, length, d_ssm)                       # b l (h p)
+    # RMSNormGated, norm_before_gate False: the norm of y·SiLU(z) over each group, times weight
     group = cfg.get("norm_group_size") or d_ssm // ngroups
-    gated = (y * silu(z)).reshape(length, d_ssm // group, group)
-    y = gated / np.sqrt(np.mean(gated * gated, -1, keepdims=True) + cfg["norm_eps"])
-    y = y.reshape(length, d_ssm) * g("norm.weight")
+    gated = (y * F.silu(z)).reshape(1, length, d_ssm // group, group)
+    y = gated * torch.rsqrt(gated.pow(2).mean(-1, keepdim=True) + cfg["norm_eps"])
+    y = y.reshape(1, length, d_ssm) * g("norm.weight")
     if d_mlp > 0:
-        y = np.concatenate([silu(z0) * x0, y], -1)
-    out = y @ g("out_proj.weight").T
-    if prefix + "out_proj.bias" in sd:
-        out = out + g("out_proj.bias")
-    return out
+        y = torch.cat([F.silu(z0) * x0, y], dim=-1)
+    out = F.linear(y, g("out_proj.weight"), sd.get(prefix + "out_proj.bias"))
+    return out[0]
 
 
 def make_mamba2(rng, cfg, d_model, nheads, headdim, d_state, d_conv, d_mlp, d_has_hdim, bias, conv_bias,
@@ -606,7 +724,7 @@ def make_mamba2(rng, cfg, d_model, nheads, headdim, d_state, d_conv, d_mlp, d_ha
         sd[prefix + "in_proj.bias"] = rng.normal(scale=0.3, size=d_in_proj)
         sd[prefix + "out_proj.bias"] = rng.normal(scale=0.3, size=d_model)
     u = rng.normal(size=(L, d_model))
-    y = mamba2_mixer(sd, u, cfg, prefix)
+    y = reference(mamba2_mixer, sd, u, cfg, prefix)
     return sd, u.T, y.T, dict(cfg, prefix=prefix, module="Mamba2 (mamba_ssm/modules/mamba2.py)")
 
 
@@ -632,7 +750,7 @@ def make_s4d_module(rng):
         "output_linear.0.bias": rng.normal(size=2 * h),
     }
     u = rng.normal(size=(h, L))
-    return sd, u, s4d_module(sd, u), {"module": "S4D (models/s4/s4d.py)"}
+    return sd, u, reference(s4d_module, sd, u), {"module": "S4D (models/s4/s4d.py)"}
 
 
 def inv_transform_values(values, transform):
@@ -659,18 +777,19 @@ def make_diag(rng, cfg, h, n2, channels, n_ssm, prefix="layer."):
     neg_re = rng.uniform(0.1, 0.9, (n_ssm, n2))
     neg_im = math.pi * np.arange(n2) + rng.uniform(0.05, 0.5, (n_ssm, n2))  # −Im A ≥ 0, as stored
     kp = prefix + "kernel."
+    kc = 2 * channels if cfg.get("bidirectional", False) else channels  # FFTConv doubles the kernel's
     sd = {prefix + "D": rng.normal(size=(channels, h)),
           kp + "inv_dt": inv_dt,
           kp + "A_real": inv_transform_values(neg_re, cfg["real_transform"])}
     if cfg.get("is_real", False):
         sd[kp + "B"] = rng.normal(size=(1, n_ssm, n2))
-        sd[kp + "C"] = rng.normal(size=(channels, h, n2))
+        sd[kp + "C"] = rng.normal(size=(kc, h, n2))
     else:
         sd[kp + "A_imag"] = inv_transform_values(neg_im, cfg["imag_transform"])
         sd[kp + "B"] = rng.normal(size=(1, n_ssm, n2, 2))
-        sd[kp + "C"] = rng.normal(size=(channels, h, n2, 2))
+        sd[kp + "C"] = rng.normal(size=(kc, h, n2, 2))
     u = rng.normal(size=(h, L))
-    return sd, u, ssm_kernel_diag(sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm)
+    return sd, u, reference(ssm_kernel_diag, sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm)
 
 
 def make_dplr(rng, cfg, h, n2, channels, n_ssm, rank, l_kernel, length, prefix="layer."):
@@ -678,19 +797,20 @@ def make_dplr(rng, cfg, h, n2, channels, n_ssm, rank, l_kernel, length, prefix="
     neg_re = rng.uniform(0.1, 0.9, (n_ssm, n2))
     neg_im = math.pi * np.arange(n2) + rng.uniform(0.05, 0.5, (n_ssm, n2))
     kp = prefix + "kernel."
+    kc = 2 * channels if cfg.get("bidirectional", False) else channels
     sd = {prefix + "D": rng.normal(size=(channels, h)),
           kp + "inv_dt": inv_transform_values(dt, cfg["dt_transform"]),
           kp + "A_real": inv_transform_values(neg_re, cfg["real_transform"]),
           kp + "A_imag": inv_transform_values(neg_im, cfg["imag_transform"]),
           kp + "B": rng.normal(size=(1, n_ssm, n2, 2)),
           kp + "P": rng.normal(scale=0.5, size=(rank, n_ssm, n2, 2)),
-          kp + "C": rng.normal(size=(channels, h, n2, 2)),                 # C̃, as trained
+          kp + "C": rng.normal(size=(kc, h, n2, 2)),                       # C̃, as trained
           kp + "l_kernel": np.array(l_kernel)}
     u = rng.normal(size=(h, length))
-    return sd, u, ssm_kernel_dplr(sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm, rank=rank)
+    return sd, u, reference(ssm_kernel_dplr, sd, u, cfg, prefix), dict(cfg, prefix=prefix, n_ssm=n_ssm, rank=rank)
 
 
-def make_dss(rng, version, channels, sep_dt, positive_re=False):
+def make_dss(rng, version, channels, sep_dt, positive_re=False, bidirectional=False):
     h, n = 3, 4
     lam = -rng.uniform(0.1, 0.9, n) + 1j * (math.pi * np.arange(n) + rng.uniform(0.1, 0.5, n))
     if positive_re:
@@ -699,7 +819,7 @@ def make_dss(rng, version, channels, sep_dt, positive_re=False):
     if sep_dt:
         log_dt = np.stack([log_dt, log_dt + rng.normal(scale=0.3, size=h)], -1)
     sd = {"D": rng.normal(size=(channels, h)), "kernel.log_dt": log_dt,
-          "kernel.W": rng.normal(size=(channels, h, n, 2)),
+          "kernel.W": rng.normal(size=(2 * channels if bidirectional else channels, h, n, 2)),
           "output_linear.weight": rng.normal(size=(h, h * channels)),  # not part of the mixer
           "output_linear.bias": rng.normal(size=(h, 1))}
     if "exp" in version:
@@ -711,8 +831,10 @@ def make_dss(rng, version, channels, sep_dt, positive_re=False):
     else:
         sd["kernel.Lambda"] = c2r(lam)
     cfg = {"version": version, "epsilon": 1e-7, "channels": channels}
+    if bidirectional:
+        cfg["bidirectional"] = True
     u = rng.normal(size=(h, L))
-    return sd, u, dss_module(sd, u, cfg), cfg
+    return sd, u, reference(dss_module, sd, u, cfg), cfg
 
 
 def make_s5(rng, cfg, prefix="layers_0/seq/", positive_re=False):
@@ -722,12 +844,18 @@ def make_s5(rng, cfg, prefix="layers_0/seq/", positive_re=False):
         lam_re[2] = 0.05  # clipped to −1e-4; without clip_eigs a growing state
     sd = {prefix + "Lambda_re": lam_re,
           prefix + "Lambda_im": rng.uniform(-3, 3, p),
-          prefix + "B": rng.normal(scale=0.5, size=(p, h, 2)),
-          prefix + "C": rng.normal(scale=0.5, size=(h, p, 2)),
-          prefix + "D": rng.normal(size=h),
-          prefix + "log_step": log_dt_values(rng, (p, 1), 1e-2, 0.5)}
+          prefix + "B": rng.normal(scale=0.5, size=(p, h, 2))}
+    if not cfg.get("bidirectional", False):
+        sd[prefix + "C"] = rng.normal(scale=0.5, size=(h, p, 2))
+    elif cfg["C_init"] == "complex_normal":  # one C of 2P columns, sampled as is
+        sd[prefix + "C"] = rng.normal(scale=0.5 ** 0.5, size=(h, 2 * p, 2))
+    else:  # trunc_standard_normal or lecun_normal: C1 and C2, each C̃ = C·V of P columns
+        sd[prefix + "C1"] = rng.normal(scale=0.5, size=(h, p, 2))
+        sd[prefix + "C2"] = rng.normal(scale=0.5, size=(h, p, 2))
+    sd[prefix + "D"] = rng.normal(size=h)
+    sd[prefix + "log_step"] = log_dt_values(rng, (p, 1), 1e-2, 0.5)
     u = rng.normal(size=(h, L))
-    return sd, u, s5_ssm(sd, u, cfg, prefix), dict(cfg, prefix=prefix)
+    return sd, u, reference(s5_ssm, sd, u, cfg, prefix), dict(cfg, prefix=prefix)
 
 
 def main():
@@ -735,6 +863,7 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "reference_params")
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(20240611)
+    bi = np.random.default_rng(20261203)  # the bidirectional fixtures': the others keep their values
     diag = lambda **kw: dict({"dt_transform": "exp", "real_transform": "exp",
                               "imag_transform": "none", "disc": "zoh"}, **kw)
     fixtures = {
@@ -753,14 +882,25 @@ def main():
         # force_real (81a5d38): A_imag stored, Im A dropped; n_ssm 2 of H 4
         "diag_force_real": make_diag(rng, diag(force_real=True, imag_transform="exp"), h=4, n2=3,
                                      channels=1, n_ssm=2),
+        # bidirectional FFTConv: kernel channels (s c), s = 0 causal, s = 1 anti-causal; D (2, H)
+        "diag_bidirectional": make_diag(bi, diag(bidirectional=True), h=3, n2=4, channels=2, n_ssm=3),
         "dss_softmax": make_dss(rng, "softmax", channels=2, sep_dt=True, positive_re=True),
         "dss_exp": make_dss(rng, "exp", channels=1, sep_dt=False),
         "dss_exp_re_im": make_dss(rng, "exp-re-im", channels=1, sep_dt=True),
         "dss_exp_no_scale": make_dss(rng, "exp-no-scale", channels=1, sep_dt=False),
+        "dss_bidirectional": make_dss(bi, "exp", channels=2, sep_dt=False, bidirectional=True),
         "s5_zoh": make_s5(rng, {"discretization": "zoh", "conj_sym": True, "clip_eigs": True,
                                 "step_rescale": 2.0}),
         "s5_bilinear": make_s5(rng, {"discretization": "bilinear", "conj_sym": False,
                                      "clip_eigs": False, "step_rescale": 1.0}),
+        # bidirectional S5SSM: C1 and C2 (trunc_standard_normal), then one C of 2P columns
+        # (complex_normal); the reverse scan's states follow the forward ones in C̃'s columns
+        "s5_bidirectional": make_s5(bi, {"discretization": "zoh", "conj_sym": True, "clip_eigs": True,
+                                         "step_rescale": 1.0, "bidirectional": True,
+                                         "C_init": "trunc_standard_normal"}),
+        "s5_bidirectional_complex": make_s5(bi, {"discretization": "bilinear", "conj_sym": False,
+                                                 "clip_eigs": False, "step_rescale": 1.0,
+                                                 "bidirectional": True, "C_init": "complex_normal"}),
         # HyenaOperator: order 3 (two long filters, the '(v o)' layout), an input shorter than
         # l_max, every Sin's freq stored; then normalized, a shifted window, no filter bias, one
         # inner MLP, a 4-tap short filter and one freq stored (as save_model keeps it)
@@ -777,6 +917,8 @@ def main():
         # long as l_kernel; then rank 2, n_ssm 2 of H 4, 2 channels, softplus Δ, an input of 12
         "dplr_rank1": make_dplr(rng, diag(), h=3, n2=4, channels=1, n_ssm=1, rank=1, l_kernel=16,
                                 length=16),
+        "dplr_bidirectional": make_dplr(bi, diag(bidirectional=True), h=3, n2=4, channels=1, n_ssm=1,
+                                        rank=1, l_kernel=16, length=16),
         "dplr_rank2": make_dplr(rng, diag(dt_transform="softplus", imag_transform="exp"), h=4, n2=3,
                                 channels=2, n_ssm=2, rank=2, l_kernel=16, length=12),
         # (new fixtures go last: the earlier ones keep their random values)
@@ -803,9 +945,9 @@ def main():
     # S4's LegS initialization (no random values): Λ, P and the clipped and unclipped B
     legs = {}
     for n in (16, 64):
-        w, p, b = hippo_legs_nplr(n)
+        w, p, b = (x.numpy() for x in hippo_legs_nplr(n))
         legs["lambda_%d" % n], legs["p_%d" % n], legs["b_%d" % n] = c2r(w), c2r(p[0]), c2r(b)
-        legs["b_unclipped_%d" % n] = c2r(hippo_legs_nplr(n, None)[2])
+        legs["b_unclipped_%d" % n] = c2r(hippo_legs_nplr(n, None)[2].numpy())
     save_file(legs, os.path.join(out, "s4_legs_nplr.safetensors"),
               metadata={"config": json.dumps({"B_clip": 2.0, "module": "nplr (models/s4/s4.py)"})})
     for name, (sd, u, y, cfg) in fixtures.items():
@@ -820,12 +962,16 @@ def main():
         if name == "s5_zoh":  # the archives themselves: stored (savez) and deflated (savez_compressed)
             np.savez(os.path.join(out, name + ".npz"), **sd)
             np.savez_compressed(os.path.join(out, name + "_compressed.npz"), **sd)
+            def member(arcname):  # a fixed time stamp, so that the archive regenerates byte for byte
+                info = zipfile.ZipInfo(arcname, date_time=(2026, 12, 2, 18, 23, 42))
+                info.external_attr = 0o600 << 16  # what writestr gives a member named by a string
+                return info
             with zipfile.ZipFile(os.path.join(out, name + "_extra.npz"), "w") as z:  # a member not .npy
                 for key, value in sd.items():
                     buf = io_module.BytesIO()
                     np.save(buf, value)
-                    z.writestr(key + ".npy", buf.getvalue())
-                z.writestr("README.txt", "not an array")
+                    z.writestr(member(key + ".npy"), buf.getvalue())
+                z.writestr(member("README.txt"), "not an array")
         meta = {"config": json.dumps(cfg, sort_keys=True)}
         if isinstance(u, tuple):  # the gate's input too
             io = {"input": np.ascontiguousarray(u[0]), "z": np.ascontiguousarray(u[1]),
