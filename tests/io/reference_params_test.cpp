@@ -119,6 +119,38 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_diag_reproduces_reference) {
   check_against("diag_zoh", io::load_ssm_kernel_diag<float>(params("diag_zoh"), diag_options()), 1e-5);
 }
 
+// Bidirectional FFTConv, DSS and S5SSM: the two-sided kernels and the reverse
+// scan against the references' outputs, in double and float.
+BOOST_AUTO_TEST_CASE(bidirectional_modules_reproduce_reference) {
+  const auto diag = io::load_ssm_kernel_diag_bidirectional<double>(params("diag_bidirectional"), diag_options());
+  BOOST_TEST(diag.size() == 2u);  // D's channels; the kernel holds 4
+  BOOST_TEST(!is_causal(diag[0].bind(8).view()));
+  check_against("diag_bidirectional", diag, 1e-10);
+  check_against("diag_bidirectional",
+                io::load_ssm_kernel_diag_bidirectional<float>(params("diag_bidirectional"), diag_options()), 1e-5);
+  check_against("dplr_bidirectional",
+                io::load_ssm_kernel_dplr_bidirectional<double>(params("dplr_bidirectional"), {.prefix = "layer."}), 1e-10);
+  check_against("dss_bidirectional", io::load_dss_module_bidirectional<double>(params("dss_bidirectional"), {.version = "exp"}),
+                1e-10);
+  check_against("dss_bidirectional", io::load_dss_module_bidirectional<float>(params("dss_bidirectional"), {.version = "exp"}),
+                1e-5);
+  const auto s5 = io::load_s5_ssm<double>(params("s5_bidirectional"), {.prefix = "layers_0/seq/", .clip_eigs = true});
+  BOOST_TEST(s5.bidirectional());
+  check_against("s5_bidirectional", std::vector{s5}, 1e-10);
+  check_against("s5_bidirectional",
+                std::vector{io::load_s5_ssm<float>(params("s5_bidirectional"), {.prefix = "layers_0/seq/", .clip_eigs = true})},
+                1e-5);
+  const auto s5c = io::load_s5_ssm<double>(params("s5_bidirectional_complex"),
+                                           {.prefix = "layers_0/seq/", .discretization = "bilinear", .conj_sym = false});
+  BOOST_TEST(s5c.bidirectional());
+  check_against("s5_bidirectional_complex", std::vector{s5c}, 1e-10);
+  // The unidirectional loaders name the bidirectional ones.
+  check_error([&] { (void)io::load_dss_module<double>(params("dss_bidirectional"), {.version = "exp"}); },
+              {"a bidirectional DSS", "io::load_dss_module_bidirectional"});
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(params("dplr_bidirectional"), {.prefix = "layer."}); },
+              {"a bidirectional FFTConv", "io::load_ssm_kernel_dplr_bidirectional"});
+}
+
 BOOST_AUTO_TEST_CASE(ssm_kernel_diag_refuses_unsupported_variants) {
   const auto file = params("diag_zoh");
   const std::string where = "SSMKernelDiag parameters '" + file.string() + "'";
