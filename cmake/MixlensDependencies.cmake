@@ -6,6 +6,9 @@
 #   PNG::PNG                 PNG images in, for mixlens::models (Debian: libpng-dev)
 #   Freetype::Freetype       text in the figures, for mixlens::figures (Debian: libfreetype-dev)
 #   nlohmann_json::nlohmann_json  for mixlens::models (Debian: nlohmann-json3-dev)
+# The last three belong to one component each: a missing one is not an error here but
+# leaves MIXLENS_MISSING_models / MIXLENS_MISSING_figures set to what to install; the
+# build refuses only what needs the component, the package config only a request for it.
 #   CUDA::cudart, CUDA::cufft  when the CUDA toolkit is found (for mixlens::gpu)
 #   OpenMP::OpenMP_CXX       optional: host threads for the scan policies (MIXLENS_ENABLE_OPENMP)
 #   PkgConfig::MIXLENS_OPENBLAS  optional: OpenBLAS's CBLAS for the host products (MIXLENS_ENABLE_BLAS;
@@ -46,26 +49,25 @@ if(NOT MIXLENS_FFTW3_FOUND)
                       "on Debian, apt-get install pkg-config libfftw3-dev")
 endif()
 
-find_package(nlohmann_json 3 CONFIG QUIET)
-if(NOT nlohmann_json_FOUND)
-  message(FATAL_ERROR "mixlens::models needs nlohmann-json 3: on Debian, apt-get install nlohmann-json3-dev")
-endif()
 
 find_package(ZLIB QUIET)
 if(NOT ZLIB_FOUND)
   message(FATAL_ERROR "mixlens needs zlib for PNG output: on Debian, apt-get install zlib1g-dev")
 endif()
 
+set(MIXLENS_MISSING_models "")
+find_package(nlohmann_json 3 CONFIG QUIET)
+if(NOT nlohmann_json_FOUND)
+  string(APPEND MIXLENS_MISSING_models " nlohmann-json 3 (config.json; Debian: nlohmann-json3-dev)")
+endif()
 find_package(PNG QUIET)
 if(NOT PNG_FOUND)
-  message(FATAL_ERROR "mixlens::models needs libpng to read PNG images (Vision Mamba input): on Debian, "
-                      "apt-get install libpng-dev")
+  string(APPEND MIXLENS_MISSING_models " libpng (Vision Mamba's PNG input; Debian: libpng-dev)")
 endif()
-
+set(MIXLENS_MISSING_figures "")
 find_package(Freetype QUIET)
 if(NOT FREETYPE_FOUND)
-  message(FATAL_ERROR "mixlens::figures needs FreeType for the text in its PNG figures: on Debian, "
-                      "apt-get install libfreetype-dev")
+  set(MIXLENS_MISSING_figures " FreeType (the figures' text; Debian: libfreetype-dev)")
 endif()
 
 # Optional: without a CBLAS the host's dense products run as plain loops
