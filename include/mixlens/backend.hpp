@@ -28,10 +28,13 @@
 namespace mixlens {
 
 namespace detail {
+// Views whose apply splits their channels over a sequence_parallel_scan's threads.
 template <class Op>
-inline constexpr bool is_s6_operator = false;
+inline constexpr bool splits_channels = false;
 template <class T, class State>
-inline constexpr bool is_s6_operator<s6_operator<T, State>> = true;
+inline constexpr bool splits_channels<s6_operator<T, State>> = true;
+template <class T, class Kind>
+inline constexpr bool splits_channels<causal_conv_operator<T, Kind>> = true;
 }  // namespace detail
 
 template <class T>
@@ -41,8 +44,8 @@ struct host_backend {
   template <class U>
   using array = std::vector<U>;
 
-  // Threads of the selective scan's apply, channels split over them
-  // (sequence_parallel_scan: the same results for any count); 0: every core.
+  // Threads of the selective scan's and the convolutions' apply, channels split
+  // over them (sequence_parallel_scan: the same results for any count); 0: every core.
   int threads = 0;
 
   template <class U = T>
@@ -100,7 +103,7 @@ struct host_backend {
   void conv_silu(const causal_conv_operator<T, Kind>& conv, vector_view<const T> bias, const T* x, T* u,
                  T* sigma) const {
     const index_t D = conv.in_channels(), L = conv.length();
-    conv.apply(matrix_view<const T>(x, D, L), matrix_view<T>(u, D, L));
+    conv.apply(matrix_view<const T>(x, D, L), matrix_view<T>(u, D, L), sequence_parallel_scan{.threads = threads});
     for (index_t d = 0; d < D; ++d)
       for (index_t t = 0; t < L; ++t) {
         const T p = u[d * L + t] + (bias.empty() ? T(0) : bias[static_cast<std::size_t>(d)]);
@@ -246,13 +249,14 @@ struct host_backend {
 
   void copy(const T* from, index_t n, T* to) const { std::copy(from, from + n, to); }
 
-  // y = M·x with the operator's host fast path; an S6 operator's channels on `threads`.
+  // y = M·x with the operator's host fast path; S6's and convolutions' channels on `threads`.
   template <class Op>
   void apply(const Op& op, const T* x, T* y) const {
     const auto& v = view_of(op);
     const matrix_view<const T> xv(x, v.in_channels(), v.length());
     const matrix_view<T> yv(y, v.out_channels(), v.length());
-    if constexpr (mixlens::detail::is_s6_operator<std::remove_cvref_t<decltype(v)>>) v.apply(xv, yv, sequence_parallel_scan{.threads = threads});
+    if constexpr (mixlens::detail::splits_channels<std::remove_cvref_t<decltype(v)>>)
+      v.apply(xv, yv, sequence_parallel_scan{.threads = threads});
     else v.apply(xv, yv);
   }
 

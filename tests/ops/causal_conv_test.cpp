@@ -19,6 +19,11 @@ void check_conv(index_t L, index_t taps, bool with_skip) {
   static_assert(linear_operator<decltype(op)>);
   testing::check_linear_operator(op, x.view(), testing::tolerance<T>());
   auto y = mix(op, x.view());
+  for (int threads : {2, 3, 0}) {  // channels over threads: bit for bit
+    matrix<T> yt(C, L);
+    op.apply(x.view(), yt.view(), sequence_parallel_scan{.threads = threads, .grain = 1});
+    BOOST_TEST(std::equal(yt.data(), yt.data() + yt.size(), y.data()), "threads " << threads << " L=" << L);
+  }
   BOOST_TEST(testing::relative_error(y, testing::direct_convolution(
                                        x, [&](index_t c) { return std::vector<T>(&k(c, 0), &k(c, 0) + k.extent(1)); }, d)) <= 10 * testing::tolerance<T>(), "L=" << L);
 }

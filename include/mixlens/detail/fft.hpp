@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "mixlens/config.hpp"
+#include "mixlens/detail/parallel.hpp"
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
 
@@ -94,9 +95,12 @@ class fftw_plan {
 
 // Causal convolution of many signals with their kernels, by FFT of size ≥ 2L:
 // y(c, t) = Σ_{s ≤ t} k(c, t−s)·x(c, s). Kernels may be shorter than L (zero beyond).
+// Channels [first, last) only; parallel_fft_causal_convolution splits them over threads.
 template <class T>
-void fft_causal_convolution(matrix_view<const T> k, matrix_view<const T> x, matrix_view<T> y) {
-  const index_t channels = x.extent(0), L = x.extent(1), n = linear_fft_size(L), bins = n / 2 + 1;
+void fft_causal_convolution(matrix_view<const T> k, matrix_view<const T> x, matrix_view<T> y, index_t first = 0,
+                            index_t last = -1) {
+  const index_t L = x.extent(1), n = linear_fft_size(L), bins = n / 2 + 1;
+  if (last < 0) last = x.extent(0);
   using cplx = typename fftw<T>::cplx;
   fftw_buffer<T, T> real(n);
   fftw_buffer<cplx, T> kf(bins), xf(bins);
@@ -104,7 +108,7 @@ void fft_causal_convolution(matrix_view<const T> k, matrix_view<const T> x, matr
   fftw_plan<T> signal_forward([&] { return fftw<T>::r2c(static_cast<int>(n), real.data(), xf.data()); });
   fftw_plan<T> backward([&] { return fftw<T>::c2r(static_cast<int>(n), xf.data(), real.data()); });
   const index_t taps = std::min(k.extent(1), L);
-  for (index_t c = 0; c < channels; ++c) {
+  for (index_t c = first; c < last; ++c) {
     std::fill(real.data(), real.data() + n, T(0));
     for (index_t t = 0; t < taps; ++t) real[t] = k(c, t);
     kernel_forward.execute();
@@ -120,6 +124,18 @@ void fft_causal_convolution(matrix_view<const T> k, matrix_view<const T> x, matr
     backward.execute();  // unnormalized: divide by n
     for (index_t t = 0; t < L; ++t) y(c, t) = real[t] / static_cast<T>(n);
   }
+}
+
+// The same with the channels in `blocks` contiguous blocks, one per thread of
+// parallel_for, each with its own buffers and plans (FFTW executes plans
+// concurrently; planning is serialized): the results of one block bit for bit.
+template <class T>
+void parallel_fft_causal_convolution(matrix_view<const T> k, matrix_view<const T> x, matrix_view<T> y, index_t blocks) {
+  const index_t channels = x.extent(0);
+  blocks = std::max<index_t>(1, std::min(blocks, channels));
+  parallel_for(blocks, blocks, [&](index_t b) {
+    fft_causal_convolution(k, x, y, b * channels / blocks, (b + 1) * channels / blocks);
+  });
 }
 
 // In-place complex DFT of `data` (sign −1 forward, +1 backward, unnormalized).

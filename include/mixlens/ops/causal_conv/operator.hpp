@@ -11,6 +11,7 @@
 #include "mixlens/detail/fft.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
 
 namespace mixlens {
 
@@ -47,22 +48,30 @@ struct causal_conv_operator {
     f(kernel), f(skip);
   }
 
-  void apply(matrix_view<const T> x, matrix_view<T> y) const {
+  void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, sequence_parallel_scan{.threads = 1}); }
+
+  // The channels (independent convolutions) split over the policy's threads:
+  // the same results bit for bit for any count.
+  void apply(matrix_view<const T> x, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     constexpr std::string_view where = "mixlens::causal_conv_operator::apply";
     detail::check_apply_args(where, *this, "x", x, y);
-    const index_t L = length(), taps = kernel.extent(1);
-    if (taps <= direct_taps || taps > L) {
-      for (index_t c = 0; c < in_channels(); ++c)
+    const index_t C = in_channels(), L = length(), taps = kernel.extent(1);
+    const bool direct = taps <= direct_taps || taps > L;
+    const index_t used = detail::threads_for(policy.checked_threads(), C * L * (direct ? std::min(taps, L) : 64),
+                                             policy.grain, C);
+    if (direct) {
+      detail::parallel_for(C, used, [&](index_t c) {
         for (index_t t = 0; t < L; ++t) {
           T acc = 0;
           for (index_t k = 0; k < std::min(taps, t + 1); ++k) acc += kernel(c, k) * x(c, t - k);
           y(c, t) = acc;
         }
+      });
     } else {
-      detail::fft_causal_convolution(kernel, x, y);
+      detail::parallel_fft_causal_convolution(kernel, x, y, used);
     }
     if (!skip.empty())
-      for (index_t c = 0; c < in_channels(); ++c)
+      for (index_t c = 0; c < C; ++c)
         for (index_t t = 0; t < L; ++t) y(c, t) += skip[static_cast<std::size_t>(c)] * x(c, t);
   }
 
