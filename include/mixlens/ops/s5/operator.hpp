@@ -19,6 +19,7 @@
 #include <limits>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -140,37 +141,58 @@ struct s5_operator {
   }
 
   // y = M·x by a parallel scan per state over the elements (Λ̄_p, (B̄·u_t)_p),
-  // and for a bidirectional S5 the same scan over the reversed elements.
+  // and for a bidirectional S5 the same scan over the reversed elements. With
+  // sequence_parallel_scan the states are scanned on its threads (sequentially
+  // each, all P·L states kept), then the output channels summed over the states
+  // in order on them: the sequential scan's results bit for bit.
   void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, blelloch_scan{}); }
 
   template <scan_policy Policy>
   void apply(matrix_view<const T> x, matrix_view<T> y, Policy policy) const {
     constexpr std::string_view where = "mixlens::s5_operator::apply";
     detail::check_apply_args(where, *this, "x", x, y);
-    const index_t L = length(), H = in_channels();
-    const T f = conj_sym ? T(2) : T(1);
-    std::vector<complex<T>> bu(static_cast<std::size_t>(L));
-    std::vector<affine<complex<T>>> e(static_cast<std::size_t>(L));
+    const index_t L = length(), H = in_channels(), P = states(), directions = causal() ? 1 : 2;
+    index_t threads = 1;
+    if constexpr (std::is_same_v<Policy, sequence_parallel_scan>)
+      threads = detail::threads_for(policy.checked_threads(), P * L * H, policy.grain, P);
+    // Rows (direction, p) of scanned states; one row at a time unless threaded.
+    const index_t rows = threads > 1 ? directions * P : 1;
+    std::vector<complex<T>> states(static_cast<std::size_t>(rows * L));
     std::vector<double> acc(static_cast<std::size_t>(H * L), 0.0);  // y, summed over states
-    for (index_t p = 0; p < states(); ++p) {
+    // State p of one direction into row r: e[k] holds time time_of(k).
+    auto scan = [&](index_t p, bool reverse, complex<T>* row) {
+      std::vector<affine<complex<T>>> e(static_cast<std::size_t>(L));
       const complex<T> a = lambda_bar[static_cast<std::size_t>(p)];
-      for (index_t t = 0; t < L; ++t) {
+      for (index_t k = 0; k < L; ++k) {
+        const index_t t = reverse ? L - 1 - k : k;
         complex<T> v(0);
         for (index_t h = 0; h < H; ++h) v += b_bar(p, h) * x(h, t);
-        bu[static_cast<std::size_t>(t)] = v;
+        e[static_cast<std::size_t>(k)] = {a, v};
       }
-      // One direction: e[k] holds time time_of(k); its scanned state is read by c.
-      auto scan = [&](matrix_view<const complex<T>> c, auto time_of) {
-        for (index_t k = 0; k < L; ++k) e[static_cast<std::size_t>(k)] = {a, bu[static_cast<std::size_t>(time_of(k))]};
-        policy(vector_view<affine<complex<T>>>(e));
-        for (index_t o = 0; o < H; ++o) {
-          const complex<T> co = c(o, p);
-          double* row = acc.data() + o * L;
-          for (index_t k = 0; k < L; ++k) row[time_of(k)] += double(f * (co * e[static_cast<std::size_t>(k)].b).real());
+      if constexpr (std::is_same_v<Policy, sequence_parallel_scan>) sequential_scan{}(vector_view<affine<complex<T>>>(e));
+      else policy(vector_view<affine<complex<T>>>(e));
+      for (index_t k = 0; k < L; ++k) row[reverse ? L - 1 - k : k] = e[static_cast<std::size_t>(k)].b;
+    };
+    // Adds state p of one direction (row, by time) to the channels [o0, o1), in state order.
+    const T f = conj_sym ? T(2) : T(1);
+    auto accumulate = [&](index_t p, bool reverse, const complex<T>* row, index_t o0, index_t o1) {
+      for (index_t o = o0; o < o1; ++o) {
+        const complex<T> co = reverse ? c_backward(o, p) : c_tilde(o, p);
+        double* out = acc.data() + o * L;
+        for (index_t t = 0; t < L; ++t) out[t] += double(f * (co * row[t]).real());
+      }
+    };
+    if (threads == 1) {
+      for (index_t p = 0; p < P; ++p)
+        for (index_t dir = 0; dir < directions; ++dir) {
+          scan(p, dir == 1, states.data());
+          accumulate(p, dir == 1, states.data(), 0, H);
         }
-      };
-      scan(c_tilde, [](index_t k) { return k; });
-      if (!causal()) scan(c_backward, [L](index_t k) { return L - 1 - k; });
+    } else {
+      detail::parallel_for(directions * P, threads, [&](index_t r) { scan(r / directions, r % directions == 1, states.data() + r * L); });
+      detail::parallel_for(H, threads, [&](index_t o) {
+        for (index_t r = 0; r < directions * P; ++r) accumulate(r / directions, r % directions == 1, states.data() + r * L, o, o + 1);
+      });
     }
     for (index_t o = 0; o < H; ++o) {
       const double d = skip.empty() ? 0.0 : double(skip[static_cast<std::size_t>(o)]);
