@@ -14,7 +14,8 @@
 # number of alternating rounds of the bench and mamba steps.
 #
 # bin/ holds the GPU test binaries (*_test), mixlens_gpu_bench, mixlens_mamba_bench,
-# 01_operator_classes and mixlens-attn built for sm_90; old/ the two benchmark
+# 01_operator_classes, mixlens-attn and mixlens-attn-cuda (which mixlens-attn hands
+# --device cuda runs to) built for sm_90; old/ the two benchmark
 # binaries of the reference build, named *_old; lib/ the shared libraries the build
 # machine linked them against (Boost.Test, Google Benchmark, FFTW). CUDA's
 # libraries come from the GPU machine's installation.

@@ -17,13 +17,17 @@
 // The heatmaps are titled with layer, form and reduction; the causal maps of
 // language models have their upper triangle masked. With --device cuda (builds
 // with CUDA) the forward pass, the matrices, their channel means, raw attention
-// and rollout are computed on the GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy. Every
+// and rollout are computed on the GPU; D × L × L tensors are copied to the host only for alpha_{k}.npy.
+// A CUDA build makes two executables of this file: mixlens-attn, compiled
+// without CUDA, hands a --device cuda run to mixlens-attn-cuda beside it (the
+// same arguments, by exec), so that a CPU run never loads the CUDA libraries. Every
 // input is checked before any output is written; the outputs are written to a
 // fresh folder beside --out that replaces it only when the run completes (see
 // output_folder). Exit status: 0 success, 1 a failure (bad model, tokens, image,
 // output folder, not enough memory, failed check, no usable GPU), 2 bad usage.
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -127,6 +131,7 @@ struct options {
   attention_form form = attention_form::paper;
   bool png = true, self_test = false, strict = false, normalize = false;
   std::optional<double> max_memory;  // bytes
+  char** argv = nullptr;             // the command line, for the hand-over to the CUDA build
 };
 
 // "8G", "512M", "1.5GiB", "4096": a positive byte count, binary suffixes.
@@ -146,6 +151,7 @@ double parse_bytes(const std::string& text) {
 
 options parse_args(int argc, char** argv) {
   options o;
+  o.argv = argv;
   int inputs = 0;  // --tokens, --tokens-file, --image
   for (argument_cursor args(argc, argv); args.next();) {
     const std::string_view arg = args.option();
@@ -861,8 +867,23 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   return report(o, r, want, layers, save.size(), layers.empty() ? "" : ", cls_raw.npy, cls_rollout.npy", start, load_s);
 }
 
+#if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)
+// --device cuda: the CUDA build of this tool beside this executable runs the
+// same command line in this process's place.
+[[noreturn]] void hand_over_to_cuda_tool(char** argv) {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path tool = (ec ? fs::path(argv[0]).parent_path() : self.parent_path()) / MIXLENS_ATTN_CUDA_TOOL;
+  ::execv(tool.c_str(), argv);
+  throw mixlens::error("--device cuda: cannot run the CUDA build of mixlens-attn, '" + tool.string() +
+                       "': " + std::strerror(errno) + " (build the target " MIXLENS_ATTN_CUDA_TOOL ")");
+}
+#endif
+
 int run(const options& o) {
-#ifndef MIXLENS_ATTN_CUDA
+#if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)
+  if (o.device == "cuda") hand_over_to_cuda_tool(o.argv);
+#elif !defined(MIXLENS_ATTN_CUDA)
   if (o.device == "cuda")
     throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");
 #endif
