@@ -153,9 +153,10 @@ __global__ void generic_apply_kernel(View op, const T* x, T* y, T* scratch, inde
     const index_t g = first + k, o = g / L, t = g % L;
     T* r = scratch + k * L;
     double acc = 0;
+    const index_t last = is_causal(op) ? t : L - 1;  // a causal row is zero past t
     for (index_t i = mixing ? 0 : o; i < (mixing ? I : o + 1); ++i) {
       op.row(o, i, t, vector_view<T>(r, static_cast<std::size_t>(L)));
-      for (index_t s = 0; s <= t; ++s) acc += double(r[s]) * double(x[i * L + s]);
+      for (index_t s = 0; s <= last; ++s) acc += double(r[s]) * double(x[i * L + s]);
     }
     y[o * L + t] = static_cast<T>(acc);
   }
