@@ -173,14 +173,6 @@ __global__ void scale_rows_kernel(const float* sigma, const float* bias, float* 
   MIXLENS_GRID_STRIDE(k, D * L) out[k] = sigma[k] * bias[k / L];
 }
 
-// out (rows × cols) = x with every row reversed: out[r][c] = x[r][cols − 1 − c].
-__global__ void reverse_columns_kernel(const float* x, index_t rows, index_t cols, float* out) {
-  MIXLENS_GRID_STRIDE(k, rows * cols) {
-    const index_t r = k / cols, c = k % cols;
-    out[k] = x[r * cols + (cols - 1 - c)];
-  }
-}
-
 __global__ void fill_kernel(float* data, index_t n, float value) {
   MIXLENS_GRID_STRIDE(k, n) data[k] = value;
 }
@@ -499,8 +491,8 @@ class device_backend {
   // out (rows × cols) = x with every row reversed in time (Vision Mamba's
   // backward branch). out must not overlap x.
   void reverse_columns(const float* x, index_t rows, index_t cols, float* out) const {
-    detail::reverse_columns_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(
-        x, rows, cols, out);
+    detail::reverse_time_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(
+        x, out, rows, cols, false);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void multiply(float* y, const float* x, index_t n) const {
