@@ -156,7 +156,22 @@ BOOST_AUTO_TEST_CASE(configs_in_both_layouts) {
   BOOST_TEST(c.dt_min == 0.02);
   BOOST_TEST(c.dt_max == 0.4);
   BOOST_TEST(c.d_mlp == 0);
-  BOOST_TEST(c.norm_group_size == 72);  // transformers: the whole width
+  BOOST_TEST(c.norm_group_size == 72);  // transformers 5.17: the whole width
+  {  // transformers 5.23 and later normalize per group, as mamba_ssm
+    std::string text = mixlens::models::detail::read_config_text(data_dir / "mamba2_groups_bf16" / "config.json");
+    const auto at = text.find("\"5.17.0\"");
+    BOOST_TEST_REQUIRE(at != std::string::npos);
+    for (const auto& [version, group] : {std::pair{"\"5.23.0\"", 36}, {"\"5.22.2\"", 72}, {"\"6.0\"", 36}}) {
+      std::string t = text;
+      t.replace(at, 8, version);
+      BOOST_TEST(parse_mamba2_config(t).norm_group_size == group, version);
+    }
+    std::string bad = text;
+    bad.replace(at, 8, "\"five\"");
+    BOOST_CHECK_EXCEPTION((void)parse_mamba2_config(bad), mixlens::error, [](const mixlens::error& e) {
+      return std::string(e.what()).find("'transformers_version' = \"five\" is not a version") != std::string::npos;
+    });
+  }
   BOOST_TEST(c.in_proj_rows() == 72 + 72 + 24 + 6);
 
   const auto t = load_mamba2_config(data_dir / "mamba2_tied_fp32" / "config.json");

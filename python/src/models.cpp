@@ -6,16 +6,19 @@
 #include <nanobind/stl/filesystem.h>
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <span>
 #include <string>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -56,51 +59,148 @@ struct attention_data {
 
 bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
 
-// The body of mixlens-attn's run_on, on the host backend.
+// The per-layer body of mixlens-attn's run_on, on the host backend: each
+// analysed layer's maps (and its matrices when saved), then the raw attention
+// averaged over the layers and the rollout.
+template <class T>
+class attention_collector {
+ public:
+  using backend = host_backend<T>;
+
+  attention_collector(index_t L, const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                      attention_form form, channel_reduction reduction)
+      : L_(L), layers_(layers), save_(save), form_(form), reduction_(reduction), roll_(be_, L), raw_average_(be_, L * L),
+        map_(be_.alloc(L * L)), raw_(be_.alloc(L * L)), minmax_(be_.alloc(3)) {}
+
+  [[nodiscard]] bool wants(index_t layer) const { return contains(layers_, layer); }
+
+  template <class Signals>
+  void add(const Signals& s) {
+    if (!wants(s.layer)) return;
+    const bool keep = contains(save_, s.layer);
+    std::vector<T> alpha;
+    index_t D = 0;
+    const auto maps = [&](const auto& op) {
+      D = view_of(op).out_channels();
+      if (keep) alpha.resize(static_cast<std::size_t>(D * L_ * L_));
+      analysis::aggregate_operator(be_, op, reduction_, map_.data(), minmax_.data(), keep ? alpha.data() : nullptr);
+      try {  // raw attention is undefined on NaN / inf: name the first one
+        analysis::check_finite_blocks(be_, op, minmax_.data(), "mixlens::analysis::raw_attention");
+      } catch (const mixlens::error& e) {
+        throw mixlens::error("layer " + std::to_string(s.layer) + ": " + e.what());
+      }
+    };
+    if (form_ == attention_form::paper) maps(s.ssm());
+    else maps(models::unified_operator(be_, s, {.offset = false}));
+    analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
+    raw_average_.add(raw_.data());
+    roll_.add(map_.data());
+    data_.maps.emplace_back(s.layer, std::vector<T>(map_.begin(), map_.end()));
+    if (keep) data_.alpha.push_back({s.layer, D, std::move(alpha)});
+  }
+
+  [[nodiscard]] attention_data<T> finish(std::vector<T> logits) {
+    data_.logits = std::move(logits);
+    if (!layers_.empty()) {
+      raw_average_.result(raw_.data());
+      data_.raw.assign(raw_.begin(), raw_.end());
+      data_.roll.assign(roll_.result(), roll_.result() + L_ * L_);
+    }
+    return std::move(data_);
+  }
+
+ private:
+  backend be_;
+  index_t L_;
+  std::vector<index_t> layers_, save_;
+  attention_form form_;
+  channel_reduction reduction_;
+  analysis::rollout_accumulator<backend> roll_;
+  analysis::map_average<backend> raw_average_;
+  typename backend::template array<T> map_, raw_, minmax_;
+  attention_data<T> data_;
+};
+
 template <class Model>
 attention_data<typename Model::value_type> run_attention(const Model& model, const std::vector<index_t>& tokens,
                                                          const std::vector<index_t>& layers,
                                                          const std::vector<index_t>& save, attention_form form,
                                                          channel_reduction reduction) {
   using T = typename Model::value_type;
+  const auto weights = models::host_weights(model);
+  attention_collector<T> collect(static_cast<index_t>(tokens.size()), layers, save, form, reduction);
+  auto logits = models::mamba_forward(host_backend<T>{}, weights.view(), std::span<const index_t>(tokens),
+                                      [&](const auto& s) { collect.add(s); });
+  return collect.finish(std::vector<T>(logits.begin(), logits.end()));
+}
+
+// max |a − b| / max |b| over n values: how far a captured signal is from the one
+// the library computes from the same projection.
+template <class T>
+double relative_deviation(const T* a, const T* b, index_t n) {
+  double diff = 0, scale = 0;
+  for (index_t i = 0; i < n; ++i) {
+    diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+// What a live model's forward handed to its hooks, per analysed layer (host
+// memory, the layouts of the library: channel-major): the mixer's in_proj
+// output, and the signal the check compares with the library's own (Mamba:
+// the scan input u; Mamba-2: SSD(u) + D·u, the gated norm's input).
+template <class T>
+struct captured_layer {
+  index_t layer = 0;
+  std::vector<T> projection, check;
+};
+
+// The maps from a live model's projections: each layer's branch is computed by
+// the library from the captured in_proj output (mamba_branch, or Mamba-2's
+// mamba2_mixer_from_projection) with the model's weights; `deviation` receives
+// per layer the relative distance of the captured check signal from the
+// library's.
+template <class T>
+attention_data<T> run_attention_from_projections(const models::mamba_model<T>& model, index_t L,
+                                                 const std::vector<captured_layer<T>>& captured,
+                                                 const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                                                 attention_form form, channel_reduction reduction,
+                                                 std::vector<T> logits, std::vector<double>& deviation) {
+  const host_backend<T> be;
+  const auto weights = models::host_weights(model);
+  const auto& cfg = model.config;
+  auto branch = models::alloc_mamba_branch(be, cfg, L);
+  attention_collector<T> collect(L, layers, save, form, reduction);
+  for (const auto& c : captured) {
+    const auto s = models::mamba_branch(be, cfg, weights.view().layers[static_cast<std::size_t>(c.layer)], c.layer,
+                                        c.projection.data(), L, branch);
+    deviation.push_back(relative_deviation(c.check.data(), s.u.data_handle(), cfg.intermediate_size * L));
+    collect.add(s);
+  }
+  return collect.finish(std::move(logits));
+}
+template <class T>
+attention_data<T> run_attention_from_projections(const models::mamba2_model<T>& model, index_t L,
+                                                 const std::vector<captured_layer<T>>& captured,
+                                                 const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                                                 attention_form form, channel_reduction reduction,
+                                                 std::vector<T> logits, std::vector<double>& deviation) {
   using backend = host_backend<T>;
   const backend be;
   const auto weights = models::host_weights(model);
-  const index_t L = static_cast<index_t>(tokens.size());
-  analysis::rollout_accumulator<backend> roll(be, L);
-  analysis::map_average<backend> raw_average(be, L * L);
-  auto map = be.alloc(L * L), raw = be.alloc(L * L), minmax = be.alloc(3);
-  attention_data<T> r;
-  auto logits = models::mamba_forward(be, weights.view(), std::span<const index_t>(tokens), [&](const auto& s) {
-    if (!contains(layers, s.layer)) return;
-    const bool keep = contains(save, s.layer);
-    std::vector<T> alpha;
-    index_t D = 0;
-    const auto maps = [&](const auto& op) {
-      D = view_of(op).out_channels();
-      if (keep) alpha.resize(static_cast<std::size_t>(D * L * L));
-      analysis::aggregate_operator(be, op, reduction, map.data(), minmax.data(), keep ? alpha.data() : nullptr);
-      try {  // raw attention is undefined on NaN / inf: name the first one
-        analysis::check_finite_blocks(be, op, minmax.data(), "mixlens::analysis::raw_attention");
-      } catch (const mixlens::error& e) {
-        throw mixlens::error("layer " + std::to_string(s.layer) + ": " + e.what());
-      }
-    };
-    if (form == attention_form::paper) maps(s.ssm());
-    else maps(models::unified_operator(be, s, {.offset = false}));
-    analysis::raw_attention(be, map.data(), minmax.data(), L, raw.data());
-    raw_average.add(raw.data());
-    roll.add(map.data());
-    r.maps.emplace_back(s.layer, std::vector<T>(map.begin(), map.end()));
-    if (keep) r.alpha.push_back({s.layer, D, std::move(alpha)});
-  });
-  r.logits.assign(logits.begin(), logits.end());
-  if (!layers.empty()) {
-    raw_average.result(raw.data());
-    r.raw.assign(raw.begin(), raw.end());
-    r.roll.assign(roll.result(), roll.result() + L * L);
+  const auto& cfg = model.config;
+  models::mamba2_mixer_buffers<backend, T> buf(be, cfg, L);
+  attention_collector<T> collect(L, layers, save, form, reduction);
+  for (const auto& c : captured) {
+    std::copy(c.projection.begin(), c.projection.end(), buf.zx.begin());
+    auto s = models::mamba2_mixer_from_projection(be, cfg, weights.view().layers[static_cast<std::size_t>(c.layer)],
+                                                  L, buf);
+    s.layer = c.layer;
+    deviation.push_back(relative_deviation(c.check.data(), s.ssm_out.data_handle(), cfg.ssm_channels() * L));
+    collect.add(s);
   }
-  return r;
+  return collect.finish(std::move(logits));
 }
 
 // Token ids: a 1-D (or 1 × L) integer array, tensor or sequence.
@@ -224,6 +324,81 @@ class py_model {
     const framework fw = framework_of(tokens);
     const attention_form form = form_of(form_name);
     const channel_reduction reduction = reduction_of(reduction_name);
+    const auto [layers, save] = selection(where, layers_arg, alpha_arg);
+    return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
+      attention_data<T> data;
+      {
+        nb::gil_scoped_release release;
+        data = run_attention(m, ids, layers, save, form, reduction);
+      }
+      return to_result(data, layers, form_name, static_cast<index_t>(ids.size()), m.vocab_size(), fw);
+    });
+  }
+
+  // mixlens.hf's entry: the maps from what a live model's forward handed to
+  // its hooks (mixlens/hf.py arranges them): per layer of `layers` its in_proj
+  // output (in_proj_rows × L) and check signal (Mamba: u, D × L; Mamba-2:
+  // SSD(u) + D·u, H·P × L), and the model's logits (L × V). Returns the
+  // Attention and per layer the check signal's relative deviation from the
+  // library's.
+  [[nodiscard]] std::pair<attention_result, std::vector<double>> attention_from_capture(
+      const std::vector<index_t>& layers_arg, const std::vector<nb::object>& projections,
+      const std::vector<nb::object>& checks, nb::handle logits_arg, const std::string& form_name, nb::handle alpha_arg,
+      const std::string& reduction_name) const {
+    constexpr std::string_view where = "mixlens.hf.attention";
+    const attention_form form = form_of(form_name);
+    const channel_reduction reduction = reduction_of(reduction_name);
+    const auto [layers, save] = selection(where, layers_arg, alpha_arg);
+    if (projections.size() != layers_arg.size() || checks.size() != layers_arg.size() || layers != layers_arg)
+      mixlens::detail::fail(where, "projections",
+                            "one projection and one check per layer, layers ascending and distinct (" +
+                                std::to_string(layers_arg.size()) + " layers)",
+                            std::to_string(projections.size()) + " projections, " + std::to_string(checks.size()) +
+                                " checks");
+    return visit([&](const auto& m) {
+      using M = std::remove_cvref_t<decltype(m)>;
+      using T = typename M::value_type;
+      const auto logits = get<T>(logits_arg, where, "logits");
+      check_ndim(where, "logits", logits, 2, "L x V");
+      const index_t L = static_cast<index_t>(logits.shape(0)), V = m.vocab_size();
+      if (static_cast<index_t>(logits.shape(1)) != V)
+        mixlens::detail::fail(where, "logits", "vocab_size = " + std::to_string(V) + " columns",
+                              static_cast<index_t>(logits.shape(1)));
+      index_t rows = 0, check_rows = 0;
+      if constexpr (std::is_same_v<M, models::mamba_model<T>>)
+        rows = 2 * m.config.intermediate_size, check_rows = m.config.intermediate_size;
+      else
+        rows = m.config.in_proj_rows(), check_rows = m.config.ssm_channels();
+      std::vector<captured_layer<T>> captured;
+      for (std::size_t i = 0; i < layers.size(); ++i) {
+        const std::string name = "projections[" + std::to_string(i) + "]", check_name = "checks[" + std::to_string(i) + "]";
+        const auto a = get<T>(projections[i], where, name), c = get<T>(checks[i], where, check_name);
+        check_ndim(where, name, a, 2, "in_proj rows x L");
+        check_ndim(where, check_name, c, 2, "channels x L");
+        for (const auto& [arr, arg, want] : {std::tuple{&a, &name, rows}, std::tuple{&c, &check_name, check_rows}})
+          if (static_cast<index_t>(arr->shape(0)) != want || static_cast<index_t>(arr->shape(1)) != L)
+            mixlens::detail::fail(where, *arg, "shape (" + std::to_string(want) + ", " + std::to_string(L) + ")",
+                                  "shape (" + std::to_string(arr->shape(0)) + ", " + std::to_string(arr->shape(1)) + ")");
+        captured.push_back({layers[i], std::vector<T>(a.data(), a.data() + a.size()), std::vector<T>(c.data(), c.data() + c.size())});
+      }
+      std::vector<double> deviation;
+      attention_data<T> data;
+      {
+        nb::gil_scoped_release release;
+        data = run_attention_from_projections(m, L, captured, layers, save, form, reduction,
+                                              std::vector<T>(logits.data(), logits.data() + logits.size()), deviation);
+      }
+      return std::pair{to_result(data, layers, form_name, L, V, framework_of(logits_arg)), deviation};
+    });
+  }
+
+ private:
+  // The analysed layers (default all; sorted, distinct, in range) and those whose
+  // matrices are returned (alpha: True for all, False for none, or a list).
+  [[nodiscard]] std::pair<std::vector<index_t>, std::vector<index_t>> selection(
+      std::string_view where, std::optional<std::vector<index_t>> layers_arg, nb::handle alpha_arg) const {
     const index_t layer_count = num_layers();
     std::vector<index_t> layers;
     if (!layers_arg) {
@@ -236,7 +411,6 @@ class py_model {
       std::sort(layers.begin(), layers.end());
       layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
     }
-    // alpha: True (every analysed layer), False, or the layers whose tensors are returned.
     std::vector<index_t> save;
     if (nb::isinstance<nb::bool_>(alpha_arg)) {
       if (nb::cast<bool>(alpha_arg)) save = layers;
@@ -245,38 +419,33 @@ class py_model {
       if (!nb::try_cast(alpha_arg, wanted))
         fail(where, "alpha", "True, False or a list of layer indices", python_type(alpha_arg));
       for (index_t k : wanted)
-        if (!contains(layers, k))
-          mixlens::detail::fail(where, "alpha", "layers among the analysed ones (layers)", k);
+        if (!contains(layers, k)) mixlens::detail::fail(where, "alpha", "layers among the analysed ones (layers)", k);
       save = wanted;
     }
-    return visit([&](const auto& m) {
-      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
-      models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
-      attention_data<T> data;
-      {
-        nb::gil_scoped_release release;
-        data = run_attention(m, ids, layers, save, form, reduction);
-      }
-      const std::size_t L = ids.size();
-      attention_result r;
-      r.layers = layers;
-      r.form = form_name;
-      r.logits = copy_output(data.logits.data(), {L, static_cast<std::size_t>(m.vocab_size())}, fw);
-      if (!layers.empty()) {
-        r.raw = copy_output(data.raw.data(), {L, L}, fw);
-        r.rollout = copy_output(data.roll.data(), {L, L}, fw);
-      } else {
-        r.raw = nb::none();
-        r.rollout = nb::none();
-      }
-      for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = copy_output(map.data(), {L, L}, fw);
-      for (const auto& a : data.alpha)
-        r.alpha[nb::int_(a.layer)] = copy_output(a.values.data(), {static_cast<std::size_t>(a.matrices), L, L}, fw);
-      return r;
-    });
+    return {layers, save};
   }
 
- private:
+  template <class T>
+  [[nodiscard]] static attention_result to_result(const attention_data<T>& data, const std::vector<index_t>& layers,
+                                                  const std::string& form_name, index_t L_, index_t V, framework fw) {
+    const auto L = static_cast<std::size_t>(L_);
+    attention_result r;
+    r.layers = layers;
+    r.form = form_name;
+    r.logits = copy_output(data.logits.data(), {L, static_cast<std::size_t>(V)}, fw);
+    if (!layers.empty()) {
+      r.raw = copy_output(data.raw.data(), {L, L}, fw);
+      r.rollout = copy_output(data.roll.data(), {L, L}, fw);
+    } else {
+      r.raw = nb::none();
+      r.rollout = nb::none();
+    }
+    for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = copy_output(map.data(), {L, L}, fw);
+    for (const auto& a : data.alpha)
+      r.alpha[nb::int_(a.layer)] = copy_output(a.values.data(), {static_cast<std::size_t>(a.matrices), L, L}, fw);
+    return r;
+  }
+
   any_model model_;
   std::filesystem::path path_;
 };
@@ -350,6 +519,9 @@ void bind_models(nb::module_& m) {
            "channel aggregate (`reduction`: 'mean' as mixlens-attn, 'abs_mean', 'relu_mean'), the raw\n"
            "attention and the rollout over those layers. `alpha`: True returns every analysed layer's\n"
            "matrices, False none, a list those layers'.")
+      .def("_attention_from_capture", &py_model::attention_from_capture, "layers"_a, "projections"_a, "checks"_a,
+           "logits"_a, "form"_a, "alpha"_a, "reduction"_a,
+           "mixlens.hf's entry (use mixlens.hf.attention): the maps from a live model's captured in_proj outputs.")
       .def("__repr__", [](const py_model& p) {
         return "<mixlens.Model " + p.family() + " '" + p.path().string() + "': " + std::to_string(p.num_layers()) +
                " layers, vocab " + std::to_string(p.vocab_size()) + ", " + p.dtype() + ">";

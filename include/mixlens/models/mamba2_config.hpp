@@ -5,15 +5,17 @@
 //  - the original state-spaces release (d_model, n_layer, ssm_cfg with
 //    layer "Mamba2", headdim, ngroups, d_ssm, …; vocabulary padded to
 //    pad_vocab_size_multiple).
-// The two codebases differ in the gated RMSNorm: transformers 5 normalizes over
-// the whole SSM width, mamba_ssm per group of d_ssm / ngroups channels; the
-// config records which (norm_group_size). See docs/mamba2.md.
+// The gated RMSNorm normalizes per group of d_ssm / ngroups channels in mamba_ssm
+// and in transformers from 5.23.0, over the whole SSM width in older transformers;
+// a Hugging Face config's transformers_version tells which, the config records
+// it (norm_group_size). See docs/mamba2.md.
 // Needs nlohmann-json.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdio>
 #include <initializer_list>
 #include <filesystem>
 #include <limits>
@@ -99,6 +101,20 @@ inline void config_check_sizes(std::string_view source, const mamba2_config& c) 
   small("vocab_size · d_model (embedding)", {c.vocab_size, c.hidden_size});
 }
 
+// Whether the transformers that wrote a Hugging Face config normalizes Mamba-2's
+// gated RMSNorm per group: from 5.23.0 (earlier releases take one group of the
+// whole width); a config without transformers_version is taken as current.
+[[nodiscard]] inline bool transformers_groups_gated_norm(std::string_view source, const nlohmann::json& j) {
+  const nlohmann::json* v = config_field(j, "transformers_version");
+  if (!v) return true;
+  if (!v->is_string()) config_fail(source, "field 'transformers_version' must be a string, got " + config_show(*v));
+  const std::string text = v->get<std::string>();
+  int major = 0, minor = 0;
+  if (std::sscanf(text.c_str(), "%d.%d", &major, &minor) != 2)
+    config_fail(source, "field 'transformers_version' = \"" + text + "\" is not a version (expected \"major.minor[.patch]\")");
+  return major > 5 || (major == 5 && minor >= 23);
+}
+
 }  // namespace detail
 
 // Parses the text of a Mamba-2 config.json; `source` names it in error messages.
@@ -154,7 +170,9 @@ inline void config_check_sizes(std::string_view source, const mamba2_config& c) 
       detail::config_fail(source, "expand · hidden_size = " + std::to_string(inner) + " must equal num_heads · head_dim = " +
                                       std::to_string(c.ssm_channels()));
     detail::config_limit(source, j, "time_step_limit", c);
-    c.norm_group_size = c.ssm_channels();  // MambaRMSNormGated: one group, the whole width
+    // MambaRMSNormGated: per group since transformers 5.23.0, one group of the whole width before.
+    c.norm_group_size = detail::transformers_groups_gated_norm(source, j) ? c.ssm_channels() / c.n_groups
+                                                                          : c.ssm_channels();
   }
   if (c.num_heads % c.n_groups != 0)
     detail::config_fail(source, "the " + std::to_string(c.n_groups) + " groups do not divide the " + std::to_string(c.num_heads) + " heads");

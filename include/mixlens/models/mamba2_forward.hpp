@@ -121,23 +121,24 @@ struct mamba2_mixer_buffers {
         gate(be.alloc(cfg.ssm_channels() * L)), out_in(be.alloc(cfg.intermediate_size() * L)) {}
 };
 
-// One Mamba-2 mixer (state-spaces Mamba2.forward, transformers' Mamba2Mixer) on
-// the normed hidden states hn (L × H, time-major): h (L × H) += out_proj(…).
-// Returns the mixer's signals, views into `buf` (valid until its next use).
+// The Mamba-2 mixer after its in_proj, on the projection already in buf.zx
+// (in_proj_rows × L: [z0, x0 | z | x, B, C | dt], in_proj's bias included):
+// conv, SiLU, Δ, SSD + D·u, the gated norm and the gated MLP, up to out_proj's
+// input buf.out_in. Returns the mixer's signals, views into `buf` (valid until
+// its next use). mixlens.hf starts here from the projection a transformers
+// model computed.
 template <class Backend, class T>
-mamba2_layer_signals<T> mamba2_mixer_forward(const Backend& be, const mamba2_config& cfg,
-                                             const mamba2_layer_weights<T>& w, const T* hn, index_t L,
-                                             mamba2_mixer_buffers<Backend, T>& buf, T* h) {
-  const index_t H = cfg.hidden_size, S = cfg.ssm_channels(), X = cfg.conv_channels(), Hd = cfg.num_heads,
-                G = cfg.n_groups, N = cfg.state_size, M = cfg.d_mlp, rows = cfg.in_proj_rows();
+mamba2_layer_signals<T> mamba2_mixer_from_projection(const Backend& be, const mamba2_config& cfg,
+                                                     const mamba2_layer_weights<T>& w, index_t L,
+                                                     mamba2_mixer_buffers<Backend, T>& buf) {
+  const index_t S = cfg.ssm_channels(), X = cfg.conv_channels(), Hd = cfg.num_heads, G = cfg.n_groups,
+                N = cfg.state_size, M = cfg.d_mlp;
   // in_proj row offsets: [z0, x0 | z | x, B, C | dt]
   const index_t z_at = 2 * M, xbc_at = z_at + S, dt_at = xbc_at + X;
   auto &zx = buf.zx, &u = buf.u, &sigma = buf.sigma, &ssm_out = buf.ssm_out, &gate = buf.gate, &out_in = buf.out_in;
   const auto signal = [L](const auto& buffer, index_t count, index_t offset = 0) {
     return matrix_view<const T>(buffer.data() + offset * L, count, L);
   };
-  be.gemm(false, true, rows, L, H, w.in_proj.data_handle(), hn, T(0), zx.data());  // zx = W_in·hnᵀ
-  if (!w.in_proj_bias.empty()) be.add_row_bias(zx.data(), w.in_proj_bias, rows, L);
   const causal_conv_operator<T, mamba_conv_kind> conv(w.conv_taps, {}, L);
   be.conv_silu(conv, w.conv_bias, zx.data() + xbc_at * L, u.data(), sigma.data());
   T* delta = zx.data() + dt_at * L;  // Δ in place of the dt rows
@@ -161,7 +162,21 @@ mamba2_layer_signals<T> mamba2_mixer_forward(const Backend& be, const mamba2_con
     be.silu(zx.data(), out_in.data(), M * L);
     be.multiply(out_in.data(), zx.data() + M * L, M * L);
   }
-  be.gemm(true, true, L, H, M + S, out_in.data(), w.out_proj.data_handle(), T(1), h);  // h += out_inᵀ·W_outᵀ
+  return s;
+}
+
+// One Mamba-2 mixer (state-spaces Mamba2.forward, transformers' Mamba2Mixer) on
+// the normed hidden states hn (L × H, time-major): h (L × H) += out_proj(…).
+// Returns the mixer's signals, views into `buf` (valid until its next use).
+template <class Backend, class T>
+mamba2_layer_signals<T> mamba2_mixer_forward(const Backend& be, const mamba2_config& cfg,
+                                             const mamba2_layer_weights<T>& w, const T* hn, index_t L,
+                                             mamba2_mixer_buffers<Backend, T>& buf, T* h) {
+  const index_t H = cfg.hidden_size, rows = cfg.in_proj_rows(), width = cfg.intermediate_size();
+  be.gemm(false, true, rows, L, H, w.in_proj.data_handle(), hn, T(0), buf.zx.data());  // zx = W_in·hnᵀ
+  if (!w.in_proj_bias.empty()) be.add_row_bias(buf.zx.data(), w.in_proj_bias, rows, L);
+  const mamba2_layer_signals<T> s = mamba2_mixer_from_projection(be, cfg, w, L, buf);
+  be.gemm(true, true, L, H, width, buf.out_in.data(), w.out_proj.data_handle(), T(1), h);  // h += out_inᵀ·W_outᵀ
   if (!w.out_proj_bias.empty()) be.add_column_bias(h, w.out_proj_bias, L, H);
   return s;
 }
