@@ -121,6 +121,8 @@ BENCHMARK(s6_backward<float, -1>)->Name("s6_backward_fp32_onepass")->Args({1, 15
 BENCHMARK(s6_backward<float, chunk_sweep>)
     ->Name("s6_backward_fp32_chunk")
     ->ArgsProduct({{1}, {1536}, {65536}, {2048, 4096, 8192, 16384}})
+    ->ArgsProduct({{4}, {1536}, {2048}, {256, 512, 1024}})
+    ->ArgsProduct({{4}, {1536}, {8192}, {1024, 2048, 4096}})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_forward<__nv_bfloat16, false>)->Name("s6_forward_bf16")->Apply(shapes);
