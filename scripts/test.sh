@@ -6,9 +6,10 @@
 # a clang syntax check of every host header, an ASan + UBSan build of the I/O, model and
 # tool tests (MIXLENS_SANITIZE_TESTS=all: the whole CPU set), and each libFuzzer
 # harness for MIXLENS_FUZZ_SECONDS (default 20). MIXLENS_SANITIZE=0 skips it.
-# MIXLENS_PYTHON=1 adds a Python stage before it (docs/python.md): `pip install .` into a
-# virtual environment under build-python/ (system site packages visible: numpy, torch), then
-# pytest python/tests, compared with build-host/tools/mixlens-attn too. About a minute on 2 cores.
+# Before it, a Python stage (docs/python.md; MIXLENS_PYTHON=0 skips it): `pip install .` into a
+# virtual environment under build-python/ (system site packages visible: numpy, torch), pytest,
+# torch (CPU wheel) and transformers from PyPI where missing, then pytest python/tests, compared
+# with build-host/tools/mixlens-attn too. About two minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -52,14 +53,19 @@ if nvcc_works; then
   if [[ $gpu_tests == run ]]; then ctest --test-dir build -L gpu --output-on-failure; fi
 fi
 
-if [[ ${MIXLENS_PYTHON:-0} == 1 ]]; then
+if [[ ${MIXLENS_PYTHON:-1} == 1 ]]; then
   python=${PYTHON:-python3}
   if ! "$python" -c 'import os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null ||
      ! "$python" -c 'import venv, ensurepip' 2>/dev/null; then
     mixlens_require python3-dev python3-venv  # headers for the extension, venv for the install
   fi
   "$python" -m venv --system-site-packages build-python/venv
-  build-python/venv/bin/python -m pip install --quiet --disable-pip-version-check numpy pytest
+  py=build-python/venv/bin/python
+  "$py" -m pip install --quiet --disable-pip-version-check numpy pytest transformers tokenizers
+  if ! "$py" -c 'import torch' 2>/dev/null; then  # the CPU wheel, else PyPI's default one
+    "$py" -m pip install --quiet --disable-pip-version-check --index-url https://download.pytorch.org/whl/cpu torch ||
+      "$py" -m pip install --quiet --disable-pip-version-check torch
+  fi
   CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) build-python/venv/bin/python -m pip install --quiet --disable-pip-version-check .
   MIXLENS_ATTN=$PWD/build-host/tools/mixlens-attn build-python/venv/bin/python -m pytest -q -p no:cacheprovider python/tests
 fi

@@ -4,7 +4,8 @@ Every operator of the C++ library (S4, S4D, DSS, S5, GSS, Hyena, S6/Mamba, the M
 causal convolutions, SSD/Mamba-2, RG-LRU, RWKV-4, RetNet, linear and softmax attention) as a
 :class:`Operator` with the fast ``apply`` and the exact ``materialize`` / ``rows`` of its mixing
 matrix (its "hidden attention"), and Mamba / Falcon-Mamba / Mamba-2 checkpoints with their
-attention maps (:func:`load`). Host (CPU) backend only.
+attention maps (:func:`load`); ``mixlens.hf`` computes them from a live transformers model through
+forward hooks. Host (CPU) backend only.
 
 Arrays are the library's layouts: signals (channels × length); B and C (groups × N × length).
 float32 inputs give float32 arithmetic and results, anything else float64; C-contiguous inputs of
