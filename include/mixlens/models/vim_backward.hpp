@@ -97,15 +97,20 @@ struct vim_stream_recorder {
   }
 };
 
+// Refuses a class at or above the class count.
+inline void check_vim_class(std::string_view where, index_t target_class, index_t classes) {
+  if (target_class >= classes)
+    mixlens::detail::fail(where, "target_class",
+                          "a class below the class count " + std::to_string(classes) + " (or < 0: the argmax)",
+                          target_class);
+}
+
 // The target class: `target_class`, or for a negative one the argmax of the
 // logits (which must then be finite).
 template <class T>
 [[nodiscard]] index_t resolve_vim_class(std::string_view where, std::span<const T> logits, index_t target_class) {
   const index_t classes = static_cast<index_t>(logits.size());
-  if (target_class >= classes)
-    mixlens::detail::fail(where, "target_class",
-                          "a class below the class count " + std::to_string(classes) + " (or < 0: the argmax)",
-                          target_class);
+  check_vim_class(where, target_class, classes);
   if (target_class >= 0) return target_class;
   index_t c = 0;
   for (index_t v = 0; v < classes; ++v) {
@@ -140,10 +145,7 @@ template <class Backend, class T, class Observer>
   check_vim_image(cfg, image.extent(0), image.extent(1), image.extent(2));
   const index_t L = cfg.sequence_length(), E = cfg.hidden_size, D = cfg.intermediate_size,
                 classes = cfg.num_classes, layers = m.num_layers(), read = vim_read_position(cfg);
-  if (target_class >= classes)  // before the forward pass
-    mixlens::detail::fail(where, "target_class",
-                          "a class below the class count " + std::to_string(classes) + " (or < 0: the argmax)",
-                          target_class);
+  detail::check_vim_class(where, target_class, classes);  // before the forward pass
 
   // Forward: the logits, and the residual stream entering every layer and the final norm.
   std::vector<array> stream;
