@@ -180,9 +180,44 @@ expect(method_token 1 "--target-token 97 is outside the vocabulary \\[0, 97\\)"
   --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/x --target-token 97)
 expect(method_start 1 "--start-layer 9 is not a layer"
   --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/x --method mamba-attr --start-layer 9)
-expect(method_vim 1 "are for the language models"
-  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --method grad-input)
+expect(method_vim_position 1 "--target-position is for the language models: a Vision Mamba's target is the class logit"
+  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --method grad-input --target-position 4)
+expect(method_vim_class 1 "--target-token 7 is outside the classes \\[0, 7\\)"
+  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --method lrp --target-token 7)
+expect(method_vim_start 1 "--start-layer 2 is not a layer in \\[0, 2\\)"
+  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --method attn-grad --start-layer 2)
 expect_no_files(method_errors ${WORK} x)
+
+# Vision Mamba: the class logit read at the CLS token (position 4 of 10; the argmax of
+# the stored image is class 2, tests/data/make_vim_gradient_fixtures.py).
+foreach(method rollout raw grad-input mamba-attr attn-grad lrp)
+  expect(vim_method_${method} 0 "attribution.npy, target.json"
+    --model ${DATA}/vim_mid_odd --image ${ref}/vim_mid_odd/image.npy --out ${WORK}/vim_method_${method}
+    --method ${method} --start-layer 1 --save-alpha none)
+  expect_shape(vim_method_${method} ${WORK}/vim_method_${method}/attribution.npy "10, ")
+  expect_files(vim_method_${method} ${WORK}/vim_method_${method} attribution.png attribution_overlay.png overlay.png)
+  file(READ ${WORK}/vim_method_${method}/target.json target)
+  if(NOT target MATCHES "\"method\": \"${method}\", \"position\": 4, \"token\": 2, \"value\": 0\\.59104")
+    message(SEND_ERROR "vim_method_${method}: target.json is ${target}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endforeach()
+foreach(method grad-input mamba-attr attn-grad lrp)
+  expect_files(vim_method_${method} ${WORK}/vim_method_${method} residual_grad_0.npy residual_grad_1.npy)
+  expect_shape(vim_method_${method} ${WORK}/vim_method_${method}/residual_grad_1.npy "10, 16, ")
+endforeach()
+expect_shape(vim_method_mamba_attr ${WORK}/vim_method_mamba-attr/mamba_attr.npy "10, 10, ")
+expect_shape(vim_method_attn_grad ${WORK}/vim_method_attn-grad/attn_grad.npy "10, 10, ")
+expect_no_files(vim_method_rollout ${WORK}/vim_method_rollout residual_grad_0.npy)
+# --target-token alone (a class) writes the rollout's CLS row; mean pooling reads every row.
+expect(vim_method_class 0 "attribution.npy, target.json" --model ${DATA}/vim_mean_nopos
+  --image ${ref}/vim_mean_nopos/image.npy --out ${WORK}/vim_method_class --target-token 1 --no-png)
+file(READ ${WORK}/vim_method_class/target.json target)
+if(NOT target MATCHES "\"method\": \"rollout\", \"position\": -1, \"token\": 1, ")
+  message(SEND_ERROR "vim_method_class: target.json is ${target}")
+  math(EXPR failures "${failures} + 1")
+endif()
+expect_no_files(vim_method_class ${WORK}/vim_method_class attribution_overlay.png)
 
 # ---- Vision Mamba: an image in, the two branches combined -----------------------------
 foreach(fixture vim_mid_odd:paper vim_mid_stride_bf16:unified vim_head_nodiv:paper vim_mean_nopos:unified)

@@ -23,6 +23,8 @@
 #include "mixlens/gpu/models/vim.cuh"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/models/vim_attention.hpp"
+#include "mixlens/models/vim_attribution.hpp"
+#include "mixlens/models/vim_backward.hpp"
 
 namespace {
 
@@ -219,6 +221,114 @@ double check_host_device(const vim_fixture& fx) {
   return worst;
 }
 
+// ---- gradients and attributions (models/vim_backward.hpp, vim_attribution.hpp) ----
+
+// Everything the backward pass and the attribution recipes give, in host memory.
+struct gradient_run {
+  index_t position = 0, cls = 0;
+  double value = 0;
+  std::vector<float> embedding, input;
+  std::vector<std::vector<float>> residual;     // per layer (L × E)
+  std::vector<std::vector<float>> branch[2];   // per layer, forward / backward: u, delta, b, c, ssm_out concatenated
+  std::vector<float> lrp_embedding;
+  std::vector<double> grad_input, lrp, mamba_attr, mamba_attr_rollout, attn_grad, attn_grad_rollout;
+};
+
+// One body for both backends: vim_gradients (every option, the argmax class and
+// class 1 under LRP's rules) and the four recipes.
+template <class Backend, class Weights>
+gradient_run run_gradients(const Backend& be, const Weights& weights, const tensor<float, 3>& image) {
+  const auto& w = weights.view();
+  const tensor_view<const float, 3> iv(image.view());
+  const gradient_options all{.embedding = true, .residual = true, .u = true, .delta = true, .b = true, .c = true,
+                             .ssm_out = true};
+  const auto g = vim_gradients(be, w, iv, -1, all);
+  gradient_run r;
+  r.position = g.target.position, r.cls = g.target.token, r.value = g.value;
+  const auto host = [&](const auto& a) { return be.download(a.data(), static_cast<index_t>(a.size())); };
+  r.embedding = host(g.embedding), r.input = host(g.input);
+  for (const auto& l : g.layers) {
+    r.residual.push_back(host(l.residual));
+    for (int d = 0; d < 2; ++d) {
+      const auto& b = d == 0 ? l.forward : l.backward;
+      std::vector<float> all_of;
+      for (const auto* a : {&b.u, &b.delta, &b.b, &b.c, &b.ssm_out}) {
+        const auto v = host(*a);
+        all_of.insert(all_of.end(), v.begin(), v.end());
+      }
+      r.branch[d].push_back(std::move(all_of));
+    }
+  }
+  r.lrp_embedding = host(vim_gradients(be, w, iv, 1, {.rule = propagation::lrp, .embedding = true}).embedding);
+  r.grad_input = grad_input(be, w, iv).scores;
+  r.lrp = lrp(be, w, iv).scores;
+  const mamba_attr_options full{.full_matrix = true};
+  const auto a = mamba_attr(be, w, iv, -1, full), b = attn_grad(be, w, iv, -1, full);
+  r.mamba_attr = a.scores, r.mamba_attr_rollout = a.matrix, r.attn_grad = b.scores, r.attn_grad_rollout = b.matrix;
+  return r;
+}
+
+double rel(const std::vector<double>& got, const std::vector<double>& want) {
+  BOOST_REQUIRE_EQUAL(got.size(), want.size());
+  return testing::relative_error(got.data(), want.data(), static_cast<index_t>(got.size()));
+}
+
+// The worst relative error between two runs, each quantity checked against tol.
+double compare_gradient_runs(const gradient_run& got, const gradient_run& want, double tol, const std::string& what) {
+  BOOST_TEST(got.position == want.position, what);
+  BOOST_TEST(got.cls == want.cls, what);
+  double worst = std::abs(got.value - want.value) / std::max(std::abs(want.value), 1e-30);
+  const auto check = [&](double e, const std::string& q) {
+    BOOST_TEST(e <= tol, what << " " << q << ": relative error " << e);
+    worst = std::max(worst, e);
+  };
+  check(rel(got.embedding, want.embedding), "embedding");
+  check(rel(got.input, want.input), "input");
+  check(rel(got.lrp_embedding, want.lrp_embedding), "LRP embedding");
+  BOOST_REQUIRE_EQUAL(got.residual.size(), want.residual.size());
+  for (std::size_t k = 0; k < want.residual.size(); ++k) {
+    check(rel(got.residual[k], want.residual[k]), "residual layer " + std::to_string(k));
+    for (int d = 0; d < 2; ++d)
+      check(rel(got.branch[d][k], want.branch[d][k]), std::string(d == 0 ? "forward" : "backward") +
+                                                         " branch u, delta, b, c, ssm_out layer " + std::to_string(k));
+  }
+  check(rel(got.grad_input, want.grad_input), "grad-input");
+  check(rel(got.lrp, want.lrp), "lrp");
+  check(rel(got.mamba_attr, want.mamba_attr), "mamba-attr");
+  check(rel(got.mamba_attr_rollout, want.mamba_attr_rollout), "mamba-attr rollout");
+  check(rel(got.attn_grad, want.attn_grad), "attn-grad");
+  check(rel(got.attn_grad_rollout, want.attn_grad_rollout), "attn-grad rollout");
+  return worst;
+}
+
+// vim_mid_odd's run against the PyTorch autograd references
+// (tests/data/make_vim_gradient_fixtures.py).
+void check_gradient_reference(const gradient_run& r, double tol, const std::string& what) {
+  const auto stored = [](const std::string& f) {
+    return io::read_npy(testing::reference("vim_mid_odd", f + ".npy")).as<double>();
+  };
+  const auto check = [&](const std::vector<float>& got, const std::string& f) {
+    const auto want = stored(f);
+    const double e = rel(got, want);
+    BOOST_TEST(e <= tol, what << " " << f << ": relative error " << e);
+  };
+  const auto check_d = [&](const std::vector<double>& got, const std::string& f) {
+    const double e = rel(got, stored(f));
+    BOOST_TEST(e <= tol, what << " " << f << ": relative error " << e);
+  };
+  BOOST_TEST(r.position == 4);
+  BOOST_TEST(r.cls == stored("vgrad_argmax_target")[1]);
+  check(r.embedding, "vgrad_argmax_embedding");
+  for (std::size_t k = 0; k < r.residual.size(); ++k)
+    check(r.residual[k], "vgrad_argmax_layer" + std::to_string(k) + "_residual");
+  check_d(r.grad_input, "vattr_grad_input");
+  check_d(r.lrp, "vattr_lrp");
+  check_d(r.mamba_attr, "vattr_mamba_attr_start0");
+  check_d(r.mamba_attr_rollout, "vattr_mamba_attr_start0_rollout");
+  check_d(r.attn_grad, "vattr_attn_grad_start0");
+  check_d(r.attn_grad_rollout, "vattr_attn_grad_start0_rollout");
+}
+
 }  // namespace
 
 // The run body on the host alone (no device needed): it reproduces the reference.
@@ -232,7 +342,29 @@ BOOST_AUTO_TEST_CASE(host_run_body_matches_the_reference) {
   }
 }
 
+// The gradient run body on the host alone against the autograd references.
+BOOST_AUTO_TEST_CASE(host_gradient_body_matches_autograd) {
+  const auto m = load_vim<float>(data_dir / "vim_mid_odd");
+  const auto image = read_image_npy<float>(testing::reference("vim_mid_odd", "image.npy"));
+  check_gradient_reference(run_gradients(host_backend<float>{}, host_weights(m), image), 1e-5, "vim_mid_odd (host)");
+}
+
 BOOST_AUTO_TEST_SUITE(gpu_vim, *mixlens::testing::requires_device())
+
+// vim_gradients and the attribution recipes on the device against the host run
+// body, every fixture; vim_mid_odd's also against the autograd references.
+BOOST_AUTO_TEST_CASE(gradients_and_attributions_match_host_and_autograd) {
+  const gpu::device_backend be;
+  for (const auto& fx : fixtures) {
+    const auto m = load_vim<float>(data_dir / fx.name);
+    const auto image = read_image_npy<float>(testing::reference(fx.name, "image.npy"));
+    const gradient_run h = run_gradients(host_backend<float>{}, host_weights(m), image);
+    const gradient_run d = run_gradients(be, gpu::to_device(m), image);
+    const double e = compare_gradient_runs(d, h, 1e-4, fx.name);
+    BOOST_TEST_MESSAGE(fx.name << ": gradients and attributions, device vs host max relative error " << e);
+    if (std::string(fx.name) == "vim_mid_odd") check_gradient_reference(d, 1e-4, "vim_mid_odd (device)");
+  }
+}
 
 BOOST_AUTO_TEST_CASE(fixtures_match_host_and_reference) {
   for (const auto& fx : fixtures)

@@ -13,7 +13,8 @@
 // --save-alpha), raw.npy and rollout.npy (L × L) over the selected layers, and
 // PNG heatmaps alpha_{k}.png (channel mean) and rollout.png; for Vision Mamba
 // also cls_raw.npy and cls_rollout.npy (the CLS row over the patch grid) and
-// overlay.png; with --method, attribution.png (a bar chart of attribution.npy).
+// overlay.png; with --method, attribution.png (a bar chart of attribution.npy) and,
+// for Vision Mamba, attribution_overlay.png (the scores over the image).
 // The heatmaps are titled with layer, form and reduction; the causal maps of
 // language models have their upper triangle masked. With --device cuda (builds
 // with CUDA) the forward pass, the matrices, their channel means, raw attention
@@ -59,6 +60,7 @@
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/vim_attention.hpp"
+#include "mixlens/models/vim_attribution.hpp"
 #ifdef MIXLENS_ATTN_CUDA
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/gpu/models/vim.cuh"
@@ -108,13 +110,15 @@ constexpr std::string_view usage_text =
     "                          needs more is refused before it starts\n"
     "  --method M              attribution.npy (L) and target.json for the target logit: the target\n"
     "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba and\n"
-    "                          Falcon-Mamba, a gradient method (also residual_grad_{k}.npy\n"
+    "                          Falcon-Mamba and Vision Mamba, a gradient method (also residual_grad_{k}.npy\n"
     "                          per analysed layer): Mamba-Attr (mamba-attr, also mamba_attr.npy, L x L),\n"
     "                          attention x gradient on the unified form (attn-grad, also attn_grad.npy),\n"
     "                          Gradient x Input (grad-input) or MambaLRP (lrp); every\n"
     "                          method also draws attribution.png unless --no-png\n"
     "  --target-position P     the target logit's position (default: the last)\n"
-    "  --target-token T        the target logit's token (default: the argmax at P)\n"
+    "  --target-token T        the target logit's token (default: the argmax at P); Vision Mamba:\n"
+    "                          the class (default: the argmax), read at the CLS token, and with\n"
+    "                          --method also attribution_overlay.png (the scores over the image)\n"
     "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n";
 
 // The --method values that need the backward pass.
@@ -127,6 +131,7 @@ struct options {
   fs::path model, out, tokens_file, reference_logits, image;
   std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all", method = "rollout";
   std::optional<index_t> target_position, target_token;
+  bool method_given = false;  // --method on the command line (Vision Mamba writes attribution.npy only then)
   index_t start_layer = 0;
   attention_form form = attention_form::paper;
   bool png = true, self_test = false, strict = false, normalize = false;
@@ -163,6 +168,7 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--normalize") o.normalize = true;
     else if (arg == "--method") {
       o.method = args.value();
+      o.method_given = true;
       if (o.method != "raw" && o.method != "rollout" && !gradient_method(o.method))
         throw usage_error("--method must be raw, rollout, mamba-attr, attn-grad, grad-input or lrp, not '" + o.method +
                           "'");
@@ -631,6 +637,89 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
   if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
 }
 
+// Refuses what a Vision Mamba run with --method cannot do, before any work: its
+// target is a class logit read at the CLS token (or the pooled sequence).
+void check_vim_method(const options& o, const vim_model<float>& model) {
+  if (o.target_position)
+    throw mixlens::error("--target-position is for the language models: a Vision Mamba's target is the class logit "
+                         "of its head, read at the CLS token (give the class with --target-token)");
+  if (o.target_token && *o.target_token >= model.config.num_classes)
+    throw mixlens::error("--target-token " + std::to_string(*o.target_token) + " is outside the classes [0, " +
+                         std::to_string(model.config.num_classes) + ")");
+  if (gradient_method(o.method) && o.start_layer >= model.num_layers())
+    throw mixlens::error("--start-layer " + std::to_string(o.start_layer) + " is not a layer in [0, " +
+                         std::to_string(model.num_layers()) + ")");
+}
+
+// attribution.npy (L: the sequence positions, CLS included), target.json
+// (position: the CLS token's, −1 for mean pooling; token: the class),
+// residual_grad_{k}.npy (L × embed_dim) of the analysed layers for a gradient
+// method, mamba_attr.npy / attn_grad.npy (L × L), and, unless --no-png,
+// attribution.png and attribution_overlay.png (the scores over the patch grid
+// on the image), into `out`. raw and rollout read the classifier's row of
+// raw.npy / rollout.npy.
+void write_vim_attribution(const options& o, const fs::path& out, const vim_model<float>& model,
+                           const mixlens::tensor<float, 3>& image, const mixlens::tensor<float, 3>& shown,
+                           const std::vector<index_t>& layers, const results& r) {
+  const vim_config& c = model.config;
+  const index_t L = c.sequence_length(), classes = c.num_classes, P = vim_read_position(c);
+  index_t T = 0;
+  if (o.target_token) T = *o.target_token;
+  else
+    for (index_t v = 1; v < classes; ++v)
+      if (r.logits(0, v) > r.logits(0, T)) T = v;
+  std::vector<float> scores(static_cast<std::size_t>(L));
+  double value = r.logits(0, T);
+  if (!gradient_method(o.method)) {
+    if (layers.empty()) return;  // no maps to read a row from
+    const matrix<float>& m = o.method == "raw" ? r.raw : r.roll;
+    for (index_t i = 0; i < L; ++i)
+      if (P < 0 || i == P)
+        for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] += m(i, j) / float(P < 0 ? L : 1);
+  } else {
+    const auto attribute = [&](const auto& be, const vim_weights<float>& w) {
+      const mixlens::tensor_view<const float, 3> iv(image.view());
+      const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};
+      const attribution_result a = o.method == "grad-input"   ? grad_input(be, w, iv, T)
+                                   : o.method == "lrp"        ? lrp(be, w, iv, T)
+                                   : o.method == "mamba-attr" ? mamba_attr(be, w, iv, T, rollout)
+                                                              : attn_grad(be, w, iv, T, rollout);
+      std::copy(a.scores.begin(), a.scores.end(), scores.begin());
+      value = a.value;
+      if (!a.matrix.empty()) {
+        const std::vector<float> m(a.matrix.begin(), a.matrix.end());
+        mixlens::io::write_npy(out / (o.method == "mamba-attr" ? "mamba_attr.npy" : "attn_grad.npy"), m.data(), {L, L});
+      }
+      const propagation rule = o.method == "lrp" ? propagation::lrp : propagation::gradient;
+      const auto g = vim_gradients(be, w, iv, T, gradient_options{.rule = rule, .embedding = false, .residual = true});
+      const index_t E = c.hidden_size;
+      for (index_t k : layers) {
+        const auto grad = be.download(g.layers[static_cast<std::size_t>(k)].residual.data(), L * E);
+        mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"), grad.data(), {L, E});
+      }
+    };
+#ifdef MIXLENS_ATTN_CUDA
+    if (o.device == "cuda") {
+      const auto weights = mixlens::gpu::to_device(model);
+      attribute(mixlens::gpu::device_backend{}, weights.view());
+    } else
+#endif
+      attribute(mixlens::host_backend<float>{}, host_weights(model).view());
+  }
+  mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
+  if (o.png) {
+    write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores);
+    const matrix<float> grid = patch_map(c, std::span<const float>(scores));
+    mixlens::io::write_overlay_png(out / "attribution_overlay.png", mixlens::tensor_view<const float, 3>(shown.view()),
+                                   mixlens::matrix_view<const float>(grid.view()));
+  }
+  std::ofstream json(out / "target.json");
+  json.precision(17);
+  json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value
+       << "}\n";
+  if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
+}
+
 // ---- one run -------------------------------------------------------------------------
 
 template <class Model>
@@ -811,11 +900,9 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
 }
 
 int run_vim_model(const options& o, const vim_model<float>& model, clock_type::time_point start, double load_s) {
-  if (o.method != "rollout" || o.target_position || o.target_token)
-    throw mixlens::error("--method, --target-position and --target-token are for the language models: Vision Mamba's "
-                         "maps of the classifier's row are cls_raw.npy and cls_rollout.npy");
-  check_unused(o, model.unused_tensors);
   const auto& c = model.config;
+  check_vim_method(o, model);
+  check_unused(o, model.unused_tensors);
   // The model input: a PNG's pixels (in [0, 1]) take Vim's evaluation
   // normalization; a .npy is the input as stored unless --normalize.
   mixlens::tensor<float, 3> image = read_image<float>(o.image);
@@ -862,9 +949,17 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
                                      mixlens::matrix_view<const float>(cls_roll.view()));
     }
   }
+  const bool attribution = o.method_given || o.target_token;
+  if (attribution) write_vim_attribution(o, work.out, model, image, shown, layers, r);
   folder.commit();
   r.write_s += seconds_since(t);
-  return report(o, r, want, layers, save.size(), layers.empty() ? "" : ", cls_raw.npy, cls_rollout.npy", start, load_s);
+  std::string files = layers.empty() ? "" : ", cls_raw.npy, cls_rollout.npy";
+  if (attribution)
+    files += o.method == "mamba-attr"  ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
+             : o.method == "attn-grad" ? ", attribution.npy, target.json, attn_grad.npy, residual_grad_{k}.npy"
+             : gradient_method(o.method) ? ", attribution.npy, target.json, residual_grad_{k}.npy"
+                                         : ", attribution.npy, target.json";
+  return report(o, r, want, layers, save.size(), files, start, load_s);
 }
 
 #if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -145,6 +146,98 @@ struct residual_recorder {
   }
 };
 
+template <class Backend>
+[[nodiscard]] auto alloc_mamba_backward(const Backend& be, const mamba_config& cfg, index_t L) {
+  using array = typename Backend::template array<typename Backend::value_type>;
+  const index_t H = cfg.hidden_size, D = cfg.intermediate_size, P = cfg.time_step_rank + 2 * cfg.state_size;
+  return mamba_backward_buffers<array>{be.alloc(L * H), be.alloc(L * H), be.alloc(2 * D * L), be.alloc(D * L),
+                                       be.alloc(D * L), be.alloc(D * L), be.alloc(D * L), be.alloc(D * L),
+                                       be.alloc(D * L), be.alloc(P * L), be.alloc(P * L),
+                                       be.alloc(cfg.bc_dt_norm ? P * L : 0)};
+}
+
+// The backward pass through one selective branch (mamba_branch, signals `s`):
+// from ∂y (g.dy, the out_proj input's gradient) to ∂xz (g.dxz, [∂x; ∂z]),
+// through the gate, the scan, dt_proj, x_proj (and Falcon-Mamba's norms) and
+// conv + SiLU, with g.du, g.ddelta, g.dproj ([·; ∂B; ∂C]) and g.dssm left
+// holding those gradients. Shared by the Mamba layers and both branches of a
+// Vision Mamba block.
+template <class Backend, class T, class Array>
+void mamba_branch_backward(const Backend& be, const mamba_config& cfg, const mamba_layer_weights<T>& w,
+                           const mamba_layer_signals<T>& s, index_t L, mamba_backward_buffers<Array>& g, bool lrp) {
+  const index_t D = cfg.intermediate_size, N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N;
+  // The gate: ∂(S6 + D·u) = ∂y ⊙ SiLU(z). LRP halves what reaches both factors
+  // of the gate (∂y is restored below).
+  if (lrp) be.scale(g.dy.data(), T(0.5), D * L);  // ∂y / 2 (exact: a power of two)
+  be.copy(g.dy.data(), D * L, g.dssm.data());
+  be.multiply(g.dssm.data(), s.gate.data_handle(), D * L);
+  // The scan: ∂u (scan path), ∂Δ, ∂B, ∂C into [·; ∂B; ∂C] of dproj, ∂gate into the z half of dxz.
+  T* dz = g.dxz.data() + D * L;
+  if constexpr (requires { be.s6_backward(s.ssm(), s.u.data_handle(), g.dy.data(), s6_gradient_views<T>{}); })
+    be.s6_backward(s.ssm(s6_fold{.skip = true, .gate = true}), s.u.data_handle(), g.dy.data(),
+                   s6_gradient_views<T>{matrix_view<T>(g.du.data(), D, L), matrix_view<T>(g.ddelta.data(), D, L),
+                                        tensor_view<T, 3>(g.dproj.data() + R * L, 1, N, L),
+                                        tensor_view<T, 3>(g.dproj.data() + (R + N) * L, 1, N, L), {},
+                                        matrix_view<T>(dz, D, L)});
+  be.silu_backward(s.z.data_handle(), dz, D * L, lrp);  // ∂z
+  if (lrp) {  // Ā, B̄, C detached: nothing flows through Δ, B, C
+    be.scale(g.dy.data(), T(2), D * L);  // ∂y again
+    be.fill_zero(g.ddelta.data(), D * L);
+    be.fill_zero(g.dproj.data(), P * L);
+  } else {
+    // Δ = softplus(dt_proj·δ + bias): ∂δ = W_dtᵀ·(∂Δ ⊙ σ(·)).
+    be.copy(g.ddelta.data(), D * L, g.ddt.data());
+    be.softplus_backward(s.delta.data_handle(), g.ddt.data(), D * L);
+    be.gemm(true, false, R, L, D, w.dt_proj.data_handle(), g.ddt.data(), T(0), g.dproj.data());
+    // Falcon-Mamba's norms of δ, B, C, at the raw x_proj output (recomputed).
+    be.copy(g.dproj.data(), P * L, g.dproj_raw.data());
+    if (cfg.bc_dt_norm) {
+      be.gemm(false, false, P, L, D, w.x_proj.data_handle(), s.u.data_handle(), T(0), g.proj_raw.data());
+      be.group_rms_norm_backward(g.proj_raw.data(), R, L, R, cfg.mixer_rms_eps, g.dproj_raw.data());
+      be.group_rms_norm_backward(g.proj_raw.data() + R * L, 2 * N, L, N, cfg.mixer_rms_eps, g.dproj_raw.data() + R * L);
+    }
+    // x_proj: ∂u += W_xᵀ·∂[δ; B; C].
+    be.gemm(true, false, D, L, P, w.x_proj.data_handle(), g.dproj_raw.data(), T(1), g.du.data());
+  }
+  // conv + SiLU into the x half of dxz.
+  be.copy(g.du.data(), D * L, g.dp.data());
+  be.conv_silu_backward(s.conv, s.u.data_handle(), s.activation.data_handle(), g.dp.data(), g.dxz.data(), lrp);
+}
+
+// The branch's gradients in g as views (residual left empty).
+template <class Array>
+[[nodiscard]] auto branch_gradient_views(const mamba_config& cfg, index_t layer, index_t L,
+                                         const mamba_backward_buffers<Array>& g) {
+  using T = std::remove_cvref_t<decltype(*g.dy.data())>;
+  const index_t D = cfg.intermediate_size, N = cfg.state_size, R = cfg.time_step_rank;
+  const auto signal = [L](const T* p, index_t rows) { return matrix_view<const T>(p, rows, L); };
+  mamba_layer_gradients<T> lg;
+  lg.layer = layer;
+  lg.x = signal(g.dxz.data(), D), lg.z = signal(g.dxz.data() + D * L, D), lg.u = signal(g.du.data(), D);
+  lg.delta = signal(g.ddelta.data(), D);
+  lg.b = tensor_view<const T, 3>(g.dproj.data() + R * L, 1, N, L);
+  lg.c = tensor_view<const T, 3>(g.dproj.data() + (R + N) * L, 1, N, L);
+  lg.ssm_out = signal(g.dssm.data(), D), lg.out_proj_in = signal(g.dy.data(), D);
+  return lg;
+}
+
+// Copies of the branch gradients in g that `options` asks for into `out`.
+template <class Backend, class Array>
+void keep_branch_gradients(const Backend& be, const mamba_config& cfg, index_t L, const gradient_options& options,
+                           const mamba_backward_buffers<Array>& g, mamba_layer_gradient_arrays<Array>& out) {
+  const index_t D = cfg.intermediate_size, N = cfg.state_size, R = cfg.time_step_rank;
+  const auto keep = [&](bool wanted, Array& to, const auto* from, index_t n) {
+    if (!wanted) return;
+    to = be.alloc(n);
+    be.copy(from, n, to.data());
+  };
+  keep(options.u, out.u, g.du.data(), D * L);
+  keep(options.delta, out.delta, g.ddelta.data(), D * L);
+  keep(options.b, out.b, g.dproj.data() + R * L, N * L);
+  keep(options.c, out.c, g.dproj.data() + (R + N) * L, N * L);
+  keep(options.ssm_out, out.ssm_out, g.dssm.data(), D * L);
+}
+
 }  // namespace detail
 
 // The gradients of logits[target] with respect to the activations, in the
@@ -165,7 +258,7 @@ template <class Backend, class T, class Observer>
   check_tokens(m.vocab_size(), tokens);
   const mamba_config& cfg = m.config;
   const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, D = cfg.intermediate_size,
-                N = cfg.state_size, R = cfg.time_step_rank, P = R + 2 * N, V = m.vocab_size(), layers = m.num_layers();
+                V = m.vocab_size(), layers = m.num_layers();
   detail::check_target(where, target, L, V);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
 
@@ -181,10 +274,7 @@ template <class Backend, class T, class Observer>
   result.value = double(row[static_cast<std::size_t>(tok)]);
 
   // Reverse: lm_head (∂hn_f is row `tok` of the output embedding at `pos`), the final norm.
-  detail::mamba_backward_buffers<array> g{be.alloc(L * H), be.alloc(L * H), be.alloc(2 * D * L), be.alloc(D * L),
-                                          be.alloc(D * L), be.alloc(D * L), be.alloc(D * L), be.alloc(D * L),
-                                          be.alloc(D * L), be.alloc(P * L), be.alloc(P * L),
-                                          be.alloc(cfg.bc_dt_norm ? P * L : 0)};
+  auto g = detail::alloc_mamba_backward(be, cfg, L);
   be.fill_zero(g.dhn.data(), L * H);
   be.axpy(g.dhn.data() + pos * H, m.output_embedding.data_handle() + tok * H, T(1), H);
   const bool lrp = options.rule == propagation::lrp;
@@ -199,7 +289,6 @@ template <class Backend, class T, class Observer>
     to = be.alloc(n);
     be.copy(from, n, to.data());
   };
-  const auto signal = [L](const T* p, index_t rows) { return matrix_view<const T>(p, rows, L); };
 
   for (index_t k = layers - 1; k >= 0; --k) {
     const mamba_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
@@ -210,65 +299,20 @@ template <class Backend, class T, class Observer>
     if (!w.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.in_proj_bias, 2 * D, L);
     const mamba_layer_signals<T> s = mamba_branch(be, cfg, w, k, xz.data(), L, branch);
 
-    // out_proj: ∂y = W_outᵀ·∂hᵀ; the gate: ∂(S6 + D·u) = ∂y ⊙ SiLU(z). LRP halves
-    // what reaches both factors of the gate (∂y is restored below).
+    // out_proj: ∂y = W_outᵀ·∂hᵀ; the selective branch back to the x and z halves of ∂xz.
     be.gemm(true, true, D, L, H, w.out_proj.data_handle(), g.dh.data(), T(0), g.dy.data());
-    if (lrp) be.scale(g.dy.data(), T(0.5), D * L);  // ∂y / 2 (exact: a power of two)
-    be.copy(g.dy.data(), D * L, g.dssm.data());
-    be.multiply(g.dssm.data(), s.gate.data_handle(), D * L);
-    // The scan: ∂u (scan path), ∂Δ, ∂B, ∂C into [·; ∂B; ∂C] of dproj, ∂gate into the z half of dxz.
-    T* dz = g.dxz.data() + D * L;
-    if constexpr (has_scan_backward)  // (only the static_assert above reports a missing one)
-      be.s6_backward(s.ssm(s6_fold{.skip = true, .gate = true}), s.u.data_handle(), g.dy.data(),
-                     s6_gradient_views<T>{matrix_view<T>(g.du.data(), D, L), matrix_view<T>(g.ddelta.data(), D, L),
-                                          tensor_view<T, 3>(g.dproj.data() + R * L, 1, N, L),
-                                          tensor_view<T, 3>(g.dproj.data() + (R + N) * L, 1, N, L), {},
-                                          matrix_view<T>(dz, D, L)});
-    be.silu_backward(s.z.data_handle(), dz, D * L, lrp);  // ∂z
-    if (lrp) {  // Ā, B̄, C detached: nothing flows through Δ, B, C
-      be.scale(g.dy.data(), T(2), D * L);  // ∂y again
-      be.fill_zero(g.ddelta.data(), D * L);
-      be.fill_zero(g.dproj.data(), P * L);
-    } else {
-      // Δ = softplus(dt_proj·δ + bias): ∂δ = W_dtᵀ·(∂Δ ⊙ σ(·)).
-      be.copy(g.ddelta.data(), D * L, g.ddt.data());
-      be.softplus_backward(s.delta.data_handle(), g.ddt.data(), D * L);
-      be.gemm(true, false, R, L, D, w.dt_proj.data_handle(), g.ddt.data(), T(0), g.dproj.data());
-      // Falcon-Mamba's norms of δ, B, C, at the raw x_proj output (recomputed).
-      be.copy(g.dproj.data(), P * L, g.dproj_raw.data());
-      if (cfg.bc_dt_norm) {
-        be.gemm(false, false, P, L, D, w.x_proj.data_handle(), s.u.data_handle(), T(0), g.proj_raw.data());
-        be.group_rms_norm_backward(g.proj_raw.data(), R, L, R, cfg.mixer_rms_eps, g.dproj_raw.data());
-        be.group_rms_norm_backward(g.proj_raw.data() + R * L, 2 * N, L, N, cfg.mixer_rms_eps,
-                                   g.dproj_raw.data() + R * L);
-      }
-      // x_proj: ∂u += W_xᵀ·∂[δ; B; C].
-      be.gemm(true, false, D, L, P, w.x_proj.data_handle(), g.dproj_raw.data(), T(1), g.du.data());
-    }
-    // conv + SiLU into the x half of dxz.
-    be.copy(g.du.data(), D * L, g.dp.data());
-    be.conv_silu_backward(s.conv, s.u.data_handle(), s.activation.data_handle(), g.dp.data(), g.dxz.data(), lrp);
+    detail::mamba_branch_backward(be, cfg, w, s, L, g, lrp);
     // in_proj: ∂hn = ∂xzᵀ·W_in; the block's norm; the residual path already in dh.
     be.gemm(true, false, L, H, 2 * D, g.dxz.data(), w.in_proj.data_handle(), T(0), g.dhn.data());
     be.rms_norm_backward(h, L, H, w.norm, cfg.norm_eps, g.dhn.data(), g.dh.data(), true, lrp);
 
-    mamba_layer_gradients<T> lg;
-    lg.layer = k;
+    mamba_layer_gradients<T> lg = detail::branch_gradient_views(cfg, k, L, g);
     lg.residual = matrix_view<const T>(g.dh.data(), L, H);
-    lg.x = signal(g.dxz.data(), D), lg.z = signal(dz, D), lg.u = signal(g.du.data(), D);
-    lg.delta = signal(g.ddelta.data(), D);
-    lg.b = tensor_view<const T, 3>(g.dproj.data() + R * L, 1, N, L);
-    lg.c = tensor_view<const T, 3>(g.dproj.data() + (R + N) * L, 1, N, L);
-    lg.ssm_out = signal(g.dssm.data(), D), lg.out_proj_in = signal(g.dy.data(), D);
     observe(s, lg);
     if (per_layer) {
       auto& out = result.layers[static_cast<std::size_t>(k)];
       keep(options.residual, out.residual, g.dh.data(), L * H);
-      keep(options.u, out.u, g.du.data(), D * L);
-      keep(options.delta, out.delta, g.ddelta.data(), D * L);
-      keep(options.b, out.b, g.dproj.data() + R * L, N * L);
-      keep(options.c, out.c, g.dproj.data() + (R + N) * L, N * L);
-      keep(options.ssm_out, out.ssm_out, g.dssm.data(), D * L);
+      detail::keep_branch_gradients(be, cfg, L, options, g, out);
     }
   }
   keep(options.embedding, result.embedding, g.dh.data(), L * H);

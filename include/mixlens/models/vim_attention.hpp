@@ -34,8 +34,6 @@
 
 namespace mixlens::models {
 
-enum class vim_direction { forward, backward };
-
 // The combination the block itself computes: mean when it divides the sum by 2.
 template <class T>
 [[nodiscard]] analysis::bidirectional_mode block_mode(const vim_layer_signals<T>& s) {

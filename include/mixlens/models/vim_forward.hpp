@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mixlens/backend.hpp"
@@ -74,6 +75,9 @@ struct vim_weights {
 };
 
 // ---- one layer's signals ------------------------------------------------------------
+
+// A bidirectional block's two branches.
+enum class vim_direction { forward, backward };
 
 // The signals of one bidirectional block: each branch's Mamba signals (their
 // ssm() is the branch's S6 operator, the paper's α; mamba_forward.hpp's
@@ -132,10 +136,17 @@ inline void check_vim_image(const vim_config& c, index_t height, index_t width, 
 // Runs the classifier on `image` (H × W × C in host memory, as it enters
 // patch_embed: already normalized) and returns the logits (num_classes) in the
 // backend's memory. `observe(const vim_layer_signals<T>&)` is called after each
-// layer; the buffers are reused by the next one.
-template <class Backend, class T, class Observer>
+// layer; the buffers are reused by the next one. `inject(point, layer,
+// direction, data, rows, cols)` (optional; models/mamba_forward.hpp's
+// mamba_point) may change a signal in place: the block input (the residual
+// stream entering layer k, L × E time-major; k = 0: the tokens after the
+// position embedding) and the final norm's input with direction forward, and
+// each branch's u, B, C, Δ and ssm_out in the branch's own time (the backward
+// branch's flipped) — the finite-difference checks of models/vim_backward.hpp.
+template <class Backend, class T, class Observer, class Inject = no_injection>
 [[nodiscard]] auto vim_forward(const Backend& be, const vim_weights<T>& m, tensor_view<const T, 3> image,
-                               Observer&& observe) {
+                               Observer&& observe, Inject&& inject = {}) {
+  constexpr bool injecting = !std::is_same_v<std::remove_cvref_t<Inject>, no_injection>;
   const vim_config& cfg = m.config;
   check_vim_image(cfg, image.extent(0), image.extent(1), image.extent(2));
   const index_t M = cfg.num_patches(), L = cfg.sequence_length(), E = cfg.hidden_size, D = cfg.intermediate_size,
@@ -165,8 +176,18 @@ template <class Backend, class T, class Observer>
   }
   if (cfg.position_embedding) be.axpy(h.data(), m.pos_embed.data_handle(), T(1), L * E);
 
+  // Each branch's injector: the direction added to mamba_branch's call.
+  const auto branch_injector = [&](vim_direction dir) {
+    if constexpr (injecting)
+      return [&inject, dir](mamba_point p, index_t k, T* data, index_t rows, index_t cols) {
+        inject(p, k, dir, data, rows, cols);
+      };
+    else
+      return no_injection{};
+  };
   for (index_t k = 0; k < m.num_layers(); ++k) {
     const vim_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
+    if constexpr (injecting) inject(mamba_point::block_input, k, vim_direction::forward, h.data(), L, E);
     be.rms_norm(h.data(), L, E, w.forward.norm, cfg.norm_eps, hn.data());
     be.gemm(false, true, 2 * D, L, E, w.forward.in_proj.data_handle(), hn.data(), T(0), xz.data());  // xz = W_in·hnᵀ
     if (!w.forward.in_proj_bias.empty()) be.add_row_bias(xz.data(), w.forward.in_proj_bias, 2 * D, L);
@@ -174,8 +195,9 @@ template <class Backend, class T, class Observer>
 
     vim_layer_signals<T> s;
     s.layer = k, s.scale = scale, s.cls = cls;
-    s.forward = mamba_branch(be, cfg, w.forward, k, xz.data(), L, forward);
-    s.backward = mamba_branch(be, cfg, w.backward, k, xz_b.data(), L, backward);
+    s.forward = mamba_branch(be, cfg, w.forward, k, xz.data(), L, forward, branch_injector(vim_direction::forward));
+    s.backward =
+        mamba_branch(be, cfg, w.backward, k, xz_b.data(), L, backward, branch_injector(vim_direction::backward));
     be.reverse_columns(backward.y.data(), D, L, y_b.data());
     be.fill(y.data(), D * L, T(0));
     be.axpy(y.data(), forward.y.data(), scale, D * L);
@@ -186,6 +208,8 @@ template <class Backend, class T, class Observer>
     if (!w.forward.out_proj_bias.empty()) be.add_column_bias(h.data(), w.forward.out_proj_bias, L, E);
     observe(static_cast<const vim_layer_signals<T>&>(s));
   }
+  if constexpr (injecting)
+    inject(mamba_point::final_norm_input, m.num_layers(), vim_direction::forward, h.data(), L, E);
   be.rms_norm(h.data(), L, E, m.norm_f, cfg.norm_eps, hn.data());
   const T* read = feature.data();
   if (cls >= 0) {
