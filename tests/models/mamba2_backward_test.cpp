@@ -234,3 +234,60 @@ BOOST_AUTO_TEST_CASE(lrp_leaves_delta_b_c_without_gradient) {
     BOOST_TEST(std::any_of(layer.u.begin(), layer.u.end(), [](double x) { return x != 0.0; }));
   }
 }
+
+// ---- against PyTorch autograd (tests/data/make_gradient_fixtures.py) -----------------
+
+namespace {
+
+template <class T>
+void check_autograd(const char* name, int sequence, const std::vector<std::string>& tags, double tol) {
+  const auto model = load_mamba2<T>(test_data_dir() / name);
+  const auto tokens = tokens_of(name, sequence);
+  const auto& cfg = model.config;
+  const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, S = cfg.ssm_channels(),
+                GN = cfg.n_groups * cfg.state_size;
+  for (const auto& tag : tags) {
+    const auto file = [&](const std::string& what) { return io::read_npy(reference(name, "grad_" + tag + "_" + what + ".npy")); };
+    const auto want = file("target").template as<index_t>();
+    BOOST_REQUIRE_EQUAL(want.size(), 2u);
+    const bool lrp = tag.starts_with("lrp_");
+    const gradient_target target = tag.ends_with("last") ? gradient_target{} : gradient_target{want[0], want[1]};
+    gradient_options options = all;
+    if (lrp) options.rule = propagation::lrp;
+    const auto g = mamba2_gradients(model, std::span<const index_t>(tokens), target, options);
+    BOOST_TEST(g.target.position == want[0]);
+    BOOST_TEST(g.target.token == want[1]);
+    double worst = 0;
+    const auto check = [&](const std::vector<T>& got, index_t rows, index_t cols, const std::string& what) {
+      const auto ref = file(what);
+      BOOST_REQUIRE((ref.shape == std::vector<index_t>{rows, cols}));
+      const double err = compare(matrix_view<const T>(got.data(), rows, cols), ref);
+      BOOST_TEST(err <= tol, name << " " << tag << " " << what << ": relative error " << err);
+      worst = std::max(worst, err);
+    };
+    check(g.embedding, L, H, "embedding");
+    for (index_t k = 0; k < model.num_layers(); ++k) {
+      const auto& l = g.layers[static_cast<std::size_t>(k)];
+      const std::string p = "layer" + std::to_string(k) + "_";
+      check(l.residual, L, H, p + "residual");
+      check(l.u, S, L, p + "u");
+      check(l.ssm_out, S, L, p + "ssm_out");
+      if (lrp) continue;
+      check(l.delta, cfg.num_heads, L, p + "delta");
+      check(l.b, GN, L, p + "b");
+      check(l.c, GN, L, p + "c");
+    }
+    BOOST_TEST_MESSAGE(name << " " << tag << " (" << (std::is_same_v<T, float> ? "float" : "double")
+                            << "): max relative error vs autograd " << worst);
+  }
+}
+
+const std::vector<std::string> autograd_tags{"last", "mid", "lrp_last", "lrp_mid"};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(gradients_match_autograd_float) { check_autograd<float>("mamba2_tied_fp32", 1, autograd_tags, 1e-5); }
+
+BOOST_AUTO_TEST_CASE(gradients_match_autograd_double) {
+  check_autograd<double>("mamba2_tied_fp32", 1, autograd_tags, 1e-6);  // the reference is rounded to float
+}
