@@ -212,3 +212,52 @@ BOOST_AUTO_TEST_CASE(pieces_check_their_arguments) {
   expect_error([&] { (void)lrp(m, std::span<const index_t>(tokens), {.position = 7}); }, "target.position");
   expect_error([&] { (void)grad_input(m, std::span<const index_t>(tokens), {.token = 13}); }, "target.token");
 }
+
+// ---- against PyTorch (tests/data/make_attribution_fixtures.py) -----------------------
+
+namespace {
+
+double relative_error(const std::vector<double>& got, const std::vector<double>& want) {
+  BOOST_REQUIRE_EQUAL(got.size(), want.size());
+  double diff = 0, scale = 0;
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    diff = std::max(diff, std::abs(got[i] - want[i]));
+    scale = std::max(scale, std::abs(want[i]));
+  }
+  return diff / (scale > 0 ? scale : 1);
+}
+
+template <class T>
+void check_pytorch_references(double tol) {
+  const char* name = "mamba2_tied_fp32";
+  const auto model = load_mamba2<T>(test_data_dir() / name);
+  const auto seq = tokens_of(name, 1);
+  const index_t L = static_cast<index_t>(seq.size());
+  const auto target = io::read_npy(reference(name, "attr_target.npy")).as<index_t>();
+  BOOST_REQUIRE_EQUAL(target.size(), 2u);
+  for (const recipe how : {recipe::mamba_attr, recipe::attn_grad})
+    for (const index_t start : {0, 1}) {
+      const mamba_attr_options options{.start_layer = start, .full_matrix = true};
+      const std::span<const index_t> t(seq);
+      const auto got = how == recipe::mamba_attr ? mamba_attr(model, t, {}, options) : attn_grad(model, t, {}, options);
+      BOOST_TEST(got.target.position == target[0]);
+      BOOST_TEST(got.target.token == target[1]);
+      const std::string file = std::string("attr_") + (how == recipe::mamba_attr ? "mamba_attr" : "attn_grad") +
+                               "_start" + std::to_string(start);
+      const auto row = io::read_npy(reference(name, file + ".npy"));
+      const auto full = io::read_npy(reference(name, file + "_rollout.npy"));
+      BOOST_REQUIRE((row.shape == std::vector<index_t>{L}));
+      BOOST_REQUIRE((full.shape == std::vector<index_t>{L, L}));
+      const double e_row = relative_error(got.scores, row.as<double>()), e_full = relative_error(got.matrix, full.as<double>());
+      BOOST_TEST(e_row <= tol, file << ": target row, relative error " << e_row);
+      BOOST_TEST(e_full <= tol, file << ": rollout, relative error " << e_full);
+      BOOST_TEST_MESSAGE(name << " " << file << " (" << (std::is_same_v<T, float> ? "float" : "double")
+                              << "): relative error vs PyTorch, target row " << e_row << ", rollout " << e_full);
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(rollout_recipes_match_pytorch_double) { check_pytorch_references<double>(1e-9); }
+
+BOOST_AUTO_TEST_CASE(rollout_recipes_match_pytorch_float) { check_pytorch_references<float>(1e-4); }
