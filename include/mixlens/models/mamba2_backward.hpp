@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <span>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "mixlens/backend.hpp"

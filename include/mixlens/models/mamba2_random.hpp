@@ -8,8 +8,10 @@
 // Needs nlohmann-json (through mamba2_model.hpp).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
