@@ -172,8 +172,27 @@ if(NOT target MATCHES "\"position\": 2, ")
 endif()
 expect(method_unknown 2 "--method must be raw, rollout, mamba-attr, attn-grad, grad-input or lrp"
   --model m --tokens 1 --out o --method shap)
-expect(method_mamba2 1 "needs the backward pass, which mixlens has for Mamba and Falcon-Mamba; this model is Mamba-2"
-  --model ${DATA}/mamba2_tied_fp32 --tokens 1,2 --out ${WORK}/x --method grad-input)
+# Mamba-2 (grouped B and C, a time-step limit): every gradient method, and its bad input.
+foreach(method lrp mamba-attr)
+  expect(method_mamba2_${method} 0 "Mamba-2.*attribution.npy, target.json"
+    --model ${DATA}/mamba2_groups_bf16 --tokens 5,9,2,7,1,3 --out ${WORK}/method_mamba2_${method} --method ${method}
+    --target-position 4 --target-token 11 --start-layer 1 --no-png --save-alpha none)
+  expect_shape(method_mamba2_${method} ${WORK}/method_mamba2_${method}/attribution.npy "6, ")
+  expect_files(method_mamba2_${method} ${WORK}/method_mamba2_${method} residual_grad_0.npy residual_grad_2.npy)
+  file(READ ${WORK}/method_mamba2_${method}/target.json target)
+  if(NOT target MATCHES "\"method\": \"${method}\", \"position\": 4, \"token\": 11, \"value\": -?[0-9]")
+    message(SEND_ERROR "method_mamba2_${method}: target.json is ${target}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endforeach()
+expect_shape(method_mamba2_mamba_attr ${WORK}/method_mamba2_mamba-attr/mamba_attr.npy "6, 6, ")
+expect_no_files(method_mamba2_lrp ${WORK}/method_mamba2_lrp mamba_attr.npy attn_grad.npy)
+expect(method_mamba2_start 1 "--start-layer 3 is not a layer in \\[0, 3\\)"
+  --model ${DATA}/mamba2_groups_bf16 --tokens 1,2 --out ${WORK}/x --method attn-grad --start-layer 3)
+expect(method_mamba2_token 1 "--target-token 101 is outside the vocabulary \\[0, 101\\)"
+  --model ${DATA}/mamba2_groups_bf16 --tokens 1,2 --out ${WORK}/x --method lrp --target-token 101)
+expect(method_mamba2_tokens 1 "token 101 at position 1 is outside the vocabulary"
+  --model ${DATA}/mamba2_groups_bf16 --tokens 1,101 --out ${WORK}/x --method grad-input)
 expect(method_position 1 "--target-position 3 is outside the 3 tokens"
   --model ${DATA}/mamba_tied_fp32 --tokens 1,2,3 --out ${WORK}/x --target-position 3)
 expect(method_token 1 "--target-token 97 is outside the vocabulary \\[0, 97\\)"

@@ -73,8 +73,18 @@ expect(replace_token 1 "--replace-token 256 is outside the vocabulary"
   --model ${demo} --tokens-file ${tokens} --replace-token 256 --out ${WORK}/rt)
 expect(target_position 1 "--target-position 48 is outside sequence 0 \\(48 tokens\\)"
   --model ${demo} --tokens-file ${tokens} --target-position 48 --out ${WORK}/tp)
-expect(mamba2_refused 1 "is a Mamba-2 model: mixlens-eval tests the attributions of Mamba and Falcon-Mamba"
-  --model ${DATA}/mamba2_tied_fp32 --tokens-file ${tokens} --out ${WORK}/m2)
+# Mamba-2: every gradient method; Vision Mamba is refused by name.
+expect(mamba2 0 "Mamba-2.*\\| mamba-attr \\|.*\\| grad-input \\|.*\\| attn-grad \\|.*\\| lrp \\|"
+  --model ${DATA}/mamba2_tied_fp32 --tokens-file ${DATA}/reference/mamba2_tied_fp32/tokens_0.npy --out ${WORK}/m2
+  --methods mamba-attr,grad-input,attn-grad,lrp --steps 3 --start-layer 1)
+expect_files(mamba2 ${WORK}/m2 faithfulness.json faithfulness.md faithfulness.png)
+expect(mamba2_start 1 "--start-layer 2 is not a layer in \\[0, 2\\)"
+  --model ${DATA}/mamba2_tied_fp32 --tokens-file ${DATA}/reference/mamba2_tied_fp32/tokens_0.npy --out ${WORK}/m2s
+  --start-layer 2)
+expect_nothing(mamba2_start ${WORK}/m2s)
+expect(vim_refused 1 "is a Vision Mamba model: mixlens-eval tests the attributions of Mamba, Falcon-Mamba and Mamba-2"
+  --model ${DATA}/vim_mid_odd --tokens-file ${tokens} --out ${WORK}/vim)
+expect_nothing(vim_refused ${WORK}/vim)
 expect(cuda_refused 2 "--device cuda: mixlens-eval runs on the CPU only" --model ${demo} --tokens-file ${tokens} --device cuda --out ${WORK}/cuda)
 file(MAKE_DIRECTORY ${WORK}/foreign)
 file(WRITE ${WORK}/foreign/notes.txt "mine\n")

@@ -194,9 +194,11 @@ struct host_backend {
   }
 
   // The gradient through gated_rms_norm without gate and weight (Falcon-Mamba's
-  // δ, B, C norms) at x (C × L, groups of `group` channels): grad holds ∂out on
-  // entry and ∂x on return.
-  void group_rms_norm_backward(const T* x, index_t C, index_t L, index_t group, double eps, T* grad) const {
+  // δ, B, C norms; Mamba-2's gated norm at x = ssm_out ⊙ SiLU(z) with ∂out ⊙ w)
+  // at x (C × L, groups of `group` channels): grad holds ∂out on entry and ∂x on
+  // return; with `detach_scale` the scale r is a constant (LRP's rule): ∂x = r·∂out.
+  void group_rms_norm_backward(const T* x, index_t C, index_t L, index_t group, double eps, T* grad,
+                               bool detach_scale = false) const {
     for (index_t g0 = 0; g0 < C; g0 += group)
       for (index_t t = 0; t < L; ++t) {
         double ss = 0, dot = 0;
@@ -204,7 +206,8 @@ struct host_backend {
           ss += double(x[c * L + t]) * double(x[c * L + t]);
           dot += double(grad[c * L + t]) * double(x[c * L + t]);
         }
-        const double scale = 1.0 / std::sqrt(ss / double(group) + eps), k = scale * scale * scale * dot / double(group);
+        const double scale = 1.0 / std::sqrt(ss / double(group) + eps),
+                     k = detach_scale ? 0.0 : scale * scale * scale * dot / double(group);
         for (index_t c = g0; c < g0 + group; ++c)
           grad[c * L + t] = static_cast<T>(scale * double(grad[c * L + t]) - k * double(x[c * L + t]));
       }
@@ -227,10 +230,13 @@ struct host_backend {
       }
   }
 
-  // grad *= softplus'(p) where Δ = softplus(p) (softplus_bias without a clamp
-  // that binds): softplus'(p) = σ(p) = 1 − exp(−Δ), from the forward's Δ.
-  void softplus_backward(const T* delta, T* grad, index_t n) const {
-    for (index_t i = 0; i < n; ++i) grad[i] *= -std::expm1(-delta[i]);
+  // grad *= softplus'(p) where Δ = softplus(p): softplus'(p) = σ(p) = 1 − exp(−Δ),
+  // from the forward's Δ; where softplus_bias's clamp to [lo, hi] binds (Δ ≤ lo
+  // for lo > 0, Δ ≥ hi) the gradient is 0, as the clamp's.
+  void softplus_backward(const T* delta, T* grad, index_t n, T lo = T(0),
+                         T hi = std::numeric_limits<T>::infinity()) const {
+    for (index_t i = 0; i < n; ++i)
+      grad[i] = mixlens::detail::clamp_binds(delta[i], lo, hi) ? T(0) : grad[i] * -std::expm1(-delta[i]);
   }
 
   // grad *= SiLU'(z) = σ(z)·(1 + z·(1 − σ(z))); with `detach_sigmoid`, grad *= σ(z).

@@ -30,6 +30,11 @@ position, the argmax of its row), everything is then formed independently here, 
     rows divided by their sums, R = Ã_last ··· Ã_k0 (later layers on the left); the target row
     R[P] clamped at 0.
 
+For the Mamba-2 checkpoint mamba2_tied_fp32 the forward pass is make_gradient_fixtures.py's forward_mamba2,
+α is per head (α_h[t, s] = C_t · Π_{k=s+1..t} exp(Δ_h[k] A_h) · Δ_h[s] B_s, B and C of the head's group; the
+layer's tensor is heads × L × L) and Â per SSM channel, Â_c = diag(gate_c) · (α_{h(c)} + D_h I) · diag(σ(p_c)) ·
+M_c with gate the gated RMSNorm's diagonal at its input (SiLU(z)·w / rms); the recipes are the same.
+
 Saved under reference/<name>/:
 
   attr_target.npy                          int64 (2)       [position, token]
@@ -39,7 +44,7 @@ Saved under reference/<name>/:
 for <method> in mamba_attr, attn_grad and the start layers of CASES (0 and one later layer).
 Needs torch, numpy and safetensors:
 
-    python3 make_attribution_fixtures.py [DATA_DIR]
+    python3 make_attribution_fixtures.py [DATA_DIR [FIXTURE ...]]
 """
 
 import os
@@ -57,6 +62,7 @@ CASES = [
     ("mamba_tied_fp32", 2, [0, 1]),
     ("falcon_mamba_fp32", 1, [0, 1]),
     ("mamba_demo", 0, [0, 2]),
+    ("mamba2_tied_fp32", 1, [0, 1]),
 ]
 
 
@@ -104,6 +110,37 @@ def unified(sig, alpha):
     return hat
 
 
+def mamba2_maps(sig, cfg):
+    """α (heads, L, L) and Â (H·P, L, L) of a Mamba-2 layer, checked against the SSD output and y:
+    Â_c = diag(gate_c) · (α_{h(c)} + D_h I) · diag(σ(p_c)) · M_c, gate the gated norm's diagonal at its input."""
+    Hd, P, N, G = cfg["num_heads"], cfg["head_dim"], cfg["state_size"], cfg["n_groups"]
+    delta, A = sig["delta"], sig["A"]
+    L = delta.shape[1]
+    dA = torch.exp(delta * A[:, None])  # (heads, L)
+    alpha = torch.zeros(Hd, L, L, dtype=torch.float64)
+    for h in range(Hd):
+        g = h // (Hd // G)
+        B, C = sig["B"][g * N:(g + 1) * N], sig["C"][g * N:(g + 1) * N]  # (N, L)
+        for t in range(L):
+            prod = torch.tensor(1.0, dtype=torch.float64)
+            for s in range(t, -1, -1):
+                alpha[h, t, s] = (C[:, t] * B[:, s]).sum() * prod * delta[h, s]
+                prod = prod * dA[h, s]
+    eye = torch.eye(L, dtype=torch.float64)
+    inner = (alpha + sig["D"][:, None, None] * eye).repeat_interleave(P, dim=0)  # (H·P, L, L)
+    u, x, y = sig["u"], sig["x"], sig["y"]
+    ssm = torch.einsum("dts,ds->dt", inner, u)
+    assert torch.allclose(ssm, sig["ssm_out"], rtol=1e-10, atol=1e-10 * sig["ssm_out"].abs().max())
+    M = conv_matrix(sig["conv_weight"], L)
+    hat = (sig["gate"][:, :, None] * inner * torch.sigmoid(sig["conv"])[:, None, :]) @ M
+    conv_no_bias = torch.einsum("dts,ds->dt", M, x)
+    bias_share = torch.sigmoid(sig["conv"]) * (sig["conv"] - conv_no_bias)
+    offset = sig["gate"] * torch.einsum("dts,ds->dt", inner, bias_share)
+    rec = torch.einsum("dts,ds->dt", hat, x) + offset
+    assert torch.allclose(rec, y, rtol=1e-10, atol=1e-10 * y.abs().max()), "Â·x + offset leaves y"
+    return alpha, hat
+
+
 def min_max(v):
     return (v - v.min()) / (v.max() - v.min())
 
@@ -123,7 +160,10 @@ def main():
     data_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__))
     torch.set_num_threads(min(4, os.cpu_count() or 1))
     total = 0
+    only = sys.argv[2:]  # fixture names: only these
     for name, seq, starts in CASES:
+        if only and name not in only:
+            continue
         cfg, w = load(data_dir, name)
         ref_dir = os.path.join(data_dir, "reference", name)
         tokens = np.load(os.path.join(ref_dir, f"tokens_{seq}.npy")).tolist()
@@ -139,8 +179,11 @@ def main():
         with torch.no_grad():
             for k in range(cfg["num_hidden_layers"]):
                 sig = {key: v.detach() for key, v in signals[k].items()}
-                alpha = hidden_attention(sig["delta"], sig["A"], sig["B"], sig["C"])
-                hat = unified(sig, alpha)
+                if cfg.get("model_type") == "mamba2":
+                    alpha, hat = mamba2_maps(sig, cfg)
+                else:
+                    alpha = hidden_attention(sig["delta"], sig["A"], sig["B"], sig["C"])
+                    hat = unified(sig, alpha)
                 g = keep["layers"][k]["residual"].grad  # (L, H)
                 s = min_max(g.clamp(min=0).max(dim=1).values)  # token weights
                 a = min_max(alpha.clamp(min=0)).mean(dim=0)

@@ -20,6 +20,15 @@ to the activations, saved as float32 under reference/<name>/:
   grad_<tag>_layer<k>_c.npy           float32 (L, N) C, likewise
   grad_<tag>_layer<k>_ssm_out.npy     float32 (D, L) the scan output + D·u, before ⊙ SiLU(z)
 
+For the committed Mamba-2 checkpoint mamba2_tied_fp32 (transformers' Mamba2ForCausalLM), forward_mamba2
+writes the pass as Mamba2Mixer.torch_forward (src/transformers/models/mamba2/modeling_mamba2.py) defines it:
+in_proj → (z, xBC, dt) → causal conv + bias over xBC → SiLU → (x, B, C per group); Δ = clamp(softplus(dt +
+dt_bias), time_step_limit) per head; the SSD per head as its plain recurrence (state P × N, decay exp(Δ_t A_h),
+input Δ_t x_t B_tᵀ, output the state times C_t) + D·x; MambaRMSNormGated (x ⊙ SiLU(z), normalized over the
+config's norm groups, times the weight); out_proj; with Mamba2Block's pre-norm residual. The files are the same
+names in mixlens's layouts: u (H·P, L), delta (heads, L), b and c (G·N, L), ssm_out (H·P, L). Under LRP's rules
+the gated norm's denominator is detached and its product x ⊙ SiLU(z) split half and half.
+
 Targets: "last" (the last position, the argmax of its row) and "mid" (a middle position and a
 fixed token), for the sequences and layers listed in CASES. The targets "lrp_last" and "lrp_mid"
 are the same logits differentiated under MambaLRP's rules (Jafari et al., NeurIPS 2024), written
@@ -30,7 +39,7 @@ value of every activation is unchanged. make_attribution_fixtures.py imports thi
 (with its observer of each layer's signals) for the references of mamba-attr and attn-grad.
 Needs torch, numpy and safetensors:
 
-    python3 make_gradient_fixtures.py [DATA_DIR]
+    python3 make_gradient_fixtures.py [DATA_DIR [FIXTURE ...]]
 """
 
 import json
@@ -47,6 +56,10 @@ CASES = [
     ("mamba_tied_fp32", 2, {"last": (None, None), "mid": (17, 5)}, [0, 1]),
     ("falcon_mamba_fp32", 1, {"last": (None, None), "mid": (6, 40)}, [0, 1]),
     ("mamba_demo", 0, {"last": (None, None)}, [0, 3]),
+]
+# The same for Mamba-2 checkpoints (forward_mamba2).
+CASES_MAMBA2 = [
+    ("mamba2_tied_fp32", 1, {"last": (None, None), "mid": (14, 30)}, [0, 1]),
 ]
 
 
@@ -69,6 +82,11 @@ def load(data_dir, name):
 
 
 def forward(cfg, w, tokens, lrp=False, observe=None):
+    """Either family's forward pass, by the config's model_type."""
+    return (forward_mamba2 if cfg.get("model_type") == "mamba2" else forward_mamba)(cfg, w, tokens, lrp, observe)
+
+
+def forward_mamba(cfg, w, tokens, lrp=False, observe=None):
     """The language model on one sequence; returns the logits (L, V) and the activations whose
     gradients are kept (each with retain_grad). With lrp, the gradient follows MambaLRP's rules.
     observe(k, signals), if given, sees each layer's signals (a dict of tensors: the in_proj halves
@@ -130,11 +148,84 @@ def forward(cfg, w, tokens, lrp=False, observe=None):
     return hn @ head.T, keep
 
 
+def forward_mamba2(cfg, w, tokens, lrp=False, observe=None):
+    """The Mamba-2 language model on one sequence, as forward() for Mamba. observe(k, signals) sees x and z
+    (the in_proj rows, H·P × L), the conv output before SiLU "conv" (conv channels × L, bias included), the
+    conv taps "conv_weight" (conv channels × K), u (H·P × L), delta (heads × L), A and D (heads), B and C
+    (G·N × L), ssm_out and the gated norm's diagonal "gate" and output y (H·P × L)."""
+    Hd, P, N, G = cfg["num_heads"], cfg["head_dim"], cfg["state_size"], cfg["n_groups"]
+    S, L = Hd * P, len(tokens)
+    X = S + 2 * G * N
+    lo, hi = cfg.get("time_step_limit", [0.0, float("inf")])
+    hi = float("inf") if isinstance(hi, dict) else hi
+    keep = {"layers": []}
+    emb = w["backbone.embeddings.weight"][torch.tensor(tokens)].clone().requires_grad_(True)
+    keep["embedding"] = emb
+    h = emb
+    eps = cfg["layer_norm_epsilon"]
+    for k in range(cfg["num_hidden_layers"]):
+        p = f"backbone.layers.{k}."
+        m = p + "mixer."
+        layer = {"residual": h}
+        h.retain_grad()
+        hn = rms_norm(h, w[p + "norm.weight"], eps, lrp)
+        proj = F.linear(hn, w[m + "in_proj.weight"], w.get(m + "in_proj.bias")).T  # (rows, L)
+        d_mlp = (proj.shape[0] - 2 * S - 2 * G * N - Hd) // 2
+        assert d_mlp == 0, "the gated-MLP part is not written here"
+        z, xbc, dt = proj[:S], proj[S:S + X], proj[S + X:]
+        conv = F.conv1d(xbc[None], w[m + "conv1d.weight"], w.get(m + "conv1d.bias"), padding=cfg["conv_kernel"] - 1,
+                        groups=X)[0, :, :L]
+        act = silu(conv, lrp)
+        u, B, C = act[:S], act[S:S + G * N], act[S + G * N:]
+        delta = torch.clamp(F.softplus(dt + w[m + "dt_bias"][:, None]), lo, hi)  # (heads, L)
+        u.retain_grad()
+        layer["u"] = u
+        if lrp:  # only u carries the gradient through the SSD
+            delta, B, C = delta.detach(), B.detach(), C.detach()
+        else:
+            for name, v in (("delta", delta), ("b", B), ("c", C)):
+                v.retain_grad()
+                layer[name] = v
+        A = -torch.exp(w[m + "A_log"])
+        Dskip = w[m + "D"]
+        outs = []
+        for hd in range(Hd):
+            g = hd // (Hd // G)
+            Bg, Cg = B[g * N:(g + 1) * N], C[g * N:(g + 1) * N]  # (N, L)
+            xs = u[hd * P:(hd + 1) * P]  # (P, L)
+            state = torch.zeros(P, N, dtype=torch.float64)
+            ys = []
+            for t in range(L):
+                state = torch.exp(delta[hd, t] * A[hd]) * state + delta[hd, t] * xs[:, t:t + 1] * Bg[None, :, t]
+                ys.append(state @ Cg[:, t])
+            outs.append(torch.stack(ys, dim=1) + Dskip[hd] * xs)
+        ssm_out = torch.cat(outs, dim=0)  # (S, L)
+        ssm_out.retain_grad()
+        layer["ssm_out"] = ssm_out
+        gz = silu(z, lrp)
+        v = 0.5 * (ssm_out * gz.detach() + ssm_out.detach() * gz) if lrp else ssm_out * gz
+        group = S  # transformers' MambaRMSNormGated: one group, the whole SSM width
+        r = torch.rsqrt(v.reshape(-1, group, L).pow(2).mean(1, keepdim=True) + eps).expand(-1, group, L).reshape(S, L)
+        y = w[m + "norm.weight"][:, None] * v * (r.detach() if lrp else r)
+        if observe is not None:
+            observe(k, {"x": xbc[:S], "z": z, "conv": conv[:S], "conv_weight": w[m + "conv1d.weight"][:S, 0], "u": u,
+                        "delta": delta, "A": A, "D": Dskip, "B": B, "C": C, "ssm_out": ssm_out,
+                        "gate": (w[m + "norm.weight"][:, None] * gz * r), "y": y})
+        h = h + F.linear(y.T, w[m + "out_proj.weight"], w.get(m + "out_proj.bias"))
+        keep["layers"].append(layer)
+    hn = rms_norm(h, w["backbone.norm_f.weight"], eps, lrp)
+    head = w["backbone.embeddings.weight"] if cfg.get("tie_word_embeddings", True) else w["lm_head.weight"]
+    return hn @ head.T, keep
+
+
 def main():
     data_dir = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(__file__))
     torch.set_num_threads(min(4, os.cpu_count() or 1))
     total = 0
-    for name, seq, targets, layers in CASES:
+    only = sys.argv[2:]  # fixture names: only these
+    for name, seq, targets, layers in CASES + CASES_MAMBA2:
+        if only and name not in only:
+            continue
         cfg, w = load(data_dir, name)
         ref_dir = os.path.join(data_dir, "reference", name)
         tokens = np.load(os.path.join(ref_dir, f"tokens_{seq}.npy")).tolist()

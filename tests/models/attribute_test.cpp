@@ -88,3 +88,35 @@ BOOST_AUTO_TEST_CASE(curves_start_at_the_unperturbed_logit_and_end_at_a_direct_f
     BOOST_TEST(r.morf.probability.front() == direct(tokens, P, T).probability, boost::test_tools::tolerance(1e-12));
   }
 }
+
+BOOST_AUTO_TEST_CASE(mamba2_models_take_every_method) {
+  // Through the language_model variant: each method equals its recipe, the
+  // maps' rows are rows of the rollout, the evaluator reads the same logit.
+  const language_model<double> model = load_language_model<double>(test_data_dir() / "mamba2_tied_fp32");
+  const auto& m2 = std::get<mamba2_model<double>>(model);
+  const auto tokens = tokens_of("mamba2_tied_fp32", 0);
+  const std::span<const index_t> t(tokens);
+  const index_t L = static_cast<index_t>(tokens.size());
+  const auto lrp_scores = attribute(model, t, attribution_method::lrp);
+  BOOST_TEST(lrp_scores.scores == lrp(m2, t).scores, boost::test_tools::per_element());
+  BOOST_TEST(attribute(model, t, attribution_method::grad_input).scores == grad_input(m2, t).scores,
+             boost::test_tools::per_element());
+  BOOST_TEST(attribute(model, t, attribution_method::mamba_attr, {}, {.mamba_attr = {.start_layer = 1}}).scores ==
+                 mamba_attr(m2, t, {}, {.start_layer = 1}).scores,
+             boost::test_tools::per_element());
+  BOOST_TEST(attribute(model, t, attribution_method::attn_grad).scores == attn_grad(m2, t).scores,
+             boost::test_tools::per_element());
+  const auto roll = attribute(model, t, attribution_method::rollout), raw = attribute(model, t, attribution_method::raw);
+  BOOST_TEST_REQUIRE(roll.scores.size() == std::size_t(L));
+  BOOST_TEST(raw.target.token == lrp_scores.target.token);
+  double sum = 0;
+  for (double v : roll.scores) sum += v;
+  BOOST_TEST(sum == 1.0, boost::test_tools::tolerance(1e-9));
+  const auto target = resolve_target(model, t, {});
+  BOOST_TEST(target.value == lrp_scores.value, boost::test_tools::tolerance(1e-12));
+  const target_evaluator eval(m2, target.target.token);
+  const analysis::perturbed_sequence unperturbed{tokens, target.target.position};
+  BOOST_TEST(eval(std::span<const analysis::perturbed_sequence>(&unperturbed, 1))[0].logit == target.value,
+             boost::test_tools::tolerance(1e-12));
+  BOOST_CHECK_THROW((void)attribute(model, t, attribution_method::lrp, {.position = L}), mixlens::error);
+}

@@ -14,6 +14,9 @@
 #include "mixlens/detail/random.hpp"
 #include "mixlens/gpu/backend.cuh"
 #include "mixlens/gpu/models/mamba.cuh"
+#include "mixlens/models/mamba2_attribution.hpp"
+#include "mixlens/models/mamba2_backward.hpp"
+#include "mixlens/models/mamba2_random.hpp"
 #include "mixlens/models/mamba_backward.hpp"
 #include "mixlens/models/mamba_random.hpp"
 #include "mixlens/ops/mamba_block.hpp"
@@ -180,6 +183,75 @@ BOOST_AUTO_TEST_CASE(model_gradients_on_both_backends) {
       double e = std::max({rel(b.down(d.residual), h.residual), rel(b.down(d.u), h.u), rel(b.down(d.ssm_out), h.ssm_out)});
       if (!lrp) e = std::max({e, rel(b.down(d.delta), h.delta), rel(b.down(d.b), h.b), rel(b.down(d.c), h.c)});
       BOOST_TEST(e <= 1e-4, (falcon ? "falcon" : "mamba") << (lrp ? " lrp" : "") << " layer " << k << ": " << e);
+    }
+  }
+}
+
+// Mamba-2's additions: the gated norm's backward with its scale detached (LRP)
+// and the softplus backward where the time-step clamp binds.
+BOOST_AUTO_TEST_CASE(mamba2_primitives) {
+  both b;
+  const index_t C = 12, L = 9, group = 4;
+  const auto xc = random(C * L, -2, 2, 15);
+  auto want = random(C * L, -1, 1, 16);
+  auto grad = b.up(want);
+  const auto xcd = b.up(xc);
+  b.host.group_rms_norm_backward(xc.data(), C, L, group, 1e-3, want.data(), true);
+  b.dev.group_rms_norm_backward(xcd.data(), C, L, group, 1e-3, grad.data(), true);
+  BOOST_TEST(rel(b.down(grad), want) <= 1e-5);
+  const auto delta = random(C * L, 0.001, 3, 17), dup = random(C * L, -1, 1, 18);
+  auto g = dup;
+  auto gd = b.up(dup);
+  const auto deltad = b.up(delta);
+  b.host.softplus_backward(delta.data(), g.data(), C * L, 0.5f, 2.0f);
+  b.dev.softplus_backward(deltad.data(), gd.data(), C * L, 0.5f, 2.0f);
+  BOOST_TEST(rel(b.down(gd), g) <= 1e-5);
+  BOOST_TEST(std::count(g.begin(), g.end(), 0.0f) > 0);
+}
+
+// mamba2_gradients and the Mamba-2 attribution methods on the device against
+// the host: a gated-MLP part, groups, a norm over groups and a binding limit,
+// or 40 states (the SSD backward in slices of ssd_backward_state_slice).
+BOOST_AUTO_TEST_CASE(mamba2_gradients_on_both_backends) {
+  const both b;
+  for (const bool wide : {false, true})
+  for (const auto rule : {models::propagation::gradient, models::propagation::lrp}) {
+    const bool lrp = rule == models::propagation::lrp;
+    models::mamba2_config c;
+    c.hidden_size = 32, c.num_layers = 2, c.vocab_size = 50, c.conv_kernel = 4, c.chunk_size = 16, c.norm_eps = 1e-5;
+    c.num_heads = 8, c.head_dim = 8, c.state_size = wide ? 40 : 16, c.n_groups = wide ? 1 : 2, c.d_mlp = wide ? 0 : 16;
+    c.norm_group_size = wide ? 64 : 32, c.use_conv_bias = true, c.use_bias = !wide;
+    if (!wide) c.dt_min = 0.005, c.dt_max = 0.05;
+    const auto m = models::random_mamba2<float>(c, wide ? 31 : 30);
+    std::vector<index_t> tokens;
+    for (index_t t = 0; t < 70; ++t) tokens.push_back((t * 7 + 3) % 50);
+    const models::gradient_options all{.rule = rule, .embedding = true, .residual = true, .u = true, .delta = !lrp,
+                                       .b = !lrp, .c = !lrp, .ssm_out = true};
+    const auto host = models::mamba2_gradients(m, std::span<const index_t>(tokens), {}, all);
+    const auto w = gpu::to_device(m);
+    const auto dev = models::mamba2_gradients(b.dev, w.view(), std::span<const index_t>(tokens), {}, all);
+    BOOST_TEST(dev.target.position == host.target.position);
+    BOOST_TEST(dev.target.token == host.target.token);
+    BOOST_TEST(std::abs(dev.value - host.value) <= 1e-4 * std::max(1.0, std::abs(host.value)));
+    BOOST_TEST(rel(b.down(dev.embedding), host.embedding) <= 1e-4, (wide ? "wide" : "mlp") << " embedding");
+    BOOST_REQUIRE_EQUAL(dev.layers.size(), host.layers.size());
+    for (std::size_t k = 0; k < host.layers.size(); ++k) {
+      const auto& d = dev.layers[k];
+      const auto& h = host.layers[k];
+      double e = std::max({rel(b.down(d.residual), h.residual), rel(b.down(d.u), h.u), rel(b.down(d.ssm_out), h.ssm_out)});
+      if (!lrp) e = std::max({e, rel(b.down(d.delta), h.delta), rel(b.down(d.b), h.b), rel(b.down(d.c), h.c)});
+      BOOST_TEST(e <= 1e-4, (wide ? "wide" : "mlp") << (lrp ? " lrp" : "") << " layer " << k << ": " << e);
+    }
+    // The methods: the same recipes on both backends.
+    const std::span<const index_t> t(tokens);
+    const auto hw = models::host_weights(m);
+    const auto scores = [](const models::attribution_result& r) { return std::vector<float>(r.scores.begin(), r.scores.end()); };
+    if (lrp) {
+      BOOST_TEST(rel(scores(models::lrp(b.dev, w.view(), t)), scores(models::lrp(b.host, hw.view(), t))) <= 1e-4);
+    } else {
+      BOOST_TEST(rel(scores(models::grad_input(b.dev, w.view(), t)), scores(models::grad_input(b.host, hw.view(), t))) <= 1e-4);
+      BOOST_TEST(rel(scores(models::mamba_attr(b.dev, w.view(), t)), scores(models::mamba_attr(b.host, hw.view(), t))) <= 1e-4);
+      BOOST_TEST(rel(scores(models::attn_grad(b.dev, w.view(), t)), scores(models::attn_grad(b.host, hw.view(), t))) <= 1e-4);
     }
   }
 }

@@ -57,6 +57,7 @@
 #include "mixlens/io/figure.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/models/language_model.hpp"
+#include "mixlens/models/mamba2_attribution.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/vim_attention.hpp"
@@ -109,8 +110,8 @@ constexpr std::string_view usage_text =
     "  --max-memory BYTES      memory budget, e.g. 8G or 512M (default: MemAvailable); a run that\n"
     "                          needs more is refused before it starts\n"
     "  --method M              attribution.npy (L) and target.json for the target logit: the target\n"
-    "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba and\n"
-    "                          Falcon-Mamba and Vision Mamba, a gradient method (also residual_grad_{k}.npy\n"
+    "                          row of raw.npy (raw) or rollout.npy (rollout, default), or, for Mamba,\n"
+    "                          Falcon-Mamba, Mamba-2 and Vision Mamba, a gradient method (also residual_grad_{k}.npy\n"
     "                          per analysed layer): Mamba-Attr (mamba-attr, also mamba_attr.npy, L x L),\n"
     "                          attention x gradient on the unified form (attn-grad, also attn_grad.npy),\n"
     "                          Gradient x Input (grad-input) or MambaLRP (lrp); every\n"
@@ -542,6 +543,10 @@ matrix<float> classifier_row_map(const vim_config& c, const matrix<float>& m) {
 // ---- attribution (--method) -----------------------------------------------------------
 
 
+// The language models with a backward pass (mamba_gradients).
+template <class Model>
+inline constexpr bool has_gradients = std::is_same_v<Model, mamba_model<float>> || std::is_same_v<Model, mamba2_model<float>>;
+
 // Refuses a --method the model or device cannot run, before any work.
 template <class Model>
 void check_method(const options& o, const Model& model, index_t L) {
@@ -552,9 +557,9 @@ void check_method(const options& o, const Model& model, index_t L) {
     throw mixlens::error("--target-token " + std::to_string(*o.target_token) + " is outside the vocabulary [0, " +
                          std::to_string(model.vocab_size()) + ")");
   if (!gradient_method(o.method)) return;
-  if constexpr (!std::is_same_v<Model, mamba_model<float>>) {
-    throw mixlens::error("--method " + o.method + " needs the backward pass, which mixlens has for Mamba and "
-                         "Falcon-Mamba; this model is " + std::string(model.config.family()));
+  if constexpr (!has_gradients<Model>) {
+    throw mixlens::error("--method " + o.method + " needs the backward pass, which mixlens has for Mamba, "
+                         "Falcon-Mamba and Mamba-2; this model is " + std::string(model.config.family()));
   } else {
     if (o.start_layer >= model.num_layers())
       throw mixlens::error("--start-layer " + std::to_string(o.start_layer) + " is not a layer in [0, " +
@@ -596,9 +601,9 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
     if (layers.empty()) return;  // no maps to read a row from
     const matrix<float>& m = o.method == "raw" ? r.raw : r.roll;
     for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] = m(P, j);
-  } else if constexpr (std::is_same_v<Model, mamba_model<float>>) {
+  } else if constexpr (has_gradients<Model>) {
     // The method and residual_grad_{k}.npy on the backend of --device.
-    const auto attribute = [&](const auto& be, const mamba_weights<float>& w) {
+    const auto attribute = [&](const auto& be, const auto& w) {
       const std::span<const index_t> t(tokens);
       const gradient_target target{P, T};
       const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};

@@ -1,5 +1,5 @@
 // mixlens-eval: perturbation tests (faithfulness) of the attribution methods of
-// a Mamba or Falcon-Mamba language model (models::attribute,
+// a Mamba, Falcon-Mamba or Mamba-2 language model (models::attribute,
 // analysis::faithfulness): per sequence and method, the MoRF and LeRF curves of
 // the target logit and its probability, their AUCs and ΔA^F; averaged over the
 // sequences into faithfulness.json, faithfulness.md (also printed) and
@@ -56,7 +56,7 @@ constexpr std::string_view usage_text =
     "The target position is never perturbed. Token ids only: text tokenization is not available in\n"
     "C++ (tokenize with the model's tokenizer in Python and save the ids).\n"
     "\n"
-    "  --model DIR             config.json + model.safetensors: Mamba or Falcon-Mamba\n"
+    "  --model DIR             config.json + model.safetensors: Mamba, Falcon-Mamba or Mamba-2\n"
     "  --tokens-file FILE      token ids, an int32/int64 .npy of shape (L) or (B, L)\n"
     "  --token-lines FILE      one sequence per line, whitespace-separated token ids\n"
     "  --out DIR               output folder (created if missing; replaced only if empty or a former output)\n"
@@ -249,13 +249,8 @@ void plot(const fs::path& file, const std::vector<method_results>& all) {
 using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
-int run(const options& o) {
-  const auto start = clock_type::now();
-  const model_family family = detect_family(detail::model_config_file(o.model, "model"));
-  if (family != model_family::mamba && family != model_family::falcon_mamba)
-    throw mixlens::error("--model '" + o.model.string() + "' is a " + std::string(to_string(family)) +
-                         " model: mixlens-eval tests the attributions of Mamba and Falcon-Mamba language models");
-  const auto model = load_mamba<float>(o.model);
+template <class Model>
+int run_model(const options& o, const Model& model, clock_type::time_point start) {
   const index_t V = model.vocab_size();
   // Every input is checked before any work.
   const auto sequences = read_sequences(o);
@@ -290,7 +285,7 @@ int run(const options& o) {
     const std::span<const index_t> tokens(seq);
     const gradient_target want{o.target_position.value_or(-1), o.target_token.value_or(-1)};
     const attribution_result target = resolve_target(model, tokens, want);  // the unperturbed logits' argmax
-    const target_evaluator<float> evaluate(model, target.target.token, static_cast<int>(o.threads));
+    const target_evaluator evaluate(model, target.target.token, static_cast<int>(o.threads));
     const analysis::faithfulness_options fo{.steps = o.steps, .mode = o.mode, .replacement_token = o.replace_token,
                                             .target_position = target.target.position};
     for (auto& r : all) {
@@ -346,6 +341,16 @@ int run(const options& o) {
             << "wrote     " << o.out.string() << ": faithfulness.json, faithfulness.md, faithfulness.png\n\n"
             << table;
   return 0;
+}
+
+int run(const options& o) {
+  const auto start = clock_type::now();
+  const model_family family = detect_family(detail::model_config_file(o.model, "model"));
+  if (family == model_family::vim)
+    throw mixlens::error("--model '" + o.model.string() + "' is a " + std::string(to_string(family)) +
+                         " model: mixlens-eval tests the attributions of Mamba, Falcon-Mamba and Mamba-2 language models");
+  if (family == model_family::mamba2) return run_model(o, load_mamba2<float>(o.model), start);
+  return run_model(o, load_mamba<float>(o.model), start);
 }
 
 }  // namespace

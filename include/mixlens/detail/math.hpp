@@ -35,6 +35,14 @@ template <class T>
   return x < lo ? lo : x > hi ? hi : x;
 }
 
+// Whether clamp_keep_nan's clamp to [lo, hi] held x, a result of the clamp, at a
+// bound: x ≤ lo for lo > 0 (the default lo = 0 under softplus never binds) or
+// x ≥ hi. The clamp's gradient is 0 there.
+template <class T>
+[[nodiscard]] MIXLENS_HD bool clamp_binds(T x, T lo, T hi) {
+  return (lo > T(0) && x <= lo) || x >= hi;
+}
+
 template <class T>
 [[nodiscard]] MIXLENS_HD T real_part(T x) {
   return x;

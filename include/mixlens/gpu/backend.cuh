@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstdint>
 #include <cmath>
+#include <limits>
 #include <span>
 #include <sstream>
 #include <utility>
@@ -314,7 +315,7 @@ __global__ void __launch_bounds__(model_threads)
 
 // One thread per (group, position), as gated_rms_norm_kernel: grad = ∂out on entry, ∂x on return.
 __global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_t L, index_t group, float eps,
-                                               float* grad) {
+                                               float* grad, bool detach_scale) {
   MIXLENS_GRID_STRIDE(k, (C / group) * L) {
     const index_t c0 = (k / L) * group, t = k % L;
     double ss = 0, dot = 0;
@@ -322,7 +323,8 @@ __global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_
       ss += double(x[c * L + t]) * double(x[c * L + t]);
       dot += double(grad[c * L + t]) * double(x[c * L + t]);
     }
-    const double scale = 1.0 / sqrt(ss / double(group) + double(eps)), f = scale * scale * scale * dot / double(group);
+    const double scale = 1.0 / sqrt(ss / double(group) + double(eps)),
+                 f = detach_scale ? 0.0 : scale * scale * scale * dot / double(group);
     for (index_t c = c0; c < c0 + group; ++c)
       grad[c * L + t] = static_cast<float>(scale * double(grad[c * L + t]) - f * double(x[c * L + t]));
   }
@@ -344,8 +346,8 @@ __global__ void conv_transpose_kernel(const float* taps, index_t K, const float*
   }
 }
 
-__global__ void softplus_backward_kernel(const float* delta, float* grad, index_t n) {
-  MIXLENS_GRID_STRIDE(k, n) grad[k] *= -expm1f(-delta[k]);
+__global__ void softplus_backward_kernel(const float* delta, float* grad, index_t n, float lo, float hi) {
+  MIXLENS_GRID_STRIDE(k, n) grad[k] = mixlens::detail::clamp_binds(delta[k], lo, hi) ? 0.0f : grad[k] * -expm1f(-delta[k]);
 }
 
 __global__ void silu_backward_kernel(const float* z, float* grad, index_t n, bool detach_sigmoid) {
@@ -534,9 +536,10 @@ class device_backend {
         x, H, weight.data(), static_cast<float>(eps), dy, dx, accumulate, detach_scale);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
-  void group_rms_norm_backward(const float* x, index_t C, index_t L, index_t group, double eps, float* grad) const {
+  void group_rms_norm_backward(const float* x, index_t C, index_t L, index_t group, double eps, float* grad,
+                               bool detach_scale = false) const {
     detail::group_rms_norm_backward_kernel<<<detail::model_blocks((C / group) * L), detail::model_threads, 0,
-                                             stream_>>>(x, C, L, group, static_cast<float>(eps), grad);
+                                             stream_>>>(x, C, L, group, static_cast<float>(eps), grad, detach_scale);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   template <class Kind>
@@ -550,8 +553,10 @@ class device_backend {
         conv.kernel.data_handle(), conv.taps(), du, dx, D, L);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
-  void softplus_backward(const float* delta, float* grad, index_t n) const {
-    detail::softplus_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(delta, grad, n);
+  void softplus_backward(const float* delta, float* grad, index_t n, float lo = 0.0f,
+                         float hi = std::numeric_limits<float>::infinity()) const {
+    detail::softplus_backward_kernel<<<detail::model_blocks(n), detail::model_threads, 0, stream_>>>(delta, grad, n,
+                                                                                                    lo, hi);
     MIXLENS_CUDA_CHECK_LAUNCH();
   }
   void silu_backward(const float* z, float* grad, index_t n, bool detach_sigmoid = false) const {

@@ -1,11 +1,13 @@
-// One entry point for the attribution methods of a Mamba or Falcon-Mamba
-// language model on the host: models::attribute(model, tokens, method, target)
+// One entry point for the attribution methods of a Mamba, Falcon-Mamba or
+// Mamba-2 language model on the host (a model of either family, or a
+// language_model holding one): models::attribute(model, tokens, method, target)
 // returns the scores over the input positions for the logit logits[P][T].
 //
 //  - raw, rollout: row P of the raw attention averaged over the layers / of
 //    the rollout over all layers (analysis::model_maps, the maps mixlens-attn
 //    writes as raw.npy and rollout.npy);
-//  - mamba_attr, grad_input, attn_grad, lrp: models/mamba_attribution.hpp;
+//  - mamba_attr, grad_input, attn_grad, lrp: models/mamba_attribution.hpp
+//    (Mamba-2: models/mamba2_attribution.hpp);
 //  - random: uniform scores from the seed (analysis::random_scores), the
 //    baseline of the perturbation tests.
 // target_evaluator is the model side of analysis::faithfulness.
@@ -22,12 +24,16 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "mixlens/analysis/faithfulness.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/backend.hpp"
 #include "mixlens/detail/parallel.hpp"
+#include "mixlens/models/language_model.hpp"
+#include "mixlens/models/mamba2_attribution.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
 
 namespace mixlens::models {
@@ -73,8 +79,8 @@ namespace detail {
 
 // The forward pass on the host with the maps of every layer (the paper's α,
 // channel mean): the resolved target, its value and row P of raw or rollout.
-template <class T>
-[[nodiscard]] attribution_result attention_row(const mamba_model<T>& m, std::span<const index_t> tokens,
+template <class T, class C, class Layer>
+[[nodiscard]] attribution_result attention_row(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
                                                gradient_target target, bool rollout) {
   constexpr std::string_view where = "mixlens::models::attribute";
   check_tokens(m.vocab_size(), tokens);
@@ -102,8 +108,8 @@ template <class T>
 
 // The resolved target (negative position: the last; negative token: the
 // argmax there) and its value, from one forward pass; no scores.
-template <class T>
-[[nodiscard]] attribution_result resolve_target(const mamba_model<T>& m, std::span<const index_t> tokens,
+template <class T, class C, class Layer>
+[[nodiscard]] attribution_result resolve_target(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
                                                 gradient_target target) {
   constexpr std::string_view where = "mixlens::models::attribute";
   check_tokens(m.vocab_size(), tokens);
@@ -120,8 +126,8 @@ template <class T>
 
 // Scores over the positions of `tokens` for the logit `target` (negative
 // position: the last; negative token: the argmax there), by `method`.
-template <class T>
-[[nodiscard]] attribution_result attribute(const mamba_model<T>& m, std::span<const index_t> tokens,
+template <class T, class C, class Layer>
+[[nodiscard]] attribution_result attribute(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
                                            attribution_method method, gradient_target target = {},
                                            const attribute_options& options = {}) {
   switch (method) {
@@ -141,16 +147,30 @@ template <class T>
                         static_cast<int>(method));
 }
 
+// The same for a model of either family.
+template <class T>
+[[nodiscard]] attribution_result resolve_target(const language_model<T>& m, std::span<const index_t> tokens,
+                                                gradient_target target) {
+  return std::visit([&](const auto& model) { return resolve_target(model, tokens, target); }, m);
+}
+template <class T>
+[[nodiscard]] attribution_result attribute(const language_model<T>& m, std::span<const index_t> tokens,
+                                           attribution_method method, gradient_target target = {},
+                                           const attribute_options& options = {}) {
+  return std::visit([&](const auto& model) { return attribute(model, tokens, method, target, options); }, m);
+}
+
 // The evaluator of analysis::faithfulness for a language model on the host:
 // per perturbed sequence, one forward pass and logits[target_position][token]
 // with its softmax probability (over the row, computed in double). The
 // sequences of a batch run on `threads` OpenMP threads (1: in order on the
 // caller; 0: every core); the forward's own products run on the BLAS, so more
-// threads than cores over both would oversubscribe them.
-template <class T>
+// threads than cores over both would oversubscribe them. Model: mamba_model<T>
+// or mamba2_model<T>.
+template <class T, class Model = mamba_model<T>>
 class target_evaluator {
  public:
-  target_evaluator(const mamba_model<T>& m, index_t token, int threads = 1)
+  target_evaluator(const Model& m, index_t token, int threads = 1)
       : model_(&m), weights_(host_weights(m)), token_(token),
         threads_(mixlens::detail::resolve_threads("mixlens::models::target_evaluator", threads)) {
     if (token < 0 || token >= m.vocab_size())
@@ -186,10 +206,15 @@ class target_evaluator {
   }
 
  private:
-  const mamba_model<T>* model_;
-  bound<mamba_weights<T>, mamba_weights_storage<T>> weights_;
+  const Model* model_;
+  decltype(host_weights(std::declval<const Model&>())) weights_;
   index_t token_;
   index_t threads_;
 };
+
+template <class T>
+target_evaluator(const mamba_model<T>&, index_t, int = 1) -> target_evaluator<T, mamba_model<T>>;
+template <class T>
+target_evaluator(const mamba2_model<T>&, index_t, int = 1) -> target_evaluator<T, mamba2_model<T>>;
 
 }  // namespace mixlens::models

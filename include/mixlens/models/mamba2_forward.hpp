@@ -19,6 +19,7 @@
 #pragma once
 
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -126,11 +127,17 @@ struct mamba2_mixer_buffers {
 // conv, SiLU, Δ, SSD + D·u, the gated norm and the gated MLP, up to out_proj's
 // input buf.out_in. Returns the mixer's signals, views into `buf` (valid until
 // its next use). mixlens.hf starts here from the projection a transformers
-// model computed.
-template <class Backend, class T>
+// model computed. `inject(point, layer, data, rows, cols)` (optional, as in
+// mamba_branch) may change a signal in place before the rest of the mixer reads
+// it: u (the x channels, H·P × L), b and c (G·N × L), delta (heads × L) and
+// ssm_out (H·P × L, the gated norm's input); models/mamba2_backward.hpp's checks
+// perturb there.
+template <class Backend, class T, class Inject = no_injection>
 mamba2_layer_signals<T> mamba2_mixer_from_projection(const Backend& be, const mamba2_config& cfg,
                                                      const mamba2_layer_weights<T>& w, index_t L,
-                                                     mamba2_mixer_buffers<Backend, T>& buf) {
+                                                     mamba2_mixer_buffers<Backend, T>& buf, index_t layer = 0,
+                                                     Inject&& inject = {}) {
+  constexpr bool injecting = !std::is_same_v<std::remove_cvref_t<Inject>, no_injection>;
   const index_t S = cfg.ssm_channels(), X = cfg.conv_channels(), Hd = cfg.num_heads, G = cfg.n_groups,
                 N = cfg.state_size, M = cfg.d_mlp;
   // in_proj row offsets: [z0, x0 | z | x, B, C | dt]
@@ -143,8 +150,15 @@ mamba2_layer_signals<T> mamba2_mixer_from_projection(const Backend& be, const ma
   be.conv_silu(conv, w.conv_bias, zx.data() + xbc_at * L, u.data(), sigma.data());
   T* delta = zx.data() + dt_at * L;  // Δ in place of the dt rows
   be.softplus_bias(delta, w.dt_bias, Hd, L, static_cast<T>(cfg.dt_min), static_cast<T>(cfg.dt_max));
+  if constexpr (injecting) {
+    inject(mamba_point::u, layer, u.data(), S, L);
+    inject(mamba_point::b, layer, u.data() + S * L, G * N, L);
+    inject(mamba_point::c, layer, u.data() + (S + G * N) * L, G * N, L);
+    inject(mamba_point::delta, layer, delta, Hd, L);
+  }
 
   mamba2_layer_signals<T> s;
+  s.layer = layer;
   s.head_dim = cfg.head_dim, s.chunk = cfg.chunk_size;
   s.x = signal(zx, S, xbc_at), s.z = signal(zx, S, z_at), s.u = signal(u, S), s.activation = signal(sigma, S);
   s.delta = matrix_view<const T>(delta, Hd, L), s.a = w.a, s.skip = w.skip;
@@ -156,6 +170,7 @@ mamba2_layer_signals<T> mamba2_mixer_from_projection(const Backend& be, const ma
   if constexpr (Backend::on_host) s.ssm(s6_fold{.skip = true}).validate();  // Δ > 0, A < 0
 
   be.apply(s.ssm(s6_fold{.skip = true}), u.data(), ssm_out.data());
+  if constexpr (injecting) inject(mamba_point::ssm_out, layer, ssm_out.data(), S, L);
   be.gated_rms_norm(ssm_out.data(), zx.data() + z_at * L, S, L, cfg.norm_group_size, w.norm_weight, cfg.norm_eps,
                     out_in.data() + M * L, gate.data());
   if (M > 0) {  // the gated MLP: SiLU(z0) ⊙ x0 in out_proj's first columns
@@ -167,15 +182,17 @@ mamba2_layer_signals<T> mamba2_mixer_from_projection(const Backend& be, const ma
 
 // One Mamba-2 mixer (state-spaces Mamba2.forward, transformers' Mamba2Mixer) on
 // the normed hidden states hn (L × H, time-major): h (L × H) += out_proj(…).
-// Returns the mixer's signals, views into `buf` (valid until its next use).
-template <class Backend, class T>
+// Returns the mixer's signals, views into `buf` (valid until its next use);
+// `inject` as in mamba2_mixer_from_projection.
+template <class Backend, class T, class Inject = no_injection>
 mamba2_layer_signals<T> mamba2_mixer_forward(const Backend& be, const mamba2_config& cfg,
                                              const mamba2_layer_weights<T>& w, const T* hn, index_t L,
-                                             mamba2_mixer_buffers<Backend, T>& buf, T* h) {
+                                             mamba2_mixer_buffers<Backend, T>& buf, T* h, index_t layer = 0,
+                                             Inject&& inject = {}) {
   const index_t H = cfg.hidden_size, rows = cfg.in_proj_rows(), width = cfg.intermediate_size();
   be.gemm(false, true, rows, L, H, w.in_proj.data_handle(), hn, T(0), buf.zx.data());  // zx = W_in·hnᵀ
   if (!w.in_proj_bias.empty()) be.add_row_bias(buf.zx.data(), w.in_proj_bias, rows, L);
-  const mamba2_layer_signals<T> s = mamba2_mixer_from_projection(be, cfg, w, L, buf);
+  const mamba2_layer_signals<T> s = mamba2_mixer_from_projection(be, cfg, w, L, buf, layer, inject);
   be.gemm(true, true, L, H, width, buf.out_in.data(), w.out_proj.data_handle(), T(1), h);  // h += out_inᵀ·W_outᵀ
   if (!w.out_proj_bias.empty()) be.add_column_bias(h, w.out_proj_bias, L, H);
   return s;
@@ -185,10 +202,12 @@ mamba2_layer_signals<T> mamba2_mixer_forward(const Backend& be, const mamba2_con
 
 // Runs the language model on `tokens` and returns the logits (L × V, row-major)
 // in the backend's memory. `observe(const mamba2_layer_signals<T>&)` is called
-// after each layer; the buffers are reused by the next one.
-template <class Backend, class T, class Observer>
+// after each layer; the buffers are reused by the next one. `inject`
+// (optional) is called at every mamba_point, as in mamba2_mixer_forward.
+template <class Backend, class T, class Observer, class Inject = no_injection>
 [[nodiscard]] auto mamba_forward(const Backend& be, const mamba2_weights<T>& m, std::span<const index_t> tokens,
-                                 Observer&& observe) {
+                                 Observer&& observe, Inject&& inject = {}) {
+  constexpr bool injecting = !std::is_same_v<std::remove_cvref_t<Inject>, no_injection>;
   check_tokens(m.vocab_size(), tokens);
   const mamba2_config& cfg = m.config;
   const index_t L = static_cast<index_t>(tokens.size()), H = cfg.hidden_size, V = m.vocab_size();
@@ -199,11 +218,12 @@ template <class Backend, class T, class Observer>
   be.embed(tok, m.embedding, h.data());
   for (index_t k = 0; k < m.num_layers(); ++k) {
     const mamba2_layer_weights<T>& w = m.layers[static_cast<std::size_t>(k)];
+    if constexpr (injecting) inject(mamba_point::block_input, k, h.data(), L, H);
     be.rms_norm(h.data(), L, H, w.norm, cfg.norm_eps, hn.data());
-    mamba2_layer_signals<T> s = mamba2_mixer_forward(be, cfg, w, hn.data(), L, buf, h.data());
-    s.layer = k;
-    observe(static_cast<const mamba2_layer_signals<T>&>(s));
+    const mamba2_layer_signals<T> s = mamba2_mixer_forward(be, cfg, w, hn.data(), L, buf, h.data(), k, inject);
+    observe(s);
   }
+  if constexpr (injecting) inject(mamba_point::final_norm_input, m.num_layers(), h.data(), L, H);
   be.rms_norm(h.data(), L, H, m.norm_f, cfg.norm_eps, hn.data());
   be.gemm(false, true, L, V, H, hn.data(), m.output_embedding.data_handle(), T(0), logits.data());  // hn·Eᵀ
   be.synchronize();

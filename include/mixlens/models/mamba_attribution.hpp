@@ -49,11 +49,13 @@ struct attribution_result {
 
 namespace detail {
 
-// Σ_h g ⊙ e at the embedding output, g propagated by `rule`.
-template <class Backend, class T>
-[[nodiscard]] attribution_result gradient_times_input(const Backend& be, const mamba_weights<T>& w,
+// Σ_h g ⊙ e at the embedding output, g propagated by `rule`; for the weights of
+// any family with mamba_gradients (Mamba-2: models/mamba2_attribution.hpp).
+template <class Backend, class Weights>
+[[nodiscard]] attribution_result gradient_times_input(const Backend& be, const Weights& w,
                                                       std::span<const index_t> tokens, gradient_target target,
                                                       propagation rule) {
+  using T = typename Weights::value_type;
   const auto g = mamba_gradients(be, w, tokens, target, gradient_options{.rule = rule, .embedding = true});
   const index_t L = static_cast<index_t>(tokens.size()), H = w.config.hidden_size;
   auto e = be.alloc(L * H);  // the embedding output
@@ -91,9 +93,10 @@ namespace detail {
 
 // The rollout of per-layer maps made by `layer_map(signals, gradients, map)`
 // (map: L × L in double on the host, row-major, in place) from
-// options.start_layer on, and its target row clamped at 0.
-template <class Backend, class T, class LayerMap>
-[[nodiscard]] attribution_result gradient_weighted_rollout(const Backend& be, const mamba_weights<T>& w,
+// options.start_layer on, and its target row clamped at 0 (any family with
+// mamba_gradients).
+template <class Backend, class Weights, class LayerMap>
+[[nodiscard]] attribution_result gradient_weighted_rollout(const Backend& be, const Weights& w,
                                                            std::span<const index_t> tokens, gradient_target target,
                                                            const mamba_attr_options& options, std::string_view where,
                                                            LayerMap&& layer_map) {
@@ -107,7 +110,7 @@ template <class Backend, class T, class LayerMap>
   std::optional<analysis::full_rollout> full;
   if (options.full_matrix) full.emplace(L);
   const auto g = mamba_gradients(be, w, tokens, target, gradient_options{.embedding = false},
-                                 [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg) {
+                                 [&](const auto& s, const auto& lg) {
                                    if (s.layer < options.start_layer) return;
                                    std::vector<double> map(static_cast<std::size_t>(L * L));
                                    layer_map(s, lg, map);
@@ -135,11 +138,36 @@ std::pair<double, double> relu_channel_mean(const Backend& be, const Op& op, std
 }
 
 // The token weights of a layer from its residual gradient (backend memory).
-template <class Backend, class T>
-[[nodiscard]] std::vector<double> token_weights(const Backend& be, const mamba_layer_gradients<T>& lg) {
+template <class Backend, class Gradients>
+[[nodiscard]] std::vector<double> token_weights(const Backend& be, const Gradients& lg) {
+  using T = typename Gradients::value_type;
   const index_t L = lg.residual.extent(0), H = lg.residual.extent(1);
   const auto g = be.download(lg.residual.data_handle(), L * H);
   return analysis::token_gradient_weight(matrix_view<const T>(g.data(), L, H));
+}
+
+// mamba-attr's and attn-grad's layer maps for the signals of any family: the
+// paper's α of s.ssm() (per channel for Mamba, per head for Mamba-2), or the
+// unified form's matrices (per channel).
+template <class Backend, class Weights>
+[[nodiscard]] attribution_result mamba_attr_rollout(const Backend& be, const Weights& w, std::span<const index_t> tokens,
+                                                    gradient_target target, const mamba_attr_options& options) {
+  constexpr std::string_view where = "mixlens::models::mamba_attr";
+  return gradient_weighted_rollout(be, w, tokens, target, options, where,
+                                   [&](const auto& s, const auto& lg, std::vector<double>& map) {
+                                     const auto [lo, hi] = relu_channel_mean(be, s.ssm(), map, where);  // the paper's α
+                                     analysis::mamba_attr_layer_map(map, lo, hi, token_weights(be, lg));
+                                   });
+}
+template <class Backend, class Weights>
+[[nodiscard]] attribution_result attn_grad_rollout(const Backend& be, const Weights& w, std::span<const index_t> tokens,
+                                                   gradient_target target, const mamba_attr_options& options) {
+  constexpr std::string_view where = "mixlens::models::attn_grad";
+  return gradient_weighted_rollout(be, w, tokens, target, options, where,
+                                   [&](const auto& s, const auto& lg, std::vector<double>& map) {
+                                     (void)relu_channel_mean(be, unified_operator(be, s, {.offset = false}), map, where);
+                                     analysis::attn_grad_layer_map(map, token_weights(be, lg));
+                                   });
 }
 
 }  // namespace detail
@@ -148,13 +176,7 @@ template <class Backend, class T>
 [[nodiscard]] attribution_result mamba_attr(const Backend& be, const mamba_weights<T>& w,
                                             std::span<const index_t> tokens, gradient_target target = {},
                                             const mamba_attr_options& options = {}) {
-  constexpr std::string_view where = "mixlens::models::mamba_attr";
-  return detail::gradient_weighted_rollout(
-      be, w, tokens, target, options, where,
-      [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg, std::vector<double>& map) {
-        const auto [lo, hi] = detail::relu_channel_mean(be, s.ssm(), map, where);  // the paper's α
-        analysis::mamba_attr_layer_map(map, lo, hi, detail::token_weights(be, lg));
-      });
+  return detail::mamba_attr_rollout(be, w, tokens, target, options);
 }
 
 // Attention × gradient on the unified form (Zimerman, Ali, Wolf, ICLR 2025).
@@ -162,13 +184,7 @@ template <class Backend, class T>
 [[nodiscard]] attribution_result attn_grad(const Backend& be, const mamba_weights<T>& w,
                                            std::span<const index_t> tokens, gradient_target target = {},
                                            const mamba_attr_options& options = {}) {
-  constexpr std::string_view where = "mixlens::models::attn_grad";
-  return detail::gradient_weighted_rollout(
-      be, w, tokens, target, options, where,
-      [&](const mamba_layer_signals<T>& s, const mamba_layer_gradients<T>& lg, std::vector<double>& map) {
-        (void)detail::relu_channel_mean(be, unified_operator(be, s, {.offset = false}), map, where);
-        analysis::attn_grad_layer_map(map, detail::token_weights(be, lg));
-      });
+  return detail::attn_grad_rollout(be, w, tokens, target, options);
 }
 
 // The same on the host, for a loaded model.
