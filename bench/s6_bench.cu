@@ -76,7 +76,7 @@ void s6_forward(benchmark::State& state) {
 // The backward with every gradient Mamba's selective-scan backward returns (∂u,
 // ∂Δ, ∂z, ∂B, ∂C, ∂A, ∂D, ∂Δ-bias), including the zeroing of the summed outputs
 // and the checkpoint scratch, as a training step would call it.
-template <class In, index_t Chunk = 0>
+template <class In, index_t Chunk = 0, int StatesPerThread = 0>
 void s6_backward(benchmark::State& state) {
   const index_t B = state.range(0), D = state.range(1), L = state.range(2), N = 16;
   const auto sig = static_cast<std::size_t>(B * D * L);
@@ -96,6 +96,7 @@ void s6_backward(benchmark::State& state) {
   p.du = du.data(), p.ddelta = ddelta.data(), p.dz = dz.data(), p.db = db.data(), p.dc = dc.data();
   p.da = da.data(), p.dskip = dskip.data(), p.ddelta_bias = dbias.data();
   p.chunk_length = Chunk == chunk_sweep ? state.range(3) : Chunk;
+  p.states_per_thread = StatesPerThread;
   const auto plan = gpu::plan_selective_scan_backward(p);
   state.counters["tiles"] = double(plan.tiles);
   state.counters["blocks"] = double(plan.blocks);
@@ -116,6 +117,11 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(s6_forward<float, false>)->Name("s6_forward_fp32")->Apply(shapes);
 BENCHMARK(s6_backward<float>)->Name("s6_backward_fp32")->Apply(shapes);
+// The work splits side by side: one state per thread (16 lanes per channel), 2 and 4 per thread.
+BENCHMARK(s6_backward<float, 0, 1>)->Name("s6_backward_fp32_q1")->Apply(shapes);
+BENCHMARK(s6_backward<float, 0, 2>)->Name("s6_backward_fp32_q2")->Apply(shapes);
+BENCHMARK(s6_backward<float, 0, 4>)->Name("s6_backward_fp32_q4")->Apply(shapes);
+BENCHMARK(s6_backward<__nv_bfloat16, 0, 1>)->Name("s6_backward_bf16_q1")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_backward<__nv_bfloat16>)->Name("s6_backward_bf16")->Args({4, 1536, 2048})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_backward<float, -1>)->Name("s6_backward_fp32_onepass")->Args({1, 1536, 65536})->UseManualTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(s6_backward<float, chunk_sweep>)

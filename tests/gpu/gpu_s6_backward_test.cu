@@ -41,13 +41,15 @@ struct options {
   bool bias = true, softplus = true, skip = true, gate = true, z_silu = true;
   bool reductions = true;  // ∂A, ∂D, ∂Δ-bias asked for
   index_t chunk_length = 0;  // 0 automatic, −1 one pass over time, > 0 forced chunks
+  int states_per_thread = 0;  // the work split for N ≤ 16: 0 automatic, 1 (16 lanes), 2 or 4 (register form)
 };
 
 std::string describe(const shape& s, const options& o) {
   std::ostringstream os;
   os << "B " << s.batch << " D " << s.channels << " L " << s.length << " N " << s.states << " G " << s.groups
      << " bias " << o.bias << " softplus " << o.softplus << " skip " << o.skip << " gate " << o.gate << " silu "
-     << o.z_silu << " reductions " << o.reductions << " chunk_length " << o.chunk_length;
+     << o.z_silu << " reductions " << o.reductions << " chunk_length " << o.chunk_length << " states_per_thread "
+     << o.states_per_thread;
   return os.str();
 }
 
@@ -251,6 +253,7 @@ std::map<std::string, double> backward_errors(shape sh, options opt, std::uint64
   p.du = du.data(), p.ddelta = ddelta.data(), p.db = db.data(), p.dc = dc.data();
   if (opt.reductions) p.da = da.data(), p.dskip = dskip.data(), p.ddelta_bias = dbias.data();
   p.chunk_length = opt.chunk_length;
+  p.states_per_thread = opt.states_per_thread;
   for (int i = 0; i < runs; ++i) gpu::selective_scan_backward(p);
   MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
 
@@ -356,7 +359,9 @@ BOOST_AUTO_TEST_CASE(backward_plan_sizes) {
   p.u = p.delta = p.a = p.b = p.c = p.dout = fake;
   p.du = p.ddelta = p.db = p.dc = fake;
   p.batch = 8, p.channels = 3 * 5000, p.length = (index_t(1) << 20) + 3, p.state_size = 16, p.groups = 3;
+  p.states_per_thread = 1;  // the 16-lane kernel
   auto plan = gpu::plan_selective_scan_backward(p, 132);  // batch·D·L ≈ 1.3·10^11
+  BOOST_TEST(!plan.register_form);
   BOOST_TEST(plan.states_per_lane == 1);
   BOOST_TEST(plan.tile_steps == 32);
   BOOST_TEST(plan.tiles == (index_t(1) << 15) + 1);
@@ -364,8 +369,20 @@ BOOST_AUTO_TEST_CASE(backward_plan_sizes) {
   BOOST_TEST(plan.workspace_bytes == std::size_t(8) * 15000 * ((std::size_t(1) << 15) + 1) * 16 * 4);
   BOOST_TEST(!plan.time_parallel);  // 15000 blocks fill the device
   BOOST_TEST(plan.chunk_length == p.length);
+  for (const int q : {0, 2, 4}) {  // the register form: 128 / (16 / Q) channels per block
+    p.states_per_thread = q;
+    const int qq = q == 0 ? gpu::s6_backward_default_states_per_thread : q;
+    plan = gpu::plan_selective_scan_backward(p, 132);
+    BOOST_TEST(plan.register_form);
+    BOOST_TEST(plan.states_per_thread == qq);
+    BOOST_TEST(plan.tile_steps == (qq == 2 ? 32 : 16));
+    BOOST_TEST(plan.blocks == 8 * 3 * ((5000 + 8 * qq - 1) / (8 * qq)));
+    BOOST_TEST(plan.workspace_bytes == std::size_t(8) * 15000 * std::size_t(plan.tiles) * 16 * 4);
+    BOOST_TEST(plan.resident_blocks >= 1);
+  }
   p.state_size = 17, p.groups = 1, p.length = 16, p.channels = 7;
   plan = gpu::plan_selective_scan_backward(p, 132);
+  BOOST_TEST(!plan.register_form);  // N > 16: two states per lane, whatever states_per_thread asks
   BOOST_TEST(plan.states_per_lane == 2);
   BOOST_TEST(plan.tiles == 1);
   BOOST_TEST(plan.blocks == 8);
@@ -379,7 +396,7 @@ BOOST_AUTO_TEST_CASE(backward_plan_time_split) {
   const auto fake = reinterpret_cast<float*>(std::uintptr_t(256));
   p.u = p.delta = p.a = p.b = p.c = p.dout = fake;
   p.du = p.ddelta = p.db = p.dc = fake;
-  p.batch = 1, p.channels = 1536, p.length = 65536, p.state_size = 16;
+  p.batch = 1, p.channels = 1536, p.length = 65536, p.state_size = 16, p.states_per_thread = 1;
   auto plan = gpu::plan_selective_scan_backward(p, 132);  // 192 blocks of 792 resident: 8 chunks
   BOOST_TEST(plan.time_parallel);
   BOOST_TEST(plan.blocks == 192);
@@ -428,6 +445,9 @@ BOOST_AUTO_TEST_CASE(invalid_parameters) {
   q = p;
   q.chunk_length = -2;
   testing::check_error([&] { gpu::selective_scan_backward(q); }, {"'chunk_length'", "got -2"});
+  q = p;
+  q.states_per_thread = 3;
+  testing::check_error([&] { gpu::selective_scan_backward(q); }, {"'states_per_thread'", "1, 2 or 4", "got 3"});
 }
 
 BOOST_AUTO_TEST_SUITE(gpu_s6_backward, *mixlens::testing::requires_device())
@@ -436,11 +456,12 @@ BOOST_AUTO_TEST_SUITE(gpu_s6_backward, *mixlens::testing::requires_device())
 BOOST_AUTO_TEST_CASE(fp32_shapes) {
   std::uint64_t seed = 100;
   for (const auto& sh : shapes)
-    for (index_t chunk : {0, -1}) {
-      options o;
-      o.chunk_length = chunk;
-      check<float>(sh, o, seed++, 1e-3);
-    }
+    for (int q : {1, 2, 4})
+      for (index_t chunk : {0, -1}) {
+        options o;
+        o.chunk_length = chunk, o.states_per_thread = q;
+        check<float>(sh, o, seed++, 1e-3);
+      }
 }
 
 // Forced chunks of time: chunk boundaries inside, at and just past tiles and L.
@@ -452,8 +473,12 @@ BOOST_AUTO_TEST_CASE(fp32_time_parallel) {
     for (index_t chunk : {64, 128, 320}) {
       options o;
       o.chunk_length = chunk;
-      check<float>(sh, o, seed++, 1e-3);
+      for (int q : {1, 2, 4}) {
+        o.states_per_thread = q;
+        check<float>(sh, o, seed++, 1e-3);
+      }
       o.bias = o.gate = false, o.softplus = chunk != 128, o.z_silu = false, o.reductions = chunk == 64;
+      o.states_per_thread = 0;
       check<float>(sh, o, seed++, 1e-3);
     }
   options gate_only;
@@ -468,6 +493,7 @@ BOOST_AUTO_TEST_CASE(fp32_option_combinations) {
       options o;
       o.bias = mask & 1, o.softplus = mask & 2, o.skip = mask & 4, o.gate = mask & 8, o.z_silu = mask & 16;
       o.reductions = mask % 3 != 0;
+      o.states_per_thread = mask % 2 ? 4 : 0;
       check<float>(sh, o, seed++, 1e-3);
     }
 }
@@ -476,8 +502,12 @@ BOOST_AUTO_TEST_CASE(half_precision_inputs) {
   std::uint64_t seed = 300;
   for (const shape sh : {shape{2, 16, 1000, 16, 2}, shape{1, 8, 33, 16, 1}, shape{1, 1, 1, 16, 1},
                          shape{2, 15, 77, 16, 3}, shape{1, 4, 70, 32, 2}, shape{1, 8, 4100, 16, 1}}) {
-    check<__nv_bfloat16>(sh, options{}, seed++, 1.5e-2);
-    check<__half>(sh, options{}, seed++, 3e-3);
+    for (int q : {1, 2, 4}) {
+      options o;
+      o.states_per_thread = q;
+      check<__nv_bfloat16>(sh, o, seed++, 1.5e-2);
+      check<__half>(sh, o, seed++, 3e-3);
+    }
   }
   options plain;
   plain.bias = plain.softplus = plain.gate = false;

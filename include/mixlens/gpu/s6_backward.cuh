@@ -32,7 +32,10 @@ namespace mixlens::gpu {
 
 // How a backward call runs (pure, for tests).
 struct selective_scan_backward_plan {
-  int states_per_lane = 1;  // 1 (N ≤ 16) or 2 (N ≤ 32)
+  int states_per_lane = 1;  // the 16-lane kernel: 1 (N ≤ 16) or 2 (N ≤ 32); the register form: 1
+  int states_per_thread = 1;  // 1 or 2 (the 16-lane kernel), 2 or 4 (the register form, N ≤ 16)
+  bool register_form = false;  // Q = states_per_thread consecutive states per thread (N ≤ 16)
+  int resident_blocks = 6;     // blocks of the chosen kernel one SM holds (shared memory, registers)
   index_t tile_steps = 0;   // T: steps per tile and between checkpoints
   index_t tiles = 0;        // per sequence: ⌈L / T⌉
   index_t blocks = 0;       // batch · G · ⌈(D / G) / 8⌉ blocks of 8 channels
@@ -45,6 +48,14 @@ struct selective_scan_backward_plan {
 
 // Smallest chunk the automatic time split makes (as the forward's).
 inline constexpr index_t s6_backward_min_chunk = 1024;
+
+// The register form's Q when states_per_thread is 0 (measured: bench/README.md).
+inline constexpr int s6_backward_default_states_per_thread = 2;
+
+namespace detail {
+// Shared memory of one SM on sm_90 for blocks (228 KB, of which 227 KB per block).
+inline constexpr std::size_t s6_backward_shared_per_sm = 228 * 1024;
+}  // namespace detail
 
 namespace detail {
 
@@ -62,6 +73,8 @@ void validate_backward(const selective_scan_backward_params<In>& p) {
   if (p.state_size > 32) mixlens::detail::fail(where, "state_size", "at most 32 states", p.state_size);
   if (p.chunk_length < -1)
     mixlens::detail::fail(where, "chunk_length", "-1 (never), 0 (automatic) or a positive length", p.chunk_length);
+  if (p.states_per_thread != 0 && p.states_per_thread != 1 && p.states_per_thread != 2 && p.states_per_thread != 4)
+    mixlens::detail::fail(where, "states_per_thread", "0 (automatic), 1, 2 or 4", p.states_per_thread);
   const auto need = [&](std::string_view name, const void* ptr) {
     if (!ptr) mixlens::detail::fail(where, name, "a device pointer", "null");
   };
@@ -127,9 +140,26 @@ void launch_backward(const selective_scan_backward_params<In>& p, const selectiv
     ch.h_in = h_in;
     ch.x_in = x_in;
   }
-  selective_scan_backward_kernel<In, S>
-      <<<dim3(grid_size(plan.blocks), static_cast<unsigned>(plan.chunks)), backward_shape<S>::threads, 0, stream>>>(
-          p, reinterpret_cast<float*>(base), ch);
+  const dim3 grid(grid_size(plan.blocks), static_cast<unsigned>(plan.chunks));
+  if constexpr (S == 1) {
+    if (plan.register_form) {
+      const auto run = [&](auto kernel, std::size_t bytes) {
+        // Above 48 KB a kernel must be allowed its dynamic shared memory; the
+        // attribute is set on every call (cheap, and correct on any device).
+        MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(bytes)));
+        kernel<<<grid, 128, bytes, stream>>>(p, reinterpret_cast<float*>(base), ch);
+        MIXLENS_CUDA_CHECK_LAUNCH();
+      };
+      if (plan.states_per_thread == 2)
+        run(selective_scan_backward_register_kernel<In, 2>, backward_register_shape<2>::bytes);
+      else
+        run(selective_scan_backward_register_kernel<In, 4>, backward_register_shape<4>::bytes);
+      return;
+    }
+  }
+  selective_scan_backward_kernel<In, S><<<grid, backward_shape<S>::threads, 0, stream>>>(
+      p, reinterpret_cast<float*>(base), ch);
   MIXLENS_CUDA_CHECK_LAUNCH();
 }
 
@@ -150,8 +180,19 @@ selective_scan_backward_plan plan_selective_scan_backward(const selective_scan_b
   detail::validate_backward(p);
   selective_scan_backward_plan plan;
   plan.states_per_lane = p.state_size <= 16 ? 1 : 2;
-  const index_t T = plan.states_per_lane == 1 ? detail::backward_shape<1>::steps : detail::backward_shape<2>::steps;
-  constexpr index_t C = detail::backward_shape<1>::channels;
+  plan.states_per_thread = plan.states_per_lane;
+  index_t T = plan.states_per_lane == 1 ? detail::backward_shape<1>::steps : detail::backward_shape<2>::steps;
+  index_t C = detail::backward_shape<1>::channels;
+  plan.resident_blocks = plan.states_per_lane == 1 ? 6 : 4;
+  if (p.state_size <= 16 && p.states_per_thread != 1) {
+    const int q = p.states_per_thread == 0 ? s6_backward_default_states_per_thread : p.states_per_thread;
+    plan.register_form = true;
+    plan.states_per_thread = q;
+    T = q == 2 ? detail::backward_register_shape<2>::steps : detail::backward_register_shape<4>::steps;
+    C = q == 2 ? detail::backward_register_shape<2>::channels : detail::backward_register_shape<4>::channels;
+    const std::size_t bytes = q == 2 ? detail::backward_register_shape<2>::bytes : detail::backward_register_shape<4>::bytes;
+    plan.resident_blocks = static_cast<int>(detail::s6_backward_shared_per_sm / (bytes + 1024));  // + the driver's 1 KB
+  }
   plan.tile_steps = T;
   plan.tiles = (p.length + T - 1) / T;
   plan.blocks = p.batch * p.groups * ((p.channels / p.groups + C - 1) / C);
@@ -164,7 +205,7 @@ selective_scan_backward_plan plan_selective_scan_backward(const selective_scan_b
   if (p.chunk_length > 0) {
     length = round64(p.chunk_length);
   } else if (p.chunk_length == 0) {
-    const index_t resident = static_cast<index_t>(multiprocessors) * (plan.states_per_lane == 1 ? 6 : 4);
+    const index_t resident = static_cast<index_t>(multiprocessors) * plan.resident_blocks;
     if (2 * plan.blocks <= resident && L >= 2 * s6_backward_min_chunk) {
       index_t want = 2 * resident / plan.blocks;
       if (want > L / s6_backward_min_chunk) want = L / s6_backward_min_chunk;

@@ -75,6 +75,10 @@ struct selective_scan_backward_params {
   // Time-parallel path: 0 chooses, −1 never (one pass over time), > 0 forces
   // chunks of this many steps (rounded up to a multiple of 64).
   index_t chunk_length = 0;
+  // The work split for N ≤ 16 (plan_selective_scan_backward): 0 chooses; 1 one
+  // state per thread (16 lanes per channel); 2 or 4 that many consecutive states
+  // per thread (the register form). N > 16 always takes two states per lane.
+  int states_per_thread = 0;
 };
 
 namespace detail {
@@ -361,6 +365,383 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
 #pragma unroll
     for (int s = 0; s < S; ++s)
       if (lane + s * P < N) atomicAdd(&p.da[d * N + lane + s * P], da[s]);
+  }
+#pragma unroll
+  for (int m = P / 2; m > 0; m /= 2) {
+    dskip_part += __shfl_xor_sync(full_mask, dskip_part, m);
+    dbias_part += __shfl_xor_sync(full_mask, dbias_part, m);
+  }
+  if (valid && lane == 0) {
+    if (p.dskip) atomicAdd(&p.dskip[d], dskip_part);
+    if (p.ddelta_bias) atomicAdd(&p.ddelta_bias[d], dbias_part);
+  }
+}
+
+// ---- the register form (N ≤ 16): Q states per thread -------------------------
+//
+// The same two passes with another work split: a thread holds Q consecutive
+// states of one channel (16 / Q lanes per channel, 128 / (16 / Q) channels per
+// block), so that most of each step's sums over states are register additions
+// and B, C, the states and the ∂B, ∂C terms move between registers and shared
+// memory as Q-float vectors. Per step and state it issues about half the
+// instructions of the 16-lane kernel above, whose sums over states and over the
+// block's channels dominate its instruction count. What changes:
+//   - the per-step sums over states: Q in registers, then a reduce-scatter over
+//     the 16 / Q lanes of the channel (lane l ends with step l of the run);
+//   - ∂B, ∂C: each thread stores its Q terms per step into shared memory, and
+//     every RUN steps the block sums them over its channels and adds them to
+//     global memory (one atomicAdd per block, state and step).
+// Shared memory is dynamic (above the 48 KB of static arrays).
+template <int Q>
+struct backward_register_shape {
+  static_assert(Q == 2 || Q == 4);
+  static constexpr int states = 16, lanes = 16 / Q, threads = 128, channels = threads / lanes;
+  static constexpr int steps = Q == 2 ? 32 : 16;  // T: a tile, and the checkpoint interval
+  static constexpr int run = 8;                    // steps per ∂B, ∂C sum over the block's channels
+  static constexpr int bc_stride = 20;             // B, C rows (time-major): 16 states, 16-byte aligned
+  static constexpr int row = steps + 4;            // channel rows: float4-aligned
+  // ∂B, ∂C terms: [2][run][channels][16], each (kind, step) block padded by 16
+  // floats so that the two halves of a warp summing adjacent blocks hit other banks.
+  static constexpr int red_block = channels * 16 + 16;
+  static constexpr std::size_t floats = std::size_t(2) * steps * bc_stride + std::size_t(6) * channels * row +
+                                        std::size_t(steps) * threads * Q + std::size_t(2) * run * red_block;
+  static constexpr std::size_t bytes = floats * sizeof(float);
+};
+
+template <int Q>
+struct float_vector;
+template <>
+struct float_vector<2> {
+  using type = float2;
+};
+template <>
+struct float_vector<4> {
+  using type = float4;
+};
+
+// Q consecutive floats of shared memory (16-byte aligned for Q = 4, 8 for Q = 2).
+template <int Q>
+__device__ __forceinline__ void load_vector(const float* from, float (&out)[Q]) {
+  const auto v = *reinterpret_cast<const typename float_vector<Q>::type*>(from);
+  if constexpr (Q == 2) out[0] = v.x, out[1] = v.y;
+  else out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+}
+template <int Q>
+__device__ __forceinline__ void store_vector(float* to, const float (&in)[Q]) {
+  using V = typename float_vector<Q>::type;
+  if constexpr (Q == 2) *reinterpret_cast<V*>(to) = V{in[0], in[1]};
+  else *reinterpret_cast<V*>(to) = V{in[0], in[1], in[2], in[3]};
+}
+
+template <class In, int Q>
+__global__ void __launch_bounds__(128)
+    selective_scan_backward_register_kernel(const selective_scan_backward_params<In> p, float* const checkpoints,
+                                            const s6_backward_chunks chunks) {
+  using shape = backward_register_shape<Q>;
+  constexpr int P = shape::lanes, C = shape::channels, T = shape::steps, RUN = shape::run, BS = shape::bc_stride,
+                TP = shape::row, NS = shape::states, RB = shape::red_block, threads = shape::threads;
+  static_assert(T % RUN == 0 && RUN % P == 0 && P % 4 == 0 && T % 4 == 0);
+  extern __shared__ float4 smem4[];
+  float* const smem = reinterpret_cast<float*>(smem4);
+  float* const s_b = smem;                 // [T][BS]
+  float* const s_c = s_b + T * BS;         // [T][BS]
+  float* const s_dt = s_c + T * BS;        // [C][TP] each
+  float* const s_du = s_dt + C * TP;
+  float* const s_g = s_du + C * TP;        // g = dout·gate(z): ∂y before the gate
+  float* const s_u = s_g + C * TP;
+  float* const s_sig = s_u + C * TP;       // softplus′ of Δ + bias (1 without softplus)
+  float* const s_gz = s_sig + C * TP;      // dout·gate′(z): ∂z = y·s_gz
+  float* const s_h = s_gz + C * TP;        // [T][threads][Q]: each thread's states of the tile
+  float* const s_red = s_h + T * threads * Q;  // [2][RUN] blocks of [C][16] (+ 16 padding)
+
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % P, ch = tid / P, n0 = lane * Q;
+  const index_t D = p.channels, L = p.length, N = p.state_size, G = p.groups, Dg = D / G;
+  const index_t per_group = (Dg + C - 1) / C;  // blocks per (batch, group)
+  const index_t blk = blockIdx.x;
+  const index_t bg = blk / per_group;  // bi·G + g
+  const index_t bi = bg / G;
+  const index_t first = (blk % per_group) * C;
+  const index_t d0 = (bg % G) * Dg + first;
+  const index_t present = Dg - first < C ? Dg - first : C;
+  const bool valid = ch < present;
+  // Absent channels read channel d0's parameters, see Δ = 0 and g = 0, add zeros.
+  const index_t d = valid ? d0 + ch : d0;
+  const index_t row = (bi * D + d) * L;
+  const index_t K = (L + T - 1) / T;
+  const index_t chunk = blockIdx.y;
+  const index_t k_begin = chunks.tiles > 0 ? chunk * chunks.tiles : 0;
+  const index_t k_end = chunks.tiles > 0 && K - k_begin > chunks.tiles ? k_begin + chunks.tiles : K;
+  const index_t slot = (chunk * (p.batch * D) + bi * D + d) * N;
+  float* const ck = checkpoints + (bi * D + d) * K * NS;
+  const In* const bgp = p.b + bg * N * L;
+  const In* const cgp = p.c + bg * N * L;
+  float* const dbg = p.db + bg * N * L;
+  float* const dcg = p.dc + bg * N * L;
+
+  float a[Q], a2[Q];
+#pragma unroll
+  for (int s = 0; s < Q; ++s) {
+    const index_t n = n0 + s;
+    a[s] = n < N ? p.a[d * N + n] : 0.0f;  // padded states: A = 0, B = C = 0, so h = x = 0
+    a2[s] = a[s] * log2e;
+  }
+  const float skip = p.skip ? p.skip[d] : 0.0f;
+  const float* const my_dt = s_dt + ch * TP;
+  const float* const my_du = s_du + ch * TP;
+  const float* const my_g = s_g + ch * TP;
+  const auto four = [](const float* from, float (&out)[4]) {
+    const float4 v = *reinterpret_cast<const float4*>(from);
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+  };
+
+  // A tile's inputs, fetched into registers one tile ahead of their use (the
+  // loads are in flight while the previous tile computes), then put into shared
+  // memory: B and C rows (16·T values), the channels' u, Δ, dout, z (C·T).
+  constexpr int per_bc = NS * T / threads, per_signal = C * T / threads;
+  static_assert(NS * T % threads == 0 && C * T % threads == 0);
+  struct tile_inputs {
+    float b[per_bc], c[per_bc], u[per_signal], delta[per_signal], dout[per_signal], z[per_signal];
+  };
+  const auto fetch = [&](index_t t0, bool all, tile_inputs& in) {
+#pragma unroll
+    for (int e = 0; e < per_bc; ++e) {
+      const int i = tid + e * threads, n = i / T, j = i % T;
+      const bool inside = n < N && t0 + j < L;
+      const index_t off = n * L + t0 + j;
+      in.b[e] = inside ? to_float(bgp[off]) : 0.0f;
+      in.c[e] = inside && all ? to_float(cgp[off]) : 0.0f;
+    }
+#pragma unroll
+    for (int e = 0; e < per_signal; ++e) {
+      const int i = tid + e * threads, cc = i / T, j = i % T;
+      const bool inside = cc < present && t0 + j < L;
+      const index_t off = (bi * D + d0 + cc) * L + t0 + j;
+      in.u[e] = inside ? to_float(p.u[off]) : 0.0f;
+      in.delta[e] = inside ? to_float(p.delta[off]) : 0.0f;
+      in.dout[e] = inside && all ? to_float(p.dout[off]) : 0.0f;
+      in.z[e] = inside && all && p.z ? to_float(p.z[off]) : 0.0f;
+    }
+  };
+  // Past L and in absent channels Δ = u = g = 0: a no-op step (decay 1, no
+  // input, no adjoint source).
+  const auto put = [&](index_t t0, bool all, const tile_inputs& in) {
+#pragma unroll
+    for (int e = 0; e < per_bc; ++e) {
+      const int i = tid + e * threads, n = i / T, j = i % T;
+      s_b[j * BS + n] = in.b[e];
+      if (all) s_c[j * BS + n] = in.c[e];
+    }
+#pragma unroll
+    for (int e = 0; e < per_signal; ++e) {
+      const int i = tid + e * threads, cc = i / T, j = i % T;
+      const bool inside = cc < present && t0 + j < L;
+      float dt = 0.0f, sig = 1.0f;
+      if (inside) {
+        const float raw = in.delta[e] + (p.delta_bias ? p.delta_bias[d0 + cc] : 0.0f);
+        dt = raw;
+        if (p.delta_softplus) {
+          dt = softplus(raw);
+          sig = raw <= 20.0f ? 1.0f / (1.0f + expf(-raw)) : 1.0f;  // the derivative of softplus as defined
+        }
+      }
+      s_dt[cc * TP + j] = dt;
+      s_du[cc * TP + j] = dt * in.u[e];
+      if (all) {
+        float g = 0.0f, gz = 0.0f;
+        if (inside) {
+          const float dy = in.dout[e];
+          if (p.z) {
+            const float zv = in.z[e];
+            if (p.z_silu) {
+              const float sg = 1.0f / (1.0f + expf(-zv));
+              g = dy * zv * sg;
+              gz = dy * sg * (1.0f + zv * (1.0f - sg));
+            } else {
+              g = dy * zv;
+              gz = dy;
+            }
+          } else {
+            g = dy;
+          }
+        }
+        s_u[cc * TP + j] = in.u[e];
+        s_sig[cc * TP + j] = sig;
+        s_g[cc * TP + j] = g;
+        s_gz[cc * TP + j] = gz;
+      }
+    }
+  };
+
+  // ---- pass 1: checkpoints -------------------------------------------------
+  float h[Q], h_start[Q];
+#pragma unroll
+  for (int s = 0; s < Q; ++s) {
+    const index_t n = n0 + s;
+    h_start[s] = chunk > 0 && valid && n < N ? chunks.h_in[slot + n] : 0.0f;
+    h[s] = h_start[s];
+  }
+  tile_inputs next;
+  if (k_begin + 1 < k_end) fetch(k_begin * T, false, next);
+  for (index_t k = k_begin; k + 1 < k_end; ++k) {
+    const index_t t0 = k * T;
+    __syncthreads();
+    put(t0, false, next);
+    __syncthreads();
+    if (k + 2 < k_end) fetch(t0 + T, false, next);
+#pragma unroll
+    for (int j0 = 0; j0 < T; j0 += 4) {
+      float dt[4], du[4];
+      four(my_dt + j0, dt);
+      four(my_du + j0, du);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        float b[Q];
+        load_vector<Q>(s_b + (j0 + q) * BS + n0, b);
+#pragma unroll
+        for (int s = 0; s < Q; ++s) h[s] = fast_exp2(dt[q] * a2[s]) * h[s] + du[q] * b[s];
+      }
+    }
+    if (valid) {
+#pragma unroll
+      for (int s = 0; s < Q; ++s)
+        if (n0 + s < N) ck[(k + 1) * NS + n0 + s] = h[s];
+    }
+  }
+
+  // ---- pass 2: tiles in reverse ---------------------------------------------
+  float x[Q], decay_next[Q], da[Q];
+  const bool last_chunk = chunk + 1 == static_cast<index_t>(gridDim.y);
+#pragma unroll
+  for (int s = 0; s < Q; ++s) {
+    const index_t n = n0 + s;
+    x[s] = !last_chunk && valid && n < N ? chunks.x_in[slot + n] : 0.0f;  // decay already applied
+    decay_next[s] = 1.0f;
+    da[s] = 0.0f;
+  }
+  float dskip_part = 0.0f, dbias_part = 0.0f;
+  // The tile's entering state: its checkpoint (fetched with the tile's inputs).
+  const auto entering = [&](index_t k, float (&out)[Q]) {
+#pragma unroll
+    for (int s = 0; s < Q; ++s)
+      out[s] = k > k_begin && valid && n0 + s < N ? ck[k * NS + n0 + s] : (k > k_begin ? 0.0f : h_start[s]);
+  };
+  float h_next[Q];
+  fetch((k_end - 1) * T, true, next);
+  entering(k_end - 1, h_next);
+  for (index_t k = k_end - 1; k >= k_begin; --k) {
+    const index_t t0 = k * T;
+    __syncthreads();
+    put(t0, true, next);
+    float h_in[Q];
+#pragma unroll
+    for (int s = 0; s < Q; ++s) h_in[s] = h_next[s];
+    __syncthreads();
+    if (k > k_begin) fetch(t0 - T, true, next), entering(k - 1, h_next);
+
+    // Recompute the tile's states into s_h, and y at step sub + lane (∂z, ∂D).
+#pragma unroll
+    for (int s = 0; s < Q; ++s) h[s] = h_in[s];
+#pragma unroll 1
+    for (int sub = 0; sub < T; sub += P) {
+      float acc[P], dt4[4], du4[4];
+#pragma unroll
+      for (int r = 0; r < P; ++r) {
+        const int j = sub + r;
+        if (r % 4 == 0) four(my_dt + j, dt4), four(my_du + j, du4);
+        float b[Q], c[Q];
+        load_vector<Q>(s_b + j * BS + n0, b);
+        load_vector<Q>(s_c + j * BS + n0, c);
+        acc[r] = 0.0f;
+#pragma unroll
+        for (int s = 0; s < Q; ++s) {
+          h[s] = fast_exp2(dt4[r % 4] * a2[s]) * h[s] + du4[r % 4] * b[s];
+          acc[r] += c[s] * h[s];
+        }
+        store_vector<Q>(s_h + (j * threads + tid) * Q, h);
+      }
+      const float y0 = group_reduce_scatter<P>(acc, lane);
+      const int j = sub + lane;
+      const index_t t = t0 + j;
+      if (valid && t < L) {
+        const float y = y0 + skip * s_u[ch * TP + j];
+        if (p.z) p.dz[row + t] = from_float<In>(y * s_gz[ch * TP + j]);
+        dskip_part += s_g[ch * TP + j] * s_u[ch * TP + j];
+      }
+    }
+
+    // The adjoint backwards over the tile, RUN steps at a time.
+    float h_cur[Q];
+    load_vector<Q>(s_h + ((T - 1) * threads + tid) * Q, h_cur);
+#pragma unroll 1
+    for (int sub = T - RUN; sub >= 0; sub -= RUN) {
+#pragma unroll
+      for (int sp = RUN - P; sp >= 0; sp -= P) {
+        float acc_q[P], acc_xb[P];  // per step: Σ A·q and Σ x·B over this thread's states
+        float dt4[4], du4[4], g4[4];
+#pragma unroll
+        for (int r = P - 1; r >= 0; --r) {
+          const int j = sub + sp + r;
+          if (r % 4 == 3) four(my_dt + j - 3, dt4), four(my_du + j - 3, du4), four(my_g + j - 3, g4);
+          const float dt = dt4[r % 4], du = du4[r % 4], g = g4[r % 4];
+          float b[Q], c[Q], h_prev[Q], vb[Q], vc[Q];
+          load_vector<Q>(s_b + j * BS + n0, b);
+          load_vector<Q>(s_c + j * BS + n0, c);
+          if (j > 0) load_vector<Q>(s_h + ((j - 1) * threads + tid) * Q, h_prev);
+          else
+#pragma unroll
+            for (int s = 0; s < Q; ++s) h_prev[s] = h_in[s];
+          acc_q[r] = 0.0f;
+          acc_xb[r] = 0.0f;
+#pragma unroll
+          for (int s = 0; s < Q; ++s) {
+            x[s] = decay_next[s] * x[s] + c[s] * g;
+            const float decay = fast_exp2(dt * a2[s]);
+            const float q = x[s] * decay * h_prev[s];
+            acc_q[r] += a[s] * q;
+            acc_xb[r] += x[s] * b[s];
+            da[s] += dt * q;
+            vb[s] = x[s] * du;
+            vc[s] = g * h_cur[s];
+            decay_next[s] = decay;
+            h_cur[s] = h_prev[s];
+          }
+          const int rr = sp + r;
+          store_vector<Q>(s_red + rr * RB + ch * 16 + n0, vb);
+          store_vector<Q>(s_red + (RUN + rr) * RB + ch * 16 + n0, vc);
+        }
+        const float sq = group_reduce_scatter<P>(acc_q, lane);
+        const float sxb = group_reduce_scatter<P>(acc_xb, lane);
+        const int j = sub + sp + lane;
+        const index_t t = t0 + j;
+        if (valid && t < L) {
+          const float g = s_g[ch * TP + j];
+          const float ddt = (sq + s_u[ch * TP + j] * sxb) * s_sig[ch * TP + j];
+          p.du[row + t] = from_float<In>(s_dt[ch * TP + j] * sxb + skip * g);
+          p.ddelta[row + t] = from_float<In>(ddt);
+          dbias_part += ddt;
+        }
+      }
+      __syncthreads();  // the run's ∂B, ∂C terms complete
+      for (int i = tid; i < 2 * RUN * NS; i += threads) {
+        const int block = i / NS, n = i % NS;  // block: kind · RUN + step of the run
+        const int rr = block % RUN;
+        const index_t t = t0 + sub + rr;
+        if (n < N && t < L) {
+          const float* from = s_red + block * RB + n;
+          float v = 0.0f;
+#pragma unroll
+          for (int cc = 0; cc < C; ++cc) v += from[cc * 16];
+          atomicAdd((block < RUN ? dbg : dcg) + n * L + t, v);
+        }
+      }
+      __syncthreads();  // s_red is rewritten by the next run
+    }
+  }
+
+  if (valid && p.da) {
+#pragma unroll
+    for (int s = 0; s < Q; ++s)
+      if (n0 + s < N) atomicAdd(&p.da[d * N + n0 + s], da[s]);
   }
 #pragma unroll
   for (int m = P / 2; m > 0; m /= 2) {
