@@ -10,6 +10,9 @@
 // One kernel per call (detail/s6_backward_kernel.cuh: a checkpointing forward
 // sweep, then the tiles in reverse with their states recomputed), after the
 // summed outputs are zeroed; the checkpoints live in stream-ordered scratch.
+// For N ≤ 16 the kernel is the register form (two consecutive states per
+// thread; params.states_per_thread picks 1, 2 or 4), for 16 < N ≤ 32 the
+// 16-lane kernel with two states per lane.
 // Long sequences with few channels are cut into chunks of time run side by
 // side (see plan_selective_scan_backward): the forward's summary and carry
 // passes give each chunk its incoming state, an adjoint summary and carry pass
@@ -168,7 +171,8 @@ void launch_backward(const selective_scan_backward_params<In>& p, const selectiv
 // The decision for a device of `multiprocessors` SMs (pure, for tests). Time
 // split heuristic (chunk_length == 0), as the forward's: when the grid of
 // channel blocks fills at most half of the blocks the device holds at once
-// (SMs × 6 for N ≤ 16, × 4 above) and L ≥ 2·s6_backward_min_chunk, time is cut
+// (SMs × resident_blocks: 6 and 4 for the 16-lane kernel, by shared memory for
+// the register form) and L ≥ 2·s6_backward_min_chunk, time is cut
 // into chunks so that chunks × blocks ≈ two full waves, each chunk at least
 // s6_backward_min_chunk steps, lengths multiples of 64. It costs the forward's
 // summary pass and an adjoint summary pass (each about a third of the work of

@@ -1,4 +1,6 @@
-// Kernel level: the fused S6 selective-scan backward.
+// Kernel level: the fused S6 selective-scan backward, in two work splits: the
+// register form (further below; N ≤ 16, the default there) and the 16-lane
+// kernel (N ≤ 32), described first.
 //
 // Work split as in the forward: 16 lanes per channel (lane = state n, S states
 // per lane when N > 16), and a block of 8 channels of one (batch, group), so
@@ -383,9 +385,11 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
 // states of one channel (16 / Q lanes per channel, 128 / (16 / Q) channels per
 // block), so that most of each step's sums over states are register additions
 // and B, C, the states and the ∂B, ∂C terms move between registers and shared
-// memory as Q-float vectors. Per step and state it issues about half the
-// instructions of the 16-lane kernel above, whose sums over states and over the
-// block's channels dominate its instruction count. What changes:
+// memory as Q-float vectors. On the H200 it issues a third fewer instructions
+// per step and state than the 16-lane kernel above (whose sums over states and
+// over the block's channels dominate its count); each tile's inputs are fetched
+// into registers one tile ahead, which hides the loads the fewer resident warps
+// would otherwise wait on (bench/README.md). What changes:
 //   - the per-step sums over states: Q in registers, then a reduce-scatter over
 //     the 16 / Q lanes of the channel (lane l ends with step l of the run);
 //   - ∂B, ∂C: each thread stores its Q terms per step into shared memory, and
