@@ -402,12 +402,12 @@ struct backward_register_shape {
   static constexpr int states = 16, lanes = 16 / Q, threads = 128, channels = threads / lanes;
   static constexpr int steps = Q == 2 ? 32 : 16;  // T: a tile, and the checkpoint interval
   static constexpr int run = 8;                    // steps per ∂B, ∂C sum over the block's channels
-  static constexpr int bc_stride = 20;             // B, C rows (time-major): 16 states, 16-byte aligned
+  static constexpr int bc_stride = 36;             // B, C rows (time-major): (B, C) pairs of 16 states, aligned
   static constexpr int row = steps + 4;            // channel rows: float4-aligned
   // ∂B, ∂C terms: [2][run][channels][16], each (kind, step) block padded by 16
   // floats so that the two halves of a warp summing adjacent blocks hit other banks.
   static constexpr int red_block = channels * 16 + 16;
-  static constexpr std::size_t floats = std::size_t(2) * steps * bc_stride + std::size_t(6) * channels * row +
+  static constexpr std::size_t floats = std::size_t(steps) * bc_stride + std::size_t(6) * channels * row +
                                         std::size_t(steps) * threads * Q + std::size_t(2) * run * red_block;
   static constexpr std::size_t bytes = floats * sizeof(float);
 };
@@ -437,6 +437,16 @@ __device__ __forceinline__ void store_vector(float* to, const float (&in)[Q]) {
   else *reinterpret_cast<V*>(to) = V{in[0], in[1], in[2], in[3]};
 }
 
+// B and C of Q consecutive states, stored as (B, C) pairs: one or two float4.
+template <int Q>
+__device__ __forceinline__ void load_bc_pairs(const float* from, float (&b)[Q], float (&c)[Q]) {
+#pragma unroll
+  for (int h = 0; h < Q / 2; ++h) {
+    const float4 v = *reinterpret_cast<const float4*>(from + 4 * h);
+    b[2 * h] = v.x, c[2 * h] = v.y, b[2 * h + 1] = v.z, c[2 * h + 1] = v.w;
+  }
+}
+
 template <class In, int Q>
 __global__ void __launch_bounds__(128)
     selective_scan_backward_register_kernel(const selective_scan_backward_params<In> p, float* const checkpoints,
@@ -447,9 +457,8 @@ __global__ void __launch_bounds__(128)
   static_assert(T % RUN == 0 && RUN % P == 0 && P % 4 == 0 && T % 4 == 0);
   extern __shared__ float4 smem4[];
   float* const smem = reinterpret_cast<float*>(smem4);
-  float* const s_b = smem;                 // [T][BS]
-  float* const s_c = s_b + T * BS;         // [T][BS]
-  float* const s_dt = s_c + T * BS;        // [C][TP] each
+  float* const s_bc = smem;                // [T][BS]: (B, C) of state n at 2n, 2n + 1
+  float* const s_dt = s_bc + T * BS;       // [C][TP] each
   float* const s_du = s_dt + C * TP;
   float* const s_g = s_du + C * TP;        // g = dout·gate(z): ∂y before the gate
   float* const s_u = s_g + C * TP;
@@ -532,8 +541,8 @@ __global__ void __launch_bounds__(128)
 #pragma unroll
     for (int e = 0; e < per_bc; ++e) {
       const int i = tid + e * threads, n = i / T, j = i % T;
-      s_b[j * BS + n] = in.b[e];
-      if (all) s_c[j * BS + n] = in.c[e];
+      s_bc[j * BS + 2 * n] = in.b[e];
+      if (all) s_bc[j * BS + 2 * n + 1] = in.c[e];
     }
 #pragma unroll
     for (int e = 0; e < per_signal; ++e) {
@@ -599,8 +608,8 @@ __global__ void __launch_bounds__(128)
       four(my_du + j0, du);
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        float b[Q];
-        load_vector<Q>(s_b + (j0 + q) * BS + n0, b);
+        float b[Q], c[Q];  // (C unused here)
+        load_bc_pairs<Q>(s_bc + (j0 + q) * BS + 2 * n0, b, c);
 #pragma unroll
         for (int s = 0; s < Q; ++s) h[s] = fast_exp2(dt[q] * a2[s]) * h[s] + du[q] * b[s];
       }
@@ -653,8 +662,7 @@ __global__ void __launch_bounds__(128)
         const int j = sub + r;
         if (r % 4 == 0) four(my_dt + j, dt4), four(my_du + j, du4);
         float b[Q], c[Q];
-        load_vector<Q>(s_b + j * BS + n0, b);
-        load_vector<Q>(s_c + j * BS + n0, c);
+        load_bc_pairs<Q>(s_bc + j * BS + 2 * n0, b, c);
         acc[r] = 0.0f;
 #pragma unroll
         for (int s = 0; s < Q; ++s) {
@@ -688,8 +696,7 @@ __global__ void __launch_bounds__(128)
           if (r % 4 == 3) four(my_dt + j - 3, dt4), four(my_du + j - 3, du4), four(my_g + j - 3, g4);
           const float dt = dt4[r % 4], du = du4[r % 4], g = g4[r % 4];
           float b[Q], c[Q], h_prev[Q], vb[Q], vc[Q];
-          load_vector<Q>(s_b + j * BS + n0, b);
-          load_vector<Q>(s_c + j * BS + n0, c);
+          load_bc_pairs<Q>(s_bc + j * BS + 2 * n0, b, c);
           if (j > 0) load_vector<Q>(s_h + ((j - 1) * threads + tid) * Q, h_prev);
           else
 #pragma unroll
