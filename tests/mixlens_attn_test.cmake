@@ -118,6 +118,61 @@ expect(lost_shard 1 "model.safetensors.index.json' at byte [0-9]+: shard 'model-
 expect(token_list 0 "L = 3 tokens"
   --model ${DATA}/mamba_tied_fp32 --tokens 3,17,5 --out ${WORK}/list --layers 1 --device cpu)
 
+# ---- token strings: tokens.json from the model folder's tokenizer.json or --tokenizer ----
+expect(tokens_json 0 "tokens.json" --model ${DATA}/mamba_demo --tokens 72,105,33,32,10,0,226 --out ${WORK}/tok
+  --layers 0 --method grad-input)
+expect_files(tokens_json ${WORK}/tok tokens.json alpha_0.png rollout.png attribution.png)
+file(READ ${WORK}/tok/tokens.json tokens_json)
+set(want_tokens "[\n {\"id\": 72, \"text\": \"H\"},\n {\"id\": 105, \"text\": \"i\"},\n {\"id\": 33, \"text\": \"!\"},\n"
+  " {\"id\": 32, \"text\": \" \"},\n {\"id\": 10, \"text\": \"\\n\"},\n {\"id\": 0, \"text\": \"\\u0000\"},\n"
+  " {\"id\": 226, \"text\": \"�\"}\n]\n")
+string(REPLACE ";" "" want_tokens "${want_tokens}")
+if(NOT tokens_json STREQUAL want_tokens)
+  message(SEND_ERROR "tokens_json: tokens.json is\n${tokens_json}\nexpected\n${want_tokens}")
+  math(EXPR failures "${failures} + 1")
+endif()
+expect(no_tokenizer 0 "L = 3 tokens" --model ${DATA}/mamba_tied_fp32 --tokens 3,17,5 --out ${WORK}/notok --no-png)
+expect_no_files(no_tokenizer ${WORK}/notok tokens.json)
+# --tokenizer: a Unigram vocabulary with Metaspace and an added token; an id without
+# an entry is shown as <id N>, with a warning.
+file(WRITE ${WORK}/unigram.json "{\"added_tokens\": [{\"id\": 0, \"content\": \"<s>\", \"special\": true}],
+  \"model\": {\"type\": \"Unigram\", \"vocab\": [[\"<s>\", 0.0], [\"\\u2581the\", -1.5], [\"\\u00e9t\\u00e9\", -2.0]]},
+  \"decoder\": {\"type\": \"Metaspace\", \"replacement\": \"\\u2581\"}}")
+expect(tokenizer_option 0 "warning: 1 token id\\(s\\) have no entry in tokenizer file .*unigram.json"
+  --model ${DATA}/mamba_tied_fp32 --tokens 0,1,2,5 --out ${WORK}/unigram --tokenizer ${WORK}/unigram.json --no-png)
+file(READ ${WORK}/unigram/tokens.json tokens_json)
+if(NOT tokens_json MATCHES "\"text\": \"<s>\".*\"text\": \" the\".*\"text\": \"été\".*\"id\": 5, \"text\": \"<id 5>\"")
+  message(SEND_ERROR "tokenizer_option: tokens.json is\n${tokens_json}")
+  math(EXPR failures "${failures} + 1")
+endif()
+expect(tokenizer_missing 1 "--tokenizer: cannot open tokenizer file '[^']*none.json': no such file"
+  --model ${DATA}/mamba_demo --tokens 1,2 --out ${WORK}/x --tokenizer ${WORK}/none.json)
+file(WRITE ${WORK}/bad_vocab.json "{\"model\": {\"type\": \"BPE\", \"vocab\": 3}}")
+expect(tokenizer_bad_vocab 1 "tokenizer file '[^']*bad_vocab.json': field 'model.vocab': expected an object of token → id .*got number"
+  --model ${DATA}/mamba_demo --tokens 1,2 --out ${WORK}/x --tokenizer ${WORK}/bad_vocab.json)
+file(WRITE ${WORK}/bad_id.json "{\"model\": {\"vocab\": {\"a\": 0, \"b\": \"one\"}}}")
+expect(tokenizer_bad_id 1 "field 'model.vocab\\[\"b\"\\]': expected a whole number id, got string"
+  --model ${DATA}/mamba_demo --tokens 1,2 --out ${WORK}/x --tokenizer ${WORK}/bad_id.json)
+file(WRITE ${WORK}/no_model.json "{\"version\": \"1.0\"}")
+expect(tokenizer_no_model 1 "field 'model': missing"
+  --model ${DATA}/mamba_demo --tokens 1,2 --out ${WORK}/x --tokenizer ${WORK}/no_model.json)
+file(WRITE ${WORK}/bad_added.json "{\"model\": {\"vocab\": {}}, \"added_tokens\": [{\"id\": 3}]}")
+expect(tokenizer_bad_added 1 "field 'added_tokens\\[0\\].content': missing"
+  --model ${DATA}/mamba_demo --tokens 1,2 --out ${WORK}/x --tokenizer ${WORK}/bad_added.json)
+# The model folder's own tokenizer.json, malformed: named, nothing written.
+file(MAKE_DIRECTORY ${WORK}/demo_bad_tokenizer)
+file(COPY ${DATA}/mamba_demo/config.json ${DATA}/mamba_demo/model.safetensors DESTINATION ${WORK}/demo_bad_tokenizer)
+file(WRITE ${WORK}/demo_bad_tokenizer/tokenizer.json "{\"model\": {\"vocab\": {\"a\": 0,}}}")
+expect(tokenizer_malformed 1 "tokenizer file '[^']*demo_bad_tokenizer/tokenizer.json' at byte [0-9]+: malformed JSON"
+  --model ${WORK}/demo_bad_tokenizer --tokens 1,2 --out ${WORK}/x)
+expect(text_refused 2 "--text: mixlens-attn takes token ids, not text .*python -m mixlens --model DIR --text"
+  --model ${DATA}/mamba_demo --text "Hello" --out ${WORK}/x)
+expect(texts_refused 2 "--texts: .*python -m mixlens --model DIR --texts FILE"
+  --model ${DATA}/mamba_demo --texts lines.txt --out ${WORK}/x)
+expect(tokenizer_vim 1 "--tokenizer: the model in .* is a Vision Mamba classifier"
+  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --tokenizer ${DATA}/mamba_demo/tokenizer.json)
+expect_no_files(tokenizer_errors ${WORK} x)
+
 expect(wrong_reference 1 "FAILED, limit 1e-4"
   --model ${DATA}/mamba_tied_fp32 --tokens 0,0,0,0,0,0 --out ${WORK}/wrongref
   --layers 0 --no-png --reference-logits ${ref}/mamba_tied_fp32/logits_1.npy)

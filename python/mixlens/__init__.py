@@ -25,6 +25,7 @@ from ._core import (
     s6,
     s6_alpha,
     ssd,
+    token_strings,
 )
 
 __version__ = "0.1.0"
@@ -42,4 +43,5 @@ __all__ = [
     "s6",
     "s6_alpha",
     "ssd",
+    "token_strings",
 ]

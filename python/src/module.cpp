@@ -74,4 +74,5 @@ NB_MODULE(_core, m) {
   mixlens::python::bind_direct_operators(m);
   mixlens::python::bind_registry(m);
   mixlens::python::bind_models(m);
+  mixlens::python::bind_tokens(m);
 }

@@ -176,5 +176,6 @@ void bind_operator_class(nb::module_& m);
 void bind_direct_operators(nb::module_& m);
 void bind_registry(nb::module_& m);
 void bind_models(nb::module_& m);
+void bind_tokens(nb::module_& m);
 
 }  // namespace mixlens::python

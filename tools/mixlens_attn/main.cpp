@@ -53,6 +53,7 @@
 #include <vector>
 
 #include "common/cli.hpp"
+#include "common/tokens.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/figure.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
@@ -85,8 +86,8 @@ constexpr std::string_view usage_text =
     "                    [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]\n"
     "                    [--reference-logits FILE] [--strict] [--max-memory BYTES]\n"
     "                    [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp]\n"
-    "                    [--target-position P]"
-    "                    [--target-token T] [--start-layer K]\n"
+    "                    [--target-position P]\n"
+    "                    [--target-token T] [--start-layer K] [--tokenizer FILE]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
     "                          Mamba-2 (Hugging Face or state-spaces layout), or Vision Mamba\n"
@@ -120,7 +121,10 @@ constexpr std::string_view usage_text =
     "  --target-token T        the target logit's token (default: the argmax at P); Vision Mamba:\n"
     "                          the class (default: the argmax), read at the CLS token, and with\n"
     "                          --method also attribution_overlay.png (the scores over the image)\n"
-    "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n";
+    "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n"
+    "  --tokenizer FILE        a Hugging Face tokenizer.json for the token strings (default: the model\n"
+    "                          folder's tokenizer.json, when there is one): tokens.json and the figures'\n"
+    "                          labels. Text is not tokenized here: python -m mixlens --text does that\n";
 
 // The --method values that need the backward pass.
 bool gradient_method(std::string_view method) {
@@ -129,7 +133,8 @@ bool gradient_method(std::string_view method) {
 
 
 struct options {
-  fs::path model, out, tokens_file, reference_logits, image;
+  fs::path model, out, tokens_file, reference_logits, image, tokenizer;
+  std::vector<std::string> labels;  // the figures' token labels (empty: positions)
   std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all", method = "rollout";
   std::optional<index_t> target_position, target_token;
   bool method_given = false;  // --method on the command line (Vision Mamba writes attribution.npy only then)
@@ -167,6 +172,8 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--tokens-file") { o.tokens_file = args.value(); ++inputs; }
     else if (arg == "--image") { o.image = args.value(); ++inputs; }
     else if (arg == "--normalize") o.normalize = true;
+    else if (arg == "--tokenizer") o.tokenizer = args.value();
+    else if (arg == "--text" || arg == "--texts") throw usage_error(mixlens::tools::text_input_refusal(arg));
     else if (arg == "--method") {
       o.method = args.value();
       o.method_given = true;
@@ -396,7 +403,7 @@ class layer_maps {
       const auto mean = be_.download(map_.data(), L_ * L_);
       mixlens::io::write_heatmap_png(o_.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L_, L_),
                                      {.title = "layer " + k + " \u00b7 " + std::string(to_string(o_.form)) + " form \u00b7 channel mean",
-                                      .mask_upper = causal_});
+                                      .tick_labels = o_.labels, .mask_upper = causal_});
     }
     r.write_s += seconds_since(tw);
   }
@@ -575,8 +582,9 @@ inline std::string rollout_title(const options& o, const std::vector<index_t>& l
 
 // attribution.png: the scores as a bar chart titled with the method and target.
 inline void write_attribution_chart(const fs::path& file, const std::string& method, index_t position, index_t token,
-                                    double value, const std::vector<float>& scores) {
-  mixlens::io::write_bar_chart_png(file, std::span<const float>(scores), {},
+                                    double value, const std::vector<float>& scores,
+                                    const std::vector<std::string>& labels = {}) {
+  mixlens::io::write_bar_chart_png(file, std::span<const float>(scores), std::span<const std::string>(labels),
                                    {.title = method + " \u00b7 target position " + std::to_string(position) + ", token " +
                                              std::to_string(token) + " (logit " + mixlens::io::detail::format_value(value) + ")",
                                     .value_label = "attribution"});
@@ -634,7 +642,7 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
       attribute(mixlens::host_backend<float>{}, host_weights(model).view());
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
-  if (o.png) write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores);
+  if (o.png) write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores, o.labels);
   std::ofstream json(out / "target.json");
   json.precision(17);
   json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value
@@ -863,6 +871,9 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   check_unused(o, model.unused_tensors);
   const auto tokens = read_tokens(o);
   check_tokens(model.vocab_size(), std::span<const index_t>(tokens), "tokens");
+  const auto vocab = mixlens::tools::find_tokenizer(o.model, o.tokenizer);
+  const std::vector<std::string> texts =
+      vocab ? mixlens::tools::token_texts(*vocab, tokens, "mixlens-attn") : std::vector<std::string>();
   const auto layers = parse_layers(o.layers, model.num_layers());
   const auto save = parse_save_alpha(o.save_alpha, layers);
   const auto& c = model.config;
@@ -875,6 +886,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   output_folder folder(o.out, "mixlens-attn");
   options work = o;  // the run writes into the staging folder
   work.out = folder.staging();
+  for (const auto& t : texts) work.labels.push_back(mixlens::tools::tick_label(t));
 
   std::cout << "model     " << o.model.string() << " (" << c.family() << ", "
             << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
@@ -886,21 +898,23 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
 
   const auto t = clock_type::now();
   mixlens::io::write_npy(work.out / "logits.npy", r.logits);
+  if (vocab) mixlens::tools::write_tokens_json(work.out / "tokens.json", tokens, texts);
   if (!layers.empty()) {
     mixlens::io::write_npy(work.out / "raw.npy", r.raw);
     mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
     if (o.png)
       mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()),
-                                     {.title = rollout_title(o, layers), .mask_upper = true});
+                                     {.title = rollout_title(o, layers), .tick_labels = work.labels, .mask_upper = true});
   }
-  write_attribution(o, work.out, model, tokens, layers, r);
+  write_attribution(work, work.out, model, tokens, layers, r);
   folder.commit();
   r.write_s += seconds_since(t);
   return report(o, r, want, layers, save.size(),
-                o.method == "mamba-attr"  ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
+                std::string(vocab ? ", tokens.json" : "") +
+                (o.method == "mamba-attr"  ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
                 : o.method == "attn-grad" ? ", attribution.npy, target.json, attn_grad.npy, residual_grad_{k}.npy"
                 : gradient_method(o.method) ? ", attribution.npy, target.json, residual_grad_{k}.npy"
-                                            : ", attribution.npy, target.json",
+                                            : ", attribution.npy, target.json"),
                 start, load_s);
 }
 
@@ -990,6 +1004,9 @@ int run(const options& o) {
   const auto start = clock_type::now();
   const model_family family = detect_family(detail::model_config_file(o.model, "model"));
   if (family == model_family::vim) {
+    if (!o.tokenizer.empty())
+      throw mixlens::error("--tokenizer: the model in '" + o.model.string() +
+                           "' is a Vision Mamba classifier, whose input is an image, not tokens");
     if (o.image.empty())
       throw mixlens::error("--model '" + o.model.string() +
                            "' is a Vision Mamba classifier: give its input with --image FILE (.png or .npy), "
