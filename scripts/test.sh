@@ -13,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
+# Headless Chromium for the test of mixlens-attn's HTML page (html_report_test), installed
+# before the configure that finds it.
+mixlens_require chromium
 
 # The host library, tools, examples and the CPU tests, built without the CUDA toolkit:
 # where one is installed, in a mount namespace that covers /usr/local/cuda* with empty

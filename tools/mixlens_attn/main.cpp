@@ -54,6 +54,7 @@
 
 #include "common/cli.hpp"
 #include "common/tokens.hpp"
+#include "mixlens_attn/html_report.hpp"
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/figure.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
@@ -88,6 +89,7 @@ constexpr std::string_view usage_text =
     "                    [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp]\n"
     "                    [--target-position P]\n"
     "                    [--target-token T] [--start-layer K] [--tokenizer FILE]\n"
+    "                    [--html FILE]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
     "                          Mamba-2 (Hugging Face or state-spaces layout), or Vision Mamba\n"
@@ -124,7 +126,9 @@ constexpr std::string_view usage_text =
     "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n"
     "  --tokenizer FILE        a Hugging Face tokenizer.json for the token strings (default: the model\n"
     "                          folder's tokenizer.json, when there is one): tokens.json and the figures'\n"
-    "                          labels. Text is not tokenized here: python -m mixlens --text does that\n";
+    "                          labels. Text is not tokenized here: python -m mixlens --text does that\n"
+    "  --html FILE             also write one self-contained HTML page of the run: every analysed layer's\n"
+    "                          map, raw, rollout and the attribution, with the token strings\n";
 
 // The --method values that need the backward pass.
 bool gradient_method(std::string_view method) {
@@ -133,7 +137,7 @@ bool gradient_method(std::string_view method) {
 
 
 struct options {
-  fs::path model, out, tokens_file, reference_logits, image, tokenizer;
+  fs::path model, out, tokens_file, reference_logits, image, tokenizer, html;
   std::vector<std::string> labels;  // the figures' token labels (empty: positions)
   std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all", method = "rollout";
   std::optional<index_t> target_position, target_token;
@@ -173,6 +177,7 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--image") { o.image = args.value(); ++inputs; }
     else if (arg == "--normalize") o.normalize = true;
     else if (arg == "--tokenizer") o.tokenizer = args.value();
+    else if (arg == "--html") o.html = args.value();
     else if (arg == "--text" || arg == "--texts") throw usage_error(mixlens::tools::text_input_refusal(arg));
     else if (arg == "--method") {
       o.method = args.value();
@@ -368,6 +373,7 @@ bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.beg
 // What both devices produce, and the time spent.
 struct results {
   matrix<float> logits, raw, roll;
+  std::vector<std::pair<index_t, std::vector<float>>> layer_means;  // --html: each analysed layer's channel mean
   double compute_s = 0, write_s = 0, check_s = 0, worst_check = 0, upload_s = 0;
 };
 
@@ -399,11 +405,13 @@ class layer_maps {
     maps_.add(map_.data(), minmax_.data());
     const auto tw = clock_type::now();
     if (keep) mixlens::io::write_npy(o_.out / ("alpha_" + k + ".npy"), alpha_.data(), {D, L_, L_});
-    if (o_.png) {
-      const auto mean = be_.download(map_.data(), L_ * L_);
-      mixlens::io::write_heatmap_png(o_.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L_, L_),
-                                     {.title = "layer " + k + " \u00b7 " + std::string(to_string(o_.form)) + " form \u00b7 channel mean",
-                                      .tick_labels = o_.labels, .mask_upper = causal_});
+    if (o_.png || !o_.html.empty()) {
+      auto mean = be_.download(map_.data(), L_ * L_);
+      if (o_.png)
+        mixlens::io::write_heatmap_png(o_.out / ("alpha_" + k + ".png"), mixlens::matrix_view<const float>(mean.data(), L_, L_),
+                                       {.title = "layer " + k + " \u00b7 " + std::string(to_string(o_.form)) + " form \u00b7 channel mean",
+                                        .tick_labels = o_.labels, .mask_upper = causal_});
+      if (!o_.html.empty()) r.layer_means.emplace_back(layer, std::move(mean));
     }
     r.write_s += seconds_since(tw);
   }
@@ -883,6 +891,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   check_method(o, model, L);
   check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty(),
                o.form == attention_form::paper && std::is_same_v<Model, mamba_model<float>>);
+  const bool html_in_output = !o.html.empty() && mixlens::tools::html_in_folder(o.html, o.out);
   output_folder folder(o.out, "mixlens-attn");
   options work = o;  // the run writes into the staging folder
   work.out = folder.staging();
@@ -907,7 +916,11 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
                                      {.title = rollout_title(o, layers), .tick_labels = work.labels, .mask_upper = true});
   }
   write_attribution(work, work.out, model, tokens, layers, r);
+  const auto page = o.html.empty() ? std::nullopt
+                                   : std::optional(mixlens::tools::report_of(o, work.out, c.family(), tokens, texts, r));
+  if (page && html_in_output) mixlens::tools::write_html_report(work.out / o.html.filename(), *page);
   folder.commit();
+  if (page && !html_in_output) mixlens::tools::write_html_report(o.html, *page);
   r.write_s += seconds_since(t);
   return report(o, r, want, layers, save.size(),
                 std::string(vocab ? ", tokens.json" : "") +
@@ -1004,9 +1017,10 @@ int run(const options& o) {
   const auto start = clock_type::now();
   const model_family family = detect_family(detail::model_config_file(o.model, "model"));
   if (family == model_family::vim) {
-    if (!o.tokenizer.empty())
-      throw mixlens::error("--tokenizer: the model in '" + o.model.string() +
-                           "' is a Vision Mamba classifier, whose input is an image, not tokens");
+    if (!o.tokenizer.empty() || !o.html.empty())
+      throw mixlens::error(std::string(o.html.empty() ? "--tokenizer" : "--html") + ": the model in '" +
+                           o.model.string() + "' is a Vision Mamba classifier; " +
+                           (o.html.empty() ? "its input is an image, not tokens" : "the page is for language models"));
     if (o.image.empty())
       throw mixlens::error("--model '" + o.model.string() +
                            "' is a Vision Mamba classifier: give its input with --image FILE (.png or .npy), "
