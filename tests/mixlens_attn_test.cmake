@@ -225,6 +225,14 @@ if(NOT target MATCHES "\"position\": 2, ")
   message(SEND_ERROR "method_default_target: the default position is not the last: ${target}")
   math(EXPR failures "${failures} + 1")
 endif()
+# With a tokenizer (the demo model's tokenizer.json: id b is byte b) target.json names the token.
+expect(method_target_text 0 "attribution.npy" --model ${DATA}/mamba_demo --tokens 72,105 --out ${WORK}/method_text
+  --method grad-input --target-token 33 --no-png --save-alpha none)
+file(READ ${WORK}/method_text/target.json target)
+if(NOT target MATCHES "\"token\": 33, \"value\": -?[0-9][^,]*, \"text\": \"!\"}")
+  message(SEND_ERROR "method_target_text: target.json is ${target}")
+  math(EXPR failures "${failures} + 1")
+endif()
 expect(method_unknown 2 "--method must be raw, rollout, mamba-attr, attn-grad, grad-input or lrp"
   --model m --tokens 1 --out o --method shap)
 # Mamba-2 (grouped B and C, a time-step limit): every gradient method, and its bad input.

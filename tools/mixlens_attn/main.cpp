@@ -139,6 +139,7 @@ bool gradient_method(std::string_view method) {
 struct options {
   fs::path model, out, tokens_file, reference_logits, image, tokenizer, html;
   std::vector<std::string> labels;  // the figures' token labels (empty: positions)
+  const mixlens::io::token_vocabulary* vocab = nullptr;  // the tokenizer's vocabulary, when there is one
   std::string tokens_list, device = "cpu", layers = "all", save_alpha = "all", method = "rollout";
   std::optional<index_t> target_position, target_token;
   bool method_given = false;  // --method on the command line (Vision Mamba writes attribution.npy only then)
@@ -589,12 +590,15 @@ inline std::string rollout_title(const options& o, const std::vector<index_t>& l
 }
 
 // attribution.png: the scores as a bar chart titled with the method and target.
+// `token_text`: the target token's string ('' when unknown).
 inline void write_attribution_chart(const fs::path& file, const std::string& method, index_t position, index_t token,
                                     double value, const std::vector<float>& scores,
-                                    const std::vector<std::string>& labels = {}) {
+                                    const std::vector<std::string>& labels = {}, const std::string& token_text = {}) {
+  const std::string shown = token_text.empty() ? "" : " \u201c" + token_text + "\u201d";
   mixlens::io::write_bar_chart_png(file, std::span<const float>(scores), std::span<const std::string>(labels),
                                    {.title = method + " \u00b7 target position " + std::to_string(position) + ", token " +
-                                             std::to_string(token) + " (logit " + mixlens::io::detail::format_value(value) + ")",
+                                             std::to_string(token) + shown + " (logit " +
+                                             mixlens::io::detail::format_value(value) + ")",
                                     .value_label = "attribution"});
 }
 
@@ -650,11 +654,16 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
       attribute(mixlens::host_backend<float>{}, host_weights(model).view());
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
-  if (o.png) write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores, o.labels);
+  const std::string target_text =
+      o.vocab ? mixlens::tools::token_texts(*o.vocab, std::span<const index_t>(&T, 1), "mixlens-attn").front() : "";
+  if (o.png)
+    write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores, o.labels,
+                            mixlens::tools::tick_label(target_text));
   std::ofstream json(out / "target.json");
   json.precision(17);
-  json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value
-       << "}\n";
+  json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value;
+  if (o.vocab) json << ", \"text\": " << nlohmann::json(target_text).dump();
+  json << "}\n";
   if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
 }
 
@@ -896,6 +905,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   options work = o;  // the run writes into the staging folder
   work.out = folder.staging();
   for (const auto& t : texts) work.labels.push_back(mixlens::tools::tick_label(t));
+  if (vocab) work.vocab = &*vocab;
 
   std::cout << "model     " << o.model.string() << " (" << c.family() << ", "
             << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
