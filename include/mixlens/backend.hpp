@@ -27,16 +27,6 @@
 
 namespace mixlens {
 
-namespace detail {
-// Views whose apply splits their channels over a sequence_parallel_scan's threads.
-template <class Op>
-inline constexpr bool splits_channels = false;
-template <class T, class State>
-inline constexpr bool splits_channels<s6_operator<T, State>> = true;
-template <class T, class Kind>
-inline constexpr bool splits_channels<causal_conv_operator<T, Kind>> = true;
-}  // namespace detail
-
 template <class T>
 struct host_backend {
   using value_type = T;
@@ -44,8 +34,9 @@ struct host_backend {
   template <class U>
   using array = std::vector<U>;
 
-  // Threads of the selective scan's and the convolutions' apply, channels split
-  // over them (sequence_parallel_scan: the same results for any count); 0: every core.
+  // Threads of apply for the operators that split their work (channels, heads or
+  // query rows: detail::splits_channels) and of the models' convolutions
+  // (sequence_parallel_scan: the same results for any count); 0: every core.
   int threads = 0;
 
   template <class U = T>
@@ -255,7 +246,8 @@ struct host_backend {
 
   void copy(const T* from, index_t n, T* to) const { std::copy(from, from + n, to); }
 
-  // y = M·x with the operator's host fast path; S6's and convolutions' channels on `threads`.
+  // y = M·x with the operator's host fast path; split over `threads` where the
+  // operator's apply takes a sequence_parallel_scan (detail::splits_channels).
   template <class Op>
   void apply(const Op& op, const T* x, T* y) const {
     const auto& v = view_of(op);

@@ -214,6 +214,13 @@ inline void check_row(std::string_view where, index_t length, index_t t, index_t
   check_equal(where, "row", "size", length, row_size);
 }
 
+// Views whose host apply(x, y, const sequence_parallel_scan&) splits independent
+// work (channels, heads or query rows) over the policy's threads with the results
+// of one thread bit for bit: host_backend::apply runs them on its `threads`.
+// Each such operator's header specializes it to true.
+template <class Op>
+inline constexpr bool splits_channels = false;
+
 // The checks every operator's apply, materialize and row begin with.
 template <class Op, class X, class Y>
 void check_apply_args(std::string_view where, const Op& op, std::string_view input, const X& x, const Y& y) {

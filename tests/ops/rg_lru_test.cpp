@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "common/oracles.hpp"
+#include "common/threading.hpp"
 #include "mixlens/ops/rg_lru.hpp"
 
 using namespace mixlens;
@@ -56,6 +57,17 @@ BOOST_AUTO_TEST_CASE(apply_matches_materialize_and_naive) {
     check_rg_lru<double>(L, 1);
     check_rg_lru<double>(L, 2);
     check_rg_lru<float>(L, 3);
+  }
+}
+
+// Channels split over threads (7 on 2 and 3): the sequential recurrence's
+// results bit for bit; and through the host backend's apply.
+BOOST_AUTO_TEST_CASE(channel_parallel_apply_is_bit_identical) {
+  for (index_t L : {1, 301}) {
+    const auto xd = testing::random_matrix<double>(7, L, 40 + L);
+    testing::check_threaded_apply(rg_lru_mixer<double>::init(7, 41).bind(xd.view()), xd.view(), "double L=" + std::to_string(L));
+    const auto xf = testing::random_matrix<float>(7, L, 42 + L);
+    testing::check_threaded_apply(rg_lru_mixer<float>::init(7, 43).bind(xf.view()), xf.view(), "float L=" + std::to_string(L));
   }
 }
 

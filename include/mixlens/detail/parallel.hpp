@@ -100,4 +100,14 @@ void parallel_for(index_t count, index_t threads, F&& f) {
   failure.rethrow();
 }
 
+// f(first, last) for `blocks` contiguous blocks of [0, count) (sizes differing
+// by at most one; fewer blocks when count is smaller), one per thread of
+// parallel_for: for work that keeps scratch per block.
+template <class F>
+void parallel_blocks(index_t count, index_t blocks, F&& f) {
+  if (count <= 0) return;
+  blocks = std::max<index_t>(1, std::min(blocks, count));
+  parallel_for(blocks, blocks, [&](index_t b) { f(b * count / blocks, (b + 1) * count / blocks); });
+}
+
 }  // namespace mixlens::detail

@@ -100,6 +100,11 @@ struct operator_traits<causal_conv_operator<T, Kind>> : operator_class<data_cont
   static constexpr std::string_view name = Kind::name;
 };
 
+namespace detail {
+template <class T, class Kind>
+inline constexpr bool splits_channels<causal_conv_operator<T, Kind>> = true;  // channels over threads
+}  // namespace detail
+
 // Tag for a plain convolution with user-given taps.
 struct short_conv_kind {
   static constexpr std::string_view name = "causal depthwise conv";

@@ -45,14 +45,18 @@ struct two_sided_conv_operator {
 
   // The forward convolution, plus the backward one applied to the reversed
   // signal and reversed back (each by its own FFT or direct path).
-  void apply(matrix_view<const T> x, matrix_view<T> y) const {
+  void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, sequence_parallel_scan{.threads = 1}); }
+
+  // Both halves with their channels split over the policy's threads
+  // (causal_conv_operator::apply): the same results bit for bit for any count.
+  void apply(matrix_view<const T> x, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     detail::check_apply_args("mixlens::two_sided_conv_operator::apply", *this, "x", x, y);
-    forward.apply(x, y);
+    forward.apply(x, y, policy);
     const index_t C = in_channels(), L = length();
     matrix<T> reversed(C, L), out(C, L);
     for (index_t c = 0; c < C; ++c)
       for (index_t t = 0; t < L; ++t) reversed(c, t) = x(c, L - 1 - t);
-    backward.apply(reversed.view(), out.view());
+    backward.apply(reversed.view(), out.view(), policy);
     for (index_t c = 0; c < C; ++c)
       for (index_t t = 0; t < L; ++t) y(c, t) += out(c, L - 1 - t);
   }
@@ -78,6 +82,11 @@ template <class T, class Kind>
 struct operator_traits<two_sided_conv_operator<T, Kind>> : operator_class<data_control::none, true, false> {
   static constexpr std::string_view name = Kind::name;
 };
+
+namespace detail {
+template <class T, class Kind>
+inline constexpr bool splits_channels<two_sided_conv_operator<T, Kind>> = true;  // both halves' channels over threads
+}  // namespace detail
 
 // What a bound two-sided convolution owns: both kernels and the skip.
 template <class T>

@@ -28,6 +28,7 @@
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
 #include "mixlens/ops/causal_conv.hpp"
+#include "mixlens/scan.hpp"
 
 namespace mixlens {
 
@@ -72,28 +73,22 @@ struct hyena_operator {
     f(gates), f(filters), f(bias);
   }
 
-  // The loop of safari's forward, with FFT convolutions of size ≥ 2L.
-  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+  // The loop of safari's forward, with FFT convolutions of size ≥ 2L. Subnormal
+  // intermediates are flushed to 0, as on every host path (detail/float_mode.hpp).
+  void apply(matrix_view<const T> v, matrix_view<T> y) const { apply(v, y, sequence_parallel_scan{.threads = 1}); }
+
+  // The channels (independent: gates and filters are per channel) split over
+  // the policy's threads, a contiguous block each with its own FFT plans (as
+  // causal_conv_operator's): the same results bit for bit for any count.
+  void apply(matrix_view<const T> v, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     constexpr std::string_view where = "mixlens::hyena_operator::apply";
     detail::check_apply_args(where, *this, "x", v, y);
-    const index_t C = in_channels(), L = length(), N = order();
-    std::vector<T> current(static_cast<std::size_t>(C * L));
-    for (index_t c = 0; c < C; ++c)
-      for (index_t t = 0; t < L; ++t) current[static_cast<std::size_t>(c * L + t)] = v(c, t);
-    matrix<T> conv(C, L);
-    const matrix_view<const T> cur(current.data(), C, L);
-    for (index_t o = 0; o + 1 < N; ++o) {
-      for (index_t c = 0; c < C; ++c)
-        for (index_t t = 0; t < L; ++t) current[static_cast<std::size_t>(c * L + t)] *= gates(N - 1 - o, c, t);
-      detail::fft_causal_convolution(matrix_view<const T>(filter(o, 0), C, L), cur, conv.view());
-      for (index_t c = 0; c < C; ++c)
-        for (index_t t = 0; t < L; ++t) {
-          T& e = current[static_cast<std::size_t>(c * L + t)];
-          e = conv(c, t) + bias(o, c) * e;
-        }
-    }
-    for (index_t c = 0; c < C; ++c)
-      for (index_t t = 0; t < L; ++t) y(c, t) = current[static_cast<std::size_t>(c * L + t)] * gates(0, c, t);
+    const index_t C = in_channels(), L = length();
+    const index_t used = detail::threads_for(policy.checked_threads(), C * L * (order() - 1) * 64, policy.grain, C);
+    matrix<T> current(C, L), conv(C, L);
+    detail::parallel_blocks(C, used, [&](index_t first, index_t last) {
+      apply_channels(v, y, current.view(), conv.view(), first, last);
+    });
   }
 
   // Order 2: entries in closed form, x^0_t (k_{t−s} + b·[t=s]) x^1_s, O(L²).
@@ -152,11 +147,35 @@ struct hyena_operator {
       }
     }
   }
+ private:
+  // Channels [first, last) of apply, through the same rows of the scratch
+  // matrices `current` and `conv` (C × L).
+  void apply_channels(matrix_view<const T> v, matrix_view<T> y, matrix_view<T> current, matrix_view<T> conv,
+                      index_t first, index_t last) const {
+    const index_t C = in_channels(), L = length(), N = order();
+    for (index_t c = first; c < last; ++c)
+      for (index_t t = 0; t < L; ++t) current(c, t) = v(c, t);
+    const matrix_view<const T> cur(current.data_handle(), C, L);
+    for (index_t o = 0; o + 1 < N; ++o) {
+      for (index_t c = first; c < last; ++c)
+        for (index_t t = 0; t < L; ++t) current(c, t) *= gates(N - 1 - o, c, t);
+      detail::fft_causal_convolution(matrix_view<const T>(filter(o, 0), C, L), cur, conv, first, last);
+      for (index_t c = first; c < last; ++c)
+        for (index_t t = 0; t < L; ++t) current(c, t) = conv(c, t) + bias(o, c) * current(c, t);
+    }
+    for (index_t c = first; c < last; ++c)
+      for (index_t t = 0; t < L; ++t) y(c, t) = current(c, t) * gates(0, c, t);
+  }
 };
 
 template <class T>
 struct operator_traits<hyena_operator<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "Hyena";
 };
+
+namespace detail {
+template <class T>
+inline constexpr bool splits_channels<hyena_operator<T>> = true;  // channels over threads
+}  // namespace detail
 
 }  // namespace mixlens

@@ -20,6 +20,7 @@
 
 #include "mixlens/detail/attention_heads.hpp"
 #include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
 
 namespace mixlens {
 
@@ -68,30 +69,20 @@ struct linear_attention_operator {
           }
   }
 
-  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+  // The running state per head. Subnormal intermediates are flushed to 0, as on
+  // every host path (detail/float_mode.hpp).
+  void apply(matrix_view<const T> v, matrix_view<T> y) const { apply(v, y, sequence_parallel_scan{.threads = 1}); }
+
+  // The value channels (independent: a channel's state columns and its head's
+  // normalizer are its own) split over the policy's threads, a contiguous block
+  // each: every channel computed as with one thread, bit for bit.
+  void apply(matrix_view<const T> v, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     constexpr std::string_view where = "mixlens::linear_attention_operator::apply";
     detail::check_apply_args(where, *this, "v", v, y);
-    const index_t E = key_size(), P = head_dim;
-    std::vector<double> s(static_cast<std::size_t>(E * P)), z(static_cast<std::size_t>(E));
-    for (index_t h = 0; h < heads(); ++h) {
-      std::fill(s.begin(), s.end(), 0.0);
-      std::fill(z.begin(), z.end(), 0.0);
-      for (index_t t = 0; t < length(); ++t) {
-        double norm = 0;
-        for (index_t e = 0; e < E; ++e) {
-          const double ke = k(h, e, t);
-          for (index_t p = 0; p < P; ++p) s[static_cast<std::size_t>(e * P + p)] += ke * double(v(h * P + p, t));
-          z[static_cast<std::size_t>(e)] += ke;
-          norm += double(q(h, e, t)) * z[static_cast<std::size_t>(e)];
-        }
-        if (!normalized) norm = 1;
-        for (index_t p = 0; p < P; ++p) {
-          double acc = 0;
-          for (index_t e = 0; e < E; ++e) acc += double(q(h, e, t)) * s[static_cast<std::size_t>(e * P + p)];
-          y(h * P + p, t) = static_cast<T>(acc / norm);
-        }
-      }
-    }
+    const index_t C = in_channels();
+    const index_t used =
+        detail::threads_for(policy.checked_threads(), C * length() * key_size(), policy.grain, C);
+    detail::parallel_blocks(C, used, [&](index_t first, index_t last) { apply_channels(v, y, first, last); });
   }
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
@@ -131,6 +122,33 @@ struct linear_attention_operator {
   }
 
  private:
+  // Channels [first, last) of apply, with scratch of their own: per head the
+  // state S (E × P, the block's columns used) and the key sum z.
+  void apply_channels(matrix_view<const T> v, matrix_view<T> y, index_t first, index_t last) const {
+    const index_t E = key_size(), P = head_dim;
+    std::vector<double> s(static_cast<std::size_t>(E * P)), z(static_cast<std::size_t>(E));
+    for (index_t h = first / P; h * P < last; ++h) {
+      const index_t p0 = std::max(first, h * P) - h * P, p1 = std::min(last, (h + 1) * P) - h * P;
+      std::fill(s.begin(), s.end(), 0.0);
+      std::fill(z.begin(), z.end(), 0.0);
+      for (index_t t = 0; t < length(); ++t) {
+        double norm = 0;
+        for (index_t e = 0; e < E; ++e) {
+          const double ke = k(h, e, t);
+          for (index_t p = p0; p < p1; ++p) s[static_cast<std::size_t>(e * P + p)] += ke * double(v(h * P + p, t));
+          z[static_cast<std::size_t>(e)] += ke;
+          norm += double(q(h, e, t)) * z[static_cast<std::size_t>(e)];
+        }
+        if (!normalized) norm = 1;
+        for (index_t p = p0; p < p1; ++p) {
+          double acc = 0;
+          for (index_t e = 0; e < E; ++e) acc += double(q(h, e, t)) * s[static_cast<std::size_t>(e * P + p)];
+          y(h * P + p, t) = static_cast<T>(acc / norm);
+        }
+      }
+    }
+  }
+
   [[nodiscard]] MIXLENS_HD double score(index_t h, index_t i, index_t j) const {
     return detail::head_score(q, k, h, i, j);
   }
@@ -147,6 +165,11 @@ template <class T>
 struct operator_traits<linear_attention_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "linear attention";
 };
+
+namespace detail {
+template <class T>
+inline constexpr bool splits_channels<linear_attention_operator<T>> = true;  // value channels over threads
+}  // namespace detail
 
 template <class T>
 using bound_linear_attention = bound<linear_attention_operator<T>, detail::qk_storage<T>>;

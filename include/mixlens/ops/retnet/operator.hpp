@@ -21,6 +21,7 @@
 
 #include "mixlens/detail/attention_heads.hpp"
 #include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
 
 namespace mixlens {
 
@@ -62,29 +63,20 @@ struct retnet_operator {
         detail::fail(where, "gamma", "a decay in (0, 1) at [" + std::to_string(h) + "]", gamma[static_cast<std::size_t>(h)]);
   }
 
-  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+  // The recurrent form per head. Subnormal states are flushed to 0, as on every
+  // host path (detail/float_mode.hpp).
+  void apply(matrix_view<const T> v, matrix_view<T> y) const { apply(v, y, sequence_parallel_scan{.threads = 1}); }
+
+  // The value channels (independent: each owns its column of the state) split
+  // over the policy's threads, a contiguous block each: every channel computed
+  // as with one thread, bit for bit.
+  void apply(matrix_view<const T> v, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     constexpr std::string_view where = "mixlens::retnet_operator::apply";
     detail::check_apply_args(where, *this, "v", v, y);
-    const index_t E = key_size(), P = head_dim;
-    std::vector<double> s(static_cast<std::size_t>(E * P));
-    for (index_t h = 0; h < heads(); ++h) {
-      const double g = gamma[static_cast<std::size_t>(h)];
-      std::fill(s.begin(), s.end(), 0.0);
-      for (index_t t = 0; t < length(); ++t) {
-        for (index_t e = 0; e < E; ++e) {
-          const double ke = k(h, e, t);
-          for (index_t p = 0; p < P; ++p) {
-            auto& se = s[static_cast<std::size_t>(e * P + p)];
-            se = g * se + ke * double(v(h * P + p, t));
-          }
-        }
-        for (index_t p = 0; p < P; ++p) {
-          double acc = 0;
-          for (index_t e = 0; e < E; ++e) acc += double(q(h, e, t)) * s[static_cast<std::size_t>(e * P + p)];
-          y(h * P + p, t) = static_cast<T>(acc);
-        }
-      }
-    }
+    const index_t C = in_channels();
+    const index_t used =
+        detail::threads_for(policy.checked_threads(), C * length() * key_size(), policy.grain, C);
+    detail::parallel_blocks(C, used, [&](index_t first, index_t last) { apply_channels(v, y, first, last); });
   }
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
@@ -111,6 +103,32 @@ struct retnet_operator {
   }
 
  private:
+  // Channels [first, last) of apply, with their own state (E × P per head, the
+  // block's columns used).
+  void apply_channels(matrix_view<const T> v, matrix_view<T> y, index_t first, index_t last) const {
+    const index_t E = key_size(), P = head_dim;
+    std::vector<double> s(static_cast<std::size_t>(E * P));
+    for (index_t h = first / P; h * P < last; ++h) {
+      const index_t p0 = std::max(first, h * P) - h * P, p1 = std::min(last, (h + 1) * P) - h * P;
+      const double g = gamma[static_cast<std::size_t>(h)];
+      std::fill(s.begin(), s.end(), 0.0);
+      for (index_t t = 0; t < length(); ++t) {
+        for (index_t e = 0; e < E; ++e) {
+          const double ke = k(h, e, t);
+          for (index_t p = p0; p < p1; ++p) {
+            auto& se = s[static_cast<std::size_t>(e * P + p)];
+            se = g * se + ke * double(v(h * P + p, t));
+          }
+        }
+        for (index_t p = p0; p < p1; ++p) {
+          double acc = 0;
+          for (index_t e = 0; e < E; ++e) acc += double(q(h, e, t)) * s[static_cast<std::size_t>(e * P + p)];
+          y(h * P + p, t) = static_cast<T>(acc);
+        }
+      }
+    }
+  }
+
   // γ^d for d < n by running products. Their roundings add up like a random walk
   // (~√d·ε): against long double, RetNet's γ_h (h < 12) stay within 1.5e-14
   // relative up to d = 65535, as accurate as exp(d·log γ), whose error grows as
@@ -131,6 +149,11 @@ template <class T>
 struct operator_traits<retnet_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "RetNet retention";
 };
+
+namespace detail {
+template <class T>
+inline constexpr bool splits_channels<retnet_operator<T>> = true;  // value channels over threads
+}  // namespace detail
 
 template <class T>
 struct retnet_storage {

@@ -66,19 +66,26 @@ struct rg_lru_operator {
                        decay(d, t));
   }
 
-  // The recurrence, sequentially or with any scan policy of scan.hpp.
+  // The recurrence, sequentially (in double) or with any scan policy of scan.hpp
+  // (in T). With sequence_parallel_scan the channels (independent sequences) are
+  // split over its threads, each running the sequential recurrence: the
+  // sequential results bit for bit. Subnormal states are flushed to 0 on every
+  // path (detail/float_mode.hpp).
   template <scan_policy Policy = sequential_scan>
   void apply(matrix_view<const T> x, matrix_view<T> y, Policy policy = {}) const {
     constexpr std::string_view where = "mixlens::rg_lru_operator::apply";
     detail::check_apply_args(where, *this, "x", x, y);
+    const index_t D = in_channels();
+    if constexpr (std::is_same_v<Policy, sequence_parallel_scan>) {
+      const index_t used = detail::threads_for(policy.checked_threads(), D * length(), policy.grain, D);
+      detail::parallel_for(D, used, [&](index_t d) { recurrence(d, x, y); });
+      return;
+    }
+    const detail::flush_subnormals_guard flush;
     std::vector<affine<T>> e;
-    for (index_t d = 0; d < in_channels(); ++d) {
+    for (index_t d = 0; d < D; ++d) {
       if constexpr (std::is_same_v<Policy, sequential_scan>) {
-        double h = 0;
-        for (index_t t = 0; t < length(); ++t) {
-          h = double(decay(d, t)) * h + double(scale(d, t)) * double(x(d, t));
-          y(d, t) = static_cast<T>(h);
-        }
+        recurrence(d, x, y);
       } else {
         e.resize(static_cast<std::size_t>(length()));
         for (index_t t = 0; t < length(); ++t) e[static_cast<std::size_t>(t)] = {decay(d, t), scale(d, t) * x(d, t)};
@@ -111,6 +118,16 @@ struct rg_lru_operator {
       p *= double(decay(out, j));
     }
   }
+
+ private:
+  // Channel d of apply in double, under the caller's flush_subnormals_guard.
+  void recurrence(index_t d, matrix_view<const T> x, matrix_view<T> y) const {
+    double h = 0;
+    for (index_t t = 0; t < length(); ++t) {
+      h = double(decay(d, t)) * h + double(scale(d, t)) * double(x(d, t));
+      y(d, t) = static_cast<T>(h);
+    }
+  }
 };
 
 // Diagonal data control: see the header comment.
@@ -118,6 +135,11 @@ template <class T>
 struct operator_traits<rg_lru_operator<T>> : operator_class<data_control::diagonal, false, false> {
   static constexpr std::string_view name = "RG-LRU";
 };
+
+namespace detail {
+template <class T>
+inline constexpr bool splits_channels<rg_lru_operator<T>> = true;  // channels over threads
+}  // namespace detail
 
 template <class T>
 struct rg_lru_storage {

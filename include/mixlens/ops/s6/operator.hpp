@@ -264,6 +264,11 @@ struct operator_traits<s6_operator<T, State>> : operator_class<data_control::non
   static constexpr std::string_view name = "S6";
 };
 
+namespace detail {
+template <class T, class State>
+inline constexpr bool splits_channels<s6_operator<T, State>> = true;  // channels over threads
+}  // namespace detail
+
 // Which terms beyond the paper's α a bound S6 operator includes.
 struct s6_fold {
   bool skip = false;  // + diag(D)

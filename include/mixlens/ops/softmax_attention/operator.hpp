@@ -19,6 +19,7 @@
 
 #include "mixlens/detail/attention_heads.hpp"
 #include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
 
 namespace mixlens {
 
@@ -72,20 +73,35 @@ struct softmax_attention_operator {
   }
 
   // Row by row: the weights are recomputed on the fly, never stored as a matrix.
-  void apply(matrix_view<const T> v, matrix_view<T> y) const {
+  // Subnormal weights are flushed to 0, as on every host path (detail/float_mode.hpp).
+  void apply(matrix_view<const T> v, matrix_view<T> y) const { apply(v, y, sequence_parallel_scan{.threads = 1}); }
+
+  // The query rows (independent) split over the policy's threads: blocks of
+  // `row_block` rows dealt out in turn (row t costs O(t), so contiguous halves
+  // would not balance), every row computed as with one thread, bit for bit.
+  void apply(matrix_view<const T> v, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     constexpr std::string_view where = "mixlens::softmax_attention_operator::apply";
     detail::check_apply_args(where, *this, "v", v, y);
-    std::vector<double> w(static_cast<std::size_t>(length()));
-    for (index_t h = 0; h < heads(); ++h)
-      for (index_t t = 0; t < length(); ++t) {
-        weights(h, t, w.data());
-        for (index_t c = h * head_dim; c < (h + 1) * head_dim; ++c) {
-          double acc = 0;
-          for (index_t j = 0; j <= t; ++j) acc += w[static_cast<std::size_t>(j)] * double(v(c, j));
-          y(c, t) = static_cast<T>(acc);
-        }
-      }
+    const index_t L = length(), H = heads(), blocks = (L + row_block - 1) / row_block;
+    const index_t used = detail::threads_for(policy.checked_threads(), H * L * (L + 1) / 2 * (key_size() + head_dim),
+                                             policy.grain, H * blocks);
+    detail::parallel_for(used, used, [&](index_t k) {
+      std::vector<double> w(static_cast<std::size_t>(L));
+      for (index_t h = 0; h < H; ++h)
+        for (index_t b = (h * blocks + k) % used; b < blocks; b += used)  // this thread's blocks, staggered by head
+          for (index_t t = b * row_block; t < std::min(L, (b + 1) * row_block); ++t) {
+            weights(h, t, w.data());
+            for (index_t c = h * head_dim; c < (h + 1) * head_dim; ++c) {
+              double acc = 0;
+              for (index_t j = 0; j <= t; ++j) acc += w[static_cast<std::size_t>(j)] * double(v(c, j));
+              y(c, t) = static_cast<T>(acc);
+            }
+          }
+    });
   }
+
+  // Query rows per block of the threaded apply (whole cache lines of y in float).
+  static constexpr index_t row_block = 32;
 
   void materialize(index_t out, index_t in, matrix_view<T> m) const {
     constexpr std::string_view where = "mixlens::softmax_attention_operator::materialize";
@@ -114,6 +130,11 @@ template <class T>
 struct operator_traits<softmax_attention_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "softmax attention";
 };
+
+namespace detail {
+template <class T>
+inline constexpr bool splits_channels<softmax_attention_operator<T>> = true;  // query rows over threads
+}  // namespace detail
 
 template <class T>
 using bound_softmax_attention = bound<softmax_attention_operator<T>, detail::qk_storage<T>>;

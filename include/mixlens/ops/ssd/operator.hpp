@@ -29,6 +29,7 @@
 #include "mixlens/detail/math.hpp"
 #include "mixlens/detail/random.hpp"
 #include "mixlens/linear_operator.hpp"
+#include "mixlens/scan.hpp"
 
 namespace mixlens {
 
@@ -96,58 +97,19 @@ struct ssd_operator {
   }
 
   // The chunked SSD algorithm, per head: within a chunk the quadratic (attention)
-  // form, across chunks the recurrence on the N × P chunk states.
-  void apply(matrix_view<const T> x, matrix_view<T> y) const {
+  // form, across chunks the recurrence on the N × P chunk states. Subnormal
+  // intermediates are flushed to 0, as on every host path (detail/float_mode.hpp).
+  void apply(matrix_view<const T> x, matrix_view<T> y) const { apply(x, y, sequence_parallel_scan{.threads = 1}); }
+
+  // The heads (independent) split over the policy's threads, a contiguous block
+  // each: the same results bit for bit for any count.
+  void apply(matrix_view<const T> x, matrix_view<T> y, const sequence_parallel_scan& policy) const {
     check_apply("mixlens::ssd_operator::apply", x, y);
-    const index_t L = length(), N = state_size(), P = head_dim, Q = chunk;
-    std::vector<double> state(static_cast<std::size_t>(N * P)), out(static_cast<std::size_t>(Q * P)),
-        seg_end(static_cast<std::size_t>(Q)), decay_in(static_cast<std::size_t>(Q));
-    for (index_t h = 0; h < heads(); ++h) {
-      const index_t g = group_of(h);
-      const double ah = a[static_cast<std::size_t>(h)];
-      std::fill(state.begin(), state.end(), 0.0);
-      for (index_t c0 = 0; c0 < L; c0 += Q) {
-        const index_t n = std::min(Q, L - c0);
-        std::fill(out.begin(), out.end(), 0.0);
-        // Intra-chunk: column s, rows l ≥ s, with the segment sum grown term by term.
-        for (index_t s = 0; s < n; ++s) {
-          const index_t js = c0 + s;
-          double seg = 0;
-          for (index_t l = s; l < n; ++l) {
-            const index_t il = c0 + l;
-            if (l > s) seg += ah * double(delta(h, il));
-            double cb = 0;
-            for (index_t k = 0; k < N; ++k) cb += double(c(g, k, il)) * double(b(g, k, js));
-            const double w = cb * std::exp(seg) * double(delta(h, js));
-            for (index_t p = 0; p < P; ++p) out[static_cast<std::size_t>(l * P + p)] += w * double(x(h * P + p, js));
-          }
-          seg_end[static_cast<std::size_t>(s)] = seg;  // Σ_{k=s+1..n−1} a_k: decay to the chunk's end
-        }
-        // State to output: the state entering the chunk, decayed to each step.
-        double into = 0;
-        for (index_t l = 0; l < n; ++l) {
-          into += ah * double(delta(h, c0 + l));
-          decay_in[static_cast<std::size_t>(l)] = std::exp(into);
-          for (index_t k = 0; k < N; ++k) {
-            const double ck = double(c(g, k, c0 + l)) * decay_in[static_cast<std::size_t>(l)];
-            for (index_t p = 0; p < P; ++p)
-              out[static_cast<std::size_t>(l * P + p)] += ck * state[static_cast<std::size_t>(k * P + p)];
-          }
-        }
-        // Next chunk state: decayed carry plus this chunk's contributions.
-        for (index_t k = 0; k < N; ++k)
-          for (index_t p = 0; p < P; ++p) {
-            double acc = decay_in[static_cast<std::size_t>(n - 1)] * state[static_cast<std::size_t>(k * P + p)];
-            for (index_t s = 0; s < n; ++s)
-              acc += std::exp(seg_end[static_cast<std::size_t>(s)]) * double(delta(h, c0 + s)) * double(b(g, k, c0 + s)) *
-                     double(x(h * P + p, c0 + s));
-            state[static_cast<std::size_t>(k * P + p)] = acc;
-          }
-        for (index_t l = 0; l < n; ++l)
-          for (index_t p = 0; p < P; ++p) y(h * P + p, c0 + l) = static_cast<T>(out[static_cast<std::size_t>(l * P + p)]);
-      }
-    }
-    add_skip_and_gate(x, y);
+    const index_t H = heads();
+    const index_t used = detail::threads_for(policy.checked_threads(),
+                                             H * length() * head_dim * (state_size() + std::min(chunk, length())),
+                                             policy.grain, H);
+    detail::parallel_blocks(H, used, [&](index_t first, index_t last) { apply_heads(x, y, first, last); });
   }
 
   // The plain recurrence h_t = exp(Δ_t a) h_{t−1} + Δ_t B_t x_tᵀ, y_t = h_tᵀ C_t.
@@ -214,6 +176,60 @@ struct ssd_operator {
   }
 
  private:
+  // Heads [first, last) of apply by the chunked algorithm, their skip and gate
+  // included, with scratch of their own.
+  void apply_heads(matrix_view<const T> x, matrix_view<T> y, index_t first, index_t last) const {
+    const index_t L = length(), N = state_size(), P = head_dim, Q = chunk;
+    std::vector<double> state(static_cast<std::size_t>(N * P)), out(static_cast<std::size_t>(Q * P)),
+        seg_end(static_cast<std::size_t>(Q)), decay_in(static_cast<std::size_t>(Q));
+    for (index_t h = first; h < last; ++h) {
+      const index_t g = group_of(h);
+      const double ah = a[static_cast<std::size_t>(h)];
+      std::fill(state.begin(), state.end(), 0.0);
+      for (index_t c0 = 0; c0 < L; c0 += Q) {
+        const index_t n = std::min(Q, L - c0);
+        std::fill(out.begin(), out.end(), 0.0);
+        // Intra-chunk: column s, rows l ≥ s, with the segment sum grown term by term.
+        for (index_t s = 0; s < n; ++s) {
+          const index_t js = c0 + s;
+          double seg = 0;
+          for (index_t l = s; l < n; ++l) {
+            const index_t il = c0 + l;
+            if (l > s) seg += ah * double(delta(h, il));
+            double cb = 0;
+            for (index_t k = 0; k < N; ++k) cb += double(c(g, k, il)) * double(b(g, k, js));
+            const double w = cb * std::exp(seg) * double(delta(h, js));
+            for (index_t p = 0; p < P; ++p) out[static_cast<std::size_t>(l * P + p)] += w * double(x(h * P + p, js));
+          }
+          seg_end[static_cast<std::size_t>(s)] = seg;  // Σ_{k=s+1..n−1} a_k: decay to the chunk's end
+        }
+        // State to output: the state entering the chunk, decayed to each step.
+        double into = 0;
+        for (index_t l = 0; l < n; ++l) {
+          into += ah * double(delta(h, c0 + l));
+          decay_in[static_cast<std::size_t>(l)] = std::exp(into);
+          for (index_t k = 0; k < N; ++k) {
+            const double ck = double(c(g, k, c0 + l)) * decay_in[static_cast<std::size_t>(l)];
+            for (index_t p = 0; p < P; ++p)
+              out[static_cast<std::size_t>(l * P + p)] += ck * state[static_cast<std::size_t>(k * P + p)];
+          }
+        }
+        // Next chunk state: decayed carry plus this chunk's contributions.
+        for (index_t k = 0; k < N; ++k)
+          for (index_t p = 0; p < P; ++p) {
+            double acc = decay_in[static_cast<std::size_t>(n - 1)] * state[static_cast<std::size_t>(k * P + p)];
+            for (index_t s = 0; s < n; ++s)
+              acc += std::exp(seg_end[static_cast<std::size_t>(s)]) * double(delta(h, c0 + s)) * double(b(g, k, c0 + s)) *
+                     double(x(h * P + p, c0 + s));
+            state[static_cast<std::size_t>(k * P + p)] = acc;
+          }
+        for (index_t l = 0; l < n; ++l)
+          for (index_t p = 0; p < P; ++p) y(h * P + p, c0 + l) = static_cast<T>(out[static_cast<std::size_t>(l * P + p)]);
+      }
+    }
+    add_skip_and_gate(x, y, first * P, last * P);
+  }
+
   [[nodiscard]] MIXLENS_HD double cb(index_t g, index_t i, index_t j) const {
     double s = 0;
     for (index_t k = 0; k < state_size(); ++k) s += double(c(g, k, i)) * double(b(g, k, j));
@@ -224,8 +240,9 @@ struct ssd_operator {
     detail::check_apply_args(where, *this, "x", x, y);
   }
 
-  void add_skip_and_gate(matrix_view<const T> x, matrix_view<T> y) const {
-    for (index_t ch = 0; ch < in_channels(); ++ch)
+  // Channels [first, last) (all by default).
+  void add_skip_and_gate(matrix_view<const T> x, matrix_view<T> y, index_t first = 0, index_t last = -1) const {
+    for (index_t ch = first; ch < (last < 0 ? in_channels() : last); ++ch)
       for (index_t t = 0; t < length(); ++t) {
         if (!skip.empty()) y(ch, t) += skip_of(ch) * x(ch, t);
         if (!is_empty(gate)) y(ch, t) *= gate(ch, t);
@@ -261,6 +278,11 @@ template <class T>
 struct operator_traits<ssd_operator<T>> : operator_class<data_control::non_diagonal, false, false> {
   static constexpr std::string_view name = "Mamba-2 SSD";
 };
+
+namespace detail {
+template <class T>
+inline constexpr bool splits_channels<ssd_operator<T>> = true;  // heads over threads
+}  // namespace detail
 
 template <class T>
 struct ssd_storage {
