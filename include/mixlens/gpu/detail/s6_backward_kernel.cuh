@@ -101,6 +101,39 @@ struct s6_backward_chunks {
   const float* x_in = nullptr;
 };
 
+// One step's inputs as both kernels keep them in shared memory: Δ (after bias
+// and softplus), Δ·u, softplus′ at Δ (1 without softplus), g = dout·gate(z)
+// (∂y before the gate) and dout·gate′(z) (∂z = y·that). Outside the sequence
+// or the block's channels (`inside` false) every value is that of a no-op step
+// (callers read `bias` only for channels inside the block).
+struct backward_step {
+  float dt = 0.0f, du = 0.0f, sig = 1.0f, g = 0.0f, gz = 0.0f;
+};
+template <class In>
+__device__ __forceinline__ backward_step prepare_step(const selective_scan_backward_params<In>& p, bool inside,
+                                                      float raw_delta, float bias, float u, float dout, float z) {
+  backward_step r;
+  if (!inside) return r;
+  const float raw = raw_delta + bias;
+  r.dt = raw;
+  if (p.delta_softplus) {
+    r.dt = softplus(raw);
+    r.sig = raw <= 20.0f ? 1.0f / (1.0f + expf(-raw)) : 1.0f;  // the derivative of softplus as defined
+  }
+  r.du = r.dt * u;
+  if (!p.z) {
+    r.g = dout;
+  } else if (p.z_silu) {
+    const float sg = 1.0f / (1.0f + expf(-z));
+    r.g = dout * z * sg;
+    r.gz = dout * sg * (1.0f + z * (1.0f - sg));
+  } else {
+    r.g = dout * z;
+    r.gz = dout;
+  }
+  return r;
+}
+
 template <class In, int S>
 __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
     selective_scan_backward_kernel(const selective_scan_backward_params<In> p, float* const checkpoints,
@@ -181,40 +214,17 @@ __global__ void __launch_bounds__(128, S == 1 ? 6 : 4)
       const index_t t = t0 + j;
       const bool in = cc < present && t < L;
       const index_t off = (bi * D + d0 + cc) * L + t;
-      float u = 0.0f, dt = 0.0f, sig = 1.0f;
-      if (in) {
-        u = to_float(p.u[off]);
-        const float raw = to_float(p.delta[off]) + (p.delta_bias ? p.delta_bias[d0 + cc] : 0.0f);
-        dt = raw;
-        if (p.delta_softplus) {
-          dt = softplus(raw);
-          sig = raw <= 20.0f ? 1.0f / (1.0f + expf(-raw)) : 1.0f;  // the derivative of softplus as defined
-        }
-      }
-      s_dt[cc][j] = dt;
-      s_du[cc][j] = dt * u;
+      const float u = in ? to_float(p.u[off]) : 0.0f;
+      const backward_step st =
+          prepare_step(p, in, in ? to_float(p.delta[off]) : 0.0f, in && p.delta_bias ? p.delta_bias[d0 + cc] : 0.0f, u,
+                       in && all ? to_float(p.dout[off]) : 0.0f, in && all && p.z ? to_float(p.z[off]) : 0.0f);
+      s_dt[cc][j] = st.dt;
+      s_du[cc][j] = st.du;
       if (all) {
-        float g = 0.0f, gz = 0.0f;
-        if (in) {
-          const float dy = to_float(p.dout[off]);
-          if (p.z) {
-            const float zv = to_float(p.z[off]);
-            if (p.z_silu) {
-              const float sg = 1.0f / (1.0f + expf(-zv));
-              g = dy * zv * sg;
-              gz = dy * sg * (1.0f + zv * (1.0f - sg));
-            } else {
-              g = dy * zv;
-              gz = dy;
-            }
-          } else {
-            g = dy;
-          }
-        }
         s_u[cc][j] = u;
-        s_sig[cc][j] = sig;
-        s_g[cc][j] = g;
-        s_gz[cc][j] = gz;
+        s_sig[cc][j] = st.sig;
+        s_g[cc][j] = st.g;
+        s_gz[cc][j] = st.gz;
       }
     }
   };
@@ -548,39 +558,15 @@ __global__ void __launch_bounds__(128)
     for (int e = 0; e < per_signal; ++e) {
       const int i = tid + e * threads, cc = i / T, j = i % T;
       const bool inside = cc < present && t0 + j < L;
-      float dt = 0.0f, sig = 1.0f;
-      if (inside) {
-        const float raw = in.delta[e] + (p.delta_bias ? p.delta_bias[d0 + cc] : 0.0f);
-        dt = raw;
-        if (p.delta_softplus) {
-          dt = softplus(raw);
-          sig = raw <= 20.0f ? 1.0f / (1.0f + expf(-raw)) : 1.0f;  // the derivative of softplus as defined
-        }
-      }
-      s_dt[cc * TP + j] = dt;
-      s_du[cc * TP + j] = dt * in.u[e];
+      const backward_step st = prepare_step(p, inside, in.delta[e], inside && p.delta_bias ? p.delta_bias[d0 + cc] : 0.0f,
+                                            in.u[e], in.dout[e], in.z[e]);
+      s_dt[cc * TP + j] = st.dt;
+      s_du[cc * TP + j] = st.du;
       if (all) {
-        float g = 0.0f, gz = 0.0f;
-        if (inside) {
-          const float dy = in.dout[e];
-          if (p.z) {
-            const float zv = in.z[e];
-            if (p.z_silu) {
-              const float sg = 1.0f / (1.0f + expf(-zv));
-              g = dy * zv * sg;
-              gz = dy * sg * (1.0f + zv * (1.0f - sg));
-            } else {
-              g = dy * zv;
-              gz = dy;
-            }
-          } else {
-            g = dy;
-          }
-        }
         s_u[cc * TP + j] = in.u[e];
-        s_sig[cc * TP + j] = sig;
-        s_g[cc * TP + j] = g;
-        s_gz[cc * TP + j] = gz;
+        s_sig[cc * TP + j] = st.sig;
+        s_g[cc * TP + j] = st.g;
+        s_gz[cc * TP + j] = st.gz;
       }
     }
   };
