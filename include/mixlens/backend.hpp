@@ -266,6 +266,11 @@ struct host_backend {
 
   // acc (L·L, double) += the reduction over channels of an S6 operator's blocks,
   // minmax (not null) their range, without the blocks (ops/s6/aggregate.hpp).
+  // On the host every reduction and the range take this path.
+  template <class State>
+  [[nodiscard]] bool aggregates_directly(const s6_operator<T, State>&, channel_reduction, bool) const {
+    return true;
+  }
   template <class State>
   void aggregate_channels(const s6_operator<T, State>& op, channel_reduction r, double* acc, T* minmax) const {
     s6_aggregate_channels(op, r, acc, minmax);

@@ -70,14 +70,18 @@ void aggregate_materialized(const Backend& be, const Op& op, channel_reduction r
 
 // The same results; without host_copy, straight from the operator's signals
 // where the backend reduces its blocks while it forms them
-// (be.aggregate_channels: S6's α on the host), so that no D × L × L tensor exists.
+// (be.aggregate_channels where be.aggregates_directly: S6's α on the host, its
+// signed mean without the range on the device), so that no D × L × L tensor exists.
 template <class Backend, class Op>
 void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, typename Backend::value_type* map,
                         typename Backend::value_type* minmax = nullptr, typename Backend::value_type* host_copy = nullptr,
                         std::size_t max_chunk_bytes = default_chunk_bytes) {
   const auto& v = view_of(op);
-  if constexpr (requires(double* acc) { be.aggregate_channels(v, r, acc, minmax); }) {
-    if (!host_copy) {
+  if constexpr (requires(double* acc) {
+                  be.aggregate_channels(v, r, acc, minmax);
+                  { be.aggregates_directly(v, r, true) } -> std::convertible_to<bool>;
+                }) {
+    if (!host_copy && be.aggregates_directly(v, r, minmax != nullptr)) {
       const index_t LL = v.length() * v.length();
       auto acc = be.template alloc<double>(LL);
       be.fill_zero(acc.data(), LL);

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mixlens/linear_operator.hpp"
@@ -97,7 +99,9 @@ void hidden_attention(const hidden_attention_params<State>& p, Out* alpha, cudaS
 // alone) and f per `reduction` (identity, |·|, max(·, 0)); minmax (3 floats,
 // may be null) takes the min, max and NaN count of every entry of the blocks,
 // the zeros above the diagonal included. The tiles of alpha_full_kernel are
-// formed and reduced in registers, never stored.
+// formed and reduced in registers, never stored; for the signed mean of real
+// states without minmax, the strictly lower tiles are one product over every
+// (channel, state) per tile pair instead (alpha_mean_lower_kernel).
 template <class State>
 void hidden_attention_aggregate(const hidden_attention_params<State>& p, const float* skip, const float* gate,
                                 channel_reduction reduction, double* map, float* minmax, cudaStream_t stream = nullptr) {
@@ -114,26 +118,56 @@ void hidden_attention_aggregate(const hidden_attention_params<State>& p, const f
     mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
   const index_t tiles = (p.length + detail::alpha_tile - 1) / detail::alpha_tile, pairs = tiles * (tiles + 1) / 2;
   if (pairs > 0x7fffffff) mixlens::detail::fail(where, "length", "fewer than 2^31 tile pairs", p.length);
-  // Enough blocks to fill the device twice over: the channels are split when
-  // the tiles alone are too few.
-  const index_t wanted = 4 * index_t(sms), splits_wanted = std::clamp<index_t>((wanted + pairs - 1) / pairs, 1, p.channels);
-  const index_t per_split = (p.channels + splits_wanted - 1) / splits_wanted, splits = (p.channels + per_split - 1) / per_split;
-  const auto launch = [&](auto kernel) {
+  auto sums = detail::cumulative_sums(p, stream);
+  const auto* cums = static_cast<const double*>(sums.get());
+  // Enough blocks to fill the device four times over: the channels are split
+  // when the tiles alone are too few (per split a multiple of `chunk`).
+  const auto split = [&](index_t blocks, index_t chunk) {
+    const index_t wanted = 4 * index_t(sms), splits = std::clamp<index_t>((wanted + blocks - 1) / blocks, 1, p.channels);
+    const index_t per = (p.channels + splits - 1) / splits;
+    const index_t per_split = (per + chunk - 1) / chunk * chunk;
+    return std::pair{per_split, (p.channels + per_split - 1) / per_split};
+  };
+  const auto launch = [&](auto kernel, index_t blocks, bool diagonal_only) {
     MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-    auto sums = detail::cumulative_sums(p, stream);
-    kernel<<<dim3(static_cast<unsigned>(pairs), static_cast<unsigned>(splits)), 256, smem, stream>>>(
-        p.delta, static_cast<const double*>(sums.get()), p.a, p.b, p.c, skip, gate, map, minmax, p.channels, p.length,
-        p.state_size, p.groups, per_split);
+    const auto [per_split, splits] = split(blocks, 1);
+    kernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(splits)), 256, smem, stream>>>(
+        p.delta, cums, p.a, p.b, p.c, skip, gate, map, minmax, p.channels, p.length, p.state_size, p.groups,
+        per_split, diagonal_only);
     MIXLENS_CUDA_CHECK_LAUNCH();
   };
-  const auto with_reduction = [&]<int R>() {
-    if (p.state_size == 16) launch(detail::alpha_aggregate_kernel<16, R, State, State>);
-    else launch(detail::alpha_aggregate_kernel<0, R, State, State>);
+  const auto with_reduction = [&]<int R>(index_t blocks, bool diagonal_only) {
+    if (p.state_size == 16) launch(detail::alpha_aggregate_kernel<16, R, State, State>, blocks, diagonal_only);
+    else launch(detail::alpha_aggregate_kernel<0, R, State, State>, blocks, diagonal_only);
   };
+  // The signed mean without the range, real states: the strictly lower tiles
+  // as one product over (channel, state) per pair (alpha_mean_lower_kernel),
+  // the diagonal tiles per channel as below.
+  if constexpr (std::is_same_v<State, float>) {
+    if (reduction == channel_reduction::mean && !minmax) {
+      const index_t lower = pairs - tiles, chunk = std::max<index_t>(1, 64 / p.state_size);
+      const std::size_t lower_smem = 2 * static_cast<std::size_t>(chunk * p.state_size * detail::alpha_tile) * sizeof(float);
+      if (lower_smem > static_cast<std::size_t>(limit))
+        mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
+      if (lower > 0) {
+        auto kernel = p.state_size == 16 ? detail::alpha_mean_lower_kernel<16, State>
+                                         : detail::alpha_mean_lower_kernel<0, State>;
+        MIXLENS_CUDA_CHECK(
+            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(lower_smem)));
+        const auto [per_split, splits] = split(lower, chunk);
+        kernel<<<dim3(static_cast<unsigned>(lower), static_cast<unsigned>(splits)), 256, lower_smem, stream>>>(
+            p.delta, cums, p.a, p.b, p.c, gate, map, p.channels, p.length, p.state_size, p.groups, per_split,
+            static_cast<int>(chunk));
+        MIXLENS_CUDA_CHECK_LAUNCH();
+      }
+      with_reduction.template operator()<0>(tiles, true);
+      return;
+    }
+  }
   switch (reduction) {
-    case channel_reduction::mean: with_reduction.template operator()<0>(); break;
-    case channel_reduction::abs_mean: with_reduction.template operator()<1>(); break;
-    case channel_reduction::relu_mean: with_reduction.template operator()<2>(); break;
+    case channel_reduction::mean: with_reduction.template operator()<0>(pairs, false); break;
+    case channel_reduction::abs_mean: with_reduction.template operator()<1>(pairs, false); break;
+    case channel_reduction::relu_mean: with_reduction.template operator()<2>(pairs, false); break;
   }
 }
 

@@ -580,11 +580,20 @@ class device_backend {
   void materialize_channels(const Op& op, index_t d0, index_t count, float* out) const {
     gpu::materialize_channels(op, d0, count, out, stream_);
   }
-  // No aggregate_channels here: on the H200 the fused aggregate
-  // (gpu::aggregate_channels) is slower than materializing chunks of α and
-  // reducing them (162.6 against 113.4 ms for the 130m-sized rollout at L 1024,
-  // bench/README.md), so analysis::aggregate_operator keeps the tensor path on
-  // the device; the fused kernel is there for when memory, not time, is short.
+  // S6's signed channel mean without the range, straight from the signals
+  // (gpu::aggregate_channels: one product over channels and states per tile
+  // pair, no D × L × L tensor). The other reductions and the range stay on the
+  // tensor path (materialize_channels + aggregate): the fused kernel that forms
+  // every entry is slower than it on the H200 (162.6 against 113.4 ms for the
+  // 130m-sized rollout at L 1024, bench/README.md).
+  template <class State>
+  [[nodiscard]] bool aggregates_directly(const s6_operator<float, State>&, channel_reduction r, bool with_range) const {
+    return std::is_same_v<State, float> && r == channel_reduction::mean && !with_range;
+  }
+  template <class State>
+  void aggregate_channels(const s6_operator<float, State>& op, channel_reduction r, double* acc, float* minmax) const {
+    gpu::aggregate_channels(op, r, acc, minmax, stream_);
+  }
   void aggregate(const float* m, index_t count, index_t LL, channel_reduction r, double* acc,
                  float* minmax) const {
     const unsigned blocks = detail::grid_size((LL + detail::model_threads - 1) / detail::model_threads);

@@ -311,24 +311,26 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
 // rows, as the view's block has them) and reducing in registers: acc (L × L,
 // double) += Σ_d f(value) (f: identity, |·|, max(·, 0) for Reduction 0, 1, 2),
 // minmax {min, max, NaN count} over every entry of the channels' blocks —
-// the zeros above the diagonal included, as the tensor has them.
+// the zeros above the diagonal included, as the tensor has them. With
+// diagonal_only, block p owns the diagonal tile p instead.
 template <int Fixed, int Reduction, class State, class W>
 __global__ void __launch_bounds__(256, 2)
     alpha_aggregate_kernel(const float* delta, const double* cums, const State* a, const W* b, const W* c,
                            const float* skip, const float* gate, double* map, float* minmax, index_t D, index_t L,
-                           index_t N_, index_t G, index_t per_split) {
+                           index_t N_, index_t G, index_t per_split, bool diagonal_only) {
   const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
   constexpr int T = alpha_tile;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const alpha_stage<State> st(smem_raw, N);
 
   const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
-  // Pair p = row_tile·(row_tile + 1)/2 + column tile.
+  // Pair p = row_tile·(row_tile + 1)/2 + column tile, or the diagonal tile p.
   const index_t p = blockIdx.x;
   index_t row_tile = static_cast<index_t>((sqrt(8.0 * double(p) + 1.0) - 1.0) / 2.0);
   while (row_tile * (row_tile + 1) / 2 > p) --row_tile;
   while ((row_tile + 1) * (row_tile + 2) / 2 <= p) ++row_tile;
-  const index_t col_tile = p - row_tile * (row_tile + 1) / 2;
+  if (diagonal_only) row_tile = p;
+  const index_t col_tile = diagonal_only ? p : p - row_tile * (row_tile + 1) / 2;
   const index_t i0 = row_tile * T, j0 = col_tile * T;
   const bool diagonal = col_tile == row_tile;
   const index_t d_begin = static_cast<index_t>(blockIdx.y) * per_split, d_end = d_begin + per_split < D ? d_begin + per_split : D;
@@ -386,6 +388,92 @@ __global__ void __launch_bounds__(256, 2)
     }
   }
   if (minmax) merge_min_max(minmax, lo, hi, nans);
+}
+
+// The signed channel mean's strictly lower tiles as one product per tile pair.
+// Off the diagonal, with r the row tile's first row,
+//   Σ_d g_d(i)·α_d[i][j] = Σ_{(d,n)} [g_d(i) C_i[n] e^{A_dn (S_di − S_dr)}] · [Δ_dj B_j[n] e^{A_dn (S_dr − S_dj)}],
+// a sum over k = (d, n) of products of two factors whose exponents are ≤ 0
+// (g the gate, 1 without one; D sits on the diagonal only). A block owns one
+// pair (decoded from blockIdx.x) and the channels [blockIdx.y·per_split, …);
+// it stages `chunk` channels' factors at once (k = 64 for N = 16) and sums
+// them in fp32 registers, then into double: 16 FMAs per entry and channel, no
+// per-channel epilogue (alpha_aggregate_kernel's cost) and no tensor.
+// map (L × L, double) += the sums of the pair's entries.
+template <int Fixed, class W>
+__global__ void __launch_bounds__(256, 2)
+    alpha_mean_lower_kernel(const float* delta, const double* cums, const float* a, const W* b, const W* c,
+                            const float* gate, double* map, index_t D, index_t L, index_t N_, index_t G,
+                            index_t per_split, int chunk_) {
+  const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
+  const int chunk = Fixed > 0 ? (64 / Fixed > 0 ? 64 / Fixed : 1) : chunk_, K = chunk * N;
+  constexpr int T = alpha_tile;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* cs = reinterpret_cast<float*>(smem_raw);  // [k][i]: the rows' factors
+  float* bs = cs + K * T;                          // [k][j]: the columns' factors
+
+  const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
+  // Strictly lower pair p = row_tile·(row_tile − 1)/2 + column tile.
+  const index_t p = blockIdx.x;
+  index_t row_tile = static_cast<index_t>((sqrt(8.0 * double(p) + 1.0) + 1.0) / 2.0);
+  while (row_tile * (row_tile - 1) / 2 > p) --row_tile;
+  while ((row_tile + 1) * row_tile / 2 <= p) ++row_tile;
+  const index_t col_tile = p - row_tile * (row_tile - 1) / 2;
+  const index_t i0 = row_tile * T, j0 = col_tile * T;  // j0 + T ≤ i0 < L
+  const index_t d_begin = static_cast<index_t>(blockIdx.y) * per_split;
+  const index_t d_end = d_begin + per_split < D ? d_begin + per_split : D, per_group = D / G;
+
+  double sum[4][4];
+#pragma unroll
+  for (int r = 0; r < 4; ++r)
+#pragma unroll
+    for (int q = 0; q < 4; ++q) sum[r][q] = 0.0;
+
+  for (index_t d0 = d_begin; d0 < d_end; d0 += chunk) {
+    __syncthreads();  // the previous chunk's factors are consumed
+    for (int e = tid; e < K * T; e += 256) {
+      const int k = e / T, pos = e % T, n = k % N;
+      const index_t d = d0 + k / N, i = i0 + pos, j = j0 + pos;
+      float cv = 0.0f, bv = 0.0f;
+      if (d < d_end) {
+        const index_t bc = (d / per_group * N + n) * L;
+        const double* s = cums + d * L;
+        const double sr = s[i0];
+        const float an = a[d * N + n];
+        bv = float(b[bc + j]) * delta[d * L + j] * __expf(an * static_cast<float>(sr - s[j]));
+        if (i < L) cv = float(c[bc + i]) * __expf(an * static_cast<float>(s[i] - sr)) * (gate ? gate[d * L + i] : 1.0f);
+      }
+      cs[e] = cv;
+      bs[e] = bv;
+    }
+    __syncthreads();
+    float acc[4][4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) acc[r][q] = 0.0f;
+#pragma unroll 16
+    for (int k = 0; k < K; ++k) {
+      const float4 c4 = *reinterpret_cast<const float4*>(&cs[k * T + ty * 4]);
+      const float4 b4 = *reinterpret_cast<const float4*>(&bs[k * T + tx * 4]);
+      const float cr[4] = {c4.x, c4.y, c4.z, c4.w}, bq[4] = {b4.x, b4.y, b4.z, b4.w};
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int q = 0; q < 4; ++q) acc[r][q] = fmaf(cr[r], bq[q], acc[r][q]);
+    }
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+#pragma unroll
+      for (int q = 0; q < 4; ++q) sum[r][q] += double(acc[r][q]);
+  }
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const index_t i = i0 + ty * 4 + r;
+    if (i >= L) continue;
+#pragma unroll
+    for (int q = 0; q < 4; ++q) atomicAdd(map + i * L + j0 + tx * 4 + q, sum[r][q]);
+  }
 }
 
 // Selected rows: out[(bd·R + r)·L + j] = α[d][rows[r]][j] (or, per state, each

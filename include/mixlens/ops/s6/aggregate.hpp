@@ -5,10 +5,9 @@
 // entry of the blocks, the zeros above the diagonal included — what
 // materializing every block and reducing it gives, in O(L²) memory.
 //
-// A row tile I (rows i0 … i0 + T − 1) left of its diagonal is one rank-N product
-// with every exponent ≤ 0 (as in the GPU kernel, gpu/detail/alpha_kernels.cuh):
-//   α[i][j] = Σ_n (C_i[n]·e^{A_n(S_i − S_{i0})}) · (Δ_j B_j[n]·e^{A_n(S_{i0} − S_j)}),  j < i0,
-// S the cumulative sum of Δ in double; the diagonal tile is summed directly.
+// A tile left of the diagonal is a rank-N product with every exponent ≤ 0 (as
+// in the GPU kernel, gpu/detail/alpha_kernels.cuh), S the cumulative sum of Δ
+// in double (see s6_aggregate_channel); the diagonal tile is summed directly.
 // Channels are split over threads, each with its own accumulator.
 #pragma once
 
@@ -29,73 +28,76 @@ inline constexpr index_t s6_aggregate_tile = 64;
 
 // reduce(e0, row, count, zeros) for every row i of channel d's block, row tile
 // by row tile: row = its entries j ≤ i (e0 = i·L), zeros whether zeros follow
-// (rows[(i − i0)·L + j] holds the tile's values).
+// (rows[(i − i0)·L + j] holds the tile's values). Left of the diagonal tile,
+// column tile J (last column e) of row tile I (first row r) is
+//   Σ_n (C_i[n] e^{A_n(S_i − S_r)}) · e^{A_n(S_r − S_e)} · (Δ_j B_j[n] e^{A_n(S_e − S_j)}),
+// every exponent ≤ 0, the last factor formed once per channel (bhat) and the
+// middle one once per tile pair (mid): 2·N exps per position and N per pair,
+// and the products summed in registers, 16 columns at a time. The diagonal
+// tile decays every open column by e^{A_n Δ_i} row by row (as alpha() does),
+// vectorized over the columns; h holds those columns ([n][j − i0]).
 template <class T, class State, class Reduce>
 void s6_aggregate_channel(const s6_operator<T, State>& op, index_t d, std::vector<double>& sums,
-                          std::vector<State>& ahat, std::vector<State>& bhat, std::vector<State>& decay,
+                          std::vector<State>& ahat, std::vector<State>& bhat, std::vector<State>& mid,
                           std::vector<State>& h, std::vector<T>& rows, Reduce&& reduce) {
   const index_t L = op.length(), N = op.state_size(), g = op.group_of(d), Tt = s6_aggregate_tile;
+  constexpr index_t W = 16;  // columns summed in registers at once; divides Tt
   sums.resize(static_cast<std::size_t>(L));
   double s = 0;
   for (index_t t = 0; t < L; ++t) sums[static_cast<std::size_t>(t)] = s += double(op.delta(d, t));
+  const auto gap = [&](index_t from, index_t to) {  // S_to − S_from as T
+    return static_cast<T>(sums[static_cast<std::size_t>(to)] - sums[static_cast<std::size_t>(from)]);
+  };
   const T skip = op.skip.empty() ? T(0) : op.skip[static_cast<std::size_t>(d)];
   const bool gated = !is_empty(op.gate);
+  bhat.resize(static_cast<std::size_t>(N * L));
+  for (index_t n = 0; n < N; ++n)
+    for (index_t j = 0; j < L; ++j) {
+      const index_t e = std::min(L, (j / Tt + 1) * Tt) - 1;
+      bhat[static_cast<std::size_t>(n * L + j)] = op.delta(d, j) * op.b(g, n, j) * exp_scaled(op.a(d, n), gap(j, e));
+    }
+  ahat.resize(static_cast<std::size_t>(Tt * N));
+  mid.resize(static_cast<std::size_t>(N));
+  h.resize(static_cast<std::size_t>(N * Tt + Tt));
+  State* open = h.data();                   // [n][j − i0]: the diagonal tile's columns
+  State* diag = h.data() + N * Tt;          // one row of the diagonal tile
   for (index_t i0 = 0; i0 < L; i0 += Tt) {
     const index_t i1 = std::min(L, i0 + Tt), rows_here = i1 - i0;
-    const double s0 = sums[static_cast<std::size_t>(i0)];
     rows.assign(static_cast<std::size_t>(rows_here * L), T(0));
-    // Left of the tile: â (rows × N) · b̂ (N × i0), the j loop contiguous.
-    if (i0 > 0) {
-      ahat.resize(static_cast<std::size_t>(rows_here * N));
-      bhat.resize(static_cast<std::size_t>(N * i0));
-      for (index_t i = i0; i < i1; ++i)
-        for (index_t n = 0; n < N; ++n)
-          ahat[static_cast<std::size_t>((i - i0) * N + n)] =
-              op.c(g, n, i) * exp_scaled(op.a(d, n), static_cast<T>(sums[static_cast<std::size_t>(i)] - s0));
+    for (index_t i = i0; i < i1 && i0 > 0; ++i)
       for (index_t n = 0; n < N; ++n)
-        for (index_t j = 0; j < i0; ++j)
-          bhat[static_cast<std::size_t>(n * i0 + j)] =
-              op.delta(d, j) * op.b(g, n, j) * exp_scaled(op.a(d, n), static_cast<T>(s0 - sums[static_cast<std::size_t>(j)]));
+        ahat[static_cast<std::size_t>((i - i0) * N + n)] = op.c(g, n, i) * exp_scaled(op.a(d, n), gap(i0, i));
+    for (index_t j0 = 0; j0 < i0; j0 += Tt) {  // full column tiles left of the diagonal
+      for (index_t n = 0; n < N; ++n) mid[static_cast<std::size_t>(n)] = exp_scaled(op.a(d, n), gap(j0 + Tt - 1, i0));
       for (index_t i = 0; i < rows_here; ++i) {
-        T* row = rows.data() + i * L;
-        if constexpr (std::is_same_v<State, T>) {
+        const State* a = ahat.data() + i * N;
+        for (index_t q0 = j0; q0 < j0 + Tt; q0 += W) {
+          State acc[W] = {};
           for (index_t n = 0; n < N; ++n) {
-            const T w = ahat[static_cast<std::size_t>(i * N + n)];
-            const T* b = bhat.data() + n * i0;
-            for (index_t j = 0; j < i0; ++j) row[j] += w * b[j];
+            const State w = a[n] * mid[static_cast<std::size_t>(n)];
+            const State* b = bhat.data() + n * L + q0;
+            for (index_t q = 0; q < W; ++q) acc[q] += w * b[q];
           }
-        } else {
-          for (index_t j = 0; j < i0; ++j) {
-            State acc(0);
-            for (index_t n = 0; n < N; ++n)
-              acc += ahat[static_cast<std::size_t>(i * N + n)] * bhat[static_cast<std::size_t>(n * i0 + j)];
-            row[j] = output_part(acc);
-          }
+          T* row = rows.data() + i * L + q0;
+          for (index_t q = 0; q < W; ++q) row[q] = output_part(acc[q]);
         }
-      }
-    }
-    // The diagonal tile: column j's impulse decayed row by row (as alpha()),
-    // with the steps' decays e^{A_n Δ_i} computed once per tile.
-    decay.resize(static_cast<std::size_t>(rows_here * N));
-    for (index_t i = i0; i < i1; ++i)
-      for (index_t n = 0; n < N; ++n)
-        decay[static_cast<std::size_t>((i - i0) * N + n)] = exp_scaled(op.a(d, n), op.delta(d, i));
-    h.resize(static_cast<std::size_t>(N));
-    for (index_t j = i0; j < i1; ++j) {
-      for (index_t n = 0; n < N; ++n) h[static_cast<std::size_t>(n)] = op.delta(d, j) * op.b(g, n, j);
-      for (index_t i = j; i < i1; ++i) {
-        const State* dec = decay.data() + (i - i0) * N;
-        State acc(0);
-        for (index_t n = 0; n < N; ++n) {
-          auto& hn = h[static_cast<std::size_t>(n)];
-          if (i > j) hn *= dec[n];
-          acc += op.c(g, n, i) * hn;
-        }
-        rows[static_cast<std::size_t>((i - i0) * L + j)] = output_part(acc);
       }
     }
     for (index_t i = i0; i < i1; ++i) {
-      T* row = rows.data() + (i - i0) * L;
+      const index_t k = i - i0;
+      std::fill(diag, diag + k + 1, State(0));
+      for (index_t n = 0; n < N; ++n) {
+        State* col = open + n * Tt;
+        const State decay = exp_scaled(op.a(d, n), op.delta(d, i)), c = op.c(g, n, i);
+        col[k] = op.delta(d, i) * op.b(g, n, i);  // column i opens undecayed
+        for (index_t j = 0; j < k; ++j) {
+          col[j] *= decay;
+          diag[j] += c * col[j];
+        }
+        diag[k] += c * col[k];
+      }
+      T* row = rows.data() + k * L;
+      for (index_t j = 0; j <= k; ++j) row[i0 + j] = output_part(diag[j]);
       row[i] += skip;
       if (gated) {
         const T gi = op.gate(d, i);
@@ -148,10 +150,10 @@ void s6_aggregate_channels(const s6_operator<T, State>& op, channel_reduction r,
       part_acc.assign(static_cast<std::size_t>(LL), 0.0);
       detail::block_reduction<R, T> reduce{part_acc.data()};
       std::vector<double> sums;
-      std::vector<State> ahat, bhat, decay, h;
+      std::vector<State> ahat, bhat, mid, h;
       std::vector<T> rows;
       for (index_t d = D * k / parts; d < D * (k + 1) / parts; ++d)
-        detail::s6_aggregate_channel(op, d, sums, ahat, bhat, decay, h, rows, reduce);
+        detail::s6_aggregate_channel(op, d, sums, ahat, bhat, mid, h, rows, reduce);
       T* range = ranges.data() + 3 * k;
       range[0] = reduce.lo, range[1] = reduce.hi, range[2] = reduce.nans;
     });
