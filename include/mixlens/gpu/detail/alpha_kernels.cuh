@@ -431,20 +431,30 @@ __global__ void __launch_bounds__(256, 2)
 
   for (index_t d0 = d_begin; d0 < d_end; d0 += chunk) {
     __syncthreads();  // the previous chunk's factors are consumed
-    for (int e = tid; e < K * T; e += 256) {
-      const int k = e / T, pos = e % T, n = k % N;
-      const index_t d = d0 + k / N, i = i0 + pos, j = j0 + pos;
-      float cv = 0.0f, bv = 0.0f;
-      if (d < d_end) {
-        const index_t bc = (d / per_group * N + n) * L;
-        const double* s = cums + d * L;
-        const double sr = s[i0];
-        const float an = a[d * N + n];
-        bv = float(b[bc + j]) * delta[d * L + j] * __expf(an * static_cast<float>(sr - s[j]));
-        if (i < L) cv = float(c[bc + i]) * __expf(an * static_cast<float>(s[i] - sr)) * (gate ? gate[d * L + i] : 1.0f);
+    // Thread tid stages position tid % T of states n ≡ tid / T (mod 256 / T)
+    // of every channel of the chunk: the channel's loads once, two exps per n.
+    const int pos = tid % T;
+    const index_t i = i0 + pos, j = j0 + pos;
+    for (int ch = 0; ch < chunk; ++ch) {
+      const index_t d = d0 + ch;
+      float* crow = cs + ch * N * T + pos;
+      float* brow = bs + ch * N * T + pos;
+      if (d >= d_end) {
+        for (int n = tid / T; n < N; n += 256 / T) crow[n * T] = 0.0f, brow[n * T] = 0.0f;
+        continue;
       }
-      cs[e] = cv;
-      bs[e] = bv;
+      const double* s = cums + d * L;
+      const double sr = s[i0];
+      const bool row = i < L;
+      const float xj = static_cast<float>(sr - s[j]), dj = delta[d * L + j];
+      const float xi = row ? static_cast<float>(s[i] - sr) : 0.0f, gi = row && gate ? gate[d * L + i] : 1.0f;
+      const W* bg = b + (d / per_group) * N * L;
+      const W* cg = c + (d / per_group) * N * L;
+      for (int n = tid / T; n < N; n += 256 / T) {
+        const float an = a[d * N + n];
+        brow[n * T] = float(bg[n * L + j]) * dj * __expf(an * xj);
+        crow[n * T] = row ? float(cg[n * L + i]) * __expf(an * xi) * gi : 0.0f;
+      }
     }
     __syncthreads();
     float acc[4][4];
