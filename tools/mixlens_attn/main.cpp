@@ -63,6 +63,7 @@
 #include "mixlens/models/mamba2_attribution.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
+#include "mixlens/models/rows.hpp"
 #include "mixlens/models/vim_attention.hpp"
 #include "mixlens/models/vim_attribution.hpp"
 #ifdef MIXLENS_ATTN_CUDA
@@ -250,13 +251,16 @@ struct token_input {
 token_input read_tokens(const options& o) {
   if (o.tokens_file.empty()) return {{parse_list(o.tokens_list, "--tokens")}, false};
   const std::string who = "token file '" + o.tokens_file.string() + "'";
-  const auto a = mixlens::io::read_npy(o.tokens_file);
+  mixlens::io::npy_array a;
+  try {
+    a = mixlens::io::read_npy(o.tokens_file);
+  } catch (const mixlens::error& e) {  // numpy stores ragged sequences as an object array
+    if (std::string_view(e.what()).find("'|O'") == std::string_view::npos) throw;
+    throw mixlens::error(std::string(e.what()) + ": an object array (sequences of different lengths?) holds no token "
+                         "ids; give a 1-D array or one B x L int32/int64 array of equal-length sequences");
+  }
   if (a.descr != "<i4" && a.descr != "<i8")
-    throw mixlens::error(who + ": dtype " + a.descr + " (expected int32 or int64" +
-                         (a.descr == "|O" ? "; an object array, e.g. sequences of different lengths, is not read: "
-                                            "give one B x L integer array of equal-length sequences"
-                                          : "") +
-                         ")");
+    throw mixlens::error(who + ": dtype " + a.descr + " (expected int32 or int64)");
   if (a.shape.size() != 1 && a.shape.size() != 2) {
     std::string shape;
     for (index_t e : a.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(e);
@@ -278,44 +282,6 @@ std::string sequence_folder(std::size_t n) {
   char name[32];
   std::snprintf(name, sizeof name, "seq_%04zu", n);
   return name;
-}
-
-// --rows resolved for a sequence of L positions: every item last (L − 1), cls
-// (the CLS position, Vision Mamba only: `cls` < 0 when the model has none) or a
-// position in [0, L); ascending and distinct.
-std::vector<index_t> resolve_rows(const std::string& text, index_t L, index_t cls, bool vim) {
-  if (text.empty())
-    throw mixlens::error("--rows: expected last, cls or a comma-separated list of row positions, got an empty list");
-  std::vector<index_t> out;
-  std::size_t begin = 0;
-  for (;;) {
-    const std::size_t end = text.find(',', begin);
-    const std::string item = text.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
-    index_t v = 0;
-    if (item == "last") v = L - 1;
-    else if (item == "cls") {
-      if (!vim)
-        throw mixlens::error("--rows cls: the CLS position is Vision Mamba's; a language model has none "
-                             "(give last or row positions)");
-      if (cls < 0)
-        throw mixlens::error("--rows cls: this Vision Mamba model pools the sequence (mean) and has no CLS token "
-                             "(give last or row positions)");
-      v = cls;
-    } else {
-      const auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-      if (item.empty() || ec != std::errc() || ptr != item.data() + item.size())
-        throw mixlens::error("--rows: '" + item + "' is not last, cls or a row position (an integer)");
-      if (v < 0 || v >= L)
-        throw mixlens::error("--rows: row " + item + " is outside the valid range [0, " + std::to_string(L) +
-                             ") of the " + std::to_string(L) + " positions");
-    }
-    out.push_back(v);
-    if (end == std::string::npos) break;
-    begin = end + 1;
-  }
-  std::sort(out.begin(), out.end());
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
 }
 
 // rows.json: the positions of the rows of map_rows_{k}.npy, raw_rows.npy and alpha_rows_{k}.npy, in order.
@@ -1198,7 +1164,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
     throw mixlens::error("--html: a page shows one sequence, and token file '" + o.tokens_file.string() + "' holds " +
                          std::to_string(B) + " (a batch); give one sequence for a page");
   options work = o;  // the run writes into the staging folder
-  if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, -1, false);
+  if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, false, -1, "--rows");
   check_memory(work, memory_rows(c), V, L, !save.empty(),
                o.form == attention_form::paper && std::is_same_v<Model, mamba_model<float>>);
   const bool html_in_output = !o.html.empty() && mixlens::tools::html_in_folder(o.html, o.out);
@@ -1297,7 +1263,7 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {c.num_classes}, "(classes)");
   options work = o;
-  if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, c.cls_index(), true);
+  if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, true, c.cls_index(), "--rows");
   check_memory(work, memory_rows(c), c.num_classes, L, !save.empty(), false);
   output_folder folder(o.out, "mixlens-attn");
   work.out = folder.staging();
