@@ -6,6 +6,7 @@
 //                [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]
 //                [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]
 //                [--reference-logits FILE] [--strict] [--max-memory BYTES]
+//                [--rows last|cls|i,j,... [--raw-range tensor|rows]]
 //
 // Writes logits.npy (L × V; a classifier's: classes), alpha_{k}.npy (D × L × L;
 // for Mamba-2's paper form heads × L × L; for Vision Mamba the two branches
@@ -24,7 +25,11 @@
 // same arguments, by exec), so that a CPU run never loads the CUDA libraries. Every
 // input is checked before any output is written; the outputs are written to a
 // fresh folder beside --out that replaces it only when the run completes (see
-// output_folder). Exit status: 0 success, 1 a failure (bad model, tokens, image,
+// output_folder). A B x L --tokens-file is a batch: each sequence's outputs in
+// seq_0000, seq_0001, ... (each with its manifest), the dataset means
+// (<name>_mean.npy) and sequences.json beside them. --rows writes only the
+// selected rows of every map (map_rows_{k}.npy, alpha_rows_{k}.npy, raw_rows.npy,
+// rows.json; no rollout), with no L x L array. Exit status: 0 success, 1 a failure (bad model, tokens, image,
 // output folder, not enough memory, failed check, no usable GPU), 2 bad usage.
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -91,13 +96,15 @@ constexpr std::string_view usage_text =
     "                    [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp]\n"
     "                    [--target-position P]\n"
     "                    [--target-token T] [--start-layer K] [--tokenizer FILE]\n"
-    "                    [--html FILE]\n"
+    "                    [--html FILE] [--rows last|cls|i,j,... [--raw-range tensor|rows]]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
     "                          Mamba-2 (Hugging Face or state-spaces layout), or Vision Mamba\n"
     "                          (tools/convert_vim.py), told by config.json\n"
     "  --tokens LIST           comma-separated token ids (language models)\n"
-    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy (language models)\n"
+    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy (language models), or a B x L one of B\n"
+    "                          sequences: outputs per sequence in seq_0000, seq_0001, ..., the dataset\n"
+    "                          means (raw_mean.npy, rollout_mean.npy, ...) and sequences.json beside them\n"
     "  --image FILE            Vision Mamba's input: a PNG (pixels / 255, then ImageNet-normalized)\n"
     "                          or a height x width x 3 .npy (the model input as stored)\n"
     "  --normalize             ImageNet-normalize a .npy image of values in [0, 1] first\n"
@@ -130,7 +137,13 @@ constexpr std::string_view usage_text =
     "                          folder's tokenizer.json, when there is one): tokens.json and the figures'\n"
     "                          labels. Text is not tokenized here: python -m mixlens --text does that\n"
     "  --html FILE             also write one self-contained HTML page of the run: every analysed layer's\n"
-    "                          map, raw, rollout and the attribution, with the token strings\n";
+    "                          map, raw, rollout and the attribution, with the token strings\n"
+    "  --rows last|cls|LIST    only these rows of every map, from the signals (no L x L array): map_rows_{k}.npy\n"
+    "                          (R x L), alpha_rows_{k}.npy (D x R x L, layers of --save-alpha), raw_rows.npy,\n"
+    "                          rows.json; no rollout. last: L - 1; cls: Vision Mamba's CLS position\n"
+    "  --raw-range tensor|rows raw_rows.npy normalized by each layer's whole-tensor range (tensor, default: one\n"
+    "                          pass over every entry, the time of the whole maps), or raw_rows_rowrange.npy\n"
+    "                          by the selected rows' own range (rows: O(rows) time)\n";
 
 // The --method values that need the backward pass.
 bool gradient_method(std::string_view method) {
