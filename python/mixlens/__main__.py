@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         maps: dict[str, list[np.ndarray]] = {}  # per-sequence map file → its arrays, for the dataset means
         listing = []
         for n, tokens in enumerate(sequences):
-            rows = None if args.rows is None else mixlens._resolve_rows(args.rows, len(tokens), False, -1, "--rows")
+            rows = None if args.rows is None else mixlens._core._resolve_rows(args.rows, len(tokens), False, -1, "--rows")
             att = model.attention(tokens, layers=layers, form=args.form, alpha=alpha, rows=rows, raw_range=raw_range)
             prefix = f"seq_{n:04d}/" if batch else ""
             files[prefix + "logits.npy"] = att.logits
