@@ -624,6 +624,105 @@ expect(max_memory_fits 0 "L = 37 tokens" --model ${tied} --tokens-file ${tied_to
 expect(max_memory_bad 2 "--max-memory: expected a positive size like 8G" --model ${tied} --tokens 1 --out ${WORK}/x --max-memory 8X)
 expect(max_memory_zero 2 "--max-memory: expected a positive size" --model ${tied} --tokens 1 --out ${WORK}/x --max-memory 0)
 
+# ---- --tokens-file B x L: one folder per sequence and the dataset means -------------
+# (tests/data/tokens, made by tests/data/make_token_files.py; python/tests/test_cli.py
+# compares the numbers with single-sequence runs.)
+set(tok ${DATA}/tokens)
+set(demo ${DATA}/mamba_demo)
+expect(batch 0 "3 sequences \\(seq_0000 ... seq_0002\\) of L = 20 tokens.*3 folders seq_0000 ... seq_0002.*attribution_mean.npy, raw_mean.npy, rollout_mean.npy, sequences.json"
+  --model ${demo} --tokens-file ${tok}/batch_3x20.npy --out ${WORK}/batch --layers 0,3 --save-alpha 3 --no-png)
+expect_files(batch ${WORK}/batch mixlens-attn.manifest raw_mean.npy rollout_mean.npy attribution_mean.npy sequences.json)
+foreach(n 0000 0001 0002)
+  expect_files(batch ${WORK}/batch/seq_${n} mixlens-attn.manifest logits.npy alpha_3.npy raw.npy rollout.npy tokens.json
+    attribution.npy target.json)
+  expect_no_files(batch ${WORK}/batch/seq_${n} alpha_0.npy)
+endforeach()
+expect_shape(batch ${WORK}/batch/raw_mean.npy "20, 20, ")
+expect_shape(batch ${WORK}/batch/attribution_mean.npy "20, ")
+file(READ ${WORK}/batch/sequences.json listing)
+if(NOT listing STREQUAL "[\n {\"folder\": \"seq_0000\", \"length\": 20},\n {\"folder\": \"seq_0001\", \"length\": 20},\n {\"folder\": \"seq_0002\", \"length\": 20}\n]\n")
+  message(SEND_ERROR "batch: sequences.json is ${listing}")
+  math(EXPR failures "${failures} + 1")
+endif()
+file(READ ${WORK}/batch/seq_0001/mixlens-attn.manifest manifest)
+if(NOT manifest MATCHES "^mixlens-attn output\n" OR NOT manifest MATCHES "\nraw.npy\n")
+  message(SEND_ERROR "batch: seq_0001's manifest is ${manifest}")
+  math(EXPR failures "${failures} + 1")
+endif()
+# A (1, L) file is one sequence, written into --out itself, as a 1-D one.
+expect(batch_one_row 0 "input     L = 20 tokens" --model ${demo} --tokens-file ${tok}/one_row.npy --out ${WORK}/one_row
+  --layers 0 --no-png)
+expect_files(batch_one_row ${WORK}/one_row raw.npy rollout.npy)
+expect_no_files(batch_one_row ${WORK}/one_row seq_0000 sequences.json)
+# A batch output is a former output: a one-sequence run replaces it whole (no stale seq_NNNN).
+expect(batch_replaced 0 "L = 3 tokens" --model ${demo} --tokens 1,2,3 --out ${WORK}/batch --layers 0 --no-png)
+expect_no_files(batch_replaced ${WORK}/batch seq_0000 seq_0002 raw_mean.npy sequences.json)
+# A bad token in the last sequence: refused before any work; the former output stays as it was.
+expect(batch_bad_token 1 "token file '[^']*batch_bad_token.npy' sequence 2: token 300 at position 7 is outside the vocabulary \\[0, 256\\)"
+  --model ${demo} --tokens-file ${tok}/batch_bad_token.npy --out ${WORK}/batch --layers 0)
+expect_files(batch_bad_token ${WORK}/batch raw.npy)
+expect_no_files(batch_bad_token ${WORK}/batch seq_0000)
+expect(batch_zero_rows 1 "zero_rows.npy': shape \\(0, 5\\) holds no sequence"
+  --model ${demo} --tokens-file ${tok}/zero_rows.npy --out ${WORK}/x)
+expect(batch_no_tokens 1 "no_tokens.npy': shape \\(3, 0\\): the sequences hold no tokens"
+  --model ${demo} --tokens-file ${tok}/no_tokens.npy --out ${WORK}/x)
+expect(batch_float 1 "float.npy': dtype <f4 \\(expected int32 or int64\\)"
+  --model ${demo} --tokens-file ${tok}/float.npy --out ${WORK}/x)
+expect(batch_three_d 1 "three_d.npy': expected a 1-D array of token ids or a B x L array of B sequences, got shape \\(2, 3, 4\\)"
+  --model ${demo} --tokens-file ${tok}/three_d.npy --out ${WORK}/x)
+expect(batch_ragged 1 "ragged.npy' .*unsupported dtype '\\|O': an object array \\(sequences of different lengths\\?\\)"
+  --model ${demo} --tokens-file ${tok}/ragged.npy --out ${WORK}/x)
+expect(batch_html 1 "--html: a page shows one sequence, and token file .* holds 3 \\(a batch\\)"
+  --model ${demo} --tokens-file ${tok}/batch_3x20.npy --out ${WORK}/x --html ${WORK}/x.html)
+expect(batch_reference 1 "shape does not match: \\(48, 256\\), expected \\(B, L, V\\) = \\(3, 20, 256\\)"
+  --model ${demo} --tokens-file ${tok}/batch_3x20.npy --out ${WORK}/x --reference-logits ${ref}/mamba_demo/logits_0.npy)
+expect_no_files(batch_errors ${WORK} x)
+
+# ---- --rows: selected rows of every map, no L x L array ------------------------------------
+expect(rows 0 "3 row\\(s\\) of 20 \\(rows.json\\); alpha_rows_\\{k\\}.npy 128 x 3 x 20 .*raw_rows.npy normalized by each layer's whole-tensor range.*map_rows_0_mean.npy, map_rows_2_mean.npy, raw_rows_mean.npy, rows.json, sequences.json"
+  --model ${demo} --tokens-file ${tok}/batch_3x20.npy --out ${WORK}/rows --rows last,0,7 --layers 0,2 --save-alpha 2)
+expect_files(rows ${WORK}/rows rows.json raw_rows_mean.npy map_rows_0_mean.npy map_rows_2_mean.npy sequences.json)
+expect_no_files(rows ${WORK}/rows raw_mean.npy rollout_mean.npy attribution_mean.npy)
+expect_files(rows ${WORK}/rows/seq_0002 rows.json raw_rows.npy map_rows_0.npy map_rows_2.npy alpha_rows_2.npy logits.npy)
+expect_no_files(rows ${WORK}/rows/seq_0002 raw.npy rollout.npy rollout.png alpha_0.png alpha_rows_0.npy attribution.npy)
+expect_shape(rows ${WORK}/rows/seq_0002/map_rows_0.npy "3, 20, ")
+expect_shape(rows ${WORK}/rows/seq_0002/alpha_rows_2.npy "128, 3, 20, ")
+file(READ ${WORK}/rows/seq_0002/rows.json rows_json)
+if(NOT rows_json STREQUAL "{\"rows\": [0, 7, 19]}\n")
+  message(SEND_ERROR "rows: rows.json is ${rows_json}")
+  math(EXPR failures "${failures} + 1")
+endif()
+expect(rows_rowrange 0 "raw_rows_rowrange.npy normalized by the range of the selected rows"
+  --model ${DATA}/mamba2_groups_bf16 --tokens 5,9,2,7 --out ${WORK}/rows_rr --rows 2 --raw-range rows --form unified)
+expect_files(rows_rowrange ${WORK}/rows_rr raw_rows_rowrange.npy map_rows_0.npy alpha_rows_2.npy)
+expect_no_files(rows_rowrange ${WORK}/rows_rr raw_rows.npy)
+expect(rows_gradient 0 "attribution.npy, target.json, residual_grad"
+  --model ${demo} --tokens 72,105,33 --out ${WORK}/rows_grad --rows last --method grad-input --no-png)
+expect(rows_vim_cls 0 "2 row\\(s\\) of 10 .*raw_rows.npy, rows.json"
+  --model ${DATA}/vim_mid_odd --image ${img}/rgb8.png --out ${WORK}/rows_vim --rows cls,0 --no-png)
+expect_no_files(rows_vim ${WORK}/rows_vim cls_raw.npy cls_rollout.npy rollout.npy overlay.png)
+expect(rows_out_of_range 1 "--rows: row 20 is outside the valid range \\[0, 20\\) of the 20 positions"
+  --model ${demo} --tokens-file ${tok}/batch_3x20.npy --out ${WORK}/x --rows 3,20)
+expect(rows_negative 1 "--rows: row -1 is outside the valid range \\[0, 3\\)"
+  --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows -1)
+# (An empty --rows value, which CMake cannot pass, is tested in python/tests/test_cli.py.)
+expect(rows_empty_item 1 "--rows: '' is not last, cls or a row position" --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows 0,,2)
+expect(rows_not_a_number 1 "--rows: 'first' is not last, cls or a row position" --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows first)
+expect(rows_cls_lm 1 "--rows cls: the CLS position is Vision Mamba's; a language model has none"
+  --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows cls)
+expect(rows_cls_mean_pool 1 "--rows cls: this Vision Mamba model pools the sequence \\(mean\\) and has no CLS token"
+  --model ${DATA}/vim_mean_nopos --image ${ref}/vim_mean_nopos/image.npy --out ${WORK}/x --rows cls)
+expect(rows_method_rollout 2 "--method rollout reads a row of rollout.npy, which --rows does not write"
+  --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows last --method rollout)
+expect(rows_target 2 "--target-token without a gradient --method reads the target row of rollout.npy"
+  --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows last --target-token 4)
+expect(rows_html 2 "--html draws every layer's whole map and the rollout: not with --rows"
+  --model ${demo} --tokens 1,2,3 --out ${WORK}/x --rows last --html ${WORK}/x.html)
+expect(raw_range_alone 2 "--raw-range is for --rows" --model ${demo} --tokens 1,2,3 --out ${WORK}/x --raw-range rows)
+expect(raw_range_bad 2 "--raw-range must be tensor or rows, not 'all'" --model ${demo} --tokens 1,2,3 --out ${WORK}/x
+  --rows last --raw-range all)
+expect_no_files(rows_errors ${WORK} x x.html)
+
 if(failures GREATER 0)
   message(FATAL_ERROR "mixlens_attn_test: ${failures} failure(s)")
 endif()

@@ -276,6 +276,30 @@ struct host_backend {
     s6_aggregate_channels(op, r, acc, minmax);
   }
 
+  // minmax (not null, reset by the caller) merges the range of every entry of
+  // an S6 operator's blocks, without the blocks (ops/s6/aggregate.hpp).
+  template <class State>
+  void range_channels(const s6_operator<T, State>& op, T* minmax) const {
+    s6_range_channels(op, minmax, threads);
+  }
+
+  // Rows positions[k] of the diagonal blocks of channels [d0, d0 + count) into
+  // out (count × R × L, R = positions.size()): channel c's row k at (c·R + k)·L;
+  // channels split over `threads`. Positions are checked by the caller.
+  template <class Op>
+  void rows_channels(const Op& op, index_t d0, index_t count, std::span<const index_t> positions, T* out) const {
+    const auto& v = view_of(op);
+    const index_t L = v.length(), R = static_cast<index_t>(positions.size());
+    const index_t parts = mixlens::detail::threads_for(
+        mixlens::detail::resolve_threads("mixlens::host_backend::rows_channels", threads), count * R * L, 1 << 14, count);
+    mixlens::detail::parallel_for(parts, parts, [&](index_t k) {
+      for (index_t c = count * k / parts; c < count * (k + 1) / parts; ++c)
+        for (index_t i = 0; i < R; ++i)
+          v.row(d0 + c, d0 + c, positions[static_cast<std::size_t>(i)],
+                vector_view<T>(out + (c * R + i) * L, static_cast<std::size_t>(L)));
+    });
+  }
+
   // acc (L·L, double) += the reduction over `count` matrices of m (count × LL);
   // minmax (3 values, see reset_min_max) takes every value when not null.
   void aggregate(const T* m, index_t count, index_t LL, channel_reduction r, double* acc, T* minmax) const {
@@ -297,6 +321,10 @@ struct host_backend {
   }
   void min_max(const T* data, index_t n, T* minmax) const {
     reset_min_max(minmax);
+    accumulate_min_max(data, n, minmax);
+  }
+  // minmax merges the range of n more values (no reset).
+  void accumulate_min_max(const T* data, index_t n, T* minmax) const {
     for (index_t i = 0; i < n; ++i) merge_min_max(minmax, data[i]);
   }
   // out = (in − min) / (max − min) in double; 0 for a constant input; NaN when

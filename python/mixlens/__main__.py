@@ -3,14 +3,18 @@
     python -m mixlens --model DIR (--tokens 3,17,5 | --tokens-file t.npy | --text "..." | --texts FILE)
                       --out DIR [--tokenizer FILE] [--form paper|unified] [--layers all|0,3]
                       [--save-alpha all|none|0,3] [--dtype float32|float64]
+                      [--rows last|i,j,... [--raw-range tensor|rows]]
 
 Writes logits.npy (L × V), alpha_{k}.npy per saved layer, raw.npy and rollout.npy (L × L), the
 files mixlens-attn writes (without its PNG heatmaps), tokens.json when the model folder has a
 tokenizer.json (or --tokenizer names one), and the same manifest, so that either replaces the
 other's output folder. --text is tokenized with that tokenizer.json by the `tokenizers` package;
---texts FILE takes one sequence per line and writes each sequence's outputs into seq_0000, seq_0001,
-... with raw_mean.npy, rollout_mean.npy and sequences.json beside them. Exit status: 0 success,
-1 failure, 2 bad usage.
+--texts FILE takes one sequence per line, and --tokens-file a B × L array (B >= 2) B sequences:
+each sequence's outputs go into seq_0000, seq_0001, ... with the dataset means (raw_mean.npy,
+rollout_mean.npy; with --rows raw_rows_mean.npy and map_rows_{k}_mean.npy when the lengths are
+equal) and sequences.json beside them. --rows writes only the selected rows: alpha_rows_{k}.npy
+(D × R × L), map_rows_{k}.npy and raw_rows.npy (R × L; raw_rows_rowrange.npy with --raw-range
+rows) and rows.json, no rollout. Exit status: 0 success, 1 failure, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -37,15 +41,43 @@ def _int_list(text: str, option: str) -> list[int]:
         raise mixlens.Error(f"{option}: '{text}' is not a comma-separated list of integers") from None
 
 
-def _tokens(args: argparse.Namespace) -> np.ndarray:
+def _tokens(args: argparse.Namespace, vocab_size: int) -> tuple[list[np.ndarray], bool]:
+    """The sequences of --tokens or --tokens-file and whether they are a batch: a 1-D (or 1 × L) file is
+    one sequence, a B × L file with B >= 2 a batch, as mixlens-attn reads them."""
     if args.tokens is not None:
-        return np.asarray(_int_list(args.tokens, "--tokens"), dtype=np.int64)
-    t = np.load(args.tokens_file, allow_pickle=False)
+        return [np.asarray(_int_list(args.tokens, "--tokens"), dtype=np.int64)], False
+    who = f"token file '{args.tokens_file}'"
+    try:
+        t = np.load(args.tokens_file, allow_pickle=False)
+    except ValueError as e:  # numpy stores ragged sequences as an object array
+        if "allow_pickle" not in str(e):
+            raise mixlens.Error(f"{who}: {e}") from None
+        raise mixlens.Error(f"{who}: an object array (sequences of different lengths?) holds no token ids; give a "
+                            "1-D array or one B x L int32/int64 array of equal-length sequences") from None
     if t.dtype not in (np.int32, np.int64):
-        raise mixlens.Error(f"token file '{args.tokens_file}': dtype {t.dtype} (expected int32 or int64)")
-    if not (t.ndim == 1 or (t.ndim == 2 and t.shape[0] == 1)):
-        raise mixlens.Error(f"token file '{args.tokens_file}': expected a 1-D array of token ids")
-    return t.reshape(-1)
+        raise mixlens.Error(f"{who}: dtype {t.dtype} (expected int32 or int64)")
+    if t.ndim not in (1, 2):
+        raise mixlens.Error(f"{who}: expected a 1-D array of token ids or a B x L array of B sequences, "
+                            f"got shape {tuple(t.shape)}")
+    if t.ndim == 1:
+        return [t.astype(np.int64)], False
+    if t.shape[0] == 0:
+        raise mixlens.Error(f"{who}: shape {tuple(t.shape)} holds no sequence (expected B >= 1 rows)")
+    if t.shape[1] == 0:
+        raise mixlens.Error(f"{who}: shape {tuple(t.shape)}: the sequences hold no tokens")
+    batch = t.shape[0] > 1
+    for n, row in enumerate(t):
+        bad = np.flatnonzero((row < 0) | (row >= vocab_size))
+        if bad.size and batch:
+            raise mixlens.Error(f"{who} sequence {n}: token {row[bad[0]]} at position {bad[0]} is outside the "
+                                f"vocabulary [0, {vocab_size})")
+    return [row.astype(np.int64) for row in t], batch
+
+
+def _json_lines(items: list) -> str:
+    """A JSON array with one object a line, as mixlens-attn writes sequences.json and tokens.json."""
+    rows = [json.dumps(item, ensure_ascii=False) for item in items]
+    return "[\n " + ",\n ".join(rows) + "\n]\n" if rows else "[]\n"
 
 
 def _tokenizer_file(args: argparse.Namespace) -> str | None:
@@ -106,8 +138,7 @@ def _texts(args: argparse.Namespace) -> list[tuple[str, str]]:
 def _tokens_json(ids: np.ndarray, tokenizer_file: str) -> str:
     """tokens.json: [{"id": 72, "text": "H"}, ...], the strings mixlens-attn writes."""
     texts = mixlens.token_strings(tokenizer_file, [int(i) for i in ids])
-    rows = [json.dumps({"id": int(i), "text": t}, ensure_ascii=False) for i, t in zip(ids, texts)]
-    return "[\n " + ",\n ".join(rows) + "\n]\n" if rows else "[]\n"
+    return _json_lines([{"id": int(i), "text": t} for i, t in zip(ids, texts)])
 
 
 def _check_replaceable(out: str) -> None:
@@ -188,15 +219,20 @@ def _write(out: str, files: dict[str, np.ndarray | str]) -> None:
 
 
 def _dataset_mean(maps: list[np.ndarray]) -> np.ndarray:
-    """Entry (i, j): the mean over the sequences long enough to have it (Lmax × Lmax)."""
-    n = max(m.shape[0] for m in maps)
-    total = np.zeros((n, n), dtype=np.float64)
-    count = np.zeros((n, n), dtype=np.float64)
+    """Entry (i, j): the mean over the sequences long enough to have it (Lmax × Lmax; for rows R × Lmax)."""
+    shape = tuple(max(m.shape[d] for m in maps) for d in range(maps[0].ndim))
+    total = np.zeros(shape, dtype=np.float64)
+    count = np.zeros(shape, dtype=np.float64)
     for m in maps:
-        k = m.shape[0]
-        total[:k, :k] += m
-        count[:k, :k] += 1
+        at = tuple(slice(0, k) for k in m.shape)
+        total[at] += m
+        count[at] += 1
     return (total / count).astype(maps[0].dtype)
+
+
+def _rows_json(rows: list[int]) -> str:
+    """rows.json, as mixlens-attn writes it: the positions of the rows, in order."""
+    return '{"rows": [' + ", ".join(str(r) for r in rows) + "]}\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="config.json + model.safetensors or its shards")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--tokens", help="comma-separated token ids")
-    src.add_argument("--tokens-file", help="token ids as a 1-D int32/int64 .npy")
+    src.add_argument("--tokens-file", help="token ids as a 1-D int32/int64 .npy, or a B x L one of B sequences "
+                                           "(outputs per sequence in seq_0000, ... and the dataset means)")
     src.add_argument("--text", help="text, tokenized with the model folder's tokenizer.json (or --tokenizer)")
     src.add_argument("--texts", help="a UTF-8 file of texts, one sequence per line: outputs per sequence "
                                      "in seq_0000, seq_0001, ... and the mean raw and rollout maps")
@@ -215,14 +252,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", default="all", help="layers to analyse, 0-based (default all)")
     p.add_argument("--save-alpha", default="all", help="analysed layers whose alpha_{k}.npy is written")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="arithmetic (default float32)")
+    p.add_argument("--rows", help="last or row positions (last,0,7): only those rows of every map, straight from "
+                                  "the signals; no rollout")
+    p.add_argument("--raw-range", choices=["tensor", "rows"],
+                   help="--rows: raw_rows.npy normalized by each layer's whole-tensor range (tensor, the default: "
+                        "a pass over every entry), or raw_rows_rowrange.npy by the rows' own range (rows)")
     args = p.parse_args(argv)
+    if args.raw_range is not None and args.rows is None:
+        p.error("--raw-range is for --rows (raw_rows.npy's normalization)")
+    raw_range = args.raw_range or "tensor"
+    raw_rows_file = "raw_rows_rowrange.npy" if raw_range == "rows" else "raw_rows.npy"
     try:
         tokenizer_file = _tokenizer_file(args)
         if tokenizer_file is not None:  # read (and checked) before any work
             mixlens.token_strings(tokenizer_file, [])
         texts = _texts(args) if args.text is not None or args.texts is not None else None
         model = mixlens.load(args.model, dtype=args.dtype)
-        sequences = _encode(texts, tokenizer_file, model.vocab_size, args) if texts else [_tokens(args)]
+        if texts:
+            sequences, batch = _encode(texts, tokenizer_file, model.vocab_size, args), args.texts is not None
+        else:
+            sequences, batch = _tokens(args, model.vocab_size)
         layers = None if args.layers == "all" else _int_list(args.layers, "--layers")
         if args.save_alpha == "all":
             alpha: bool | list[int] = True
@@ -231,27 +280,44 @@ def main(argv: list[str] | None = None) -> int:
         else:
             alpha = _int_list(args.save_alpha, "--save-alpha")
         files: dict[str, np.ndarray | str] = {}
-        raws, rollouts, listing = [], [], []
+        maps: dict[str, list[np.ndarray]] = {}  # per-sequence map file → its arrays, for the dataset means
+        listing = []
         for n, tokens in enumerate(sequences):
-            att = model.attention(tokens, layers=layers, form=args.form, alpha=alpha)
-            prefix = f"seq_{n:04d}/" if args.texts is not None else ""
+            rows = None if args.rows is None else mixlens._core._resolve_rows(args.rows, len(tokens), False, -1, "--rows")
+            att = model.attention(tokens, layers=layers, form=args.form, alpha=alpha, rows=rows, raw_range=raw_range)
+            prefix = f"seq_{n:04d}/" if batch else ""
             files[prefix + "logits.npy"] = att.logits
-            for k, a in att.alpha.items():
-                files[prefix + f"alpha_{k}.npy"] = a
-            if att.raw is not None:
-                files[prefix + "raw.npy"] = att.raw
-                files[prefix + "rollout.npy"] = att.rollout
-                raws.append(att.raw)
-                rollouts.append(att.rollout)
+            seq_maps: dict[str, np.ndarray] = {}
+            if rows is None:
+                for k, a in att.alpha.items():
+                    files[prefix + f"alpha_{k}.npy"] = a
+                if att.raw is not None:
+                    seq_maps = {"raw.npy": att.raw, "rollout.npy": att.rollout}
+            else:
+                for k, a in att.alpha.items():
+                    files[prefix + f"alpha_rows_{k}.npy"] = a
+                if att.raw is not None:
+                    seq_maps = {f"map_rows_{k}.npy": m for k, m in att.maps.items()}
+                    seq_maps[raw_rows_file] = att.raw
+                    files[prefix + "rows.json"] = _rows_json(rows)
+            for name, m in seq_maps.items():
+                files[prefix + name] = m
+                maps.setdefault(name, []).append(m)
             if tokenizer_file is not None:
                 files[prefix + "tokens.json"] = _tokens_json(tokens, tokenizer_file)
-            if args.texts is not None:
-                listing.append({"folder": prefix[:-1], "length": len(tokens), "text": texts[n][1]})
-        if args.texts is not None:
-            if raws:
-                files["raw_mean.npy"] = _dataset_mean(raws)
-                files["rollout_mean.npy"] = _dataset_mean(rollouts)
-            files["sequences.json"] = json.dumps(listing, indent=1, ensure_ascii=False) + "\n"
+            if batch:
+                entry = {"folder": prefix[:-1], "length": len(tokens)}
+                if args.texts is not None:
+                    entry["text"] = texts[n][1]
+                listing.append(entry)
+        if batch:
+            same_length = len({len(t) for t in sequences}) == 1
+            if args.rows is None or same_length:  # rows of different lengths are different positions
+                for name, ms in maps.items():
+                    files[name[:-4] + "_mean.npy"] = _dataset_mean(ms)
+                if args.rows is not None and maps:
+                    files["rows.json"] = _rows_json(rows)
+            files["sequences.json"] = _json_lines(listing)
         _write(args.out, files)
     except (mixlens.Error, OSError) as e:
         print(f"python -m mixlens: error: {e}", file=sys.stderr)

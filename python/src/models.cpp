@@ -8,6 +8,7 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/string_view.h>
 #include <nanobind/stl/unique_ptr.h>
 #include <nanobind/stl/vector.h>
 
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <tuple>
@@ -27,6 +29,7 @@
 #include "mixlens/backend.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/rows.hpp"
 #include "operator.hpp"
 
 namespace nb = nanobind;
@@ -39,15 +42,16 @@ using models::attention_form;
 
 // What Model.attention returns.
 struct attention_result {
-  nb::object logits, raw, rollout;
+  nb::object logits, raw, rollout, rows;  // rows: the selected positions (a list), or None
   std::vector<index_t> layers;
-  std::string form;
+  std::string form, raw_range;
   nb::dict alpha, maps;  // layer → array
 };
 
 // The results in host memory, made with the GIL released.
 template <class T>
 struct attention_data {
+  std::vector<index_t> rows;  // the selected rows (empty: whole maps)
   std::vector<T> logits, raw, roll;
   std::vector<std::pair<index_t, std::vector<T>>> maps;
   struct tensor3 {
@@ -59,18 +63,31 @@ struct attention_data {
 
 bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
 
+// Selected rows instead of whole maps (Model.attention's rows): the positions
+// and what the raw rows are normalized by (the whole tensor's range, or the rows').
+struct row_selection {
+  std::vector<index_t> rows;  // empty: the whole maps
+  bool tensor_range = true;
+};
+
 // The per-layer body of mixlens-attn's run_on, on the host backend: each
 // analysed layer's maps (and its matrices when saved), then the raw attention
-// averaged over the layers and the rollout.
+// averaged over the layers and the rollout; with rows only those rows of the
+// maps, matrices and raw attention, and no L × L array.
 template <class T>
 class attention_collector {
  public:
   using backend = host_backend<T>;
 
   attention_collector(index_t L, const std::vector<index_t>& layers, const std::vector<index_t>& save,
-                      attention_form form, channel_reduction reduction)
-      : L_(L), layers_(layers), save_(save), form_(form), reduction_(reduction), roll_(be_, L), raw_average_(be_, L * L),
-        map_(be_.alloc(L * L)), raw_(be_.alloc(L * L)), minmax_(be_.alloc(3)) {}
+                      attention_form form, channel_reduction reduction, row_selection rows = {})
+      : L_(L), R_(static_cast<index_t>(rows.rows.size())), layers_(layers), save_(save), form_(form),
+        reduction_(reduction), rows_(std::move(rows)), map_(be_.alloc(R_ ? R_ * L : L * L)),
+        raw_(be_.alloc(R_ ? R_ * L : L * L)), minmax_(be_.alloc(3)), row_minmax_(be_.alloc(3)) {
+    if (R_) row_maps_.emplace(be_, R_, L);
+    else roll_.emplace(be_, L), raw_average_.emplace(be_, L * L);
+    data_.rows = rows_.rows;
+  }
 
   [[nodiscard]] bool wants(index_t layer) const { return contains(layers_, layer); }
 
@@ -80,44 +97,61 @@ class attention_collector {
     const bool keep = contains(save_, s.layer);
     std::vector<T> alpha;
     index_t D = 0;
+    const T* range = minmax_.data();
     const auto maps = [&](const auto& op) {
       D = view_of(op).out_channels();
-      if (keep) alpha.resize(static_cast<std::size_t>(D * L_ * L_));
-      analysis::aggregate_operator(be_, op, reduction_, map_.data(), minmax_.data(), keep ? alpha.data() : nullptr);
+      if (keep) alpha.resize(static_cast<std::size_t>(D * (R_ ? R_ : L_) * L_));
+      if (R_) {
+        analysis::aggregate_rows(be_, op, std::span<const index_t>(rows_.rows), reduction_, map_.data(),
+                                 row_minmax_.data(), keep ? alpha.data() : nullptr);
+        if (rows_.tensor_range) analysis::tensor_range(be_, op, minmax_.data());
+        else range = row_minmax_.data();
+      } else {
+        analysis::aggregate_operator(be_, op, reduction_, map_.data(), minmax_.data(), keep ? alpha.data() : nullptr);
+      }
       try {  // raw attention is undefined on NaN / inf: name the first one
-        analysis::check_finite_blocks(be_, op, minmax_.data(), "mixlens::analysis::raw_attention");
+        analysis::check_finite_blocks(be_, op, range, "mixlens::analysis::raw_attention");
       } catch (const mixlens::error& e) {
         throw mixlens::error("layer " + std::to_string(s.layer) + ": " + e.what());
       }
     };
     if (form_ == attention_form::paper) maps(s.ssm());
     else maps(models::unified_operator(be_, s, {.offset = false}));
-    analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
-    raw_average_.add(raw_.data());
-    roll_.add(map_.data());
+    if (R_) {
+      row_maps_->add(map_.data(), range);
+    } else {
+      analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
+      raw_average_->add(raw_.data());
+      roll_->add(map_.data());
+    }
     data_.maps.emplace_back(s.layer, std::vector<T>(map_.begin(), map_.end()));
     if (keep) data_.alpha.push_back({s.layer, D, std::move(alpha)});
   }
 
   [[nodiscard]] attention_data<T> finish(std::vector<T> logits) {
     data_.logits = std::move(logits);
-    if (!layers_.empty()) {
-      raw_average_.result(raw_.data());
+    if (!layers_.empty() && R_) {
+      row_maps_->raw(raw_.data());
       data_.raw.assign(raw_.begin(), raw_.end());
-      data_.roll.assign(roll_.result(), roll_.result() + L_ * L_);
+    } else if (!layers_.empty()) {
+      raw_average_->result(raw_.data());
+      data_.raw.assign(raw_.begin(), raw_.end());
+      data_.roll.assign(roll_->result(), roll_->result() + L_ * L_);
     }
     return std::move(data_);
   }
 
  private:
   backend be_;
-  index_t L_;
+  index_t L_, R_;
   std::vector<index_t> layers_, save_;
   attention_form form_;
   channel_reduction reduction_;
-  analysis::rollout_accumulator<backend> roll_;
-  analysis::map_average<backend> raw_average_;
-  typename backend::template array<T> map_, raw_, minmax_;
+  row_selection rows_;
+  std::optional<analysis::rollout_accumulator<backend>> roll_;
+  std::optional<analysis::map_average<backend>> raw_average_;
+  std::optional<analysis::model_row_maps<backend>> row_maps_;
+  typename backend::template array<T> map_, raw_, minmax_, row_minmax_;
   attention_data<T> data_;
 };
 
@@ -125,10 +159,10 @@ template <class Model>
 attention_data<typename Model::value_type> run_attention(const Model& model, const std::vector<index_t>& tokens,
                                                          const std::vector<index_t>& layers,
                                                          const std::vector<index_t>& save, attention_form form,
-                                                         channel_reduction reduction) {
+                                                         channel_reduction reduction, row_selection rows) {
   using T = typename Model::value_type;
   const auto weights = models::host_weights(model);
-  attention_collector<T> collect(static_cast<index_t>(tokens.size()), layers, save, form, reduction);
+  attention_collector<T> collect(static_cast<index_t>(tokens.size()), layers, save, form, reduction, std::move(rows));
   auto logits = models::mamba_forward(host_backend<T>{}, weights.view(), std::span<const index_t>(tokens),
                                       [&](const auto& s) { collect.add(s); });
   return collect.finish(std::vector<T>(logits.begin(), logits.end()));
@@ -318,22 +352,27 @@ class py_model {
 
   [[nodiscard]] attention_result attention(nb::handle tokens, std::optional<std::vector<index_t>> layers_arg,
                                            const std::string& form_name, nb::handle alpha_arg,
-                                           const std::string& reduction_name) const {
+                                           const std::string& reduction_name, nb::handle rows_arg,
+                                           const std::string& raw_range) const {
     constexpr std::string_view where = "mixlens.Model.attention";
     const auto ids = token_ids(tokens, where);
     const framework fw = framework_of(tokens);
     const attention_form form = form_of(form_name);
     const channel_reduction reduction = reduction_of(reduction_name);
     const auto [layers, save] = selection(where, layers_arg, alpha_arg);
+    if (raw_range != "tensor" && raw_range != "rows") fail(where, "raw_range", "'tensor' or 'rows'", "'" + raw_range + "'");
     return visit([&](const auto& m) {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
       models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
+      row_selection rows{row_positions(rows_arg, static_cast<index_t>(ids.size())), raw_range == "tensor"};
       attention_data<T> data;
       {
         nb::gil_scoped_release release;
-        data = run_attention(m, ids, layers, save, form, reduction);
+        data = run_attention(m, ids, layers, save, form, reduction, std::move(rows));
       }
-      return to_result(data, layers, form_name, static_cast<index_t>(ids.size()), m.vocab_size(), fw);
+      auto r = to_result(data, layers, form_name, static_cast<index_t>(ids.size()), m.vocab_size(), fw);
+      r.raw_range = data.rows.empty() ? "tensor" : raw_range;
+      return r;
     });
   }
 
@@ -395,6 +434,30 @@ class py_model {
   }
 
  private:
+  // Model.attention's rows: None (whole maps), 'last', a comma-separated str as
+  // --rows takes it, an int or a sequence of ints (and 'last'); resolved by
+  // models::resolve_rows, whose errors name `rows`.
+  [[nodiscard]] static std::vector<index_t> row_positions(nb::handle rows, index_t L) {
+    if (is_none(rows)) return {};
+    std::string text;
+    if (nb::isinstance<nb::str>(rows)) {
+      text = nb::cast<std::string>(rows);
+    } else if (nb::isinstance<nb::int_>(rows)) {
+      text = str_of(rows);
+    } else {
+      if (!nb::isinstance<nb::sequence>(rows))
+        fail("mixlens.Model.attention", "rows", "None, 'last', a position or a sequence of positions", python_type(rows));
+      bool first = true;
+      for (nb::handle item : nb::cast<nb::sequence>(rows)) {
+        if (!nb::isinstance<nb::str>(item) && !nb::isinstance<nb::int_>(item))
+          fail("mixlens.Model.attention", "rows", "positions (int) or 'last'", python_type(item));
+        text += (first ? "" : ",") + str_of(item);
+        first = false;
+      }
+    }
+    return models::resolve_rows(text, L, false, -1, "mixlens.Model.attention: rows");
+  }
+
   // The analysed layers (default all; sorted, distinct, in range) and those whose
   // matrices are returned (alpha: True for all, False for none, or a list).
   [[nodiscard]] std::pair<std::vector<index_t>, std::vector<index_t>> selection(
@@ -429,20 +492,18 @@ class py_model {
   [[nodiscard]] static attention_result to_result(const attention_data<T>& data, const std::vector<index_t>& layers,
                                                   const std::string& form_name, index_t L_, index_t V, framework fw) {
     const auto L = static_cast<std::size_t>(L_);
+    const std::size_t R = data.rows.empty() ? L : data.rows.size();  // the rows of every map
     attention_result r;
     r.layers = layers;
     r.form = form_name;
+    r.raw_range = "tensor";
+    r.rows = data.rows.empty() ? nb::none() : nb::object(nb::cast(data.rows));
     r.logits = copy_output(data.logits.data(), {L, static_cast<std::size_t>(V)}, fw);
-    if (!layers.empty()) {
-      r.raw = copy_output(data.raw.data(), {L, L}, fw);
-      r.rollout = copy_output(data.roll.data(), {L, L}, fw);
-    } else {
-      r.raw = nb::none();
-      r.rollout = nb::none();
-    }
-    for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = copy_output(map.data(), {L, L}, fw);
+    r.raw = layers.empty() ? nb::none() : copy_output(data.raw.data(), {R, L}, fw);
+    r.rollout = layers.empty() || !data.rows.empty() ? nb::none() : copy_output(data.roll.data(), {L, L}, fw);
+    for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = copy_output(map.data(), {R, L}, fw);
     for (const auto& a : data.alpha)
-      r.alpha[nb::int_(a.layer)] = copy_output(a.values.data(), {static_cast<std::size_t>(a.matrices), L, L}, fw);
+      r.alpha[nb::int_(a.layer)] = copy_output(a.values.data(), {static_cast<std::size_t>(a.matrices), R, L}, fw);
     return r;
   }
 
@@ -477,6 +538,13 @@ void bind_models(nb::module_& m) {
                    nb::sig("def logits(self) -> numpy.typing.NDArray[typing.Any]"), "Logits (L × V).")
       .def_ro("layers", &attention_result::layers, "The analysed layers, ascending.")
       .def_ro("form", &attention_result::form, "'paper' or 'unified'.")
+      .def_prop_ro("rows", [](const attention_result& r) { return r.rows; },
+                   nb::sig("def rows(self) -> list[int] | None"),
+              "The selected rows (ascending positions; rows.json) when `rows` was given, else None: then every\n"
+              "map holds only those rows (maps R × L, alpha D × R × L, raw R × L) and rollout is None.")
+      .def_ro("raw_range", &attention_result::raw_range,
+              "What raw attention is normalized by: 'tensor' (each layer's whole tensor, always without rows)\n"
+              "or 'rows' (the selected rows' own range).")
       .def_prop_ro("alpha", [](const attention_result& r) { return r.alpha; },
                    nb::sig("def alpha(self) -> dict[int, numpy.typing.NDArray[typing.Any]]"),
               "Layer → its matrices (matrices × L × L; alpha_{k}.npy): per channel (Mamba; Mamba-2's unified\n"
@@ -486,11 +554,12 @@ void bind_models(nb::module_& m) {
       .def_prop_ro("raw", [](const attention_result& r) { return r.raw; },
                    nb::sig("def raw(self) -> numpy.typing.NDArray[typing.Any] | None"),
               "Raw attention (L × L; raw.npy): each layer's map min–max normalized by its tensor's range,\n"
-              "averaged over the analysed layers; None when no layer is analysed.")
+              "averaged over the analysed layers; None when no layer is analysed. With rows: those rows (R × L;\n"
+              "raw_rows.npy, or raw_rows_rowrange.npy for raw_range='rows').")
       .def_prop_ro("rollout", [](const attention_result& r) { return r.rollout; },
                    nb::sig("def rollout(self) -> numpy.typing.NDArray[typing.Any] | None"),
               "Attention rollout (L × L; rollout.npy): rownorm(I + map_last) ⋯ rownorm(I + map_first);\n"
-              "None when no layer is analysed.")
+              "None when no layer is analysed, and with rows (every row needs every layer's whole map).")
       .def("__repr__", [](const attention_result& r) {
         return "<mixlens.Attention " + r.form + ", " + std::to_string(r.layers.size()) + " layer(s)>";
       });
@@ -509,16 +578,21 @@ void bind_models(nb::module_& m) {
            nb::sig("def forward(self, tokens: numpy.typing.ArrayLike) -> numpy.typing.NDArray[typing.Any]"),
            "Logits (L × V) for token ids (1-D integer array, tensor or sequence).")
       .def("attention", &py_model::attention, "tokens"_a, "layers"_a = nb::none(), "form"_a = "paper",
-           "alpha"_a = true, "reduction"_a = "mean",
+           "alpha"_a = true, "reduction"_a = "mean", "rows"_a = nb::none(), "raw_range"_a = "tensor",
            nb::sig("def attention(self, tokens: numpy.typing.ArrayLike, layers: collections.abc.Sequence[int] | None = None, "
                    "form: str = 'paper', alpha: bool | collections.abc.Sequence[int] = True, "
-                   "reduction: str = 'mean') -> Attention"),
+                   "reduction: str = 'mean', rows: str | int | collections.abc.Sequence[int | str] | None = None, "
+                   "raw_range: str = 'tensor') -> Attention"),
            "Runs the model on tokens and returns mixlens.Attention: the logits and, for each layer of\n"
            "`layers` (default all), its hidden attention in `form` — 'paper': S6's α per channel (Mamba-2:\n"
            "per head); 'unified': the whole block diag(g)(α + D)diag(σ)M_conv per channel — with the\n"
            "channel aggregate (`reduction`: 'mean' as mixlens-attn, 'abs_mean', 'relu_mean'), the raw\n"
            "attention and the rollout over those layers. `alpha`: True returns every analysed layer's\n"
-           "matrices, False none, a list those layers'.")
+           "matrices, False none, a list those layers'. `rows` ('last', positions, or a str as --rows takes it,\n"
+           "'last,0,7'): only those rows of every map, matrix and the raw attention, straight from the signals\n"
+           "(O(D·R·L·N) per layer, no L × L array) and no rollout; `raw_range` 'tensor' normalizes the raw rows\n"
+           "by each layer's whole-tensor range (one pass over every entry: the time of the whole maps, not\n"
+           "their memory), 'rows' by the rows' own range.")
       .def("_attention_from_capture", &py_model::attention_from_capture, "layers"_a, "projections"_a, "checks"_a,
            "logits"_a, "form"_a, "alpha"_a, "reduction"_a,
            "mixlens.hf's entry (use mixlens.hf.attention): the maps from a live model's captured in_proj outputs.")
@@ -527,6 +601,8 @@ void bind_models(nb::module_& m) {
                " layers, vocab " + std::to_string(p.vocab_size()) + ", " + p.dtype() + ">";
       });
 
+  m.def("_resolve_rows", &models::resolve_rows, "text"_a, "length"_a, "vision"_a, "cls"_a, "option"_a,
+        "python -m mixlens's --rows (models::resolve_rows): the positions, or mixlens.Error naming `option`.");
   m.def("load", &load, "path"_a, "dtype"_a = "float32",
         nb::sig("def load(path: str | os.PathLike[str], dtype: numpy.typing.DTypeLike = 'float32') -> Model"),
         "Loads the language model in the folder `path` (config.json + model.safetensors or its shards):\n"

@@ -143,3 +143,140 @@ def test_tokens_json_matches_mixlens_attn(tmp_path):
     subprocess.run([os.environ["MIXLENS_ATTN"], "--model", str(DEMO), "--tokens", ids, "--out", str(tmp_path / "cc"),
                     "--layers", "0", "--no-png"], check=True, capture_output=True)
     assert (tmp_path / "py" / "tokens.json").read_bytes() == (tmp_path / "cc" / "tokens.json").read_bytes()
+
+
+TOKEN_FILES = DATA / "tokens"  # tests/data/make_token_files.py
+
+
+def test_cli_tokens_file_batch_writes_each_sequence_and_the_means(tmp_path):
+    out = tmp_path / "batch"
+    r = run("--model", str(DEMO), "--tokens-file", str(TOKEN_FILES / "batch_3x20.npy"), "--out", str(out),
+            "--save-alpha", "none", "--layers", "0,3")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["mixlens-attn.manifest", "raw_mean.npy", "rollout_mean.npy", "seq_0000",
+                                       "seq_0001", "seq_0002", "sequences.json"]
+    batch = np.load(TOKEN_FILES / "batch_3x20.npy")
+    model = mixlens.load(DEMO)
+    raws, rollouts = [], []
+    for n, tokens in enumerate(batch):
+        seq = out / f"seq_{n:04d}"
+        assert sorted(os.listdir(seq)) == ["logits.npy", "mixlens-attn.manifest", "raw.npy", "rollout.npy", "tokens.json"]
+        att = model.attention(tokens, layers=[0, 3], alpha=False)
+        np.testing.assert_array_equal(np.load(seq / "raw.npy"), att.raw)
+        raws.append(att.raw)
+        rollouts.append(att.rollout)
+    np.testing.assert_allclose(np.load(out / "raw_mean.npy"), np.mean(raws, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(np.load(out / "rollout_mean.npy"), np.mean(rollouts, axis=0), rtol=1e-6)
+    assert json.loads((out / "sequences.json").read_text()) == [{"folder": f"seq_{n:04d}", "length": 20} for n in range(3)]
+    # A (1, L) file is one sequence in --out itself.
+    r = run("--model", str(DEMO), "--tokens-file", str(TOKEN_FILES / "one_row.npy"), "--out", str(out), "--layers", "0")
+    assert r.returncode == 0, r.stderr
+    assert not (out / "seq_0000").exists() and (out / "raw.npy").exists()
+
+
+@pytest.mark.parametrize("name, message", [
+    ("zero_rows.npy", "shape (0, 5) holds no sequence"),
+    ("no_tokens.npy", "shape (3, 0): the sequences hold no tokens"),
+    ("float.npy", "dtype float32 (expected int32 or int64)"),
+    ("three_d.npy", "expected a 1-D array of token ids or a B x L array of B sequences, got shape (2, 3, 4)"),
+    ("ragged.npy", "an object array (sequences of different lengths?) holds no token ids"),
+    ("batch_bad_token.npy", "sequence 2: token 300 at position 7 is outside the vocabulary [0, 256)"),
+])
+def test_cli_bad_token_files(tmp_path, name, message):
+    r = run("--model", str(DEMO), "--tokens-file", str(TOKEN_FILES / name), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and message in r.stderr and name in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_rows_are_the_rows_of_the_whole_maps():
+    model = mixlens.load(DEMO)
+    tokens = np.load(TOKENS)
+    full = model.attention(tokens)
+    for form in ("paper", "unified"):
+        full = model.attention(tokens, form=form)
+        att = model.attention(tokens, form=form, rows="last,0,7")
+        assert att.rows == [0, 7, len(tokens) - 1] and att.rollout is None and att.raw_range == "tensor"
+        for k in full.maps:
+            np.testing.assert_allclose(att.maps[k], full.maps[k][att.rows], rtol=1e-6, atol=1e-6 * abs(full.maps[k]).max())
+            np.testing.assert_allclose(att.alpha[k], full.alpha[k][:, att.rows], rtol=1e-6,
+                                       atol=1e-6 * abs(full.alpha[k]).max())
+        np.testing.assert_allclose(att.raw, full.raw[att.rows], rtol=1e-6, atol=1e-6)
+    # The rows' own range: a different normalization of the same map rows.
+    own = model.attention(tokens, rows=[3], raw_range="rows", alpha=False)
+    assert own.raw_range == "rows" and own.raw.shape == (1, len(tokens))
+    assert model.attention(tokens, rows=5).rows == [5]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("", "rows: expected last, cls or a comma-separated list of row positions, got an empty list"),
+    ([], "got an empty list"),
+    ("48", "rows: row 48 is outside the valid range [0, 48)"),
+    ([-1], "row -1 is outside the valid range [0, 48)"),
+    ("cls", "the CLS position is Vision Mamba's; a language model has none"),
+    ("x", "'x' is not last, cls or a row position"),
+])
+def test_rows_errors(rows, message):
+    with pytest.raises(mixlens.Error, match="rows") as e:
+        mixlens.load(DEMO).attention(np.load(TOKENS), rows=rows)
+    assert message in str(e.value)
+    with pytest.raises(mixlens.Error, match="raw_range"):
+        mixlens.load(DEMO).attention(np.load(TOKENS), rows="last", raw_range="all")
+
+
+def test_cli_rows(tmp_path):
+    out = tmp_path / "rows"
+    r = run("--model", str(DEMO), "--tokens-file", str(TOKEN_FILES / "batch_3x20.npy"), "--out", str(out),
+            "--rows", "last,0,7", "--layers", "0,2", "--save-alpha", "2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["map_rows_0_mean.npy", "map_rows_2_mean.npy", "mixlens-attn.manifest",
+                                       "raw_rows_mean.npy", "rows.json", "seq_0000", "seq_0001", "seq_0002",
+                                       "sequences.json"]
+    assert sorted(os.listdir(out / "seq_0001")) == ["alpha_rows_2.npy", "logits.npy", "map_rows_0.npy", "map_rows_2.npy",
+                                                    "mixlens-attn.manifest", "raw_rows.npy", "rows.json", "tokens.json"]
+    assert (out / "rows.json").read_text() == '{"rows": [0, 7, 19]}\n'
+    model = mixlens.load(DEMO)
+    batch = np.load(TOKEN_FILES / "batch_3x20.npy")
+    raws = [model.attention(t, layers=[0, 2], alpha=False).raw[[0, 7, 19]] for t in batch]
+    np.testing.assert_allclose(np.load(out / "seq_0002" / "raw_rows.npy"), raws[2], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(np.load(out / "raw_rows_mean.npy"), np.mean(raws, axis=0), rtol=1e-6, atol=1e-7)
+    r = run("--model", str(DEMO), "--tokens", "1,2,3", "--out", str(tmp_path / "rr"), "--rows", "1", "--raw-range", "rows")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rr" / "raw_rows_rowrange.npy").exists() and not (tmp_path / "rr" / "rollout.npy").exists()
+    for args, code, message in [(["--rows", ""], 1, "--rows: expected last, cls or a comma-separated list"),
+                                (["--rows", "3"], 1, "--rows: row 3 is outside the valid range [0, 3)"),
+                                (["--rows", "cls"], 1, "--rows cls: the CLS position is Vision Mamba's"),
+                                (["--raw-range", "rows"], 2, "--raw-range is for --rows")]:
+        r = run("--model", str(DEMO), "--tokens", "1,2,3", "--out", str(tmp_path / "o"), *args)
+        assert r.returncode == code and message in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("MIXLENS_ATTN"), reason="MIXLENS_ATTN (the mixlens-attn binary) is not set")
+def test_mixlens_attn_batch_and_rows_match_python(tmp_path):
+    tokens = str(TOKEN_FILES / "batch_3x20.npy")
+    common = ["--model", str(DEMO), "--tokens-file", tokens, "--layers", "1,3"]
+    for extra in ([], ["--rows", "last,2"]):
+        r = run(*common, "--out", str(tmp_path / "py"), "--save-alpha", "3", *extra)
+        assert r.returncode == 0, r.stderr
+        subprocess.run([os.environ["MIXLENS_ATTN"], *common, "--out", str(tmp_path / "cc"), "--save-alpha", "3",
+                        "--no-png", *extra], check=True, capture_output=True)
+        py = sorted(os.listdir(tmp_path / "py"))
+        cc = set(os.listdir(tmp_path / "cc"))
+        assert set(py) <= cc and cc - set(py) <= {"attribution_mean.npy"}
+        for n in range(3):
+            seq = f"seq_{n:04d}"
+            for name in os.listdir(tmp_path / "py" / seq):
+                if name.endswith(".npy"):
+                    a, b = np.load(tmp_path / "py" / seq / name), np.load(tmp_path / "cc" / seq / name)
+                    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, abs(b).max()), err_msg=name)
+        for name in ("sequences.json", "rows.json"):
+            if (tmp_path / "py" / name).exists():
+                assert (tmp_path / "py" / name).read_bytes() == (tmp_path / "cc" / name).read_bytes()
+    # mixlens-attn: the rows of its own whole maps, and an empty --rows.
+    subprocess.run([os.environ["MIXLENS_ATTN"], *common, "--out", str(tmp_path / "full"), "--no-png"], check=True,
+                   capture_output=True)
+    np.testing.assert_allclose(np.load(tmp_path / "cc" / "seq_0001" / "raw_rows.npy"),
+                               np.load(tmp_path / "full" / "seq_0001" / "raw.npy")[[2, 19]], rtol=1e-6, atol=1e-7)
+    r = subprocess.run([os.environ["MIXLENS_ATTN"], "--model", str(DEMO), "--tokens", "1,2", "--out", str(tmp_path / "x"),
+                        "--rows", ""], capture_output=True, text=True)
+    assert r.returncode == 1 and "--rows: expected last, cls or a comma-separated list" in r.stderr

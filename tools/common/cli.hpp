@@ -78,6 +78,18 @@ std::vector<index_t> parse_list(const std::string& text, const char* what) {
   return out;
 }
 
+// The manifest <tool>.manifest of an output folder: "<tool> output", then every
+// other name in it, one a line; it marks the folder as a former output that a
+// later run may replace (output_folder), a batch's per-sequence folders too.
+inline void write_manifest(const fs::path& folder, const std::string& tool) {
+  const std::string manifest = tool + ".manifest";
+  std::ofstream m(folder / manifest);
+  m << tool << " output\n";
+  for (const auto& e : fs::directory_iterator(folder))
+    if (e.path().filename() != manifest) m << e.path().filename().string() << "\n";
+  if (!m.flush()) throw mixlens::error("cannot write the manifest in '" + folder.string() + "'");
+}
+
 // The output folder. The run writes into a fresh folder beside --out (so on
 // the same file system) and renames it into place when every file is written:
 // a failed run leaves nothing, and a rerun leaves no file of an earlier one.
@@ -116,13 +128,7 @@ class output_folder {
 
   // Writes the manifest and moves the files into place as --out.
   void commit() {
-    {
-      std::ofstream m(staging_ / manifest);
-      m << manifest_magic << "\n";
-      for (const auto& e : fs::directory_iterator(staging_))
-        if (e.path().filename() != manifest) m << e.path().filename().string() << "\n";
-      if (!m.flush()) throw mixlens::error("cannot write the manifest in '" + staging_.string() + "'");
-    }
+    write_manifest(staging_, tool_);
     check_replaceable();  // again: the folder may have changed during the run
     std::error_code ec;
     fs::path old;

@@ -6,6 +6,7 @@
 //                [--device cpu|cuda] [--form paper|unified] [--layers all|0,3,5]
 //                [--save-alpha all|none|0,3] [--no-png] [--self-test] [--normalize]
 //                [--reference-logits FILE] [--strict] [--max-memory BYTES]
+//                [--rows last|cls|i,j,... [--raw-range tensor|rows]]
 //
 // Writes logits.npy (L × V; a classifier's: classes), alpha_{k}.npy (D × L × L;
 // for Mamba-2's paper form heads × L × L; for Vision Mamba the two branches
@@ -24,7 +25,11 @@
 // same arguments, by exec), so that a CPU run never loads the CUDA libraries. Every
 // input is checked before any output is written; the outputs are written to a
 // fresh folder beside --out that replaces it only when the run completes (see
-// output_folder). Exit status: 0 success, 1 a failure (bad model, tokens, image,
+// output_folder). A B x L --tokens-file is a batch: each sequence's outputs in
+// seq_0000, seq_0001, ... (each with its manifest), the dataset means
+// (<name>_mean.npy) and sequences.json beside them. --rows writes only the
+// selected rows of every map (map_rows_{k}.npy, alpha_rows_{k}.npy, raw_rows.npy,
+// rows.json; no rollout), with no L x L array. Exit status: 0 success, 1 a failure (bad model, tokens, image,
 // output folder, not enough memory, failed check, no usable GPU), 2 bad usage.
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -42,6 +47,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <new>
 #include <optional>
 #include <span>
@@ -62,6 +68,7 @@
 #include "mixlens/models/mamba2_attribution.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
+#include "mixlens/models/rows.hpp"
 #include "mixlens/models/vim_attention.hpp"
 #include "mixlens/models/vim_attribution.hpp"
 #ifdef MIXLENS_ATTN_CUDA
@@ -89,13 +96,15 @@ constexpr std::string_view usage_text =
     "                    [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp]\n"
     "                    [--target-position P]\n"
     "                    [--target-token T] [--start-layer K] [--tokenizer FILE]\n"
-    "                    [--html FILE]\n"
+    "                    [--html FILE] [--rows last|cls|i,j,... [--raw-range tensor|rows]]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
     "                          Mamba-2 (Hugging Face or state-spaces layout), or Vision Mamba\n"
     "                          (tools/convert_vim.py), told by config.json\n"
     "  --tokens LIST           comma-separated token ids (language models)\n"
-    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy (language models)\n"
+    "  --tokens-file FILE      token ids as a 1-D int32/int64 .npy (language models), or a B x L one of B\n"
+    "                          sequences: outputs per sequence in seq_0000, seq_0001, ..., the dataset\n"
+    "                          means (raw_mean.npy, rollout_mean.npy, ...) and sequences.json beside them\n"
     "  --image FILE            Vision Mamba's input: a PNG (pixels / 255, then ImageNet-normalized)\n"
     "                          or a height x width x 3 .npy (the model input as stored)\n"
     "  --normalize             ImageNet-normalize a .npy image of values in [0, 1] first\n"
@@ -128,7 +137,13 @@ constexpr std::string_view usage_text =
     "                          folder's tokenizer.json, when there is one): tokens.json and the figures'\n"
     "                          labels. Text is not tokenized here: python -m mixlens --text does that\n"
     "  --html FILE             also write one self-contained HTML page of the run: every analysed layer's\n"
-    "                          map, raw, rollout and the attribution, with the token strings\n";
+    "                          map, raw, rollout and the attribution, with the token strings\n"
+    "  --rows last|cls|LIST    only these rows of every map, from the signals (no L x L array): map_rows_{k}.npy\n"
+    "                          (R x L), alpha_rows_{k}.npy (D x R x L, layers of --save-alpha), raw_rows.npy,\n"
+    "                          rows.json; no rollout. last: L - 1; cls: Vision Mamba's CLS position\n"
+    "  --raw-range tensor|rows raw_rows.npy normalized by each layer's whole-tensor range (tensor, default: one\n"
+    "                          pass over every entry, the time of the whole maps), or raw_rows_rowrange.npy\n"
+    "                          by the selected rows' own range (rows: O(rows) time)\n";
 
 // The --method values that need the backward pass.
 bool gradient_method(std::string_view method) {
@@ -147,7 +162,14 @@ struct options {
   attention_form form = attention_form::paper;
   bool png = true, self_test = false, strict = false, normalize = false;
   std::optional<double> max_memory;  // bytes
+  std::optional<std::string> rows;   // --rows as given
+  std::string raw_range = "tensor";  // --raw-range: what raw_rows normalizes by
+  std::vector<index_t> row_positions;  // --rows resolved for the sequence (empty: the whole maps)
   char** argv = nullptr;             // the command line, for the hand-over to the CUDA build
+
+  [[nodiscard]] bool row_mode() const { return rows.has_value(); }
+  // raw_rows.npy, or raw_rows_rowrange.npy when normalized by the rows' own range.
+  [[nodiscard]] std::string raw_rows_file() const { return raw_range == "rows" ? "raw_rows_rowrange.npy" : "raw_rows.npy"; }
 };
 
 // "8G", "512M", "1.5GiB", "4096": a positive byte count, binary suffixes.
@@ -169,6 +191,7 @@ options parse_args(int argc, char** argv) {
   options o;
   o.argv = argv;
   int inputs = 0;  // --tokens, --tokens-file, --image
+  bool raw_range_given = false;
   for (argument_cursor args(argc, argv); args.next();) {
     const std::string_view arg = args.option();
     if (arg == "--model") o.model = args.value();
@@ -204,8 +227,25 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--reference-logits") o.reference_logits = args.value();
     else if (arg == "--strict") o.strict = true;
     else if (arg == "--max-memory") o.max_memory = parse_bytes(args.value());
-    else args.unknown();
+    else if (arg == "--rows") o.rows = args.value();
+    else if (arg == "--raw-range") {
+      o.raw_range = args.value();
+      if (o.raw_range != "tensor" && o.raw_range != "rows")
+        throw usage_error("--raw-range must be tensor or rows, not '" + o.raw_range + "'");
+      raw_range_given = true;
+    } else args.unknown();
   }
+  if (raw_range_given && !o.rows) throw usage_error("--raw-range is for --rows (raw_rows.npy's normalization)");
+  if (o.rows && !o.html.empty())
+    throw usage_error("--html draws every layer's whole map and the rollout: not with --rows");
+  if (o.rows && o.method_given && !gradient_method(o.method))
+    throw usage_error("--method " + o.method + " reads a row of " + (o.method == "raw" ? "raw.npy" : "rollout.npy") +
+                      ", which --rows does not write: leave --method out, or give a gradient method "
+                      "(mamba-attr, attn-grad, grad-input, lrp)");
+  if (o.rows && !gradient_method(o.method) && (o.target_position || o.target_token))
+    throw usage_error(std::string(o.target_token ? "--target-token" : "--target-position") +
+                      " without a gradient --method reads the target row of rollout.npy, which --rows does not "
+                      "write: give --method grad-input, lrp, mamba-attr or attn-grad");
   if (o.model.empty()) throw usage_error("--model is required");
   if (o.out.empty()) throw usage_error("--out is required");
   if (inputs != 1) throw usage_error("give exactly one of --tokens, --tokens-file (language models) and --image (Vision Mamba)");
@@ -213,14 +253,57 @@ options parse_args(int argc, char** argv) {
 }
 
 
-std::vector<index_t> read_tokens(const options& o) {
-  if (o.tokens_file.empty()) return parse_list(o.tokens_list, "--tokens");
-  const auto a = mixlens::io::read_npy(o.tokens_file);
+// The token sequences: --tokens, or --tokens-file's 1-D (or 1 x L) array (one
+// sequence, written into --out itself) or B x L array with B >= 2 (a batch: each
+// row's outputs in seq_0000, seq_0001, ..., the dataset means beside them).
+struct token_input {
+  std::vector<std::vector<index_t>> sequences;
+  bool batch = false;
+};
+
+token_input read_tokens(const options& o) {
+  if (o.tokens_file.empty()) return {{parse_list(o.tokens_list, "--tokens")}, false};
+  const std::string who = "token file '" + o.tokens_file.string() + "'";
+  mixlens::io::npy_array a;
+  try {
+    a = mixlens::io::read_npy(o.tokens_file);
+  } catch (const mixlens::error& e) {  // numpy stores ragged sequences as an object array
+    if (std::string_view(e.what()).find("'|O'") == std::string_view::npos) throw;
+    throw mixlens::error(std::string(e.what()) + ": an object array (sequences of different lengths?) holds no token "
+                         "ids; give a 1-D array or one B x L int32/int64 array of equal-length sequences");
+  }
   if (a.descr != "<i4" && a.descr != "<i8")
-    throw mixlens::error("token file '" + o.tokens_file.string() + "': dtype " + a.descr + " (expected int32 or int64)");
-  const bool vector = a.shape.size() == 1 || (a.shape.size() == 2 && a.shape[0] == 1);
-  if (!vector) throw mixlens::error("token file '" + o.tokens_file.string() + "': expected a 1-D array of token ids");
-  return a.as<index_t>();
+    throw mixlens::error(who + ": dtype " + a.descr + " (expected int32 or int64)");
+  if (a.shape.size() != 1 && a.shape.size() != 2) {
+    std::string shape;
+    for (index_t e : a.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(e);
+    throw mixlens::error(who + ": expected a 1-D array of token ids or a B x L array of B sequences, got shape (" +
+                         shape + ")");
+  }
+  const auto ids = a.as<index_t>();
+  if (a.shape.size() == 1) return {{ids}, false};
+  const index_t B = a.shape[0], L = a.shape[1];
+  if (B == 0) throw mixlens::error(who + ": shape (0, " + std::to_string(L) + ") holds no sequence (expected B >= 1 rows)");
+  if (L == 0) throw mixlens::error(who + ": shape (" + std::to_string(B) + ", 0): the sequences hold no tokens");
+  token_input in{{}, B > 1};
+  for (index_t b = 0; b < B; ++b) in.sequences.emplace_back(ids.begin() + b * L, ids.begin() + (b + 1) * L);
+  return in;
+}
+
+// A batch's per-sequence folder: seq_0000, seq_0001, ... (python -m mixlens --texts names them so too).
+std::string sequence_folder(std::size_t n) {
+  char name[32];
+  std::snprintf(name, sizeof name, "seq_%04zu", n);
+  return name;
+}
+
+// rows.json: the positions of the rows of map_rows_{k}.npy, raw_rows.npy and alpha_rows_{k}.npy, in order.
+void write_rows_json(const fs::path& file, const std::vector<index_t>& rows) {
+  std::ofstream json(file);
+  json << "{\"rows\": [";
+  for (std::size_t k = 0; k < rows.size(); ++k) json << (k ? ", " : "") << rows[k];
+  json << "]}\n";
+  if (!json.flush()) throw mixlens::error("cannot write '" + file.string() + "'");
 }
 
 std::vector<index_t> parse_layers(const std::string& text, index_t layers) {
@@ -318,29 +401,47 @@ memory_sizes memory_rows(const vim_config& c) {
 
 // direct: the maps come straight from the signals (the paper's α of Mamba and
 // Falcon-Mamba, analysis::aggregate_operator without a copy): one L × L double
-// accumulator per thread instead of a chunk of blocks.
+// accumulator per thread instead of a chunk of blocks. With --rows (o.row_positions,
+// R of them) nothing is L × L: the D × R × L rows of a saved layer, one chunk of
+// them, and for --raw-range tensor the range pass (direct: a 64-row tile per
+// thread; else a chunk of blocks, three for Vision Mamba's two branches).
 void check_memory(const options& o, const memory_sizes& c, index_t V, index_t L, bool saving, bool direct) {
   const std::optional<double> budget = o.max_memory ? o.max_memory : available_memory();
   if (!budget) return;
   const double f = sizeof(float), Ld = double(L), D = double(c.channels), H = double(c.hidden),
-               P = double(c.projections);
-  const double alpha = f * D * Ld * Ld;
+               P = double(c.projections), R = double(o.row_positions.size());
+  const double chunk_max = double(mixlens::analysis::default_chunk_bytes);
   const double threads = mixlens::detail::resolve_threads("mixlens-attn", 0);
-  const double maps_only = direct ? 8 * Ld * Ld * threads : std::min(alpha, double(mixlens::analysis::default_chunk_bytes));
-  const double chunk = saving ? std::min(alpha, double(mixlens::analysis::default_chunk_bytes)) : maps_only;
-  const double signals = f * Ld * (2 * H + double(c.branches) * (9 * D + P) + V) + f * 8 * Ld * Ld + f * Ld * V;
-  const double needed = (saving ? alpha : 0) + chunk + signals;
+  const double base = f * Ld * (2 * H + double(c.branches) * (9 * D + P) + V) + f * Ld * V;
+  double alpha = 0, chunk = 0, maps = 0;
+  if (o.row_mode()) {
+    alpha = f * D * R * Ld;
+    chunk = std::min(alpha * double(c.branches == 2 ? 3 : 1), chunk_max);
+    const double blocks = std::min(f * D * Ld * Ld * (c.branches == 2 ? 3 : 1), chunk_max);
+    const double range = o.raw_range != "tensor" ? 0 : direct ? threads * f * 80 * Ld
+                                                              : blocks + (c.branches == 2 ? 12 * Ld * Ld : 0);
+    maps = range + f * 8 * R * Ld;
+  } else {
+    alpha = f * D * Ld * Ld;
+    const double maps_only = direct ? 8 * Ld * Ld * threads : std::min(alpha, chunk_max);
+    chunk = saving ? std::min(alpha, chunk_max) : maps_only;
+    maps = f * 8 * Ld * Ld;
+  }
+  const double needed = (saving ? alpha : 0) + chunk + maps + base;
   if (needed <= *budget) return;
   const std::string source = o.max_memory ? "--max-memory" : "available memory (MemAvailable)";
   std::ostringstream os;
   os << "the run needs about " << human_bytes(needed) << " of memory, more than the " << human_bytes(*budget) << " of "
      << source << "; ";
-  if (saving)
+  if (saving && !o.row_mode())
     os << "alpha_{k}.npy alone is D x L x L float32 = " << c.channels << " x " << L << " x " << L << " x 4 B = "
        << human_bytes(alpha) << ": --save-alpha none keeps only the L x L maps (then about "
-       << human_bytes(maps_only + signals) << ")";
+       << human_bytes(needed - alpha - chunk + (direct ? 8 * Ld * Ld * threads : std::min(alpha, chunk_max)))
+       << "), and --rows only selected rows of them";
+  else if (saving)
+    os << "alpha_rows_{k}.npy alone is D x R x L float32 = " << human_bytes(alpha) << ": try --save-alpha none";
   else
-    os << "use fewer tokens";
+    os << "use fewer tokens" << (o.row_mode() ? "" : ", or --rows for selected rows of the maps");
   os << (o.max_memory ? "" : ", or set the budget with --max-memory");
   throw mixlens::error(os.str());
 }
@@ -374,7 +475,9 @@ bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.beg
 // What both devices produce, and the time spent.
 struct results {
   matrix<float> logits, raw, roll;
+  matrix<float> raw_rows;  // --rows: R × L
   std::vector<std::pair<index_t, std::vector<float>>> layer_means;  // --html: each analysed layer's channel mean
+  std::vector<std::pair<index_t, std::vector<float>>> map_rows;     // --rows: each analysed layer's rows (R × L)
   double compute_s = 0, write_s = 0, check_s = 0, worst_check = 0, upload_s = 0;
 };
 
@@ -382,13 +485,19 @@ struct results {
 // channel mean (L × L) with the min / max of its whole tensor, its raw map
 // (averaged over the layers) and rollout step, alpha_{k}.npy and the heatmap.
 // The D × L × L tensor reaches host memory only for alpha_{k}.npy, the L × L
-// mean only for its heatmap.
+// mean only for its heatmap. With --rows (add_rows) only the R selected rows
+// of each map exist (map_rows_{k}.npy, alpha_rows_{k}.npy, raw rows): nothing
+// L × L is allocated.
 template <class Backend>
 class layer_maps {
  public:
   layer_maps(const Backend& be, const options& o, index_t L, bool causal)
-      : be_(be), o_(o), L_(L), causal_(causal), maps_(be, L), map_(be.alloc(L * L)), raw_(be.alloc(L * L)),
-        minmax_(be.alloc(3)) {}
+      : be_(be), o_(o), L_(L), R_(static_cast<index_t>(o.row_positions.size())), causal_(causal),
+        map_(be.alloc(o.row_mode() ? R_ * L : L * L)), raw_(be.alloc(o.row_mode() ? R_ * L : L * L)),
+        minmax_(be.alloc(3)), row_minmax_(be.alloc(3)) {
+    if (o.row_mode()) row_maps_.emplace(be, R_, L);
+    else maps_.emplace(be, L);
+  }
 
   // One layer of D matrices: aggregate(map, minmax, host copy or nullptr) fills
   // the channel mean, the tensor's min / max / NaN count and the host copy;
@@ -398,12 +507,8 @@ class layer_maps {
     const std::string k = std::to_string(layer);
     if (keep) alpha_.resize(static_cast<std::size_t>(D * L_ * L_));
     aggregate(map_.data(), minmax_.data(), keep ? alpha_.data() : nullptr);
-    try {  // raw attention is undefined on NaN / inf: name the first one
-      check_finite(minmax_.data());
-    } catch (const mixlens::error& e) {
-      throw mixlens::error("layer " + k + ": " + e.what());
-    }
-    maps_.add(map_.data(), minmax_.data());
+    checked(layer, check_finite, minmax_.data());
+    maps_->add(map_.data(), minmax_.data());
     const auto tw = clock_type::now();
     if (keep) mixlens::io::write_npy(o_.out / ("alpha_" + k + ".npy"), alpha_.data(), {D, L_, L_});
     if (o_.png || !o_.html.empty()) {
@@ -417,24 +522,66 @@ class layer_maps {
     r.write_s += seconds_since(tw);
   }
 
-  // raw.npy and rollout.npy's contents into r, when any layer was added.
+  // --rows: aggregate_rows(map_rows, minmax, host copy or nullptr) fills the
+  // rows of the channel mean, their range and the rows of every matrix;
+  // range(minmax) the whole tensor's range (--raw-range tensor).
+  template <class AggregateRows, class Range, class CheckFinite>
+  void add_rows(index_t layer, index_t D, bool keep, AggregateRows&& aggregate_rows, Range&& range,
+                CheckFinite&& check_finite, results& r) {
+    const std::string k = std::to_string(layer);
+    if (keep) alpha_.resize(static_cast<std::size_t>(D * R_ * L_));
+    aggregate_rows(map_.data(), row_minmax_.data(), keep ? alpha_.data() : nullptr);
+    const float* minmax = row_minmax_.data();
+    if (o_.raw_range == "tensor") {
+      range(minmax_.data());
+      minmax = minmax_.data();
+    }
+    checked(layer, check_finite, minmax);
+    row_maps_->add(map_.data(), minmax);
+    const auto tw = clock_type::now();
+    if (keep) mixlens::io::write_npy(o_.out / ("alpha_rows_" + k + ".npy"), alpha_.data(), {D, R_, L_});
+    auto rows = be_.download(map_.data(), R_ * L_);
+    mixlens::io::write_npy(o_.out / ("map_rows_" + k + ".npy"), rows.data(), {R_, L_});
+    r.map_rows.emplace_back(layer, std::move(rows));
+    r.write_s += seconds_since(tw);
+  }
+
+  // raw.npy and rollout.npy's contents (--rows: raw_rows) into r, when any layer was added.
   void finish(results& r) {
-    if (maps_.layers() == 0) return;
-    maps_.raw(raw_.data());
+    if (row_maps_) {
+      if (row_maps_->layers() == 0) return;
+      row_maps_->raw(raw_.data());
+      r.raw_rows = matrix<float>(R_, L_);
+      const auto raw_host = be_.download(raw_.data(), R_ * L_);
+      std::copy(raw_host.begin(), raw_host.end(), r.raw_rows.data());
+      return;
+    }
+    if (maps_->layers() == 0) return;
+    maps_->raw(raw_.data());
     r.raw = matrix<float>(L_, L_);
     r.roll = matrix<float>(L_, L_);
-    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(maps_.rollout(), L_ * L_);
+    const auto raw_host = be_.download(raw_.data(), L_ * L_), roll_host = be_.download(maps_->rollout(), L_ * L_);
     std::copy(raw_host.begin(), raw_host.end(), r.raw.data());
     std::copy(roll_host.begin(), roll_host.end(), r.roll.data());
   }
 
  private:
+  template <class CheckFinite>
+  static void checked(index_t layer, CheckFinite& check_finite, const float* minmax) {
+    try {  // raw attention is undefined on NaN / inf: name the first one
+      check_finite(minmax);
+    } catch (const mixlens::error& e) {
+      throw mixlens::error("layer " + std::to_string(layer) + ": " + e.what());
+    }
+  }
+
   const Backend& be_;
   const options& o_;
-  index_t L_;
+  index_t L_, R_;
   bool causal_;  // the upper triangle is structurally zero: masked in the heatmaps
-  mixlens::analysis::model_maps<Backend> maps_;  // raw and rollout, shared with models::attribute
-  typename Backend::template array<float> map_, raw_, minmax_;
+  std::optional<mixlens::analysis::model_maps<Backend>> maps_;  // raw and rollout, shared with models::attribute
+  std::optional<mixlens::analysis::model_row_maps<Backend>> row_maps_;  // --rows: raw rows
+  typename Backend::template array<float> map_, raw_, minmax_, row_minmax_;
   std::vector<float> alpha_;
 };
 
@@ -467,15 +614,24 @@ results run_on(const Backend& be, const Weights& weights, const options& o, cons
     if (!contains(layers, s.layer)) return;
     const auto add = [&](const auto& op) {  // the paper's α, or the unified form of the block
       const index_t D = mixlens::view_of(op).out_channels();  // channels, or Mamba-2's heads in the paper form
-      maps.add(
-          s.layer, D, contains(save, s.layer),
-          [&](float* map, float* minmax, float* copy) {
-            mixlens::analysis::aggregate_operator(be, op, mixlens::channel_reduction::mean, map, minmax, copy);
-          },
-          [&](const float* minmax) {
-            mixlens::analysis::check_finite_blocks(be, op, minmax, "mixlens::analysis::raw_attention");
-          },
-          r);
+      const auto check_finite = [&](const float* minmax) {
+        mixlens::analysis::check_finite_blocks(be, op, minmax, "mixlens::analysis::raw_attention");
+      };
+      if (o.row_mode())
+        maps.add_rows(
+            s.layer, D, contains(save, s.layer),
+            [&](float* map_rows, float* minmax, float* copy) {
+              mixlens::analysis::aggregate_rows(be, op, std::span<const index_t>(o.row_positions),
+                                                mixlens::channel_reduction::mean, map_rows, minmax, copy);
+            },
+            [&](float* minmax) { mixlens::analysis::tensor_range(be, op, minmax); }, check_finite, r);
+      else
+        maps.add(
+            s.layer, D, contains(save, s.layer),
+            [&](float* map, float* minmax, float* copy) {
+              mixlens::analysis::aggregate_operator(be, op, mixlens::channel_reduction::mean, map, minmax, copy);
+            },
+            check_finite, r);
     };
     if (o.form == attention_form::paper) add(s.ssm());
     else add(unified_operator(be, s, {.offset = false}));
@@ -512,16 +668,26 @@ results run_vim_on(const Backend& be, const Weights& weights, const options& o, 
                                   [&](const vim_layer_signals<float>& s) {
     if (!contains(layers, s.layer)) return;
     const auto add = [&](const auto& f, const auto& b) {
-      maps.add(
-          s.layer, s.channels(), contains(save, s.layer),
-          [&](float* map, float* minmax, float* copy) {
-            mixlens::analysis::aggregate_bidirectional(be, f, b, s.scale, mixlens::channel_reduction::mean, map, minmax,
-                                                       copy);
-          },
-          [&](const float* minmax) {
-            mixlens::analysis::check_finite_blocks(be, f, b, minmax, "mixlens::analysis::raw_attention");
-          },
-          r);
+      const auto check_finite = [&](const float* minmax) {
+        mixlens::analysis::check_finite_blocks(be, f, b, minmax, "mixlens::analysis::raw_attention");
+      };
+      if (o.row_mode())
+        maps.add_rows(
+            s.layer, s.channels(), contains(save, s.layer),
+            [&](float* map_rows, float* minmax, float* copy) {
+              mixlens::analysis::aggregate_rows_bidirectional(be, f, b, s.scale, std::span<const index_t>(o.row_positions),
+                                                              mixlens::channel_reduction::mean, map_rows, minmax, copy);
+            },
+            [&](float* minmax) { mixlens::analysis::tensor_range_bidirectional(be, f, b, s.scale, minmax); },
+            check_finite, r);
+      else
+        maps.add(
+            s.layer, s.channels(), contains(save, s.layer),
+            [&](float* map, float* minmax, float* copy) {
+              mixlens::analysis::aggregate_bidirectional(be, f, b, s.scale, mixlens::channel_reduction::mean, map,
+                                                         minmax, copy);
+            },
+            check_finite, r);
     };
     if (o.form == attention_form::paper) add(s.forward.ssm(), s.backward.ssm());
     else add(unified_operator(be, s.forward, {.offset = false}), unified_operator(be, s.backward, {.offset = false}));
@@ -840,29 +1006,69 @@ void check_unused(const options& o, const std::vector<std::string>& unused) {
 std::string input_line(const options& o, index_t L, const std::vector<index_t>& layers, const std::vector<index_t>& save,
                        index_t D) {
   std::ostringstream os;
-  os << "form " << to_string(o.form) << "; device " << o.device << "; " << layers.size()
-     << " layer(s) analysed; alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
-     << 4.0 * double(D) * double(L) * double(L) / 1e6 << " MB each, " << save.size() << " written)\n";
+  os << "form " << to_string(o.form) << "; device " << o.device << "; " << layers.size() << " layer(s) analysed; ";
+  if (o.row_mode()) {
+    const index_t R = static_cast<index_t>(o.row_positions.size());
+    os << R << " row(s) of " << L << " (rows.json); alpha_rows_{k}.npy " << D << " x " << R << " x " << L << " float32 ("
+       << 4.0 * double(D) * double(R) * double(L) / 1e6 << " MB each, " << save.size() << " written); "
+       << o.raw_rows_file()
+       << (o.raw_range == "tensor" ? " normalized by each layer's whole-tensor range (a pass over every entry)"
+                                   : " normalized by the range of the selected rows")
+       << "; no rollout\n";
+  } else {
+    os << "alpha_{k}.npy " << D << " x " << L << " x " << L << " float32 ("
+       << 4.0 * double(D) * double(L) * double(L) / 1e6 << " MB each, " << save.size() << " written)\n";
+  }
   return os.str();
 }
 
+// The files of --method, for the summary line.
+std::string attribution_files(const options& o) {
+  return o.method == "mamba-attr"    ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
+         : o.method == "attn-grad"   ? ", attribution.npy, target.json, attn_grad.npy, residual_grad_{k}.npy"
+         : gradient_method(o.method) ? ", attribution.npy, target.json, residual_grad_{k}.npy"
+                                     : ", attribution.npy, target.json";
+}
+
+// The files of one output folder (one sequence), for the summary line.
+std::string output_files(const options& o, const std::vector<index_t>& layers, std::size_t saved, std::string_view extra) {
+  std::string s = "logits.npy, " + std::to_string(saved) + (o.row_mode() ? " alpha_rows_{k}.npy" : " alpha_{k}.npy");
+  if (!layers.empty())
+    s += o.row_mode() ? ", " + std::to_string(layers.size()) + " map_rows_{k}.npy, " + o.raw_rows_file() + ", rows.json"
+                      : std::string(", raw.npy, rollout.npy");
+  s += extra;
+  if (o.png && !o.row_mode()) s += " and PNG heatmaps";
+  return s;
+}
+
+// What the checks of a run found, over every sequence.
+struct check_summary {
+  double reference_error = 0;  // --reference-logits: the worst sequence's
+  std::string bad_logits;      // the first non-finite logit ("" when none)
+
+  // Sequence `label`'s logits (want: its reference, or empty).
+  void add(const matrix<float>& logits, const double* want, const std::string& label) {
+    if (want) keep_worst(reference_error, relative_error(logits, std::vector<double>(want, want + logits.size())));
+    if (const std::string bad = non_finite_entry(logits); !bad.empty() && bad_logits.empty())
+      bad_logits = label.empty() ? bad : bad + " of " + label;
+  }
+};
+
 // After the run: the time line, the files line, the self-test and the logits
-// check; the exit status.
-int report(const options& o, const results& r, const std::vector<double>& want, const std::vector<index_t>& layers,
-           std::size_t saved, std::string_view extra_files, clock_type::time_point start, double load_s) {
+// check; the exit status. r: the times and self-test of every sequence together.
+int report(const options& o, const results& r, const check_summary& checks, const std::string& files,
+           clock_type::time_point start, double load_s) {
   std::cout << "time      load " << load_s << " s, "
             << (o.device == "cuda" ? "upload " + std::to_string(r.upload_s) + " s, " : std::string())
             << "forward + attention " << r.compute_s << " s, writing " << r.write_s << " s"
             << (o.self_test ? ", self-test " + std::to_string(r.check_s) + " s" : std::string()) << ", total "
             << seconds_since(start) << " s\n"
-            << "wrote     " << o.out.string() << ": logits.npy, " << saved << " alpha_{k}.npy"
-            << (layers.empty() ? "" : ", raw.npy, rollout.npy") << extra_files << (o.png ? " and PNG heatmaps" : "")
-            << "\n";
+            << "wrote     " << o.out.string() << ": " << files << "\n";
 
   int status = 0;
   // Non-finite logits fail either check (the per-layer errors do not see the
   // final norm and head); without a check they are only reported.
-  const std::string bad_logits = non_finite_entry(r.logits);
+  const std::string& bad_logits = checks.bad_logits;
   if (o.self_test) {
     const bool ok = r.worst_check <= 1e-4 && bad_logits.empty();
     std::cout << "self-test " << (ok ? "passed" : "FAILED") << ": worst relative error " << r.worst_check << " (limit 1e-4)"
@@ -870,7 +1076,7 @@ int report(const options& o, const results& r, const std::vector<double>& want, 
     if (!ok) status = 1;
   }
   if (!o.reference_logits.empty()) {
-    const double err = relative_error(r.logits, want);
+    const double err = checks.reference_error;
     const bool ok = err <= 1e-4 && bad_logits.empty();
     std::cout << "logits    max relative error vs reference " << err
               << (ok ? " (ok)" : bad_logits.empty() ? " (FAILED, limit 1e-4)" : " (FAILED: logits contain " + bad_logits + ")")
@@ -882,63 +1088,173 @@ int report(const options& o, const results& r, const std::vector<double>& want, 
   return status;
 }
 
+// The dataset means of a batch: for each per-sequence map (raw.npy, rollout.npy,
+// raw_rows.npy, map_rows_{k}.npy, attribution.npy) the mean over the sequences,
+// written as <name>_mean.npy at the top of --out, as python -m mixlens --texts
+// writes raw_mean.npy and rollout_mean.npy. A token file's sequences share one
+// length, so every entry is a mean over all of them.
+class dataset_means {
+ public:
+  void add(const std::string& name, const float* data, std::vector<index_t> shape) {
+    auto& e = sums_[name];
+    const std::size_t n = static_cast<std::size_t>(mixlens::detail::checked_element_count("dataset_means", "shape", shape));
+    if (e.sum.empty()) e.shape = std::move(shape), e.sum.assign(n, 0.0);
+    if (e.sum.size() != n) throw mixlens::error("dataset mean of " + name + ": the sequences' shapes differ");
+    for (std::size_t k = 0; k < n; ++k) e.sum[k] += data[k];
+    ++e.count;
+  }
+  void add(const std::string& name, const matrix<float>& m) { add(name, m.data(), {m.extent(0), m.extent(1)}); }
+
+  // <name>_mean.npy for every name; returns their names.
+  std::vector<std::string> write(const fs::path& folder) const {
+    std::vector<std::string> names;
+    for (const auto& [name, e] : sums_) {
+      std::vector<float> mean(e.sum.size());
+      for (std::size_t k = 0; k < mean.size(); ++k) mean[k] = static_cast<float>(e.sum[k] / double(e.count));
+      names.push_back(fs::path(name).stem().string() + "_mean.npy");
+      mixlens::io::write_npy(folder / names.back(), mean.data(), e.shape);
+    }
+    return names;
+  }
+
+ private:
+  struct entry {
+    std::vector<index_t> shape;
+    std::vector<double> sum;
+    index_t count = 0;
+  };
+  std::map<std::string, entry> sums_;
+};
+
+// One sequence's maps into the means: raw and rollout, or the rows.
+void add_means(dataset_means& means, const options& o, const results& r) {
+  if (!o.row_mode()) {
+    if (r.raw.size()) means.add("raw.npy", r.raw), means.add("rollout.npy", r.roll);
+    return;
+  }
+  if (r.raw_rows.size()) means.add(o.raw_rows_file(), r.raw_rows);
+  const index_t R = static_cast<index_t>(o.row_positions.size());
+  for (const auto& [k, rows] : r.map_rows)
+    means.add("map_rows_" + std::to_string(k) + ".npy", rows.data(), {R, static_cast<index_t>(rows.size()) / R});
+}
+
+// sequences.json: [{"folder": "seq_0000", "length": 12}, ...].
+void write_sequences_json(const fs::path& file, const std::vector<std::vector<index_t>>& sequences) {
+  std::ofstream json(file);
+  json << "[\n";
+  for (std::size_t n = 0; n < sequences.size(); ++n)
+    json << " {\"folder\": \"" << sequence_folder(n) << "\", \"length\": " << sequences[n].size() << "}"
+         << (n + 1 < sequences.size() ? ",\n" : "\n");
+  json << "]\n";
+  if (!json.flush()) throw mixlens::error("cannot write '" + file.string() + "'");
+}
+
 template <class Model>
 int run_model(const options& o, const Model& model, clock_type::time_point start, double load_s) {
   // Every input is checked before anything is written.
   check_unused(o, model.unused_tensors);
-  const auto tokens = read_tokens(o);
-  check_tokens(model.vocab_size(), std::span<const index_t>(tokens), "tokens");
+  const token_input input = read_tokens(o);
+  const std::size_t B = input.sequences.size();
+  const auto label = [&](std::size_t n) { return input.batch ? sequence_folder(n) : std::string(); };
+  for (std::size_t n = 0; n < B; ++n)
+    check_tokens(model.vocab_size(), std::span<const index_t>(input.sequences[n]),
+                 input.batch ? "token file '" + o.tokens_file.string() + "' sequence " + std::to_string(n) : "tokens");
   const auto vocab = mixlens::tools::find_tokenizer(o.model, o.tokenizer);
-  const std::vector<std::string> texts =
-      vocab ? mixlens::tools::token_texts(*vocab, tokens, "mixlens-attn") : std::vector<std::string>();
+  std::vector<std::vector<std::string>> texts(B);
+  if (vocab)
+    for (std::size_t n = 0; n < B; ++n) texts[n] = mixlens::tools::token_texts(*vocab, input.sequences[n], "mixlens-attn");
   const auto layers = parse_layers(o.layers, model.num_layers());
   const auto save = parse_save_alpha(o.save_alpha, layers);
   const auto& c = model.config;
-  const index_t L = static_cast<index_t>(tokens.size()), D = alpha_matrices(c, o.form);
+  const index_t L = static_cast<index_t>(input.sequences[0].size()), D = alpha_matrices(c, o.form),
+                V = model.vocab_size(), Bi = static_cast<index_t>(B);
   std::vector<double> want;
-  if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {L, model.vocab_size()}, "(L, V)");
+  if (!o.reference_logits.empty())
+    want = input.batch ? read_reference(o.reference_logits, {Bi, L, V}, "(B, L, V)")
+                       : read_reference(o.reference_logits, {L, V}, "(L, V)");
   check_method(o, model, L);
-  check_memory(o, memory_rows(c), model.vocab_size(), L, !save.empty(),
+  if (input.batch && !o.html.empty())
+    throw mixlens::error("--html: a page shows one sequence, and token file '" + o.tokens_file.string() + "' holds " +
+                         std::to_string(B) + " (a batch); give one sequence for a page");
+  options work = o;  // the run writes into the staging folder
+  if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, false, -1, "--rows");
+  check_memory(work, memory_rows(c), V, L, !save.empty(),
                o.form == attention_form::paper && std::is_same_v<Model, mamba_model<float>>);
   const bool html_in_output = !o.html.empty() && mixlens::tools::html_in_folder(o.html, o.out);
   output_folder folder(o.out, "mixlens-attn");
-  options work = o;  // the run writes into the staging folder
-  work.out = folder.staging();
-  for (const auto& t : texts) work.labels.push_back(mixlens::tools::tick_label(t));
   if (vocab) work.vocab = &*vocab;
 
   std::cout << "model     " << o.model.string() << " (" << c.family() << ", "
             << (c.naming == mamba_naming::state_spaces ? "state-spaces" : "Hugging Face")
             << " layout): " << model.parameter_count() << " parameters, " << c.num_layers << " layers, " << sizes(c)
-            << ", vocab " << model.vocab_size() << "\n"
-            << "input     L = " << L << " tokens; " << input_line(o, L, layers, save, D);
+            << ", vocab " << V << "\n"
+            << "input     " << (input.batch ? std::to_string(B) + " sequences (seq_0000 ... " + sequence_folder(B - 1) +
+                                                ") of L = " + std::to_string(L) + " tokens; "
+                                          : "L = " + std::to_string(L) + " tokens; ")
+            << input_line(work, L, layers, save, D);
 
-  results r = run_device(work, model, tokens, layers, save);
+  // Without the whole maps (--rows) the default attribution, rollout's target row, is not written.
+  const bool attribution = !o.row_mode() || gradient_method(o.method);
+  results total;
+  check_summary checks;
+  dataset_means means;
+  std::optional<mixlens::tools::report_data> page;
+  for (std::size_t n = 0; n < B; ++n) {
+    const auto& tokens = input.sequences[n];
+    work.out = input.batch ? folder.staging() / sequence_folder(n) : folder.staging();
+    if (input.batch) {
+      fs::create_directory(work.out);
+      std::cout << "sequence  " << n << ": " << sequence_folder(n) << "\n";
+    }
+    work.labels.clear();
+    for (const auto& t : texts[n]) work.labels.push_back(mixlens::tools::tick_label(t));
 
-  const auto t = clock_type::now();
-  mixlens::io::write_npy(work.out / "logits.npy", r.logits);
-  if (vocab) mixlens::tools::write_tokens_json(work.out / "tokens.json", tokens, texts);
-  if (!layers.empty()) {
-    mixlens::io::write_npy(work.out / "raw.npy", r.raw);
-    mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
-    if (o.png)
-      mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()),
-                                     {.title = rollout_title(o, layers), .tick_labels = work.labels, .mask_upper = true});
+    results r = run_device(work, model, tokens, layers, save);
+
+    const auto t = clock_type::now();
+    mixlens::io::write_npy(work.out / "logits.npy", r.logits);
+    if (vocab) mixlens::tools::write_tokens_json(work.out / "tokens.json", tokens, texts[n]);
+    if (!layers.empty() && o.row_mode()) {
+      mixlens::io::write_npy(work.out / o.raw_rows_file(), r.raw_rows);
+      write_rows_json(work.out / "rows.json", work.row_positions);
+    } else if (!layers.empty()) {
+      mixlens::io::write_npy(work.out / "raw.npy", r.raw);
+      mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
+      if (o.png)
+        mixlens::io::write_heatmap_png(work.out / "rollout.png", mixlens::matrix_view<const float>(r.roll.view()),
+                                       {.title = rollout_title(o, layers), .tick_labels = work.labels, .mask_upper = true});
+    }
+    if (attribution) write_attribution(work, work.out, model, tokens, layers, r);
+    if (!o.html.empty())
+      page = mixlens::tools::report_of(o, work.out, c.family(), tokens, texts[n], r);
+    if (page && html_in_output) mixlens::tools::write_html_report(work.out / o.html.filename(), *page);
+    if (input.batch) {
+      add_means(means, work, r);
+      if (attribution && fs::exists(work.out / "attribution.npy")) {
+        const auto a = mixlens::io::read_npy(work.out / "attribution.npy").as<float>();
+        means.add("attribution.npy", a.data(), {L});
+      }
+      mixlens::tools::write_manifest(work.out, "mixlens-attn");
+    }
+    r.write_s += seconds_since(t);
+    checks.add(r.logits, want.empty() ? nullptr : want.data() + n * L * V, label(n));
+    total.compute_s += r.compute_s, total.write_s += r.write_s, total.check_s += r.check_s;
+    total.upload_s += r.upload_s;
+    keep_worst(total.worst_check, r.worst_check);
   }
-  write_attribution(work, work.out, model, tokens, layers, r);
-  const auto page = o.html.empty() ? std::nullopt
-                                   : std::optional(mixlens::tools::report_of(o, work.out, c.family(), tokens, texts, r));
-  if (page && html_in_output) mixlens::tools::write_html_report(work.out / o.html.filename(), *page);
+  std::string files = output_files(work, layers, save.size(),
+                                   std::string(vocab ? ", tokens.json" : "") + (attribution ? attribution_files(o) : ""));
+  if (input.batch) {
+    std::string top;
+    for (const auto& name : means.write(folder.staging())) top += ", " + name;
+    write_sequences_json(folder.staging() / "sequences.json", input.sequences);
+    if (o.row_mode() && !layers.empty()) write_rows_json(folder.staging() / "rows.json", work.row_positions);
+    files = std::to_string(B) + " folders seq_0000 ... " + sequence_folder(B - 1) + " (each: " + files + ")" + top +
+            (o.row_mode() && !layers.empty() ? ", rows.json" : "") + ", sequences.json";
+  }
   folder.commit();
   if (page && !html_in_output) mixlens::tools::write_html_report(o.html, *page);
-  r.write_s += seconds_since(t);
-  return report(o, r, want, layers, save.size(),
-                std::string(vocab ? ", tokens.json" : "") +
-                (o.method == "mamba-attr"  ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
-                : o.method == "attn-grad" ? ", attribution.npy, target.json, attn_grad.npy, residual_grad_{k}.npy"
-                : gradient_method(o.method) ? ", attribution.npy, target.json, residual_grad_{k}.npy"
-                                            : ", attribution.npy, target.json"),
-                start, load_s);
+  return report(o, total, checks, files, start, load_s);
 }
 
 int run_vim_model(const options& o, const vim_model<float>& model, clock_type::time_point start, double load_s) {
@@ -959,9 +1275,10 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   const index_t L = c.sequence_length(), D = c.intermediate_size;
   std::vector<double> want;
   if (!o.reference_logits.empty()) want = read_reference(o.reference_logits, {c.num_classes}, "(classes)");
-  check_memory(o, memory_rows(c), c.num_classes, L, !save.empty(), false);
-  output_folder folder(o.out, "mixlens-attn");
   options work = o;
+  if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, true, c.cls_index(), "--rows");
+  check_memory(work, memory_rows(c), c.num_classes, L, !save.empty(), false);
+  output_folder folder(o.out, "mixlens-attn");
   work.out = folder.staging();
 
   std::cout << "model     " << o.model.string() << " (Vision Mamba): " << model.parameter_count() << " parameters, "
@@ -971,13 +1288,16 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
             << ", " << c.num_classes << " classes\n"
             << "input     image " << o.image.string() << " (" << image.extent(0) << " x " << image.extent(1) << " x "
             << image.extent(2) << (normalized ? ", ImageNet-normalized" : ", as stored") << "), L = " << L
-            << " positions; " << input_line(o, L, layers, save, D);
+            << " positions; " << input_line(work, L, layers, save, D);
 
   results r = run_device(work, model, image, layers, save);
 
   const auto t = clock_type::now();
   mixlens::io::write_npy(work.out / "logits.npy", r.logits.data(), {c.num_classes});
-  if (!layers.empty()) {
+  if (!layers.empty() && o.row_mode()) {
+    mixlens::io::write_npy(work.out / o.raw_rows_file(), r.raw_rows);
+    write_rows_json(work.out / "rows.json", work.row_positions);
+  } else if (!layers.empty()) {
     mixlens::io::write_npy(work.out / "raw.npy", r.raw);
     mixlens::io::write_npy(work.out / "rollout.npy", r.roll);
     const matrix<float> cls_raw = classifier_row_map(c, r.raw), cls_roll = classifier_row_map(c, r.roll);
@@ -995,13 +1315,11 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   if (attribution) write_vim_attribution(o, work.out, model, image, shown, layers, r);
   folder.commit();
   r.write_s += seconds_since(t);
-  std::string files = layers.empty() ? "" : ", cls_raw.npy, cls_rollout.npy";
-  if (attribution)
-    files += o.method == "mamba-attr"  ? ", attribution.npy, target.json, mamba_attr.npy, residual_grad_{k}.npy"
-             : o.method == "attn-grad" ? ", attribution.npy, target.json, attn_grad.npy, residual_grad_{k}.npy"
-             : gradient_method(o.method) ? ", attribution.npy, target.json, residual_grad_{k}.npy"
-                                         : ", attribution.npy, target.json";
-  return report(o, r, want, layers, save.size(), files, start, load_s);
+  std::string files = layers.empty() || o.row_mode() ? "" : ", cls_raw.npy, cls_rollout.npy";
+  if (attribution) files += attribution_files(o);
+  check_summary checks;
+  checks.add(r.logits, want.empty() ? nullptr : want.data(), "");
+  return report(o, r, checks, output_files(work, layers, save.size(), files), start, load_s);
 }
 
 #if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)

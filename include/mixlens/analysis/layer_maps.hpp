@@ -8,12 +8,17 @@
 //    materialized in chunks of channels (aggregate_materialized);
 //    aggregate_bidirectional the same for a forward and a time-reversed
 //    backward operator combined (Vision Mamba's blocks);
+//  - aggregate_rows (aggregate_rows_bidirectional): selected rows (R × L) of
+//    that aggregate straight from the operator's rows, O(D·R·L·N) for S6, no
+//    L × L array at all; tensor_range (tensor_range_bidirectional): the min,
+//    max and NaN count of the whole tensor without it, for raw attention rows;
 //  - raw_attention: that aggregate min–max normalized by the tensor's range;
 //  - rollout_accumulator: ρ = rownorm(I + A_last) ⋯ rownorm(I + A_first);
 //  - map_average: the mean of equally sized maps;
 //  - model_maps: the two maps of a model, layer by layer: raw attention
 //    averaged over the layers and the rollout (mixlens-attn's raw.npy and
-//    rollout.npy, models::attribute's raw and rollout).
+//    rollout.npy, models::attribute's raw and rollout); model_row_maps the
+//    raw attention of selected rows (raw_rows.npy; rollout needs whole maps).
 // The definitions follow the hidden-attention paper (Ali, Zimerman, Wolf 2024,
 // §3.2–3.3); the host tensor functions in analysis/attention_maps.hpp are the
 // same computations on host arrays.
@@ -22,9 +27,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "mixlens/backend.hpp"
 #include "mixlens/linear_operator.hpp"
@@ -134,6 +141,129 @@ void aggregate_bidirectional(const Backend& be, const Forward& forward, const Ba
   }
   be.mean(acc.data(), LL, double(D), map);
   be.synchronize();
+}
+
+// The positions of selected rows, checked: at least one, each in [0, length).
+inline void check_positions(std::string_view where, std::span<const index_t> positions, index_t length) {
+  if (positions.empty()) mixlens::detail::fail(where, "positions", "at least one row", "none");
+  for (const index_t t : positions)
+    if (t < 0 || t >= length)
+      mixlens::detail::fail(where, "positions", "rows in [0, " + std::to_string(length) + ")", t);
+}
+
+// Rows `positions` (host memory, R of them, each in [0, L)) of the channel
+// aggregate of op's diagonal blocks into map_rows (R × L, backend memory), from
+// the operator's rows alone: op.row per channel and position — O(D·R·L·N) for
+// S6 — in chunks of channels of at most max_chunk_bytes of rows, never an L × L
+// array. minmax (not null) receives {min, max, NaN count} over those rows of
+// every block (the zeros right of the diagonal included), host_copy (D × R × L,
+// host memory) the rows themselves. Row k of map_rows equals row positions[k] of
+// aggregate_operator's map.
+template <class Backend, class Op>
+void aggregate_rows(const Backend& be, const Op& op, std::span<const index_t> positions, channel_reduction r,
+                    typename Backend::value_type* map_rows, typename Backend::value_type* minmax = nullptr,
+                    typename Backend::value_type* host_copy = nullptr,
+                    std::size_t max_chunk_bytes = default_chunk_bytes) {
+  using T = typename Backend::value_type;
+  const auto& v = view_of(op);
+  const index_t D = v.out_channels(), L = v.length(), R = static_cast<index_t>(positions.size()), n = R * L;
+  check_positions("mixlens::analysis::aggregate_rows", positions, L);
+  const index_t chunk = std::clamp<index_t>(static_cast<index_t>(max_chunk_bytes / (std::size_t(n) * sizeof(T))), 1, D);
+  auto block = be.alloc(chunk * n);
+  auto acc = be.template alloc<double>(n);
+  be.fill_zero(acc.data(), n);
+  if (minmax) be.reset_min_max(minmax);
+  for (index_t d0 = 0; d0 < D; d0 += chunk) {
+    const index_t count = std::min(chunk, D - d0);
+    be.rows_channels(v, d0, count, positions, block.data());
+    be.aggregate(block.data(), count, n, r, acc.data(), minmax);
+    if (host_copy) be.copy_to_host(block.data(), count * n, host_copy + d0 * n);
+  }
+  be.mean(acc.data(), n, double(D), map_rows);
+  be.synchronize();
+}
+
+// aggregate_rows of a bidirectional layer's combined matrices
+// scale · (M_f + J·M_b·J) (aggregate_bidirectional): row t of J·M_b·J is row
+// L − 1 − t of the backward block, reversed.
+template <class Backend, class Forward, class Backward>
+void aggregate_rows_bidirectional(const Backend& be, const Forward& forward, const Backward& backward,
+                                  typename Backend::value_type scale, std::span<const index_t> positions,
+                                  channel_reduction r, typename Backend::value_type* map_rows,
+                                  typename Backend::value_type* minmax = nullptr,
+                                  typename Backend::value_type* host_copy = nullptr,
+                                  std::size_t max_chunk_bytes = default_chunk_bytes) {
+  using T = typename Backend::value_type;
+  constexpr std::string_view where = "mixlens::analysis::aggregate_rows_bidirectional";
+  const auto &f = view_of(forward), &b = view_of(backward);
+  const index_t D = f.out_channels(), L = f.length(), R = static_cast<index_t>(positions.size()), n = R * L;
+  mixlens::detail::check_equal(where, "backward", "channels (those of the forward operator)", D, b.out_channels());
+  mixlens::detail::check_equal(where, "backward", "length (that of the forward operator)", L, b.length());
+  check_positions(where, positions, L);
+  std::vector<index_t> mirrored(positions.begin(), positions.end());
+  for (index_t& t : mirrored) t = L - 1 - t;
+  const index_t chunk =
+      std::clamp<index_t>(static_cast<index_t>(max_chunk_bytes / (3 * std::size_t(n) * sizeof(T))), 1, D);
+  auto block_f = be.alloc(chunk * n), block_b = be.alloc(chunk * n), sum = be.alloc(chunk * n);
+  auto acc = be.template alloc<double>(n);
+  be.fill_zero(acc.data(), n);
+  if (minmax) be.reset_min_max(minmax);
+  for (index_t d0 = 0; d0 < D; d0 += chunk) {
+    const index_t count = std::min(chunk, D - d0), m = count * n;
+    be.rows_channels(f, d0, count, positions, block_f.data());
+    be.rows_channels(b, d0, count, std::span<const index_t>(mirrored), block_b.data());
+    be.reverse_columns(block_b.data(), count * R, L, sum.data());
+    be.axpy(sum.data(), block_f.data(), T(1), m);
+    T* combined = sum.data();
+    if (scale != T(1)) {
+      be.fill(block_f.data(), m, T(0));
+      be.axpy(block_f.data(), sum.data(), scale, m);
+      combined = block_f.data();
+    }
+    be.aggregate(combined, count, n, r, acc.data(), minmax);
+    if (host_copy) be.copy_to_host(combined, m, host_copy + d0 * n);
+  }
+  be.mean(acc.data(), n, double(D), map_rows);
+  be.synchronize();
+}
+
+// {min, max, NaN count} of every entry of op's diagonal blocks (the zeros above
+// the diagonal included: what aggregate_operator's minmax holds, the range raw
+// attention normalizes by) into minmax (3 values, backend memory), without the
+// D × L × L tensor. The time is that of the whole maps, O(D·L²·N) for S6: every
+// entry is formed once. Memory: on the host for S6 one row tile per thread
+// (be.range_channels); otherwise one chunk of blocks of at most max_chunk_bytes.
+template <class Backend, class Op>
+void tensor_range(const Backend& be, const Op& op, typename Backend::value_type* minmax,
+                  std::size_t max_chunk_bytes = default_chunk_bytes) {
+  using T = typename Backend::value_type;
+  const auto& v = view_of(op);
+  be.reset_min_max(minmax);
+  if constexpr (requires { be.range_channels(v, minmax); }) {
+    be.range_channels(v, minmax);
+  } else {
+    const index_t D = v.out_channels(), L = v.length(), LL = L * L;
+    const index_t chunk = chunk_channels(D, L, sizeof(T), max_chunk_bytes);
+    auto block = be.alloc(chunk * LL);
+    for (index_t d0 = 0; d0 < D; d0 += chunk) {
+      const index_t count = std::min(chunk, D - d0);
+      be.materialize_channels(v, d0, count, block.data());
+      be.accumulate_min_max(block.data(), count * LL, minmax);
+    }
+  }
+  be.synchronize();
+}
+
+// tensor_range of a bidirectional layer's combined matrices: the pass of
+// aggregate_bidirectional (its L × L map discarded; three chunks of blocks).
+template <class Backend, class Forward, class Backward>
+void tensor_range_bidirectional(const Backend& be, const Forward& forward, const Backward& backward,
+                                typename Backend::value_type scale, typename Backend::value_type* minmax,
+                                std::size_t max_chunk_bytes = default_chunk_bytes) {
+  const index_t L = view_of(forward).length();
+  auto map = be.alloc(L * L);
+  aggregate_bidirectional(be, forward, backward, scale, channel_reduction::mean, map.data(), minmax, nullptr,
+                          max_chunk_bytes);
 }
 
 }  // namespace mixlens::analysis
@@ -322,6 +452,36 @@ class model_maps {
   rollout_accumulator<Backend> rollout_;
   map_average<Backend> raw_average_;
   typename Backend::template array<value_type> raw_;  // one layer's raw map
+};
+
+// The raw attention of selected rows over a model's analysed layers: add() each
+// layer's rows of its channel aggregate (R × L, aggregate_rows) and a range
+// (tensor_range: raw() is then exactly those rows of model_maps::raw; or the
+// rows' own range from aggregate_rows, a different normalization), in layer
+// order. The rollout has no such form: every layer's whole map enters each row.
+template <class Backend>
+class model_row_maps {
+ public:
+  using value_type = typename Backend::value_type;
+
+  model_row_maps(const Backend& be, index_t rows, index_t length)
+      : be_(&be), size_(rows * length), raw_average_(be, rows * length), raw_(be.alloc(rows * length)) {}
+
+  [[nodiscard]] index_t layers() const { return raw_average_.count(); }
+
+  void add(const value_type* map_rows, const value_type* minmax) {
+    be_->normalize(map_rows, minmax, raw_.data(), size_);
+    raw_average_.add(raw_.data());
+  }
+
+  // The mean raw rows into out (R × L, backend memory); at least one layer.
+  void raw(value_type* out) const { raw_average_.result(out); }
+
+ private:
+  const Backend* be_;
+  index_t size_;
+  map_average<Backend> raw_average_;
+  typename Backend::template array<value_type> raw_;
 };
 
 }  // namespace mixlens::analysis

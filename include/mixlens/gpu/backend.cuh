@@ -231,6 +231,17 @@ __global__ void min_max_kernel(const float* data, index_t n, float* minmax) {
   merge_min_max(minmax, lo, hi, nans);
 }
 
+// Row positions[k] of the diagonal block of channel d0 + c into out + (c·R + k)·L,
+// one thread per (channel, row).
+template <class View>
+__global__ void rows_channels_kernel(View v, index_t d0, index_t count, const index_t* positions, index_t R, float* out) {
+  const index_t L = v.length();
+  for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < count * R; k += index_t(gridDim.x) * blockDim.x) {
+    const index_t d = d0 + k / R;
+    v.row(d, d, positions[k % R], vector_view<float>(out + k * L, static_cast<std::size_t>(L)));
+  }
+}
+
 // out = (in − min) / (max − min) in double; 0 for a constant input; NaN when
 // the input held a NaN.
 __global__ void normalize_kernel(const float* in, const float* minmax, float* out, index_t n) {
@@ -580,6 +591,23 @@ class device_backend {
   void materialize_channels(const Op& op, index_t d0, index_t count, float* out) const {
     gpu::materialize_channels(op, d0, count, out, stream_);
   }
+  // Rows positions[k] (host memory, checked by the caller) of the diagonal
+  // blocks of channels [d0, d0 + count) into out (count × R × L), as the host
+  // backend's rows_channels; returns once the positions have been copied.
+  template <class Op>
+  void rows_channels(const Op& op, index_t d0, index_t count, std::span<const index_t> positions, float* out) const {
+    const auto& v = view_of(op);
+    const index_t R = static_cast<index_t>(positions.size());
+    if (count == 0 || R == 0) return;
+    detail::stream_workspace p(positions.size() * sizeof(index_t), stream_);
+    auto* dp = static_cast<index_t*>(p.get());
+    MIXLENS_CUDA_CHECK(cudaMemcpyAsync(dp, positions.data(), positions.size() * sizeof(index_t), cudaMemcpyHostToDevice,
+                                       stream_));
+    detail::rows_channels_kernel<<<detail::generic_grid(count * R), detail::generic_threads, 0, stream_>>>(
+        v, d0, count, dp, R, out);
+    MIXLENS_CUDA_CHECK_LAUNCH();
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(stream_));  // the workspace and the host positions may go away
+  }
   // S6's signed channel mean without the range, straight from the signals
   // (gpu::aggregate_channels: one product over channels and states per tile
   // pair, no D × L × L tensor). The other reductions and the range stay on the
@@ -620,6 +648,10 @@ class device_backend {
   }
   void min_max(const float* data, index_t n, float* minmax) const {
     reset_min_max(minmax);
+    accumulate_min_max(data, n, minmax);
+  }
+  // minmax merges the range of n more values (no reset).
+  void accumulate_min_max(const float* data, index_t n, float* minmax) const {
     const index_t blocks = (n + detail::model_threads - 1) / detail::model_threads;
     detail::min_max_kernel<<<detail::grid_size(blocks < 4096 ? (blocks > 0 ? blocks : 1) : 4096), detail::model_threads,
                              0, stream_>>>(data, n, minmax);

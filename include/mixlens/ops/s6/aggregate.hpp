@@ -9,11 +9,14 @@
 // in the GPU kernel, gpu/detail/alpha_kernels.cuh), S the cumulative sum of Δ
 // in double (see s6_aggregate_channel); the diagonal tile is summed directly.
 // Channels are split over threads, each with its own accumulator.
+// s6_range_channels is the same pass for the range alone (raw attention's
+// min / max without the tensor): no accumulator, one row tile per thread.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string_view>
 #include <vector>
 
 #include "mixlens/detail/math.hpp"
@@ -109,14 +112,15 @@ void s6_aggregate_channel(const s6_operator<T, State>& op, index_t d, std::vecto
 }
 
 // acc[e0 + j] += f(row[j]) for j < count, the range and NaN count of the
-// values (and of 0 when `zeros`): f per reduction R (0 identity, 1 |·|, 2 max(·, 0)).
+// values (and of 0 when `zeros`): f per reduction R (0 identity, 1 |·|, 2 max(·, 0);
+// −1: the range alone, acc unused).
 template <int R, class T>
 struct block_reduction {
   double* acc;
   T lo = std::numeric_limits<T>::infinity(), hi = -std::numeric_limits<T>::infinity(), nans = T(0);
 
   void operator()(index_t e0, const T* row, index_t count, bool zeros) {
-    double* a = acc + e0;
+    double* a = R >= 0 ? acc + e0 : nullptr;
     T l = lo, h = hi, nan_count = 0;
     for (index_t j = 0; j < count; ++j) {
       const T v = row[j];
@@ -126,46 +130,38 @@ struct block_reduction {
       const double x = v;
       if constexpr (R == 0) a[j] += x;
       else if constexpr (R == 1) a[j] += std::abs(x);
-      else a[j] += x > 0 ? x : 0.0 * x;  // 0·NaN keeps the NaN
+      else if constexpr (R == 2) a[j] += x > 0 ? x : 0.0 * x;  // 0·NaN keeps the NaN
     }
     if (zeros) l = std::min(l, T(0)), h = std::max(h, T(0));
     lo = l, hi = h, nans += nan_count;
   }
 };
 
-}  // namespace detail
-
-// The aggregate above; threads 0: every core (OpenMP), 1: the calling thread.
-template <class T, class State>
-void s6_aggregate_channels(const s6_operator<T, State>& op, channel_reduction r, double* acc, T* minmax,
-                           int threads = 0) {
+// Channels split over threads, each with its own accumulator (none for R = −1),
+// summed into acc and their ranges merged into minmax (when not null) at the end.
+template <int R, class T, class State>
+void s6_reduce_channels(const s6_operator<T, State>& op, double* acc, T* minmax, int threads, std::string_view where) {
   const index_t D = op.in_channels(), L = op.length(), LL = L * L;
-  const index_t parts = detail::threads_for(detail::resolve_threads("mixlens::s6_aggregate_channels", threads),
-                                            D * LL, 1 << 16, D);
+  const index_t parts = threads_for(resolve_threads(where, threads), D * LL, 1 << 16, D);
   std::vector<std::vector<double>> accs(static_cast<std::size_t>(parts));
   std::vector<T> ranges(static_cast<std::size_t>(3 * parts));
-  const auto run = [&]<int R>() {
-    detail::parallel_for(parts, parts, [&](index_t k) {
-      auto& part_acc = accs[static_cast<std::size_t>(k)];
-      part_acc.assign(static_cast<std::size_t>(LL), 0.0);
-      detail::block_reduction<R, T> reduce{part_acc.data()};
-      std::vector<double> sums;
-      std::vector<State> ahat, bhat, mid, h;
-      std::vector<T> rows;
-      for (index_t d = D * k / parts; d < D * (k + 1) / parts; ++d)
-        detail::s6_aggregate_channel(op, d, sums, ahat, bhat, mid, h, rows, reduce);
-      T* range = ranges.data() + 3 * k;
-      range[0] = reduce.lo, range[1] = reduce.hi, range[2] = reduce.nans;
-    });
-  };
-  switch (r) {
-    case channel_reduction::mean: run.template operator()<0>(); break;
-    case channel_reduction::abs_mean: run.template operator()<1>(); break;
-    case channel_reduction::relu_mean: run.template operator()<2>(); break;
-  }
+  parallel_for(parts, parts, [&](index_t k) {
+    auto& part_acc = accs[static_cast<std::size_t>(k)];
+    if constexpr (R >= 0) part_acc.assign(static_cast<std::size_t>(LL), 0.0);
+    block_reduction<R, T> reduce{part_acc.data()};
+    std::vector<double> sums;
+    std::vector<State> ahat, bhat, mid, h;
+    std::vector<T> rows;
+    for (index_t d = D * k / parts; d < D * (k + 1) / parts; ++d)
+      s6_aggregate_channel(op, d, sums, ahat, bhat, mid, h, rows, reduce);
+    T* range = ranges.data() + 3 * k;
+    range[0] = reduce.lo, range[1] = reduce.hi, range[2] = reduce.nans;
+  });
   for (index_t k = 0; k < parts; ++k) {
-    const auto& part_acc = accs[static_cast<std::size_t>(k)];
-    for (index_t e = 0; e < LL; ++e) acc[e] += part_acc[static_cast<std::size_t>(e)];
+    if constexpr (R >= 0) {
+      const auto& part_acc = accs[static_cast<std::size_t>(k)];
+      for (index_t e = 0; e < LL; ++e) acc[e] += part_acc[static_cast<std::size_t>(e)];
+    }
     if (minmax) {
       const T* range = ranges.data() + 3 * k;
       minmax[0] = std::min(minmax[0], range[0]);
@@ -173,6 +169,29 @@ void s6_aggregate_channels(const s6_operator<T, State>& op, channel_reduction r,
       minmax[2] += range[2];
     }
   }
+}
+
+}  // namespace detail
+
+// The aggregate above; threads 0: every core (OpenMP), 1: the calling thread.
+template <class T, class State>
+void s6_aggregate_channels(const s6_operator<T, State>& op, channel_reduction r, double* acc, T* minmax,
+                           int threads = 0) {
+  constexpr std::string_view where = "mixlens::s6_aggregate_channels";
+  switch (r) {
+    case channel_reduction::mean: detail::s6_reduce_channels<0>(op, acc, minmax, threads, where); break;
+    case channel_reduction::abs_mean: detail::s6_reduce_channels<1>(op, acc, minmax, threads, where); break;
+    case channel_reduction::relu_mean: detail::s6_reduce_channels<2>(op, acc, minmax, threads, where); break;
+  }
+}
+
+// minmax (3 values, reset by the caller) merges {min, max, NaN count} of every
+// entry of the operator's blocks, the zeros above the diagonal included: the
+// range raw attention normalizes by, in the time of the aggregate (O(D·L²·N))
+// but with no L × L accumulator — one row tile of one channel per thread.
+template <class T, class State>
+void s6_range_channels(const s6_operator<T, State>& op, T* minmax, int threads = 0) {
+  detail::s6_reduce_channels<-1>(op, nullptr, minmax, threads, "mixlens::s6_range_channels");
 }
 
 }  // namespace mixlens
