@@ -61,11 +61,25 @@ def _class_name(module: Any) -> str:
     return t.__name__ if t.__module__ in ("builtins", "__main__") else f"{t.__module__}.{t.__qualname__}"
 
 
+def _matches(kind: _Kind, present: set[str], prefix: str = "") -> bool:
+    return (all(prefix + m in present for m in kind.marks)
+            and not any(prefix + e in present for e in kind.excludes))
+
+
 def _recognise(keys: list[str], module: Any) -> _Kind:
     present = set(keys)
     for kind in _KINDS:
-        if all(m in present for m in kind.marks) and not any(e in present for e in kind.excludes):
+        if _matches(kind, present):
             return kind
+    # A container of one (an S4 block, a model): name the submodule to pass.
+    for kind in _KINDS:
+        for k in keys:
+            prefix = k[:-len(kind.marks[0])]
+            if k.endswith("." + kind.marks[0]) and _matches(kind, present, prefix):
+                path = "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in prefix[:-1].split("."))
+                raise _core.Error(
+                    f"mixlens.from_module: argument 'module': expected the reference module itself, got "
+                    f"{_class_name(module)}, whose submodule '{prefix[:-1]}' is a {kind.name}: pass module{path}")
     # Not one of them: the nearest kind's missing and unexpected tensors.
     nearest = max(_KINDS, key=lambda k: len(present & set(k.required)))
     missing = [k for k in nearest.required if k not in present]

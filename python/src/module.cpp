@@ -34,6 +34,7 @@ void bind_operator_class(nb::module_& m) {
       .def_prop_ro("out_channels", &py_operator::out_channels, "Output channels.")
       .def_prop_ro("dtype", &py_operator::dtype, "Element type of the arithmetic and results: 'float64' or 'float32'.")
       .def_prop_ro("input_signal", [](const py_operator& op) { return op.input_signal; },
+                   nb::for_getter(nb::sig("def input_signal(self, /) -> numpy.typing.NDArray[typing.Any] | None")),
                    "The signal the operator acts on, when its bind computed it from a layer's input\n"
                    "(mixlens.from_module: Hyena's value v, Mamba-2's SSM input u, Mamba's x as given), so that\n"
                    "apply(input_signal) is the layer's mixer output; None for other operators.")

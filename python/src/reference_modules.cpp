@@ -34,13 +34,14 @@ const std::string key = "from_module";
 
 std::string dtype_text(const nb::dlpack::dtype& dt) {
   const auto code = static_cast<nb::dlpack::dtype_code>(dt.code);
-  const char* kind = code == nb::dlpack::dtype_code::Float    ? "float"
-                     : code == nb::dlpack::dtype_code::Int    ? "int"
-                     : code == nb::dlpack::dtype_code::UInt   ? "uint"
-                     : code == nb::dlpack::dtype_code::Bfloat ? "bfloat"
+  const char* kind = code == nb::dlpack::dtype_code::Float     ? "float"
+                     : code == nb::dlpack::dtype_code::Int     ? "int"
+                     : code == nb::dlpack::dtype_code::UInt    ? "uint"
+                     : code == nb::dlpack::dtype_code::Bfloat  ? "bfloat"
                      : code == nb::dlpack::dtype_code::Complex ? "complex"
-                     : code == nb::dlpack::dtype_code::Bool   ? "bool"
-                                                              : "dtype code " ;
+                     : code == nb::dlpack::dtype_code::Bool    ? "bool"
+                                                               : nullptr;
+  if (!kind) return "DLPack type code " + std::to_string(dt.code) + " of " + std::to_string(dt.bits) + " bits";
   return std::string(kind) + std::to_string(dt.bits);
 }
 

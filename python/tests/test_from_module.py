@@ -173,6 +173,16 @@ def test_unknown_module_names_class_and_keys():
         mixlens.from_module(np.zeros(3), length=8)
 
 
+def test_container_names_the_submodule():
+    conv, _ = rm.fft_conv_diag(np.random.default_rng(2))
+    block = torch.nn.Module()
+    block.layers = torch.nn.ModuleList([torch.nn.Module()])
+    block.layers[0].layer = conv
+    with pytest.raises(mixlens.Error, match=r"submodule 'layers.0.layer' is a FFTConv with SSMKernelDiag \(S4D\): "
+                                            r"pass module.layers\[0\].layer"):
+        mixlens.from_module(block, length=8)
+
+
 def test_nearest_kind_missing_and_unexpected_keys():
     module, _ = rm.mamba2(np.random.default_rng(8))
     del module.dt_bias  # no longer recognisable as Mamba2: the nearest kind's missing tensors
