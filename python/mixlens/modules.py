@@ -153,7 +153,7 @@ def _options(kind: _Kind, module: Any) -> dict[str, Any]:
     return {k: v for k, v in o.items() if v is not None}
 
 
-def _host(name: str, t: Any) -> Any:
+def _host(t: Any) -> Any:
     """A state_dict tensor as the loaders read it: in place when it is on the CPU and contiguous,
     else a contiguous CPU copy."""
     if not hasattr(t, "is_contiguous"):
@@ -200,6 +200,6 @@ def from_module(module: Any, length: int | None = None, *, x: Any = None, z: Any
     kind = _recognise(list(state), module)
     opts = _options(kind, module)
     opts.update(options)
-    tensors = {k: _host(k, v) for k, v in state.items()}
+    tensors = {k: _host(v) for k, v in state.items()}
     return _core._load_reference_module(kind.key, _class_name(module), tensors, opts,
                                         length, x, z, dtype)
