@@ -36,11 +36,11 @@ _KINDS = (
     _Kind("ssm_kernel_dplr", "FFTConv with SSMKernelDPLR (S4)",
           "state-spaces/s4 src/models/sequence/kernels/fftconv.py and ssm.py",
           ("D", "kernel.inv_dt", "kernel.A_real", "kernel.A_imag", "kernel.B", "kernel.P", "kernel.C",
-           "kernel.l_kernel"), ("kernel.inv_dt", "kernel.P")),
+           "kernel.l_kernel"), ("kernel.inv_dt", "kernel.A_real", "kernel.P")),
     _Kind("ssm_kernel_diag", "FFTConv with SSMKernelDiag (S4D)",
           "state-spaces/s4 src/models/sequence/kernels/fftconv.py and ssm.py",
           ("D", "kernel.inv_dt", "kernel.A_real", "kernel.A_imag", "kernel.B", "kernel.C"),
-          ("kernel.inv_dt",), excludes=("kernel.P",)),
+          ("kernel.inv_dt", "kernel.A_real"), excludes=("kernel.P",)),
     _Kind("hyena", "HyenaOperator", "HazyResearch/safari src/models/sequence/hyena.py",
           ("in_proj.weight", "in_proj.bias", "short_filter.weight", "short_filter.bias",
            "filter_fn.pos_emb.z", "filter_fn.pos_emb.t", "filter_fn.modulation.deltas", "filter_fn.bias",
@@ -48,7 +48,8 @@ _KINDS = (
           ("short_filter.weight",), optional=("filter_fn.implicit_filter.",)),
     _Kind("mamba2", "Mamba2", "state-spaces/mamba mamba_ssm/modules/mamba2.py",
           ("in_proj.weight", "conv1d.weight", "dt_bias", "A_log", "D", "norm.weight", "out_proj.weight"),
-          ("dt_bias",), optional=("in_proj.bias", "conv1d.bias", "out_proj.bias")),
+          ("dt_bias", "A_log"), excludes=("init_states",),
+          optional=("in_proj.bias", "conv1d.bias", "out_proj.bias")),
     _Kind("mamba", "Mamba", "state-spaces/mamba mamba_ssm/modules/mamba_simple.py",
           ("x_proj.weight", "dt_proj.weight", "dt_proj.bias", "A_log", "D"), ("x_proj.weight",),
           optional=("in_proj.", "conv1d.", "out_proj.", "x_proj.bias", "dt_layernorm.", "b_layernorm.",
@@ -111,13 +112,35 @@ def _activation(act: Any) -> Any:
     return "id" if name == "Identity" else name.lower()
 
 
-def _options(kind: _Kind, module: Any) -> dict[str, Any]:
-    """The loader's options where the reference module keeps them (None: not kept there)."""
+def _first(*values: Any) -> Any:
+    """The first value that is not None (None when all are)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _norm_group_size(norm: Any) -> Any:
+    """The channels per group of a Mamba-2 gated RMSNorm. mamba_ssm's RMSNormGated and
+    transformers' MambaRMSNormGated from 5.23 keep `group_size`; RMSNormGated's group_size=None
+    (Mamba2Simple) and the MambaRMSNormGated of transformers before 5.23 (no group_size at all)
+    normalize the whole width, the norm's weight size. None: no norm."""
+    if norm is None:
+        return None
+    size = getattr(norm, "group_size", None)
+    if size is None:
+        weight = getattr(norm, "weight", None)
+        size = int(weight.shape[0]) if hasattr(weight, "shape") and len(weight.shape) == 1 else None
+    return size
+
+
+def _options(kind: _Kind, module: Any, present: set[str]) -> dict[str, Any]:
+    """The loader's options where the reference module keeps them (None: not kept there).
+    docs/python.md lists the upstream file and attribute of each."""
     a = lambda path: _attr(module, path)
     if kind.key in ("ssm_kernel_diag", "ssm_kernel_dplr"):
+        # SSMKernel keeps dt_transform, SSMKernelDiag (and its subclass SSMKernelDPLR) the rest;
+        # a given version of ssm.py has either force_real (earlier) or is_real (later).
         o = {n: a("kernel." + n) for n in ("dt_transform", "real_transform", "imag_transform", "dt_fast",
                                             "bandlimit", "is_real", "force_real")}
-        if kind.key == "ssm_kernel_diag":
+        if kind.key == "ssm_kernel_diag":  # SSMKernelDPLR inherits disc but never reads it
             o["disc"] = a("kernel.disc")
         o["bidirectional"] = a("bidirectional")
     elif kind.key == "dss":
@@ -125,8 +148,9 @@ def _options(kind: _Kind, module: Any) -> dict[str, Any]:
              "max_real_lambda": a("kernel.max_real_Lambda"), "hyper": a("hyper"),
              "max_kernel_length": a("max_kernel_length"), "bidirectional": a("bidirectional")}
     elif kind.key == "hyena":
+        # HyenaOperator does not keep filter_cls (a constructor argument only): the filter_fn.*
+        # state_dict names are HyenaFilter's.
         o = {n: a(n) for n in ("num_heads", "num_blocks", "inner_factor", "outer_mixing", "post_order_ffn")}
-        o["filter_cls"] = a("filter_cls") if isinstance(a("filter_cls"), str) else None
         o["activation"] = _activation(a("activation"))
         o["normalized"] = a("filter_fn.normalized")
         o["bias"] = a("filter_fn.use_bias")
@@ -134,18 +158,25 @@ def _options(kind: _Kind, module: Any) -> dict[str, Any]:
         o["shift"] = a("filter_fn.modulation.shift")
     elif kind.key == "mamba":
         o = {}
-        if type(module).__name__.startswith("FalconMamba"):  # transformers' FalconMambaMixer
-            o = {"b_c_dt_rms": True, "mixer_rms_eps": a("rms_eps")}
-        norm = a("dt_layernorm")  # Jamba's weighted norms (stored in the state_dict)
-        if norm is not None:
-            o["rms_norm_eps"] = _attr(norm, "variance_epsilon") or _attr(norm, "eps")
+        # transformers' FalconMambaMixer: weightless RMSNorms of Δ, B and C, ε = rms_eps (the
+        # config's mixer_rms_eps). Its norms hold no state_dict tensor: before transformers 5.24
+        # the non-persistent buffers b_c_rms and dt_rms, from then dt_layernorm, b_layernorm and
+        # c_layernorm modules whose weight is a non-persistent buffer.
+        weightless = a("dt_layernorm") is not None and "dt_layernorm.weight" not in present
+        if type(module).__name__.startswith("FalconMamba") or a("b_c_rms") is not None or weightless:
+            o = {"b_c_dt_rms": True,
+                 "mixer_rms_eps": _first(a("rms_eps"), a("dt_layernorm.eps"), a("config.mixer_rms_eps"))}
+        elif "dt_layernorm.weight" in present:  # Jamba's weighted norms: JambaRMSNorm.variance_epsilon
+            o["rms_norm_eps"] = _first(a("dt_layernorm.variance_epsilon"), a("dt_layernorm.eps"))
     elif kind.key == "mamba2":
-        limit = a("dt_limit")
-        o = {"ngroups": a("ngroups") or a("n_groups"), "chunk_size": a("chunk_size"),
-             "rmsnorm": a("rmsnorm"), "norm_eps": a("norm.eps") or a("norm.variance_epsilon"),
-             "norm_group_size": a("norm.group_size"),
-             "norm_before_gate": a("norm.norm_before_gate") if a("norm_before_gate") is None
-             else a("norm_before_gate")}
+        # mamba_ssm's Mamba2 / Mamba2Simple, or transformers' Mamba2Mixer (n_groups, time_step_limit,
+        # norm.variance_epsilon). transformers keeps rms_norm but its forward applies the norm
+        # whatever it says: not read.
+        limit = _first(a("dt_limit"), a("time_step_limit"))
+        o = {"ngroups": _first(a("ngroups"), a("n_groups")), "chunk_size": a("chunk_size"),
+             "rmsnorm": a("rmsnorm"), "norm_eps": _first(a("norm.eps"), a("norm.variance_epsilon")),
+             "norm_group_size": _norm_group_size(a("norm")),
+             "norm_before_gate": _first(a("norm_before_gate"), a("norm.norm_before_gate"))}
         if isinstance(limit, (tuple, list)) and len(limit) == 2:
             o["dt_min"], o["dt_max"] = float(limit[0]), float(limit[1])
     else:
@@ -187,9 +218,10 @@ def from_module(module: Any, length: int | None = None, *, x: Any = None, z: Any
 
     Only each module's linear part is the operator: what follows the D skip (activation, GLU,
     output_linear) is not. The options the reference keeps in attributes (FFTConv's kernel
-    ``disc``, ``dt_transform``…, ``bidirectional``; DSS's ``version``; HyenaFilter's
-    ``normalized``…; Mamba2's ``ngroups``, ``dt_limit``…) are read from the module; keyword
-    arguments (the loaders' option names, docs/python.md) override them. dtype: 'float32' or
+    ``disc``, ``dt_transform``…, ``bidirectional``; DSS's kernel ``version``; HyenaFilter's
+    ``normalized``…; Mamba2's ``ngroups``, ``dt_limit``…, transformers' Mamba2Mixer ``n_groups``,
+    ``time_step_limit``…; docs/python.md names each upstream attribute) are read from the module;
+    keyword arguments (the loaders' option names) override them. dtype: 'float32' or
     'float64'; default float32 when every floating-point tensor (and x, z) is float32, else
     float64. The operator owns its parameters: changing the module afterwards does not change it.
     """
@@ -198,7 +230,7 @@ def from_module(module: Any, length: int | None = None, *, x: Any = None, z: Any
                           + _class_name(module))
     state = {k: v for k, v in module.state_dict().items() if hasattr(v, "shape")}
     kind = _recognise(list(state), module)
-    opts = _options(kind, module)
+    opts = _options(kind, module, set(state))
     opts.update(options)
     tensors = {k: _host(v) for k, v in state.items()}
     return _core._load_reference_module(kind.key, _class_name(module), tensors, opts,

@@ -63,11 +63,16 @@ def s4d(rng):
 _DIAG = {"dt_transform": "exp", "real_transform": "exp", "imag_transform": "none", "disc": "zoh"}
 
 
-def _kernel_attributes(cfg, dplr=False):
-    names = ["dt_transform", "real_transform", "imag_transform", "dt_fast", "bandlimit", "is_real", "force_real"]
-    if not dplr:
-        names.append("disc")
+def _kernel_attributes(cfg):
+    """ssm.py: SSMKernel keeps dt_transform; SSMKernelDiag (and SSMKernelDPLR, its subclass) disc,
+    dt_fast, the transforms, bandlimit and, by version, force_real (earlier) or is_real (later);
+    FFTConv keeps bidirectional."""
+    names = ["dt_transform", "real_transform", "imag_transform", "disc", "dt_fast", "bandlimit"]
     attributes = {"kernel." + n: cfg.get(n, None if n == "bandlimit" else False) for n in names}
+    if "force_real" in cfg:  # the earlier ssm.py: no is_real
+        attributes["kernel.force_real"] = cfg["force_real"]
+    else:
+        attributes["kernel.is_real"] = cfg.get("is_real", False)
     attributes["bidirectional"] = cfg.get("bidirectional", False)
     return attributes
 
@@ -87,14 +92,15 @@ def fft_conv_dplr(rng, channels=2, h=4, n2=3, n_ssm=2, rank=2, l_kernel=16, leng
     sd, u, _, cfg = fixtures.make_dplr(rng, cfg, h=h, n2=n2, channels=channels, n_ssm=n_ssm, rank=rank,
                                        l_kernel=l_kernel, length=length, prefix="")
     forward = lambda sd_, u_: fixtures.ssm_kernel_dplr(sd_, u_, cfg, "")
-    return reference_module("FFTConv", sd, forward, _kernel_attributes(cfg, dplr=True)), u
+    return reference_module("FFTConv", sd, forward, _kernel_attributes(cfg)), u
 
 
 def dss(rng, version="softmax", channels=2, sep_dt=True, bidirectional=False):
     """The DSS author's DSS (DSSKernel version); input (H, L)."""
     sd, u, _, cfg = fixtures.make_dss(rng, version, channels=channels, sep_dt=sep_dt, bidirectional=bidirectional)
     forward = lambda sd_, u_: fixtures.dss_module(sd_, u_, cfg)
-    attributes = {"kernel.version": version, "kernel.epsilon": cfg["epsilon"], "bidirectional": bidirectional}
+    attributes = {"kernel.version": version, "kernel.epsilon": cfg["epsilon"], "kernel.max_real_Lambda": 1e-4,
+                  "bidirectional": bidirectional, "hyper": False, "max_kernel_length": None}
     return reference_module("DSS", sd, forward, attributes), u
 
 
@@ -112,19 +118,54 @@ def hyena(rng, normalized=False, shift=0.0, bias=True, order=3, length=12):
 
 
 def mamba(rng, class_name="Mamba", **kw):
-    """Mamba's selective scan (mamba_simple.py; make_mamba's cfg, x_bias, norms); inputs x, z (D_inner, L)."""
+    """Mamba's selective scan (mamba_simple.py; make_mamba's cfg, x_bias, norms); inputs x, z (D_inner, L).
+    With norms (JambaMambaMixer) the JambaRMSNorms keep their ε as variance_epsilon."""
     sd, (x, z), _, cfg = fixtures.make_mamba(rng, prefix="", **kw)
     forward = lambda sd_, x_, z_: fixtures.mamba_mixer(sd_, x_, z_, "", cfg)
-    return reference_module(class_name, sd, forward), x, z
+    attributes = {}
+    if kw.get("norms"):
+        eps = cfg.get("rms_norm_eps", 1e-6)
+        attributes = {f"{n}_layernorm.variance_epsilon": eps for n in ("dt", "b", "c")}
+    return reference_module(class_name, sd, forward, attributes), x, z
 
 
-def mamba2(rng, ngroups=2, dt_limit=(0.002, 0.05), d_has_hdim=False):
-    """Mamba2 (mamba2.py) without the gated-MLP part: out_proj reads the SSM output alone; input (L, d_model)."""
-    cfg = {"ngroups": ngroups, "norm_eps": 1e-5, "dt_min": dt_limit[0], "dt_max": dt_limit[1]}
-    sd, u, _, cfg = fixtures.make_mamba2(rng, cfg, d_model=3, nheads=4, headdim=2, d_state=3, d_conv=4, d_mlp=0,
-                                         d_has_hdim=d_has_hdim, bias=True, conv_bias=True, prefix="")
+def _mamba2_attributes(flavour, ngroups, dt_limit, d_ssm):
+    """Where each flavour keeps the options. mamba_ssm: Mamba2 (mamba2.py) ngroups, dt_limit,
+    chunk_size, rmsnorm, norm_before_gate and its RMSNormGated (layernorm_gated.py) eps,
+    group_size = d_ssm / ngroups, norm_before_gate; Mamba2Simple (mamba2_simple.py) no rmsnorm or
+    norm_before_gate of its own and RMSNormGated(group_size=None): one group. transformers'
+    Mamba2Mixer: n_groups, time_step_limit, chunk_size, and MambaRMSNormGated's variance_epsilon,
+    with group_size = d_ssm / n_groups from 5.23 (transformers5) and no group_size (one group)
+    before (transformers4)."""
+    if flavour == "mamba_ssm":
+        return {"ngroups": ngroups, "dt_limit": dt_limit, "chunk_size": 256, "rmsnorm": True,
+                "norm_before_gate": False, "norm.eps": 1e-5, "norm.group_size": d_ssm // ngroups,
+                "norm.norm_before_gate": False}
+    if flavour == "simple":
+        return {"ngroups": ngroups, "dt_limit": dt_limit, "chunk_size": 256, "norm.eps": 1e-5,
+                "norm.group_size": None, "norm.norm_before_gate": False}
+    attributes = {"n_groups": ngroups, "time_step_limit": dt_limit, "chunk_size": 256, "rms_norm": True,
+                  "norm.variance_epsilon": 1e-5}
+    if flavour == "transformers5":
+        attributes["norm.group_size"] = d_ssm // ngroups
+    return attributes
+
+
+_MAMBA2_CLASS = {"mamba_ssm": "Mamba2", "simple": "Mamba2Simple", "transformers4": "Mamba2Mixer",
+                 "transformers5": "Mamba2Mixer"}
+
+
+def mamba2(rng, ngroups=2, dt_limit=(0.002, 0.05), d_has_hdim=False, flavour="mamba_ssm"):
+    """Mamba2 (mamba2.py) without the gated-MLP part, or a relative laid out the same way (flavour:
+    _mamba2_attributes): out_proj reads the SSM output alone; input (L, d_model)."""
+    nheads, headdim = 4, 2
+    d_ssm = nheads * headdim
+    one_group = flavour in ("simple", "transformers4")
+    cfg = {"ngroups": ngroups, "norm_eps": 1e-5, "dt_min": dt_limit[0], "dt_max": dt_limit[1],
+           "norm_group_size": d_ssm if one_group else d_ssm // ngroups}
+    sd, u, _, cfg = fixtures.make_mamba2(rng, cfg, d_model=3, nheads=nheads, headdim=headdim, d_state=3, d_conv=4,
+                                         d_mlp=0, d_has_hdim=d_has_hdim, bias=True, conv_bias=True, prefix="")
     sd = {k: v for k, v in sd.items() if not k.startswith("backbone.")}  # the block's norm, not the mixer's
     forward = lambda sd_, u_: fixtures.mamba2_mixer(sd_, u_, cfg, "")
-    attributes = {"ngroups": ngroups, "dt_limit": dt_limit, "chunk_size": 256, "rmsnorm": True,
-                  "norm.eps": 1e-5, "norm.group_size": 8 // ngroups, "norm.norm_before_gate": False}
-    return reference_module("Mamba2", sd, forward, attributes), u.T
+    attributes = _mamba2_attributes(flavour, ngroups, dt_limit, d_ssm)
+    return reference_module(_MAMBA2_CLASS[flavour], sd, forward, attributes), u.T

@@ -1,6 +1,8 @@
 """mixlens.from_module on torch modules laid out as the reference modules (reference_modules.py):
 every module kind the C++ loaders read, against the module's own forward, in float64."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -106,7 +108,7 @@ def test_hyena(kw):
 
 @pytest.mark.parametrize("name,kw,options", [
     ("mamba", {}, {}),
-    ("jamba", {"cfg": {"rms_norm_eps": 1e-6}, "x_bias": True, "norms": True}, {}),
+    ("jamba", {"cfg": {"rms_norm_eps": 1e-2}, "x_bias": True, "norms": True}, {}),  # ε read from the norms
     ("falcon", {"cfg": {"b_c_dt_rms": True, "mixer_rms_eps": 1e-3}}, {"b_c_dt_rms": True, "mixer_rms_eps": 1e-3}),
     ("fixed_b", {"cfg": {"delta_softplus": False, "is_variable_B": False}, "dt_bias": 0.05},
      {"delta_softplus": False, "is_variable_B": False}),
@@ -128,8 +130,27 @@ def test_mamba_falcon_mixer_class_sets_its_norms():
     assert rel(mixlens.from_module(module, x=x, z=z).apply(x), module(x, z)) < 1e-10
 
 
-@pytest.mark.parametrize("kw", [{}, {"ngroups": 1, "dt_limit": (0.0, float("inf")), "d_has_hdim": True}],
-                         ids=["groups", "hdim"])
+def test_mamba_weightless_norms_are_falcon_mamba():
+    """transformers 5.24's FalconMambaMixer: dt_layernorm, b_layernorm, c_layernorm modules keeping
+    eps, whose weight is a non-persistent buffer (no state_dict tensor); read whatever the class."""
+    module, x, z = rm.mamba(np.random.default_rng(7), class_name="Mixer",
+                            cfg={"b_c_dt_rms": True, "mixer_rms_eps": 1e-3})
+    for n in ("dt", "b", "c"):
+        norm = torch.nn.Module()
+        norm.eps = 1e-3
+        norm.register_buffer("weight", torch.ones(4, dtype=torch.float64), persistent=False)
+        setattr(module, f"{n}_layernorm", norm)
+    assert "dt_layernorm.weight" not in module.state_dict()
+    assert rel(mixlens.from_module(module, x=x, z=z).apply(x), module(x, z)) < 1e-10
+
+
+@pytest.mark.parametrize("kw", [
+    {},
+    {"ngroups": 1, "dt_limit": (0.0, float("inf")), "d_has_hdim": True},
+    {"flavour": "simple"},         # Mamba2Simple: RMSNormGated(group_size=None), one group of 8
+    {"flavour": "transformers5"},  # Mamba2Mixer: n_groups, time_step_limit, norm.variance_epsilon
+    {"flavour": "transformers4"},  # Mamba2Mixer before 5.23: MambaRMSNormGated without group_size
+], ids=["groups", "hdim", "simple", "transformers5", "transformers4"])
 def test_mamba2(kw):
     module, u = rm.mamba2(np.random.default_rng(8), **kw)  # u: (L, d_model)
     x = np.ascontiguousarray(u.T)
@@ -140,6 +161,40 @@ def test_mamba2(kw):
     out = module.out_proj.weight.detach().numpy() @ y + module.out_proj.bias.detach().numpy()[:, None]
     assert rel(out.T, module(u)) < 1e-10
     check_dense(op, s)
+
+
+def test_mamba2_options_read_where_kept():
+    """A wrong group size, Δ limit or ε from the attributes changes the operator."""
+    for flavour, attr, value in [("transformers5", "time_step_limit", (0.0, float("inf"))),
+                                 ("transformers4", "n_groups", 1), ("mamba_ssm", "dt_limit", (0.0, float("inf")))]:
+        module, u = rm.mamba2(np.random.default_rng(8), flavour=flavour)
+        x = np.ascontiguousarray(u.T)
+        setattr(module, attr, value)
+        op = mixlens.from_module(module, x=x)
+        out = module.out_proj.weight.detach().numpy() @ np.asarray(op.apply(op.input_signal))
+        out += module.out_proj.bias.detach().numpy()[:, None]
+        assert rel(out.T, module(u)) > 1e-6, (flavour, attr)
+
+
+def test_dss_hyper_read_from_the_module():
+    module, u = rm.dss(np.random.default_rng(4))
+    module.hyper = True  # DSS.hyper: hyper_act was set
+    with pytest.raises(mixlens.Error, match="hyper_act"):
+        mixlens.from_module(module, length=u.shape[1])
+
+
+def test_relatives_with_other_tensors_are_not_mamba2():
+    """Mamba2Simple with learnable_init_states (init_states) and mamba3.py's Mamba3 (dt_bias but no
+    A_log) are not Mamba2 layers the loader models."""
+    module, u = rm.mamba2(np.random.default_rng(8), flavour="simple")
+    module.init_states = torch.nn.Parameter(torch.zeros(4, 2, 3, dtype=torch.float64))
+    with pytest.raises(mixlens.Error, match=r"nearest: Mamba2 .*unexpected 'init_states'"):
+        mixlens.from_module(module, x=np.zeros((3, 4)))
+    module, u = rm.mamba2(np.random.default_rng(8))
+    del module.A_log
+    module.B_bias = torch.nn.Parameter(torch.ones(4, 1, 3, dtype=torch.float64))
+    with pytest.raises(mixlens.Error, match=r"nearest: Mamba2 .*missing 'A_log'"):
+        mixlens.from_module(module, x=np.zeros((3, 4)))
 
 
 def test_float32_module_computes_in_float32():
@@ -264,3 +319,63 @@ def test_non_contiguous_and_grad_tensors():
     assert not strided.is_contiguous()
     module.kernel.C = torch.nn.Parameter(strided)
     assert np.array_equal(np.asarray(mixlens.from_module(module, length=u.shape[1]).apply(u)), y)
+
+
+# ---- transformers' own mixers ---------------------------------------------------------------
+
+def _captured(mixer, u, *names):
+    """The inputs of the mixer's submodules `names` during mixer(u) (u: 1 × L × d_model)."""
+    seen = {}
+    hooks = [getattr(mixer, n).register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (i[0], o)))
+             for n in names]
+    with torch.no_grad():
+        out = mixer(u)
+    for h in hooks:
+        h.remove()
+    return out, seen
+
+
+@pytest.mark.parametrize("family", ["mamba", "falcon_mamba"])
+def test_transformers_mamba_mixer(family):
+    """MambaMixer / FalconMambaMixer (its mixer_rms_eps read from the mixer), in float64."""
+    transformers = pytest.importorskip("transformers")
+    cls = {"mamba": (transformers.MambaConfig, transformers.models.mamba.modeling_mamba.MambaMixer),
+           "falcon_mamba": (transformers.FalconMambaConfig,
+                            transformers.models.falcon_mamba.modeling_falcon_mamba.FalconMambaMixer)}[family]
+    config = cls[0](hidden_size=4, state_size=3, intermediate_size=8, time_step_rank=2, conv_kernel=3,
+                    num_hidden_layers=1, mixer_rms_eps=1e-3, use_mambapy=False)
+    torch.manual_seed(0)
+    init = {"initialize_mixer_weights": False} if "initialize_mixer_weights" in inspect.signature(cls[1]).parameters else {}
+    mixer = cls[1](config, layer_idx=0, **init).double().eval()
+    with torch.no_grad():  # the weights as the model's init draws them, perturbed
+        mixer.A_log.copy_(torch.log(torch.arange(1.0, 4.0)).expand(8, 3) + 0.2 * torch.randn(8, 3))
+        mixer.D.normal_()
+        mixer.dt_proj.bias.uniform_(-4.0, -2.0)
+    u = torch.randn(1, 7, 4, dtype=torch.float64)
+    _, seen = _captured(mixer, u, "in_proj", "x_proj", "out_proj")
+    x = seen["x_proj"][0][0].T.contiguous().numpy()  # the conv's SiLU output, d_inner × L
+    z = seen["in_proj"][1][0].T[8:].contiguous().numpy()
+    y = seen["out_proj"][0][0].T.numpy()
+    op = mixlens.from_module(mixer, x=x, z=z)
+    assert rel(op.apply(x), y) < 1e-6  # transformers' sequential scan runs B and Δ·B·x in float32
+    if family == "falcon_mamba":  # the norms' ε was read: the loader's default (1e-6) is off
+        assert rel(mixlens.from_module(mixer, x=x, z=z, mixer_rms_eps=1e-6).apply(x), y) > 1e-5
+
+
+@pytest.mark.parametrize("n_groups", [1, 2])
+def test_transformers_mamba2_mixer(n_groups):
+    """Mamba2Mixer: n_groups, time_step_limit, the norm's ε and groups read from the mixer."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.Mamba2Config(hidden_size=8, num_heads=4, head_dim=4, n_groups=n_groups, state_size=3,
+                                       expand=2, conv_kernel=3, num_hidden_layers=1, chunk_size=4,
+                                       time_step_limit=(0.002, 0.05), layer_norm_epsilon=1e-3)
+    torch.manual_seed(1)
+    mixer = transformers.models.mamba2.modeling_mamba2.Mamba2Mixer(config, layer_idx=0).double().eval()
+    with torch.no_grad():
+        mixer.norm.weight.uniform_(0.5, 1.5)
+    u = torch.randn(1, 9, 8, dtype=torch.float64)
+    _, seen = _captured(mixer, u, "out_proj")
+    op = mixlens.from_module(mixer, x=u[0].T.contiguous().numpy())
+    # MambaRMSNormGated runs in float32 whatever the module's dtype (one group where the library's
+    # norm_group_size is wrong: O(1) off)
+    assert rel(op.apply(op.input_signal), seen["out_proj"][0][0].T.numpy()) < 1e-6
