@@ -5,7 +5,8 @@ causal convolutions, SSD/Mamba-2, RG-LRU, RWKV-4, RetNet, linear and softmax att
 :class:`Operator` with the fast ``apply`` and the exact ``materialize`` / ``rows`` of its mixing
 matrix (its "hidden attention"), and Mamba / Falcon-Mamba / Mamba-2 checkpoints with their
 attention maps (:func:`load`); ``mixlens.hf`` computes them from a live transformers model through
-forward hooks. Host (CPU) backend only.
+forward hooks; :func:`from_module` gives the operators of a live reference PyTorch module (S4D, S4,
+DSS, Hyena, Mamba, Mamba-2 layers) from its parameters. Host (CPU) backend only.
 
 Arrays are the library's layouts: signals (channels × length); B and C (groups × N × length).
 float32 inputs give float32 arithmetic and results, anything else float64; C-contiguous inputs of
@@ -27,6 +28,7 @@ from ._core import (
     ssd,
     token_strings,
 )
+from .modules import from_module
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ __all__ = [
     "Model",
     "Operator",
     "causal_conv",
+    "from_module",
     "from_registry",
     "load",
     "registry_keys",

@@ -33,6 +33,11 @@ void bind_operator_class(nb::module_& m) {
       .def_prop_ro("in_channels", &py_operator::in_channels, "Input channels.")
       .def_prop_ro("out_channels", &py_operator::out_channels, "Output channels.")
       .def_prop_ro("dtype", &py_operator::dtype, "Element type of the arithmetic and results: 'float64' or 'float32'.")
+      .def_prop_ro("input_signal", [](const py_operator& op) { return op.input_signal; },
+                   nb::for_getter(nb::sig("def input_signal(self, /) -> numpy.typing.NDArray[typing.Any] | None")),
+                   "The signal the operator acts on, when its bind computed it from a layer's input\n"
+                   "(mixlens.from_module: Hyena's value v, Mamba-2's SSM input u, Mamba's x as given), so that\n"
+                   "apply(input_signal) is the layer's mixer output; None for other operators.")
       .def_prop_ro("shape", [](const py_operator& op) { return std::make_tuple(op.out_channels(), op.in_channels(), op.length()); },
                    "(out_channels, in_channels, length).")
       .def("apply", &py_operator::apply, "x"_a,
@@ -75,4 +80,5 @@ NB_MODULE(_core, m) {
   mixlens::python::bind_registry(m);
   mixlens::python::bind_models(m);
   mixlens::python::bind_tokens(m);
+  mixlens::python::bind_reference_modules(m);
 }

@@ -41,6 +41,10 @@ class py_operator {
   std::string key;               // the constructor or registry key it was made by
   framework fw = framework::numpy;
   std::vector<any_array> inputs;  // the caller's arrays the view reads
+  // The signal the operator acts on when bind computed it from a layer's input
+  // (mixlens.from_module: Hyena's value v, Mamba-2's SSM input u; Mamba's x as
+  // given); None otherwise.
+  nb::object input_signal = nb::none();
 };
 
 template <class View>
@@ -177,5 +181,6 @@ void bind_direct_operators(nb::module_& m);
 void bind_registry(nb::module_& m);
 void bind_models(nb::module_& m);
 void bind_tokens(nb::module_& m);
+void bind_reference_modules(nb::module_& m);
 
 }  // namespace mixlens::python

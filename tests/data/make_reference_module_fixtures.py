@@ -77,6 +77,10 @@ For each fixture NAME, under reference_params/:
                         (and the gate's input z for Mamba); the module's configuration as JSON in the header's __metadata__
                         "config"
 
+The functions are also the forward passes of the torch modules that python/tests/test_from_module.py
+builds (python/tests/reference_modules.py imports this file; the fixtures need safetensors, the
+functions do not).
+
 Needs numpy, safetensors and torch (CPU is enough; `pip install numpy safetensors torch`):
 
     python3 make_reference_module_fixtures.py [OUT_DIR]   # default: reference_params/ beside it
@@ -92,7 +96,6 @@ import zipfile
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import save_file
 
 L = 16  # sequence length of every fixture
 
@@ -859,6 +862,8 @@ def make_s5(rng, cfg, prefix="layers_0/seq/", positive_re=False):
 
 
 def main():
+    from safetensors.numpy import save_file  # (here: the functions above import without it)
+
     here = os.path.dirname(os.path.abspath(__file__))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "reference_params")
     os.makedirs(out, exist_ok=True)

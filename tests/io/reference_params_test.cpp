@@ -682,6 +682,47 @@ BOOST_AUTO_TEST_CASE(ssm_kernel_dplr_reproduces_reference) {
   BOOST_TEST(relative_error(run(io::load_ssm_kernel_dplr<double>(m, o), io1.input), io1.output) > 1e-3);
 }
 
+// The loaders on tensor_views (a framework's arrays read in place, as mixlens.from_module hands a
+// state_dict over): float64 and float32 tensors and an int64 count, the file's results.
+BOOST_AUTO_TEST_CASE(loaders_read_tensor_views) {
+  const io::ssm_kernel_dplr_options o{.prefix = "layer.", .dt_transform = "softplus", .imag_transform = "exp"};
+  const io::safetensors_file f(params("dplr_rank2"));
+  std::vector<std::vector<double>> f64;
+  std::vector<std::vector<float>> f32;
+  std::vector<std::int64_t> count;
+  for (const auto& t : f.tensors()) {
+    if (t.dtype == "I64") continue;
+    f64.emplace_back(static_cast<std::size_t>(t.size()));
+    f.read(t, f64.back().data());
+    f32.emplace_back(f64.back().begin(), f64.back().end());
+  }
+  io::tensor_views doubles("<views>"), floats("<views>");
+  std::size_t k = 0;
+  for (const auto& t : f.tensors()) {
+    if (t.dtype == "I64") {
+      count.resize(1);
+      std::memcpy(count.data(), f.bytes(t), sizeof(std::int64_t));
+      doubles.insert(t.name, t.shape, count.data());
+      floats.insert(t.name, t.shape, count.data());
+      continue;
+    }
+    doubles.insert(t.name, t.shape, f64[k].data());
+    floats.insert(t.name, t.shape, f32[k].data());
+    ++k;
+  }
+  BOOST_TEST(count.at(0) == 16);
+  check_against("dplr_rank2", io::load_ssm_kernel_dplr<double>(doubles, o), 1e-10);
+  check_against("dplr_rank2", io::load_ssm_kernel_dplr<float>(floats, o), 1e-5);
+  const auto io2 = io_of("dplr_rank2");
+  const auto from_file = run(io::load_ssm_kernel_dplr<double>(params("dplr_rank2"), o), io2.input);
+  const auto from_views = run(io::load_ssm_kernel_dplr<double>(doubles, o), io2.input);
+  BOOST_TEST(relative_error(from_views, cast<double>(from_file)) == 0.0);
+  // Messages name the views' origin; a replaced view is read.
+  doubles.insert("layer.D", {3}, f64[0].data());
+  check_error([&] { (void)io::load_ssm_kernel_dplr<double>(doubles, o); }, {"SSMKernelDPLR parameters '<views>'", "'layer.D'"});
+  check_error([&] { doubles.insert("layer.D", {2}, static_cast<const double*>(nullptr)); }, {"layer.D", "null"});
+}
+
 BOOST_AUTO_TEST_CASE(ssm_kernel_dplr_refuses_unsupported_variants) {
   const auto file = params("dplr_rank1");
   const std::string where = "SSMKernelDPLR parameters '" + file.string() + "'";
