@@ -768,6 +768,19 @@ inline void write_attribution_chart(const fs::path& file, const std::string& met
                                     .value_label = "attribution"});
 }
 
+// target.json: the method, the target logit's position, token and value, and
+// the token's string when a tokenizer is known.
+inline void write_target_json(const fs::path& out, const std::string& method, index_t position, index_t token,
+                              double value, const std::optional<std::string>& text = std::nullopt) {
+  std::ofstream json(out / "target.json");
+  json.precision(17);
+  json << "{\"method\": \"" << method << "\", \"position\": " << position << ", \"token\": " << token
+       << ", \"value\": " << value;
+  if (text) json << ", \"text\": " << nlohmann::json(*text).dump();
+  json << "}\n";
+  if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
+}
+
 // attribution.npy (L), target.json and, for a gradient method, residual_grad_{k}.npy
 // (L × d_model) of the analysed layers (under LRP's rules for lrp), and the
 // rollout-style methods' whole matrix, into `out`.
@@ -825,12 +838,7 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
   if (o.png)
     write_attribution_chart(out / "attribution.png", o.method, P, T, value, scores, o.labels,
                             mixlens::tools::tick_label(target_text));
-  std::ofstream json(out / "target.json");
-  json.precision(17);
-  json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value;
-  if (o.vocab) json << ", \"text\": " << nlohmann::json(target_text).dump();
-  json << "}\n";
-  if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
+  write_target_json(out, o.method, P, T, value, o.vocab ? std::optional<std::string>(target_text) : std::nullopt);
 }
 
 // Refuses what a Vision Mamba run with --method cannot do, before any work: its
@@ -909,11 +917,7 @@ void write_vim_attribution(const options& o, const fs::path& out, const vim_mode
     mixlens::io::write_overlay_png(out / "attribution_overlay.png", mixlens::tensor_view<const float, 3>(shown.view()),
                                    mixlens::matrix_view<const float>(grid.view()));
   }
-  std::ofstream json(out / "target.json");
-  json.precision(17);
-  json << "{\"method\": \"" << o.method << "\", \"position\": " << P << ", \"token\": " << T << ", \"value\": " << value
-       << "}\n";
-  if (!json.flush()) throw mixlens::error("cannot write '" + (out / "target.json").string() + "'");
+  write_target_json(out, o.method, P, T, value);
 }
 
 // ---- one run -------------------------------------------------------------------------
