@@ -102,6 +102,48 @@ void aggregate_operator(const Backend& be, const Op& op, channel_reduction r, ty
   aggregate_materialized(be, op, r, map, minmax, host_copy, max_chunk_bytes);
 }
 
+}  // namespace mixlens::analysis
+
+namespace mixlens::detail {
+
+// The chunk loop of the bidirectional aggregates: per chunk of channels the
+// forward entries (n per channel) and the backward ones, the backward ones
+// reversed in runs of `reversed` values (J·M·J: a whole L × L block, or one row
+// of L), the two summed and scaled, then reduced into map (n values) and
+// minmax, and copied into host_copy (D × n) when it is not null.
+template <class Backend, class FormForward, class FormBackward>
+void aggregate_combined(const Backend& be, index_t D, index_t n, index_t reversed, index_t chunk,
+                        typename Backend::value_type scale, channel_reduction r, typename Backend::value_type* map,
+                        typename Backend::value_type* minmax, typename Backend::value_type* host_copy,
+                        FormForward&& form_forward, FormBackward&& form_backward) {
+  using T = typename Backend::value_type;
+  auto block_f = be.alloc(chunk * n), block_b = be.alloc(chunk * n), sum = be.alloc(chunk * n);
+  auto acc = be.template alloc<double>(n);
+  be.fill_zero(acc.data(), n);
+  if (minmax) be.reset_min_max(minmax);
+  for (index_t d0 = 0; d0 < D; d0 += chunk) {
+    const index_t count = std::min(chunk, D - d0), m = count * n;
+    form_forward(d0, count, block_f.data());
+    form_backward(d0, count, block_b.data());
+    be.reverse_columns(block_b.data(), m / reversed, reversed, sum.data());
+    be.axpy(sum.data(), block_f.data(), T(1), m);
+    T* combined = sum.data();
+    if (scale != T(1)) {  // scaled into the forward buffer, which is free now
+      be.fill(block_f.data(), m, T(0));
+      be.axpy(block_f.data(), sum.data(), scale, m);
+      combined = block_f.data();
+    }
+    be.aggregate(combined, count, n, r, acc.data(), minmax);
+    if (host_copy) be.copy_to_host(combined, m, host_copy + d0 * n);
+  }
+  be.mean(acc.data(), n, double(D), map);
+  be.synchronize();
+}
+
+}  // namespace mixlens::detail
+
+namespace mixlens::analysis {
+
 // aggregate_operator for a bidirectional layer (Vision Mamba): per channel the
 // combined matrix scale · (M_f + J·M_b·J), M_b being the backward operator's
 // block in its own, flipped time and J the exchange matrix. J·M·J of an L × L
@@ -120,27 +162,10 @@ void aggregate_bidirectional(const Backend& be, const Forward& forward, const Ba
   mixlens::detail::check_equal(where, "backward", "channels (those of the forward operator)", D, b.out_channels());
   mixlens::detail::check_equal(where, "backward", "length (that of the forward operator)", L, b.length());
   const index_t chunk = chunk_channels(D, L, 3 * sizeof(T), max_chunk_bytes);  // three buffers of blocks
-  auto block_f = be.alloc(chunk * LL), block_b = be.alloc(chunk * LL), sum = be.alloc(chunk * LL);
-  auto acc = be.template alloc<double>(LL);
-  be.fill_zero(acc.data(), LL);
-  if (minmax) be.reset_min_max(minmax);
-  for (index_t d0 = 0; d0 < D; d0 += chunk) {
-    const index_t count = std::min(chunk, D - d0), n = count * LL;
-    be.materialize_channels(f, d0, count, block_f.data());
-    be.materialize_channels(b, d0, count, block_b.data());
-    be.reverse_columns(block_b.data(), count, LL, sum.data());  // J·M_b·J
-    be.axpy(sum.data(), block_f.data(), T(1), n);
-    T* combined = sum.data();
-    if (scale != T(1)) {  // scaled into the forward buffer, which is free now
-      be.fill(block_f.data(), n, T(0));
-      be.axpy(block_f.data(), sum.data(), scale, n);
-      combined = block_f.data();
-    }
-    be.aggregate(combined, count, LL, r, acc.data(), minmax);
-    if (host_copy) be.copy_to_host(combined, n, host_copy + d0 * LL);
-  }
-  be.mean(acc.data(), LL, double(D), map);
-  be.synchronize();
+  mixlens::detail::aggregate_combined(
+      be, D, LL, LL, chunk, scale, r, map, minmax, host_copy,
+      [&](index_t d0, index_t count, T* out) { be.materialize_channels(f, d0, count, out); },
+      [&](index_t d0, index_t count, T* out) { be.materialize_channels(b, d0, count, out); });
 }
 
 // The positions of selected rows, checked: at least one, each in [0, length).
@@ -204,27 +229,10 @@ void aggregate_rows_bidirectional(const Backend& be, const Forward& forward, con
   for (index_t& t : mirrored) t = L - 1 - t;
   const index_t chunk =
       std::clamp<index_t>(static_cast<index_t>(max_chunk_bytes / (3 * std::size_t(n) * sizeof(T))), 1, D);
-  auto block_f = be.alloc(chunk * n), block_b = be.alloc(chunk * n), sum = be.alloc(chunk * n);
-  auto acc = be.template alloc<double>(n);
-  be.fill_zero(acc.data(), n);
-  if (minmax) be.reset_min_max(minmax);
-  for (index_t d0 = 0; d0 < D; d0 += chunk) {
-    const index_t count = std::min(chunk, D - d0), m = count * n;
-    be.rows_channels(f, d0, count, positions, block_f.data());
-    be.rows_channels(b, d0, count, std::span<const index_t>(mirrored), block_b.data());
-    be.reverse_columns(block_b.data(), count * R, L, sum.data());
-    be.axpy(sum.data(), block_f.data(), T(1), m);
-    T* combined = sum.data();
-    if (scale != T(1)) {
-      be.fill(block_f.data(), m, T(0));
-      be.axpy(block_f.data(), sum.data(), scale, m);
-      combined = block_f.data();
-    }
-    be.aggregate(combined, count, n, r, acc.data(), minmax);
-    if (host_copy) be.copy_to_host(combined, m, host_copy + d0 * n);
-  }
-  be.mean(acc.data(), n, double(D), map_rows);
-  be.synchronize();
+  mixlens::detail::aggregate_combined(
+      be, D, n, L, chunk, scale, r, map_rows, minmax, host_copy,
+      [&](index_t d0, index_t count, T* out) { be.rows_channels(f, d0, count, positions, out); },
+      [&](index_t d0, index_t count, T* out) { be.rows_channels(b, d0, count, std::span<const index_t>(mirrored), out); });
 }
 
 // {min, max, NaN count} of every entry of op's diagonal blocks (the zeros above
