@@ -120,54 +120,70 @@ void hidden_attention_aggregate(const hidden_attention_params<State>& p, const f
   if (pairs > 0x7fffffff) mixlens::detail::fail(where, "length", "fewer than 2^31 tile pairs", p.length);
   auto sums = detail::cumulative_sums(p, stream);
   const auto* cums = static_cast<const double*>(sums.get());
-  // Enough blocks to fill the device four times over: the channels are split
+  // Enough blocks to fill the device `fill` times over: the channels are split
   // when the tiles alone are too few (per split a multiple of `chunk`).
-  const auto split = [&](index_t blocks, index_t chunk) {
-    const index_t wanted = 4 * index_t(sms), splits = std::clamp<index_t>((wanted + blocks - 1) / blocks, 1, p.channels);
+  const auto split = [&](index_t blocks, index_t chunk, index_t fill = 4) {
+    const index_t wanted = fill * index_t(sms), splits = std::clamp<index_t>((wanted + blocks - 1) / blocks, 1, p.channels);
     const index_t per = (p.channels + splits - 1) / splits;
     const index_t per_split = (per + chunk - 1) / chunk * chunk;
     return std::pair{per_split, (p.channels + per_split - 1) / per_split};
   };
-  const auto launch = [&](auto kernel, index_t blocks, bool diagonal_only) {
+  const auto launch = [&](auto kernel, index_t blocks) {
     MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
     const auto [per_split, splits] = split(blocks, 1);
     kernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(splits)), 256, smem, stream>>>(
         p.delta, cums, p.a, p.b, p.c, skip, gate, map, minmax, p.channels, p.length, p.state_size, p.groups,
-        per_split, diagonal_only);
+        per_split);
     MIXLENS_CUDA_CHECK_LAUNCH();
   };
-  const auto with_reduction = [&]<int R>(index_t blocks, bool diagonal_only) {
-    if (p.state_size == 16) launch(detail::alpha_aggregate_kernel<16, R, State, State>, blocks, diagonal_only);
-    else launch(detail::alpha_aggregate_kernel<0, R, State, State>, blocks, diagonal_only);
+  const auto with_reduction = [&]<int R>(index_t blocks) {
+    if (p.state_size == 16) launch(detail::alpha_aggregate_kernel<16, R, State, State>, blocks);
+    else launch(detail::alpha_aggregate_kernel<0, R, State, State>, blocks);
   };
-  // The signed mean without the range, real states: the strictly lower tiles
-  // as one product over (channel, state) per pair (alpha_mean_lower_kernel),
-  // the diagonal tiles per channel as below.
+  // The signed mean without the range, real states: one product over
+  // (channel, state) per tile pair (alpha_mean_lower_kernel) at three levels,
+  // the 16 × 16 diagonal tiles summed directly (alpha_mean_diagonal_kernel).
   if constexpr (std::is_same_v<State, float>) {
     if (reduction == channel_reduction::mean && !minmax) {
-      const index_t lower = pairs - tiles, chunk = std::max<index_t>(1, 64 / p.state_size);
-      const std::size_t lower_smem = 2 * static_cast<std::size_t>(chunk * p.state_size * detail::alpha_tile) * sizeof(float);
-      if (lower_smem > static_cast<std::size_t>(limit))
-        mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
-      if (lower > 0) {
-        auto kernel = p.state_size == 16 ? detail::alpha_mean_lower_kernel<16, State>
-                                         : detail::alpha_mean_lower_kernel<0, State>;
-        MIXLENS_CUDA_CHECK(
-            cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(lower_smem)));
-        const auto [per_split, splits] = split(lower, chunk);
-        kernel<<<dim3(static_cast<unsigned>(lower), static_cast<unsigned>(splits)), 256, lower_smem, stream>>>(
-            p.delta, cums, p.a, p.b, p.c, gate, map, p.channels, p.length, p.state_size, p.groups, per_split,
+      const index_t chunk = std::max<index_t>(1, 64 / p.state_size), L = p.length;
+      // Pairs of 64-row tiles, then the lower quadrants of the diagonal tiles
+      // of 64 and of 32, then the 16 × 16 diagonal tiles.
+      const auto lower = [&]<int T>(index_t blocks) {
+        if (blocks <= 0) return;
+        const std::size_t smem_t = 2 * static_cast<std::size_t>(chunk * p.state_size * T) * sizeof(float);
+        if (smem_t > static_cast<std::size_t>(limit))
+          mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
+        auto kernel = p.state_size == 16 ? detail::alpha_mean_lower_kernel<16, T, State>
+                                         : detail::alpha_mean_lower_kernel<0, T, State>;
+        MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_t)));
+        // The small levels walk their channels in short splits: many blocks hide the latency.
+        const auto [per_split, splits] = split(blocks, chunk, T == 64 ? 4 : 64);
+        kernel<<<dim3(static_cast<unsigned>(blocks), static_cast<unsigned>(splits)), (T / 4) * (T / 4), smem_t, stream>>>(
+            p.delta, cums, p.a, p.b, p.c, gate, map, p.channels, L, p.state_size, p.groups, per_split,
             static_cast<int>(chunk));
         MIXLENS_CUDA_CHECK_LAUNCH();
-      }
-      with_reduction.template operator()<0>(tiles, true);
+      };
+      lower.template operator()<64>(pairs - tiles);
+      lower.template operator()<32>((L + 63) / 64);
+      lower.template operator()<16>((L + 31) / 32);
+      const index_t diagonal = (L + 15) / 16;
+      const std::size_t smem_d = 16 * sizeof(double) + static_cast<std::size_t>(2 * 16 * p.state_size + p.state_size) * sizeof(float);
+      if (smem_d > static_cast<std::size_t>(limit))
+        mixlens::detail::fail(where, "state_size", "a state size whose tiles fit in shared memory", p.state_size);
+      auto kernel = p.state_size == 16 ? detail::alpha_mean_diagonal_kernel<16, State>
+                                       : detail::alpha_mean_diagonal_kernel<0, State>;
+      MIXLENS_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem_d)));
+      const auto [per_split, splits] = split(diagonal, 1, 64);
+      kernel<<<dim3(static_cast<unsigned>(diagonal), static_cast<unsigned>(splits)), 256, smem_d, stream>>>(
+          p.delta, cums, p.a, p.b, p.c, skip, gate, map, p.channels, L, p.state_size, p.groups, per_split);
+      MIXLENS_CUDA_CHECK_LAUNCH();
       return;
     }
   }
   switch (reduction) {
-    case channel_reduction::mean: with_reduction.template operator()<0>(pairs, false); break;
-    case channel_reduction::abs_mean: with_reduction.template operator()<1>(pairs, false); break;
-    case channel_reduction::relu_mean: with_reduction.template operator()<2>(pairs, false); break;
+    case channel_reduction::mean: with_reduction.template operator()<0>(pairs); break;
+    case channel_reduction::abs_mean: with_reduction.template operator()<1>(pairs); break;
+    case channel_reduction::relu_mean: with_reduction.template operator()<2>(pairs); break;
   }
 }
 

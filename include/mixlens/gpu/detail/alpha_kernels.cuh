@@ -311,26 +311,24 @@ __global__ void __launch_bounds__(256, 3) alpha_full_kernel(const float* delta, 
 // rows, as the view's block has them) and reducing in registers: acc (L × L,
 // double) += Σ_d f(value) (f: identity, |·|, max(·, 0) for Reduction 0, 1, 2),
 // minmax {min, max, NaN count} over every entry of the channels' blocks —
-// the zeros above the diagonal included, as the tensor has them. With
-// diagonal_only, block p owns the diagonal tile p instead.
+// the zeros above the diagonal included, as the tensor has them.
 template <int Fixed, int Reduction, class State, class W>
 __global__ void __launch_bounds__(256, 2)
     alpha_aggregate_kernel(const float* delta, const double* cums, const State* a, const W* b, const W* c,
                            const float* skip, const float* gate, double* map, float* minmax, index_t D, index_t L,
-                           index_t N_, index_t G, index_t per_split, bool diagonal_only) {
+                           index_t N_, index_t G, index_t per_split) {
   const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
   constexpr int T = alpha_tile;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const alpha_stage<State> st(smem_raw, N);
 
   const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
-  // Pair p = row_tile·(row_tile + 1)/2 + column tile, or the diagonal tile p.
+  // Pair p = row_tile·(row_tile + 1)/2 + column tile.
   const index_t p = blockIdx.x;
   index_t row_tile = static_cast<index_t>((sqrt(8.0 * double(p) + 1.0) - 1.0) / 2.0);
   while (row_tile * (row_tile + 1) / 2 > p) --row_tile;
   while ((row_tile + 1) * (row_tile + 2) / 2 <= p) ++row_tile;
-  if (diagonal_only) row_tile = p;
-  const index_t col_tile = diagonal_only ? p : p - row_tile * (row_tile + 1) / 2;
+  const index_t col_tile = p - row_tile * (row_tile + 1) / 2;
   const index_t i0 = row_tile * T, j0 = col_tile * T;
   const bool diagonal = col_tile == row_tile;
   const index_t d_begin = static_cast<index_t>(blockIdx.y) * per_split, d_end = d_begin + per_split < D ? d_begin + per_split : D;
@@ -395,31 +393,38 @@ __global__ void __launch_bounds__(256, 2)
 //   Σ_d g_d(i)·α_d[i][j] = Σ_{(d,n)} [g_d(i) C_i[n] e^{A_dn (S_di − S_dr)}] · [Δ_dj B_j[n] e^{A_dn (S_dr − S_dj)}],
 // a sum over k = (d, n) of products of two factors whose exponents are ≤ 0
 // (g the gate, 1 without one; D sits on the diagonal only). A block owns one
-// pair (decoded from blockIdx.x) and the channels [blockIdx.y·per_split, …);
-// it stages `chunk` channels' factors at once (k = 64 for N = 16) and sums
-// them in fp32 registers, then into double: 16 FMAs per entry and channel, no
-// per-channel epilogue (alpha_aggregate_kernel's cost) and no tensor.
+// T × T pair and the channels [blockIdx.y·per_split, …); it stages `chunk`
+// channels' factors at once (k = 64 for N = 16) and sums them in fp32
+// registers, 4 × 4 entries per thread, then into double: 16 FMAs per entry and
+// channel, no per-channel epilogue (alpha_aggregate_kernel's cost) and no
+// tensor. T = 64: block x is a pair of 64-row tiles (column < row); T = 32 and
+// 16: block x is the lower-left quadrant of the diagonal tile x of size 2T, so
+// that the three levels leave only 16 × 16 diagonal tiles (alpha_mean_diagonal_kernel).
 // map (L × L, double) += the sums of the pair's entries.
-template <int Fixed, class W>
-__global__ void __launch_bounds__(256, 2)
+template <int Fixed, int T, class W>
+__global__ void __launch_bounds__((T / 4) * (T / 4), T == 64 ? 2 : 8)
     alpha_mean_lower_kernel(const float* delta, const double* cums, const float* a, const W* b, const W* c,
                             const float* gate, double* map, index_t D, index_t L, index_t N_, index_t G,
                             index_t per_split, int chunk_) {
+  constexpr int Threads = (T / 4) * (T / 4);
   const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
   const int chunk = Fixed > 0 ? (64 / Fixed > 0 ? 64 / Fixed : 1) : chunk_, K = chunk * N;
-  constexpr int T = alpha_tile;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* cs = reinterpret_cast<float*>(smem_raw);  // [k][i]: the rows' factors
   float* bs = cs + K * T;                          // [k][j]: the columns' factors
 
-  const int tid = static_cast<int>(threadIdx.x), tx = tid % 16, ty = tid / 16;
-  // Strictly lower pair p = row_tile·(row_tile − 1)/2 + column tile.
+  const int tid = static_cast<int>(threadIdx.x), tx = tid % (T / 4), ty = tid / (T / 4);
   const index_t p = blockIdx.x;
-  index_t row_tile = static_cast<index_t>((sqrt(8.0 * double(p) + 1.0) + 1.0) / 2.0);
-  while (row_tile * (row_tile - 1) / 2 > p) --row_tile;
-  while ((row_tile + 1) * row_tile / 2 <= p) ++row_tile;
-  const index_t col_tile = p - row_tile * (row_tile - 1) / 2;
-  const index_t i0 = row_tile * T, j0 = col_tile * T;  // j0 + T ≤ i0 < L
+  index_t i0 = 0, j0 = 0;  // j0 + T ≤ i0 < L
+  if constexpr (T == 64) {  // strictly lower pair p = row_tile·(row_tile − 1)/2 + column tile
+    index_t row_tile = static_cast<index_t>((sqrt(8.0 * double(p) + 1.0) + 1.0) / 2.0);
+    while (row_tile * (row_tile - 1) / 2 > p) --row_tile;
+    while ((row_tile + 1) * row_tile / 2 <= p) ++row_tile;
+    i0 = row_tile * T, j0 = (p - row_tile * (row_tile - 1) / 2) * T;
+  } else {
+    j0 = p * 2 * T, i0 = j0 + T;
+    if (i0 >= L) return;  // the last diagonal tile has no lower half
+  }
   const index_t d_begin = static_cast<index_t>(blockIdx.y) * per_split;
   const index_t d_end = d_begin + per_split < D ? d_begin + per_split : D, per_group = D / G;
 
@@ -431,7 +436,7 @@ __global__ void __launch_bounds__(256, 2)
 
   for (index_t d0 = d_begin; d0 < d_end; d0 += chunk) {
     __syncthreads();  // the previous chunk's factors are consumed
-    // Thread tid stages position tid % T of states n ≡ tid / T (mod 256 / T)
+    // Thread tid stages position tid % T of states n ≡ tid / T (mod Threads / T)
     // of every channel of the chunk: the channel's loads once, two exps per n.
     const int pos = tid % T;
     const index_t i = i0 + pos, j = j0 + pos;
@@ -440,7 +445,7 @@ __global__ void __launch_bounds__(256, 2)
       float* crow = cs + ch * N * T + pos;
       float* brow = bs + ch * N * T + pos;
       if (d >= d_end) {
-        for (int n = tid / T; n < N; n += 256 / T) crow[n * T] = 0.0f, brow[n * T] = 0.0f;
+        for (int n = tid / T; n < N; n += Threads / T) crow[n * T] = 0.0f, brow[n * T] = 0.0f;
         continue;
       }
       const double* s = cums + d * L;
@@ -450,7 +455,7 @@ __global__ void __launch_bounds__(256, 2)
       const float xi = row ? static_cast<float>(s[i] - sr) : 0.0f, gi = row && gate ? gate[d * L + i] : 1.0f;
       const W* bg = b + (d / per_group) * N * L;
       const W* cg = c + (d / per_group) * N * L;
-      for (int n = tid / T; n < N; n += 256 / T) {
+      for (int n = tid / T; n < N; n += Threads / T) {
         const float an = a[d * N + n];
         brow[n * T] = float(bg[n * L + j]) * dj * __expf(an * xj);
         crow[n * T] = row ? float(cg[n * L + i]) * __expf(an * xi) * gi : 0.0f;
@@ -484,6 +489,52 @@ __global__ void __launch_bounds__(256, 2)
 #pragma unroll
     for (int q = 0; q < 4; ++q) atomicAdd(map + i * L + j0 + tx * 4 + q, sum[r][q]);
   }
+}
+
+// The 16 × 16 diagonal tiles of the signed channel mean (what the three levels
+// of alpha_mean_lower_kernel leave): block x owns diagonal tile x and the
+// channels [blockIdx.y·per_split, …), thread (i, j) one entry j ≤ i, summed
+// directly, Σ_n C_i[n] e^{A_n(S_i − S_j)} Δ_j B_j[n], then D and the gate.
+template <int Fixed, class W>
+__global__ void __launch_bounds__(256)
+    alpha_mean_diagonal_kernel(const float* delta, const double* cums, const float* a, const W* b, const W* c,
+                               const float* skip, const float* gate, double* map, index_t D, index_t L, index_t N_,
+                               index_t G, index_t per_split) {
+  constexpr int T = 16;
+  const int N = Fixed > 0 ? Fixed : static_cast<int>(N_);
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  double* s_pos = reinterpret_cast<double*>(smem_raw);  // [position]: S
+  float* c_s = reinterpret_cast<float*>(s_pos + T);     // [n][position]: C
+  float* b_s = c_s + N * T;                             // [n][position]: Δ·B
+  float* a_s = b_s + N * T;                             // [n]
+  const int tid = static_cast<int>(threadIdx.x), il = tid / T, jl = tid % T;
+  const index_t i0 = static_cast<index_t>(blockIdx.x) * T, i = i0 + il, j = i0 + jl;
+  const index_t d_begin = static_cast<index_t>(blockIdx.y) * per_split;
+  const index_t d_end = d_begin + per_split < D ? d_begin + per_split : D, per_group = D / G;
+  const bool mine = jl <= il && i < L;
+  double sum = 0.0;
+  for (index_t d = d_begin; d < d_end; ++d) {
+    const W* bg = b + (d / per_group) * N * L;
+    const W* cg = c + (d / per_group) * N * L;
+    __syncthreads();  // the previous channel's values are consumed
+    for (int e = tid; e < N * T; e += 256) {
+      const int n = e / T, q = e % T;
+      const index_t t = i0 + q;
+      c_s[e] = t < L ? float(cg[n * L + t]) : 0.0f;
+      b_s[e] = t < L ? float(bg[n * L + t]) * delta[d * L + t] : 0.0f;
+    }
+    for (int n = tid; n < N; n += 256) a_s[n] = a[d * N + n];
+    if (tid < T) s_pos[tid] = i0 + tid < L ? cums[d * L + i0 + tid] : 0.0;
+    __syncthreads();
+    if (!mine) continue;
+    const float gap = static_cast<float>(s_pos[il] - s_pos[jl]);
+    float v = 0.0f;
+    for (int n = 0; n < N; ++n) v = fmaf(c_s[n * T + il] * __expf(a_s[n] * gap), b_s[n * T + jl], v);
+    if (il == jl && skip) v += skip[d];
+    if (gate) v *= gate[d * L + i];
+    sum += double(v);
+  }
+  if (mine) atomicAdd(map + i * L + j, sum);
 }
 
 // Selected rows: out[(bd·R + r)·L + j] = α[d][rows[r]][j] (or, per state, each
