@@ -9,10 +9,17 @@
 //   gpu_rollout_unified  with the unified form instead of the paper's α
 //   gpu_attribution/<method>  one attribution end to end (forward, backward, maps):
 //                      grad-input, lrp, mamba-attr, attn-grad (target < 1 s at L = 1024)
+//   gpu_perturbed/<B>/<L>/<tf32>  B distinct perturbed sequences through the batched evaluator
+//                      (models::batch_target_evaluator: batched forward, logits at the target
+//                      only); gpu_perturbed_one_by_one: the same sequences one forward pass each
+//   gpu_faithfulness/<L>/<steps>/<tf32>  what mixlens-eval --device cuda does per sequence: the six
+//                      methods' attributions and 10 random draws, MoRF and LeRF curves of
+//                      <steps> steps in replace mode; tf32: the evaluator's products on TF32 (target: 100 sequences at L 512, 20 steps < 2 min)
 //   cpu_forward, cpu_rollout  the CPU path (models/), one thread (target < 10 s at L = 128)
 // Wall-clock times; the model's creation and upload are outside the timing.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
 #include <memory>
 #include <span>
 #include <string>
@@ -22,6 +29,7 @@
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/analysis/attention_maps.hpp"
 #include "mixlens/models/mamba_attention.hpp"
+#include "mixlens/models/attribute.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/mamba_random.hpp"
 
@@ -163,6 +171,86 @@ void gpu_attribution(benchmark::State& state) {
   counters(state, L);
 }
 
+// B sequences of length L, each `tokens(L)` with a different position replaced.
+std::vector<analysis::perturbed_sequence> perturbed(index_t B, index_t L) {
+  std::vector<analysis::perturbed_sequence> out;
+  for (index_t b = 0; b < B; ++b) {
+    auto t = tokens(L);
+    t[static_cast<std::size_t>(b % (L - 1))] = 0;
+    if (b >= L - 1) t[static_cast<std::size_t>((b / (L - 1)) % (L - 1))] = 1;
+    out.push_back({std::move(t), L - 1});
+  }
+  return out;
+}
+
+void perturbed_counters(benchmark::State& state, index_t B, index_t L) {
+  state.counters["sequences_per_second"] = benchmark::Counter(double(B), benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens_per_second"] = benchmark::Counter(double(B * L), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The evaluator's backend: fp32 products (range 2 = 0) or TF32 tensor cores (1).
+const gpu::device_backend& perturbed_backend(bool tf32) {
+  static const gpu::device_backend fp32, tf32_be(nullptr, gpu::gemm_precision::tf32);
+  return tf32 ? tf32_be : fp32;
+}
+
+template <bool Batched>
+void gpu_perturbed(benchmark::State& state) {
+  if (!need_device(state)) return;
+  const index_t B = state.range(0), L = state.range(1);
+  const auto& be = Batched ? perturbed_backend(state.range(2) != 0) : backend();
+  const auto w = device_model().view();
+  const auto batch = perturbed(B, L);
+  const batch_target_evaluator evaluate(be, w);
+  const index_t V = w.vocab_size();
+  const auto once = [&] {
+    if constexpr (Batched) {
+      auto r = evaluate(std::span<const analysis::perturbed_sequence>(batch), 7);
+      benchmark::DoNotOptimize(r.data());
+    } else {
+      for (const auto& s : batch) {
+        const auto logits = gpu::mamba_forward(be, device_model(), std::span<const index_t>(s.tokens));
+        auto row = be.download(logits.data() + s.target_position * V, V);
+        auto value = models::detail::target_value(std::span<const float>(row), 7);
+        benchmark::DoNotOptimize(value);
+      }
+    }
+  };
+  once();
+  for (auto _ : state) once();
+  perturbed_counters(state, B, L);
+}
+
+void gpu_faithfulness(benchmark::State& state) {
+  if (!need_device(state)) return;
+  const index_t L = state.range(0), steps = state.range(1), draws = 10;
+  const auto& be = backend();
+  const auto w = device_model().view();
+  const auto t = tokens(L);
+  const std::span<const index_t> span(t);
+  const batch_target_evaluator evaluate(perturbed_backend(state.range(2) != 0), w);
+  const attribution_method methods[] = {attribution_method::raw,        attribution_method::rollout,
+                                        attribution_method::mamba_attr, attribution_method::grad_input,
+                                        attribution_method::attn_grad,  attribution_method::lrp};
+  const auto once = [&] {
+    const auto target = resolve_target(be, w, span, {});
+    auto sets = analysis::random_draws(L, draws, 0);
+    for (const auto m : methods) sets.push_back(attribute(be, w, span, m, target.target).scores);
+    const analysis::faithfulness_options o{.steps = steps, .target_position = target.target.position};
+    const auto r = analysis::faithfulness(
+        span, std::span<const std::vector<double>>(sets),
+        [&](std::span<const analysis::perturbed_sequence> b) { return evaluate(b, target.target.token); }, o);
+    benchmark::DoNotOptimize(r.data());
+  };
+  once();
+  const auto start = std::chrono::steady_clock::now();
+  for (auto _ : state) once();
+  const double per = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() /
+                     double(state.iterations());
+  state.counters["perturbed_sequences"] = double(2 * (steps + 1) * (draws + 6));
+  state.counters["seconds_for_100"] = 100 * per;
+}
+
 void cpu_forward(benchmark::State& state) {
   const index_t L = state.range(0);
   const auto& m = host_model();
@@ -211,5 +299,12 @@ BENCHMARK(gpu_attribution<method::mamba_attr>)->Name("gpu_attribution/mamba-attr
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
 BENCHMARK(gpu_attribution<method::attn_grad>)->Name("gpu_attribution/attn-grad")->Arg(1024)
     ->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(0.5);
+BENCHMARK(gpu_perturbed<true>)->Name("gpu_perturbed")->ArgNames({"B", "L", "tf32"})
+    ->Args({128, 512, 0})->Args({42, 512, 0})->Args({128, 512, 1})->Unit(benchmark::kMillisecond)->UseRealTime()
+    ->MinTime(1.0);
+BENCHMARK(gpu_perturbed<false>)->Name("gpu_perturbed_one_by_one")->ArgNames({"B", "L", "tf32"})
+    ->Args({128, 512, 0})->Args({42, 512, 0})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(gpu_faithfulness)->ArgNames({"L", "steps", "tf32"})->Args({512, 20, 0})->Args({512, 20, 1})
+    ->Unit(benchmark::kSecond)->UseRealTime()->Iterations(3);
 BENCHMARK(cpu_forward)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(cpu_rollout)->Arg(128)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);

@@ -47,7 +47,7 @@ if nvcc_works; then
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMIXLENS_BUILD_TESTS=ON >/dev/null
   cmake --build build -j"$(nproc)" --target mixlens_cuda_targets
   ctest --test-dir build -L cpu --output-on-failure -j"$(nproc)" \
-    -R '^(mixlens_attn_test|operator_classes_verdicts|vim_attention_example)$'
+    -R '^(mixlens_attn_test|mixlens_eval_test|operator_classes_verdicts|vim_attention_example)$'
   gpu_tests=${MIXLENS_GPU_TESTS:-}
   if [[ -z $gpu_tests ]] && nvidia-smi -L >/dev/null 2>&1; then gpu_tests=run; fi
   if [[ $gpu_tests == build || $gpu_tests == run ]]; then

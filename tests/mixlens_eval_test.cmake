@@ -85,7 +85,13 @@ expect_nothing(mamba2_start ${WORK}/m2s)
 expect(vim_refused 1 "is a Vision Mamba model: mixlens-eval tests the attributions of Mamba, Falcon-Mamba and Mamba-2"
   --model ${DATA}/vim_mid_odd --tokens-file ${tokens} --out ${WORK}/vim)
 expect_nothing(vim_refused ${WORK}/vim)
-expect(cuda_refused 2 "--device cuda: mixlens-eval runs on the CPU only" --model ${demo} --tokens-file ${tokens} --device cuda --out ${WORK}/cuda)
+# Without a GPU (this test set's machines) --device cuda fails with the reason: a host-only
+# build has no CUDA path; a CUDA build hands the run to mixlens-eval-cuda, which finds no device.
+expect(cuda_without_gpu 1 "--device cuda: " --model ${demo} --tokens-file ${tokens} --device cuda --out ${WORK}/cuda)
+expect_nothing(cuda_without_gpu ${WORK}/cuda)
+expect(bad_device 2 "--device must be cpu or cuda, not 'tpu'" --model ${demo} --tokens-file ${tokens} --device tpu --out ${WORK}/tpu)
+expect(tf32_on_cpu 2 "--tf32 is for --device cuda" --model ${demo} --tokens-file ${tokens} --tf32 --out ${WORK}/tf)
+expect(zero_batch_tokens 2 "--batch-tokens: expected at least 1" --model ${demo} --tokens-file ${tokens} --batch-tokens 0 --out ${WORK}/bt)
 file(MAKE_DIRECTORY ${WORK}/foreign)
 file(WRITE ${WORK}/foreign/notes.txt "mine\n")
 expect(foreign_folder 1 "not a former mixlens-eval output" --model ${demo} --tokens-file ${tokens} --out ${WORK}/foreign)

@@ -76,6 +76,13 @@ struct host_backend {
   void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const T* a, const T* b, T beta, T* c) const {
     mixlens::detail::gemm(trans_a, trans_b, m, n, k, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
   }
+  // `count` such products, the i-th on a + i·stride_a, b + i·stride_b and
+  // c + i·stride_c (a stride 0 shares that operand: a weight over a batch).
+  void gemm_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const T* a, index_t stride_a,
+                    const T* b, index_t stride_b, T beta, T* c, index_t stride_c, index_t count) const {
+    for (index_t i = 0; i < count; ++i)
+      gemm(trans_a, trans_b, m, n, k, a + i * stride_a, b + i * stride_b, beta, c + i * stride_c);
+  }
 
   // data (rows × cols) += bias[col].
   void add_column_bias(T* data, vector_view<const T> bias, index_t rows, index_t cols) const {

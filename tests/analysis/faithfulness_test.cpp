@@ -122,3 +122,29 @@ BOOST_AUTO_TEST_CASE(bad_inputs_name_the_argument) {
   expect(scores, {.target_position = 5}, "'options.target_position'");
   BOOST_CHECK_THROW((void)random_baseline(t, additive, {}, 0), mixlens::error);
 }
+
+BOOST_AUTO_TEST_CASE(several_score_vectors_in_one_call_equal_one_call_each) {
+  const std::vector<std::vector<double>> sets{scores, {5, 4, 3, 2, 1}, {0, 0, 1, 0, 0}};
+  const std::span<const index_t> t(tokens);
+  for (auto mode : {perturbation_mode::replace, perturbation_mode::remove}) {
+    const faithfulness_options o{.steps = 3, .mode = mode, .target_position = 1};
+    int calls = 0;
+    const auto counted = [&](std::span<const perturbed_sequence> b) { ++calls; return additive(b); };
+    const auto all = faithfulness(t, std::span<const std::vector<double>>(sets), counted, o);
+    BOOST_TEST(calls == 1);
+    BOOST_TEST_REQUIRE(all.size() == sets.size());
+    for (std::size_t i = 0; i < sets.size(); ++i) {
+      const auto one = faithfulness(t, std::span<const double>(sets[i]), additive, o);
+      check_curve(all[i].morf.logit, one.morf.logit);
+      check_curve(all[i].lerf.probability, one.lerf.probability);
+      BOOST_TEST(all[i].delta_logit == one.delta_logit);
+    }
+  }
+  // A bad vector anywhere is refused before the evaluator runs.
+  const std::vector<std::vector<double>> bad{scores, {1, 2}};
+  int calls = 0;
+  BOOST_CHECK_THROW((void)faithfulness(t, std::span<const std::vector<double>>(bad),
+                                       [&](std::span<const perturbed_sequence> b) { ++calls; return additive(b); }),
+                    mixlens::error);
+  BOOST_TEST(calls == 0);
+}

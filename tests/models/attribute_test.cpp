@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "common/batch_checks.hpp"
 #include "common/model_fixtures.hpp"
 #include "mixlens/analysis/faithfulness.hpp"
 #include "mixlens/models/attribute.hpp"
@@ -119,4 +120,32 @@ BOOST_AUTO_TEST_CASE(mamba2_models_take_every_method) {
   BOOST_TEST(eval(std::span<const analysis::perturbed_sequence>(&unperturbed, 1))[0].logit == target.value,
              boost::test_tools::tolerance(1e-12));
   BOOST_CHECK_THROW((void)attribute(model, t, attribution_method::lrp, {.position = L}), mixlens::error);
+}
+
+BOOST_AUTO_TEST_CASE(batched_forward_equals_one_pass_per_sequence) {
+  // Plain, with biases (in_proj, out_proj, conv) and Falcon-Mamba's δ, B, C norms.
+  for (const char* name : {"mamba_demo", "mamba_bias_bf16", "falcon_mamba_fp32"}) {
+    const auto m = load_mamba<double>(test_data_dir() / name);
+    const auto w = host_weights(m);
+    const host_backend<double> be;
+    BOOST_TEST(batch_forward_error(be, w.view(), 5, 11, 5, 1) <= 1e-12, name);
+    BOOST_TEST(batch_forward_error(be, w.view(), 1, 1, 3, 2) <= 1e-12, name << ", one token");
+    BOOST_TEST(batch_evaluator_error(be, w.view(), 9, 3) <= 1e-12, name << ", evaluator");
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batched_forward_refuses_bad_input) {
+  const auto w = host_weights(demo());
+  const host_backend<double> be;
+  const mamba_batch_forward<host_backend<double>, double> f(be, w.view(), 2);
+  const std::vector<index_t> ids{1, 2, 3, 4, 5, 6}, two{0, 2}, three{0, 1, 2}, outside{0, 3};
+  BOOST_CHECK_THROW((void)f.target_logits(ids, three), mixlens::error);    // more than max_batch
+  BOOST_CHECK_THROW((void)f.target_logits(ids, outside), mixlens::error);  // position 3 of length 3
+  BOOST_CHECK_THROW((void)f.target_logits(std::vector<index_t>{1, 2, 3}, two), mixlens::error);  // 3 ids for 2
+  BOOST_CHECK_THROW((void)f.target_logits(std::vector<index_t>{1, 2, 3, 9999}, two), mixlens::error);
+  BOOST_CHECK_THROW((mamba_batch_forward<host_backend<double>, double>(be, w.view(), 0)), mixlens::error);
+  const batch_target_evaluator<host_backend<double>, double> e(be, w.view());
+  const std::vector<analysis::perturbed_sequence> bad{{{1, 2, 3}, 3}};
+  BOOST_CHECK_THROW((void)e(bad, 0), mixlens::error);
+  BOOST_CHECK_THROW((void)e({}, demo().vocab_size()), mixlens::error);
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/batch_checks.hpp"
 #include "common/gpu_testing.cuh"
 #include "common/model_fixtures.hpp"
 #include "common/oracles.hpp"
@@ -273,6 +274,32 @@ BOOST_AUTO_TEST_CASE(rollout_of_given_maps) {
   const auto want = analysis::rollout(maps);
   const double e = rel(be.download(roll.result(), L * L), std::vector<float>(want.data(), want.data() + want.size()));
   BOOST_TEST(e <= 1e-5, "rollout error " << e);
+}
+
+BOOST_AUTO_TEST_CASE(batched_forward_and_evaluator) {
+  // The host's body on the device, and the device's batched target rows
+  // against the host's: plain, with biases, Falcon-Mamba, and a random model
+  // with a long batch of many channels.
+  const gpu::device_backend device;
+  const host_backend<float> host;
+  const auto check = [&](const mamba_model<float>& m, index_t B, index_t L, const std::string& what) {
+    const auto dw = gpu::to_device(m);
+    const auto hw = host_weights(m);
+    BOOST_TEST(testing::batch_forward_error(device, dw.view(), B, L, B, 1) <= 1e-5, what);
+    BOOST_TEST(testing::batch_evaluator_error(device, dw.view(), L, 3) <= 1e-5, what << ", evaluator");
+    const index_t V = m.vocab_size();
+    const auto ids = testing::random_token_ids(B * L, V, 9);
+    std::vector<index_t> positions;
+    for (index_t b = 0; b < B; ++b) positions.push_back((5 * b + 1) % L);
+    const mamba_batch_forward<gpu::device_backend, float> fd(device, dw.view(), B);
+    const mamba_batch_forward<host_backend<float>, float> fh(host, hw.view(), B);
+    const auto d = fd.target_logits(ids, positions);
+    const auto h = fh.target_logits(ids, positions);
+    BOOST_TEST(rel(device.download(d.data(), B * V), h) <= 1e-5, what << ": device vs host");
+  };
+  for (const char* name : {"mamba_demo", "mamba_bias_bf16", "falcon_mamba_fp32"})
+    check(load_mamba<float>(data_dir / name), 5, 37, name);
+  check(random_mamba<float>(random_config(2, true), 4), 70, 129, "random model, B 70");
 }
 
 BOOST_AUTO_TEST_CASE(errors) {

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -173,6 +174,17 @@ class output_folder {
   std::string tool_, manifest, manifest_magic;
   fs::path staging_;
 };
+
+// --device cuda of a host tool: its CUDA build `cuda_tool`, beside this
+// executable, runs the same command line in this process's place.
+[[noreturn]] inline void hand_over_to_cuda_tool(char** argv, const char* cuda_tool) {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path tool = (ec ? fs::path(argv[0]).parent_path() : self.parent_path()) / cuda_tool;
+  ::execv(tool.c_str(), argv);
+  throw mixlens::error("--device cuda: cannot run the CUDA build of this tool, '" + tool.string() + "': " +
+                       std::strerror(errno) + " (build the target " + cuda_tool + ")");
+}
 
 // A tool's main: --help prints the usage (0); `parse(argc, argv)` throwing
 // usage_error prints it with the message (2); `run(options)` failing prints the

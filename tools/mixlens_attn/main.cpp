@@ -1326,22 +1326,9 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   return report(o, r, checks, output_files(work, layers, save.size(), files), start, load_s);
 }
 
-#if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)
-// --device cuda: the CUDA build of this tool beside this executable runs the
-// same command line in this process's place.
-[[noreturn]] void hand_over_to_cuda_tool(char** argv) {
-  std::error_code ec;
-  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path tool = (ec ? fs::path(argv[0]).parent_path() : self.parent_path()) / MIXLENS_ATTN_CUDA_TOOL;
-  ::execv(tool.c_str(), argv);
-  throw mixlens::error("--device cuda: cannot run the CUDA build of mixlens-attn, '" + tool.string() +
-                       "': " + std::strerror(errno) + " (build the target " MIXLENS_ATTN_CUDA_TOOL ")");
-}
-#endif
-
 int run(const options& o) {
 #if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)
-  if (o.device == "cuda") hand_over_to_cuda_tool(o.argv);
+  if (o.device == "cuda") mixlens::tools::hand_over_to_cuda_tool(o.argv, MIXLENS_ATTN_CUDA_TOOL);
 #elif !defined(MIXLENS_ATTN_CUDA)
   if (o.device == "cuda")
     throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");

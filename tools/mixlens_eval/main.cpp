@@ -3,7 +3,10 @@
 // analysis::faithfulness): per sequence and method, the MoRF and LeRF curves of
 // the target logit and its probability, their AUCs and ΔA^F; averaged over the
 // sequences into faithfulness.json, faithfulness.md (also printed) and
-// faithfulness.png. Every input is checked before any work; the outputs appear
+// faithfulness.png. Per sequence, every method's perturbed sequences go to the
+// evaluator in one call: on the host one forward pass each (on --threads), on
+// the GPU (mixlens-eval-cuda, MIXLENS_EVAL_CUDA) batched, each distinct
+// sequence once, with the logits formed only at the target. Every input is checked before any work; the outputs appear
 // in --out only when the run completes (tools/common/cli.hpp, output_folder).
 // Exit status: 0 success, 1 a failure (model, tokens, output folder), 2 bad usage.
 #include <algorithm>
@@ -21,6 +24,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -31,6 +35,9 @@
 #include "mixlens/io/png.hpp"
 #include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
+#ifdef MIXLENS_EVAL_CUDA
+#include "mixlens/gpu/models/mamba.cuh"
+#endif
 
 namespace fs = std::filesystem;
 using mixlens::index_t;
@@ -48,7 +55,7 @@ constexpr std::string_view usage_text =
     "                    [--methods raw,rollout,mamba-attr,grad-input,random,attn-grad,lrp] [--steps K]\n"
     "                    [--mode remove|replace] [--replace-token T] [--target-position P]\n"
     "                    [--target-token T] [--random-draws N] [--seed S] [--start-layer K]\n"
-    "                    [--threads N] [--device cpu]\n"
+    "                    [--threads N] [--device cpu|cuda] [--batch-tokens N] [--tf32]\n"
     "\n"
     "Perturbation tests of attributions: the positions are perturbed most relevant first (MoRF) and\n"
     "least relevant first (LeRF), a fraction k/K of them at step k = 0..K, and the target logit and\n"
@@ -70,8 +77,13 @@ constexpr std::string_view usage_text =
     "  --random-draws N        random attributions averaged for the random baseline (default 10)\n"
     "  --seed S                the random baseline's seed; draw d uses S + d (default 0)\n"
     "  --start-layer K         mamba-attr: the first layer of its rollout (default 0)\n"
-    "  --threads N             perturbed sequences evaluated side by side (default 1; 0: every core)\n"
-    "  --device cpu            where to compute (cuda is refused: the evaluator is the host forward pass)\n"
+    "  --threads N             cpu: perturbed sequences evaluated side by side (default 1; 0: every core)\n"
+    "  --device cpu|cuda       where to compute (default cpu). cuda: the attributions on the GPU and the\n"
+    "                          perturbed sequences of all methods batched, each distinct one once, with\n"
+    "                          the logits formed only at the target (Mamba and Falcon-Mamba)\n"
+    "  --batch-tokens N        cuda: token ids per batched forward pass, at most 128 sequences (default 65536)\n"
+    "  --tf32                  cuda: the perturbed sequences' products on TF32 tensor cores (about 1e-3\n"
+    "                          relative in the logits; the attributions stay fp32)\n"
     "\n"
     "Writes faithfulness.json (per method: mean curves, AUCs and dA, and per sequence),\n"
     "faithfulness.md (the table printed on stdout) and faithfulness.png (logit curves: MoRF solid,\n"
@@ -80,7 +92,10 @@ constexpr std::string_view usage_text =
 struct options {
   fs::path model, out, tokens_file, token_lines;
   std::vector<attribution_method> methods;
-  index_t steps = 10, replace_token = 0, random_draws = 10, start_layer = 0, threads = 1;
+  index_t steps = 10, replace_token = 0, random_draws = 10, start_layer = 0, threads = 1, batch_tokens = 1 << 16;
+  std::string device = "cpu";
+  bool tf32 = false;
+  char** argv = nullptr;
   std::uint64_t seed = 0;
   analysis::perturbation_mode mode = analysis::perturbation_mode::replace;
   std::optional<index_t> target_position, target_token;
@@ -103,6 +118,7 @@ std::vector<attribution_method> parse_methods(const std::string& text) {
 
 options parse_args(int argc, char** argv) {
   options o;
+  o.argv = argv;
   int inputs = 0;
   for (argument_cursor args(argc, argv); args.next();) {
     const std::string_view arg = args.option();
@@ -129,15 +145,20 @@ options parse_args(int argc, char** argv) {
     else if (arg == "--start-layer") o.start_layer = parse_count(args.value(), "--start-layer");
     else if (arg == "--threads") o.threads = parse_count(args.value(), "--threads");
     else if (arg == "--device") {
-      const std::string d = args.value();
-      if (d != "cpu")
-        throw usage_error("--device " + d + ": mixlens-eval runs on the CPU only (the attribution recipes take a "
-                          "host model); use --device cpu");
+      o.device = args.value();
+      if (o.device != "cpu" && o.device != "cuda")
+        throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
+    } else if (arg == "--tf32") {
+      o.tf32 = true;
+    } else if (arg == "--batch-tokens") {
+      o.batch_tokens = parse_count(args.value(), "--batch-tokens");
+      if (o.batch_tokens < 1) throw usage_error("--batch-tokens: expected at least 1, not 0");
     } else args.unknown();
   }
   if (o.model.empty()) throw usage_error("--model is required");
   if (o.out.empty()) throw usage_error("--out is required");
   if (inputs != 1) throw usage_error("give exactly one of --tokens-file and --token-lines");
+  if (o.tf32 && o.device != "cuda") throw usage_error("--tf32 is for --device cuda");
   if (o.methods.empty())
     for (std::size_t i = 0; i < attribution_method_count; ++i) o.methods.push_back(static_cast<attribution_method>(i));
   return o;
@@ -249,6 +270,30 @@ void plot(const fs::path& file, const std::vector<method_results>& all) {
 using clock_type = std::chrono::steady_clock;
 double seconds_since(clock_type::time_point t) { return std::chrono::duration<double>(clock_type::now() - t).count(); }
 
+// Runs `body(backend, weights, evaluator)` where the options say: on the host
+// (the weights' views, target_evaluator on --threads), or on the GPU (the
+// weights uploaded once, batch_target_evaluator). evaluator(batch, token).
+template <class Model, class Body>
+void compute(const options& o, const Model& model, Body&& body) {
+#ifdef MIXLENS_EVAL_CUDA
+  if constexpr (std::is_same_v<Model, mamba_model<float>>) {  // run() refused the other families
+    if (o.device == "cuda") {
+      using mixlens::gpu::gemm_precision;
+      const mixlens::gpu::device_backend be, perturbed(nullptr, o.tf32 ? gemm_precision::tf32 : gemm_precision::fp32);
+      const auto weights = mixlens::gpu::to_device(model);
+      const batch_target_evaluator evaluator(perturbed, weights.view(), 128, o.batch_tokens);
+      body(be, weights.view(), evaluator);
+      return;
+    }
+  }
+#endif
+  const auto weights = host_weights(model);
+  const mixlens::host_backend<float> be;
+  body(be, weights.view(), [&](std::span<const analysis::perturbed_sequence> batch, index_t token) {
+    return target_evaluator(model, token, static_cast<int>(o.threads))(batch);
+  });
+}
+
 template <class Model>
 int run_model(const options& o, const Model& model, clock_type::time_point start) {
   const index_t V = model.vocab_size();
@@ -281,24 +326,46 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   const auto tc = clock_type::now();
   std::vector<method_results> all;
   for (attribution_method m : o.methods) all.push_back({m, {}, {}, {}});
-  for (const auto& seq : sequences) {
-    const std::span<const index_t> tokens(seq);
-    const gradient_target want{o.target_position.value_or(-1), o.target_token.value_or(-1)};
-    const attribution_result target = resolve_target(model, tokens, want);  // the unperturbed logits' argmax
-    const target_evaluator evaluate(model, target.target.token, static_cast<int>(o.threads));
-    const analysis::faithfulness_options fo{.steps = o.steps, .mode = o.mode, .replacement_token = o.replace_token,
-                                            .target_position = target.target.position};
-    for (auto& r : all) {
-      if (r.method == attribution_method::random) {
-        r.targets.push_back(target);
-        r.per_sequence.push_back(analysis::random_baseline(tokens, evaluate, fo, o.random_draws, o.seed));
-        continue;
+  double attribution_s = 0;
+  compute(o, model, [&](const auto& be, const auto& w, const auto& evaluator) {
+    for (const auto& seq : sequences) {
+      const std::span<const index_t> tokens(seq);
+      const auto ta = clock_type::now();
+      const gradient_target want{o.target_position.value_or(-1), o.target_token.value_or(-1)};
+      const attribution_result target = resolve_target(be, w, tokens, want);  // the unperturbed logits' argmax
+      // Every method's scores (and the random draws) first, so that all their
+      // perturbed sequences go to the evaluator in one call.
+      std::vector<std::vector<double>> sets;
+      for (auto& r : all) {
+        if (r.method == attribution_method::random) {
+          r.targets.push_back(target);
+          for (auto& d : analysis::random_draws(static_cast<index_t>(tokens.size()), o.random_draws, o.seed))
+            sets.push_back(std::move(d));
+          continue;
+        }
+        auto a = attribute(be, w, tokens, r.method, target.target, {.mamba_attr = {.start_layer = o.start_layer}, .seed = o.seed});
+        sets.push_back(a.scores);
+        r.targets.push_back(std::move(a));
       }
-      auto a = attribute(model, tokens, r.method, target.target, {.mamba_attr = {.start_layer = o.start_layer}, .seed = o.seed});
-      r.per_sequence.push_back(analysis::faithfulness(tokens, std::span<const double>(a.scores), evaluate, fo));
-      r.targets.push_back(std::move(a));
+      attribution_s += seconds_since(ta);
+      const analysis::faithfulness_options fo{.steps = o.steps, .mode = o.mode, .replacement_token = o.replace_token,
+                                              .target_position = target.target.position};
+      const index_t token = target.target.token;
+      const auto results = analysis::faithfulness(
+          tokens, std::span<const std::vector<double>>(sets),
+          [&](std::span<const analysis::perturbed_sequence> batch) { return evaluator(batch, token); }, fo);
+      std::size_t next = 0;
+      for (auto& r : all) {
+        if (r.method != attribution_method::random) {
+          r.per_sequence.push_back(results[next++]);
+          continue;
+        }
+        const std::span<const analysis::faithfulness_result> draws(results.data() + next, static_cast<std::size_t>(o.random_draws));
+        r.per_sequence.push_back(analysis::average(draws));
+        next += draws.size();
+      }
     }
-  }
+  });
   for (auto& r : all) r.mean = analysis::average(r.per_sequence);
   const double compute_s = seconds_since(tc);
 
@@ -336,20 +403,38 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   }
   plot(out / "faithfulness.png", all);
   folder.commit();
-  std::cout << "time      load " << load_s << " s, attribution + perturbation " << compute_s << " s ("
-            << compute_s / double(sequences.size()) << " s per sequence), total " << seconds_since(start) << " s\n"
+  std::cout << "time      load " << load_s << " s, attribution " << attribution_s << " s, perturbation "
+            << compute_s - attribution_s << " s (" << compute_s / double(sequences.size())
+            << " s per sequence), total " << seconds_since(start) << " s on " << o.device << "\n"
             << "wrote     " << o.out.string() << ": faithfulness.json, faithfulness.md, faithfulness.png\n\n"
             << table;
   return 0;
 }
 
 int run(const options& o) {
+#if !defined(MIXLENS_EVAL_CUDA) && defined(MIXLENS_EVAL_CUDA_TOOL)
+  if (o.device == "cuda") mixlens::tools::hand_over_to_cuda_tool(o.argv, MIXLENS_EVAL_CUDA_TOOL);
+#elif !defined(MIXLENS_EVAL_CUDA)
+  if (o.device == "cuda")
+    throw mixlens::error("--device cuda: this mixlens-eval was built without CUDA (no CUDA path); use --device cpu");
+#endif
+#ifdef MIXLENS_EVAL_CUDA
+  if (o.device == "cuda") {
+    std::string reason;
+    if (!mixlens::gpu::device_available(&reason)) throw mixlens::error("--device cuda: " + reason);
+  }
+#endif
   const auto start = clock_type::now();
   const model_family family = detect_family(detail::model_config_file(o.model, "model"));
   if (family == model_family::vim)
     throw mixlens::error("--model '" + o.model.string() + "' is a " + std::string(to_string(family)) +
                          " model: mixlens-eval tests the attributions of Mamba, Falcon-Mamba and Mamba-2 language models");
-  if (family == model_family::mamba2) return run_model(o, load_mamba2<float>(o.model), start);
+  if (family == model_family::mamba2) {
+    if (o.device == "cuda")
+      throw mixlens::error("--device cuda: the batched evaluator covers Mamba and Falcon-Mamba; '" + o.model.string() +
+                           "' is a Mamba-2 model (use --device cpu)");
+    return run_model(o, load_mamba2<float>(o.model), start);
+  }
   return run_model(o, load_mamba<float>(o.model), start);
 }
 

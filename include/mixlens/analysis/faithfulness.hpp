@@ -148,36 +148,52 @@ namespace mixlens::analysis {
   return out;
 }
 
-// MoRF and LeRF curves of `scores` (one per token). `evaluate` takes a
-// std::span<const perturbed_sequence> and returns one target_output per
-// sequence (in order): all 2·(steps + 1) sequences come in one call, so that
-// the evaluator may run them in parallel.
+// MoRF and LeRF curves of each score vector of `score_sets` (one score per
+// token each). `evaluate` takes a std::span<const perturbed_sequence> and
+// returns one target_output per sequence (in order): the 2·(steps + 1)
+// sequences of every score vector come in one call, so that the evaluator may
+// run them side by side (or batched, and each distinct sequence once).
 template <class Evaluate>
-[[nodiscard]] faithfulness_result faithfulness(std::span<const index_t> tokens, std::span<const double> scores,
-                                               Evaluate&& evaluate, const faithfulness_options& o = {}) {
-  mixlens::detail::check_faithfulness_inputs(tokens, scores, o);
+[[nodiscard]] std::vector<faithfulness_result> faithfulness(std::span<const index_t> tokens,
+                                                            std::span<const std::vector<double>> score_sets,
+                                                            Evaluate&& evaluate, const faithfulness_options& o = {}) {
+  for (const auto& scores : score_sets) mixlens::detail::check_faithfulness_inputs(tokens, scores, o);
   const index_t target = mixlens::detail::resolve_faithfulness_target(static_cast<index_t>(tokens.size()), o.target_position);
-  auto batch = perturbed_sequences(tokens, perturbation_order(scores, target, true), target, o);
-  auto lerf = perturbed_sequences(tokens, perturbation_order(scores, target, false), target, o);
-  batch.insert(batch.end(), std::make_move_iterator(lerf.begin()), std::make_move_iterator(lerf.end()));
+  std::vector<perturbed_sequence> batch;
+  for (const auto& scores : score_sets)
+    for (const bool morf : {true, false}) {
+      auto curve = perturbed_sequences(tokens, perturbation_order(scores, target, morf), target, o);
+      batch.insert(batch.end(), std::make_move_iterator(curve.begin()), std::make_move_iterator(curve.end()));
+    }
   const std::vector<target_output> values = evaluate(std::span<const perturbed_sequence>(batch));
   if (values.size() != batch.size())
     mixlens::detail::fail(mixlens::detail::faithfulness_where, "evaluate", "one result per sequence (" +
                           std::to_string(batch.size()) + ")", values.size());
-  faithfulness_result r;
   const std::size_t points = static_cast<std::size_t>(o.steps + 1);
+  std::vector<faithfulness_result> out(score_sets.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    perturbation_curve& c = i < points ? r.morf : r.lerf;
+    faithfulness_result& r = out[i / (2 * points)];
+    perturbation_curve& c = i % (2 * points) < points ? r.morf : r.lerf;
     c.logit.push_back(values[i].logit);
     c.probability.push_back(values[i].probability);
   }
-  for (perturbation_curve* c : {&r.morf, &r.lerf}) {
-    c->auc_logit = trapezoid_auc(c->logit);
-    c->auc_probability = trapezoid_auc(c->probability);
+  for (faithfulness_result& r : out) {
+    for (perturbation_curve* c : {&r.morf, &r.lerf}) {
+      c->auc_logit = trapezoid_auc(c->logit);
+      c->auc_probability = trapezoid_auc(c->probability);
+    }
+    r.delta_logit = r.lerf.auc_logit - r.morf.auc_logit;
+    r.delta_probability = r.lerf.auc_probability - r.morf.auc_probability;
   }
-  r.delta_logit = r.lerf.auc_logit - r.morf.auc_logit;
-  r.delta_probability = r.lerf.auc_probability - r.morf.auc_probability;
-  return r;
+  return out;
+}
+
+// The curves of one score vector.
+template <class Evaluate>
+[[nodiscard]] faithfulness_result faithfulness(std::span<const index_t> tokens, std::span<const double> scores,
+                                               Evaluate&& evaluate, const faithfulness_options& o = {}) {
+  const std::vector<double> one(scores.begin(), scores.end());
+  return faithfulness(tokens, std::span<const std::vector<double>>(&one, 1), evaluate, o).front();
 }
 
 // The element-wise mean of results of equal steps (curves, AUCs and ΔA^F
@@ -213,18 +229,22 @@ template <class Evaluate>
   return s;
 }
 
-// The random-attribution baseline: faithfulness of `draws` random score
-// vectors (draw d seeded with seed + d), averaged.
+// The `draws` random score vectors of the random-attribution baseline (draw d
+// seeded with seed + d).
+[[nodiscard]] inline std::vector<std::vector<double>> random_draws(index_t length, index_t draws, std::uint64_t seed) {
+  if (draws < 1) mixlens::detail::fail("mixlens::analysis::random_baseline", "draws", "at least 1", draws);
+  std::vector<std::vector<double>> out;
+  for (index_t d = 0; d < draws; ++d) out.push_back(random_scores(length, seed + static_cast<std::uint64_t>(d)));
+  return out;
+}
+
+// The random-attribution baseline: faithfulness of random_draws, averaged.
 template <class Evaluate>
 [[nodiscard]] faithfulness_result random_baseline(std::span<const index_t> tokens, Evaluate&& evaluate,
                                                   const faithfulness_options& o = {}, index_t draws = 10,
                                                   std::uint64_t seed = 0) {
-  if (draws < 1) mixlens::detail::fail("mixlens::analysis::random_baseline", "draws", "at least 1", draws);
-  std::vector<faithfulness_result> all;
-  for (index_t d = 0; d < draws; ++d) {
-    const auto s = random_scores(static_cast<index_t>(tokens.size()), seed + static_cast<std::uint64_t>(d));
-    all.push_back(faithfulness(tokens, std::span<const double>(s), evaluate, o));
-  }
+  const auto sets = random_draws(static_cast<index_t>(tokens.size()), draws, seed);
+  const auto all = faithfulness(tokens, std::span<const std::vector<double>>(sets), evaluate, o);
   return average(all);
 }
 

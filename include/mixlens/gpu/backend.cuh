@@ -49,13 +49,19 @@ inline void cublas_check(cublasStatus_t status, const char* expression, const ch
 #define MIXLENS_CUBLAS_CHECK(expression) \
   ::mixlens::gpu::detail::cublas_check((expression), #expression, __FILE__, __LINE__)
 
-// An owning cuBLAS handle in plain fp32 math (no TF32: the results must match
-// the CPU to fp32 accuracy); move-only.
+// How cuBLAS multiplies: fp32 exactly as the CPU (the default everywhere: the
+// results must match the host to fp32 accuracy), or TF32 tensor cores (10-bit
+// mantissa products, fp32 sums; about 1e-3 relative), which only a caller that
+// asks for it gets (mixlens-eval --tf32).
+enum class gemm_precision { fp32, tf32 };
+
+// An owning cuBLAS handle in the given precision; move-only.
 class cublas_handle {
  public:
-  cublas_handle() {
+  explicit cublas_handle(gemm_precision precision = gemm_precision::fp32) {
     MIXLENS_CUBLAS_CHECK(cublasCreate(&handle_));
-    MIXLENS_CUBLAS_CHECK(cublasSetMathMode(handle_, CUBLAS_PEDANTIC_MATH));
+    MIXLENS_CUBLAS_CHECK(cublasSetMathMode(
+        handle_, precision == gemm_precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
   }
   cublas_handle(const cublas_handle&) = delete;
   cublas_handle& operator=(const cublas_handle&) = delete;
@@ -82,6 +88,20 @@ class cublas_handle {
                                      static_cast<int>(n), static_cast<int>(m), static_cast<int>(k), &one, b,
                                      static_cast<int>(trans_b ? k : n), a, static_cast<int>(trans_a ? m : k), &beta, c,
                                      static_cast<int>(n)));
+  }
+  // `count` such products on a + i·stride_a, b + i·stride_b, c + i·stride_c.
+  void gemm_batched(cudaStream_t stream, bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const float* a,
+                    index_t stride_a, const float* b, index_t stride_b, float beta, float* c, index_t stride_c,
+                    index_t count) const {
+    for (const index_t v : {m, n, k, count})
+      if (v > INT_MAX) mixlens::detail::fail("mixlens::gpu::cublas_handle::gemm_batched", "sizes", "below 2^31", v);
+    if (count == 0) return;
+    const float one = 1.0f;
+    MIXLENS_CUBLAS_CHECK(cublasSetStream(handle_, stream));
+    MIXLENS_CUBLAS_CHECK(cublasSgemmStridedBatched(
+        handle_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(n),
+        static_cast<int>(m), static_cast<int>(k), &one, b, static_cast<int>(trans_b ? k : n), stride_b, a,
+        static_cast<int>(trans_a ? m : k), stride_a, &beta, c, static_cast<int>(n), stride_c, static_cast<int>(count)));
   }
 
  private:
@@ -415,7 +435,8 @@ class device_backend {
   template <class U>
   using array = stream_array<U>;
 
-  explicit device_backend(cudaStream_t stream = nullptr) : stream_(stream) {
+  explicit device_backend(cudaStream_t stream = nullptr, gemm_precision precision = gemm_precision::fp32)
+      : stream_(stream), blas_(precision) {
     int device = 0;
     cudaMemPool_t pool;
     MIXLENS_CUDA_CHECK(cudaGetDevice(&device));
@@ -469,6 +490,10 @@ class device_backend {
   void gemm(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const float* a, const float* b, float beta,
             float* c) const {
     blas_.gemm(stream_, trans_a, trans_b, m, n, k, a, b, beta, c);
+  }
+  void gemm_batched(bool trans_a, bool trans_b, index_t m, index_t n, index_t k, const float* a, index_t stride_a,
+                    const float* b, index_t stride_b, float beta, float* c, index_t stride_c, index_t count) const {
+    blas_.gemm_batched(stream_, trans_a, trans_b, m, n, k, a, stride_a, b, stride_b, beta, c, stride_c, count);
   }
   void add_column_bias(float* data, vector_view<const float> bias, index_t rows, index_t cols) const {
     detail::add_column_bias_kernel<<<detail::model_blocks(rows * cols), detail::model_threads, 0, stream_>>>(

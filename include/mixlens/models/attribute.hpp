@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,6 +35,7 @@
 #include "mixlens/detail/parallel.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba2_attribution.hpp"
+#include "mixlens/models/mamba_batch.hpp"
 #include "mixlens/models/mamba_attribution.hpp"
 
 namespace mixlens::models {
@@ -77,74 +79,106 @@ struct attribute_options {
 
 namespace detail {
 
-// The forward pass on the host with the maps of every layer (the paper's α,
-// channel mean): the resolved target, its value and row P of raw or rollout.
-template <class T, class C, class Layer>
-[[nodiscard]] attribution_result attention_row(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
+// The forward pass with the maps of every layer (the paper's α, channel
+// mean): the resolved target, its value and row P of raw or rollout.
+template <class Backend, class Weights>
+[[nodiscard]] attribution_result attention_row(const Backend& be, const Weights& w, std::span<const index_t> tokens,
                                                gradient_target target, bool rollout) {
   constexpr std::string_view where = "mixlens::models::attribute";
-  check_tokens(m.vocab_size(), tokens);
-  const index_t L = static_cast<index_t>(tokens.size()), V = m.vocab_size();
+  check_tokens(w.vocab_size(), tokens);
+  const index_t L = static_cast<index_t>(tokens.size()), V = w.vocab_size();
   check_target(where, target, L, V);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
-  const host_backend<T> be;
-  const auto weights = host_weights(m);
-  analysis::model_maps<host_backend<T>> maps(be, L);
+  analysis::model_maps<Backend> maps(be, L);
   auto map = be.alloc(L * L), minmax = be.alloc(3), out = be.alloc(L * L);
-  const auto logits = mamba_forward(be, weights.view(), tokens, [&](const auto& s) {
+  const auto logits = mamba_forward(be, w, tokens, [&](const auto& s) {
     const auto op = s.ssm();
     analysis::aggregate_operator(be, op, channel_reduction::mean, map.data(), minmax.data());
     analysis::check_finite_blocks(be, op, minmax.data(), "mixlens::analysis::raw_attention");
     maps.add(map.data(), minmax.data());
   });
-  const T* r = rollout ? maps.rollout() : (maps.raw(out.data()), out.data());
-  const std::span<const T> row(logits.data() + pos * V, static_cast<std::size_t>(V));
-  const index_t tok = resolve_target_token(where, row, pos, target.token);
-  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]),
-          std::vector<double>(r + pos * L, r + (pos + 1) * L), {}};
+  const auto* r = rollout ? maps.rollout() : (maps.raw(out.data()), out.data());
+  const auto row = be.download(logits.data() + pos * V, V);
+  const index_t tok = resolve_target_token(where, std::span<const typename decltype(row)::value_type>(row), pos, target.token);
+  const auto scores = be.download(r + pos * L, L);
+  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), std::vector<double>(scores.begin(), scores.end()), {}};
+}
+
+// logits[token] and its softmax probability over the row (in double).
+template <class T>
+[[nodiscard]] analysis::target_output target_value(std::span<const T> row, index_t token) {
+  double top = double(row[0]);
+  for (const T v : row) top = std::max(top, double(v));
+  double sum = 0;
+  for (const T v : row) sum += std::exp(double(v) - top);
+  const double logit = double(row[static_cast<std::size_t>(token)]);
+  return {logit, std::exp(logit - top) / sum};
+}
+
+// The checks of an evaluator's batch, before any work.
+inline void check_perturbed(index_t vocab_size, std::span<const analysis::perturbed_sequence> batch,
+                            std::string_view where) {
+  for (const auto& s : batch) {
+    check_tokens(vocab_size, std::span<const index_t>(s.tokens));
+    if (s.target_position < 0 || s.target_position >= static_cast<index_t>(s.tokens.size()))
+      mixlens::detail::fail(where, "target_position", "a position in [0, " + std::to_string(s.tokens.size()) + ")",
+                            s.target_position);
+  }
 }
 
 }  // namespace detail
 
 // The resolved target (negative position: the last; negative token: the
-// argmax there) and its value, from one forward pass; no scores.
-template <class T, class C, class Layer>
-[[nodiscard]] attribution_result resolve_target(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
+// argmax there) and its value, from one forward pass on `be`; no scores.
+template <class Backend, class Weights>
+[[nodiscard]] attribution_result resolve_target(const Backend& be, const Weights& w, std::span<const index_t> tokens,
                                                 gradient_target target) {
   constexpr std::string_view where = "mixlens::models::attribute";
-  check_tokens(m.vocab_size(), tokens);
-  const index_t L = static_cast<index_t>(tokens.size()), V = m.vocab_size();
+  check_tokens(w.vocab_size(), tokens);
+  const index_t L = static_cast<index_t>(tokens.size()), V = w.vocab_size();
   detail::check_target(where, target, L, V);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
-  const auto weights = host_weights(m);
-  const auto logits = mamba_forward(host_backend<T>{}, weights.view(), tokens, [](const auto&) {});
-  const std::span<const T> row(logits.data() + pos * V, static_cast<std::size_t>(V));
-  const index_t tok = detail::resolve_target_token(where, row, pos, target.token);
+  const auto logits = mamba_forward(be, w, tokens, [](const auto&) {});
+  const auto row = be.download(logits.data() + pos * V, V);
+  const index_t tok = detail::resolve_target_token(where, std::span<const typename decltype(row)::value_type>(row), pos, target.token);
   return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), {}, {}};
 }
 
-
 // Scores over the positions of `tokens` for the logit `target` (negative
-// position: the last; negative token: the argmax there), by `method`.
-template <class T, class C, class Layer>
-[[nodiscard]] attribution_result attribute(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
+// position: the last; negative token: the argmax there), by `method`, on `be`
+// with the weights `w` (mamba_weights or mamba2_weights in its memory).
+template <class Backend, class Weights>
+[[nodiscard]] attribution_result attribute(const Backend& be, const Weights& w, std::span<const index_t> tokens,
                                            attribution_method method, gradient_target target = {},
                                            const attribute_options& options = {}) {
   switch (method) {
-    case attribution_method::raw: return detail::attention_row(m, tokens, target, false);
-    case attribution_method::rollout: return detail::attention_row(m, tokens, target, true);
-    case attribution_method::mamba_attr: return mamba_attr(m, tokens, target, options.mamba_attr);
-    case attribution_method::grad_input: return grad_input(m, tokens, target);
-    case attribution_method::attn_grad: return attn_grad(m, tokens, target, options.mamba_attr);
-    case attribution_method::lrp: return lrp(m, tokens, target);
+    case attribution_method::raw: return detail::attention_row(be, w, tokens, target, false);
+    case attribution_method::rollout: return detail::attention_row(be, w, tokens, target, true);
+    case attribution_method::mamba_attr: return mamba_attr(be, w, tokens, target, options.mamba_attr);
+    case attribution_method::grad_input: return grad_input(be, w, tokens, target);
+    case attribution_method::attn_grad: return attn_grad(be, w, tokens, target, options.mamba_attr);
+    case attribution_method::lrp: return lrp(be, w, tokens, target);
     case attribution_method::random: {
-      auto r = resolve_target(m, tokens, target);
+      auto r = resolve_target(be, w, tokens, target);
       r.scores = analysis::random_scores(static_cast<index_t>(tokens.size()), options.seed);
       return r;
     }
   }
   mixlens::detail::fail("mixlens::models::attribute", "method", attribution_method_list(),
                         static_cast<int>(method));
+}
+
+// The same on the host for a loaded model.
+template <class T, class C, class Layer>
+[[nodiscard]] attribution_result resolve_target(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
+                                                gradient_target target) {
+  return resolve_target(host_backend<T>{}, host_weights(m).view(), tokens, target);
+}
+template <class T, class C, class Layer>
+[[nodiscard]] attribution_result attribute(const lm_model<T, C, Layer>& m, std::span<const index_t> tokens,
+                                           attribution_method method, gradient_target target = {},
+                                           const attribute_options& options = {}) {
+  return attribute(host_backend<T>{}, host_weights(m).view(), tokens, method, target, options);
 }
 
 // The same for a model of either family.
@@ -179,25 +213,14 @@ class target_evaluator {
   }
 
   [[nodiscard]] analysis::target_output evaluate(const analysis::perturbed_sequence& s) const {
-    const std::span<const index_t> tokens(s.tokens);
     const index_t V = model_->vocab_size();
-    const auto logits = mamba_forward(host_backend<T>{}, weights_.view(), tokens, [](const auto&) {});
-    const T* row = logits.data() + s.target_position * V;
-    double top = double(row[0]);
-    for (index_t v = 1; v < V; ++v) top = std::max(top, double(row[v]));
-    double sum = 0;
-    for (index_t v = 0; v < V; ++v) sum += std::exp(double(row[v]) - top);
-    const double logit = double(row[token_]);
-    return {logit, std::exp(logit - top) / sum};
+    const auto logits = mamba_forward(host_backend<T>{}, weights_.view(), std::span<const index_t>(s.tokens), [](const auto&) {});
+    return detail::target_value(std::span<const T>(logits.data() + s.target_position * V, static_cast<std::size_t>(V)),
+                                token_);
   }
 
   [[nodiscard]] std::vector<analysis::target_output> operator()(std::span<const analysis::perturbed_sequence> batch) const {
-    for (const auto& s : batch) {  // before any thread starts
-      check_tokens(model_->vocab_size(), std::span<const index_t>(s.tokens));
-      if (s.target_position < 0 || s.target_position >= static_cast<index_t>(s.tokens.size()))
-        mixlens::detail::fail("mixlens::models::target_evaluator", "target_position",
-                              "a position in [0, " + std::to_string(s.tokens.size()) + ")", s.target_position);
-    }
+    detail::check_perturbed(model_->vocab_size(), batch, "mixlens::models::target_evaluator");  // before any thread starts
     std::vector<analysis::target_output> out(batch.size());
     mixlens::detail::parallel_for(static_cast<index_t>(batch.size()), threads_, [&](index_t i) {
       out[static_cast<std::size_t>(i)] = evaluate(batch[static_cast<std::size_t>(i)]);
@@ -210,6 +233,78 @@ class target_evaluator {
   decltype(host_weights(std::declval<const Model&>())) weights_;
   index_t token_;
   index_t threads_;
+};
+
+// The evaluator of analysis::faithfulness on any backend, for Mamba and
+// Falcon-Mamba (bind the target token: [&](auto b) { return e(b, token); }):
+// the sequences of a call, each distinct one once, grouped by
+// length and run up to `max_batch` (and about `max_tokens` ids) at a time
+// through mamba_batch_forward, which forms only the target rows of the logits.
+// `be` and the weights' memory must outlive the evaluator.
+template <class Backend, class T>
+class batch_target_evaluator {
+ public:
+  batch_target_evaluator(const Backend& be, const mamba_weights<T>& w, index_t max_batch = 128,
+                         index_t max_tokens = index_t(1) << 16)
+      : forward_(be, w, max_batch), be_(be), vocab_(w.vocab_size()), max_tokens_(max_tokens) {
+    mixlens::detail::check_positive("mixlens::models::batch_target_evaluator", "max_tokens", max_tokens);
+  }
+
+  // logits[target_position][token] and its probability for every sequence.
+  [[nodiscard]] std::vector<analysis::target_output> operator()(std::span<const analysis::perturbed_sequence> batch,
+                                                                index_t token) const {
+    constexpr std::string_view where = "mixlens::models::batch_target_evaluator";
+    if (token < 0 || token >= vocab_)
+      mixlens::detail::fail(where, "token", "a token in [0, " + std::to_string(vocab_) + ")", token);
+    detail::check_perturbed(vocab_, batch, where);
+    // Distinct sequences by (length, target, ids): the unperturbed and the fully
+    // perturbed sequence recur in every curve.
+    std::map<std::pair<index_t, const analysis::perturbed_sequence*>, std::vector<std::size_t>, order> groups;
+    for (std::size_t i = 0; i < batch.size(); ++i)
+      groups[{static_cast<index_t>(batch[i].tokens.size()), &batch[i]}].push_back(i);
+    std::vector<analysis::target_output> out(batch.size());
+    std::vector<index_t> ids, positions;
+    std::vector<const std::vector<std::size_t>*> owners;
+    const auto flush = [&] {
+      if (owners.empty()) return;
+      const auto logits = forward_.target_logits(ids, positions);
+      const auto host = be_.download(logits.data(), static_cast<index_t>(owners.size()) * vocab_);
+      for (std::size_t b = 0; b < owners.size(); ++b) {
+        const auto value = detail::target_value(
+            std::span<const T>(host.data() + b * static_cast<std::size_t>(vocab_), static_cast<std::size_t>(vocab_)),
+            token);
+        for (const std::size_t i : *owners[b]) out[i] = value;
+      }
+      ids.clear(), positions.clear(), owners.clear();
+    };
+    index_t length = -1;
+    for (const auto& [key, members] : groups) {
+      const index_t L = key.first;
+      const index_t per_pass = std::clamp<index_t>(max_tokens_ / L, 1, forward_.max_batch());
+      if (L != length || static_cast<index_t>(owners.size()) == per_pass) flush();
+      length = L;
+      ids.insert(ids.end(), key.second->tokens.begin(), key.second->tokens.end());
+      positions.push_back(key.second->target_position);
+      owners.push_back(&members);
+    }
+    flush();
+    return out;
+  }
+
+ private:
+  struct order {
+    bool operator()(const std::pair<index_t, const analysis::perturbed_sequence*>& a,
+                    const std::pair<index_t, const analysis::perturbed_sequence*>& b) const {
+      if (a.first != b.first) return a.first < b.first;
+      if (a.second->target_position != b.second->target_position)
+        return a.second->target_position < b.second->target_position;
+      return a.second->tokens < b.second->tokens;
+    }
+  };
+
+  mamba_batch_forward<Backend, T> forward_;
+  const Backend& be_;
+  index_t vocab_, max_tokens_;
 };
 
 template <class T>
