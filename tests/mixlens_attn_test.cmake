@@ -198,6 +198,18 @@ endforeach()
 expect_shape(method_mamba_attr ${WORK}/method_mamba-attr/mamba_attr.npy "6, 6, ")
 expect_shape(method_attn_grad ${WORK}/method_attn-grad/attn_grad.npy "6, 6, ")
 expect_no_files(method_lrp ${WORK}/method_lrp mamba_attr.npy attn_grad.npy)
+# attn-grad without D (the authors' matrices): another attribution of the same shape.
+expect(method_attn_grad_without_d 0 "attribution.npy, target.json"
+  --model ${DATA}/falcon_mamba_fp32 --tokens 5,9,2,7,1,3 --out ${WORK}/method_attn_grad_no_d --method attn-grad
+  --target-position 4 --target-token 11 --start-layer 1 --no-png --save-alpha none --attn-grad-without-d)
+file(SHA256 ${WORK}/method_attn-grad/attribution.npy with_d)
+file(SHA256 ${WORK}/method_attn_grad_no_d/attribution.npy without_d)
+if(with_d STREQUAL without_d)
+  message(SEND_ERROR "method_attn_grad_without_d: the same attribution as with D")
+  math(EXPR failures "${failures} + 1")
+endif()
+expect(without_d_needs_attn_grad 2 "--attn-grad-without-d is for --method attn-grad"
+  --model m --tokens 1 --out o --method lrp --attn-grad-without-d)
 expect_no_files(method_rollout ${WORK}/method_rollout residual_grad_0.npy)
 # Without --no-png, attribution.png: a whole PNG (signature, IHDR with a non-empty size,
 # IEND last; figure_test decodes the same writer's pixels with libpng).

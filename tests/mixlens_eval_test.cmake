@@ -90,6 +90,10 @@ expect_nothing(vim_refused ${WORK}/vim)
 expect(cuda_without_gpu 1 "--device cuda: " --model ${demo} --tokens-file ${tokens} --device cuda --out ${WORK}/cuda)
 expect_nothing(cuda_without_gpu ${WORK}/cuda)
 expect(bad_device 2 "--device must be cpu or cuda, not 'tpu'" --model ${demo} --tokens-file ${tokens} --device tpu --out ${WORK}/tpu)
+expect(without_d 0 "\\| attn-grad \\|" --model ${demo} --tokens-file ${tokens} --methods attn-grad --steps 2
+  --attn-grad-without-d --out ${WORK}/without_d)
+expect(without_d_needs_attn_grad 2 "--attn-grad-without-d is for the method attn-grad"
+  --model ${demo} --tokens-file ${tokens} --methods raw --attn-grad-without-d --out ${WORK}/nd)
 expect(tf32_on_cpu 2 "--tf32 is for --device cuda" --model ${demo} --tokens-file ${tokens} --tf32 --out ${WORK}/tf)
 expect(zero_batch_tokens 2 "--batch-tokens: expected at least 1" --model ${demo} --tokens-file ${tokens} --batch-tokens 0 --out ${WORK}/bt)
 file(MAKE_DIRECTORY ${WORK}/foreign)

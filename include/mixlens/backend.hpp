@@ -96,7 +96,8 @@ struct host_backend {
       for (index_t t = 0; t < cols; ++t) data[r * cols + t] += bias[static_cast<std::size_t>(r)];
   }
 
-  // u = SiLU(conv(x) + bias) and σ = σ(conv(x) + bias), bias (D) or empty.
+  // u = SiLU(conv(x) + bias) and σ = σ(conv(x) + bias), bias (D) or empty;
+  // sigma null: σ is not wanted.
   template <class Kind>
   void conv_silu(const causal_conv_operator<T, Kind>& conv, vector_view<const T> bias, const T* x, T* u,
                  T* sigma) const {
@@ -105,8 +106,9 @@ struct host_backend {
     for (index_t d = 0; d < D; ++d)
       for (index_t t = 0; t < L; ++t) {
         const T p = u[d * L + t] + (bias.empty() ? T(0) : bias[static_cast<std::size_t>(d)]);
-        sigma[d * L + t] = mixlens::detail::sigmoid(p);
-        u[d * L + t] = p * sigma[d * L + t];
+        const T s = mixlens::detail::sigmoid(p);
+        if (sigma) sigma[d * L + t] = s;
+        u[d * L + t] = p * s;
       }
   }
 
@@ -252,6 +254,27 @@ struct host_backend {
   }
 
   void copy(const T* from, index_t n, T* to) const { std::copy(from, from + n, to); }
+
+  // Mamba's selective scan over `batch` sequences of length L in one call:
+  // y = (S6(u) + D·u) ⊙ SiLU(z) with Δ = softplus(dt + dt_bias[channel]); u,
+  // dt, z, y (batch, D, L), b, c (batch, N, L), a (D × N). On the device one
+  // fused kernel that keeps Δ and the gate out of memory; here the same steps
+  // one sequence at a time, each checked as the forward pass checks its S6.
+  void mamba_scan(index_t batch, index_t L, const T* u, const T* dt, vector_view<const T> dt_bias,
+                  matrix_view<const T> a, const T* b, const T* c, vector_view<const T> skip, const T* z, T* y) const {
+    const index_t D = a.extent(0), N = a.extent(1);
+    std::vector<T> delta(static_cast<std::size_t>(D * L)), gate(static_cast<std::size_t>(D * L));
+    for (index_t s = 0; s < batch; ++s) {
+      std::copy_n(dt + s * D * L, D * L, delta.data());
+      softplus_bias(delta.data(), dt_bias, D, L);
+      silu(z + s * D * L, gate.data(), D * L);
+      const s6_operator<T> op(matrix_view<const T>(delta.data(), D, L), a, tensor_view<const T, 3>(b + s * N * L, 1, N, L),
+                              tensor_view<const T, 3>(c + s * N * L, 1, N, L), skip,
+                              matrix_view<const T>(gate.data(), D, L));
+      op.validate();  // finite, Δ ≥ 0, Re A ≤ 0
+      apply(op, u + s * D * L, y + s * D * L);
+    }
+  }
 
   // y = M·x with the operator's host fast path; split over `threads` where the
   // operator's apply takes a sequence_parallel_scan (detail::splits_channels).

@@ -39,7 +39,8 @@ enum class recipe { mamba_attr, attn_grad };
 // over the layer (mamba-attr: before the channel mean; attn-grad: after the
 // column weights), the token weights from the stored residual gradients; the
 // rollout as a product of L × L matrices. Returns the whole rollout (L × L).
-std::vector<double> rollout_reference(const mamba_model<double>& m, gradient_target target, index_t start, recipe how) {
+std::vector<double> rollout_reference(const mamba_model<double>& m, gradient_target target, index_t start, recipe how,
+                                      bool with_skip = true) {
   const auto g = mamba_gradients(m, std::span<const index_t>(tokens), target, {.residual = true});
   const auto signals = all_signals(m, tokens);
   const index_t L = static_cast<index_t>(tokens.size()), H = m.config.hidden_size, D = m.config.intermediate_size;
@@ -49,7 +50,9 @@ std::vector<double> rollout_reference(const mamba_model<double>& m, gradient_tar
   };
   std::vector<std::vector<double>> aug;
   for (index_t k = start; k < m.num_layers(); ++k) {
-    const auto s = signals[static_cast<std::size_t>(k)].view();
+    auto s = signals[static_cast<std::size_t>(k)].view();
+    const std::vector<double> no_skip(static_cast<std::size_t>(D), 0.0);
+    if (!with_skip) s.skip = vector_view<const double>(no_skip.data(), D);  // Â without D: D = 0 in the block
     std::vector<double> clamped;  // D × L × L
     const auto all = layer_attention(s, how == recipe::mamba_attr ? attention_form::paper : attention_form::unified);
     for (index_t i = 0; i < D * L * L; ++i) clamped.push_back(std::max(all.data()[i], 0.0));
@@ -136,6 +139,19 @@ BOOST_AUTO_TEST_CASE(rollout_recipes_match_a_step_by_step_reference) {
             BOOST_TEST(got.scores[static_cast<std::size_t>(p)] == 0.0);
           BOOST_TEST(*std::max_element(want.begin(), want.end()) > 0.05);
         }
+}
+
+BOOST_AUTO_TEST_CASE(attn_grad_without_d_matches_its_reference) {
+  for (const bool falcon : {false, true})
+    for (const index_t start : {0, 2}) {
+      const auto m = small_model(falcon, falcon ? 21 : 20);
+      const std::span<const index_t> t(tokens);
+      const auto got = attn_grad(m, t, {}, {.start_layer = start, .unified_skip = false});
+      const auto want = target_row(rollout_reference(m, {}, start, recipe::attn_grad, false), {});
+      BOOST_TEST(max_diff(got.scores, want) <= 1e-12, "falcon " << falcon << " start " << start);
+      // D matters: with it the row moves.
+      BOOST_TEST(max_diff(got.scores, attn_grad(m, t, {}, {.start_layer = start}).scores) > 1e-4);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(attn_grad_reads_the_unified_form) {

@@ -95,7 +95,7 @@ constexpr std::string_view usage_text =
     "                    [--reference-logits FILE] [--strict] [--max-memory BYTES]\n"
     "                    [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp]\n"
     "                    [--target-position P]\n"
-    "                    [--target-token T] [--start-layer K] [--tokenizer FILE]\n"
+    "                    [--target-token T] [--start-layer K] [--attn-grad-without-d] [--tokenizer FILE]\n"
     "                    [--html FILE] [--rows last|cls|i,j,... [--raw-range tensor|rows]]\n"
     "\n"
     "  --model DIR             config.json + model.safetensors or its shards: Mamba, Falcon-Mamba or\n"
@@ -133,6 +133,8 @@ constexpr std::string_view usage_text =
     "                          the class (default: the argmax), read at the CLS token, and with\n"
     "                          --method also attribution_overlay.png (the scores over the image)\n"
     "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n"
+    "  --attn-grad-without-d   attn-grad: the unified matrices without the skip D, as the authors' code\n"
+    "                          forms them (default: with D, so that they reproduce the block's output)\n"
     "  --tokenizer FILE        a Hugging Face tokenizer.json for the token strings (default: the model\n"
     "                          folder's tokenizer.json, when there is one): tokens.json and the figures'\n"
     "                          labels. Text is not tokenized here: python -m mixlens --text does that\n"
@@ -159,6 +161,7 @@ struct options {
   std::optional<index_t> target_position, target_token;
   bool method_given = false;  // --method on the command line (Vision Mamba writes attribution.npy only then)
   index_t start_layer = 0;
+  bool attn_grad_without_d = false;
   attention_form form = attention_form::paper;
   bool png = true, self_test = false, strict = false, normalize = false;
   std::optional<double> max_memory;  // bytes
@@ -212,6 +215,7 @@ options parse_args(int argc, char** argv) {
     } else if (arg == "--target-position") o.target_position = parse_count(args.value(), "--target-position");
     else if (arg == "--target-token") o.target_token = parse_count(args.value(), "--target-token");
     else if (arg == "--start-layer") o.start_layer = parse_count(args.value(), "--start-layer");
+    else if (arg == "--attn-grad-without-d") o.attn_grad_without_d = true;
     else if (arg == "--device") {
       o.device = args.value();
       if (o.device != "cpu" && o.device != "cuda") throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
@@ -246,6 +250,7 @@ options parse_args(int argc, char** argv) {
     throw usage_error(std::string(o.target_token ? "--target-token" : "--target-position") +
                       " without a gradient --method reads the target row of rollout.npy, which --rows does not "
                       "write: give --method grad-input, lrp, mamba-attr or attn-grad");
+  if (o.attn_grad_without_d && o.method != "attn-grad") throw usage_error("--attn-grad-without-d is for --method attn-grad");
   if (o.model.empty()) throw usage_error("--model is required");
   if (o.out.empty()) throw usage_error("--out is required");
   if (inputs != 1) throw usage_error("give exactly one of --tokens, --tokens-file (language models) and --image (Vision Mamba)");
@@ -805,7 +810,8 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
     const auto attribute = [&](const auto& be, const auto& w) {
       const std::span<const index_t> t(tokens);
       const gradient_target target{P, T};
-      const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};
+      const mamba_attr_options rollout{
+          .start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d};
       const attribution_result a = o.method == "grad-input"   ? grad_input(be, w, t, target)
                                    : o.method == "lrp"        ? lrp(be, w, t, target)
                                    : o.method == "mamba-attr" ? mamba_attr(be, w, t, target, rollout)
@@ -883,7 +889,8 @@ void write_vim_attribution(const options& o, const fs::path& out, const vim_mode
   } else {
     const auto attribute = [&](const auto& be, const vim_weights<float>& w) {
       const mixlens::tensor_view<const float, 3> iv(image.view());
-      const mamba_attr_options rollout{.start_layer = o.start_layer, .full_matrix = true};
+      const mamba_attr_options rollout{
+          .start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d};
       const attribution_result a = o.method == "grad-input"   ? grad_input(be, w, iv, T)
                                    : o.method == "lrp"        ? lrp(be, w, iv, T)
                                    : o.method == "mamba-attr" ? mamba_attr(be, w, iv, T, rollout)

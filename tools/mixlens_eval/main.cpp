@@ -54,7 +54,7 @@ constexpr std::string_view usage_text =
     "usage: mixlens-eval --model DIR (--tokens-file F.npy | --token-lines F) --out DIR\n"
     "                    [--methods raw,rollout,mamba-attr,grad-input,random,attn-grad,lrp] [--steps K]\n"
     "                    [--mode remove|replace] [--replace-token T] [--target-position P]\n"
-    "                    [--target-token T] [--random-draws N] [--seed S] [--start-layer K]\n"
+    "                    [--target-token T] [--random-draws N] [--seed S] [--start-layer K] [--attn-grad-without-d]\n"
     "                    [--threads N] [--device cpu|cuda] [--batch-tokens N] [--tf32]\n"
     "\n"
     "Perturbation tests of attributions: the positions are perturbed most relevant first (MoRF) and\n"
@@ -76,7 +76,8 @@ constexpr std::string_view usage_text =
     "  --target-token T        the target logit's token (default: the argmax of the unperturbed logits)\n"
     "  --random-draws N        random attributions averaged for the random baseline (default 10)\n"
     "  --seed S                the random baseline's seed; draw d uses S + d (default 0)\n"
-    "  --start-layer K         mamba-attr: the first layer of its rollout (default 0)\n"
+    "  --start-layer K         mamba-attr, attn-grad: the first layer of the rollout (default 0)\n"
+    "  --attn-grad-without-d   attn-grad: the unified matrices without the skip D (as the authors' code)\n"
     "  --threads N             cpu: perturbed sequences evaluated side by side (default 1; 0: every core)\n"
     "  --device cpu|cuda       where to compute (default cpu). cuda: the attributions on the GPU and the\n"
     "                          perturbed sequences of all methods batched, each distinct one once, with\n"
@@ -94,7 +95,7 @@ struct options {
   std::vector<attribution_method> methods;
   index_t steps = 10, replace_token = 0, random_draws = 10, start_layer = 0, threads = 1, batch_tokens = 1 << 16;
   std::string device = "cpu";
-  bool tf32 = false;
+  bool tf32 = false, attn_grad_without_d = false;
   char** argv = nullptr;
   std::uint64_t seed = 0;
   analysis::perturbation_mode mode = analysis::perturbation_mode::replace;
@@ -148,6 +149,8 @@ options parse_args(int argc, char** argv) {
       o.device = args.value();
       if (o.device != "cpu" && o.device != "cuda")
         throw usage_error("--device must be cpu or cuda, not '" + o.device + "'");
+    } else if (arg == "--attn-grad-without-d") {
+      o.attn_grad_without_d = true;
     } else if (arg == "--tf32") {
       o.tf32 = true;
     } else if (arg == "--batch-tokens") {
@@ -161,6 +164,8 @@ options parse_args(int argc, char** argv) {
   if (o.tf32 && o.device != "cuda") throw usage_error("--tf32 is for --device cuda");
   if (o.methods.empty())
     for (std::size_t i = 0; i < attribution_method_count; ++i) o.methods.push_back(static_cast<attribution_method>(i));
+  if (o.attn_grad_without_d && std::find(o.methods.begin(), o.methods.end(), attribution_method::attn_grad) == o.methods.end())
+    throw usage_error("--attn-grad-without-d is for the method attn-grad, which --methods leaves out");
   return o;
 }
 
@@ -343,7 +348,7 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
             sets.push_back(std::move(d));
           continue;
         }
-        auto a = attribute(be, w, tokens, r.method, target.target, {.mamba_attr = {.start_layer = o.start_layer}, .seed = o.seed});
+        auto a = attribute(be, w, tokens, r.method, target.target, {.mamba_attr = {.start_layer = o.start_layer, .unified_skip = !o.attn_grad_without_d}, .seed = o.seed});
         sets.push_back(a.scores);
         r.targets.push_back(std::move(a));
       }

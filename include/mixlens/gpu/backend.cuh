@@ -151,12 +151,12 @@ __global__ void add_row_bias_kernel(float* data, const float* bias, index_t rows
   MIXLENS_GRID_STRIDE(k, rows * cols) data[k] += bias[k / cols];
 }
 
-// u = SiLU(u + bias), σ = σ(u + bias), in place over the conv output.
+// u = SiLU(u + bias), σ = σ(u + bias) (sigma may be null), in place over the conv output.
 __global__ void bias_silu_kernel(float* u, const float* bias, float* sigma, index_t D, index_t L) {
   MIXLENS_GRID_STRIDE(k, D * L) {
     const float p = u[k] + (bias ? bias[k / L] : 0.0f);
     const float s = mixlens::detail::sigmoid(p);
-    sigma[k] = s;
+    if (sigma) sigma[k] = s;
     u[k] = p * s;
   }
 }
@@ -606,6 +606,17 @@ class device_backend {
         cudaMemcpyAsync(to, from, static_cast<std::size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   }
 
+  // As host_backend::mamba_scan, in one launch of the fused kernel.
+  void mamba_scan(index_t batch, index_t L, const float* u, const float* dt, vector_view<const float> dt_bias,
+                  matrix_view<const float> a, const float* b, const float* c, vector_view<const float> skip,
+                  const float* z, float* y) const {
+    selective_scan_params<float> p;
+    p.batch = batch, p.channels = a.extent(0), p.length = L, p.state_size = a.extent(1), p.groups = 1;
+    p.u = u, p.delta = dt, p.delta_bias = dt_bias.data(), p.delta_softplus = true;
+    p.a = a.data_handle(), p.b = b, p.c = c, p.skip = skip.empty() ? nullptr : skip.data();
+    p.z = z, p.z_silu = true, p.y = y;
+    selective_scan_forward(p, stream_);
+  }
   template <class Op>
   void apply(const Op& op, const float* x, float* y) const {
     const auto& v = view_of(op);

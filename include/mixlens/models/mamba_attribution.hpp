@@ -87,6 +87,9 @@ template <class Backend, class T>
 struct mamba_attr_options {
   index_t start_layer = 0;   // the first layer of the rollout
   bool full_matrix = false;  // also the whole L × L rollout (O(L³) per layer, on the host)
+  // attn-grad: D in the unified matrices (so that Â·x + offset = y); false
+  // forms them without it, as the unified form's authors' code does.
+  bool unified_skip = true;
 };
 
 namespace detail {
@@ -165,7 +168,8 @@ template <class Backend, class Weights>
   constexpr std::string_view where = "mixlens::models::attn_grad";
   return gradient_weighted_rollout(be, w, tokens, target, options, where,
                                    [&](const auto& s, const auto& lg, std::vector<double>& map) {
-                                     (void)relu_channel_mean(be, unified_operator(be, s, {.offset = false}), map, where);
+                                     (void)relu_channel_mean(be, unified_operator(be, s, {.offset = false, .skip = options.unified_skip}),
+                                                            map, where);
                                      analysis::attn_grad_layer_map(map, token_weights(be, lg));
                                    });
 }

@@ -5,10 +5,10 @@
 //
 // The batch is a leading dimension: the residual stream is (B, L, H), every
 // mixer signal (B, D, L). The projections are strided-batched products with
-// the weight shared (gemm_batched). A batch of S6 branches is itself one S6
-// operator of B·D channels in B groups (group b reads sequence b's B and C), so
-// the conv, the activations and the scan run once over the batch with the
-// per-channel weights (conv taps and bias, Δ bias, A, D) repeated B times.
+// the weight shared (gemm_batched); the depthwise conv runs once over the B·D
+// rows with its taps and bias repeated B times, and the selective scan with
+// softplus and gate is one batched call (mamba_scan: on the device Mamba's
+// fused kernel, which keeps Δ and the gate out of memory).
 // Needs nlohmann-json (through mamba_model.hpp).
 #pragma once
 
@@ -27,7 +27,8 @@ class mamba_batch_forward {
   using array = typename Backend::template array<T>;
 
  public:
-  // Per-channel weights repeated for up to `max_batch` sequences per pass.
+  // The conv's weights (and in_proj's bias) repeated for up to `max_batch`
+  // sequences per pass. `be` must outlive the object.
   mamba_batch_forward(const Backend& be, const mamba_weights<T>& w, index_t max_batch)
       : be_(be), w_(w), max_batch_(max_batch) {
     mixlens::detail::check_positive("mixlens::models::mamba_batch_forward", "max_batch", max_batch);
@@ -35,9 +36,6 @@ class mamba_batch_forward {
       layer_tiles t;
       t.taps = repeat(l.conv_taps.data_handle(), l.conv_taps.size());
       t.conv_bias = repeat(l.conv_bias.data(), static_cast<index_t>(l.conv_bias.size()));
-      t.dt_bias = repeat(l.dt_bias.data(), static_cast<index_t>(l.dt_bias.size()));
-      t.a = repeat(l.a.data_handle(), l.a.size());
-      t.skip = repeat(l.skip.data(), static_cast<index_t>(l.skip.size()));
       const index_t D = w.config.intermediate_size;
       if (!l.in_proj_bias.empty()) {
         t.x_bias = repeat(l.in_proj_bias.data(), D);
@@ -69,8 +67,8 @@ class mamba_batch_forward {
     const Backend& be = be_;
     const auto tok = be.upload(tokens);
     auto h = be.alloc(B * L * H), hn = be.alloc(B * L * H);
-    auto x = be.alloc(BD * L), z = be.alloc(BD * L), u = be.alloc(BD * L), sigma = be.alloc(BD * L),
-         delta = be.alloc(BD * L), dt = be.alloc(B * R * L), bm = be.alloc(B * N * L), cm = be.alloc(B * N * L);
+    auto x = be.alloc(BD * L), z = be.alloc(BD * L), u = be.alloc(BD * L), dt_full = be.alloc(BD * L),
+         dt = be.alloc(B * R * L), bm = be.alloc(B * N * L), cm = be.alloc(B * N * L);
     T* y = x.data();  // the conv input is spent once u is formed
     be.embed(tok, w_.embedding, h.data());
     for (index_t k = 0; k < w_.num_layers(); ++k) {
@@ -87,7 +85,7 @@ class mamba_batch_forward {
       }
       const index_t K = w.conv_taps.extent(1);
       const causal_conv_operator<T, mamba_conv_kind> conv(matrix_view<const T>(t.taps.data(), BD, K), {}, L);
-      be.conv_silu(conv, tiled(t.conv_bias, D), x.data(), u.data(), sigma.data());
+      be.conv_silu(conv, tiled(t.conv_bias, D), x.data(), u.data(), nullptr);
       const T* xp = w.x_proj.data_handle();
       be.gemm_batched(false, false, R, L, D, xp, 0, u.data(), D * L, T(0), dt.data(), R * L, B);
       be.gemm_batched(false, false, N, L, D, xp + R * D, 0, u.data(), D * L, T(0), bm.data(), N * L, B);
@@ -97,14 +95,9 @@ class mamba_batch_forward {
         be.gated_rms_norm(bm.data(), nullptr, B * N, L, N, {}, cfg.mixer_rms_eps, bm.data(), nullptr);
         be.gated_rms_norm(cm.data(), nullptr, B * N, L, N, {}, cfg.mixer_rms_eps, cm.data(), nullptr);
       }
-      be.gemm_batched(false, false, D, L, R, w.dt_proj.data_handle(), 0, dt.data(), R * L, T(0), delta.data(), D * L, B);
-      be.softplus_bias(delta.data(), tiled(t.dt_bias, D), BD, L);
-      be.silu(z.data(), sigma.data(), BD * L);  // σ is spent too: the gate goes there
-      const s6_operator<T> ssm(matrix_view<const T>(delta.data(), BD, L), matrix_view<const T>(t.a.data(), BD, N),
-                               tensor_view<const T, 3>(bm.data(), B, N, L), tensor_view<const T, 3>(cm.data(), B, N, L),
-                               tiled(t.skip, D), matrix_view<const T>(sigma.data(), BD, L));
-      if constexpr (Backend::on_host) ssm.validate();  // finite, Δ ≥ 0, Re A ≤ 0
-      be.apply(ssm, u.data(), y);
+      // Δ before bias and softplus, which the scan applies
+      be.gemm_batched(false, false, D, L, R, w.dt_proj.data_handle(), 0, dt.data(), R * L, T(0), dt_full.data(), D * L, B);
+      be.mamba_scan(B, L, u.data(), dt_full.data(), w.dt_bias, w.a, bm.data(), cm.data(), w.skip, z.data(), y);
       be.gemm_batched(true, true, L, H, D, y, D * L, w.out_proj.data_handle(), 0, T(1), h.data(), L * H, B);
       if (!w.out_proj_bias.empty()) be.add_column_bias(h.data(), w.out_proj_bias, B * L, H);
     }
@@ -121,7 +114,7 @@ class mamba_batch_forward {
 
  private:
   struct layer_tiles {
-    array taps, conv_bias, dt_bias, a, skip, x_bias, z_bias;
+    array taps, conv_bias, x_bias, z_bias;
   };
 
   // n values at p, repeated max_batch times (empty for n = 0).

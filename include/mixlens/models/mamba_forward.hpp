@@ -249,6 +249,7 @@ enum class attention_form { paper, unified };
 // ssm(fold) (mamba_layer_signals, mamba2_layer_signals).
 struct unified_options {
   bool offset = true;
+  bool skip = true;  // D in the matrices (false: without it, as the unified form's authors' code forms them)
 };
 
 template <class T, class Array>
@@ -263,7 +264,7 @@ template <class Backend, class Signals>
   using ssm_t = decltype(s.ssm(s6_fold{}));
   using op_t = mamba_block_operator<T, T, ssm_t>;
   const index_t D = s.channels(), L = s.length();
-  const ssm_t ssm = s.ssm(s6_fold{.skip = true, .gate = true});
+  const ssm_t ssm = s.ssm(s6_fold{.skip = options.skip, .gate = true});
   const index_t rows = options.offset ? D : 0, cols = options.offset ? L : 0;
   mamba_unified_storage<T, array> st{be.alloc(rows * cols)};
   if (options.offset && s.conv_bias.empty()) {

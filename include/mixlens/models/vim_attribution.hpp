@@ -155,8 +155,9 @@ template <class Backend, class T>
   return detail::vim_gradient_weighted_rollout(
       be, w, image, target_class, options, where,
       [&](const vim_layer_signals<T>& s, const vim_layer_gradients<T>& lg, std::vector<double>& map) {
-        (void)detail::relu_bidirectional_mean(be, unified_operator(be, s.forward, {.offset = false}),
-                                              unified_operator(be, s.backward, {.offset = false}), s.scale, map, where);
+        const unified_options u{.offset = false, .skip = options.unified_skip};
+        (void)detail::relu_bidirectional_mean(be, unified_operator(be, s.forward, u), unified_operator(be, s.backward, u),
+                                              s.scale, map, where);
         analysis::attn_grad_layer_map(map, detail::token_weights(be, lg));
       });
 }
