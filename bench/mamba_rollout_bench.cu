@@ -231,15 +231,12 @@ void gpu_faithfulness(benchmark::State& state) {
   const batch_target_evaluator evaluate(perturbed_backend(state.range(2) != 0), w);
   const attribution_method methods[] = {attribution_method::raw,        attribution_method::rollout,
                                         attribution_method::mamba_attr, attribution_method::grad_input,
-                                        attribution_method::attn_grad,  attribution_method::lrp};
+                                        attribution_method::attn_grad,  attribution_method::lrp,
+                                        attribution_method::random};
+  const faithfulness_run_options options{.curves = {.steps = steps}, .random_draws = draws};
   const auto once = [&] {
-    const auto target = resolve_target(be, w, span, {});
-    auto sets = analysis::random_draws(L, draws, 0);
-    for (const auto m : methods) sets.push_back(attribute(be, w, span, m, target.target).scores);
-    const analysis::faithfulness_options o{.steps = steps, .target_position = target.target.position};
-    const auto r = analysis::faithfulness(
-        span, std::span<const std::vector<double>>(sets),
-        [&](std::span<const analysis::perturbed_sequence> b) { return evaluate(b, target.target.token); }, o);
+    const auto r = faithfulness_of_methods(be, w, span, std::span<const attribution_method>(methods), {}, options,
+                                           evaluate);
     benchmark::DoNotOptimize(r.data());
   };
   once();

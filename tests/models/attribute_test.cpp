@@ -149,3 +149,36 @@ BOOST_AUTO_TEST_CASE(batched_forward_refuses_bad_input) {
   BOOST_CHECK_THROW((void)e(bad, 0), mixlens::error);
   BOOST_CHECK_THROW((void)e({}, demo().vocab_size()), mixlens::error);
 }
+
+BOOST_AUTO_TEST_CASE(faithfulness_of_methods_equals_one_method_at_a_time) {
+  const auto tokens = tokens_of("mamba_demo", 0);
+  const std::span<const index_t> t(tokens);
+  const std::vector<attribution_method> methods{attribution_method::rollout, attribution_method::random,
+                                                attribution_method::lrp};
+  const faithfulness_run_options run{.curves = {.steps = 4, .mode = analysis::perturbation_mode::remove},
+                                     .random_draws = 3, .attribute = {.seed = 5}};
+  const auto w = host_weights(demo());
+  int calls = 0;
+  const auto all = faithfulness_of_methods(host_backend<double>{}, w.view(), t, std::span<const attribution_method>(methods),
+                                           {.position = 30}, run,
+                                           [&](std::span<const analysis::perturbed_sequence> b, index_t token) {
+                                             ++calls;
+                                             return target_evaluator<double>(demo(), token)(b);
+                                           });
+  BOOST_TEST(calls == 1);  // every method's sequences in one call
+  BOOST_TEST_REQUIRE(all.size() == methods.size());
+  const auto target = resolve_target(demo(), t, {.position = 30});
+  const target_evaluator<double> eval(demo(), target.target.token);
+  analysis::faithfulness_options o = run.curves;
+  o.target_position = 30;
+  for (std::size_t i = 0; i < methods.size(); ++i) {
+    BOOST_TEST(all[i].attribution.target.position == 30);
+    BOOST_TEST(all[i].attribution.target.token == target.target.token);
+    const auto want = methods[i] == attribution_method::random
+                          ? analysis::random_baseline(t, eval, o, 3, 5)
+                          : analysis::faithfulness(t, std::span<const double>(attribute(demo(), t, methods[i], target.target).scores),
+                                                   eval, o);
+    BOOST_TEST(all[i].result.delta_logit == want.delta_logit, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(all[i].result.morf.probability == want.morf.probability, boost::test_tools::per_element());
+  }
+}

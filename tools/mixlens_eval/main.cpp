@@ -333,41 +333,27 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
   for (attribution_method m : o.methods) all.push_back({m, {}, {}, {}});
   double attribution_s = 0;
   compute(o, model, [&](const auto& be, const auto& w, const auto& evaluator) {
+    const gradient_target want{o.target_position.value_or(-1), o.target_token.value_or(-1)};
+    const faithfulness_run_options run{
+        .curves = {.steps = o.steps, .mode = o.mode, .replacement_token = o.replace_token},
+        .random_draws = o.random_draws,
+        .attribute = {.mamba_attr = {.start_layer = o.start_layer, .unified_skip = !o.attn_grad_without_d},
+                      .seed = o.seed}};
     for (const auto& seq : sequences) {
-      const std::span<const index_t> tokens(seq);
       const auto ta = clock_type::now();
-      const gradient_target want{o.target_position.value_or(-1), o.target_token.value_or(-1)};
-      const attribution_result target = resolve_target(be, w, tokens, want);  // the unperturbed logits' argmax
-      // Every method's scores (and the random draws) first, so that all their
-      // perturbed sequences go to the evaluator in one call.
-      std::vector<std::vector<double>> sets;
-      for (auto& r : all) {
-        if (r.method == attribution_method::random) {
-          r.targets.push_back(target);
-          for (auto& d : analysis::random_draws(static_cast<index_t>(tokens.size()), o.random_draws, o.seed))
-            sets.push_back(std::move(d));
-          continue;
-        }
-        auto a = attribute(be, w, tokens, r.method, target.target, {.mamba_attr = {.start_layer = o.start_layer, .unified_skip = !o.attn_grad_without_d}, .seed = o.seed});
-        sets.push_back(a.scores);
-        r.targets.push_back(std::move(a));
-      }
-      attribution_s += seconds_since(ta);
-      const analysis::faithfulness_options fo{.steps = o.steps, .mode = o.mode, .replacement_token = o.replace_token,
-                                              .target_position = target.target.position};
-      const index_t token = target.target.token;
-      const auto results = analysis::faithfulness(
-          tokens, std::span<const std::vector<double>>(sets),
-          [&](std::span<const analysis::perturbed_sequence> batch) { return evaluator(batch, token); }, fo);
-      std::size_t next = 0;
-      for (auto& r : all) {
-        if (r.method != attribution_method::random) {
-          r.per_sequence.push_back(results[next++]);
-          continue;
-        }
-        const std::span<const analysis::faithfulness_result> draws(results.data() + next, static_cast<std::size_t>(o.random_draws));
-        r.per_sequence.push_back(analysis::average(draws));
-        next += draws.size();
+      double evaluating = 0;  // the evaluator's share of the call
+      const auto results = faithfulness_of_methods(
+          be, w, std::span<const index_t>(seq), std::span<const attribution_method>(o.methods), want, run,
+          [&](std::span<const analysis::perturbed_sequence> batch, index_t token) {
+            const auto te = clock_type::now();
+            auto values = evaluator(batch, token);
+            evaluating += seconds_since(te);
+            return values;
+          });
+      attribution_s += seconds_since(ta) - evaluating;
+      for (std::size_t i = 0; i < results.size(); ++i) {
+        all[i].targets.push_back(results[i].attribution);
+        all[i].per_sequence.push_back(results[i].result);
       }
     }
   });

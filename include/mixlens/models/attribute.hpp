@@ -181,6 +181,63 @@ template <class T, class C, class Layer>
   return attribute(host_backend<T>{}, host_weights(m).view(), tokens, method, target, options);
 }
 
+// ---- faithfulness of several methods on one sequence --------------------------------
+
+// One method's attribution and its perturbation curves (random: the target
+// without scores, and the curves averaged over the draws).
+struct method_faithfulness {
+  attribution_method method;
+  attribution_result attribution;
+  analysis::faithfulness_result result;
+};
+
+struct faithfulness_run_options {
+  analysis::faithfulness_options curves{};  // target_position: see `target`
+  index_t random_draws = 10;                // random: draws averaged (seeds seed, seed + 1, …)
+  attribute_options attribute{};            // start layer, attn-grad's D, the random seed
+};
+
+// What mixlens-eval does for each sequence: the target resolved once on the
+// unperturbed tokens (`target`: negative position the last, negative token the
+// argmax there), every method's scores for it on `be`, then the perturbed
+// sequences of all methods and all random draws in one call of
+// `evaluate(std::span<const analysis::perturbed_sequence>, index_t token)` (a
+// batched evaluator runs them together). options.curves.target_position is
+// replaced by the resolved position.
+template <class Backend, class Weights, class Evaluate>
+[[nodiscard]] std::vector<method_faithfulness> faithfulness_of_methods(
+    const Backend& be, const Weights& w, std::span<const index_t> tokens, std::span<const attribution_method> methods,
+    gradient_target target, const faithfulness_run_options& options, Evaluate&& evaluate) {
+  const attribution_result resolved = resolve_target(be, w, tokens, target);
+  std::vector<method_faithfulness> out;
+  std::vector<std::vector<double>> sets;
+  for (const attribution_method m : methods) {
+    if (m == attribution_method::random) {
+      out.push_back({m, resolved, {}});
+      for (auto& d : analysis::random_draws(static_cast<index_t>(tokens.size()), options.random_draws,
+                                            options.attribute.seed))
+        sets.push_back(std::move(d));
+      continue;
+    }
+    auto a = attribute(be, w, tokens, m, resolved.target, options.attribute);
+    sets.push_back(a.scores);
+    out.push_back({m, std::move(a), {}});
+  }
+  analysis::faithfulness_options curves = options.curves;
+  curves.target_position = resolved.target.position;
+  const index_t token = resolved.target.token;
+  const auto results = analysis::faithfulness(
+      tokens, std::span<const std::vector<double>>(sets),
+      [&](std::span<const analysis::perturbed_sequence> batch) { return evaluate(batch, token); }, curves);
+  std::size_t next = 0;
+  for (auto& r : out) {
+    const std::size_t n = r.method == attribution_method::random ? static_cast<std::size_t>(options.random_draws) : 1;
+    r.result = analysis::average(std::span<const analysis::faithfulness_result>(results.data() + next, n));
+    next += n;
+  }
+  return out;
+}
+
 // The same for a model of either family.
 template <class T>
 [[nodiscard]] attribution_result resolve_target(const language_model<T>& m, std::span<const index_t> tokens,
