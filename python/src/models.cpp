@@ -13,6 +13,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -27,6 +28,7 @@
 #include "arrays.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
 #include "mixlens/backend.hpp"
+#include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/rows.hpp"
@@ -61,7 +63,41 @@ struct attention_data {
   std::vector<tensor3> alpha;
 };
 
+// What Model.attribute returns.
+struct attribution_output {
+  std::string method;
+  index_t position = 0, token = 0;
+  double value = 0;
+  nb::object scores, matrix;  // matrix: the whole rollout (L × L), or None
+};
+
 bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
+
+models::attribution_method method_of(std::string_view where, const std::string& name) {
+  const auto m = models::parse_attribution_method(name);
+  if (!m) fail(where, "method", models::attribution_method_list(), "'" + name + "'");
+  return *m;
+}
+
+// The faithfulness curves as a dict: {'morf': {'logit', 'probability' (float64
+// arrays), 'auc_logit', 'auc_probability'}, 'lerf': …, 'delta_logit',
+// 'delta_probability'}.
+nb::dict curves_dict(const analysis::faithfulness_result& r) {
+  const auto curve = [](const analysis::perturbation_curve& c) {
+    nb::dict d;
+    d["logit"] = copy_output(c.logit.data(), {c.logit.size()}, framework::numpy);
+    d["probability"] = copy_output(c.probability.data(), {c.probability.size()}, framework::numpy);
+    d["auc_logit"] = c.auc_logit;
+    d["auc_probability"] = c.auc_probability;
+    return d;
+  };
+  nb::dict d;
+  d["morf"] = curve(r.morf);
+  d["lerf"] = curve(r.lerf);
+  d["delta_logit"] = r.delta_logit;
+  d["delta_probability"] = r.delta_probability;
+  return d;
+}
 
 // Selected rows instead of whole maps (Model.attention's rows): the positions
 // and what the raw rows are normalized by (the whole tensor's range, or the rows').
@@ -376,6 +412,102 @@ class py_model {
     });
   }
 
+  [[nodiscard]] attribution_output attribute(nb::handle tokens, const std::string& method_name,
+                                             std::optional<index_t> target_position, std::optional<index_t> target_token,
+                                             index_t start_layer, bool matrix, bool attn_grad_without_d,
+                                             std::uint64_t seed) const {
+    constexpr std::string_view where = "mixlens.Model.attribute";
+    const auto ids = token_ids(tokens, where);
+    const framework fw = framework_of(tokens);
+    const models::attribution_method method = method_of(where, method_name);
+    const bool rolled = method == models::attribution_method::mamba_attr || method == models::attribution_method::attn_grad;
+    if (matrix && !rolled)
+      fail(where, "matrix", "False for method '" + method_name + "' (mamba-attr and attn-grad keep their whole rollout)",
+           "True");
+    if (attn_grad_without_d && method != models::attribution_method::attn_grad)
+      fail(where, "attn_grad_without_d", "False for method '" + method_name + "' (it is attn-grad's)", "True");
+    if (start_layer < 0 || start_layer >= num_layers())
+      mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(num_layers()) + ")", start_layer);
+    const models::gradient_target target{target_position.value_or(-1), target_token.value_or(-1)};
+    const models::attribute_options options{
+        .mamba_attr = {.start_layer = start_layer, .full_matrix = matrix, .unified_skip = !attn_grad_without_d},
+        .seed = seed};
+    return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
+      models::attribution_result r;
+      {
+        nb::gil_scoped_release release;
+        r = models::attribute(m, std::span<const index_t>(ids), method, target, options);
+      }
+      const auto L = ids.size();
+      const std::vector<T> scores(r.scores.begin(), r.scores.end()), full(r.matrix.begin(), r.matrix.end());
+      return attribution_output{method_name, r.target.position, r.target.token, r.value,
+                                copy_output(scores.data(), {L}, fw),
+                                full.empty() ? nb::none() : copy_output(full.data(), {L, L}, fw)};
+    });
+  }
+
+  [[nodiscard]] nb::dict faithfulness(nb::handle tokens, std::optional<std::vector<std::string>> method_names,
+                                      index_t steps, const std::string& mode, index_t replace_token,
+                                      std::optional<index_t> target_position, std::optional<index_t> target_token,
+                                      index_t random_draws, std::uint64_t seed, index_t start_layer,
+                                      bool attn_grad_without_d, int threads) const {
+    constexpr std::string_view where = "mixlens.Model.faithfulness";
+    const auto ids = token_ids(tokens, where);
+    std::vector<models::attribution_method> methods;
+    if (!method_names)
+      for (std::size_t i = 0; i < models::attribution_method_count; ++i)
+        methods.push_back(static_cast<models::attribution_method>(i));
+    else
+      for (const auto& n : *method_names)
+        if (const auto m = method_of(where, n); !contains_method(methods, m)) methods.push_back(m);
+    if (methods.empty()) fail(where, "methods", "at least one method", "an empty list");
+    if (steps < 1) mixlens::detail::fail(where, "steps", "at least 1", steps);
+    if (mode != "replace" && mode != "remove") fail(where, "mode", "'replace' or 'remove'", "'" + mode + "'");
+    if (random_draws < 1) mixlens::detail::fail(where, "random_draws", "at least 1", random_draws);
+    if (replace_token < 0 || replace_token >= vocab_size())
+      mixlens::detail::fail(where, "replace_token", "a token in [0, " + std::to_string(vocab_size()) + ")", replace_token);
+    if (start_layer < 0 || start_layer >= num_layers())
+      mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(num_layers()) + ")", start_layer);
+    if (attn_grad_without_d && !contains_method(methods, models::attribution_method::attn_grad))
+      fail(where, "attn_grad_without_d", "False unless methods include 'attn-grad'", "True");
+    const models::faithfulness_run_options run{
+        .curves = {.steps = steps,
+                   .mode = mode == "remove" ? analysis::perturbation_mode::remove : analysis::perturbation_mode::replace,
+                   .replacement_token = replace_token},
+        .random_draws = random_draws,
+        .attribute = {.mamba_attr = {.start_layer = start_layer, .unified_skip = !attn_grad_without_d}, .seed = seed}};
+    const models::gradient_target target{target_position.value_or(-1), target_token.value_or(-1)};
+    return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
+      std::vector<models::method_faithfulness> results;
+      {
+        nb::gil_scoped_release release;
+        const auto weights = models::host_weights(m);
+        results = models::faithfulness_of_methods(
+            host_backend<T>{}, weights.view(), std::span<const index_t>(ids),
+            std::span<const models::attribution_method>(methods), target, run,
+            [&](std::span<const analysis::perturbed_sequence> batch, index_t token) {
+              return models::target_evaluator(m, token, threads)(batch);
+            });
+      }
+      nb::dict out, per_method;
+      out["position"] = results.front().attribution.target.position;
+      out["token"] = results.front().attribution.target.token;
+      out["value"] = results.front().attribution.value;
+      for (const auto& r : results) {
+        nb::dict d = curves_dict(r.result);
+        if (r.method != models::attribution_method::random)
+          d["scores"] = copy_output(r.attribution.scores.data(), {r.attribution.scores.size()}, framework::numpy);
+        per_method[nb::str(std::string(models::to_string(r.method)).c_str())] = d;
+      }
+      out["methods"] = per_method;
+      return out;
+    });
+  }
+
   // mixlens.hf's entry: the maps from what a live model's forward handed to
   // its hooks (mixlens/hf.py arranges them): per layer of `layers` its in_proj
   // output (in_proj_rows × L) and check signal (Mamba: u, D × L; Mamba-2:
@@ -434,6 +566,10 @@ class py_model {
   }
 
  private:
+  [[nodiscard]] static bool contains_method(const std::vector<models::attribution_method>& v, models::attribution_method m) {
+    return std::find(v.begin(), v.end(), m) != v.end();
+  }
+
   // Model.attention's rows: None (whole maps), 'last', a comma-separated str as
   // --rows takes it, an int or a sequence of ints (and 'last'); resolved by
   // models::resolve_rows, whose errors name `rows`.
@@ -564,6 +700,22 @@ void bind_models(nb::module_& m) {
         return "<mixlens.Attention " + r.form + ", " + std::to_string(r.layers.size()) + " layer(s)>";
       });
 
+  nb::class_<attribution_output>(m, "Attribution", "An explanation of one logit over the input positions (Model.attribute).")
+      .def_ro("method", &attribution_output::method, "The method's name, as mixlens-attn --method spells it.")
+      .def_ro("position", &attribution_output::position, "The target logit's position P.")
+      .def_ro("token", &attribution_output::token, "The target logit's token T.")
+      .def_ro("value", &attribution_output::value, "logits[P][T] of the unperturbed forward pass.")
+      .def_prop_ro("scores", [](const attribution_output& a) { return a.scores; },
+                   nb::sig("def scores(self) -> numpy.typing.NDArray[typing.Any]"),
+                   "The explanation over the input positions (L; attribution.npy).")
+      .def_prop_ro("matrix", [](const attribution_output& a) { return a.matrix; },
+                   nb::sig("def matrix(self) -> numpy.typing.NDArray[typing.Any] | None"),
+                   "The whole rollout (L × L; mamba_attr.npy / attn_grad.npy) with matrix=True, else None.")
+      .def("__repr__", [](const attribution_output& a) {
+        return "<mixlens.Attribution " + a.method + " of logits[" + std::to_string(a.position) + "][" +
+               std::to_string(a.token) + "]>";
+      });
+
   nb::class_<py_model>(m, "Model", "A Mamba, Falcon-Mamba or Mamba-2 language model loaded by mixlens.load.")
       .def_prop_ro("family", &py_model::family, "'Mamba', 'Falcon-Mamba' or 'Mamba-2'.")
       .def_prop_ro("dtype", &py_model::dtype, "'float32' or 'float64': weights and arithmetic.")
@@ -593,6 +745,33 @@ void bind_models(nb::module_& m) {
            "(O(D·R·L·N) per layer, no L × L array) and no rollout; `raw_range` 'tensor' normalizes the raw rows\n"
            "by each layer's whole-tensor range (one pass over every entry: the time of the whole maps, not\n"
            "their memory), 'rows' by the rows' own range.")
+      .def("attribute", &py_model::attribute, "tokens"_a, "method"_a, "target_position"_a = nb::none(),
+           "target_token"_a = nb::none(), "start_layer"_a = 0, "matrix"_a = false, "attn_grad_without_d"_a = false,
+           "seed"_a = 0,
+           nb::sig("def attribute(self, tokens: numpy.typing.ArrayLike, method: str, target_position: int | None = None, "
+                   "target_token: int | None = None, start_layer: int = 0, matrix: bool = False, "
+                   "attn_grad_without_d: bool = False, seed: int = 0) -> Attribution"),
+           "Explains the logit logits[P][T] over the input positions with `method` ('raw', 'rollout',\n"
+           "'mamba-attr', 'grad-input', 'random', 'attn-grad' or 'lrp'; docs/attribution.md), as\n"
+           "mixlens-attn --method does: P = target_position (None or negative: the last), T = target_token\n"
+           "(None or negative: the argmax at P). start_layer: the first layer of mamba-attr's and attn-grad's\n"
+           "rollout; matrix: also their whole rollout; attn_grad_without_d: attn-grad's unified matrices\n"
+           "without D, as the authors' code; seed: the random scores'. On the host; returns Attribution\n"
+           "with the scores in the caller's framework and the model's dtype.")
+      .def("faithfulness", &py_model::faithfulness, "tokens"_a, "methods"_a = nb::none(), "steps"_a = 10,
+           "mode"_a = "replace", "replace_token"_a = 0, "target_position"_a = nb::none(), "target_token"_a = nb::none(),
+           "random_draws"_a = 10, "seed"_a = 0, "start_layer"_a = 0, "attn_grad_without_d"_a = false, "threads"_a = 1,
+           nb::sig("def faithfulness(self, tokens: numpy.typing.ArrayLike, methods: collections.abc.Sequence[str] | None = None, "
+                   "steps: int = 10, mode: str = 'replace', replace_token: int = 0, target_position: int | None = None, "
+                   "target_token: int | None = None, random_draws: int = 10, seed: int = 0, start_layer: int = 0, "
+                   "attn_grad_without_d: bool = False, threads: int = 1) -> dict[str, typing.Any]"),
+           "The perturbation tests of mixlens-eval on one sequence: the target resolved once (as attribute),\n"
+           "every method of `methods` (default all) scored for it, its positions perturbed most relevant first\n"
+           "(MoRF) and least relevant first (LeRF) in `steps` steps (mode 'replace' with replace_token, or\n"
+           "'remove'), and the target logit and probability read after each. Returns {'position', 'token',\n"
+           "'value', 'methods': {name: {'morf': {'logit', 'probability', 'auc_logit', 'auc_probability'},\n"
+           "'lerf': ..., 'delta_logit', 'delta_probability', 'scores'}}} (float64 arrays; 'random' averages\n"
+           "random_draws draws and has no scores). threads: perturbed sequences run side by side.")
       .def("_attention_from_capture", &py_model::attention_from_capture, "layers"_a, "projections"_a, "checks"_a,
            "logits"_a, "form"_a, "alpha"_a, "reduction"_a,
            "mixlens.hf's entry (use mixlens.hf.attention): the maps from a live model's captured in_proj outputs.")
