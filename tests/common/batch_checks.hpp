@@ -1,4 +1,4 @@
-// The batched forward (models/mamba_batch.hpp) and the batched evaluator
+// The batched forwards (models/mamba_batch.hpp) and the batched evaluator
 // (models::batch_target_evaluator) against one forward pass per sequence on
 // the same backend: one body for the host (tests/models/attribute_test.cpp)
 // and the device (tests/models/gpu_mamba_test.cu).
@@ -27,14 +27,14 @@ inline std::vector<index_t> random_token_ids(index_t n, index_t vocab, std::uint
 
 // max |batched − single| / max |single| over the target rows of B sequences
 // of length L (positions spread over the sequence, the last included).
-template <class Backend, class T>
-double batch_forward_error(const Backend& be, const models::mamba_weights<T>& w, index_t B, index_t L,
-                           index_t max_batch, std::uint64_t seed) {
+template <class Backend, class Weights>
+double batch_forward_error(const Backend& be, const Weights& w, index_t B, index_t L, index_t max_batch,
+                           std::uint64_t seed) {
   const index_t V = w.vocab_size();
   const auto ids = random_token_ids(B * L, V, seed);
   std::vector<index_t> positions;
   for (index_t b = 0; b < B; ++b) positions.push_back(b == 0 ? L - 1 : (7 * b + 3) % L);
-  const models::mamba_batch_forward<Backend, T> forward(be, w, max_batch);
+  const models::batch_forward_t<Backend, Weights> forward(be, w, max_batch);
   const auto logits = forward.target_logits(ids, positions);
   const auto got = be.download(logits.data(), B * V);
   double diff = 0, scale = 0;
@@ -55,8 +55,9 @@ double batch_forward_error(const Backend& be, const models::mamba_weights<T>& w,
 // mode makes), repeated sequences, passes split by max_batch and max_tokens —
 // against one forward pass per sequence: the largest relative error of the
 // logits and of the probabilities.
-template <class Backend, class T>
-double batch_evaluator_error(const Backend& be, const models::mamba_weights<T>& w, index_t L, std::uint64_t seed) {
+template <class Backend, class Weights>
+double batch_evaluator_error(const Backend& be, const Weights& w, index_t L, std::uint64_t seed) {
+  using T = typename Weights::value_type;
   const index_t V = w.vocab_size(), token = 3 % V;
   std::vector<analysis::perturbed_sequence> batch;
   for (index_t s = 0; s < 7; ++s) {
@@ -64,7 +65,7 @@ double batch_evaluator_error(const Backend& be, const models::mamba_weights<T>& 
     const index_t P = s % 3 == 0 ? static_cast<index_t>(ids.size()) - 1 : s;
     batch.push_back({std::move(ids), P});
   }
-  const models::batch_target_evaluator<Backend, T> evaluate(be, w, /*max_batch*/ 2, /*max_tokens*/ 2 * L + 1);
+  const models::batch_target_evaluator<Backend, Weights> evaluate(be, w, /*max_batch*/ 2, /*max_tokens*/ 2 * L + 1);
   const auto got = evaluate(std::span<const analysis::perturbed_sequence>(batch), token);
   BOOST_TEST_REQUIRE(got.size() == batch.size());
   double worst = 0;

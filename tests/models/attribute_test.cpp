@@ -124,13 +124,19 @@ BOOST_AUTO_TEST_CASE(mamba2_models_take_every_method) {
 
 BOOST_AUTO_TEST_CASE(batched_forward_equals_one_pass_per_sequence) {
   // Plain, with biases (in_proj, out_proj, conv) and Falcon-Mamba's δ, B, C norms.
-  for (const char* name : {"mamba_demo", "mamba_bias_bf16", "falcon_mamba_fp32"}) {
-    const auto m = load_mamba<double>(test_data_dir() / name);
-    const auto w = host_weights(m);
-    const host_backend<double> be;
-    BOOST_TEST(batch_forward_error(be, w.view(), 5, 11, 5, 1) <= 1e-12, name);
-    BOOST_TEST(batch_forward_error(be, w.view(), 1, 1, 3, 2) <= 1e-12, name << ", one token");
-    BOOST_TEST(batch_evaluator_error(be, w.view(), 9, 3) <= 1e-12, name << ", evaluator");
+  // Mamba-2: one group, groups with biases in bf16, and the gated MLP.
+  for (const char* name : {"mamba_demo", "mamba_bias_bf16", "falcon_mamba_fp32", "mamba2_tied_fp32",
+                           "mamba2_groups_bf16", "mamba2_ss_mlp"}) {
+    const language_model<double> model = load_language_model<double>(test_data_dir() / name);
+    std::visit(
+        [&](const auto& m) {
+          const auto w = host_weights(m);
+          const host_backend<double> be;
+          BOOST_TEST(batch_forward_error(be, w.view(), 5, 11, 5, 1) <= 1e-12, name);
+          BOOST_TEST(batch_forward_error(be, w.view(), 1, 1, 3, 2) <= 1e-12, name << ", one token");
+          BOOST_TEST(batch_evaluator_error(be, w.view(), 9, 3) <= 1e-12, name << ", evaluator");
+        },
+        model);
   }
 }
 
@@ -144,7 +150,7 @@ BOOST_AUTO_TEST_CASE(batched_forward_refuses_bad_input) {
   BOOST_CHECK_THROW((void)f.target_logits(std::vector<index_t>{1, 2, 3}, two), mixlens::error);  // 3 ids for 2
   BOOST_CHECK_THROW((void)f.target_logits(std::vector<index_t>{1, 2, 3, 9999}, two), mixlens::error);
   BOOST_CHECK_THROW((mamba_batch_forward<host_backend<double>, double>(be, w.view(), 0)), mixlens::error);
-  const batch_target_evaluator<host_backend<double>, double> e(be, w.view());
+  const batch_target_evaluator<host_backend<double>, mamba_weights<double>> e(be, w.view());
   const std::vector<analysis::perturbed_sequence> bad{{{1, 2, 3}, 3}};
   BOOST_CHECK_THROW((void)e(bad, 0), mixlens::error);
   BOOST_CHECK_THROW((void)e({}, demo().vocab_size()), mixlens::error);

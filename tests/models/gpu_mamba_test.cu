@@ -278,11 +278,11 @@ BOOST_AUTO_TEST_CASE(rollout_of_given_maps) {
 
 BOOST_AUTO_TEST_CASE(batched_forward_and_evaluator) {
   // The host's body on the device, and the device's batched target rows
-  // against the host's: plain, with biases, Falcon-Mamba, and a random model
+  // against the host's: plain, with biases, Falcon-Mamba, Mamba-2, and a random model
   // with a long batch of many channels.
   const gpu::device_backend device;
   const host_backend<float> host;
-  const auto check = [&](const mamba_model<float>& m, index_t B, index_t L, const std::string& what) {
+  const auto check = [&](const auto& m, index_t B, index_t L, const std::string& what) {
     const auto dw = gpu::to_device(m);
     const auto hw = host_weights(m);
     BOOST_TEST(testing::batch_forward_error(device, dw.view(), B, L, B, 1) <= 1e-5, what);
@@ -291,14 +291,16 @@ BOOST_AUTO_TEST_CASE(batched_forward_and_evaluator) {
     const auto ids = testing::random_token_ids(B * L, V, 9);
     std::vector<index_t> positions;
     for (index_t b = 0; b < B; ++b) positions.push_back((5 * b + 1) % L);
-    const mamba_batch_forward<gpu::device_backend, float> fd(device, dw.view(), B);
-    const mamba_batch_forward<host_backend<float>, float> fh(host, hw.view(), B);
+    const batch_forward_t<gpu::device_backend, std::remove_cvref_t<decltype(dw.view())>> fd(device, dw.view(), B);
+    const batch_forward_t<host_backend<float>, std::remove_cvref_t<decltype(hw.view())>> fh(host, hw.view(), B);
     const auto d = fd.target_logits(ids, positions);
     const auto h = fh.target_logits(ids, positions);
     BOOST_TEST(rel(device.download(d.data(), B * V), h) <= 1e-5, what << ": device vs host");
   };
   for (const char* name : {"mamba_demo", "mamba_bias_bf16", "falcon_mamba_fp32"})
     check(load_mamba<float>(data_dir / name), 5, 37, name);
+  for (const char* name : {"mamba2_tied_fp32", "mamba2_groups_bf16", "mamba2_ss_mlp"})
+    check(load_mamba2<float>(data_dir / name), 5, 37, name);
   check(random_mamba<float>(random_config(2, true), 4), 70, 129, "random model, B 70");
 }
 

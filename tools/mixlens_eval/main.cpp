@@ -81,7 +81,7 @@ constexpr std::string_view usage_text =
     "  --threads N             cpu: perturbed sequences evaluated side by side (default 1; 0: every core)\n"
     "  --device cpu|cuda       where to compute (default cpu). cuda: the attributions on the GPU and the\n"
     "                          perturbed sequences of all methods batched, each distinct one once, with\n"
-    "                          the logits formed only at the target (Mamba and Falcon-Mamba)\n"
+    "                          the logits formed only at the target\n"
     "  --batch-tokens N        cuda: token ids per batched forward pass, at most 128 sequences (default 65536)\n"
     "  --tf32                  cuda: the perturbed sequences' products on TF32 tensor cores (about 1e-3\n"
     "                          relative in the logits; the attributions stay fp32)\n"
@@ -281,15 +281,13 @@ double seconds_since(clock_type::time_point t) { return std::chrono::duration<do
 template <class Model, class Body>
 void compute(const options& o, const Model& model, Body&& body) {
 #ifdef MIXLENS_EVAL_CUDA
-  if constexpr (std::is_same_v<Model, mamba_model<float>>) {  // run() refused the other families
-    if (o.device == "cuda") {
-      using mixlens::gpu::gemm_precision;
-      const mixlens::gpu::device_backend be, perturbed(nullptr, o.tf32 ? gemm_precision::tf32 : gemm_precision::fp32);
-      const auto weights = mixlens::gpu::to_device(model);
-      const batch_target_evaluator evaluator(perturbed, weights.view(), 128, o.batch_tokens);
-      body(be, weights.view(), evaluator);
-      return;
-    }
+  if (o.device == "cuda") {
+    using mixlens::gpu::gemm_precision;
+    const mixlens::gpu::device_backend be, perturbed(nullptr, o.tf32 ? gemm_precision::tf32 : gemm_precision::fp32);
+    const auto weights = mixlens::gpu::to_device(model);
+    const batch_target_evaluator evaluator(perturbed, weights.view(), 128, o.batch_tokens);
+    body(be, weights.view(), evaluator);
+    return;
   }
 #endif
   const auto weights = host_weights(model);
@@ -420,12 +418,7 @@ int run(const options& o) {
   if (family == model_family::vim)
     throw mixlens::error("--model '" + o.model.string() + "' is a " + std::string(to_string(family)) +
                          " model: mixlens-eval tests the attributions of Mamba, Falcon-Mamba and Mamba-2 language models");
-  if (family == model_family::mamba2) {
-    if (o.device == "cuda")
-      throw mixlens::error("--device cuda: the batched evaluator covers Mamba and Falcon-Mamba; '" + o.model.string() +
-                           "' is a Mamba-2 model (use --device cpu)");
-    return run_model(o, load_mamba2<float>(o.model), start);
-  }
+  if (family == model_family::mamba2) return run_model(o, load_mamba2<float>(o.model), start);
   return run_model(o, load_mamba<float>(o.model), start);
 }
 

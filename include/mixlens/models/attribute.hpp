@@ -1,7 +1,8 @@
 // One entry point for the attribution methods of a Mamba, Falcon-Mamba or
-// Mamba-2 language model on the host (a model of either family, or a
-// language_model holding one): models::attribute(model, tokens, method, target)
-// returns the scores over the input positions for the logit logits[P][T].
+// Mamba-2 language model: models::attribute(backend, weights, tokens, method,
+// target) on any backend, or attribute(model, tokens, …) on the host (a model
+// of either family, or a language_model holding one), returns the scores over
+// the input positions for the logit logits[P][T].
 //
 //  - raw, rollout: row P of the raw attention averaged over the layers / of
 //    the rollout over all layers (analysis::model_maps, the maps mixlens-attn
@@ -10,7 +11,10 @@
 //    (Mamba-2: models/mamba2_attribution.hpp);
 //  - random: uniform scores from the seed (analysis::random_scores), the
 //    baseline of the perturbation tests.
-// target_evaluator is the model side of analysis::faithfulness.
+// target_evaluator (host, per sequence) and batch_target_evaluator (any
+// backend, batched) are the model side of analysis::faithfulness;
+// faithfulness_of_methods runs every method's perturbation tests on one
+// sequence, as mixlens-eval does.
 // A new method is an enumerator, its name in attribution_method_names and a
 // case in attribute().
 // Needs nlohmann-json (through mamba_model.hpp).
@@ -79,6 +83,15 @@ struct attribute_options {
 
 namespace detail {
 
+// The target logits[pos][token] (a negative token: the argmax of the row) and
+// its value, from logits (L × V) in the backend's memory.
+template <class Backend, class T>
+[[nodiscard]] attribution_result read_target(const Backend& be, const T* logits, index_t pos, index_t V, index_t token) {
+  const auto row = be.download(logits + pos * V, V);
+  const index_t tok = resolve_target_token("mixlens::models::attribute", std::span<const T>(row), pos, token);
+  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), {}, {}};
+}
+
 // The forward pass with the maps of every layer (the paper's α, channel
 // mean): the resolved target, its value and row P of raw or rollout.
 template <class Backend, class Weights>
@@ -98,10 +111,10 @@ template <class Backend, class Weights>
     maps.add(map.data(), minmax.data());
   });
   const auto* r = rollout ? maps.rollout() : (maps.raw(out.data()), out.data());
-  const auto row = be.download(logits.data() + pos * V, V);
-  const index_t tok = resolve_target_token(where, std::span<const typename decltype(row)::value_type>(row), pos, target.token);
+  attribution_result result = read_target(be, logits.data(), pos, V, target.token);
   const auto scores = be.download(r + pos * L, L);
-  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), std::vector<double>(scores.begin(), scores.end()), {}};
+  result.scores.assign(scores.begin(), scores.end());
+  return result;
 }
 
 // logits[token] and its softmax probability over the row (in double).
@@ -139,9 +152,7 @@ template <class Backend, class Weights>
   detail::check_target(where, target, L, V);
   const index_t pos = target.position < 0 ? L - 1 : target.position;
   const auto logits = mamba_forward(be, w, tokens, [](const auto&) {});
-  const auto row = be.download(logits.data() + pos * V, V);
-  const index_t tok = detail::resolve_target_token(where, std::span<const typename decltype(row)::value_type>(row), pos, target.token);
-  return {{pos, tok}, double(row[static_cast<std::size_t>(tok)]), {}, {}};
+  return detail::read_target(be, logits.data(), pos, V, target.token);
 }
 
 // Scores over the positions of `tokens` for the logit `target` (negative
@@ -292,16 +303,19 @@ class target_evaluator {
   index_t threads_;
 };
 
-// The evaluator of analysis::faithfulness on any backend, for Mamba and
-// Falcon-Mamba (bind the target token: [&](auto b) { return e(b, token); }):
-// the sequences of a call, each distinct one once, grouped by
-// length and run up to `max_batch` (and about `max_tokens` ids) at a time
-// through mamba_batch_forward, which forms only the target rows of the logits.
+// The evaluator of analysis::faithfulness on any backend, for every language
+// family (Weights: mamba_weights or mamba2_weights; bind the target token:
+// [&](auto b) { return e(b, token); }): the sequences of a call, each distinct
+// one once, grouped by length and run up to `max_batch` (and about
+// `max_tokens` ids) at a time through the family's batched forward
+// (models/mamba_batch.hpp), which forms only the target rows of the logits.
 // `be` and the weights' memory must outlive the evaluator.
-template <class Backend, class T>
+template <class Backend, class Weights>
 class batch_target_evaluator {
+  using T = typename Weights::value_type;
+
  public:
-  batch_target_evaluator(const Backend& be, const mamba_weights<T>& w, index_t max_batch = 128,
+  batch_target_evaluator(const Backend& be, const Weights& w, index_t max_batch = 128,
                          index_t max_tokens = index_t(1) << 16)
       : forward_(be, w, max_batch), be_(be), vocab_(w.vocab_size()), max_tokens_(max_tokens) {
     mixlens::detail::check_positive("mixlens::models::batch_target_evaluator", "max_tokens", max_tokens);
@@ -359,7 +373,7 @@ class batch_target_evaluator {
     }
   };
 
-  mamba_batch_forward<Backend, T> forward_;
+  batch_forward_t<Backend, Weights> forward_;
   const Backend& be_;
   index_t vocab_, max_tokens_;
 };
