@@ -5,8 +5,9 @@
 #
 # steps (default: check model):
 #   check  mixlens-eval --device cpu and --device cuda on the bundled demo checkpoint (two
-#          sequences, both modes): the two faithfulness.json files compared number by number
-#          (bench/eval_compare.py), and --tf32 against fp32
+#          sequences, both modes) and on two Mamba-2 and the Falcon-Mamba fixtures: the two
+#          faithfulness.json files compared number by number (bench/eval_compare.py), and --tf32
+#          against fp32
 #   model  a random Mamba-130m-sized checkpoint made by transformers (MambaConfig defaults of
 #          state-spaces/mamba-130m: d_model 768, 24 layers, vocab 50280), 100 random sequences
 #          of 512 tokens, mixlens-eval --device cuda --steps 20 with every method (10 random
@@ -39,6 +40,14 @@ if [[ $STEPS == *" check "* ]]; then
   "$BIN/mixlens-eval" --model $demo --tokens-file "$WORK/demo_tokens.npy" --steps 8 --random-draws 3 --device cuda \
     --tf32 --out "$WORK/demo_tf32" | tail -1
   python3 bench/eval_compare.py "$WORK/demo_replace_cuda/faithfulness.json" "$WORK/demo_tf32/faithfulness.json"
+  for m in mamba2_ss_mlp mamba2_groups_bf16 falcon_mamba_fp32; do  # Mamba-2 (the gated MLP; groups), Falcon-Mamba
+    for dev in cpu cuda; do
+      stamp "$m, remove, $dev"
+      "$BIN/mixlens-eval" --model tests/data/$m --tokens-file tests/data/reference/$m/tokens_0.npy --steps 6 \
+        --mode remove --random-draws 2 --device $dev --out "$WORK/${m}_$dev" | tail -2
+    done
+    python3 bench/eval_compare.py "$WORK/${m}_cpu/faithfulness.json" "$WORK/${m}_cuda/faithfulness.json"
+  done
 fi
 
 if [[ $STEPS == *" model "* ]]; then

@@ -4,6 +4,8 @@
                       --out DIR [--tokenizer FILE] [--form paper|unified] [--layers all|0,3]
                       [--save-alpha all|none|0,3] [--dtype float32|float64]
                       [--rows last|i,j,... [--raw-range tensor|rows]]
+                      [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp [--target-position P]
+                       [--target-token T] [--start-layer K] [--attn-grad-without-d]]
 
 Writes logits.npy (L × V), alpha_{k}.npy per saved layer, raw.npy and rollout.npy (L × L), the
 files mixlens-attn writes (without its PNG heatmaps), tokens.json when the model folder has a
@@ -14,7 +16,11 @@ each sequence's outputs go into seq_0000, seq_0001, ... with the dataset means (
 rollout_mean.npy; with --rows raw_rows_mean.npy and map_rows_{k}_mean.npy when the lengths are
 equal) and sequences.json beside them. --rows writes only the selected rows: alpha_rows_{k}.npy
 (D × R × L), map_rows_{k}.npy and raw_rows.npy (R × L; raw_rows_rowrange.npy with --raw-range
-rows) and rows.json, no rollout. Exit status: 0 success, 1 failure, 2 bad usage.
+rows) and rows.json, no rollout. --method also explains one logit as mixlens-attn --method does
+(Model.attribute): attribution.npy (L, float32), target.json (method, position, token, value, and the
+token's text with a tokenizer) and, for mamba-attr and attn-grad, the whole rollout mamba_attr.npy /
+attn_grad.npy (L × L); not mixlens-attn's residual_grad_{k}.npy or its PNG chart. Exit status: 0
+success, 1 failure, 2 bad usage.
 """
 
 from __future__ import annotations
@@ -230,6 +236,22 @@ def _dataset_mean(maps: list[np.ndarray]) -> np.ndarray:
     return (total / count).astype(maps[0].dtype)
 
 
+def _attribution(model, tokens: np.ndarray, args: argparse.Namespace,
+                 tokenizer_file: str | None) -> dict[str, np.ndarray | str]:
+    """--method's files: attribution.npy, target.json and the rollout recipes' whole matrix."""
+    whole = args.method in ("mamba-attr", "attn-grad")
+    a = model.attribute(tokens, args.method, target_position=args.target_position, target_token=args.target_token,
+                        start_layer=args.start_layer, matrix=whole, attn_grad_without_d=args.attn_grad_without_d)
+    target = {"method": a.method, "position": a.position, "token": a.token, "value": a.value}
+    if tokenizer_file is not None:
+        target["text"] = mixlens.token_strings(tokenizer_file, [a.token])[0]
+    files: dict[str, np.ndarray | str] = {"attribution.npy": np.asarray(a.scores, dtype=np.float32),
+                                          "target.json": json.dumps(target) + "\n"}
+    if whole:
+        files[args.method.replace("-", "_") + ".npy"] = np.asarray(a.matrix, dtype=np.float32)
+    return files
+
+
 def _rows_json(rows: list[int]) -> str:
     """rows.json, as mixlens-attn writes it: the positions of the rows, in order."""
     return '{"rows": [' + ", ".join(str(r) for r in rows) + "]}\n"
@@ -257,9 +279,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--raw-range", choices=["tensor", "rows"],
                    help="--rows: raw_rows.npy normalized by each layer's whole-tensor range (tensor, the default: "
                         "a pass over every entry), or raw_rows_rowrange.npy by the rows' own range (rows)")
+    p.add_argument("--method", choices=["raw", "rollout", "mamba-attr", "attn-grad", "grad-input", "lrp"],
+                   help="also explain one logit: attribution.npy, target.json (and the whole rollout of "
+                        "mamba-attr / attn-grad)")
+    p.add_argument("--target-position", type=int, help="--method: the target logit's position (default: the last)")
+    p.add_argument("--target-token", type=int, help="--method: the target logit's token (default: the argmax there)")
+    p.add_argument("--start-layer", type=int, default=0, help="mamba-attr, attn-grad: the rollout's first layer")
+    p.add_argument("--attn-grad-without-d", action="store_true",
+                   help="attn-grad: the unified matrices without the skip D, as the authors' code")
     args = p.parse_args(argv)
     if args.raw_range is not None and args.rows is None:
         p.error("--raw-range is for --rows (raw_rows.npy's normalization)")
+    if args.method is None and (args.target_position is not None or args.target_token is not None or
+                                args.start_layer != 0 or args.attn_grad_without_d):
+        p.error("--target-position, --target-token, --start-layer and --attn-grad-without-d are for --method")
+    if args.attn_grad_without_d and args.method != "attn-grad":
+        p.error("--attn-grad-without-d is for --method attn-grad")
     raw_range = args.raw_range or "tensor"
     raw_rows_file = "raw_rows_rowrange.npy" if raw_range == "rows" else "raw_rows.npy"
     try:
@@ -305,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 maps.setdefault(name, []).append(m)
             if tokenizer_file is not None:
                 files[prefix + "tokens.json"] = _tokens_json(tokens, tokenizer_file)
+            if args.method is not None:
+                files.update({prefix + name: v for name, v in _attribution(model, tokens, args, tokenizer_file).items()})
             if batch:
                 entry = {"folder": prefix[:-1], "length": len(tokens)}
                 if args.texts is not None:

@@ -280,3 +280,40 @@ def test_mixlens_attn_batch_and_rows_match_python(tmp_path):
     r = subprocess.run([os.environ["MIXLENS_ATTN"], "--model", str(DEMO), "--tokens", "1,2", "--out", str(tmp_path / "x"),
                         "--rows", ""], capture_output=True, text=True)
     assert r.returncode == 1 and "--rows: expected last, cls or a comma-separated list" in r.stderr
+
+
+def test_cli_method_writes_what_attribute_returns(tmp_path):
+    out = tmp_path / "m"
+    r = run("--model", str(DEMO), "--tokens-file", str(TOKENS), "--out", str(out), "--layers", "0",
+            "--save-alpha", "none", "--method", "mamba-attr", "--start-layer", "1", "--target-position", "30")
+    assert r.returncode == 0, r.stderr
+    names = sorted(os.listdir(out))
+    assert {"attribution.npy", "target.json", "mamba_attr.npy", "tokens.json"} <= set(names)
+    a = mixlens.load(DEMO).attribute(np.load(TOKENS), "mamba-attr", target_position=30, start_layer=1, matrix=True)
+    np.testing.assert_array_equal(np.load(out / "attribution.npy"), a.scores)
+    np.testing.assert_array_equal(np.load(out / "mamba_attr.npy"), a.matrix)
+    target = json.loads((out / "target.json").read_text())
+    assert (target["method"], target["position"], target["token"]) == ("mamba-attr", 30, a.token)
+    assert target["value"] == a.value and isinstance(target["text"], str)
+    # Bad usage: the target options need --method, --attn-grad-without-d needs attn-grad.
+    for extra in (["--target-token", "3"], ["--method", "lrp", "--attn-grad-without-d"]):
+        r = run("--model", str(DEMO), "--tokens", "1,2,3", "--out", str(tmp_path / "x"), *extra)
+        assert r.returncode == 2 and "--method" in r.stderr, extra
+    r = run("--model", str(DEMO), "--tokens", "1,2,3", "--out", str(tmp_path / "x"), "--method", "lrp",
+            "--target-position", "3")
+    assert r.returncode == 1 and "position" in r.stderr and not (tmp_path / "x").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("MIXLENS_ATTN"), reason="MIXLENS_ATTN (the mixlens-attn binary) is not set")
+def test_cli_method_matches_mixlens_attn(tmp_path):
+    for method in ("lrp", "rollout", "attn-grad"):
+        args = ["--model", str(DEMO), "--tokens-file", str(TOKENS), "--method", method, "--target-token", "9"]
+        subprocess.run([os.environ["MIXLENS_ATTN"], *args, "--out", str(tmp_path / "cc"), "--no-png"], check=True,
+                       capture_output=True)
+        r = run(*args, "--out", str(tmp_path / "py"))
+        assert r.returncode == 0, r.stderr
+        want, got = np.load(tmp_path / "cc" / "attribution.npy"), np.load(tmp_path / "py" / "attribution.npy")
+        assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max(), method
+        cc, py = (json.loads((tmp_path / d / "target.json").read_text()) for d in ("cc", "py"))
+        assert (cc["position"], cc["token"]) == (py["position"], py["token"])
+        assert abs(cc["value"] - py["value"]) <= 1e-6 * abs(cc["value"])
