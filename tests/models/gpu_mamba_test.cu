@@ -122,13 +122,6 @@ mamba_config random_config(index_t layers, bool biases) {
   return c;
 }
 
-std::vector<index_t> random_tokens(index_t L, index_t vocab, std::uint64_t seed) {
-  mixlens::detail::splitmix64 rng(seed);
-  std::vector<index_t> t(static_cast<std::size_t>(L));
-  for (auto& v : t) v = static_cast<index_t>(rng.uniform() * double(vocab)) % vocab;
-  return t;
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(gpu_mamba, *mixlens::testing::requires_device())
@@ -166,7 +159,7 @@ BOOST_AUTO_TEST_CASE(longer_random_model_and_channel_chunks) {
   for (const bool biases : {false, true}) {
     const auto m = random_mamba<float>(random_config(2, biases), biases ? 7 : 3);
     const auto dw = gpu::to_device(m);
-    const auto tokens = random_tokens(L, m.vocab_size(), 11);
+    const auto tokens = testing::random_token_ids(L, m.vocab_size(), 11);
     for (const auto form : {attention_form::paper, attention_form::unified})
       for (const std::size_t chunk : {std::size_t(4) * L * L, std::size_t(28) * L * L, std::size_t(1) << 30}) {
         const std::string what = std::string("random model") + (biases ? " with biases" : "") + " L " +
@@ -185,7 +178,7 @@ BOOST_AUTO_TEST_CASE(longer_mamba2_and_head_chunks) {
   for (const char* name : {"mamba2_groups_bf16", "mamba2_ss_mlp"}) {
     const auto m = load_mamba2<float>(data_dir / name);
     const auto dw = gpu::to_device(m);
-    const auto tokens = random_tokens(L, std::min<index_t>(m.vocab_size(), 70), 13);
+    const auto tokens = testing::random_token_ids(L, std::min<index_t>(m.vocab_size(), 70), 13);
     for (const auto form : {attention_form::paper, attention_form::unified})
       for (const std::size_t chunk : {std::size_t(4) * L * L, std::size_t(16) * L * L, std::size_t(1) << 30}) {
         const std::string what = std::string(name) + " L " + std::to_string(L) + " (" + std::string(to_string(form)) +
@@ -198,7 +191,7 @@ BOOST_AUTO_TEST_CASE(longer_mamba2_and_head_chunks) {
 BOOST_AUTO_TEST_CASE(channel_reductions_and_min_max) {
   const auto m = random_mamba<float>(random_config(1, true), 5);
   const auto dw = gpu::to_device(m);
-  const auto tokens = random_tokens(70, m.vocab_size(), 2);
+  const auto tokens = testing::random_token_ids(70, m.vocab_size(), 2);
   const index_t L = 70;
   tensor<float, 3> alpha;
   (void)for_each_layer_attention(m, std::span<const index_t>(tokens), attention_form::paper, {},

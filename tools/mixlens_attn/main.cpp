@@ -64,10 +64,9 @@
 #include "mixlens/io/npy.hpp"
 #include "mixlens/io/figure.hpp"
 #include "mixlens/analysis/layer_maps.hpp"
+#include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
-#include "mixlens/models/mamba2_attribution.hpp"
 #include "mixlens/models/mamba_attention.hpp"
-#include "mixlens/models/mamba_attribution.hpp"
 #include "mixlens/models/rows.hpp"
 #include "mixlens/models/vim_attention.hpp"
 #include "mixlens/models/vim_attribution.hpp"
@@ -807,15 +806,12 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
     for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] = m(P, j);
   } else if constexpr (has_gradients<Model>) {
     // The method and residual_grad_{k}.npy on the backend of --device.
-    const auto attribute = [&](const auto& be, const auto& w) {
+    const auto explain = [&](const auto& be, const auto& w) {
       const std::span<const index_t> t(tokens);
       const gradient_target target{P, T};
-      const mamba_attr_options rollout{
-          .start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d};
-      const attribution_result a = o.method == "grad-input"   ? grad_input(be, w, t, target)
-                                   : o.method == "lrp"        ? lrp(be, w, t, target)
-                                   : o.method == "mamba-attr" ? mamba_attr(be, w, t, target, rollout)
-                                                              : attn_grad(be, w, t, target, rollout);
+      const attribute_options options{
+          .mamba_attr = {.start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d}};
+      const attribution_result a = attribute(be, w, t, *parse_attribution_method(o.method), target, options);
       std::copy(a.scores.begin(), a.scores.end(), scores.begin());
       value = a.value;
       if (!a.matrix.empty()) {
@@ -833,10 +829,10 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
 #ifdef MIXLENS_ATTN_CUDA
     if (o.device == "cuda") {
       const auto weights = mixlens::gpu::to_device(model);
-      attribute(mixlens::gpu::device_backend{}, weights.view());
+      explain(mixlens::gpu::device_backend{}, weights.view());
     } else
 #endif
-      attribute(mixlens::host_backend<float>{}, host_weights(model).view());
+      explain(mixlens::host_backend<float>{}, host_weights(model).view());
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
   const std::string target_text =
@@ -887,7 +883,7 @@ void write_vim_attribution(const options& o, const fs::path& out, const vim_mode
       if (P < 0 || i == P)
         for (index_t j = 0; j < L; ++j) scores[static_cast<std::size_t>(j)] += m(i, j) / float(P < 0 ? L : 1);
   } else {
-    const auto attribute = [&](const auto& be, const vim_weights<float>& w) {
+    const auto explain = [&](const auto& be, const vim_weights<float>& w) {
       const mixlens::tensor_view<const float, 3> iv(image.view());
       const mamba_attr_options rollout{
           .start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d};
@@ -912,10 +908,10 @@ void write_vim_attribution(const options& o, const fs::path& out, const vim_mode
 #ifdef MIXLENS_ATTN_CUDA
     if (o.device == "cuda") {
       const auto weights = mixlens::gpu::to_device(model);
-      attribute(mixlens::gpu::device_backend{}, weights.view());
+      explain(mixlens::gpu::device_backend{}, weights.view());
     } else
 #endif
-      attribute(mixlens::host_backend<float>{}, host_weights(model).view());
+      explain(mixlens::host_backend<float>{}, host_weights(model).view());
   }
   mixlens::io::write_npy(out / "attribution.npy", scores.data(), {L});
   if (o.png) {
