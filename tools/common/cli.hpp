@@ -175,15 +175,27 @@ class output_folder {
   fs::path staging_;
 };
 
-// --device cuda of a host tool: its CUDA build `cuda_tool`, beside this
-// executable, runs the same command line in this process's place.
-[[noreturn]] inline void hand_over_to_cuda_tool(char** argv, const char* cuda_tool) {
+// --device cuda: in a tool's CUDA build (MIXLENS_TOOL_CUDA) nothing to do; in
+// its host build, the CUDA build named MIXLENS_TOOL_CUDA_BUILD beside this
+// executable runs the same command line in this process's place, and without
+// one the run is refused. tools/CMakeLists.txt (mixlens_add_tool) defines both.
+inline void route_device(const std::string& device, char** argv, std::string_view tool) {
+#if !defined(MIXLENS_TOOL_CUDA)
+  if (device != "cuda") return;
+#if defined(MIXLENS_TOOL_CUDA_BUILD)
   std::error_code ec;
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
-  const fs::path tool = (ec ? fs::path(argv[0]).parent_path() : self.parent_path()) / cuda_tool;
-  ::execv(tool.c_str(), argv);
-  throw mixlens::error("--device cuda: cannot run the CUDA build of this tool, '" + tool.string() + "': " +
-                       std::strerror(errno) + " (build the target " + cuda_tool + ")");
+  const fs::path cuda_tool = (ec ? fs::path(argv[0]).parent_path() : self.parent_path()) / MIXLENS_TOOL_CUDA_BUILD;
+  ::execv(cuda_tool.c_str(), argv);
+  throw mixlens::error("--device cuda: cannot run the CUDA build of " + std::string(tool) + ", '" + cuda_tool.string() +
+                       "': " + std::strerror(errno) + " (build the target " MIXLENS_TOOL_CUDA_BUILD ")");
+#else
+  (void)argv;
+  throw mixlens::error("--device cuda: this " + std::string(tool) + " was built without CUDA (no CUDA path); use --device cpu");
+#endif
+#else
+  (void)device, (void)argv, (void)tool;
+#endif
 }
 
 // A tool's main: --help prints the usage (0); `parse(argc, argv)` throwing

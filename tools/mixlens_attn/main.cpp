@@ -70,7 +70,7 @@
 #include "mixlens/models/rows.hpp"
 #include "mixlens/models/vim_attention.hpp"
 #include "mixlens/models/vim_attribution.hpp"
-#ifdef MIXLENS_ATTN_CUDA
+#ifdef MIXLENS_TOOL_CUDA
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/gpu/models/vim.cuh"
 #endif
@@ -826,7 +826,7 @@ void write_attribution(const options& o, const fs::path& out, const Model& model
         mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"), grad.data(), {L, H});
       }
     };
-#ifdef MIXLENS_ATTN_CUDA
+#ifdef MIXLENS_TOOL_CUDA
     if (o.device == "cuda") {
       const auto weights = mixlens::gpu::to_device(model);
       explain(mixlens::gpu::device_backend{}, weights.view());
@@ -905,7 +905,7 @@ void write_vim_attribution(const options& o, const fs::path& out, const vim_mode
         mixlens::io::write_npy(out / ("residual_grad_" + std::to_string(k) + ".npy"), grad.data(), {L, E});
       }
     };
-#ifdef MIXLENS_ATTN_CUDA
+#ifdef MIXLENS_TOOL_CUDA
     if (o.device == "cuda") {
       const auto weights = mixlens::gpu::to_device(model);
       explain(mixlens::gpu::device_backend{}, weights.view());
@@ -939,7 +939,7 @@ results run_cpu(const options& o, const vim_model<float>& model, const mixlens::
                     [](const vim_layer_signals<float>& s) { return check_reconstruction(s); });
 }
 
-#ifdef MIXLENS_ATTN_CUDA
+#ifdef MIXLENS_TOOL_CUDA
 namespace gpu = mixlens::gpu;
 
 // The device run: `run(backend, weights view)` after the weights' upload.
@@ -977,7 +977,7 @@ results run_cuda(const options& o, const vim_model<float>& model, const mixlens:
 template <class Model, class Input>
 results run_device(const options& o, const Model& model, const Input& input, const std::vector<index_t>& layers,
                    const std::vector<index_t>& save) {
-#ifdef MIXLENS_ATTN_CUDA
+#ifdef MIXLENS_TOOL_CUDA
   if (o.device == "cuda") return run_cuda(o, model, input, layers, save);
 #endif
   return run_cpu(o, model, input, layers, save);
@@ -1330,12 +1330,7 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
 }
 
 int run(const options& o) {
-#if !defined(MIXLENS_ATTN_CUDA) && defined(MIXLENS_ATTN_CUDA_TOOL)
-  if (o.device == "cuda") mixlens::tools::hand_over_to_cuda_tool(o.argv, MIXLENS_ATTN_CUDA_TOOL);
-#elif !defined(MIXLENS_ATTN_CUDA)
-  if (o.device == "cuda")
-    throw mixlens::error("--device cuda: this mixlens-attn was built without CUDA (no CUDA path); use --device cpu");
-#endif
+  mixlens::tools::route_device(o.device, o.argv, "mixlens-attn");
   const auto start = clock_type::now();
   const model_family family = detect_family(detail::model_config_file(o.model, "model"));
   if (family == model_family::vim) {

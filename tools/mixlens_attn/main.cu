@@ -1,3 +1,3 @@
-// mixlens-attn-cuda: mixlens-attn with its GPU path (MIXLENS_ATTN_CUDA), compiled by
+// mixlens-attn-cuda: mixlens-attn with its GPU path (MIXLENS_TOOL_CUDA), compiled by
 // nvcc; mixlens-attn hands --device cuda runs to it (tools/CMakeLists.txt).
 #include "main.cpp"

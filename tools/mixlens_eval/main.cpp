@@ -5,7 +5,7 @@
 // sequences into faithfulness.json, faithfulness.md (also printed) and
 // faithfulness.png. Per sequence, every method's perturbed sequences go to the
 // evaluator in one call: on the host one forward pass each (on --threads), on
-// the GPU (mixlens-eval-cuda, MIXLENS_EVAL_CUDA) batched, each distinct
+// the GPU (mixlens-eval-cuda, MIXLENS_TOOL_CUDA) batched, each distinct
 // sequence once, with the logits formed only at the target. Every input is checked before any work; the outputs appear
 // in --out only when the run completes (tools/common/cli.hpp, output_folder).
 // Exit status: 0 success, 1 a failure (model, tokens, output folder), 2 bad usage.
@@ -35,7 +35,7 @@
 #include "mixlens/io/png.hpp"
 #include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
-#ifdef MIXLENS_EVAL_CUDA
+#ifdef MIXLENS_TOOL_CUDA
 #include "mixlens/gpu/models/mamba.cuh"
 #endif
 
@@ -280,7 +280,7 @@ double seconds_since(clock_type::time_point t) { return std::chrono::duration<do
 // weights uploaded once, batch_target_evaluator). evaluator(batch, token).
 template <class Model, class Body>
 void compute(const options& o, const Model& model, Body&& body) {
-#ifdef MIXLENS_EVAL_CUDA
+#ifdef MIXLENS_TOOL_CUDA
   if (o.device == "cuda") {
     using mixlens::gpu::gemm_precision;
     const mixlens::gpu::device_backend be, perturbed(nullptr, o.tf32 ? gemm_precision::tf32 : gemm_precision::fp32);
@@ -401,13 +401,8 @@ int run_model(const options& o, const Model& model, clock_type::time_point start
 }
 
 int run(const options& o) {
-#if !defined(MIXLENS_EVAL_CUDA) && defined(MIXLENS_EVAL_CUDA_TOOL)
-  if (o.device == "cuda") mixlens::tools::hand_over_to_cuda_tool(o.argv, MIXLENS_EVAL_CUDA_TOOL);
-#elif !defined(MIXLENS_EVAL_CUDA)
-  if (o.device == "cuda")
-    throw mixlens::error("--device cuda: this mixlens-eval was built without CUDA (no CUDA path); use --device cpu");
-#endif
-#ifdef MIXLENS_EVAL_CUDA
+  mixlens::tools::route_device(o.device, o.argv, "mixlens-eval");
+#ifdef MIXLENS_TOOL_CUDA
   if (o.device == "cuda") {
     std::string reason;
     if (!mixlens::gpu::device_available(&reason)) throw mixlens::error("--device cuda: " + reason);

@@ -1,3 +1,3 @@
-// mixlens-eval-cuda: mixlens-eval with its GPU path (MIXLENS_EVAL_CUDA), compiled by
+// mixlens-eval-cuda: mixlens-eval with its GPU path (MIXLENS_TOOL_CUDA), compiled by
 // nvcc; mixlens-eval hands --device cuda runs to it (tools/CMakeLists.txt).
 #include "main.cpp"
