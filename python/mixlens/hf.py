@@ -16,8 +16,13 @@ forward pass is re-implemented in Python.
 The weights reach the library through a checkpoint: :func:`load` saves the model with
 ``save_pretrained`` into a temporary folder and reads it with :func:`mixlens.load`. Pass the
 returned model as ``mixlens_model`` to reuse it across calls (it must be made again when the
-weights change). The library computes on the host; tensors on another device are copied to the CPU
-and the results are returned on the model's device.
+weights change).
+
+A model on a CUDA device is analysed there when this mixlens has its CUDA backend
+(:func:`mixlens.cuda_available`) and computes in float32 (float32, bfloat16 or float16 weights): the
+captured tensors are handed to the library's kernels in place, and every result is a CUDA tensor
+of the model's device. Otherwise (a float64 model, or no CUDA backend) the library computes on the
+host from copies, and the results are moved to the model's device.
 """
 
 from __future__ import annotations
@@ -68,12 +73,23 @@ def _dtype_name(model: Any) -> str:
     return "float64" if next(model.parameters()).dtype == torch.float64 else "float32"
 
 
-def load(model: Any, dtype: str | None = None) -> mixlens.Model:
+def _default_device(model: Any, dtype: str) -> str:
+    """The model's CUDA device where the library can compute on it (float32, CUDA backend), else 'cpu'."""
+    device = next(model.parameters()).device
+    if device.type != "cuda" or dtype != "float32":
+        return "cpu"
+    index = 0 if device.index is None else device.index
+    return f"cuda:{index}" if mixlens.cuda_available(index) else "cpu"
+
+
+def load(model: Any, dtype: str | None = None, device: Any = None) -> mixlens.Model:
     """The mixlens model of a transformers model's current weights (default dtype: float64 for a
     float64 model, else float32): saved with ``save_pretrained`` into a temporary folder and read
-    with :func:`mixlens.load`, which is then removed."""
+    with :func:`mixlens.load`, which is then removed. device: where the library computes (default:
+    the model's CUDA device where it can, see the module's docs, else 'cpu')."""
     _family(model)
     dtype = dtype or _dtype_name(model)
+    device = _default_device(model, dtype) if device is None else device
     from transformers.utils import logging
 
     bar = logging.is_progress_bar_enabled()
@@ -81,7 +97,7 @@ def load(model: Any, dtype: str | None = None) -> mixlens.Model:
     try:
         with tempfile.TemporaryDirectory(prefix="mixlens-hf-") as folder:
             model.save_pretrained(folder, safe_serialization=True)
-            return mixlens.load(folder, dtype=dtype)
+            return mixlens.load(folder, dtype=dtype, device=device)
     finally:
         if bar:
             logging.enable_progress_bar()
@@ -149,6 +165,8 @@ def attention(model: Any, input_ids: Any, layers: list[int] | None = None, form:
             raise mixlens.Error(f"mixlens.hf.attention: argument 'layers': expected layer indices in "
                                 f"[0, {mm.num_layers}), got {k}")
     device = next(model.parameters()).device
+    on_gpu = mm.device != "cpu"  # the library computes on mm's GPU: the captured tensors go there
+    target = torch.device(mm.device) if on_gpu else torch.device("cpu")
     dtype = torch.float64 if mm.dtype == "float64" else torch.float32
     capture = _Capture(family, all_layers, wanted)
     was_training = model.training
@@ -160,8 +178,8 @@ def attention(model: Any, input_ids: Any, layers: list[int] | None = None, form:
         capture.close()
         model.train(was_training)
 
-    def host(t: Any) -> Any:
-        return t.to(device="cpu", dtype=dtype).contiguous()
+    def host(t: Any) -> Any:  # to where the library computes
+        return t.to(device=target, dtype=dtype).contiguous()
 
     results = []
     for b in range(ids.shape[0]):
@@ -176,7 +194,7 @@ def attention(model: Any, input_ids: Any, layers: list[int] | None = None, form:
                     f"mixlens.hf.attention: layer {k}: {signal} the model computed differs from the library's by "
                     f"{d:.3g} (relative; tolerance {_TOLERANCE[mm.dtype]:g}): the model's forward is not the one "
                     "mixlens reads (custom code, or weights changed since mixlens_model was made)")
-        results.append(_Moved(att, device) if device.type != "cpu" else att)
+        results.append(_Moved(att, device) if device != target else att)
     return results[0] if len(results) == 1 else results
 
 

@@ -1,6 +1,6 @@
 // mixlens.load and mixlens.Model: every language-model family the library reads
 // (models/language_model.hpp), its forward pass, and the hidden attention of
-// its layers as mixlens-attn computes it on the host: per layer the matrices and
+// its layers as mixlens-attn computes it, on the host or (device.hpp) the GPU: per layer the matrices and
 // their channel mean, the raw attention averaged over layers and the rollout.
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/filesystem.h>
@@ -26,13 +26,15 @@
 #include <vector>
 
 #include "arrays.hpp"
-#include "mixlens/analysis/layer_maps.hpp"
+#include "attention.hpp"
 #include "mixlens/backend.hpp"
 #include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
-#include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/rows.hpp"
 #include "operator.hpp"
+#ifdef MIXLENS_PYTHON_CUDA
+#include "device.hpp"
+#endif
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -50,19 +52,6 @@ struct attention_result {
   nb::dict alpha, maps;  // layer → array
 };
 
-// The results in host memory, made with the GIL released.
-template <class T>
-struct attention_data {
-  std::vector<index_t> rows;  // the selected rows (empty: whole maps)
-  std::vector<T> logits, raw, roll;
-  std::vector<std::pair<index_t, std::vector<T>>> maps;
-  struct tensor3 {
-    index_t layer, matrices;
-    std::vector<T> values;
-  };
-  std::vector<tensor3> alpha;
-};
-
 // What Model.attribute returns.
 struct attribution_output {
   std::string method;
@@ -72,6 +61,46 @@ struct attribution_output {
 };
 
 bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
+
+// A result as an array of `fw` (numpy or torch) sharing its memory; a result in
+// device memory as a torch CUDA tensor, whatever fw; an empty one as None.
+template <class T>
+nb::object to_python(const result_array<T>& r, framework fw) {
+  if (!r) return nb::none();
+  auto* keep = new std::shared_ptr<const T>(r.values);
+  nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<std::shared_ptr<const T>*>(p); });
+  T* data = const_cast<T*>(r.values.get());  // the array is the result's only user
+  if (r.device >= 0)
+    return nb::ndarray<nb::pytorch, T>(data, r.shape.size(), r.shape.data(), owner, nullptr, nb::dtype<T>(),
+                                       nb::device::cuda::value, r.device)
+        .cast();
+  if (fw == framework::torch) return nb::ndarray<nb::pytorch, T>(data, r.shape.size(), r.shape.data(), owner).cast();
+  return nb::ndarray<nb::numpy, T>(data, r.shape.size(), r.shape.data(), owner).cast();
+}
+
+// The device argument of load and Model.to: 'cpu' (−1), 'cuda' or 'cuda:N'
+// (N; 'cuda' is 0), or a torch.device.
+int device_index(std::string_view where, nb::handle device) {
+  const std::string text = is_none(device) ? "cpu" : str_of(device);
+  if (text == "cpu") return -1;
+  if (text == "cuda") return 0;
+  if (text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
+      text.find_first_not_of("0123456789", 5) == std::string::npos && text.size() < 10)
+    return std::stoi(text.substr(5));
+  fail(where, "device", "'cpu', 'cuda' or 'cuda:N'", "'" + text + "'");
+}
+
+// Why `device` cannot run the CUDA backend ("" when it can).
+std::string cuda_unavailable(int device) {
+#ifdef MIXLENS_PYTHON_CUDA
+  std::string reason;
+  return cuda::available(device, &reason) ? std::string() : reason;
+#else
+  (void)device;
+  return "this mixlens was built without its CUDA backend (CMake found no CUDA compiler when it was "
+         "installed; reinstall with nvcc on PATH: pip install .)";
+#endif
+}
 
 models::attribution_method method_of(std::string_view where, const std::string& name) {
   const auto m = models::parse_attribution_method(name);
@@ -97,180 +126,6 @@ nb::dict curves_dict(const analysis::faithfulness_result& r) {
   d["delta_logit"] = r.delta_logit;
   d["delta_probability"] = r.delta_probability;
   return d;
-}
-
-// Selected rows instead of whole maps (Model.attention's rows): the positions
-// and what the raw rows are normalized by (the whole tensor's range, or the rows').
-struct row_selection {
-  std::vector<index_t> rows;  // empty: the whole maps
-  bool tensor_range = true;
-};
-
-// The per-layer body of mixlens-attn's run_on, on the host backend: each
-// analysed layer's maps (and its matrices when saved), then the raw attention
-// averaged over the layers and the rollout; with rows only those rows of the
-// maps, matrices and raw attention, and no L × L array.
-template <class T>
-class attention_collector {
- public:
-  using backend = host_backend<T>;
-
-  attention_collector(index_t L, const std::vector<index_t>& layers, const std::vector<index_t>& save,
-                      attention_form form, channel_reduction reduction, row_selection rows = {})
-      : L_(L), R_(static_cast<index_t>(rows.rows.size())), layers_(layers), save_(save), form_(form),
-        reduction_(reduction), rows_(std::move(rows)), map_(be_.alloc(R_ ? R_ * L : L * L)),
-        raw_(be_.alloc(R_ ? R_ * L : L * L)), minmax_(be_.alloc(3)), row_minmax_(be_.alloc(3)) {
-    if (R_) row_maps_.emplace(be_, R_, L);
-    else roll_.emplace(be_, L), raw_average_.emplace(be_, L * L);
-    data_.rows = rows_.rows;
-  }
-
-  [[nodiscard]] bool wants(index_t layer) const { return contains(layers_, layer); }
-
-  template <class Signals>
-  void add(const Signals& s) {
-    if (!wants(s.layer)) return;
-    const bool keep = contains(save_, s.layer);
-    std::vector<T> alpha;
-    index_t D = 0;
-    const T* range = minmax_.data();
-    const auto maps = [&](const auto& op) {
-      D = view_of(op).out_channels();
-      if (keep) alpha.resize(static_cast<std::size_t>(D * (R_ ? R_ : L_) * L_));
-      if (R_) {
-        analysis::aggregate_rows(be_, op, std::span<const index_t>(rows_.rows), reduction_, map_.data(),
-                                 row_minmax_.data(), keep ? alpha.data() : nullptr);
-        if (rows_.tensor_range) analysis::tensor_range(be_, op, minmax_.data());
-        else range = row_minmax_.data();
-      } else {
-        analysis::aggregate_operator(be_, op, reduction_, map_.data(), minmax_.data(), keep ? alpha.data() : nullptr);
-      }
-      try {  // raw attention is undefined on NaN / inf: name the first one
-        analysis::check_finite_blocks(be_, op, range, "mixlens::analysis::raw_attention");
-      } catch (const mixlens::error& e) {
-        throw mixlens::error("layer " + std::to_string(s.layer) + ": " + e.what());
-      }
-    };
-    if (form_ == attention_form::paper) maps(s.ssm());
-    else maps(models::unified_operator(be_, s, {.offset = false}));
-    if (R_) {
-      row_maps_->add(map_.data(), range);
-    } else {
-      analysis::raw_attention(be_, map_.data(), minmax_.data(), L_, raw_.data());
-      raw_average_->add(raw_.data());
-      roll_->add(map_.data());
-    }
-    data_.maps.emplace_back(s.layer, std::vector<T>(map_.begin(), map_.end()));
-    if (keep) data_.alpha.push_back({s.layer, D, std::move(alpha)});
-  }
-
-  [[nodiscard]] attention_data<T> finish(std::vector<T> logits) {
-    data_.logits = std::move(logits);
-    if (!layers_.empty() && R_) {
-      row_maps_->raw(raw_.data());
-      data_.raw.assign(raw_.begin(), raw_.end());
-    } else if (!layers_.empty()) {
-      raw_average_->result(raw_.data());
-      data_.raw.assign(raw_.begin(), raw_.end());
-      data_.roll.assign(roll_->result(), roll_->result() + L_ * L_);
-    }
-    return std::move(data_);
-  }
-
- private:
-  backend be_;
-  index_t L_, R_;
-  std::vector<index_t> layers_, save_;
-  attention_form form_;
-  channel_reduction reduction_;
-  row_selection rows_;
-  std::optional<analysis::rollout_accumulator<backend>> roll_;
-  std::optional<analysis::map_average<backend>> raw_average_;
-  std::optional<analysis::model_row_maps<backend>> row_maps_;
-  typename backend::template array<T> map_, raw_, minmax_, row_minmax_;
-  attention_data<T> data_;
-};
-
-template <class Model>
-attention_data<typename Model::value_type> run_attention(const Model& model, const std::vector<index_t>& tokens,
-                                                         const std::vector<index_t>& layers,
-                                                         const std::vector<index_t>& save, attention_form form,
-                                                         channel_reduction reduction, row_selection rows) {
-  using T = typename Model::value_type;
-  const auto weights = models::host_weights(model);
-  attention_collector<T> collect(static_cast<index_t>(tokens.size()), layers, save, form, reduction, std::move(rows));
-  auto logits = models::mamba_forward(host_backend<T>{}, weights.view(), std::span<const index_t>(tokens),
-                                      [&](const auto& s) { collect.add(s); });
-  return collect.finish(std::vector<T>(logits.begin(), logits.end()));
-}
-
-// max |a − b| / max |b| over n values: how far a captured signal is from the one
-// the library computes from the same projection.
-template <class T>
-double relative_deviation(const T* a, const T* b, index_t n) {
-  double diff = 0, scale = 0;
-  for (index_t i = 0; i < n; ++i) {
-    diff = std::max(diff, std::abs(double(a[i]) - double(b[i])));
-    scale = std::max(scale, std::abs(double(b[i])));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
-// What a live model's forward handed to its hooks, per analysed layer (host
-// memory, the layouts of the library: channel-major): the mixer's in_proj
-// output, and the signal the check compares with the library's own (Mamba:
-// the scan input u; Mamba-2: SSD(u) + D·u, the gated norm's input).
-template <class T>
-struct captured_layer {
-  index_t layer = 0;
-  std::vector<T> projection, check;
-};
-
-// The maps from a live model's projections: each layer's branch is computed by
-// the library from the captured in_proj output (mamba_branch, or Mamba-2's
-// mamba2_mixer_from_projection) with the model's weights; `deviation` receives
-// per layer the relative distance of the captured check signal from the
-// library's.
-template <class T>
-attention_data<T> run_attention_from_projections(const models::mamba_model<T>& model, index_t L,
-                                                 const std::vector<captured_layer<T>>& captured,
-                                                 const std::vector<index_t>& layers, const std::vector<index_t>& save,
-                                                 attention_form form, channel_reduction reduction,
-                                                 std::vector<T> logits, std::vector<double>& deviation) {
-  const host_backend<T> be;
-  const auto weights = models::host_weights(model);
-  const auto& cfg = model.config;
-  auto branch = models::alloc_mamba_branch(be, cfg, L);
-  attention_collector<T> collect(L, layers, save, form, reduction);
-  for (const auto& c : captured) {
-    const auto s = models::mamba_branch(be, cfg, weights.view().layers[static_cast<std::size_t>(c.layer)], c.layer,
-                                        c.projection.data(), L, branch);
-    deviation.push_back(relative_deviation(c.check.data(), s.u.data_handle(), cfg.intermediate_size * L));
-    collect.add(s);
-  }
-  return collect.finish(std::move(logits));
-}
-template <class T>
-attention_data<T> run_attention_from_projections(const models::mamba2_model<T>& model, index_t L,
-                                                 const std::vector<captured_layer<T>>& captured,
-                                                 const std::vector<index_t>& layers, const std::vector<index_t>& save,
-                                                 attention_form form, channel_reduction reduction,
-                                                 std::vector<T> logits, std::vector<double>& deviation) {
-  using backend = host_backend<T>;
-  const backend be;
-  const auto weights = models::host_weights(model);
-  const auto& cfg = model.config;
-  models::mamba2_mixer_buffers<backend, T> buf(be, cfg, L);
-  attention_collector<T> collect(L, layers, save, form, reduction);
-  for (const auto& c : captured) {
-    std::copy(c.projection.begin(), c.projection.end(), buf.zx.begin());
-    auto s = models::mamba2_mixer_from_projection(be, cfg, weights.view().layers[static_cast<std::size_t>(c.layer)],
-                                                  L, buf);
-    s.layer = c.layer;
-    deviation.push_back(relative_deviation(c.check.data(), s.ssm_out.data_handle(), cfg.ssm_channels() * L));
-    collect.add(s);
-  }
-  return collect.finish(std::move(logits));
 }
 
 // Token ids: a 1-D (or 1 × L) integer array, tensor or sequence.
@@ -336,17 +191,37 @@ class py_model {
  public:
   using any_model = std::variant<models::language_model<float>, models::language_model<double>>;
 
-  py_model(any_model m, std::filesystem::path path) : model_(std::move(m)), path_(std::move(path)) {}
+  // The model on `device` (−1: the host; else its weights are uploaded to that
+  // CUDA device, float32 only). The host model is shared with the copies Model.to makes.
+  py_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device)
+      : model_(std::move(m)), path_(std::move(path)), device_(device) {
+    if (device_ < 0) return;
+    constexpr std::string_view where = "mixlens.Model.to";
+    if (const std::string why = cuda_unavailable(device_); !why.empty()) fail(where, "device", "a usable CUDA device", why);
+    if (model_->index() != 0)
+      fail(where, "device", "'cpu' for a float64 model (the CUDA backend computes in float32: load with dtype='float32')",
+           "'" + device_name() + "'");
+#ifdef MIXLENS_PYTHON_CUDA
+    nb::gil_scoped_release release;
+    gpu_ = cuda::upload(std::get<0>(*model_), device_);
+#endif
+  }
 
   template <class F>
   decltype(auto) visit(F&& f) const {
-    return std::visit([&](const auto& lm) -> decltype(auto) { return std::visit(f, lm); }, model_);
+    return std::visit([&](const auto& lm) -> decltype(auto) { return std::visit(f, lm); }, *model_);
+  }
+
+  [[nodiscard]] std::string device_name() const { return device_ < 0 ? "cpu" : "cuda:" + std::to_string(device_); }
+  [[nodiscard]] bool on_cuda() const { return device_ >= 0; }
+  [[nodiscard]] std::unique_ptr<py_model> to(nb::handle device) const {
+    return std::make_unique<py_model>(model_, path_, device_index("mixlens.Model.to", device));
   }
 
   [[nodiscard]] std::string family() const {
     return visit([](const auto& m) { return std::string(m.config.family()); });
   }
-  [[nodiscard]] std::string dtype() const { return model_.index() == 0 ? "float32" : "float64"; }
+  [[nodiscard]] std::string dtype() const { return model_->index() == 0 ? "float32" : "float64"; }
   [[nodiscard]] index_t num_layers() const { return visit([](const auto& m) { return m.num_layers(); }); }
   [[nodiscard]] index_t vocab_size() const { return visit([](const auto& m) { return m.vocab_size(); }); }
   [[nodiscard]] index_t parameter_count() const { return visit([](const auto& m) { return m.parameter_count(); }); }
@@ -378,6 +253,16 @@ class py_model {
     return visit([&](const auto& m) -> nb::object {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
       models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
+#ifdef MIXLENS_PYTHON_CUDA
+      if (gpu_) {
+        result_array<float> logits;
+        {
+          nb::gil_scoped_release release;
+          logits = cuda::forward(*gpu_, std::span<const index_t>(ids));
+        }
+        return to_python(logits, fw);
+      }
+#endif
       const auto L = ids.size(), V = static_cast<std::size_t>(m.vocab_size());
       return make_output<T>({L, V}, fw, [&](T* out) {
         const auto logits = models::mamba_forward(m, std::span<const index_t>(ids));
@@ -404,9 +289,17 @@ class py_model {
       attention_data<T> data;
       {
         nb::gil_scoped_release release;
-        data = run_attention(m, ids, layers, save, form, reduction, std::move(rows));
+#ifdef MIXLENS_PYTHON_CUDA
+        if constexpr (std::is_same_v<T, float>)
+          if (gpu_) data = cuda::attention(*gpu_, std::span<const index_t>(ids), layers, save, form, reduction, std::move(rows));
+#endif
+        if (!data.logits) {
+          const auto weights = models::host_weights(m);
+          data = run_attention(host_backend<T>{}, weights.view(), -1, std::span<const index_t>(ids), layers, save, form,
+                               reduction, std::move(rows));
+        }
       }
-      auto r = to_result(data, layers, form_name, static_cast<index_t>(ids.size()), m.vocab_size(), fw);
+      auto r = to_result(data, layers, form_name, fw);
       r.raw_range = data.rows.empty() ? "tensor" : raw_range;
       return r;
     });
@@ -438,13 +331,16 @@ class py_model {
       models::attribution_result r;
       {
         nb::gil_scoped_release release;
-        r = models::attribute(m, std::span<const index_t>(ids), method, target, options);
+#ifdef MIXLENS_PYTHON_CUDA
+        if (gpu_) r = cuda::attribute(*gpu_, std::span<const index_t>(ids), method, target, options);
+        else
+#endif
+          r = models::attribute(m, std::span<const index_t>(ids), method, target, options);
       }
       const auto L = ids.size();
       const std::vector<T> scores(r.scores.begin(), r.scores.end()), full(r.matrix.begin(), r.matrix.end());
-      return attribution_output{method_name, r.target.position, r.target.token, r.value,
-                                copy_output(scores.data(), {L}, fw),
-                                full.empty() ? nb::none() : copy_output(full.data(), {L, L}, fw)};
+      return attribution_output{method_name, r.target.position, r.target.token, r.value, output(scores, {L}, fw),
+                                full.empty() ? nb::none() : output(full, {L, L}, fw)};
     });
   }
 
@@ -452,9 +348,14 @@ class py_model {
                                       index_t steps, const std::string& mode, index_t replace_token,
                                       std::optional<index_t> target_position, std::optional<index_t> target_token,
                                       index_t random_draws, std::uint64_t seed, index_t start_layer,
-                                      bool attn_grad_without_d, int threads) const {
+                                      bool attn_grad_without_d, int threads, index_t batch_tokens, bool tf32) const {
     constexpr std::string_view where = "mixlens.Model.faithfulness";
     const auto ids = token_ids(tokens, where);
+    if (threads < 1) mixlens::detail::fail(where, "threads", "at least 1", threads);
+    if (batch_tokens < static_cast<index_t>(ids.size()))
+      mixlens::detail::fail(where, "batch_tokens", "at least the sequence's length " + std::to_string(ids.size()),
+                            batch_tokens);
+    if (tf32 && !on_cuda()) fail(where, "tf32", "False on the CPU (TF32 products are the GPU's)", "True");
     std::vector<models::attribution_method> methods;
     if (!method_names)
       for (std::size_t i = 0; i < models::attribution_method_count; ++i)
@@ -485,8 +386,14 @@ class py_model {
       std::vector<models::method_faithfulness> results;
       {
         nb::gil_scoped_release release;
+#ifdef MIXLENS_PYTHON_CUDA
+        if (gpu_)
+          results = cuda::faithfulness(*gpu_, std::span<const index_t>(ids),
+                                       std::span<const models::attribution_method>(methods), target, run, batch_tokens, tf32);
+#endif
         const auto weights = models::host_weights(m);
-        results = models::faithfulness_of_methods(
+        if (results.empty())
+          results = models::faithfulness_of_methods(
             host_backend<T>{}, weights.view(), std::span<const index_t>(ids),
             std::span<const models::attribution_method>(methods), target, run,
             [&](std::span<const analysis::perturbed_sequence> batch, index_t token) {
@@ -531,41 +438,75 @@ class py_model {
     return visit([&](const auto& m) {
       using M = std::remove_cvref_t<decltype(m)>;
       using T = typename M::value_type;
-      const auto logits = get<T>(logits_arg, where, "logits");
-      check_ndim(where, "logits", logits, 2, "L x V");
-      const index_t L = static_cast<index_t>(logits.shape(0)), V = m.vocab_size();
-      if (static_cast<index_t>(logits.shape(1)) != V)
-        mixlens::detail::fail(where, "logits", "vocab_size = " + std::to_string(V) + " columns",
-                              static_cast<index_t>(logits.shape(1)));
       index_t rows = 0, check_rows = 0;
       if constexpr (std::is_same_v<M, models::mamba_model<T>>)
         rows = 2 * m.config.intermediate_size, check_rows = m.config.intermediate_size;
       else
         rows = m.config.in_proj_rows(), check_rows = m.config.ssm_channels();
+      // Every array is used in place: host arrays on the host, CUDA tensors of the model's device on the GPU.
+      std::vector<any_array> keep;
+      const auto matrix_of = [&](nb::handle h, const std::string& name, index_t want_rows, index_t want_cols,
+                                 std::string_view layout) -> const T* {
+        const auto shape_is = [&](const auto& arr) {
+          check_ndim(where, name, arr, 2, layout);
+          if ((want_rows >= 0 && static_cast<index_t>(arr.shape(0)) != want_rows) ||
+              (want_cols >= 0 && static_cast<index_t>(arr.shape(1)) != want_cols))
+            fail(where, name,
+                 "shape (" + (want_rows >= 0 ? std::to_string(want_rows) : std::string("L")) + ", " +
+                     (want_cols >= 0 ? std::to_string(want_cols) : std::string("L")) + ")",
+                 "shape (" + std::to_string(arr.shape(0)) + ", " + std::to_string(arr.shape(1)) + ")");
+          keep.emplace_back(arr);
+        };
+        if (on_cuda()) {
+          nb::ndarray<const T, nb::c_contig, nb::device::cuda> d;
+          if (!nb::try_cast(h, d, false) || d.device_id() != device_)
+            fail(where, name, "a C-contiguous " + std::string(dtype_name<T>()) + " CUDA tensor on " + device_name(),
+                 python_type(h) + (is_none(h) ? "" : " on " + str_of(h.attr("device"))));
+          shape_is(d);
+          return d.data();
+        }
+        const auto a = get<T>(h, where, name);
+        shape_is(a);
+        return a.data();
+      };
+      const T* logits = matrix_of(logits_arg, "logits", -1, m.vocab_size(), "L x V");
+      const index_t L = static_cast<index_t>(keep.back().shape(0)), V = m.vocab_size();
       std::vector<captured_layer<T>> captured;
       for (std::size_t i = 0; i < layers.size(); ++i) {
         const std::string name = "projections[" + std::to_string(i) + "]", check_name = "checks[" + std::to_string(i) + "]";
-        const auto a = get<T>(projections[i], where, name), c = get<T>(checks[i], where, check_name);
-        check_ndim(where, name, a, 2, "in_proj rows x L");
-        check_ndim(where, check_name, c, 2, "channels x L");
-        for (const auto& [arr, arg, want] : {std::tuple{&a, &name, rows}, std::tuple{&c, &check_name, check_rows}})
-          if (static_cast<index_t>(arr->shape(0)) != want || static_cast<index_t>(arr->shape(1)) != L)
-            mixlens::detail::fail(where, *arg, "shape (" + std::to_string(want) + ", " + std::to_string(L) + ")",
-                                  "shape (" + std::to_string(arr->shape(0)) + ", " + std::to_string(arr->shape(1)) + ")");
-        captured.push_back({layers[i], std::vector<T>(a.data(), a.data() + a.size()), std::vector<T>(c.data(), c.data() + c.size())});
+        captured.push_back({layers[i], matrix_of(projections[i], name, rows, L, "in_proj rows x L"),
+                            matrix_of(checks[i], check_name, check_rows, L, "channels x L")});
       }
       std::vector<double> deviation;
       attention_data<T> data;
       {
         nb::gil_scoped_release release;
-        data = run_attention_from_projections(m, L, captured, layers, save, form, reduction,
-                                              std::vector<T>(logits.data(), logits.data() + logits.size()), deviation);
+#ifdef MIXLENS_PYTHON_CUDA
+        if constexpr (std::is_same_v<T, float>)
+          if (gpu_)
+            data = cuda::attention_from_projections(*gpu_, L, captured, layers, save, form, reduction, logits, deviation);
+#endif
+        if (!data.logits) {
+          const auto weights = models::host_weights(m);
+          data = run_attention_from_projections(host_backend<T>{}, weights.view(), -1, L, captured, layers, save, form,
+                                                reduction, std::vector<T>(logits, logits + L * V), deviation);
+        }
       }
-      return std::pair{to_result(data, layers, form_name, L, V, framework_of(logits_arg)), deviation};
+      return std::pair{to_result(data, layers, form_name, framework_of(logits_arg)), deviation};
     });
   }
 
  private:
+  // Host values as a result on the model's device: an array of fw on the host, a CUDA tensor on the GPU.
+  template <class T>
+  [[nodiscard]] nb::object output(const std::vector<T>& v, std::vector<std::size_t> shape, framework fw) const {
+#ifdef MIXLENS_PYTHON_CUDA
+    if constexpr (std::is_same_v<T, float>)
+      if (gpu_) return to_python(cuda::to_device(std::span<const float>(v), std::move(shape), device_), fw);
+#endif
+    return copy_output(v.data(), std::move(shape), fw);
+  }
+
   [[nodiscard]] static bool contains_method(const std::vector<models::attribution_method>& v, models::attribution_method m) {
     return std::find(v.begin(), v.end(), m) != v.end();
   }
@@ -626,28 +567,29 @@ class py_model {
 
   template <class T>
   [[nodiscard]] static attention_result to_result(const attention_data<T>& data, const std::vector<index_t>& layers,
-                                                  const std::string& form_name, index_t L_, index_t V, framework fw) {
-    const auto L = static_cast<std::size_t>(L_);
-    const std::size_t R = data.rows.empty() ? L : data.rows.size();  // the rows of every map
+                                                  const std::string& form_name, framework fw) {
     attention_result r;
     r.layers = layers;
     r.form = form_name;
     r.raw_range = "tensor";
     r.rows = data.rows.empty() ? nb::none() : nb::object(nb::cast(data.rows));
-    r.logits = copy_output(data.logits.data(), {L, static_cast<std::size_t>(V)}, fw);
-    r.raw = layers.empty() ? nb::none() : copy_output(data.raw.data(), {R, L}, fw);
-    r.rollout = layers.empty() || !data.rows.empty() ? nb::none() : copy_output(data.roll.data(), {L, L}, fw);
-    for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = copy_output(map.data(), {R, L}, fw);
-    for (const auto& a : data.alpha)
-      r.alpha[nb::int_(a.layer)] = copy_output(a.values.data(), {static_cast<std::size_t>(a.matrices), R, L}, fw);
+    r.logits = to_python(data.logits, fw);
+    r.raw = to_python(data.raw, fw);
+    r.rollout = to_python(data.rollout, fw);
+    for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = to_python(map, fw);
+    for (const auto& [k, alpha] : data.alpha) r.alpha[nb::int_(k)] = to_python(alpha, fw);
     return r;
   }
 
-  any_model model_;
+  std::shared_ptr<const any_model> model_;
   std::filesystem::path path_;
+  int device_ = -1;  // −1: the host; else the CUDA device of gpu_
+#ifdef MIXLENS_PYTHON_CUDA
+  std::shared_ptr<const cuda::model> gpu_;
+#endif
 };
 
-std::unique_ptr<py_model> load(const std::filesystem::path& path, nb::handle dtype) {
+std::unique_ptr<py_model> load(const std::filesystem::path& path, nb::handle dtype, nb::handle device) {
   std::string name = "float32";
   if (!is_none(dtype)) {
     try {
@@ -657,12 +599,18 @@ std::unique_ptr<py_model> load(const std::filesystem::path& path, nb::handle dty
     }
   }
   if (name != "float32" && name != "float64") fail("mixlens.load", "dtype", "float32 or float64", name);
-  py_model::any_model m = [&]() -> py_model::any_model {
+  const int where = device_index("mixlens.load", device);
+  if (where >= 0 && name != "float32")
+    fail("mixlens.load", "dtype", "float32 on CUDA (the CUDA backend computes in float32)", name);
+  if (where >= 0)
+    if (const std::string why = cuda_unavailable(where); !why.empty())
+      fail("mixlens.load", "device", "a usable CUDA device", why);
+  auto m = std::make_shared<py_model::any_model>([&]() -> py_model::any_model {
     nb::gil_scoped_release release;
     if (name == "float32") return models::load_language_model<float>(path);
     return models::load_language_model<double>(path);
-  }();
-  return std::make_unique<py_model>(std::move(m), path);
+  }());
+  return std::make_unique<py_model>(std::move(m), path, where);
 }
 
 }  // namespace
@@ -725,6 +673,13 @@ void bind_models(nb::module_& m) {
       .def_prop_ro("unused_tensors", &py_model::unused_tensors,
                    "Checkpoint tensors the model does not use (mixlens-attn warns about them).")
       .def_prop_ro("path", &py_model::path)
+      .def_prop_ro("device", &py_model::device_name,
+                   "'cpu', or 'cuda:N' when the weights live on that CUDA device: then forward, attention,\n"
+                   "attribute and faithfulness run on the GPU and return torch CUDA tensors.")
+      .def("to", &py_model::to, "device"_a,
+           nb::sig("def to(self, device: str | typing.Any) -> Model"),
+           "The same model on `device` ('cpu', 'cuda', 'cuda:N' or a torch.device): a new Model that shares\n"
+           "the host weights (the CUDA backend uploads them once; float32 models only).")
       .def_prop_ro("config", &py_model::config, "The fields of config.json the model uses, as a dict.")
       .def("forward", &py_model::forward, "tokens"_a,
            nb::sig("def forward(self, tokens: numpy.typing.ArrayLike) -> numpy.typing.NDArray[typing.Any]"),
@@ -761,17 +716,21 @@ void bind_models(nb::module_& m) {
       .def("faithfulness", &py_model::faithfulness, "tokens"_a, "methods"_a = nb::none(), "steps"_a = 10,
            "mode"_a = "replace", "replace_token"_a = 0, "target_position"_a = nb::none(), "target_token"_a = nb::none(),
            "random_draws"_a = 10, "seed"_a = 0, "start_layer"_a = 0, "attn_grad_without_d"_a = false, "threads"_a = 1,
+           "batch_tokens"_a = 65536, "tf32"_a = false,
            nb::sig("def faithfulness(self, tokens: numpy.typing.ArrayLike, methods: collections.abc.Sequence[str] | None = None, "
                    "steps: int = 10, mode: str = 'replace', replace_token: int = 0, target_position: int | None = None, "
                    "target_token: int | None = None, random_draws: int = 10, seed: int = 0, start_layer: int = 0, "
-                   "attn_grad_without_d: bool = False, threads: int = 1) -> dict[str, typing.Any]"),
+                   "attn_grad_without_d: bool = False, threads: int = 1, batch_tokens: int = 65536, "
+                   "tf32: bool = False) -> dict[str, typing.Any]"),
            "The perturbation tests of mixlens-eval on one sequence: the target resolved once (as attribute),\n"
            "every method of `methods` (default all) scored for it, its positions perturbed most relevant first\n"
            "(MoRF) and least relevant first (LeRF) in `steps` steps (mode 'replace' with replace_token, or\n"
            "'remove'), and the target logit and probability read after each. Returns {'position', 'token',\n"
            "'value', 'methods': {name: {'morf': {'logit', 'probability', 'auc_logit', 'auc_probability'},\n"
            "'lerf': ..., 'delta_logit', 'delta_probability', 'scores'}}} (float64 arrays; 'random' averages\n"
-           "random_draws draws and has no scores). threads: perturbed sequences run side by side.")
+           "random_draws draws and has no scores). threads: perturbed sequences run side by side on the CPU.\n"
+           "On CUDA (mixlens-eval --device cuda) the perturbed sequences run in batches of at most batch_tokens\n"
+           "token ids (128 sequences); tf32: TF32 products for them (faster, less exact; off by default).")
       .def("_attention_from_capture", &py_model::attention_from_capture, "layers"_a, "projections"_a, "checks"_a,
            "logits"_a, "form"_a, "alpha"_a, "reduction"_a,
            "mixlens.hf's entry (use mixlens.hf.attention): the maps from a live model's captured in_proj outputs.")
@@ -782,11 +741,16 @@ void bind_models(nb::module_& m) {
 
   m.def("_resolve_rows", &models::resolve_rows, "text"_a, "length"_a, "vision"_a, "cls"_a, "option"_a,
         "python -m mixlens's --rows (models::resolve_rows): the positions, or mixlens.Error naming `option`.");
-  m.def("load", &load, "path"_a, "dtype"_a = "float32",
-        nb::sig("def load(path: str | os.PathLike[str], dtype: numpy.typing.DTypeLike = 'float32') -> Model"),
+  m.def(
+      "cuda_unavailable", [](int device) { return cuda_unavailable(device); }, "device"_a = 0,
+      "Why the CUDA backend cannot run on CUDA device `device`, or '' when it can (mixlens.cuda_available).");
+  m.def("load", &load, "path"_a, "dtype"_a = "float32", "device"_a = "cpu",
+        nb::sig("def load(path: str | os.PathLike[str], dtype: numpy.typing.DTypeLike = 'float32', "
+                "device: str | typing.Any = 'cpu') -> Model"),
         "Loads the language model in the folder `path` (config.json + model.safetensors or its shards):\n"
         "Mamba, Falcon-Mamba or Mamba-2, Hugging Face or state-spaces layout, told by config.json.\n"
-        "dtype: 'float32' (as mixlens-attn) or 'float64'.");
+        "dtype: 'float32' (as mixlens-attn) or 'float64'. device: 'cpu', or 'cuda' / 'cuda:N' / a torch.device\n"
+        "to compute on that GPU (float32; see Model.to).");
 }
 
 }  // namespace mixlens::python

@@ -71,7 +71,7 @@ void bind_operator_class(nb::module_& m) {
 NB_MODULE(_core, m) {
   m.doc() =
       "mixlens: sequence mixers as data-controlled linear operators, their hidden attention, and\n"
-      "Mamba / Falcon-Mamba / Mamba-2 checkpoints (host backend).";
+      "Mamba / Falcon-Mamba / Mamba-2 checkpoints, on the host and (where built with nvcc) the GPU.";
   // mixlens::error (bad shapes, parameters and files; the message names the
   // argument) arrives as mixlens.Error, a ValueError.
   nb::exception<mixlens::error>(m, "Error", PyExc_ValueError);

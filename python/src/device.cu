@@ -1,0 +1,189 @@
+// The CUDA side of mixlens._core (device.hpp): Model and mixlens.hf on the
+// device backend, with the same bodies as on the host (attention.hpp,
+// models::attribute, models::faithfulness_of_methods).
+#include <cuda_runtime.h>
+
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "device.hpp"
+#include "mixlens/gpu/models/mamba.cuh"
+#include "mixlens/models/mamba_batch.hpp"
+
+namespace mixlens::python::cuda {
+namespace {
+
+// Makes `device` current for the guard's lifetime.
+class device_guard {
+ public:
+  explicit device_guard(int device) {
+    MIXLENS_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (device != previous_) MIXLENS_CUDA_CHECK(cudaSetDevice(device));
+  }
+  device_guard(const device_guard&) = delete;
+  device_guard& operator=(const device_guard&) = delete;
+  ~device_guard() { cudaSetDevice(previous_); }
+
+ private:
+  int previous_ = 0;
+};
+
+// The device backend whose copies of a layer's matrices (the aggregates'
+// host_copy) go to device memory: Model.attention's alpha stays on the GPU.
+struct resident_backend : gpu::device_backend {
+  void copy_to_host(const float* data, index_t n, float* out) const { copy(data, n, out); }
+};
+
+}  // namespace
+}  // namespace mixlens::python::cuda
+
+template <>
+constexpr bool mixlens::python::copies_stay_on_backend<mixlens::python::cuda::resident_backend> = true;
+
+namespace mixlens::python::cuda {
+namespace {
+
+// A device result whose memory is freed with its own device current, whichever
+// is current when Python lets it go.
+template <class T>
+void hold(result_array<T>& r) {
+  if (!r || r.device < 0) return;
+  auto owner = std::make_shared<std::pair<int, std::shared_ptr<const T>>>(r.device, std::move(r.values));
+  const T* data = owner->second.get();
+  std::shared_ptr<const T> wrapped(data, [owner](const T*) {
+    int current = 0;
+    cudaGetDevice(&current);
+    cudaSetDevice(owner->first);
+    owner->second.reset();
+    cudaSetDevice(current);
+  });
+  r.values = std::move(wrapped);
+}
+
+template <class T>
+attention_data<T> held_data(attention_data<T> d) {
+  hold(d.logits), hold(d.raw), hold(d.rollout);
+  for (auto& [k, a] : d.maps) hold(a);
+  for (auto& [k, a] : d.alpha) hold(a);
+  return d;
+}
+
+}  // namespace
+
+class model {
+ public:
+  using weights = std::variant<gpu::device_mamba_weights, gpu::device_mamba2_weights>;
+  model(weights w, int device) : weights_(std::move(w)), device_(device) {}
+
+  template <class F>
+  decltype(auto) visit(F&& f) const {
+    return std::visit([&](const auto& w) -> decltype(auto) { return f(w.view()); }, weights_);
+  }
+  [[nodiscard]] int device() const { return device_; }
+
+ private:
+  weights weights_;
+  int device_;
+};
+
+namespace {
+__global__ void probe_kernel() {}
+}  // namespace
+
+bool available(int device, std::string* reason) {
+  if (!gpu::device_available(reason)) return false;
+  int count = 0;
+  MIXLENS_CUDA_CHECK(cudaGetDeviceCount(&count));
+  if (device < 0 || device >= count) {
+    if (reason) *reason = "CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(count) + " present)";
+    return false;
+  }
+  // The extension's kernels were compiled for some architectures (CMAKE_CUDA_ARCHITECTURES): ask for one that runs here.
+  const device_guard on(device);
+  cudaFuncAttributes attributes{};
+  if (const cudaError_t e = cudaFuncGetAttributes(&attributes, probe_kernel); e != cudaSuccess) {
+    (void)cudaGetLastError();
+    cudaDeviceProp prop{};
+    MIXLENS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    if (reason)
+      *reason = std::string("the extension's kernels do not run on ") + prop.name + " (compute capability " +
+                std::to_string(prop.major) + "." + std::to_string(prop.minor) + "): " + cudaGetErrorString(e) +
+                "; reinstall with -C cmake.define.CMAKE_CUDA_ARCHITECTURES=<its architecture>";
+    return false;
+  }
+  return true;
+}
+
+std::shared_ptr<const model> upload(const models::language_model<float>& m, int device) {
+  const device_guard on(device);
+  return std::visit([&](const auto& family) { return std::make_shared<const model>(gpu::to_device(family), device); }, m);
+}
+
+int device_of(const model& m) { return m.device(); }
+
+result_array<float> forward(const model& m, std::span<const index_t> tokens) {
+  const device_guard on(m.device());
+  return m.visit([&](const auto& w) {
+    const gpu::device_backend be;
+    auto logits = models::mamba_forward(be, w, tokens, [](const auto&) {});
+    be.synchronize();
+    auto r = keep_result(std::move(logits), {tokens.size(), static_cast<std::size_t>(w.vocab_size())}, m.device());
+    hold(r);
+    return r;
+  });
+}
+
+attention_data<float> attention(const model& m, std::span<const index_t> tokens, const std::vector<index_t>& layers,
+                                const std::vector<index_t>& save, models::attention_form form,
+                                channel_reduction reduction, row_selection rows) {
+  const device_guard on(m.device());
+  return m.visit([&](const auto& w) {
+    const resident_backend be;
+    return held_data(run_attention(be, w, m.device(), tokens, layers, save, form, reduction, std::move(rows)));
+  });
+}
+
+models::attribution_result attribute(const model& m, std::span<const index_t> tokens, models::attribution_method method,
+                                     models::gradient_target target, const models::attribute_options& options) {
+  const device_guard on(m.device());
+  return m.visit([&](const auto& w) { return models::attribute(gpu::device_backend{}, w, tokens, method, target, options); });
+}
+
+std::vector<models::method_faithfulness> faithfulness(const model& m, std::span<const index_t> tokens,
+                                                      std::span<const models::attribution_method> methods,
+                                                      models::gradient_target target,
+                                                      const models::faithfulness_run_options& run, index_t max_tokens,
+                                                      bool tf32) {
+  const device_guard on(m.device());
+  return m.visit([&](const auto& w) {
+    using gpu::gemm_precision;
+    const gpu::device_backend be, perturbed(nullptr, tf32 ? gemm_precision::tf32 : gemm_precision::fp32);
+    const models::batch_target_evaluator evaluator(perturbed, w, 128, max_tokens);
+    return models::faithfulness_of_methods(be, w, tokens, methods, target, run, evaluator);
+  });
+}
+
+attention_data<float> attention_from_projections(const model& m, index_t L, const std::vector<captured_layer<float>>& captured,
+                                                 const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                                                 models::attention_form form, channel_reduction reduction,
+                                                 const float* logits, std::vector<double>& deviation) {
+  const device_guard on(m.device());
+  return m.visit([&](const auto& w) {
+    const resident_backend be;
+    auto own_logits = be.alloc(L * w.vocab_size());
+    be.copy(logits, L * w.vocab_size(), own_logits.data());
+    return held_data(run_attention_from_projections(be, w, m.device(), L, captured, layers, save, form, reduction,
+                                                    std::move(own_logits), deviation));
+  });
+}
+
+result_array<float> to_device(std::span<const float> values, std::vector<std::size_t> shape, int device) {
+  const device_guard on(device);
+  const gpu::device_backend be;
+  auto r = keep_result(be.upload(values), std::move(shape), device);
+  hold(r);
+  return r;
+}
+
+}  // namespace mixlens::python::cuda
