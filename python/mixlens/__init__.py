@@ -3,8 +3,8 @@
 Every operator of the C++ library (S4, S4D, DSS, S5, GSS, Hyena, S6/Mamba, the Mamba block,
 causal convolutions, SSD/Mamba-2, RG-LRU, RWKV-4, RetNet, linear and softmax attention) as a
 :class:`Operator` with the fast ``apply`` and the exact ``materialize`` / ``rows`` of its mixing
-matrix (its "hidden attention"), and Mamba / Falcon-Mamba / Mamba-2 checkpoints with their
-attention maps (:func:`load`); ``mixlens.hf`` computes them from a live transformers model through
+matrix (its "hidden attention"), Mamba / Falcon-Mamba / Mamba-2 checkpoints and Vision Mamba
+classifiers with their attention maps and attributions (:func:`load`); ``mixlens.hf`` computes them from a live transformers model through
 forward hooks; :func:`from_module` gives the operators of a live reference PyTorch module (S4D, S4,
 DSS, Hyena, Mamba, Mamba-2 layers) from its parameters. Models run on the CPU or, where the
 package was built with nvcc, on a CUDA GPU (``mixlens.load(path, device="cuda")``, ``Model.to``;
@@ -20,9 +20,11 @@ from ._core import (
     Error,
     Model,
     Operator,
+    VisionModel,
     causal_conv,
     from_registry,
     load,
+    read_image,
     registry_keys,
     s4d,
     s6,
@@ -47,11 +49,13 @@ __all__ = [
     "Error",
     "Model",
     "Operator",
+    "VisionModel",
     "causal_conv",
     "cuda_available",
     "from_module",
     "from_registry",
     "load",
+    "read_image",
     "registry_keys",
     "s4d",
     "s6",

@@ -1,4 +1,4 @@
-// What Model.attention and mixlens.hf.attention compute, written once against the
+// What Model.attention, VisionModel.attention and mixlens.hf.attention compute, written once against the
 // backend so that the host build (models.cpp) and the CUDA build (device.cu) share
 // it: per analysed layer the channel aggregate of its matrices (and the matrices
 // when asked), then the raw attention averaged over the layers and the rollout;
@@ -22,6 +22,8 @@
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_forward.hpp"
 #include "mixlens/models/mamba2_forward.hpp"
+#include "mixlens/models/vim_attention.hpp"
+#include "mixlens/models/vim_forward.hpp"
 
 namespace mixlens::python {
 
@@ -91,8 +93,19 @@ class attention_collector {
     else add(s.layer, models::unified_operator(be_, s, {.offset = false}));
   }
 
-  [[nodiscard]] attention_data<T> finish(typename Backend::template array<T> logits, index_t vocab) {
-    data_.logits = keep_result(std::move(logits), {size(L_), size(vocab)}, device_);
+  // A Vision Mamba layer: the combined matrices of its two branches, scale · (M_f + J·M_b·J).
+  void add(const models::vim_layer_signals<T>& s) {
+    if (!wants(s.layer)) return;
+    if (form_ == models::attention_form::paper) add(s.layer, s.forward.ssm(), s.backward.ssm(), s.scale);
+    else
+      add(s.layer, models::unified_operator(be_, s.forward, {.offset = false}),
+          models::unified_operator(be_, s.backward, {.offset = false}), s.scale);
+  }
+
+  // logits_shape: (L, V) of a language model, (classes) of a classifier.
+  [[nodiscard]] attention_data<T> finish(typename Backend::template array<T> logits,
+                                         std::vector<std::size_t> logits_shape) {
+    data_.logits = keep_result(std::move(logits), std::move(logits_shape), device_);
     const index_t n = (R_ ? R_ : L_) * L_;
     if (R_ && row_maps_->layers()) {
       auto raw = be_.alloc(n);
@@ -119,23 +132,52 @@ class attention_collector {
     else return std::vector<T>(size(n));
   }
 
+  [[nodiscard]] std::span<const index_t> positions() const { return std::span<const index_t>(rows_.rows); }
+
   template <class Op>
   void add(index_t layer, const Op& op) {
+    add_layer(
+        layer, view_of(op).out_channels(),
+        [&](T* map, T* minmax, T* copy) { analysis::aggregate_operator(be_, op, reduction_, map, minmax, copy); },
+        [&](T* map, T* minmax, T* copy) { analysis::aggregate_rows(be_, op, positions(), reduction_, map, minmax, copy); },
+        [&](T* minmax) { analysis::tensor_range(be_, op, minmax); },
+        [&](const T* minmax) { analysis::check_finite_blocks(be_, op, minmax, "mixlens::analysis::raw_attention"); });
+  }
+
+  template <class Forward, class Backward>
+  void add(index_t layer, const Forward& f, const Backward& b, T scale) {
+    add_layer(
+        layer, view_of(f).out_channels(),
+        [&](T* map, T* minmax, T* copy) {
+          analysis::aggregate_bidirectional(be_, f, b, scale, reduction_, map, minmax, copy);
+        },
+        [&](T* map, T* minmax, T* copy) {
+          analysis::aggregate_rows_bidirectional(be_, f, b, scale, positions(), reduction_, map, minmax, copy);
+        },
+        [&](T* minmax) { analysis::tensor_range_bidirectional(be_, f, b, scale, minmax); },
+        [&](const T* minmax) { analysis::check_finite_blocks(be_, f, b, minmax, "mixlens::analysis::raw_attention"); });
+  }
+
+  // One layer of D matrices: aggregate(map, minmax, copy or nullptr) the whole
+  // maps, aggregate_rows(…) the selected rows, range(minmax) the whole tensor's
+  // range, check_finite(minmax) throws naming a non-finite entry.
+  template <class Aggregate, class AggregateRows, class Range, class CheckFinite>
+  void add_layer(index_t layer, index_t D, Aggregate&& aggregate, AggregateRows&& aggregate_rows, Range&& range_of,
+                 CheckFinite&& check_finite) {
     const bool keep = contains(save_, layer);
-    const index_t D = view_of(op).out_channels(), R = R_ ? R_ : L_;
+    const index_t R = R_ ? R_ : L_;
     auto map = be_.alloc(R * L_);
     auto alpha = copy_buffer(keep ? D * R * L_ : 0);
     const T* range = minmax_.data();
     if (R_) {
-      analysis::aggregate_rows(be_, op, std::span<const index_t>(rows_.rows), reduction_, map.data(), row_minmax_.data(),
-                               keep ? alpha.data() : nullptr);
-      if (rows_.tensor_range) analysis::tensor_range(be_, op, minmax_.data());
+      aggregate_rows(map.data(), row_minmax_.data(), keep ? alpha.data() : nullptr);
+      if (rows_.tensor_range) range_of(minmax_.data());
       else range = row_minmax_.data();
     } else {
-      analysis::aggregate_operator(be_, op, reduction_, map.data(), minmax_.data(), keep ? alpha.data() : nullptr);
+      aggregate(map.data(), minmax_.data(), keep ? alpha.data() : nullptr);
     }
     try {  // raw attention is undefined on NaN / inf: name the first one
-      analysis::check_finite_blocks(be_, op, range, "mixlens::analysis::raw_attention");
+      check_finite(range);
     } catch (const mixlens::error& e) {
       throw mixlens::error("layer " + std::to_string(layer) + ": " + e.what());
     }
@@ -171,7 +213,19 @@ attention_data<typename Backend::value_type> run_attention(const Backend& be, co
   const auto L = static_cast<index_t>(tokens.size());
   attention_collector<Backend> collect(be, device, L, layers, save, form, reduction, std::move(rows));
   auto logits = models::mamba_forward(be, weights, tokens, [&](const auto& s) { collect.add(s); });
-  return collect.finish(std::move(logits), weights.vocab_size());
+  return collect.finish(std::move(logits), {tokens.size(), static_cast<std::size_t>(weights.vocab_size())});
+}
+
+// VisionModel.attention: a Vision Mamba classifier's forward pass on `be`.
+template <class Backend>
+attention_data<typename Backend::value_type> run_vim_attention(
+    const Backend& be, const models::vim_weights<typename Backend::value_type>& weights, int device,
+    tensor_view<const typename Backend::value_type, 3> image, const std::vector<index_t>& layers,
+    const std::vector<index_t>& save, models::attention_form form, channel_reduction reduction, row_selection rows) {
+  attention_collector<Backend> collect(be, device, weights.config.sequence_length(), layers, save, form, reduction,
+                                       std::move(rows));
+  auto logits = models::vim_forward(be, weights, image, [&](const auto& s) { collect.add(s); });
+  return collect.finish(std::move(logits), {static_cast<std::size_t>(weights.config.num_classes)});
 }
 
 // max |a − b| / max |b| over n values: how far a captured signal is from the one
@@ -234,7 +288,7 @@ attention_data<typename Backend::value_type> run_attention_from_projections(
       collect.add(s);
     }
   }
-  return collect.finish(std::move(logits), weights.vocab_size());
+  return collect.finish(std::move(logits), {static_cast<std::size_t>(L), static_cast<std::size_t>(weights.vocab_size())});
 }
 
 }  // namespace mixlens::python

@@ -7,6 +7,7 @@
 #include <nanobind/stl/map.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
+#include <nanobind/stl/tuple.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/string_view.h>
 #include <nanobind/stl/unique_ptr.h>
@@ -31,6 +32,8 @@
 #include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
 #include "mixlens/models/rows.hpp"
+#include "mixlens/models/vim_attribution.hpp"
+#include "mixlens/models/vim_model.hpp"
 #include "operator.hpp"
 #ifdef MIXLENS_PYTHON_CUDA
 #include "device.hpp"
@@ -511,10 +514,12 @@ class py_model {
     return std::find(v.begin(), v.end(), m) != v.end();
   }
 
+ public:
   // Model.attention's rows: None (whole maps), 'last', a comma-separated str as
   // --rows takes it, an int or a sequence of ints (and 'last'); resolved by
   // models::resolve_rows, whose errors name `rows`.
-  [[nodiscard]] static std::vector<index_t> row_positions(nb::handle rows, index_t L) {
+  [[nodiscard]] static std::vector<index_t> row_positions(nb::handle rows, index_t L, std::string_view where = "mixlens.Model.attention",
+                                                         bool vision = false, index_t cls = -1) {
     if (is_none(rows)) return {};
     std::string text;
     if (nb::isinstance<nb::str>(rows)) {
@@ -523,23 +528,27 @@ class py_model {
       text = str_of(rows);
     } else {
       if (!nb::isinstance<nb::sequence>(rows))
-        fail("mixlens.Model.attention", "rows", "None, 'last', a position or a sequence of positions", python_type(rows));
+        fail(where, "rows", "None, 'last', a position or a sequence of positions", python_type(rows));
       bool first = true;
       for (nb::handle item : nb::cast<nb::sequence>(rows)) {
         if (!nb::isinstance<nb::str>(item) && !nb::isinstance<nb::int_>(item))
-          fail("mixlens.Model.attention", "rows", "positions (int) or 'last'", python_type(item));
+          fail(where, "rows", "positions (int) or 'last'", python_type(item));
         text += (first ? "" : ",") + str_of(item);
         first = false;
       }
     }
-    return models::resolve_rows(text, L, false, -1, "mixlens.Model.attention: rows");
+    return models::resolve_rows(text, L, vision, cls, std::string(where) + ": rows");
   }
 
   // The analysed layers (default all; sorted, distinct, in range) and those whose
   // matrices are returned (alpha: True for all, False for none, or a list).
   [[nodiscard]] std::pair<std::vector<index_t>, std::vector<index_t>> selection(
       std::string_view where, std::optional<std::vector<index_t>> layers_arg, nb::handle alpha_arg) const {
-    const index_t layer_count = num_layers();
+    return selection(where, num_layers(), std::move(layers_arg), alpha_arg);
+  }
+
+  [[nodiscard]] static std::pair<std::vector<index_t>, std::vector<index_t>> selection(
+      std::string_view where, index_t layer_count, std::optional<std::vector<index_t>> layers_arg, nb::handle alpha_arg) {
     std::vector<index_t> layers;
     if (!layers_arg) {
       for (index_t k = 0; k < layer_count; ++k) layers.push_back(k);
@@ -581,6 +590,7 @@ class py_model {
     return r;
   }
 
+ private:
   std::shared_ptr<const any_model> model_;
   std::filesystem::path path_;
   int device_ = -1;  // −1: the host; else the CUDA device of gpu_
@@ -589,7 +599,162 @@ class py_model {
 #endif
 };
 
-std::unique_ptr<py_model> load(const std::filesystem::path& path, nb::handle dtype, nb::handle device) {
+// A Vision Mamba classifier (models/vim_model.hpp) loaded by mixlens.load, on
+// the host: its forward pass, hidden attention and attributions, as mixlens-attn
+// --image computes them.
+class py_vision_model {
+ public:
+  using any_model = std::variant<models::vim_model<float>, models::vim_model<double>>;
+
+  py_vision_model(any_model m, std::filesystem::path path) : model_(std::move(m)), path_(std::move(path)) {}
+
+  template <class F>
+  decltype(auto) visit(F&& f) const {
+    return std::visit(f, model_);
+  }
+  [[nodiscard]] const models::vim_config& cfg() const {
+    return visit([](const auto& m) -> const models::vim_config& { return m.config; });
+  }
+  [[nodiscard]] std::string dtype() const { return model_.index() == 0 ? "float32" : "float64"; }
+  [[nodiscard]] index_t num_layers() const { return visit([](const auto& m) { return m.num_layers(); }); }
+  [[nodiscard]] index_t parameter_count() const { return visit([](const auto& m) { return m.parameter_count(); }); }
+  [[nodiscard]] std::vector<std::string> unused_tensors() const {
+    return visit([](const auto& m) { return m.unused_tensors; });
+  }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::optional<index_t> cls_index() const {
+    return cfg().cls_index() >= 0 ? std::optional<index_t>(cfg().cls_index()) : std::nullopt;
+  }
+
+  [[nodiscard]] nb::dict config() const {
+    const auto& c = cfg();
+    nb::dict d;
+    d["family"] = "Vision Mamba";
+    d["image_size"] = std::make_pair(c.image_height, c.image_width);
+    d["channels"] = c.channels;
+    d["patch_size"] = c.patch_size;
+    d["stride"] = c.stride;
+    d["grid"] = std::make_pair(c.grid_height(), c.grid_width());
+    d["hidden_size"] = c.hidden_size;
+    d["intermediate_size"] = c.intermediate_size;
+    d["state_size"] = c.state_size;
+    d["num_layers"] = c.num_layers;
+    d["num_classes"] = c.num_classes;
+    d["sequence_length"] = c.sequence_length();
+    d["cls"] = std::string(models::to_string(c.cls));
+    d["divide_out"] = c.divide_out;
+    return d;
+  }
+
+  [[nodiscard]] nb::object forward(nb::handle image, bool normalize) const {
+    return visit([&](const auto& m) -> nb::object {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      const auto input = image_of<T>(image, normalize, "mixlens.VisionModel.forward");
+      return make_output<T>({static_cast<std::size_t>(cfg().num_classes)}, framework_of(image), [&](T* out) {
+        const auto weights = models::host_weights(m);
+        const auto logits = models::vim_forward(host_backend<T>{}, weights.view(), input.view(), [](const auto&) {});
+        std::copy(logits.begin(), logits.end(), out);
+      });
+    });
+  }
+
+  [[nodiscard]] attention_result attention(nb::handle image, std::optional<std::vector<index_t>> layers_arg,
+                                           const std::string& form_name, nb::handle alpha_arg,
+                                           const std::string& reduction_name, nb::handle rows_arg,
+                                           const std::string& raw_range, bool normalize) const {
+    constexpr std::string_view where = "mixlens.VisionModel.attention";
+    const attention_form form = form_of(form_name);
+    const channel_reduction reduction = reduction_of(reduction_name);
+    const auto [layers, save] = py_model::selection(where, num_layers(), layers_arg, alpha_arg);
+    if (raw_range != "tensor" && raw_range != "rows") fail(where, "raw_range", "'tensor' or 'rows'", "'" + raw_range + "'");
+    const auto& c = cfg();
+    row_selection rows{py_model::row_positions(rows_arg, c.sequence_length(), where, true, c.cls_index()),
+                       raw_range == "tensor"};
+    return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      const auto input = image_of<T>(image, normalize, where);
+      attention_data<T> data;
+      {
+        nb::gil_scoped_release release;
+        const auto weights = models::host_weights(m);
+        data = run_vim_attention(host_backend<T>{}, weights.view(), -1, input.view(), layers, save, form, reduction,
+                                 std::move(rows));
+      }
+      auto r = py_model::to_result(data, layers, form_name, framework_of(image));
+      r.raw_range = data.rows.empty() ? "tensor" : raw_range;
+      return r;
+    });
+  }
+
+  [[nodiscard]] attribution_output attribute(nb::handle image, const std::string& method_name,
+                                             std::optional<index_t> target_class, index_t start_layer, bool matrix,
+                                             bool attn_grad_without_d, std::uint64_t seed, bool normalize) const {
+    constexpr std::string_view where = "mixlens.VisionModel.attribute";
+    const models::attribution_method method = method_of(where, method_name);
+    const bool rolled = method == models::attribution_method::mamba_attr || method == models::attribution_method::attn_grad;
+    if (matrix && !rolled)
+      fail(where, "matrix", "False for method '" + method_name + "' (mamba-attr and attn-grad keep their whole rollout)",
+           "True");
+    if (attn_grad_without_d && method != models::attribution_method::attn_grad)
+      fail(where, "attn_grad_without_d", "False for method '" + method_name + "' (it is attn-grad's)", "True");
+    if (start_layer < 0 || start_layer >= num_layers())
+      mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(num_layers()) + ")", start_layer);
+    const index_t classes = cfg().num_classes;
+    if (target_class && (*target_class < 0 || *target_class >= classes))
+      mixlens::detail::fail(where, "target_class", "a class in [0, " + std::to_string(classes) + ") or None", *target_class);
+    const models::attribute_options options{
+        .mamba_attr = {.start_layer = start_layer, .full_matrix = matrix, .unified_skip = !attn_grad_without_d},
+        .seed = seed};
+    return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      const auto input = image_of<T>(image, normalize, where);
+      models::attribution_result r;
+      {
+        nb::gil_scoped_release release;
+        r = models::attribute(m, tensor_view<const T, 3>(input.view()), method, target_class.value_or(-1), options);
+      }
+      const auto L = static_cast<std::size_t>(cfg().sequence_length());
+      const framework fw = framework_of(image);
+      const std::vector<T> scores(r.scores.begin(), r.scores.end()), full(r.matrix.begin(), r.matrix.end());
+      return attribution_output{method_name, r.target.position, r.target.token, r.value,
+                                copy_output(scores.data(), {L}, fw),
+                                full.empty() ? nb::none() : copy_output(full.data(), {L, L}, fw)};
+    });
+  }
+
+ private:
+  // The model input from an (height × width × channels) array: as given, or
+  // ImageNet-normalized first (normalize: pixels in [0, 1]).
+  template <class T>
+  [[nodiscard]] tensor<T, 3> image_of(nb::handle image, bool normalize, std::string_view where) const {
+    const auto a = get<T>(image, where, "image");
+    check_ndim(where, "image", a, 3, "height x width x channels");
+    const auto& c = cfg();
+    if (static_cast<index_t>(a.shape(0)) != c.image_height || static_cast<index_t>(a.shape(1)) != c.image_width ||
+        static_cast<index_t>(a.shape(2)) != c.channels)
+      fail(where, "image",
+           "shape (" + std::to_string(c.image_height) + ", " + std::to_string(c.image_width) + ", " +
+               std::to_string(c.channels) + ") (the model's image_size and channels)",
+           "shape (" + std::to_string(a.shape(0)) + ", " + std::to_string(a.shape(1)) + ", " + std::to_string(a.shape(2)) + ")");
+    tensor<T, 3> t(c.image_height, c.image_width, c.channels);
+    std::copy(a.data(), a.data() + a.size(), t.data());
+    if (normalize) models::imagenet_normalize(t);
+    return t;
+  }
+
+  any_model model_;
+  std::filesystem::path path_;
+};
+
+// mixlens.read_image: a .png as pixels / 255 (values in [0, 1]) or a .npy as stored.
+nb::object read_image(const std::filesystem::path& file) {
+  auto image = models::read_image<float>(file);
+  return copy_output(image.data(), {static_cast<std::size_t>(image.extent(0)), static_cast<std::size_t>(image.extent(1)),
+                                    static_cast<std::size_t>(image.extent(2))},
+                     framework::numpy);
+}
+
+nb::object load(const std::filesystem::path& path, nb::handle dtype, nb::handle device) {
   std::string name = "float32";
   if (!is_none(dtype)) {
     try {
@@ -605,12 +770,23 @@ std::unique_ptr<py_model> load(const std::filesystem::path& path, nb::handle dty
   if (where >= 0)
     if (const std::string why = cuda_unavailable(where); !why.empty())
       fail("mixlens.load", "device", "a usable CUDA device", why);
+  if (models::detect_family(models::detail::model_config_file(path, "mixlens.load: model")) == models::model_family::vim) {
+    if (where >= 0)
+      fail("mixlens.load", "device", "'cpu' for a Vision Mamba classifier (its Python binding runs on the host)",
+           "'" + str_of(device) + "'");
+    py_vision_model::any_model m = [&]() -> py_vision_model::any_model {
+      nb::gil_scoped_release release;
+      if (name == "float32") return models::load_vim<float>(path);
+      return models::load_vim<double>(path);
+    }();
+    return nb::cast(std::make_unique<py_vision_model>(std::move(m), path));
+  }
   auto m = std::make_shared<py_model::any_model>([&]() -> py_model::any_model {
     nb::gil_scoped_release release;
     if (name == "float32") return models::load_language_model<float>(path);
     return models::load_language_model<double>(path);
   }());
-  return std::make_unique<py_model>(std::move(m), path, where);
+  return nb::cast(std::make_unique<py_model>(std::move(m), path, where));
 }
 
 }  // namespace
@@ -739,6 +915,56 @@ void bind_models(nb::module_& m) {
                " layers, vocab " + std::to_string(p.vocab_size()) + ", " + p.dtype() + ">";
       });
 
+  nb::class_<py_vision_model>(m, "VisionModel",
+                              "A Vision Mamba classifier loaded by mixlens.load (tools/convert_vim.py's folder), on the host.")
+      .def_prop_ro("family", [](const py_vision_model&) { return std::string("Vision Mamba"); })
+      .def_prop_ro("dtype", &py_vision_model::dtype, "'float32' or 'float64': weights and arithmetic.")
+      .def_prop_ro("device", [](const py_vision_model&) { return std::string("cpu"); })
+      .def_prop_ro("num_layers", &py_vision_model::num_layers)
+      .def_prop_ro("num_classes", [](const py_vision_model& v) { return v.cfg().num_classes; })
+      .def_prop_ro("sequence_length", [](const py_vision_model& v) { return v.cfg().sequence_length(); },
+                   "L: the patches and the CLS token, if any.")
+      .def_prop_ro("cls_index", &py_vision_model::cls_index,
+                   "The CLS token's position, or None for a model that pools the sequence (mean).")
+      .def_prop_ro("image_shape",
+                   [](const py_vision_model& v) {
+                     return std::make_tuple(v.cfg().image_height, v.cfg().image_width, v.cfg().channels);
+                   },
+                   "(height, width, channels) of the input image.")
+      .def_prop_ro("parameter_count", &py_vision_model::parameter_count)
+      .def_prop_ro("unused_tensors", &py_vision_model::unused_tensors)
+      .def_prop_ro("path", &py_vision_model::path)
+      .def_prop_ro("config", &py_vision_model::config, "The fields of config.json the model uses, as a dict.")
+      .def("forward", &py_vision_model::forward, "image"_a, "normalize"_a = false,
+           nb::sig("def forward(self, image: numpy.typing.ArrayLike, normalize: bool = False) -> numpy.typing.NDArray[typing.Any]"),
+           "Class logits for an image (height × width × channels, the model input as given; normalize=True:\n"
+           "pixels in [0, 1] ImageNet-normalized first, as mixlens-attn does for a PNG).")
+      .def("attention", &py_vision_model::attention, "image"_a, "layers"_a = nb::none(), "form"_a = "paper",
+           "alpha"_a = true, "reduction"_a = "mean", "rows"_a = nb::none(), "raw_range"_a = "tensor", "normalize"_a = false,
+           nb::sig("def attention(self, image: numpy.typing.ArrayLike, layers: collections.abc.Sequence[int] | None = None, "
+                   "form: str = 'paper', alpha: bool | collections.abc.Sequence[int] = True, reduction: str = 'mean', "
+                   "rows: str | int | collections.abc.Sequence[int | str] | None = None, raw_range: str = 'tensor', "
+                   "normalize: bool = False) -> Attention"),
+           "As Model.attention, for an image: per layer the combined matrices of the two branches in the\n"
+           "block's own combination, scale · (M_f + J·M_b·J) (mixlens-attn --image); logits are (classes).\n"
+           "rows also takes 'cls', the CLS token's position.")
+      .def("attribute", &py_vision_model::attribute, "image"_a, "method"_a, "target_class"_a = nb::none(),
+           "start_layer"_a = 0, "matrix"_a = false, "attn_grad_without_d"_a = false, "seed"_a = 0, "normalize"_a = false,
+           nb::sig("def attribute(self, image: numpy.typing.ArrayLike, method: str, target_class: int | None = None, "
+                   "start_layer: int = 0, matrix: bool = False, attn_grad_without_d: bool = False, seed: int = 0, "
+                   "normalize: bool = False) -> Attribution"),
+           "Explains the logit of target_class (None: the argmax) over the sequence positions with `method`,\n"
+           "as mixlens-attn --image --method does; position is the CLS token's (-1 for mean pooling), token the class.")
+      .def("__repr__", [](const py_vision_model& v) {
+        return "<mixlens.VisionModel '" + v.path().string() + "': " + std::to_string(v.num_layers()) + " layers, " +
+               std::to_string(v.cfg().num_classes) + " classes, L " + std::to_string(v.cfg().sequence_length()) + ", " +
+               v.dtype() + ">";
+      });
+
+  m.def("read_image", &read_image, "file"_a,
+        nb::sig("def read_image(file: str | os.PathLike[str]) -> numpy.typing.NDArray[numpy.float32]"),
+        "An image as mixlens-attn --image reads it: a .png as its RGB pixels / 255 (pass normalize=True\n"
+        "to VisionModel's methods), a .npy (height × width × channels) as stored.");
   m.def("_resolve_rows", &models::resolve_rows, "text"_a, "length"_a, "vision"_a, "cls"_a, "option"_a,
         "python -m mixlens's --rows (models::resolve_rows): the positions, or mixlens.Error naming `option`.");
   m.def(
@@ -746,9 +972,10 @@ void bind_models(nb::module_& m) {
       "Why the CUDA backend cannot run on CUDA device `device`, or '' when it can (mixlens.cuda_available).");
   m.def("load", &load, "path"_a, "dtype"_a = "float32", "device"_a = "cpu",
         nb::sig("def load(path: str | os.PathLike[str], dtype: numpy.typing.DTypeLike = 'float32', "
-                "device: str | typing.Any = 'cpu') -> Model"),
-        "Loads the language model in the folder `path` (config.json + model.safetensors or its shards):\n"
-        "Mamba, Falcon-Mamba or Mamba-2, Hugging Face or state-spaces layout, told by config.json.\n"
+                "device: str | typing.Any = 'cpu') -> Model | VisionModel"),
+        "Loads the model in the folder `path` (config.json + model.safetensors or its shards), told by\n"
+        "config.json: a Mamba, Falcon-Mamba or Mamba-2 language model (Hugging Face or state-spaces layout)\n"
+        "as Model, or a Vision Mamba classifier (tools/convert_vim.py) as VisionModel (host only).\n"
         "dtype: 'float32' (as mixlens-attn) or 'float64'. device: 'cpu', or 'cuda' / 'cuda:N' / a torch.device\n"
         "to compute on that GPU (float32; see Model.to).");
 }
