@@ -1,9 +1,10 @@
 """python -m mixlens: the basic options of mixlens-attn, through the Python package, and text input.
 
-    python -m mixlens --model DIR (--tokens 3,17,5 | --tokens-file t.npy | --text "..." | --texts FILE)
-                      --out DIR [--tokenizer FILE] [--form paper|unified] [--layers all|0,3]
+    python -m mixlens --model DIR (--tokens 3,17,5 | --tokens-file t.npy | --text "..." | --texts FILE |
+                                   --image x.png [--normalize])
+                      --out DIR [--device cpu|cuda] [--tokenizer FILE] [--form paper|unified] [--layers all|0,3]
                       [--save-alpha all|none|0,3] [--dtype float32|float64]
-                      [--rows last|i,j,... [--raw-range tensor|rows]]
+                      [--rows last|cls|i,j,... [--raw-range tensor|rows]]
                       [--method raw|rollout|mamba-attr|attn-grad|grad-input|lrp [--target-position P]
                        [--target-token T] [--start-layer K] [--attn-grad-without-d]]
 
@@ -19,7 +20,11 @@ equal) and sequences.json beside them. --rows writes only the selected rows: alp
 rows) and rows.json, no rollout. --method also explains one logit as mixlens-attn --method does
 (Model.attribute): attribution.npy (L, float32), target.json (method, position, token, value, and the
 token's text with a tokenizer) and, for mamba-attr and attn-grad, the whole rollout mamba_attr.npy /
-attn_grad.npy (L × L); not mixlens-attn's residual_grad_{k}.npy or its PNG chart. Exit status: 0
+attn_grad.npy (L × L); not mixlens-attn's residual_grad_{k}.npy or its PNG chart. --image runs a
+Vision Mamba classifier (VisionModel) on a .png (pixels / 255, ImageNet-normalized) or a .npy
+(as stored, unless --normalize): logits.npy (classes), the maps of the combined matrices, and
+cls_raw.npy / cls_rollout.npy, the classifier's row over the patch grid; --target-token is its class.
+--device cuda computes a language model on the GPU (the package's CUDA backend). Exit status: 0
 success, 1 failure, 2 bad usage.
 """
 
@@ -200,7 +205,7 @@ def _write(out: str, files: dict[str, np.ndarray | str]) -> None:
                 with open(path, "w", encoding="utf-8") as f:
                     f.write(value)
             else:
-                np.save(path, value)
+                np.save(path, _host(value))
         for folder, names in listed.items():
             with open(os.path.join(staging, folder, MANIFEST), "w") as f:
                 f.write("\n".join([MAGIC, *names]) + "\n")
@@ -245,11 +250,56 @@ def _attribution(model, tokens: np.ndarray, args: argparse.Namespace,
     target = {"method": a.method, "position": a.position, "token": a.token, "value": a.value}
     if tokenizer_file is not None:
         target["text"] = mixlens.token_strings(tokenizer_file, [a.token])[0]
-    files: dict[str, np.ndarray | str] = {"attribution.npy": np.asarray(a.scores, dtype=np.float32),
+    files: dict[str, np.ndarray | str] = {"attribution.npy": np.asarray(_host(a.scores), dtype=np.float32),
                                           "target.json": json.dumps(target) + "\n"}
     if whole:
-        files[args.method.replace("-", "_") + ".npy"] = np.asarray(a.matrix, dtype=np.float32)
+        files[args.method.replace("-", "_") + ".npy"] = np.asarray(_host(a.matrix), dtype=np.float32)
     return files
+
+
+def _host(a):
+    """An array of the library's results in host memory (a CUDA tensor is copied to the CPU)."""
+    return a.cpu().numpy() if hasattr(a, "cpu") else a
+
+
+def _classifier_map(model, m: np.ndarray) -> np.ndarray:
+    """The row a Vision Mamba classifier reads of an L × L map (its CLS row, or the mean of the rows
+    without a CLS token) over the patch grid, as mixlens-attn's cls_raw.npy / cls_rollout.npy."""
+    cls = model.cls_index
+    row = m[cls] if cls is not None else m.mean(axis=0)
+    patches = np.delete(row, cls) if cls is not None else row
+    return patches.reshape(model.config["grid"]).astype(m.dtype)
+
+
+def _vision(model, args: argparse.Namespace, layers, alpha, raw_range: str, raw_rows_file: str) -> dict:
+    """--image's files for a VisionModel."""
+    image = mixlens.read_image(args.image)
+    normalize = args.image.lower().endswith(".png") or args.normalize
+    rows = None if args.rows is None else mixlens._core._resolve_rows(
+        args.rows, model.sequence_length, True, -1 if model.cls_index is None else model.cls_index, "--rows")
+    att = model.attention(image, layers=layers, form=args.form, alpha=alpha, rows=rows, raw_range=raw_range,
+                          normalize=normalize)
+    files: dict[str, np.ndarray | str] = {"logits.npy": att.logits}
+    if rows is None:
+        files.update({f"alpha_{k}.npy": a for k, a in att.alpha.items()})
+        if att.raw is not None:
+            files.update({"raw.npy": att.raw, "rollout.npy": att.rollout,
+                          "cls_raw.npy": _classifier_map(model, att.raw),
+                          "cls_rollout.npy": _classifier_map(model, att.rollout)})
+    else:
+        files.update({f"alpha_rows_{k}.npy": a for k, a in att.alpha.items()})
+        if att.raw is not None:
+            files.update({f"map_rows_{k}.npy": m for k, m in att.maps.items()})
+            files.update({raw_rows_file: att.raw, "rows.json": _rows_json(rows)})
+    if args.method is not None:
+        whole = args.method in ("mamba-attr", "attn-grad")
+        a = model.attribute(image, args.method, target_class=args.target_token, start_layer=args.start_layer,
+                            matrix=whole, attn_grad_without_d=args.attn_grad_without_d, normalize=normalize)
+        target = {"method": a.method, "position": a.position, "token": a.token, "value": a.value}
+        files.update({"attribution.npy": np.asarray(_host(a.scores), dtype=np.float32), "target.json": json.dumps(target) + "\n"})
+        if whole:
+            files[args.method.replace("-", "_") + ".npy"] = np.asarray(_host(a.matrix), dtype=np.float32)
+    return files, att
 
 
 def _rows_json(rows: list[int]) -> str:
@@ -267,6 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--text", help="text, tokenized with the model folder's tokenizer.json (or --tokenizer)")
     src.add_argument("--texts", help="a UTF-8 file of texts, one sequence per line: outputs per sequence "
                                      "in seq_0000, seq_0001, ... and the mean raw and rollout maps")
+    src.add_argument("--image", help="a Vision Mamba classifier's input: a .png (pixels / 255, then "
+                                     "ImageNet-normalized) or a height x width x 3 .npy (as stored)")
+    p.add_argument("--normalize", action="store_true", help="--image: ImageNet-normalize a .npy of values in [0, 1]")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where a language model computes (cuda: the package's CUDA backend, float32)")
     p.add_argument("--tokenizer", help="a Hugging Face tokenizer.json (default: the model folder's)")
     p.add_argument("--out", required=True, help="output folder (replaced only if empty or a former output)")
     p.add_argument("--form", choices=["paper", "unified"], default="paper",
@@ -295,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--target-position, --target-token, --start-layer and --attn-grad-without-d are for --method")
     if args.attn_grad_without_d and args.method != "attn-grad":
         p.error("--attn-grad-without-d is for --method attn-grad")
+    if args.normalize and args.image is None:
+        p.error("--normalize is for --image")
     raw_range = args.raw_range or "tensor"
     raw_rows_file = "raw_rows_rowrange.npy" if raw_range == "rows" else "raw_rows.npy"
     try:
@@ -303,10 +360,20 @@ def main(argv: list[str] | None = None) -> int:
             mixlens.token_strings(tokenizer_file, [])
         texts = _texts(args) if args.text is not None or args.texts is not None else None
         model = mixlens.load(args.model, dtype=args.dtype)
-        if texts:
-            sequences, batch = _encode(texts, tokenizer_file, model.vocab_size, args), args.texts is not None
-        else:
-            sequences, batch = _tokens(args, model.vocab_size)
+        vision = isinstance(model, mixlens.VisionModel)
+        if vision and args.image is None:
+            raise mixlens.Error(f"--model '{args.model}' is a Vision Mamba classifier: give its input with --image "
+                                "FILE (.png or .npy), not token ids or text")
+        if args.image is not None and not vision:
+            raise mixlens.Error(f"--image: the model in '{args.model}' is a {model.family} language model: give "
+                                "--tokens, --tokens-file, --text or --texts")
+        if vision and args.target_position is not None:
+            raise mixlens.Error("--target-position is for the language models: a Vision Mamba's target is the class "
+                                "logit of its head (give the class with --target-token)")
+        if args.device != "cpu":
+            if vision:
+                raise mixlens.Error("--device cuda: the Python package runs Vision Mamba on the host")
+            model = model.to(args.device)
         layers = None if args.layers == "all" else _int_list(args.layers, "--layers")
         if args.save_alpha == "all":
             alpha: bool | list[int] = True
@@ -314,6 +381,18 @@ def main(argv: list[str] | None = None) -> int:
             alpha = False
         else:
             alpha = _int_list(args.save_alpha, "--save-alpha")
+        if vision:
+            files, att = _vision(model, args, layers, alpha, raw_range, raw_rows_file)
+            _write(args.out, files)
+            print(f"model     {args.model} (Vision Mamba): {model.num_layers} layers, {model.num_classes} classes; "
+                  f"image {args.image}, L = {model.sequence_length} positions; form {args.form}; "
+                  f"{len(att.layers)} layer(s) analysed")
+            print(f"wrote     {args.out}: " + ", ".join(files))
+            return 0
+        if texts:
+            sequences, batch = _encode(texts, tokenizer_file, model.vocab_size, args), args.texts is not None
+        else:
+            sequences, batch = _tokens(args, model.vocab_size)
         files: dict[str, np.ndarray | str] = {}
         maps: dict[str, list[np.ndarray]] = {}  # per-sequence map file → its arrays, for the dataset means
         listing = []
@@ -337,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                     files[prefix + "rows.json"] = _rows_json(rows)
             for name, m in seq_maps.items():
                 files[prefix + name] = m
-                maps.setdefault(name, []).append(m)
+                maps.setdefault(name, []).append(_host(m))
             if tokenizer_file is not None:
                 files[prefix + "tokens.json"] = _tokens_json(tokens, tokenizer_file)
             if args.method is not None:

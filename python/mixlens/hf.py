@@ -185,6 +185,8 @@ def attention(model: Any, input_ids: Any, layers: list[int] | None = None, form:
     for b in range(ids.shape[0]):
         projections = [host(capture.projection[k][b]) for k in wanted]
         checks = [host(capture.check[k][b]) for k in wanted]
+        if on_gpu:  # the library's kernels run on the legacy default stream: torch's work must be done
+            torch.cuda.current_stream(target).synchronize()
         att, deviation = mm._attention_from_capture(wanted, projections, checks, host(logits[b]), form, alpha,
                                                     reduction)
         for k, d in zip(wanted, deviation):

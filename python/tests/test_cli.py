@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -317,3 +318,70 @@ def test_cli_method_matches_mixlens_attn(tmp_path):
         cc, py = (json.loads((tmp_path / d / "target.json").read_text()) for d in ("cc", "py"))
         assert (cc["position"], cc["token"]) == (py["position"], py["token"])
         assert abs(cc["value"] - py["value"]) <= 1e-6 * abs(cc["value"])
+
+
+VIM = DATA / "vim_mid_odd"
+PNG = DATA / "images" / "rgb8.png"
+
+
+def test_cli_image_writes_what_the_vision_model_returns(tmp_path):
+    out = tmp_path / "vim"
+    r = run("--model", str(VIM), "--image", str(PNG), "--out", str(out), "--method", "mamba-attr", "--target-token", "3")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(out)) == ["alpha_0.npy", "alpha_1.npy", "attribution.npy", "cls_raw.npy", "cls_rollout.npy",
+                                       "logits.npy", "mamba_attr.npy", "mixlens-attn.manifest", "raw.npy", "rollout.npy",
+                                       "target.json"]
+    vim = mixlens.load(VIM)
+    image = mixlens.read_image(PNG)  # a PNG is ImageNet-normalized, as mixlens-attn does
+    att = vim.attention(image, normalize=True)
+    np.testing.assert_array_equal(np.load(out / "rollout.npy"), att.rollout)
+    np.testing.assert_array_equal(np.load(out / "cls_rollout.npy"), np.delete(att.rollout[4], 4).reshape(3, 3))
+    a = vim.attribute(image, "mamba-attr", target_class=3, matrix=True, normalize=True)
+    np.testing.assert_array_equal(np.load(out / "attribution.npy"), a.scores)
+    assert json.loads((out / "target.json").read_text()) == {"method": "mamba-attr", "position": 4, "token": 3,
+                                                             "value": a.value}
+    rows = tmp_path / "rows"
+    r = run("--model", str(VIM), "--image", str(DATA / "images" / "rgb8.npy"), "--normalize", "--out", str(rows),
+            "--rows", "cls", "--save-alpha", "none")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((rows / "rows.json").read_text()) == {"rows": [4]}
+    np.testing.assert_allclose(np.load(rows / "map_rows_1.npy")[0], att.maps[1][4], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", str(VIM), "--tokens", "1,2"], "is a Vision Mamba classifier: give its input with --image"),
+    (["--model", str(DEMO), "--image", str(PNG)], "--image: the model in .* is a Mamba language model"),
+    (["--model", str(VIM), "--image", str(PNG), "--method", "lrp", "--target-position", "2"],
+     "--target-position is for the language models"),
+    (["--model", str(VIM), "--image", str(PNG), "--method", "lrp", "--target-token", "7"],
+     r"argument 'target_class': expected a class in \[0, 7\)"),
+    (["--model", str(VIM), "--image", str(DATA / "images" / "truncated.png")], "truncated.png"),
+    (["--model", str(VIM), "--image", str(PNG), "--rows", "10"], "--rows"),
+    (["--model", str(VIM), "--image", str(PNG), "--device", "cuda"], "runs Vision Mamba on the host"),
+])
+def test_cli_image_errors(tmp_path, args, message):
+    r = run(*args, "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and re.search(message, r.stderr), r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_normalize_needs_an_image_and_cuda_needs_a_gpu(tmp_path):
+    r = run("--model", str(DEMO), "--tokens", "1,2", "--normalize", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--normalize is for --image" in r.stderr
+    if not mixlens.cuda_available():
+        r = run("--model", str(DEMO), "--tokens", "1,2", "--device", "cuda", "--out", str(tmp_path / "o"))
+        assert r.returncode == 1 and "argument 'device': expected a usable CUDA device" in r.stderr, r.stderr
+        assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(not os.environ.get("MIXLENS_ATTN"), reason="MIXLENS_ATTN (the mixlens-attn binary) is not set")
+def test_cli_image_matches_mixlens_attn(tmp_path):
+    py, cc = tmp_path / "py", tmp_path / "cc"
+    for out, command in ((py, [sys.executable, "-m", "mixlens"]), (cc, [os.environ["MIXLENS_ATTN"], "--no-png"])):
+        r = subprocess.run([*command, "--model", str(VIM), "--image", str(PNG), "--out", str(out), "--method",
+                            "attn-grad"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(mixlens.__file__))})
+        assert r.returncode == 0, r.stderr
+    for name in ["logits", "raw", "rollout", "cls_raw", "cls_rollout", "alpha_0", "alpha_1", "attribution", "attn_grad"]:
+        np.testing.assert_array_equal(np.load(py / f"{name}.npy"), np.load(cc / f"{name}.npy"), err_msg=name)
+    assert json.loads((py / "target.json").read_text()) == json.loads((cc / "target.json").read_text())
