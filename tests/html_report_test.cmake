@@ -38,8 +38,17 @@ if(NOT manifest MATCHES "\npage.html\n")
 endif()
 expect(html_missing_folder 1 "--html '[^']*nowhere/r.html': the folder '[^']*nowhere' does not exist"
   --model ${DATA}/mamba_demo --tokens 1,2 --out ${WORK}/x --html ${WORK}/nowhere/r.html)
-expect(html_vim 1 "--html: the model in .* is a Vision Mamba classifier"
-  --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/x --html ${WORK}/vim.html)
+# A Vision Mamba run: its positions (CLS and the patches by row,col), both ways (nothing masked).
+expect(html_vim 0 "L = 10 positions" --model ${DATA}/vim_mid_odd --image ${DATA}/images/rgb8.png --out ${WORK}/vim
+  --method lrp --no-png --html ${WORK}/vim.html)
+expect_files(html_vim ${WORK} vim.html vim/attribution.npy)
+file(READ ${WORK}/vim.html vim_page)
+foreach(want "\"text\": \"CLS\"" "\"text\": \"2,2\"" "\"causal\": false" "class [0-9]+ at position 4")
+  if(NOT vim_page MATCHES "${want}")
+    message(SEND_ERROR "html_vim: the page lacks ${want}")
+    math(EXPR failures "${failures} + 1")
+  endif()
+endforeach()
 if(EXISTS ${WORK}/x)
   message(SEND_ERROR "html errors: ${WORK}/x was written")
   math(EXPR failures "${failures} + 1")
@@ -53,18 +62,20 @@ if(page MATCHES "(src|href)=\"(https?:)?//")
 endif()
 
 set(browser ${CHROMIUM} --headless --no-sandbox --disable-gpu --hide-scrollbars --user-data-dir=${WORK}/profile)
-# The demo's 4 layers, raw, rollout and the attribution (the default method, rollout, too).
-foreach(case report.html:32 inside/page.html:3)
+# The demo's 4 layers, raw, rollout and the attribution (the default method, rollout, too);
+# the Vim's 2 layers, raw, rollout and the attribution.
+foreach(case report.html:32:7 inside/page.html:3:7 vim.html:10:5)
   string(REPLACE ":" ";" parts ${case})
   list(GET parts 0 page)
   list(GET parts 1 tokens)
+  list(GET parts 2 maps)
   execute_process(COMMAND ${browser} --dump-dom "file://${WORK}/${page}#selftest"
     RESULT_VARIABLE rc OUTPUT_VARIABLE dom ERROR_VARIABLE err TIMEOUT 120)
   string(REGEX MATCH "id=\"selftest\">[^<]*" marker "${dom}")
   if(NOT rc STREQUAL "0")
     message(SEND_ERROR "selftest ${page}: chromium exit ${rc}\n${err}")
     math(EXPR failures "${failures} + 1")
-  elseif(NOT marker MATCHES "mixlens-selftest: ok; errors 0; row [0-9]+ -&gt; [0-9]+; maps 7; tokens ${tokens}$")
+  elseif(NOT marker MATCHES "mixlens-selftest: ok; errors 0; row [0-9]+ -&gt; [0-9]+; maps ${maps}; tokens ${tokens}$")
     message(SEND_ERROR "selftest ${page}: the page reports '${marker}'")
     math(EXPR failures "${failures} + 1")
   else()

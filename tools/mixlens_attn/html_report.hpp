@@ -136,21 +136,24 @@ inline bool html_in_folder(const std::filesystem::path& html, const std::filesys
   return false;
 }
 
-// The page of a language-model run: each analysed layer's channel mean, raw
-// attention and rollout (r), and the attribution mixlens-attn wrote into
-// `written` (attribution.npy, target.json).
+// The page of a run: each analysed layer's channel mean, raw attention and
+// rollout (r), and the attribution mixlens-attn wrote into `written`
+// (attribution.npy, target.json). A language model's tokens (ids, and texts
+// where a tokenizer is known) mix causally; a Vision Mamba's positions
+// (ids 0 … L−1, texts naming the patch or the CLS token) both ways.
 template <class Options, class Results>
 report_data report_of(const Options& o, const std::filesystem::path& written, std::string_view family,
-                      const std::vector<index_t>& tokens, const std::vector<std::string>& texts, const Results& r) {
+                      const std::vector<index_t>& tokens, const std::vector<std::string>& texts, const Results& r,
+                      bool causal = true) {
   const index_t L = static_cast<index_t>(tokens.size());
   const std::string form = std::string(to_string(o.form)) + " form";
   report_data d;
   d.title = "mixlens-attn \u00b7 " + o.model.string() + " (" + std::string(family) + ") \u00b7 " + std::to_string(L) +
-            " tokens \u00b7 " + form;
+            (causal ? " tokens" : " positions") + " \u00b7 " + form;
   d.ids = tokens;
   d.texts = texts;
   const auto square = [&](const std::string& name, const float* p) {
-    d.maps.push_back({.name = name, .data = std::vector<float>(p, p + L * L), .rows = L, .cols = L, .causal = true, .target = std::nullopt});
+    d.maps.push_back({.name = name, .data = std::vector<float>(p, p + L * L), .rows = L, .cols = L, .causal = causal, .target = std::nullopt});
   };
   for (const auto& [k, mean] : r.layer_means) square("layer " + std::to_string(k) + " \u00b7 " + form + " \u00b7 channel mean", mean.data());
   const std::string over = std::to_string(r.layer_means.size()) + (r.layer_means.size() == 1 ? " layer" : " layers");
@@ -162,9 +165,12 @@ report_data report_of(const Options& o, const std::filesystem::path& written, st
     std::ifstream in(written / "target.json");
     const auto target = nlohmann::json::parse(in);
     const index_t position = target.at("position").get<index_t>(), token = target.at("token").get<index_t>();
-    d.maps.push_back({.name = "attribution \u00b7 " + target.at("method").get<std::string>() + " \u00b7 target position " +
-                              std::to_string(position) + ", token " + std::to_string(token),
-                      .data = scores, .rows = 1, .cols = L, .vector = true, .target = position});
+    const std::string what = causal ? "target position " + std::to_string(position) + ", token " + std::to_string(token)
+                                    : "class " + std::to_string(token) +
+                                          (position >= 0 ? " at position " + std::to_string(position) : " (mean pooling)");
+    d.maps.push_back({.name = "attribution \u00b7 " + target.at("method").get<std::string>() + " \u00b7 " + what,
+                      .data = scores, .rows = 1, .cols = L, .vector = true,
+                      .target = position >= 0 ? std::optional<index_t>(position) : std::nullopt});
   }
   return d;
 }

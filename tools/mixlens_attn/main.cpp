@@ -49,6 +49,7 @@
 #include <iostream>
 #include <map>
 #include <new>
+#include <numeric>
 #include <optional>
 #include <span>
 #include <sstream>
@@ -138,7 +139,8 @@ constexpr std::string_view usage_text =
     "                          folder's tokenizer.json, when there is one): tokens.json and the figures'\n"
     "                          labels. Text is not tokenized here: python -m mixlens --text does that\n"
     "  --html FILE             also write one self-contained HTML page of the run: every analysed layer's\n"
-    "                          map, raw, rollout and the attribution, with the token strings\n"
+    "                          map, raw, rollout and the attribution, with the token strings (Vision\n"
+    "                          Mamba: the positions, CLS and the patches by row,col)\n"
     "  --rows last|cls|LIST    only these rows of every map, from the signals (no L x L array): map_rows_{k}.npy\n"
     "                          (R x L), alpha_rows_{k}.npy (D x R x L, layers of --save-alpha), raw_rows.npy,\n"
     "                          rows.json; no rollout. last: L - 1; cls: Vision Mamba's CLS position\n"
@@ -715,6 +717,17 @@ results run_vim_on(const Backend& be, const Weights& weights, const options& o, 
   return r;
 }
 
+// What each sequence position of a Vision Mamba is, for the page: "CLS", or
+// its patch as "row,col" of the grid.
+std::vector<std::string> position_labels(const vim_config& c) {
+  std::vector<std::string> labels(static_cast<std::size_t>(c.sequence_length()));
+  if (c.cls_index() >= 0) labels[static_cast<std::size_t>(c.cls_index())] = "CLS";
+  for (index_t p = 0; p < c.num_patches(); ++p)
+    labels[static_cast<std::size_t>(c.token_of_patch(p))] =
+        std::to_string(p / c.grid_width()) + "," + std::to_string(p % c.grid_width());
+  return labels;
+}
+
 // The row the classifier reads (its CLS row, or the mean of the rows without a
 // CLS token) of an L × L map, over the patch grid.
 matrix<float> classifier_row_map(const vim_config& c, const matrix<float>& m) {
@@ -1285,6 +1298,7 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   options work = o;
   if (o.row_mode()) work.row_positions = resolve_rows(*o.rows, L, true, c.cls_index(), "--rows");
   check_memory(work, memory_rows(c), c.num_classes, L, !save.empty(), false);
+  const bool html_in_output = !o.html.empty() && mixlens::tools::html_in_folder(o.html, o.out);
   output_folder folder(o.out, "mixlens-attn");
   work.out = folder.staging();
 
@@ -1320,7 +1334,15 @@ int run_vim_model(const options& o, const vim_model<float>& model, clock_type::t
   }
   const bool attribution = o.method_given || o.target_token;
   if (attribution) write_vim_attribution(o, work.out, model, image, shown, layers, r);
+  std::optional<mixlens::tools::report_data> page;
+  if (!o.html.empty()) {
+    std::vector<index_t> positions(static_cast<std::size_t>(L));
+    std::iota(positions.begin(), positions.end(), index_t(0));
+    page = mixlens::tools::report_of(o, work.out, "Vision Mamba", positions, position_labels(c), r, false);
+    if (html_in_output) mixlens::tools::write_html_report(work.out / o.html.filename(), *page);
+  }
   folder.commit();
+  if (page && !html_in_output) mixlens::tools::write_html_report(o.html, *page);
   r.write_s += seconds_since(t);
   std::string files = layers.empty() || o.row_mode() ? "" : ", cls_raw.npy, cls_rollout.npy";
   if (attribution) files += attribution_files(o);
@@ -1334,10 +1356,9 @@ int run(const options& o) {
   const auto start = clock_type::now();
   const model_family family = detect_family(detail::model_config_file(o.model, "model"));
   if (family == model_family::vim) {
-    if (!o.tokenizer.empty() || !o.html.empty())
-      throw mixlens::error(std::string(o.html.empty() ? "--tokenizer" : "--html") + ": the model in '" +
-                           o.model.string() + "' is a Vision Mamba classifier; " +
-                           (o.html.empty() ? "its input is an image, not tokens" : "the page is for language models"));
+    if (!o.tokenizer.empty())
+      throw mixlens::error("--tokenizer: the model in '" + o.model.string() +
+                           "' is a Vision Mamba classifier; its input is an image, not tokens");
     if (o.image.empty())
       throw mixlens::error("--model '" + o.model.string() +
                            "' is a Vision Mamba classifier: give its input with --image FILE (.png or .npy), "
