@@ -111,6 +111,24 @@ models::attribution_method method_of(std::string_view where, const std::string& 
   return *m;
 }
 
+// The method and options of Model.attribute and VisionModel.attribute, after
+// the checks that name their arguments.
+std::pair<models::attribution_method, models::attribute_options> attribution_request(
+    std::string_view where, const std::string& method_name, index_t start_layer, index_t layer_count, bool matrix,
+    bool attn_grad_without_d, std::uint64_t seed) {
+  const models::attribution_method method = method_of(where, method_name);
+  const bool rolled = method == models::attribution_method::mamba_attr || method == models::attribution_method::attn_grad;
+  if (matrix && !rolled)
+    fail(where, "matrix", "False for method '" + method_name + "' (mamba-attr and attn-grad keep their whole rollout)",
+         "True");
+  if (attn_grad_without_d && method != models::attribution_method::attn_grad)
+    fail(where, "attn_grad_without_d", "False for method '" + method_name + "' (it is attn-grad's)", "True");
+  if (start_layer < 0 || start_layer >= layer_count)
+    mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(layer_count) + ")", start_layer);
+  return {method, {.mamba_attr = {.start_layer = start_layer, .full_matrix = matrix, .unified_skip = !attn_grad_without_d},
+                   .seed = seed}};
+}
+
 // The faithfulness curves as a dict: {'morf': {'logit', 'probability' (float64
 // arrays), 'auc_logit', 'auc_probability'}, 'lerf': …, 'delta_logit',
 // 'delta_probability'}.
@@ -315,19 +333,9 @@ class py_model {
     constexpr std::string_view where = "mixlens.Model.attribute";
     const auto ids = token_ids(tokens, where);
     const framework fw = framework_of(tokens);
-    const models::attribution_method method = method_of(where, method_name);
-    const bool rolled = method == models::attribution_method::mamba_attr || method == models::attribution_method::attn_grad;
-    if (matrix && !rolled)
-      fail(where, "matrix", "False for method '" + method_name + "' (mamba-attr and attn-grad keep their whole rollout)",
-           "True");
-    if (attn_grad_without_d && method != models::attribution_method::attn_grad)
-      fail(where, "attn_grad_without_d", "False for method '" + method_name + "' (it is attn-grad's)", "True");
-    if (start_layer < 0 || start_layer >= num_layers())
-      mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(num_layers()) + ")", start_layer);
+    const auto [method, options] =
+        attribution_request(where, method_name, start_layer, num_layers(), matrix, attn_grad_without_d, seed);
     const models::gradient_target target{target_position.value_or(-1), target_token.value_or(-1)};
-    const models::attribute_options options{
-        .mamba_attr = {.start_layer = start_layer, .full_matrix = matrix, .unified_skip = !attn_grad_without_d},
-        .seed = seed};
     return visit([&](const auto& m) {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
       models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
@@ -690,21 +698,11 @@ class py_vision_model {
                                              std::optional<index_t> target_class, index_t start_layer, bool matrix,
                                              bool attn_grad_without_d, std::uint64_t seed, bool normalize) const {
     constexpr std::string_view where = "mixlens.VisionModel.attribute";
-    const models::attribution_method method = method_of(where, method_name);
-    const bool rolled = method == models::attribution_method::mamba_attr || method == models::attribution_method::attn_grad;
-    if (matrix && !rolled)
-      fail(where, "matrix", "False for method '" + method_name + "' (mamba-attr and attn-grad keep their whole rollout)",
-           "True");
-    if (attn_grad_without_d && method != models::attribution_method::attn_grad)
-      fail(where, "attn_grad_without_d", "False for method '" + method_name + "' (it is attn-grad's)", "True");
-    if (start_layer < 0 || start_layer >= num_layers())
-      mixlens::detail::fail(where, "start_layer", "a layer in [0, " + std::to_string(num_layers()) + ")", start_layer);
+    const auto [method, options] =
+        attribution_request(where, method_name, start_layer, num_layers(), matrix, attn_grad_without_d, seed);
     const index_t classes = cfg().num_classes;
     if (target_class && (*target_class < 0 || *target_class >= classes))
       mixlens::detail::fail(where, "target_class", "a class in [0, " + std::to_string(classes) + ") or None", *target_class);
-    const models::attribute_options options{
-        .mamba_attr = {.start_layer = start_layer, .full_matrix = matrix, .unified_skip = !attn_grad_without_d},
-        .seed = seed};
     return visit([&](const auto& m) {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
       const auto input = image_of<T>(image, normalize, where);
