@@ -224,6 +224,8 @@ def from_module(module: Any, length: int | None = None, *, x: Any = None, z: Any
     keyword arguments (the loaders' option names) override them. dtype: 'float32' or
     'float64'; default float32 when every floating-point tensor (and x, z) is float32, else
     float64. The operator owns its parameters: changing the module afterwards does not change it.
+    A module on a CUDA device (or x, z there) gives operators on that device (:meth:`Operator.to`),
+    where this mixlens has its CUDA backend.
     """
     if not (hasattr(module, "state_dict") and callable(module.state_dict)):
         raise _core.Error("mixlens.from_module: argument 'module': expected a torch.nn.Module, got "
@@ -233,5 +235,17 @@ def from_module(module: Any, length: int | None = None, *, x: Any = None, z: Any
     opts = _options(kind, module, set(state))
     opts.update(options)
     tensors = {k: _host(v) for k, v in state.items()}
-    return _core._load_reference_module(kind.key, _class_name(module), tensors, opts,
-                                        length, x, z, dtype)
+    ops = _core._load_reference_module(kind.key, _class_name(module), tensors, opts,
+                                       length, _host(x), _host(z), dtype)
+    device = _cuda_device([*state.values(), x, z])
+    if device is None:
+        return ops
+    return [op.to(device) for op in ops] if isinstance(ops, list) else ops.to(device)
+
+
+def _cuda_device(tensors: list[Any]) -> Any:
+    """The CUDA device of the tensors that are on one (the operators go there too), or None."""
+    devices = {str(t.device) for t in tensors if getattr(getattr(t, "device", None), "type", "cpu") == "cuda"}
+    if len(devices) > 1:
+        raise _core.Error("mixlens: the tensors given are on several CUDA devices: " + ", ".join(sorted(devices)))
+    return devices.pop() if devices else None

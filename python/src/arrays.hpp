@@ -16,6 +16,7 @@
 
 #include "mixlens/error.hpp"
 #include "mixlens/tensor.hpp"
+#include "results.hpp"
 
 namespace mixlens::python {
 
@@ -109,7 +110,8 @@ in_array<T> get(nb::handle h, std::string_view where, std::string_view name) {
     if (nb::hasattr(h, "requires_grad") && nb::cast<bool>(h.attr("requires_grad")))
       hint = " (a tensor that requires grad: pass tensor.detach())";
     else if (nb::hasattr(h, "device") && str_of(h.attr("device")) != "cpu")
-      hint = " (on " + str_of(h.attr("device")) + ": the CUDA backend is not bound yet; use .cpu())";
+      hint = " (on " + str_of(h.attr("device")) + ": this takes host memory; pass .cpu(), or move the operator or "
+             "model to the GPU with .to('cuda'))";
   }
   if (hint.empty() && !is_complex_array(h)) {
     try {  // lists, tuples, scalars
@@ -124,6 +126,13 @@ in_array<T> get(nb::handle h, std::string_view where, std::string_view name) {
   fail(where, name, std::string("an array of ") + dtype_name<T>() + " values (numpy array, CPU torch tensor or sequence)",
        python_type(h) + hint);
 }
+
+// The device argument of load, Model.to and Operator.to: 'cpu' (−1), 'cuda'
+// or 'cuda:N' (N; 'cuda' is 0), or a torch.device (models.cpp).
+int device_index(std::string_view where, nb::handle device);
+
+// Why CUDA device `device` cannot run the CUDA backend ("" when it can; models.cpp).
+std::string cuda_unavailable(int device);
 
 // Runs f(); a mixlens::error thrown by the library names its own argument
 // (`a`, `skip`, …): the message is rewritten to name the Python argument, each
@@ -194,6 +203,22 @@ nb::object copy_output(const T* values, std::vector<std::size_t> shape, framewor
   std::size_t n = 1;
   for (std::size_t e : shape) n *= e;
   return make_output<T>(std::move(shape), fw, [&](T* out) { std::copy(values, values + n, out); });
+}
+
+// A result as an array of `fw` (numpy or torch) sharing its memory; a result in
+// device memory as a torch CUDA tensor, whatever fw; an empty one as None.
+template <class T>
+nb::object to_python(const result_array<T>& r, framework fw) {
+  if (!r) return nb::none();
+  auto* keep = new std::shared_ptr<const T>(r.values);
+  nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<std::shared_ptr<const T>*>(p); });
+  T* data = const_cast<T*>(r.values.get());  // the array is the result's only user
+  if (r.device >= 0)
+    return nb::ndarray<nb::pytorch, T>(data, r.shape.size(), r.shape.data(), owner, nullptr, nb::dtype<T>(),
+                                       nb::device::cuda::value, r.device)
+        .cast();
+  if (fw == framework::torch) return nb::ndarray<nb::pytorch, T>(data, r.shape.size(), r.shape.data(), owner).cast();
+  return nb::ndarray<nb::numpy, T>(data, r.shape.size(), r.shape.data(), owner).cast();
 }
 
 }  // namespace mixlens::python

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "mixlens/analysis/layer_maps.hpp"
+#include "results.hpp"
 #include "mixlens/backend.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_forward.hpp"
@@ -26,27 +27,6 @@
 #include "mixlens/models/vim_forward.hpp"
 
 namespace mixlens::python {
-
-// Values a backend computed, kept alive by `values` (it owns the backend's
-// array), with the shape they are handed to Python in.
-template <class T>
-struct result_array {
-  std::shared_ptr<const T> values;
-  std::vector<std::size_t> shape;
-  int device = -1;  // -1: host memory; else the CUDA device that holds it
-
-  [[nodiscard]] explicit operator bool() const { return values != nullptr; }
-};
-
-// A backend array (std::vector on the host, device memory on the GPU) as a result.
-template <class Array>
-auto keep_result(Array&& a, std::vector<std::size_t> shape, int device) {
-  using A = std::remove_cvref_t<Array>;
-  using T = std::remove_cvref_t<decltype(*std::declval<A&>().data())>;
-  auto owner = std::make_shared<A>(std::forward<Array>(a));
-  T* data = owner->data();
-  return result_array<T>{std::shared_ptr<const T>(std::move(owner), data), std::move(shape), device};
-}
 
 // Selected rows instead of whole maps (Model.attention's rows): the positions
 // and what the raw rows are normalized by (the whole tensor's range, or the rows').

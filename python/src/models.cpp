@@ -43,6 +43,28 @@ namespace nb = nanobind;
 using namespace nb::literals;
 
 namespace mixlens::python {
+
+int device_index(std::string_view where, nb::handle device) {
+  const std::string text = is_none(device) ? "cpu" : str_of(device);
+  if (text == "cpu") return -1;
+  if (text == "cuda") return 0;
+  if (text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
+      text.find_first_not_of("0123456789", 5) == std::string::npos && text.size() < 10)
+    return std::stoi(text.substr(5));
+  fail(where, "device", "'cpu', 'cuda' or 'cuda:N'", "'" + text + "'");
+}
+
+std::string cuda_unavailable(int device) {
+#ifdef MIXLENS_PYTHON_CUDA
+  std::string reason;
+  return cuda::available(device, &reason) ? std::string() : reason;
+#else
+  (void)device;
+  return "this mixlens was built without its CUDA backend (CMake found no CUDA compiler when it was "
+         "installed; reinstall with nvcc on PATH: pip install .)";
+#endif
+}
+
 namespace {
 
 using models::attention_form;
@@ -65,45 +87,6 @@ struct attribution_output {
 
 bool contains(const std::vector<index_t>& v, index_t k) { return std::find(v.begin(), v.end(), k) != v.end(); }
 
-// A result as an array of `fw` (numpy or torch) sharing its memory; a result in
-// device memory as a torch CUDA tensor, whatever fw; an empty one as None.
-template <class T>
-nb::object to_python(const result_array<T>& r, framework fw) {
-  if (!r) return nb::none();
-  auto* keep = new std::shared_ptr<const T>(r.values);
-  nb::capsule owner(keep, [](void* p) noexcept { delete static_cast<std::shared_ptr<const T>*>(p); });
-  T* data = const_cast<T*>(r.values.get());  // the array is the result's only user
-  if (r.device >= 0)
-    return nb::ndarray<nb::pytorch, T>(data, r.shape.size(), r.shape.data(), owner, nullptr, nb::dtype<T>(),
-                                       nb::device::cuda::value, r.device)
-        .cast();
-  if (fw == framework::torch) return nb::ndarray<nb::pytorch, T>(data, r.shape.size(), r.shape.data(), owner).cast();
-  return nb::ndarray<nb::numpy, T>(data, r.shape.size(), r.shape.data(), owner).cast();
-}
-
-// The device argument of load and Model.to: 'cpu' (−1), 'cuda' or 'cuda:N'
-// (N; 'cuda' is 0), or a torch.device.
-int device_index(std::string_view where, nb::handle device) {
-  const std::string text = is_none(device) ? "cpu" : str_of(device);
-  if (text == "cpu") return -1;
-  if (text == "cuda") return 0;
-  if (text.rfind("cuda:", 0) == 0 && text.size() > 5 &&
-      text.find_first_not_of("0123456789", 5) == std::string::npos && text.size() < 10)
-    return std::stoi(text.substr(5));
-  fail(where, "device", "'cpu', 'cuda' or 'cuda:N'", "'" + text + "'");
-}
-
-// Why `device` cannot run the CUDA backend ("" when it can).
-std::string cuda_unavailable(int device) {
-#ifdef MIXLENS_PYTHON_CUDA
-  std::string reason;
-  return cuda::available(device, &reason) ? std::string() : reason;
-#else
-  (void)device;
-  return "this mixlens was built without its CUDA backend (CMake found no CUDA compiler when it was "
-         "installed; reinstall with nvcc on PATH: pip install .)";
-#endif
-}
 
 models::attribution_method method_of(std::string_view where, const std::string& name) {
   const auto m = models::parse_attribution_method(name);

@@ -38,6 +38,29 @@ void bind_operator_class(nb::module_& m) {
                    "The signal the operator acts on, when its bind computed it from a layer's input\n"
                    "(mixlens.from_module: Hyena's value v, Mamba-2's SSM input u, Mamba's x as given), so that\n"
                    "apply(input_signal) is the layer's mixer output; None for other operators.")
+      .def_prop_ro("device",
+                   [](const py_operator& op) {
+                     return op.device_index() < 0 ? std::string("cpu") : "cuda:" + std::to_string(op.device_index());
+                   },
+                   "'cpu', or 'cuda:N' for an operator made by to(): then apply takes CUDA tensors of that device\n"
+                   "and every result is one.")
+      .def(
+          "to",
+          [](nb::handle self, nb::handle device) -> nb::object {
+            const py_operator& op = nb::cast<const py_operator&>(self);
+            const int d = device_index("mixlens.Operator.to", device);
+            if (d == op.device_index()) return nb::borrow(self);
+            if (d < 0)
+              fail("mixlens.Operator.to", "device",
+                   "the operator's own device (a device operator is not copied back: keep the host operator it was "
+                   "made from)",
+                   "'cpu'");
+            return nb::cast(op.to_device(d));
+          },
+          "device"_a, nb::sig("def to(self, device: str | typing.Any) -> Operator"),
+          "The operator on `device` ('cuda', 'cuda:N' or a torch.device; itself when it is there already):\n"
+          "its data copied to that GPU once, then apply, materialize, materialize_full and rows run on the\n"
+          "CUDA backend (gpu::apply / materialize / rows) and return torch CUDA tensors.")
       .def_prop_ro("shape", [](const py_operator& op) { return std::make_tuple(op.out_channels(), op.in_channels(), op.length()); },
                    "(out_channels, in_channels, length).")
       .def("apply", &py_operator::apply, "x"_a,
@@ -62,7 +85,7 @@ void bind_operator_class(nb::module_& m) {
       .def("__repr__", [](const py_operator& op) {
         return "<mixlens.Operator " + op.name() + " (" + op.key + "): " + std::to_string(op.out_channels()) + " x " +
                std::to_string(op.in_channels()) + " channels, L " + std::to_string(op.length()) + ", " + op.dtype() +
-               ">";
+               (op.device_index() < 0 ? std::string() : ", cuda:" + std::to_string(op.device_index())) + ">";
       });
 }
 

@@ -14,6 +14,11 @@
 
 #include "arrays.hpp"
 #include "mixlens/linear_operator.hpp"
+#ifdef MIXLENS_PYTHON_CUDA
+#include <typeindex>
+
+#include "device_operator.hpp"
+#endif
 
 namespace mixlens::python {
 
@@ -37,6 +42,11 @@ class py_operator {
   [[nodiscard]] virtual nb::object materialize_full() const = 0;
   [[nodiscard]] virtual nb::object rows(const std::vector<index_t>& positions, std::optional<index_t> out,
                                         std::optional<index_t> in) const = 0;
+
+  // −1 on the host, else the CUDA device that holds the operator's data.
+  [[nodiscard]] virtual int device_index() const { return -1; }
+  // The operator on CUDA device `device`: its data copied there once (Operator.to).
+  [[nodiscard]] virtual std::unique_ptr<py_operator> to_device(int device) const = 0;
 
   std::string key;               // the constructor or registry key it was made by
   framework fw = framework::numpy;
@@ -141,6 +151,8 @@ class operator_impl final : public py_operator {
 
   [[nodiscard]] const View& view() const { return view_; }
 
+  [[nodiscard]] std::unique_ptr<py_operator> to_device(int device) const override;
+
  private:
   static std::size_t size(index_t n) { return static_cast<std::size_t>(n); }
 
@@ -152,6 +164,149 @@ class operator_impl final : public py_operator {
   View view_;
   std::shared_ptr<const void> owner_;
 };
+
+#ifdef MIXLENS_PYTHON_CUDA
+// An operator on a CUDA device (Operator.to): the traits of the host operator
+// it was made from, its data in device memory (device_operator.hpp); apply
+// takes CUDA tensors of that device in place, and every result is a CUDA
+// tensor there.
+template <class T>
+class device_operator_impl final : public py_operator {
+ public:
+  device_operator_impl(const py_operator& host, std::unique_ptr<cuda::device_operator<T>> op)
+      : name_(host.name()), control_(host.control()), time_invariant_(host.time_invariant()),
+        channel_mixing_(host.channel_mixing()), state_size_(host.state_size()), heads_(host.heads()),
+        length_(host.length()), in_(host.in_channels()), out_(host.out_channels()), op_(std::move(op)) {
+    key = host.key;
+    fw = framework::torch;
+    if (!is_none(host.input_signal))  // the signal the operator acts on, beside it on the device
+      input_signal = nb::module_::import_("torch").attr("as_tensor")(host.input_signal).attr("to")(
+          "cuda:" + std::to_string(op_->device()));
+  }
+
+  [[nodiscard]] std::string name() const override { return name_; }
+  [[nodiscard]] std::string control() const override { return control_; }
+  [[nodiscard]] bool time_invariant() const override { return time_invariant_; }
+  [[nodiscard]] bool channel_mixing() const override { return channel_mixing_; }
+  [[nodiscard]] std::optional<index_t> state_size() const override { return state_size_; }
+  [[nodiscard]] std::optional<index_t> heads() const override { return heads_; }
+  [[nodiscard]] index_t length() const override { return length_; }
+  [[nodiscard]] index_t in_channels() const override { return in_; }
+  [[nodiscard]] index_t out_channels() const override { return out_; }
+  [[nodiscard]] std::string dtype() const override { return dtype_name<T>(); }
+  [[nodiscard]] int device_index() const override { return op_->device(); }
+
+  [[nodiscard]] nb::object apply(nb::handle x) const override {
+    constexpr std::string_view where = "mixlens.Operator.apply";
+    nb::ndarray<const T, nb::c_contig, nb::device::cuda> a;
+    if (!nb::try_cast(x, a, false) || a.device_id() != op_->device())
+      fail(where, "x",
+           std::string("a C-contiguous ") + dtype_name<T>() + " CUDA tensor on cuda:" + std::to_string(op_->device()) +
+               " (the operator's device)",
+           python_type(x) + (is_torch(x) ? " of dtype " + str_of(x.attr("dtype")) + " on " + str_of(x.attr("device")) : ""));
+    check_ndim(where, "x", a, 2, "channels x length");
+    mixlens::detail::check_signal(where, "x", in_, length_, static_cast<index_t>(a.shape(0)),
+                                  static_cast<index_t>(a.shape(1)));
+    return run([&] { return op_->apply(a.data()); });
+  }
+
+  [[nodiscard]] nb::object materialize(std::optional<index_t> out, std::optional<index_t> in) const override {
+    if (out || in) {
+      const index_t o = out ? *out : *in, i = in ? *in : *out;
+      check_pair("mixlens.Operator.materialize", o, i);
+      return run([&] { return op_->materialize(o, i); });
+    }
+    if (!channel_mixing_) return run([&] { return op_->materialize_channels(); });
+    std::vector<index_t> every(static_cast<std::size_t>(length_));
+    for (index_t t = 0; t < length_; ++t) every[static_cast<std::size_t>(t)] = t;
+    return run([&] { return op_->rows(every, all_pairs()); },
+               {size(out_), size(in_), size(length_), size(length_)});
+  }
+
+  [[nodiscard]] nb::object materialize_full() const override {
+    return run([&] { return op_->materialize_full(); });
+  }
+
+  [[nodiscard]] nb::object rows(const std::vector<index_t>& positions, std::optional<index_t> out,
+                                std::optional<index_t> in) const override {
+    constexpr std::string_view where = "mixlens.Operator.rows";
+    for (index_t t : positions)
+      if (t < 0 || t >= length_)
+        mixlens::detail::fail(where, "positions", "positions in [0, " + std::to_string(length_) + ")", t);
+    const std::size_t P = positions.size(), L = size(length_);
+    if (out || in) {
+      const index_t o = out ? *out : *in, i = in ? *in : *out;
+      check_pair(where, o, i);
+      return run([&] { return op_->rows(positions, {{o, i}}); }, {P, L});
+    }
+    if (!channel_mixing_) {
+      std::vector<std::pair<index_t, index_t>> diagonal;
+      for (index_t d = 0; d < out_; ++d) diagonal.emplace_back(d, d);
+      return run([&] { return op_->rows(positions, diagonal); }, {size(out_), P, L});
+    }
+    return run([&] { return op_->rows(positions, all_pairs()); }, {size(out_), size(in_), P, L});
+  }
+
+  [[nodiscard]] std::unique_ptr<py_operator> to_device(int) const override {
+    fail("mixlens.Operator.to", "device", "the operator's own device, cuda:" + std::to_string(op_->device()) +
+             " (a device operator is not copied again: keep the host operator it was made from)",
+         "another device");
+  }
+
+ private:
+  static std::size_t size(index_t n) { return static_cast<std::size_t>(n); }
+
+  [[nodiscard]] std::vector<std::pair<index_t, index_t>> all_pairs() const {
+    std::vector<std::pair<index_t, index_t>> pairs;
+    for (index_t o = 0; o < out_; ++o)
+      for (index_t i = 0; i < in_; ++i) pairs.emplace_back(o, i);
+    return pairs;
+  }
+
+  void check_pair(std::string_view where, index_t o, index_t i) const {
+    mixlens::detail::check_channel(where, "out", out_, o);
+    mixlens::detail::check_channel(where, "in_", in_, i);
+  }
+
+  // f() with the GIL released, as a CUDA tensor (of `shape` when given).
+  template <class F>
+  nb::object run(F&& f, std::vector<std::size_t> shape = {}) const {
+    result_array<T> r;
+    {
+      nb::gil_scoped_release release;
+      r = f();
+    }
+    if (!shape.empty()) r.shape = std::move(shape);
+    return to_python(r, framework::torch);
+  }
+
+  std::string name_, control_;
+  bool time_invariant_, channel_mixing_;
+  std::optional<index_t> state_size_, heads_;
+  index_t length_, in_, out_;
+  std::unique_ptr<cuda::device_operator<T>> op_;
+};
+#endif
+
+template <class View>
+std::unique_ptr<py_operator> operator_impl<View>::to_device(int device) const {
+  constexpr std::string_view where = "mixlens.Operator.to";
+  if (const std::string why = cuda_unavailable(device); !why.empty()) fail(where, "device", "a usable CUDA device", why);
+#ifdef MIXLENS_PYTHON_CUDA
+  const auto factory = cuda::device_factory<T>(std::type_index(typeid(View)));
+  if (!factory)
+    fail(where, "device", "'cpu' for " + name() + " (built by '" + key + "'): its view type has no device path registered",
+         "cuda:" + std::to_string(device));
+  std::unique_ptr<cuda::device_operator<T>> op;
+  {
+    nb::gil_scoped_release release;
+    op = factory(&view_, device);
+  }
+  return std::make_unique<device_operator_impl<T>>(*this, std::move(op));
+#else
+  return nullptr;  // unreachable: cuda_unavailable says why
+#endif
+}
 
 // An operator over a bound owner (mixlens::bound<View, Storage>, moved in).
 template <class Owner>

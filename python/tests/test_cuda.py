@@ -161,3 +161,61 @@ def test_stale_weights_are_refused_on_cuda():
     with pytest.raises(mixlens.Error, match=r"argument 'logits': expected a C-contiguous float32 CUDA tensor"):
         mm._attention_from_capture([0], [torch.zeros(1)], [torch.zeros(1)], torch.zeros((8, 64)), "paper", False,
                                    "mean")
+
+
+def test_operator_to_cuda_is_refused_without_a_gpu_or_by_name():
+    op = mixlens.from_registry("hyena", np.random.default_rng(0).standard_normal((4, 16)))
+    assert op.device == "cpu" and op.to("cpu") is op
+    with pytest.raises(mixlens.Error, match=r"mixlens.Operator.to: argument 'device': expected 'cpu', 'cuda'"):
+        op.to("gpu")
+    if not mixlens.cuda_available():
+        with pytest.raises(mixlens.Error, match=r"argument 'device': expected a usable CUDA device"):
+            op.to("cuda")
+
+
+@gpu
+@pytest.mark.parametrize("key", mixlens.registry_keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_registry_operator_on_cuda_equals_the_host(key, dtype):
+    x = np.random.default_rng(3).standard_normal((4, 19)).astype(dtype)
+    host = mixlens.from_registry(key, x)
+    dev = host.to("cuda")
+    assert dev.device == "cuda:0" and (dev.name, dev.shape, dev.dtype) == (host.name, host.shape, host.dtype)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    xt = torch.from_numpy(x).cuda()
+    y = dev.apply(xt)
+    assert on_cuda(y) and relative(y, host.apply(x)) < tol
+    assert relative(dev.materialize(), host.materialize()) < tol
+    assert relative(dev.materialize(1, 1), host.materialize(1, 1)) < tol
+    assert relative(dev.materialize_full(), host.materialize_full()) < tol
+    assert relative(dev.rows([0, 18, 7]), host.rows([0, 18, 7])) < tol
+    assert relative(dev.rows([5], out=2), host.rows([5], out=2)) < tol
+    with pytest.raises(mixlens.Error, match=r"argument 'x': expected a C-contiguous .* CUDA tensor on cuda:0"):
+        dev.apply(x)
+    with pytest.raises(mixlens.Error, match=r"argument 'positions'"):
+        dev.rows([19])
+    with pytest.raises(mixlens.Error, match=r"argument 'device'"):
+        dev.to("cpu")
+
+
+@gpu
+def test_constructors_given_cuda_tensors_build_on_their_device():
+    rng = np.random.default_rng(4)
+    D, N, L = 6, 4, 13
+    delta = np.abs(rng.standard_normal((D, L))) * 0.3
+    A, B, C = -np.abs(rng.standard_normal((D, N))), rng.standard_normal((N, L)), rng.standard_normal((N, L))
+    cuda = [torch.from_numpy(a).cuda() for a in (delta, A, B, C)]
+    op = mixlens.s6(*cuda)
+    assert op.device == "cuda:0"
+    assert relative(op.materialize(), mixlens.s6_alpha(delta, A, B, C)) < 1e-12
+    alpha = mixlens.s6_alpha(*cuda)
+    assert on_cuda(alpha) and relative(alpha, mixlens.s6_alpha(delta, A, B, C)) < 1e-12
+
+
+def test_tensors_on_several_devices_are_refused():
+    class OnDevice:  # stands for a tensor on a CUDA device (no GPU needed)
+        def __init__(self, device):
+            self.device = torch.device(device)
+
+    with pytest.raises(mixlens.Error, match=r"several CUDA devices: cuda:0, cuda:1"):
+        mixlens.s6(OnDevice("cuda:0"), OnDevice("cuda:1"), None, None)

@@ -122,12 +122,12 @@ inline unsigned model_blocks(index_t work) {
 #define MIXLENS_GRID_STRIDE(k, n) \
   for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < (n); k += index_t(gridDim.x) * blockDim.x)
 
-__global__ void embed_kernel(const index_t* tokens, const float* embedding, float* h, index_t L, index_t H) {
+static __global__ void embed_kernel(const index_t* tokens, const float* embedding, float* h, index_t L, index_t H) {
   MIXLENS_GRID_STRIDE(k, L * H) h[k] = embedding[tokens[k / H] * H + k % H];
 }
 
 // One block per row of x (rows × H): x / sqrt(mean(x²) + eps) · weight.
-__global__ void __launch_bounds__(model_threads)
+static __global__ void __launch_bounds__(model_threads)
     rms_norm_kernel(const float* x, index_t H, const float* weight, float eps, float* out) {
   __shared__ float partial[model_threads / 32];
   const float* xr = x + static_cast<index_t>(blockIdx.x) * H;
@@ -143,16 +143,16 @@ __global__ void __launch_bounds__(model_threads)
   for (index_t i = threadIdx.x; i < H; i += model_threads) orow[i] = xr[i] * scale * weight[i];
 }
 
-__global__ void add_column_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
+static __global__ void add_column_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
   MIXLENS_GRID_STRIDE(k, rows * cols) data[k] += bias[k % cols];
 }
 
-__global__ void add_row_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
+static __global__ void add_row_bias_kernel(float* data, const float* bias, index_t rows, index_t cols) {
   MIXLENS_GRID_STRIDE(k, rows * cols) data[k] += bias[k / cols];
 }
 
 // u = SiLU(u + bias), σ = σ(u + bias) (sigma may be null), in place over the conv output.
-__global__ void bias_silu_kernel(float* u, const float* bias, float* sigma, index_t D, index_t L) {
+static __global__ void bias_silu_kernel(float* u, const float* bias, float* sigma, index_t D, index_t L) {
   MIXLENS_GRID_STRIDE(k, D * L) {
     const float p = u[k] + (bias ? bias[k / L] : 0.0f);
     const float s = mixlens::detail::sigmoid(p);
@@ -161,13 +161,13 @@ __global__ void bias_silu_kernel(float* u, const float* bias, float* sigma, inde
   }
 }
 
-__global__ void softplus_bias_kernel(float* dt, const float* bias, index_t D, index_t L, float lo, float hi) {
+static __global__ void softplus_bias_kernel(float* dt, const float* bias, index_t D, index_t L, float lo, float hi) {
   MIXLENS_GRID_STRIDE(k, D * L) dt[k] = mixlens::detail::clamp_keep_nan(mixlens::detail::softplus(dt[k] + bias[k / L]), lo, hi);
 }
 
 // One thread per (group, position) of the channel-major x (C × L): consecutive
 // threads read consecutive positions. The sum of squares in double.
-__global__ void gated_rms_norm_kernel(const float* x, const float* z, index_t C, index_t L, index_t group,
+static __global__ void gated_rms_norm_kernel(const float* x, const float* z, index_t C, index_t L, index_t group,
                                       const float* weight, float eps, float* out, float* factor) {
   MIXLENS_GRID_STRIDE(k, (C / group) * L) {
     const index_t c0 = (k / L) * group, t = k % L;
@@ -186,35 +186,35 @@ __global__ void gated_rms_norm_kernel(const float* x, const float* z, index_t C,
   }
 }
 
-__global__ void silu_kernel(const float* z, float* gate, index_t n) {
+static __global__ void silu_kernel(const float* z, float* gate, index_t n) {
   MIXLENS_GRID_STRIDE(k, n) gate[k] = mixlens::detail::silu(z[k]);
 }
 
-__global__ void scale_rows_kernel(const float* sigma, const float* bias, float* out, index_t D, index_t L) {
+static __global__ void scale_rows_kernel(const float* sigma, const float* bias, float* out, index_t D, index_t L) {
   MIXLENS_GRID_STRIDE(k, D * L) out[k] = sigma[k] * bias[k / L];
 }
 
-__global__ void fill_kernel(float* data, index_t n, float value) {
+static __global__ void fill_kernel(float* data, index_t n, float value) {
   MIXLENS_GRID_STRIDE(k, n) data[k] = value;
 }
 
-__global__ void identity_kernel(float* m, index_t L) {
+static __global__ void identity_kernel(float* m, index_t L) {
   MIXLENS_GRID_STRIDE(k, L * L) m[k] = k / L == k % L ? 1.0f : 0.0f;
 }
 
-__global__ void axpy_kernel(float* y, const float* x, float scale, index_t n) {
+static __global__ void axpy_kernel(float* y, const float* x, float scale, index_t n) {
   MIXLENS_GRID_STRIDE(k, n) y[k] += scale * x[k];
 }
 
-__global__ void scale_kernel(float* y, float factor, index_t n) {
+static __global__ void scale_kernel(float* y, float factor, index_t n) {
   MIXLENS_GRID_STRIDE(k, n) y[k] *= factor;
 }
 
-__global__ void mean_kernel(const double* acc, index_t n, double count, float* out) {
+static __global__ void mean_kernel(const double* acc, index_t n, double count, float* out) {
   MIXLENS_GRID_STRIDE(k, n) out[k] = static_cast<float>(acc[k] / count);
 }
 
-__global__ void reset_min_max_kernel(float* minmax) {
+static __global__ void reset_min_max_kernel(float* minmax) {
   minmax[0] = INFINITY;
   minmax[1] = -INFINITY;
   minmax[2] = 0.0f;
@@ -240,7 +240,7 @@ __global__ void aggregate_kernel(const float* m, index_t count, index_t LL, doub
   if (minmax) merge_min_max(minmax, lo, hi, nans);
 }
 
-__global__ void min_max_kernel(const float* data, index_t n, float* minmax) {
+static __global__ void min_max_kernel(const float* data, index_t n, float* minmax) {
   float lo = INFINITY, hi = -INFINITY, nans = 0;
   MIXLENS_GRID_STRIDE(k, n) {
     const float v = data[k];
@@ -264,7 +264,7 @@ __global__ void rows_channels_kernel(View v, index_t d0, index_t count, const in
 
 // out = (in − min) / (max − min) in double; 0 for a constant input; NaN when
 // the input held a NaN.
-__global__ void normalize_kernel(const float* in, const float* minmax, float* out, index_t n) {
+static __global__ void normalize_kernel(const float* in, const float* minmax, float* out, index_t n) {
   const double lo = minmax[0], range = double(minmax[1]) - lo;
   const bool nan = minmax[2] > 0;
   MIXLENS_GRID_STRIDE(k, n) out[k] = nan ? NAN : range > 0 ? static_cast<float>((double(in[k]) - lo) / range) : 0.0f;
@@ -272,7 +272,7 @@ __global__ void normalize_kernel(const float* in, const float* minmax, float* ou
 
 // Rollout step: aug = I + map with each row divided by its sum (sum in double;
 // a zero-sum row is left as it is). One block per row.
-__global__ void __launch_bounds__(model_threads) rownorm_identity_kernel(const float* map, float* aug, index_t L) {
+static __global__ void __launch_bounds__(model_threads) rownorm_identity_kernel(const float* map, float* aug, index_t L) {
   __shared__ double partial[model_threads / 32];
   const index_t i = blockIdx.x;
   double sum = 0;
@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(model_threads) rownorm_identity_kernel(const f
 
 // out[c][t] = (Σ_{j≤t} M_k[t][j]·v[c][j] + skip_k·v[c][t])·gate[c][t] + offset[c][t],
 // k = c / per_matrix, in double, one block per (c, t); skip, gate and offset may be null.
-__global__ void __launch_bounds__(model_threads)
+static __global__ void __launch_bounds__(model_threads)
     reconstruct_kernel(const float* m, const float* v, const float* skip, const float* gate, const float* offset,
                        index_t L, double* out, index_t per_matrix) {
   __shared__ double partial[model_threads / 32];
@@ -317,7 +317,7 @@ __global__ void __launch_bounds__(model_threads)
 
 // One block per row: dx = (or +=) r·w·dy − x·r³·mean(w·dy·x), both sums in double
 // (the second term dropped with detach_scale).
-__global__ void __launch_bounds__(model_threads)
+static __global__ void __launch_bounds__(model_threads)
     rms_norm_backward_kernel(const float* x, index_t H, const float* weight, float eps, const float* dy, float* dx,
                              bool accumulate, bool detach_scale) {
   __shared__ double partial[2][model_threads / 32];
@@ -345,7 +345,7 @@ __global__ void __launch_bounds__(model_threads)
 }
 
 // One thread per (group, position), as gated_rms_norm_kernel: grad = ∂out on entry, ∂x on return.
-__global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_t L, index_t group, float eps,
+static __global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_t L, index_t group, float eps,
                                                float* grad, bool detach_scale) {
   MIXLENS_GRID_STRIDE(k, (C / group) * L) {
     const index_t c0 = (k / L) * group, t = k % L;
@@ -362,13 +362,13 @@ __global__ void group_rms_norm_backward_kernel(const float* x, index_t C, index_
 }
 
 // du *= SiLU'(p) = σ + u·(1 − σ), or σ with detach_sigmoid.
-__global__ void silu_grad_from_output_kernel(const float* u, const float* sigma, float* du, index_t n,
+static __global__ void silu_grad_from_output_kernel(const float* u, const float* sigma, float* du, index_t n,
                                              bool detach_sigmoid) {
   MIXLENS_GRID_STRIDE(k, n) du[k] *= detach_sigmoid ? sigma[k] : sigma[k] + u[k] * (1.0f - sigma[k]);
 }
 
 // dx[d][s] = Σ_k taps[d][k]·dp[d][s + k]: the causal conv transposed.
-__global__ void conv_transpose_kernel(const float* taps, index_t K, const float* dp, float* dx, index_t D, index_t L) {
+static __global__ void conv_transpose_kernel(const float* taps, index_t K, const float* dp, float* dx, index_t D, index_t L) {
   MIXLENS_GRID_STRIDE(i, D * L) {
     const index_t d = i / L, s = i % L;
     float acc = 0;
@@ -377,11 +377,11 @@ __global__ void conv_transpose_kernel(const float* taps, index_t K, const float*
   }
 }
 
-__global__ void softplus_backward_kernel(const float* delta, float* grad, index_t n, float lo, float hi) {
+static __global__ void softplus_backward_kernel(const float* delta, float* grad, index_t n, float lo, float hi) {
   MIXLENS_GRID_STRIDE(k, n) grad[k] = mixlens::detail::clamp_binds(delta[k], lo, hi) ? 0.0f : grad[k] * -expm1f(-delta[k]);
 }
 
-__global__ void silu_backward_kernel(const float* z, float* grad, index_t n, bool detach_sigmoid) {
+static __global__ void silu_backward_kernel(const float* z, float* grad, index_t n, bool detach_sigmoid) {
   MIXLENS_GRID_STRIDE(k, n) {
     const float s = mixlens::detail::sigmoid(z[k]);
     grad[k] *= detach_sigmoid ? s : s * (1.0f + z[k] * (1.0f - s));

@@ -26,7 +26,7 @@ inline constexpr int block_fold_warps = 8;  // rows per block: one warp each
 // no threads idle and steps need only warp barriers: a step reads columns ≥ its
 // first and writes only its own 32 after the barrier, so what later steps read
 // is still α.
-__global__ void __launch_bounds__(block_fold_warps * 32)
+static __global__ void __launch_bounds__(block_fold_warps * 32)
     mamba_block_fold_kernel(float* m, index_t rows, index_t L, const float* activation, const float* kernel,
                             index_t taps, const float* skip, const float* gate) {
   const index_t row = static_cast<index_t>(blockIdx.x) * block_fold_warps + threadIdx.x / 32;
@@ -49,7 +49,7 @@ __global__ void __launch_bounds__(block_fold_warps * 32)
   }
 }
 
-__global__ void multiply_kernel(float* v, const float* factor, index_t n) {
+static __global__ void multiply_kernel(float* v, const float* factor, index_t n) {
   for (index_t k = blockIdx.x * index_t(blockDim.x) + threadIdx.x; k < n; k += index_t(gridDim.x) * blockDim.x)
     v[k] *= factor[k];
 }
