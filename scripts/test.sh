@@ -6,10 +6,11 @@
 # a clang syntax check of every host header, an ASan + UBSan build of the I/O, model and
 # tool tests (MIXLENS_SANITIZE_TESTS=all: the whole CPU set), and each libFuzzer
 # harness for MIXLENS_FUZZ_SECONDS (default 20). MIXLENS_SANITIZE=0 skips it.
-# Before it, a Python stage (docs/python.md; MIXLENS_PYTHON=0 skips it): `pip install .` into a
-# virtual environment under build-python/ (system site packages visible: numpy, torch), pytest,
-# torch (CPU wheel) and transformers from PyPI where missing, then pytest python/tests, compared
-# with build-host/tools/mixlens-attn too. About two minutes on 2 cores.
+# Before it, a Python stage (docs/python.md; MIXLENS_PYTHON=0 skips it): `pip install .` (with
+# the CUDA backend where nvcc works) into a virtual environment under build-python/ (system site
+# packages visible: numpy, torch), pytest, torch (CPU wheel) and transformers from PyPI where
+# missing, then pytest python/tests, compared with build-host/tools/mixlens-attn too. About two
+# minutes on 2 cores, five with nvcc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
