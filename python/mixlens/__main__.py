@@ -24,7 +24,7 @@ attn_grad.npy (L × L); not mixlens-attn's residual_grad_{k}.npy or its PNG char
 Vision Mamba classifier (VisionModel) on a .png (pixels / 255, ImageNet-normalized) or a .npy
 (as stored, unless --normalize): logits.npy (classes), the maps of the combined matrices, and
 cls_raw.npy / cls_rollout.npy, the classifier's row over the patch grid; --target-token is its class.
---device cuda computes a language model on the GPU (the package's CUDA backend). Exit status: 0
+--device cuda computes on the GPU (the package's CUDA backend). Exit status: 0
 success, 1 failure, 2 bad usage.
 """
 
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "ImageNet-normalized) or a height x width x 3 .npy (as stored)")
     p.add_argument("--normalize", action="store_true", help="--image: ImageNet-normalize a .npy of values in [0, 1]")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="where a language model computes (cuda: the package's CUDA backend, float32)")
+                   help="where the model computes (cuda: the package's CUDA backend, float32)")
     p.add_argument("--tokenizer", help="a Hugging Face tokenizer.json (default: the model folder's)")
     p.add_argument("--out", required=True, help="output folder (replaced only if empty or a former output)")
     p.add_argument("--form", choices=["paper", "unified"], default="paper",
@@ -371,8 +371,6 @@ def main(argv: list[str] | None = None) -> int:
             raise mixlens.Error("--target-position is for the language models: a Vision Mamba's target is the class "
                                 "logit of its head (give the class with --target-token)")
         if args.device != "cpu":
-            if vision:
-                raise mixlens.Error("--device cuda: the Python package runs Vision Mamba on the host")
             model = model.to(args.device)
         layers = None if args.layers == "all" else _int_list(args.layers, "--layers")
         if args.save_alpha == "all":

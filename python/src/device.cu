@@ -9,6 +9,8 @@
 
 #include "device.hpp"
 #include "mixlens/gpu/models/mamba.cuh"
+#include "mixlens/gpu/models/vim.cuh"
+#include "mixlens/models/vim_attribution.hpp"
 #include "mixlens/models/mamba_batch.hpp"
 
 namespace mixlens::python::cuda {
@@ -176,6 +178,47 @@ attention_data<float> attention_from_projections(const model& m, index_t L, cons
     return held_data(run_attention_from_projections(be, w, m.device(), L, captured, layers, save, form, reduction,
                                                     std::move(own_logits), deviation));
   });
+}
+
+class vision_model {
+ public:
+  vision_model(gpu::device_vim_weights w, int device) : weights_(std::move(w)), device_(device) {}
+  [[nodiscard]] const models::vim_weights<float>& weights() const { return weights_.view(); }
+  [[nodiscard]] int device() const { return device_; }
+
+ private:
+  gpu::device_vim_weights weights_;
+  int device_;
+};
+
+std::shared_ptr<const vision_model> upload(const models::vim_model<float>& m, int device) {
+  const device_guard on(device);
+  return std::make_shared<const vision_model>(gpu::to_device(m), device);
+}
+
+result_array<float> forward(const vision_model& m, tensor_view<const float, 3> image) {
+  const device_guard on(m.device());
+  const gpu::device_backend be;
+  auto logits = models::vim_forward(be, m.weights(), image, [](const auto&) {});
+  be.synchronize();
+  auto r = keep_result(std::move(logits), {static_cast<std::size_t>(m.weights().config.num_classes)}, m.device());
+  hold(r);
+  return r;
+}
+
+attention_data<float> attention(const vision_model& m, tensor_view<const float, 3> image,
+                                const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                                models::attention_form form, channel_reduction reduction, row_selection rows) {
+  const device_guard on(m.device());
+  const resident_backend be;
+  return held_data(run_vim_attention(be, m.weights(), m.device(), image, layers, save, form, reduction, std::move(rows)));
+}
+
+models::attribution_result attribute(const vision_model& m, tensor_view<const float, 3> image,
+                                     models::attribution_method method, index_t target_class,
+                                     const models::attribute_options& options) {
+  const device_guard on(m.device());
+  return models::attribute(gpu::device_backend{}, m.weights(), image, method, target_class, options);
 }
 
 result_array<float> to_device(std::span<const float> values, std::vector<std::size_t> shape, int device) {

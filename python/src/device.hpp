@@ -14,6 +14,7 @@
 #include "attention.hpp"
 #include "mixlens/models/attribute.hpp"
 #include "mixlens/models/language_model.hpp"
+#include "mixlens/models/vim_model.hpp"
 
 namespace mixlens::python::cuda {
 
@@ -53,6 +54,23 @@ class model;
                                                                const std::vector<index_t>& save,
                                                                models::attention_form form, channel_reduction reduction,
                                                                const float* logits, std::vector<double>& deviation);
+
+// A float32 Vision Mamba classifier's weights in device memory, and its
+// forward pass, maps and attributions there (the image: host memory).
+class vision_model;
+
+[[nodiscard]] std::shared_ptr<const vision_model> upload(const models::vim_model<float>& m, int device);
+
+[[nodiscard]] result_array<float> forward(const vision_model& m, tensor_view<const float, 3> image);
+
+[[nodiscard]] attention_data<float> attention(const vision_model& m, tensor_view<const float, 3> image,
+                                              const std::vector<index_t>& layers, const std::vector<index_t>& save,
+                                              models::attention_form form, channel_reduction reduction,
+                                              row_selection rows);
+
+[[nodiscard]] models::attribution_result attribute(const vision_model& m, tensor_view<const float, 3> image,
+                                                   models::attribution_method method, index_t target_class,
+                                                   const models::attribute_options& options);
 
 // Host values copied into device memory of `device` (small results: the attribution scores).
 [[nodiscard]] result_array<float> to_device(std::span<const float> values, std::vector<std::size_t> shape, int device);

@@ -191,6 +191,27 @@ nb::dict config_dict(const models::mamba2_config& c) {
   return d;
 }
 
+// Refuses a model on CUDA device `device` that cannot go there (no usable
+// device, or float64 weights), naming `device` in `where`.
+void check_device(std::string_view where, int device, bool float32) {
+  if (const std::string why = cuda_unavailable(device); !why.empty()) fail(where, "device", "a usable CUDA device", why);
+  if (!float32)
+    fail(where, "device", "'cpu' for a float64 model (the CUDA backend computes in float32: load with dtype='float32')",
+         "'cuda:" + std::to_string(device) + "'");
+}
+
+std::string device_name(int device) { return device < 0 ? "cpu" : "cuda:" + std::to_string(device); }
+
+// Host values as a result on `device`: an array of fw on the host, a CUDA tensor on the GPU.
+template <class T>
+nb::object values_on(int device, const std::vector<T>& v, std::vector<std::size_t> shape, framework fw) {
+#ifdef MIXLENS_PYTHON_CUDA
+  if constexpr (std::is_same_v<T, float>)
+    if (device >= 0) return to_python(cuda::to_device(std::span<const float>(v), std::move(shape), device), fw);
+#endif
+  return copy_output(v.data(), std::move(shape), fw);
+}
+
 class py_model {
  public:
   using any_model = std::variant<models::language_model<float>, models::language_model<double>>;
@@ -200,11 +221,7 @@ class py_model {
   py_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device)
       : model_(std::move(m)), path_(std::move(path)), device_(device) {
     if (device_ < 0) return;
-    constexpr std::string_view where = "mixlens.Model.to";
-    if (const std::string why = cuda_unavailable(device_); !why.empty()) fail(where, "device", "a usable CUDA device", why);
-    if (model_->index() != 0)
-      fail(where, "device", "'cpu' for a float64 model (the CUDA backend computes in float32: load with dtype='float32')",
-           "'" + device_name() + "'");
+    check_device("mixlens.Model.to", device_, model_->index() == 0);
 #ifdef MIXLENS_PYTHON_CUDA
     nb::gil_scoped_release release;
     gpu_ = cuda::upload(std::get<0>(*model_), device_);
@@ -216,7 +233,7 @@ class py_model {
     return std::visit([&](const auto& lm) -> decltype(auto) { return std::visit(f, lm); }, *model_);
   }
 
-  [[nodiscard]] std::string device_name() const { return device_ < 0 ? "cpu" : "cuda:" + std::to_string(device_); }
+  [[nodiscard]] std::string device_name() const { return python::device_name(device_); }
   [[nodiscard]] bool on_cuda() const { return device_ >= 0; }
   [[nodiscard]] std::unique_ptr<py_model> to(nb::handle device) const {
     return std::make_unique<py_model>(model_, path_, device_index("mixlens.Model.to", device));
@@ -333,8 +350,9 @@ class py_model {
       }
       const auto L = ids.size();
       const std::vector<T> scores(r.scores.begin(), r.scores.end()), full(r.matrix.begin(), r.matrix.end());
-      return attribution_output{method_name, r.target.position, r.target.token, r.value, output(scores, {L}, fw),
-                                full.empty() ? nb::none() : output(full, {L, L}, fw)};
+      return attribution_output{method_name, r.target.position, r.target.token, r.value,
+                                values_on(device_, scores, {L}, fw),
+                                full.empty() ? nb::none() : values_on(device_, full, {L, L}, fw)};
     });
   }
 
@@ -491,16 +509,6 @@ class py_model {
   }
 
  private:
-  // Host values as a result on the model's device: an array of fw on the host, a CUDA tensor on the GPU.
-  template <class T>
-  [[nodiscard]] nb::object output(const std::vector<T>& v, std::vector<std::size_t> shape, framework fw) const {
-#ifdef MIXLENS_PYTHON_CUDA
-    if constexpr (std::is_same_v<T, float>)
-      if (gpu_) return to_python(cuda::to_device(std::span<const float>(v), std::move(shape), device_), fw);
-#endif
-    return copy_output(v.data(), std::move(shape), fw);
-  }
-
   [[nodiscard]] static bool contains_method(const std::vector<models::attribution_method>& v, models::attribution_method m) {
     return std::find(v.begin(), v.end(), m) != v.end();
   }
@@ -591,22 +599,35 @@ class py_model {
 };
 
 // A Vision Mamba classifier (models/vim_model.hpp) loaded by mixlens.load, on
-// the host: its forward pass, hidden attention and attributions, as mixlens-attn
-// --image computes them.
+// the host or a GPU: its forward pass, hidden attention and attributions, as
+// mixlens-attn --image computes them.
 class py_vision_model {
  public:
   using any_model = std::variant<models::vim_model<float>, models::vim_model<double>>;
 
-  py_vision_model(any_model m, std::filesystem::path path) : model_(std::move(m)), path_(std::move(path)) {}
+  // As py_model: on the host (device −1) or with the weights on that CUDA device.
+  py_vision_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device)
+      : model_(std::move(m)), path_(std::move(path)), device_(device) {
+    if (device_ < 0) return;
+    check_device("mixlens.VisionModel.to", device_, model_->index() == 0);
+#ifdef MIXLENS_PYTHON_CUDA
+    nb::gil_scoped_release release;
+    gpu_ = cuda::upload(std::get<0>(*model_), device_);
+#endif
+  }
 
   template <class F>
   decltype(auto) visit(F&& f) const {
-    return std::visit(f, model_);
+    return std::visit(f, *model_);
+  }
+  [[nodiscard]] std::string device_name() const { return python::device_name(device_); }
+  [[nodiscard]] std::unique_ptr<py_vision_model> to(nb::handle device) const {
+    return std::make_unique<py_vision_model>(model_, path_, device_index("mixlens.VisionModel.to", device));
   }
   [[nodiscard]] const models::vim_config& cfg() const {
     return visit([](const auto& m) -> const models::vim_config& { return m.config; });
   }
-  [[nodiscard]] std::string dtype() const { return model_.index() == 0 ? "float32" : "float64"; }
+  [[nodiscard]] std::string dtype() const { return model_->index() == 0 ? "float32" : "float64"; }
   [[nodiscard]] index_t num_layers() const { return visit([](const auto& m) { return m.num_layers(); }); }
   [[nodiscard]] index_t parameter_count() const { return visit([](const auto& m) { return m.parameter_count(); }); }
   [[nodiscard]] std::vector<std::string> unused_tensors() const {
@@ -641,6 +662,17 @@ class py_vision_model {
     return visit([&](const auto& m) -> nb::object {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
       const auto input = image_of<T>(image, normalize, "mixlens.VisionModel.forward");
+#ifdef MIXLENS_PYTHON_CUDA
+      if constexpr (std::is_same_v<T, float>)
+        if (gpu_) {
+          result_array<float> logits;
+          {
+            nb::gil_scoped_release release;
+            logits = cuda::forward(*gpu_, input.view());
+          }
+          return to_python(logits, framework::torch);
+        }
+#endif
       return make_output<T>({static_cast<std::size_t>(cfg().num_classes)}, framework_of(image), [&](T* out) {
         const auto weights = models::host_weights(m);
         const auto logits = models::vim_forward(host_backend<T>{}, weights.view(), input.view(), [](const auto&) {});
@@ -667,9 +699,15 @@ class py_vision_model {
       attention_data<T> data;
       {
         nb::gil_scoped_release release;
-        const auto weights = models::host_weights(m);
-        data = run_vim_attention(host_backend<T>{}, weights.view(), -1, input.view(), layers, save, form, reduction,
-                                 std::move(rows));
+#ifdef MIXLENS_PYTHON_CUDA
+        if constexpr (std::is_same_v<T, float>)
+          if (gpu_) data = cuda::attention(*gpu_, input.view(), layers, save, form, reduction, std::move(rows));
+#endif
+        if (!data.logits) {
+          const auto weights = models::host_weights(m);
+          data = run_vim_attention(host_backend<T>{}, weights.view(), -1, input.view(), layers, save, form, reduction,
+                                   std::move(rows));
+        }
       }
       auto r = py_model::to_result(data, layers, form_name, framework_of(image));
       r.raw_range = data.rows.empty() ? "tensor" : raw_range;
@@ -692,14 +730,20 @@ class py_vision_model {
       models::attribution_result r;
       {
         nb::gil_scoped_release release;
-        r = models::attribute(m, tensor_view<const T, 3>(input.view()), method, target_class.value_or(-1), options);
+        const tensor_view<const T, 3> iv(input.view());
+        bool on_device = false;
+#ifdef MIXLENS_PYTHON_CUDA
+        if constexpr (std::is_same_v<T, float>)
+          if (gpu_) r = cuda::attribute(*gpu_, iv, method, target_class.value_or(-1), options), on_device = true;
+#endif
+        if (!on_device) r = models::attribute(m, iv, method, target_class.value_or(-1), options);
       }
       const auto L = static_cast<std::size_t>(cfg().sequence_length());
       const framework fw = framework_of(image);
       const std::vector<T> scores(r.scores.begin(), r.scores.end()), full(r.matrix.begin(), r.matrix.end());
       return attribution_output{method_name, r.target.position, r.target.token, r.value,
-                                copy_output(scores.data(), {L}, fw),
-                                full.empty() ? nb::none() : copy_output(full.data(), {L, L}, fw)};
+                                values_on(device_, scores, {L}, fw),
+                                full.empty() ? nb::none() : values_on(device_, full, {L, L}, fw)};
     });
   }
 
@@ -708,7 +752,9 @@ class py_vision_model {
   // ImageNet-normalized first (normalize: pixels in [0, 1]).
   template <class T>
   [[nodiscard]] tensor<T, 3> image_of(nb::handle image, bool normalize, std::string_view where) const {
-    const auto a = get<T>(image, where, "image");
+    // The forward pass cuts the image into patches on the host: a CUDA tensor is copied there.
+    const bool on_gpu = is_torch(image) && nb::hasattr(image, "device") && str_of(image.attr("device")) != "cpu";
+    const auto a = get<T>(on_gpu ? nb::object(image.attr("cpu")()) : nb::borrow(image), where, "image");
     check_ndim(where, "image", a, 3, "height x width x channels");
     const auto& c = cfg();
     if (static_cast<index_t>(a.shape(0)) != c.image_height || static_cast<index_t>(a.shape(1)) != c.image_width ||
@@ -723,8 +769,12 @@ class py_vision_model {
     return t;
   }
 
-  any_model model_;
+  std::shared_ptr<const any_model> model_;
   std::filesystem::path path_;
+  int device_ = -1;
+#ifdef MIXLENS_PYTHON_CUDA
+  std::shared_ptr<const cuda::vision_model> gpu_;
+#endif
 };
 
 // mixlens.read_image: a .png as pixels / 255 (values in [0, 1]) or a .npy as stored.
@@ -752,15 +802,12 @@ nb::object load(const std::filesystem::path& path, nb::handle dtype, nb::handle 
     if (const std::string why = cuda_unavailable(where); !why.empty())
       fail("mixlens.load", "device", "a usable CUDA device", why);
   if (models::detect_family(models::detail::model_config_file(path, "mixlens.load: model")) == models::model_family::vim) {
-    if (where >= 0)
-      fail("mixlens.load", "device", "'cpu' for a Vision Mamba classifier (its Python binding runs on the host)",
-           "'" + str_of(device) + "'");
-    py_vision_model::any_model m = [&]() -> py_vision_model::any_model {
+    auto m = std::make_shared<py_vision_model::any_model>([&]() -> py_vision_model::any_model {
       nb::gil_scoped_release release;
       if (name == "float32") return models::load_vim<float>(path);
       return models::load_vim<double>(path);
-    }();
-    return nb::cast(std::make_unique<py_vision_model>(std::move(m), path));
+    }());
+    return nb::cast(std::make_unique<py_vision_model>(std::move(m), path, where));
   }
   auto m = std::make_shared<py_model::any_model>([&]() -> py_model::any_model {
     nb::gil_scoped_release release;
@@ -897,10 +944,14 @@ void bind_models(nb::module_& m) {
       });
 
   nb::class_<py_vision_model>(m, "VisionModel",
-                              "A Vision Mamba classifier loaded by mixlens.load (tools/convert_vim.py's folder), on the host.")
+                              "A Vision Mamba classifier loaded by mixlens.load (tools/convert_vim.py's folder).")
       .def_prop_ro("family", [](const py_vision_model&) { return std::string("Vision Mamba"); })
       .def_prop_ro("dtype", &py_vision_model::dtype, "'float32' or 'float64': weights and arithmetic.")
-      .def_prop_ro("device", [](const py_vision_model&) { return std::string("cpu"); })
+      .def_prop_ro("device", &py_vision_model::device_name,
+                   "'cpu', or 'cuda:N': then forward, attention and attribute run on that GPU (the image is cut\n"
+                   "into patches on the host) and return torch CUDA tensors.")
+      .def("to", &py_vision_model::to, "device"_a, nb::sig("def to(self, device: str | typing.Any) -> VisionModel"),
+           "The same classifier on `device` ('cpu', 'cuda', 'cuda:N' or a torch.device), sharing the host weights.")
       .def_prop_ro("num_layers", &py_vision_model::num_layers)
       .def_prop_ro("num_classes", [](const py_vision_model& v) { return v.cfg().num_classes; })
       .def_prop_ro("sequence_length", [](const py_vision_model& v) { return v.cfg().sequence_length(); },
@@ -956,7 +1007,7 @@ void bind_models(nb::module_& m) {
                 "device: str | typing.Any = 'cpu') -> Model | VisionModel"),
         "Loads the model in the folder `path` (config.json + model.safetensors or its shards), told by\n"
         "config.json: a Mamba, Falcon-Mamba or Mamba-2 language model (Hugging Face or state-spaces layout)\n"
-        "as Model, or a Vision Mamba classifier (tools/convert_vim.py) as VisionModel (host only).\n"
+        "as Model, or a Vision Mamba classifier (tools/convert_vim.py) as VisionModel.\n"
         "dtype: 'float32' (as mixlens-attn) or 'float64'. device: 'cpu', or 'cuda' / 'cuda:N' / a torch.device\n"
         "to compute on that GPU (float32; see Model.to).");
 }

@@ -12,6 +12,7 @@ from conftest import DATA
 torch = pytest.importorskip("torch")
 
 DEMO = DATA / "mamba_demo"
+VIM = DATA / "vim_mid_odd"
 MAMBA2 = DATA / "mamba2_groups_bf16"
 gpu = pytest.mark.skipif(not (mixlens.cuda_available() and torch.cuda.is_available()),
                          reason="needs the CUDA backend and a GPU: " + (mixlens._core.cuda_unavailable() or "no torch GPU"))
@@ -219,3 +220,25 @@ def test_tensors_on_several_devices_are_refused():
 
     with pytest.raises(mixlens.Error, match=r"several CUDA devices: cuda:0, cuda:1"):
         mixlens.s6(OnDevice("cuda:0"), OnDevice("cuda:1"), None, None)
+
+
+@gpu
+def test_vision_model_on_cuda_equals_the_cpu():
+    cpu = mixlens.load(VIM)
+    dev = cpu.to("cuda")
+    assert dev.device == "cuda:0"
+    image = np.load(DATA / "reference" / "vim_mid_odd" / "image.npy")
+    logits = dev.forward(torch.from_numpy(image).cuda())  # a CUDA image is cut into patches on the host
+    assert on_cuda(logits) and relative(logits, cpu.forward(image)) < 1e-5
+    for form in ("paper", "unified"):
+        got, want = dev.attention(image, form=form), cpu.attention(image, form=form)
+        assert on_cuda(got.rollout) and on_cuda(got.alpha[1])
+        for name in ("raw", "rollout"):
+            assert relative(getattr(got, name), getattr(want, name)) < 1e-5
+        assert relative(got.alpha[1], want.alpha[1]) < 1e-5
+    rows = dev.attention(image, rows="cls")
+    assert relative(rows.alpha[0], cpu.attention(image, rows="cls").alpha[0]) < 1e-5
+    for method in ("raw", "rollout", "mamba-attr", "attn-grad", "grad-input", "lrp"):
+        got, want = dev.attribute(image, method), cpu.attribute(image, method)
+        assert on_cuda(got.scores) and (got.position, got.token) == (want.position, want.token)
+        assert relative(got.scores, want.scores) < 1e-4, method

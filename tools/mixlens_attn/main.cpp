@@ -898,12 +898,9 @@ void write_vim_attribution(const options& o, const fs::path& out, const vim_mode
   } else {
     const auto explain = [&](const auto& be, const vim_weights<float>& w) {
       const mixlens::tensor_view<const float, 3> iv(image.view());
-      const mamba_attr_options rollout{
-          .start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d};
-      const attribution_result a = o.method == "grad-input"   ? grad_input(be, w, iv, T)
-                                   : o.method == "lrp"        ? lrp(be, w, iv, T)
-                                   : o.method == "mamba-attr" ? mamba_attr(be, w, iv, T, rollout)
-                                                              : attn_grad(be, w, iv, T, rollout);
+      const attribute_options options{
+          .mamba_attr = {.start_layer = o.start_layer, .full_matrix = true, .unified_skip = !o.attn_grad_without_d}};
+      const attribution_result a = attribute(be, w, iv, *parse_attribution_method(o.method), T, options);
       std::copy(a.scores.begin(), a.scores.end(), scores.begin());
       value = a.value;
       if (!a.matrix.empty()) {

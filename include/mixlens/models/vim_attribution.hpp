@@ -184,31 +184,32 @@ template <class T>
 
 namespace detail {
 
-// The forward pass on the host with the channel mean of every layer's combined
+// The forward pass on `be` with the channel mean of every layer's combined
 // α (the block's own combination): the target, its value and the row the head
 // reads of raw attention (or of the rollout); no maps for `maps = false`.
-template <class T>
-[[nodiscard]] attribution_result vim_attention_row(const vim_model<T>& m, tensor_view<const T, 3> image,
-                                                   index_t target_class, bool maps, bool rollout) {
+template <class Backend, class T>
+[[nodiscard]] attribution_result vim_attention_row(const Backend& be, const vim_weights<T>& w,
+                                                   tensor_view<const T, 3> image, index_t target_class, bool maps,
+                                                   bool rollout) {
   constexpr std::string_view where = "mixlens::models::attribute";
-  const index_t L = m.config.sequence_length(), read = vim_read_position(m.config);
-  check_vim_class(where, target_class, m.config.num_classes);  // before the forward pass
-  const host_backend<T> be;
-  const auto weights = host_weights(m);
-  analysis::model_maps<host_backend<T>> acc(be, L);
+  const index_t L = w.config.sequence_length(), read = vim_read_position(w.config);
+  check_vim_class(where, target_class, w.config.num_classes);  // before the forward pass
+  analysis::model_maps<Backend> acc(be, L);
   auto map = be.alloc(L * L), minmax = be.alloc(3), out = be.alloc(L * L);
-  const auto logits = vim_forward(be, weights.view(), image, [&](const vim_layer_signals<T>& s) {
+  const auto logits = vim_forward(be, w, image, [&](const vim_layer_signals<T>& s) {
     if (!maps) return;
     const auto f = s.forward.ssm(), b = s.backward.ssm();
     analysis::aggregate_bidirectional(be, f, b, s.scale, channel_reduction::mean, map.data(), minmax.data());
     analysis::check_finite_blocks(be, f, b, minmax.data(), "mixlens::analysis::raw_attention");
     acc.add(map.data(), minmax.data());
   });
-  const index_t c = resolve_vim_class(where, std::span<const T>(logits), target_class);
-  attribution_result r{{read, c}, double(logits[static_cast<std::size_t>(c)]), {}, {}};
-  if (maps && m.num_layers() > 0) {
+  const auto host_logits = be.download(logits.data(), w.config.num_classes);
+  const index_t c = resolve_vim_class(where, std::span<const T>(host_logits), target_class);
+  attribution_result r{{read, c}, double(host_logits[static_cast<std::size_t>(c)]), {}, {}};
+  if (maps && w.num_layers() > 0) {
     const T* p = rollout ? acc.rollout() : (acc.raw(out.data()), out.data());
-    r.scores = read_row(std::vector<double>(p, p + L * L), L, read);
+    const auto row = be.download(p, L * L);
+    r.scores = read_row(std::vector<double>(row.begin(), row.end()), L, read);
   }
   return r;
 }
@@ -216,25 +217,34 @@ template <class T>
 }  // namespace detail
 
 // Scores over the sequence positions of the classifier's input for the logit of
-// `target_class` (negative: the argmax), by `method`, on the host.
-template <class T>
-[[nodiscard]] attribution_result attribute(const vim_model<T>& m, tensor_view<const T, 3> image,
+// `target_class` (negative: the argmax), by `method`, on any backend with the
+// model's weights in its memory (host_weights, gpu::to_device).
+template <class Backend, class T>
+[[nodiscard]] attribution_result attribute(const Backend& be, const vim_weights<T>& w, tensor_view<const T, 3> image,
                                            attribution_method method, index_t target_class = -1,
                                            const attribute_options& options = {}) {
   switch (method) {
-    case attribution_method::raw: return detail::vim_attention_row(m, image, target_class, true, false);
-    case attribution_method::rollout: return detail::vim_attention_row(m, image, target_class, true, true);
-    case attribution_method::mamba_attr: return mamba_attr(m, image, target_class, options.mamba_attr);
-    case attribution_method::grad_input: return grad_input(m, image, target_class);
-    case attribution_method::attn_grad: return attn_grad(m, image, target_class, options.mamba_attr);
-    case attribution_method::lrp: return lrp(m, image, target_class);
+    case attribution_method::raw: return detail::vim_attention_row(be, w, image, target_class, true, false);
+    case attribution_method::rollout: return detail::vim_attention_row(be, w, image, target_class, true, true);
+    case attribution_method::mamba_attr: return mamba_attr(be, w, image, target_class, options.mamba_attr);
+    case attribution_method::grad_input: return grad_input(be, w, image, target_class);
+    case attribution_method::attn_grad: return attn_grad(be, w, image, target_class, options.mamba_attr);
+    case attribution_method::lrp: return lrp(be, w, image, target_class);
     case attribution_method::random: {
-      auto r = detail::vim_attention_row(m, image, target_class, false, false);
-      r.scores = analysis::random_scores(m.config.sequence_length(), options.seed);
+      auto r = detail::vim_attention_row(be, w, image, target_class, false, false);
+      r.scores = analysis::random_scores(w.config.sequence_length(), options.seed);
       return r;
     }
   }
   mixlens::detail::fail("mixlens::models::attribute", "method", attribution_method_list(), static_cast<int>(method));
+}
+
+// The same on the host, for a loaded model.
+template <class T>
+[[nodiscard]] attribution_result attribute(const vim_model<T>& m, tensor_view<const T, 3> image,
+                                           attribution_method method, index_t target_class = -1,
+                                           const attribute_options& options = {}) {
+  return attribute(host_backend<T>{}, host_weights(m).view(), image, method, target_class, options);
 }
 
 }  // namespace mixlens::models
