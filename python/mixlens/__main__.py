@@ -19,8 +19,9 @@ equal) and sequences.json beside them. --rows writes only the selected rows: alp
 (D × R × L), map_rows_{k}.npy and raw_rows.npy (R × L; raw_rows_rowrange.npy with --raw-range
 rows) and rows.json, no rollout. --method also explains one logit as mixlens-attn --method does
 (Model.attribute): attribution.npy (L, float32), target.json (method, position, token, value, and the
-token's text with a tokenizer) and, for mamba-attr and attn-grad, the whole rollout mamba_attr.npy /
-attn_grad.npy (L × L); not mixlens-attn's residual_grad_{k}.npy or its PNG chart. --image runs a
+token's text with a tokenizer), for mamba-attr and attn-grad the whole rollout mamba_attr.npy /
+attn_grad.npy (L × L), and for a gradient method residual_grad_{k}.npy (L × d_model) of the analysed
+layers (Model.gradients); not mixlens-attn's PNG chart. --image runs a
 Vision Mamba classifier (VisionModel) on a .png (pixels / 255, ImageNet-normalized) or a .npy
 (as stored, unless --normalize): logits.npy (classes), the maps of the combined matrices, and
 cls_raw.npy / cls_rollout.npy, the classifier's row over the patch grid; --target-token is its class.
@@ -241,9 +242,13 @@ def _dataset_mean(maps: list[np.ndarray]) -> np.ndarray:
     return (total / count).astype(maps[0].dtype)
 
 
-def _attribution(model, tokens: np.ndarray, args: argparse.Namespace,
-                 tokenizer_file: str | None) -> dict[str, np.ndarray | str]:
-    """--method's files: attribution.npy, target.json and the rollout recipes' whole matrix."""
+GRADIENT_METHODS = ("mamba-attr", "attn-grad", "grad-input", "lrp")
+
+
+def _attribution(model, tokens: np.ndarray, args: argparse.Namespace, tokenizer_file: str | None,
+                 layers: list[int]) -> dict[str, np.ndarray | str]:
+    """--method's files: attribution.npy, target.json, the rollout recipes' whole matrix and, for a
+    gradient method, residual_grad_{k}.npy of the analysed layers (under LRP's rules for lrp)."""
     whole = args.method in ("mamba-attr", "attn-grad")
     a = model.attribute(tokens, args.method, target_position=args.target_position, target_token=args.target_token,
                         start_layer=args.start_layer, matrix=whole, attn_grad_without_d=args.attn_grad_without_d)
@@ -254,6 +259,11 @@ def _attribution(model, tokens: np.ndarray, args: argparse.Namespace,
                                           "target.json": json.dumps(target) + "\n"}
     if whole:
         files[args.method.replace("-", "_") + ".npy"] = np.asarray(_host(a.matrix), dtype=np.float32)
+    if args.method in GRADIENT_METHODS and layers:
+        g = model.gradients(tokens, target_position=a.position, target_token=a.token,
+                            rule="lrp" if args.method == "lrp" else "gradient", signals=["residual"])
+        for k in layers:
+            files[f"residual_grad_{k}.npy"] = np.asarray(_host(g["layers"][k]["residual"]), dtype=np.float32)
     return files
 
 
@@ -418,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             if tokenizer_file is not None:
                 files[prefix + "tokens.json"] = _tokens_json(tokens, tokenizer_file)
             if args.method is not None:
-                files.update({prefix + name: v for name, v in _attribution(model, tokens, args, tokenizer_file).items()})
+                files.update({prefix + name: v
+                              for name, v in _attribution(model, tokens, args, tokenizer_file, att.layers).items()})
             if batch:
                 entry = {"folder": prefix[:-1], "length": len(tokens)}
                 if args.texts is not None:

@@ -1,4 +1,4 @@
-// What Model.attention, VisionModel.attention and mixlens.hf.attention compute, written once against the
+// What Model.attention, VisionModel.attention, mixlens.hf.attention and Model.gradients compute, written once against the
 // backend so that the host build (models.cpp) and the CUDA build (device.cu) share
 // it: per analysed layer the channel aggregate of its matrices (and the matrices
 // when asked), then the raw attention averaged over the layers and the rollout;
@@ -22,7 +22,9 @@
 #include "mixlens/backend.hpp"
 #include "mixlens/models/mamba_attention.hpp"
 #include "mixlens/models/mamba_forward.hpp"
+#include "mixlens/models/mamba2_backward.hpp"
 #include "mixlens/models/mamba2_forward.hpp"
+#include "mixlens/models/mamba_backward.hpp"
 #include "mixlens/models/vim_attention.hpp"
 #include "mixlens/models/vim_forward.hpp"
 
@@ -269,6 +271,47 @@ attention_data<typename Backend::value_type> run_attention_from_projections(
     }
   }
   return collect.finish(std::move(logits), {static_cast<std::size_t>(L), static_cast<std::size_t>(weights.vocab_size())});
+}
+
+// Model.gradients: the gradients of one logit with respect to the activations
+// (models::mamba_gradients), each in the layout of its forward signal: the
+// embedding and the residual stream time-major (L × H), u, Δ and ssm_out
+// channel-major (rows × L), B and C (groups × N × L). Layers hold (name, array)
+// for the signals asked for.
+template <class T>
+struct gradients_data {
+  models::gradient_target target;
+  double value = 0;
+  result_array<T> embedding;
+  std::vector<std::vector<std::pair<std::string, result_array<T>>>> layers;
+};
+
+template <class Backend, class Weights>
+gradients_data<typename Backend::value_type> run_gradients(const Backend& be, const Weights& w, int device,
+                                                           std::span<const index_t> tokens,
+                                                           models::gradient_target target,
+                                                           const models::gradient_options& options) {
+  using T = typename Backend::value_type;
+  auto g = models::mamba_gradients(be, w, tokens, target, options);
+  be.synchronize();
+  const auto L = tokens.size(), H = static_cast<std::size_t>(w.config.hidden_size),
+             N = static_cast<std::size_t>(w.config.state_size);
+  gradients_data<T> d{g.target, g.value, {}, {}};
+  if (g.embedding.size()) d.embedding = keep_result(std::move(g.embedding), {L, H}, device);
+  for (auto& lg : g.layers) {
+    auto& out = d.layers.emplace_back();
+    const auto add = [&](const char* name, auto& a, std::vector<std::size_t> shape) {
+      if (a.size()) out.emplace_back(name, keep_result(std::move(a), std::move(shape), device));
+    };
+    const auto rows = [&](const auto& a) { return static_cast<std::size_t>(a.size()) / L; };
+    add("residual", lg.residual, {L, H});
+    add("u", lg.u, {rows(lg.u), L});
+    add("delta", lg.delta, {rows(lg.delta), L});
+    add("b", lg.b, {rows(lg.b) / N, N, L});
+    add("c", lg.c, {rows(lg.c) / N, N, L});
+    add("ssm_out", lg.ssm_out, {rows(lg.ssm_out), L});
+  }
+  return d;
 }
 
 }  // namespace mixlens::python

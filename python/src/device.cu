@@ -152,6 +152,18 @@ models::attribution_result attribute(const model& m, std::span<const index_t> to
   return m.visit([&](const auto& w) { return models::attribute(gpu::device_backend{}, w, tokens, method, target, options); });
 }
 
+gradients_data<float> gradients(const model& m, std::span<const index_t> tokens, models::gradient_target target,
+                                const models::gradient_options& options) {
+  const device_guard on(m.device());
+  return m.visit([&](const auto& w) {
+    auto d = run_gradients(gpu::device_backend{}, w, m.device(), tokens, target, options);
+    hold(d.embedding);
+    for (auto& layer : d.layers)
+      for (auto& [name, a] : layer) hold(a);
+    return d;
+  });
+}
+
 std::vector<models::method_faithfulness> faithfulness(const model& m, std::span<const index_t> tokens,
                                                       std::span<const models::attribution_method> methods,
                                                       models::gradient_target target,

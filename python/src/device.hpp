@@ -40,6 +40,9 @@ class model;
                                                    models::attribution_method method, models::gradient_target target,
                                                    const models::attribute_options& options);
 
+[[nodiscard]] gradients_data<float> gradients(const model& m, std::span<const index_t> tokens,
+                                              models::gradient_target target, const models::gradient_options& options);
+
 // mixlens-eval --device cuda on one sequence: the batched evaluator, at most
 // max_tokens token ids per pass, TF32 products for the perturbed sequences with tf32.
 [[nodiscard]] std::vector<models::method_faithfulness> faithfulness(

@@ -356,6 +356,58 @@ class py_model {
     });
   }
 
+  [[nodiscard]] nb::dict gradients(nb::handle tokens, std::optional<index_t> target_position,
+                                   std::optional<index_t> target_token, const std::string& rule,
+                                   std::optional<std::vector<std::string>> signals) const {
+    constexpr std::string_view where = "mixlens.Model.gradients";
+    const auto ids = token_ids(tokens, where);
+    const framework fw = framework_of(tokens);
+    if (rule != "gradient" && rule != "lrp") fail(where, "rule", "'gradient' or 'lrp'", "'" + rule + "'");
+    models::gradient_options options{.rule = rule == "lrp" ? models::propagation::lrp : models::propagation::gradient,
+                                     .embedding = false};
+    for (const auto& name : signals.value_or(std::vector<std::string>{"embedding", "residual"})) {
+      bool* flag = name == "embedding" ? &options.embedding : name == "residual" ? &options.residual
+                   : name == "u"       ? &options.u         : name == "delta"    ? &options.delta
+                   : name == "b"       ? &options.b         : name == "c"        ? &options.c
+                   : name == "ssm_out" ? &options.ssm_out   : nullptr;
+      if (!flag)
+        fail(where, "signals", "names among 'embedding', 'residual', 'u', 'delta', 'b', 'c', 'ssm_out'", "'" + name + "'");
+      *flag = true;
+    }
+    const models::gradient_target target{target_position.value_or(-1), target_token.value_or(-1)};
+    const name_map names{{"target.position", "target_position"}, {"target.token", "target_token"}};
+    return with_names(names, [&] { return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      models::check_tokens(m.vocab_size(), std::span<const index_t>(ids), "tokens");
+      gradients_data<T> g;
+      {
+        nb::gil_scoped_release release;
+        bool on_device = false;
+#ifdef MIXLENS_PYTHON_CUDA
+        if constexpr (std::is_same_v<T, float>)
+          if (gpu_) g = cuda::gradients(*gpu_, std::span<const index_t>(ids), target, options), on_device = true;
+#endif
+        if (!on_device) {
+          const auto weights = models::host_weights(m);
+          g = run_gradients(host_backend<T>{}, weights.view(), -1, std::span<const index_t>(ids), target, options);
+        }
+      }
+      nb::dict out;
+      out["position"] = g.target.position;
+      out["token"] = g.target.token;
+      out["value"] = g.value;
+      if (g.embedding) out["embedding"] = to_python(g.embedding, fw);
+      nb::list layers;
+      for (const auto& layer : g.layers) {
+        nb::dict d;
+        for (const auto& [name, a] : layer) d[nb::str(name.c_str())] = to_python(a, fw);
+        layers.append(d);
+      }
+      out["layers"] = layers;
+      return out;
+    }); });
+  }
+
   [[nodiscard]] nb::dict faithfulness(nb::handle tokens, std::optional<std::vector<std::string>> method_names,
                                       index_t steps, const std::string& mode, index_t replace_token,
                                       std::optional<index_t> target_position, std::optional<index_t> target_token,
@@ -917,6 +969,18 @@ void bind_models(nb::module_& m) {
            "rollout; matrix: also their whole rollout; attn_grad_without_d: attn-grad's unified matrices\n"
            "without D, as the authors' code; seed: the random scores'. On the host; returns Attribution\n"
            "with the scores in the caller's framework and the model's dtype.")
+      .def("gradients", &py_model::gradients, "tokens"_a, "target_position"_a = nb::none(),
+           "target_token"_a = nb::none(), "rule"_a = "gradient", "signals"_a = nb::none(),
+           nb::sig("def gradients(self, tokens: numpy.typing.ArrayLike, target_position: int | None = None, "
+                   "target_token: int | None = None, rule: str = 'gradient', "
+                   "signals: collections.abc.Sequence[str] | None = None) -> dict[str, typing.Any]"),
+           "The gradients of the logit logits[P][T] (P = target_position, None: the last; T = target_token,\n"
+           "None: the argmax at P) with respect to the activations, by the library's backward pass\n"
+           "(models::mamba_gradients; rule 'lrp': under MambaLRP's rules). signals (default 'embedding',\n"
+           "'residual'): 'embedding' (L x H, the embedding output), and per layer 'residual' (L x H, the\n"
+           "stream entering it; mixlens-attn's residual_grad_{k}.npy), 'u', 'delta', 'ssm_out' (rows x L)\n"
+           "and 'b', 'c' (groups x N x L). Returns {'position', 'token', 'value', 'embedding', 'layers':\n"
+           "[{signal: array} per layer]}, arrays in the caller's framework (CUDA tensors on the GPU).")
       .def("faithfulness", &py_model::faithfulness, "tokens"_a, "methods"_a = nb::none(), "steps"_a = 10,
            "mode"_a = "replace", "replace_token"_a = 0, "target_position"_a = nb::none(), "target_token"_a = nb::none(),
            "random_draws"_a = 10, "seed"_a = 0, "start_layer"_a = 0, "attn_grad_without_d"_a = false, "threads"_a = 1,

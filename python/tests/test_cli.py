@@ -318,6 +318,12 @@ def test_cli_method_matches_mixlens_attn(tmp_path):
         cc, py = (json.loads((tmp_path / d / "target.json").read_text()) for d in ("cc", "py"))
         assert (cc["position"], cc["token"]) == (py["position"], py["token"])
         assert abs(cc["value"] - py["value"]) <= 1e-6 * abs(cc["value"])
+        grads = sorted(f for f in os.listdir(tmp_path / "cc") if f.startswith("residual_grad_"))
+        assert grads == sorted(f for f in os.listdir(tmp_path / "py") if f.startswith("residual_grad_"))
+        assert len(grads) == (4 if method != "rollout" else 0)
+        for f in grads:
+            want, got = np.load(tmp_path / "cc" / f), np.load(tmp_path / "py" / f)
+            assert np.abs(got - want).max() <= 1e-6 * np.abs(want).max(), (method, f)
 
 
 VIM = DATA / "vim_mid_odd"
