@@ -178,16 +178,17 @@ def attention(model: Any, input_ids: Any, layers: list[int] | None = None, form:
         capture.close()
         model.train(was_training)
 
-    def host(t: Any) -> Any:  # to where the library computes
+    def moved(t: Any) -> Any:  # to where the library computes, in its layout and dtype
         return t.to(device=target, dtype=dtype).contiguous()
 
     results = []
     for b in range(ids.shape[0]):
-        projections = [host(capture.projection[k][b]) for k in wanted]
-        checks = [host(capture.check[k][b]) for k in wanted]
+        projections = [moved(capture.projection[k][b]) for k in wanted]
+        checks = [moved(capture.check[k][b]) for k in wanted]
+        sequence_logits = moved(logits[b])
         if on_gpu:  # the library's kernels run on the legacy default stream: torch's work must be done
             torch.cuda.current_stream(target).synchronize()
-        att, deviation = mm._attention_from_capture(wanted, projections, checks, host(logits[b]), form, alpha,
+        att, deviation = mm._attention_from_capture(wanted, projections, checks, sequence_logits, form, alpha,
                                                     reduction)
         for k, d in zip(wanted, deviation):
             if not d <= _TOLERANCE[mm.dtype]:

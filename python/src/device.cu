@@ -8,6 +8,7 @@
 #include <variant>
 
 #include "device.hpp"
+#include "device_memory.cuh"
 #include "mixlens/gpu/models/mamba.cuh"
 #include "mixlens/gpu/models/vim.cuh"
 #include "mixlens/models/vim_attribution.hpp"
@@ -15,21 +16,6 @@
 
 namespace mixlens::python::cuda {
 namespace {
-
-// Makes `device` current for the guard's lifetime.
-class device_guard {
- public:
-  explicit device_guard(int device) {
-    MIXLENS_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (device != previous_) MIXLENS_CUDA_CHECK(cudaSetDevice(device));
-  }
-  device_guard(const device_guard&) = delete;
-  device_guard& operator=(const device_guard&) = delete;
-  ~device_guard() { cudaSetDevice(previous_); }
-
- private:
-  int previous_ = 0;
-};
 
 // The device backend whose copies of a layer's matrices (the aggregates'
 // host_copy) go to device memory: Model.attention's alpha stays on the GPU.
@@ -45,23 +31,6 @@ constexpr bool mixlens::python::copies_stay_on_backend<mixlens::python::cuda::re
 
 namespace mixlens::python::cuda {
 namespace {
-
-// A device result whose memory is freed with its own device current, whichever
-// is current when Python lets it go.
-template <class T>
-void hold(result_array<T>& r) {
-  if (!r || r.device < 0) return;
-  auto owner = std::make_shared<std::pair<int, std::shared_ptr<const T>>>(r.device, std::move(r.values));
-  const T* data = owner->second.get();
-  std::shared_ptr<const T> wrapped(data, [owner](const T*) {
-    int current = 0;
-    cudaGetDevice(&current);
-    cudaSetDevice(owner->first);
-    owner->second.reset();
-    cudaSetDevice(current);
-  });
-  r.values = std::move(wrapped);
-}
 
 template <class T>
 attention_data<T> held_data(attention_data<T> d) {
@@ -121,8 +90,6 @@ std::shared_ptr<const model> upload(const models::language_model<float>& m, int 
   const device_guard on(device);
   return std::visit([&](const auto& family) { return std::make_shared<const model>(gpu::to_device(family), device); }, m);
 }
-
-int device_of(const model& m) { return m.device(); }
 
 result_array<float> forward(const model& m, std::span<const index_t> tokens) {
   const device_guard on(m.device());

@@ -26,7 +26,6 @@ namespace mixlens::python::cuda {
 class model;
 
 [[nodiscard]] std::shared_ptr<const model> upload(const models::language_model<float>& m, int device);
-[[nodiscard]] int device_of(const model& m);
 
 // Logits (L × V) on the device.
 [[nodiscard]] result_array<float> forward(const model& m, std::span<const index_t> tokens);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <utility>
 
+#include "device_memory.cuh"
 #include "device_operator.hpp"
 #include "mixlens/mixlens.cuh"
 #include "mixlens/ops/registry.hpp"
@@ -16,41 +17,26 @@
 namespace mixlens::python::cuda {
 namespace {
 
-// Makes `device` current for the guard's lifetime.
-class current_device {
- public:
-  explicit current_device(int device) {
-    MIXLENS_CUDA_CHECK(cudaGetDevice(&previous_));
-    if (device != previous_) MIXLENS_CUDA_CHECK(cudaSetDevice(device));
-  }
-  current_device(const current_device&) = delete;
-  current_device& operator=(const current_device&) = delete;
-  ~current_device() { cudaSetDevice(previous_); }
-
- private:
-  int previous_ = 0;
-};
-
 template <class View>
 class device_impl final : public device_operator<typename View::value_type> {
  public:
   using T = typename View::value_type;
 
   device_impl(const View& host, int device) : device_(device) {
-    const current_device on(device);
+    const device_guard on(device);
     owner_.emplace(gpu::to_device(host));
   }
   device_impl(const device_impl&) = delete;
   device_impl& operator=(const device_impl&) = delete;
   ~device_impl() override {
-    const current_device on(device_);
+    const device_guard on(device_);
     owner_.reset();
   }
 
   [[nodiscard]] int device() const override { return device_; }
 
   [[nodiscard]] result_array<T> apply(const T* x) const override {
-    const current_device on(device_);
+    const device_guard on(device_);
     const View& v = view();
     auto y = output(v.out_channels() * v.length());
     gpu::apply(*owner_, matrix_view<const T>(x, v.in_channels(), v.length()),
@@ -59,7 +45,7 @@ class device_impl final : public device_operator<typename View::value_type> {
   }
 
   [[nodiscard]] result_array<T> materialize(index_t out, index_t in) const override {
-    const current_device on(device_);
+    const device_guard on(device_);
     const index_t L = view().length();
     auto m = output(L * L);
     gpu::materialize(*owner_, out, in, matrix_view<T>(m.data(), L, L));
@@ -67,7 +53,7 @@ class device_impl final : public device_operator<typename View::value_type> {
   }
 
   [[nodiscard]] result_array<T> materialize_channels() const override {
-    const current_device on(device_);
+    const device_guard on(device_);
     const index_t L = view().length(), D = view().out_channels();
     auto m = output(D * L * L);
     gpu::materialize_channels(*owner_, 0, D, m.data());
@@ -75,7 +61,7 @@ class device_impl final : public device_operator<typename View::value_type> {
   }
 
   [[nodiscard]] result_array<T> materialize_full() const override {
-    const current_device on(device_);
+    const device_guard on(device_);
     const View& v = view();
     const index_t L = v.length(), O = v.out_channels(), I = v.in_channels();
     auto m = output(O * L * I * L);
@@ -85,7 +71,7 @@ class device_impl final : public device_operator<typename View::value_type> {
 
   [[nodiscard]] result_array<T> rows(const std::vector<index_t>& positions,
                                      const std::vector<std::pair<index_t, index_t>>& pairs) const override {
-    const current_device on(device_);
+    const device_guard on(device_);
     const index_t L = view().length(), P = static_cast<index_t>(positions.size());
     auto r = output(std::max<index_t>(1, static_cast<index_t>(pairs.size()) * P * L));
     for (std::size_t k = 0; k < pairs.size(); ++k)
@@ -99,20 +85,12 @@ class device_impl final : public device_operator<typename View::value_type> {
   [[nodiscard]] const View& view() const { return view_of(*owner_); }
   [[nodiscard]] static gpu::device_buffer<T> output(index_t n) { return gpu::device_buffer<T>(n); }
 
-  // The finished result, freed with its device current whichever is current then.
+  // The finished result (the work on the legacy default stream done).
   [[nodiscard]] result_array<T> done(gpu::device_buffer<T> values, std::vector<std::size_t> shape) const {
-    MIXLENS_CUDA_CHECK(cudaDeviceSynchronize());
-    const int device = device_;
-    auto owner = std::make_shared<gpu::device_buffer<T>>(std::move(values));
-    const T* data = owner->data();
-    std::shared_ptr<const T> held(data, [owner, device](const T*) mutable {
-      int current = 0;
-      cudaGetDevice(&current);
-      cudaSetDevice(device);
-      owner.reset();
-      cudaSetDevice(current);
-    });
-    return {std::move(held), std::move(shape), device};
+    MIXLENS_CUDA_CHECK(cudaStreamSynchronize(nullptr));
+    auto r = keep_result(std::move(values), std::move(shape), device_);
+    hold(r);
+    return r;
   }
 
   int device_;

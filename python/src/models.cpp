@@ -218,10 +218,11 @@ class py_model {
 
   // The model on `device` (−1: the host; else its weights are uploaded to that
   // CUDA device, float32 only). The host model is shared with the copies Model.to makes.
-  py_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device)
+  py_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device,
+           std::string_view where = "mixlens.Model.to")
       : model_(std::move(m)), path_(std::move(path)), device_(device) {
     if (device_ < 0) return;
-    check_device("mixlens.Model.to", device_, model_->index() == 0);
+    check_device(where, device_, model_->index() == 0);
 #ifdef MIXLENS_PYTHON_CUDA
     nb::gil_scoped_release release;
     gpu_ = cuda::upload(std::get<0>(*model_), device_);
@@ -455,14 +456,15 @@ class py_model {
           results = cuda::faithfulness(*gpu_, std::span<const index_t>(ids),
                                        std::span<const models::attribution_method>(methods), target, run, batch_tokens, tf32);
 #endif
-        const auto weights = models::host_weights(m);
-        if (results.empty())
+        if (results.empty()) {
+          const auto weights = models::host_weights(m);
           results = models::faithfulness_of_methods(
-            host_backend<T>{}, weights.view(), std::span<const index_t>(ids),
-            std::span<const models::attribution_method>(methods), target, run,
-            [&](std::span<const analysis::perturbed_sequence> batch, index_t token) {
-              return models::target_evaluator(m, token, threads)(batch);
-            });
+              host_backend<T>{}, weights.view(), std::span<const index_t>(ids),
+              std::span<const models::attribution_method>(methods), target, run,
+              [&](std::span<const analysis::perturbed_sequence> batch, index_t token) {
+                return models::target_evaluator(m, token, threads)(batch);
+              });
+        }
       }
       nb::dict out, per_method;
       out["position"] = results.front().attribution.target.position;
@@ -658,10 +660,11 @@ class py_vision_model {
   using any_model = std::variant<models::vim_model<float>, models::vim_model<double>>;
 
   // As py_model: on the host (device −1) or with the weights on that CUDA device.
-  py_vision_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device)
+  py_vision_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device,
+                  std::string_view where = "mixlens.VisionModel.to")
       : model_(std::move(m)), path_(std::move(path)), device_(device) {
     if (device_ < 0) return;
-    check_device("mixlens.VisionModel.to", device_, model_->index() == 0);
+    check_device(where, device_, model_->index() == 0);
 #ifdef MIXLENS_PYTHON_CUDA
     nb::gil_scoped_release release;
     gpu_ = cuda::upload(std::get<0>(*model_), device_);
@@ -850,7 +853,7 @@ nb::object load(const std::filesystem::path& path, nb::handle dtype, nb::handle 
   const int where = device_index("mixlens.load", device);
   if (where >= 0 && name != "float32")
     fail("mixlens.load", "dtype", "float32 on CUDA (the CUDA backend computes in float32)", name);
-  if (where >= 0)
+  if (where >= 0)  // before the weights are read
     if (const std::string why = cuda_unavailable(where); !why.empty())
       fail("mixlens.load", "device", "a usable CUDA device", why);
   if (models::detect_family(models::detail::model_config_file(path, "mixlens.load: model")) == models::model_family::vim) {
@@ -859,14 +862,14 @@ nb::object load(const std::filesystem::path& path, nb::handle dtype, nb::handle 
       if (name == "float32") return models::load_vim<float>(path);
       return models::load_vim<double>(path);
     }());
-    return nb::cast(std::make_unique<py_vision_model>(std::move(m), path, where));
+    return nb::cast(std::make_unique<py_vision_model>(std::move(m), path, where, "mixlens.load"));
   }
   auto m = std::make_shared<py_model::any_model>([&]() -> py_model::any_model {
     nb::gil_scoped_release release;
     if (name == "float32") return models::load_language_model<float>(path);
     return models::load_language_model<double>(path);
   }());
-  return nb::cast(std::make_unique<py_model>(std::move(m), path, where));
+  return nb::cast(std::make_unique<py_model>(std::move(m), path, where, "mixlens.load"));
 }
 
 }  // namespace
