@@ -212,14 +212,94 @@ nb::object values_on(int device, const std::vector<T>& v, std::vector<std::size_
   return copy_output(v.data(), std::move(shape), fw);
 }
 
-class py_model {
- public:
-  using any_model = std::variant<models::language_model<float>, models::language_model<double>>;
+// Model.attention's rows: None (whole maps), 'last', a comma-separated str as
+// --rows takes it, an int or a sequence of ints (and 'last'); resolved by
+// models::resolve_rows, whose errors name `rows`.
+[[nodiscard]] std::vector<index_t> row_positions(nb::handle rows, index_t L, std::string_view where = "mixlens.Model.attention",
+                                                       bool vision = false, index_t cls = -1) {
+  if (is_none(rows)) return {};
+  std::string text;
+  if (nb::isinstance<nb::str>(rows)) {
+    text = nb::cast<std::string>(rows);
+  } else if (nb::isinstance<nb::int_>(rows)) {
+    text = str_of(rows);
+  } else {
+    if (!nb::isinstance<nb::sequence>(rows))
+      fail(where, "rows", "None, 'last', a position or a sequence of positions", python_type(rows));
+    bool first = true;
+    for (nb::handle item : nb::cast<nb::sequence>(rows)) {
+      if (!nb::isinstance<nb::str>(item) && !nb::isinstance<nb::int_>(item))
+        fail(where, "rows", "positions (int) or 'last'", python_type(item));
+      text += (first ? "" : ",") + str_of(item);
+      first = false;
+    }
+  }
+  return models::resolve_rows(text, L, vision, cls, std::string(where) + ": rows");
+}
 
-  // The model on `device` (−1: the host; else its weights are uploaded to that
-  // CUDA device, float32 only). The host model is shared with the copies Model.to makes.
-  py_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device,
-           std::string_view where = "mixlens.Model.to")
+// The analysed layers (default all; sorted, distinct, in range) and those whose
+// matrices are returned (alpha: True for all, False for none, or a list).
+[[nodiscard]] std::pair<std::vector<index_t>, std::vector<index_t>> layer_selection(
+    std::string_view where, index_t layer_count, std::optional<std::vector<index_t>> layers_arg, nb::handle alpha_arg) {
+  std::vector<index_t> layers;
+  if (!layers_arg) {
+    for (index_t k = 0; k < layer_count; ++k) layers.push_back(k);
+  } else {
+    for (index_t k : *layers_arg)
+      if (k < 0 || k >= layer_count)
+        mixlens::detail::fail(where, "layers", "layer indices in [0, " + std::to_string(layer_count) + ")", k);
+    layers = *layers_arg;
+    std::sort(layers.begin(), layers.end());
+    layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+  }
+  std::vector<index_t> save;
+  if (nb::isinstance<nb::bool_>(alpha_arg)) {
+    if (nb::cast<bool>(alpha_arg)) save = layers;
+  } else {
+    std::vector<index_t> wanted;
+    if (!nb::try_cast(alpha_arg, wanted))
+      fail(where, "alpha", "True, False or a list of layer indices", python_type(alpha_arg));
+    for (index_t k : wanted)
+      if (!contains(layers, k)) mixlens::detail::fail(where, "alpha", "layers among the analysed ones (layers)", k);
+    save = wanted;
+  }
+  return {layers, save};
+}
+
+// An Attention of `fw` arrays (CUDA tensors for results on a GPU).
+template <class T>
+[[nodiscard]] attention_result to_result(const attention_data<T>& data, const std::vector<index_t>& layers,
+                                                const std::string& form_name, framework fw) {
+  attention_result r;
+  r.layers = layers;
+  r.form = form_name;
+  r.raw_range = "tensor";
+  r.rows = data.rows.empty() ? nb::none() : nb::object(nb::cast(data.rows));
+  r.logits = to_python(data.logits, fw);
+  r.raw = to_python(data.raw, fw);
+  r.rollout = to_python(data.rollout, fw);
+  for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = to_python(map, fw);
+  for (const auto& [k, alpha] : data.alpha) r.alpha[nb::int_(k)] = to_python(alpha, fw);
+  return r;
+}
+
+#ifdef MIXLENS_PYTHON_CUDA
+using lm_on_device = cuda::model;
+using vim_on_device = cuda::vision_model;
+#else
+struct lm_on_device;
+struct vim_on_device;
+#endif
+
+// What Model and VisionModel share: the host model (shared with the copies
+// .to makes), its folder, and where it computes: −1 the host, else the CUDA
+// device its weights were uploaded to (float32 only).
+template <class AnyModel, class OnDevice>
+class placed_model {
+ public:
+  using any_model = AnyModel;
+
+  placed_model(std::shared_ptr<const AnyModel> m, std::filesystem::path path, int device, std::string_view where)
       : model_(std::move(m)), path_(std::move(path)), device_(device) {
     if (device_ < 0) return;
     check_device(where, device_, model_->index() == 0);
@@ -229,13 +309,30 @@ class py_model {
 #endif
   }
 
+  [[nodiscard]] std::string dtype() const { return model_->index() == 0 ? "float32" : "float64"; }
+  [[nodiscard]] std::string device_name() const { return python::device_name(device_); }
+  [[nodiscard]] bool on_cuda() const { return device_ >= 0; }
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+ protected:
+  std::shared_ptr<const AnyModel> model_;
+  std::filesystem::path path_;
+  int device_ = -1;
+  std::shared_ptr<const OnDevice> gpu_;  // the weights on device_ (null on the host)
+};
+
+class py_model
+    : public placed_model<std::variant<models::language_model<float>, models::language_model<double>>, lm_on_device> {
+ public:
+  py_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device,
+           std::string_view where = "mixlens.Model.to")
+      : placed_model(std::move(m), std::move(path), device, where) {}
+
   template <class F>
   decltype(auto) visit(F&& f) const {
     return std::visit([&](const auto& lm) -> decltype(auto) { return std::visit(f, lm); }, *model_);
   }
 
-  [[nodiscard]] std::string device_name() const { return python::device_name(device_); }
-  [[nodiscard]] bool on_cuda() const { return device_ >= 0; }
   [[nodiscard]] std::unique_ptr<py_model> to(nb::handle device) const {
     return std::make_unique<py_model>(model_, path_, device_index("mixlens.Model.to", device));
   }
@@ -243,15 +340,12 @@ class py_model {
   [[nodiscard]] std::string family() const {
     return visit([](const auto& m) { return std::string(m.config.family()); });
   }
-  [[nodiscard]] std::string dtype() const { return model_->index() == 0 ? "float32" : "float64"; }
   [[nodiscard]] index_t num_layers() const { return visit([](const auto& m) { return m.num_layers(); }); }
   [[nodiscard]] index_t vocab_size() const { return visit([](const auto& m) { return m.vocab_size(); }); }
   [[nodiscard]] index_t parameter_count() const { return visit([](const auto& m) { return m.parameter_count(); }); }
   [[nodiscard]] std::vector<std::string> unused_tensors() const {
     return visit([](const auto& m) { return m.unused_tensors; });
   }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
-
   [[nodiscard]] nb::dict config() const {
     return visit([&](const auto& m) {
       const auto& c = m.config;
@@ -302,7 +396,7 @@ class py_model {
     const framework fw = framework_of(tokens);
     const attention_form form = form_of(form_name);
     const channel_reduction reduction = reduction_of(reduction_name);
-    const auto [layers, save] = selection(where, layers_arg, alpha_arg);
+    const auto [layers, save] = layer_selection(where, num_layers(), layers_arg, alpha_arg);
     if (raw_range != "tensor" && raw_range != "rows") fail(where, "raw_range", "'tensor' or 'rows'", "'" + raw_range + "'");
     return visit([&](const auto& m) {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
@@ -494,7 +588,7 @@ class py_model {
     constexpr std::string_view where = "mixlens.hf.attention";
     const attention_form form = form_of(form_name);
     const channel_reduction reduction = reduction_of(reduction_name);
-    const auto [layers, save] = selection(where, layers_arg, alpha_arg);
+    const auto [layers, save] = layer_selection(where, num_layers(), layers_arg, alpha_arg);
     if (projections.size() != layers_arg.size() || checks.size() != layers_arg.size() || layers != layers_arg)
       mixlens::detail::fail(where, "projections",
                             "one projection and one check per layer, layers ascending and distinct (" +
@@ -567,128 +661,33 @@ class py_model {
     return std::find(v.begin(), v.end(), m) != v.end();
   }
 
- public:
-  // Model.attention's rows: None (whole maps), 'last', a comma-separated str as
-  // --rows takes it, an int or a sequence of ints (and 'last'); resolved by
-  // models::resolve_rows, whose errors name `rows`.
-  [[nodiscard]] static std::vector<index_t> row_positions(nb::handle rows, index_t L, std::string_view where = "mixlens.Model.attention",
-                                                         bool vision = false, index_t cls = -1) {
-    if (is_none(rows)) return {};
-    std::string text;
-    if (nb::isinstance<nb::str>(rows)) {
-      text = nb::cast<std::string>(rows);
-    } else if (nb::isinstance<nb::int_>(rows)) {
-      text = str_of(rows);
-    } else {
-      if (!nb::isinstance<nb::sequence>(rows))
-        fail(where, "rows", "None, 'last', a position or a sequence of positions", python_type(rows));
-      bool first = true;
-      for (nb::handle item : nb::cast<nb::sequence>(rows)) {
-        if (!nb::isinstance<nb::str>(item) && !nb::isinstance<nb::int_>(item))
-          fail(where, "rows", "positions (int) or 'last'", python_type(item));
-        text += (first ? "" : ",") + str_of(item);
-        first = false;
-      }
-    }
-    return models::resolve_rows(text, L, vision, cls, std::string(where) + ": rows");
-  }
-
-  // The analysed layers (default all; sorted, distinct, in range) and those whose
-  // matrices are returned (alpha: True for all, False for none, or a list).
-  [[nodiscard]] std::pair<std::vector<index_t>, std::vector<index_t>> selection(
-      std::string_view where, std::optional<std::vector<index_t>> layers_arg, nb::handle alpha_arg) const {
-    return selection(where, num_layers(), std::move(layers_arg), alpha_arg);
-  }
-
-  [[nodiscard]] static std::pair<std::vector<index_t>, std::vector<index_t>> selection(
-      std::string_view where, index_t layer_count, std::optional<std::vector<index_t>> layers_arg, nb::handle alpha_arg) {
-    std::vector<index_t> layers;
-    if (!layers_arg) {
-      for (index_t k = 0; k < layer_count; ++k) layers.push_back(k);
-    } else {
-      for (index_t k : *layers_arg)
-        if (k < 0 || k >= layer_count)
-          mixlens::detail::fail(where, "layers", "layer indices in [0, " + std::to_string(layer_count) + ")", k);
-      layers = *layers_arg;
-      std::sort(layers.begin(), layers.end());
-      layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
-    }
-    std::vector<index_t> save;
-    if (nb::isinstance<nb::bool_>(alpha_arg)) {
-      if (nb::cast<bool>(alpha_arg)) save = layers;
-    } else {
-      std::vector<index_t> wanted;
-      if (!nb::try_cast(alpha_arg, wanted))
-        fail(where, "alpha", "True, False or a list of layer indices", python_type(alpha_arg));
-      for (index_t k : wanted)
-        if (!contains(layers, k)) mixlens::detail::fail(where, "alpha", "layers among the analysed ones (layers)", k);
-      save = wanted;
-    }
-    return {layers, save};
-  }
-
-  template <class T>
-  [[nodiscard]] static attention_result to_result(const attention_data<T>& data, const std::vector<index_t>& layers,
-                                                  const std::string& form_name, framework fw) {
-    attention_result r;
-    r.layers = layers;
-    r.form = form_name;
-    r.raw_range = "tensor";
-    r.rows = data.rows.empty() ? nb::none() : nb::object(nb::cast(data.rows));
-    r.logits = to_python(data.logits, fw);
-    r.raw = to_python(data.raw, fw);
-    r.rollout = to_python(data.rollout, fw);
-    for (const auto& [k, map] : data.maps) r.maps[nb::int_(k)] = to_python(map, fw);
-    for (const auto& [k, alpha] : data.alpha) r.alpha[nb::int_(k)] = to_python(alpha, fw);
-    return r;
-  }
-
- private:
-  std::shared_ptr<const any_model> model_;
-  std::filesystem::path path_;
-  int device_ = -1;  // −1: the host; else the CUDA device of gpu_
-#ifdef MIXLENS_PYTHON_CUDA
-  std::shared_ptr<const cuda::model> gpu_;
-#endif
 };
 
 // A Vision Mamba classifier (models/vim_model.hpp) loaded by mixlens.load, on
 // the host or a GPU: its forward pass, hidden attention and attributions, as
 // mixlens-attn --image computes them.
-class py_vision_model {
+class py_vision_model
+    : public placed_model<std::variant<models::vim_model<float>, models::vim_model<double>>, vim_on_device> {
  public:
-  using any_model = std::variant<models::vim_model<float>, models::vim_model<double>>;
-
-  // As py_model: on the host (device −1) or with the weights on that CUDA device.
   py_vision_model(std::shared_ptr<const any_model> m, std::filesystem::path path, int device,
                   std::string_view where = "mixlens.VisionModel.to")
-      : model_(std::move(m)), path_(std::move(path)), device_(device) {
-    if (device_ < 0) return;
-    check_device(where, device_, model_->index() == 0);
-#ifdef MIXLENS_PYTHON_CUDA
-    nb::gil_scoped_release release;
-    gpu_ = cuda::upload(std::get<0>(*model_), device_);
-#endif
-  }
+      : placed_model(std::move(m), std::move(path), device, where) {}
 
   template <class F>
   decltype(auto) visit(F&& f) const {
     return std::visit(f, *model_);
   }
-  [[nodiscard]] std::string device_name() const { return python::device_name(device_); }
   [[nodiscard]] std::unique_ptr<py_vision_model> to(nb::handle device) const {
     return std::make_unique<py_vision_model>(model_, path_, device_index("mixlens.VisionModel.to", device));
   }
   [[nodiscard]] const models::vim_config& cfg() const {
     return visit([](const auto& m) -> const models::vim_config& { return m.config; });
   }
-  [[nodiscard]] std::string dtype() const { return model_->index() == 0 ? "float32" : "float64"; }
   [[nodiscard]] index_t num_layers() const { return visit([](const auto& m) { return m.num_layers(); }); }
   [[nodiscard]] index_t parameter_count() const { return visit([](const auto& m) { return m.parameter_count(); }); }
   [[nodiscard]] std::vector<std::string> unused_tensors() const {
     return visit([](const auto& m) { return m.unused_tensors; });
   }
-  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
   [[nodiscard]] std::optional<index_t> cls_index() const {
     return cfg().cls_index() >= 0 ? std::optional<index_t>(cfg().cls_index()) : std::nullopt;
   }
@@ -743,10 +742,10 @@ class py_vision_model {
     constexpr std::string_view where = "mixlens.VisionModel.attention";
     const attention_form form = form_of(form_name);
     const channel_reduction reduction = reduction_of(reduction_name);
-    const auto [layers, save] = py_model::selection(where, num_layers(), layers_arg, alpha_arg);
+    const auto [layers, save] = layer_selection(where, num_layers(), layers_arg, alpha_arg);
     if (raw_range != "tensor" && raw_range != "rows") fail(where, "raw_range", "'tensor' or 'rows'", "'" + raw_range + "'");
     const auto& c = cfg();
-    row_selection rows{py_model::row_positions(rows_arg, c.sequence_length(), where, true, c.cls_index()),
+    row_selection rows{row_positions(rows_arg, c.sequence_length(), where, true, c.cls_index()),
                        raw_range == "tensor"};
     return visit([&](const auto& m) {
       using T = typename std::remove_cvref_t<decltype(m)>::value_type;
@@ -764,7 +763,7 @@ class py_vision_model {
                                    std::move(rows));
         }
       }
-      auto r = py_model::to_result(data, layers, form_name, framework_of(image));
+      auto r = to_result(data, layers, form_name, framework_of(image));
       r.raw_range = data.rows.empty() ? "tensor" : raw_range;
       return r;
     });
@@ -824,12 +823,6 @@ class py_vision_model {
     return t;
   }
 
-  std::shared_ptr<const any_model> model_;
-  std::filesystem::path path_;
-  int device_ = -1;
-#ifdef MIXLENS_PYTHON_CUDA
-  std::shared_ptr<const cuda::vision_model> gpu_;
-#endif
 };
 
 // mixlens.read_image: a .png as pixels / 255 (values in [0, 1]) or a .npy as stored.
