@@ -215,8 +215,9 @@ nb::object values_on(int device, const std::vector<T>& v, std::vector<std::size_
 // Model.attention's rows: None (whole maps), 'last', a comma-separated str as
 // --rows takes it, an int or a sequence of ints (and 'last'); resolved by
 // models::resolve_rows, whose errors name `rows`.
-[[nodiscard]] std::vector<index_t> row_positions(nb::handle rows, index_t L, std::string_view where = "mixlens.Model.attention",
-                                                       bool vision = false, index_t cls = -1) {
+[[nodiscard]] std::vector<index_t> row_positions(nb::handle rows, index_t L,
+                                                std::string_view where = "mixlens.Model.attention", bool vision = false,
+                                                index_t cls = -1) {
   if (is_none(rows)) return {};
   std::string text;
   if (nb::isinstance<nb::str>(rows)) {
