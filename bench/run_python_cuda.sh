@@ -7,8 +7,10 @@
 #   bench/run_python_cuda.sh OUT [DEBS]
 #
 # OUT: where the logs go. DEBS (optional): a folder of Debian packages (.deb) to unpack into a
-# private root first, for a machine that lacks the build's Debian dependencies (FFTW3,
-# nlohmann-json, pkg-config); nothing is installed system-wide then.
+# private root first, for a machine that lacks the build's Debian dependencies; nothing is
+# installed system-wide then. On a Debian machine with the same architecture:
+#   (cd DEBS && apt-get download libfftw3-dev libfftw3-double3 libfftw3-single3 libfftw3-long3 \
+#      libfftw3-quad3 nlohmann-json3-dev pkgconf-bin libpkgconf3)
 set -uo pipefail
 out=${1:?usage: bench/run_python_cuda.sh OUT [DEBS]}
 debs=${2:-}
