@@ -309,6 +309,11 @@ def _vision(model, args: argparse.Namespace, layers, alpha, raw_range: str, raw_
         files.update({"attribution.npy": np.asarray(_host(a.scores), dtype=np.float32), "target.json": json.dumps(target) + "\n"})
         if whole:
             files[args.method.replace("-", "_") + ".npy"] = np.asarray(_host(a.matrix), dtype=np.float32)
+        if args.method in GRADIENT_METHODS and att.layers:
+            g = model.gradients(image, target_class=a.token, rule="lrp" if args.method == "lrp" else "gradient",
+                                signals=["residual"], normalize=normalize)
+            for k in att.layers:
+                files[f"residual_grad_{k}.npy"] = np.asarray(_host(g["layers"][k]["residual"]), dtype=np.float32)
     return files, att
 
 

@@ -26,6 +26,7 @@
 #include "mixlens/models/mamba2_forward.hpp"
 #include "mixlens/models/mamba_backward.hpp"
 #include "mixlens/models/vim_attention.hpp"
+#include "mixlens/models/vim_backward.hpp"
 #include "mixlens/models/vim_forward.hpp"
 
 namespace mixlens::python {
@@ -286,6 +287,25 @@ struct gradients_data {
   std::vector<std::vector<std::pair<std::string, result_array<T>>>> layers;
 };
 
+namespace detail {
+
+// One branch's (or a language model's layer's) mixer gradients as (name, array) pairs.
+template <class Arrays, class T>
+void add_mixer_gradients(Arrays& a, std::size_t L, std::size_t N, int device, const std::string& suffix,
+                         std::vector<std::pair<std::string, result_array<T>>>& out) {
+  const auto add = [&](const char* name, auto& v, std::vector<std::size_t> shape) {
+    if (v.size()) out.emplace_back(name + suffix, keep_result(std::move(v), std::move(shape), device));
+  };
+  const auto rows = [&](const auto& v) { return static_cast<std::size_t>(v.size()) / L; };
+  add("u", a.u, {rows(a.u), L});
+  add("delta", a.delta, {rows(a.delta), L});
+  add("b", a.b, {rows(a.b) / N, N, L});
+  add("c", a.c, {rows(a.c) / N, N, L});
+  add("ssm_out", a.ssm_out, {rows(a.ssm_out), L});
+}
+
+}  // namespace detail
+
 template <class Backend, class Weights>
 gradients_data<typename Backend::value_type> run_gradients(const Backend& be, const Weights& w, int device,
                                                            std::span<const index_t> tokens,
@@ -300,16 +320,31 @@ gradients_data<typename Backend::value_type> run_gradients(const Backend& be, co
   if (g.embedding.size()) d.embedding = keep_result(std::move(g.embedding), {L, H}, device);
   for (auto& lg : g.layers) {
     auto& out = d.layers.emplace_back();
-    const auto add = [&](const char* name, auto& a, std::vector<std::size_t> shape) {
-      if (a.size()) out.emplace_back(name, keep_result(std::move(a), std::move(shape), device));
-    };
-    const auto rows = [&](const auto& a) { return static_cast<std::size_t>(a.size()) / L; };
-    add("residual", lg.residual, {L, H});
-    add("u", lg.u, {rows(lg.u), L});
-    add("delta", lg.delta, {rows(lg.delta), L});
-    add("b", lg.b, {rows(lg.b) / N, N, L});
-    add("c", lg.c, {rows(lg.c) / N, N, L});
-    add("ssm_out", lg.ssm_out, {rows(lg.ssm_out), L});
+    if (lg.residual.size()) out.emplace_back("residual", keep_result(std::move(lg.residual), {L, H}, device));
+    detail::add_mixer_gradients(lg, L, N, device, "", out);
+  }
+  return d;
+}
+
+// VisionModel.gradients: a Vision Mamba's (models::vim_gradients), the branches'
+// mixer signals in each branch's own time, named with _f (forward) and _b (backward).
+template <class Backend>
+gradients_data<typename Backend::value_type> run_vim_gradients(
+    const Backend& be, const models::vim_weights<typename Backend::value_type>& w, int device,
+    tensor_view<const typename Backend::value_type, 3> image, index_t target_class,
+    const models::gradient_options& options) {
+  using T = typename Backend::value_type;
+  auto g = models::vim_gradients(be, w, image, target_class, options);
+  be.synchronize();
+  const auto L = static_cast<std::size_t>(w.config.sequence_length()), E = static_cast<std::size_t>(w.config.hidden_size),
+             N = static_cast<std::size_t>(w.config.state_size);
+  gradients_data<T> d{g.target, g.value, {}, {}};
+  if (g.embedding.size()) d.embedding = keep_result(std::move(g.embedding), {L, E}, device);
+  for (auto& lg : g.layers) {
+    auto& out = d.layers.emplace_back();
+    if (lg.residual.size()) out.emplace_back("residual", keep_result(std::move(lg.residual), {L, E}, device));
+    detail::add_mixer_gradients(lg.forward, L, N, device, "_f", out);
+    detail::add_mixer_gradients(lg.backward, L, N, device, "_b", out);
   }
   return d;
 }

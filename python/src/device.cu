@@ -119,15 +119,23 @@ models::attribution_result attribute(const model& m, std::span<const index_t> to
   return m.visit([&](const auto& w) { return models::attribute(gpu::device_backend{}, w, tokens, method, target, options); });
 }
 
+namespace {
+
+// Every device array of `d` held (device_memory.cuh's hold).
+gradients_data<float> held_gradients(gradients_data<float> d) {
+  hold(d.embedding);
+  for (auto& layer : d.layers)
+    for (auto& [name, a] : layer) hold(a);
+  return d;
+}
+
+}  // namespace
+
 gradients_data<float> gradients(const model& m, std::span<const index_t> tokens, models::gradient_target target,
                                 const models::gradient_options& options) {
   const device_guard on(m.device());
   return m.visit([&](const auto& w) {
-    auto d = run_gradients(gpu::device_backend{}, w, m.device(), tokens, target, options);
-    hold(d.embedding);
-    for (auto& layer : d.layers)
-      for (auto& [name, a] : layer) hold(a);
-    return d;
+    return held_gradients(run_gradients(gpu::device_backend{}, w, m.device(), tokens, target, options));
   });
 }
 
@@ -198,6 +206,13 @@ models::attribution_result attribute(const vision_model& m, tensor_view<const fl
                                      const models::attribute_options& options) {
   const device_guard on(m.device());
   return models::attribute(gpu::device_backend{}, m.weights(), image, method, target_class, options);
+}
+
+gradients_data<float> gradients(const vision_model& m, tensor_view<const float, 3> image, index_t target_class,
+                                const models::gradient_options& options) {
+  const device_guard on(m.device());
+  return held_gradients(
+      run_vim_gradients(gpu::device_backend{}, m.weights(), m.device(), image, target_class, options));
 }
 
 result_array<float> to_device(std::span<const float> values, std::vector<std::size_t> shape, int device) {

@@ -74,6 +74,9 @@ class vision_model;
                                                    models::attribution_method method, index_t target_class,
                                                    const models::attribute_options& options);
 
+[[nodiscard]] gradients_data<float> gradients(const vision_model& m, tensor_view<const float, 3> image,
+                                              index_t target_class, const models::gradient_options& options);
+
 // Host values copied into device memory of `device` (small results: the attribution scores).
 [[nodiscard]] result_array<float> to_device(std::span<const float> values, std::vector<std::size_t> shape, int device);
 

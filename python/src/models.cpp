@@ -191,6 +191,43 @@ nb::dict config_dict(const models::mamba2_config& c) {
   return d;
 }
 
+// The gradient_options of Model.gradients and VisionModel.gradients: rule
+// 'gradient' or 'lrp', and the signals (default the embedding and the residual stream).
+models::gradient_options gradient_request(std::string_view where, const std::string& rule,
+                                          const std::optional<std::vector<std::string>>& signals) {
+  if (rule != "gradient" && rule != "lrp") fail(where, "rule", "'gradient' or 'lrp'", "'" + rule + "'");
+  models::gradient_options options{.rule = rule == "lrp" ? models::propagation::lrp : models::propagation::gradient,
+                                   .embedding = false};
+  for (const auto& name : signals.value_or(std::vector<std::string>{"embedding", "residual"})) {
+    bool* flag = name == "embedding" ? &options.embedding : name == "residual" ? &options.residual
+                 : name == "u"       ? &options.u         : name == "delta"    ? &options.delta
+                 : name == "b"       ? &options.b         : name == "c"        ? &options.c
+                 : name == "ssm_out" ? &options.ssm_out   : nullptr;
+    if (!flag)
+      fail(where, "signals", "names among 'embedding', 'residual', 'u', 'delta', 'b', 'c', 'ssm_out'", "'" + name + "'");
+    *flag = true;
+  }
+  return options;
+}
+
+// {'position', 'token', 'value', 'embedding', 'layers': [{signal: array}]} of `fw` arrays.
+template <class T>
+nb::dict gradients_dict(const gradients_data<T>& g, framework fw) {
+  nb::dict out;
+  out["position"] = g.target.position;
+  out["token"] = g.target.token;
+  out["value"] = g.value;
+  if (g.embedding) out["embedding"] = to_python(g.embedding, fw);
+  nb::list layers;
+  for (const auto& layer : g.layers) {
+    nb::dict d;
+    for (const auto& [name, a] : layer) d[nb::str(name.c_str())] = to_python(a, fw);
+    layers.append(d);
+  }
+  out["layers"] = layers;
+  return out;
+}
+
 // Refuses a model on CUDA device `device` that cannot go there (no usable
 // device, or float64 weights), naming `device` in `where`.
 void check_device(std::string_view where, int device, bool float32) {
@@ -458,18 +495,7 @@ class py_model
     constexpr std::string_view where = "mixlens.Model.gradients";
     const auto ids = token_ids(tokens, where);
     const framework fw = framework_of(tokens);
-    if (rule != "gradient" && rule != "lrp") fail(where, "rule", "'gradient' or 'lrp'", "'" + rule + "'");
-    models::gradient_options options{.rule = rule == "lrp" ? models::propagation::lrp : models::propagation::gradient,
-                                     .embedding = false};
-    for (const auto& name : signals.value_or(std::vector<std::string>{"embedding", "residual"})) {
-      bool* flag = name == "embedding" ? &options.embedding : name == "residual" ? &options.residual
-                   : name == "u"       ? &options.u         : name == "delta"    ? &options.delta
-                   : name == "b"       ? &options.b         : name == "c"        ? &options.c
-                   : name == "ssm_out" ? &options.ssm_out   : nullptr;
-      if (!flag)
-        fail(where, "signals", "names among 'embedding', 'residual', 'u', 'delta', 'b', 'c', 'ssm_out'", "'" + name + "'");
-      *flag = true;
-    }
+    const models::gradient_options options = gradient_request(where, rule, signals);
     const models::gradient_target target{target_position.value_or(-1), target_token.value_or(-1)};
     const name_map names{{"target.position", "target_position"}, {"target.token", "target_token"}};
     return with_names(names, [&] { return visit([&](const auto& m) {
@@ -488,19 +514,7 @@ class py_model
           g = run_gradients(host_backend<T>{}, weights.view(), -1, std::span<const index_t>(ids), target, options);
         }
       }
-      nb::dict out;
-      out["position"] = g.target.position;
-      out["token"] = g.target.token;
-      out["value"] = g.value;
-      if (g.embedding) out["embedding"] = to_python(g.embedding, fw);
-      nb::list layers;
-      for (const auto& layer : g.layers) {
-        nb::dict d;
-        for (const auto& [name, a] : layer) d[nb::str(name.c_str())] = to_python(a, fw);
-        layers.append(d);
-      }
-      out["layers"] = layers;
-      return out;
+      return gradients_dict(g, fw);
     }); });
   }
 
@@ -802,6 +816,34 @@ class py_vision_model
     });
   }
 
+  [[nodiscard]] nb::dict gradients(nb::handle image, std::optional<index_t> target_class, const std::string& rule,
+                                   const std::optional<std::vector<std::string>>& signals, bool normalize) const {
+    constexpr std::string_view where = "mixlens.VisionModel.gradients";
+    const models::gradient_options options = gradient_request(where, rule, signals);
+    const index_t classes = cfg().num_classes;
+    if (target_class && (*target_class < 0 || *target_class >= classes))
+      mixlens::detail::fail(where, "target_class", "a class in [0, " + std::to_string(classes) + ") or None", *target_class);
+    return visit([&](const auto& m) {
+      using T = typename std::remove_cvref_t<decltype(m)>::value_type;
+      const auto input = image_of<T>(image, normalize, where);
+      gradients_data<T> g;
+      {
+        nb::gil_scoped_release release;
+        const tensor_view<const T, 3> iv(input.view());
+        bool on_device = false;
+#ifdef MIXLENS_PYTHON_CUDA
+        if constexpr (std::is_same_v<T, float>)
+          if (gpu_) g = cuda::gradients(*gpu_, iv, target_class.value_or(-1), options), on_device = true;
+#endif
+        if (!on_device) {
+          const auto weights = models::host_weights(m);
+          g = run_vim_gradients(host_backend<T>{}, weights.view(), -1, iv, target_class.value_or(-1), options);
+        }
+      }
+      return gradients_dict(g, framework_of(image));
+    });
+  }
+
  private:
   // The model input from an (height × width × channels) array: as given, or
   // ImageNet-normalized first (normalize: pixels in [0, 1]).
@@ -1048,6 +1090,14 @@ void bind_models(nb::module_& m) {
                    "normalize: bool = False) -> Attribution"),
            "Explains the logit of target_class (None: the argmax) over the sequence positions with `method`,\n"
            "as mixlens-attn --image --method does; position is the CLS token's (-1 for mean pooling), token the class.")
+      .def("gradients", &py_vision_model::gradients, "image"_a, "target_class"_a = nb::none(), "rule"_a = "gradient",
+           "signals"_a = nb::none(), "normalize"_a = false,
+           nb::sig("def gradients(self, image: numpy.typing.ArrayLike, target_class: int | None = None, "
+                   "rule: str = 'gradient', signals: collections.abc.Sequence[str] | None = None, "
+                   "normalize: bool = False) -> dict[str, typing.Any]"),
+           "As Model.gradients, for the logit of target_class (None: the argmax): 'embedding' (L x E, the first\n"
+           "block's input) and per layer 'residual' (L x E) and each branch's 'u_f', 'u_b', 'delta_f', ...\n"
+           "(in the branch's own time; models::vim_gradients).")
       .def("__repr__", [](const py_vision_model& v) {
         return "<mixlens.VisionModel '" + v.path().string() + "': " + std::to_string(v.num_layers()) + " layers, " +
                std::to_string(v.cfg().num_classes) + " classes, L " + std::to_string(v.cfg().sequence_length()) + ", " +

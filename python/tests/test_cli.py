@@ -335,8 +335,8 @@ def test_cli_image_writes_what_the_vision_model_returns(tmp_path):
     r = run("--model", str(VIM), "--image", str(PNG), "--out", str(out), "--method", "mamba-attr", "--target-token", "3")
     assert r.returncode == 0, r.stderr
     assert sorted(os.listdir(out)) == ["alpha_0.npy", "alpha_1.npy", "attribution.npy", "cls_raw.npy", "cls_rollout.npy",
-                                       "logits.npy", "mamba_attr.npy", "mixlens-attn.manifest", "raw.npy", "rollout.npy",
-                                       "target.json"]
+                                       "logits.npy", "mamba_attr.npy", "mixlens-attn.manifest", "raw.npy",
+                                       "residual_grad_0.npy", "residual_grad_1.npy", "rollout.npy", "target.json"]
     vim = mixlens.load(VIM)
     image = mixlens.read_image(PNG)  # a PNG is ImageNet-normalized, as mixlens-attn does
     att = vim.attention(image, normalize=True)
@@ -388,6 +388,8 @@ def test_cli_image_matches_mixlens_attn(tmp_path):
                             "attn-grad"], capture_output=True, text=True,
                            env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(mixlens.__file__))})
         assert r.returncode == 0, r.stderr
-    for name in ["logits", "raw", "rollout", "cls_raw", "cls_rollout", "alpha_0", "alpha_1", "attribution", "attn_grad"]:
+    assert sorted(os.listdir(py)) == sorted(os.listdir(cc))
+    for name in ["logits", "raw", "rollout", "cls_raw", "cls_rollout", "alpha_0", "alpha_1", "attribution", "attn_grad",
+                 "residual_grad_0", "residual_grad_1"]:
         np.testing.assert_array_equal(np.load(py / f"{name}.npy"), np.load(cc / f"{name}.npy"), err_msg=name)
     assert json.loads((py / "target.json").read_text()) == json.loads((cc / "target.json").read_text())

@@ -81,6 +81,29 @@ def test_attributions_reproduce_the_reference(image, method, start, without_d):
     assert abs(a.value - vim.forward(image)[a.token]) < 1e-9
 
 
+@pytest.mark.parametrize("rule, tag", [("gradient", "argmax"), ("lrp", "lrp_argmax")])
+def test_gradients_equal_autograd(image, rule, tag):
+    vim = mixlens.load(VIM, dtype="float64")
+    g = vim.gradients(image, rule=rule, signals=["embedding", "residual", "u", "delta", "b", "c", "ssm_out"])
+    assert [g["position"], g["token"]] == np.load(REF / f"vgrad_{tag}_target.npy").tolist()
+    assert relative(g["embedding"], np.load(REF / f"vgrad_{tag}_embedding.npy")) < 1e-12
+    checked = 0
+    for k in range(vim.num_layers):
+        for name, got in g["layers"][k].items():  # residual, and u_f, u_b, delta_f, ... per branch
+            file = REF / f"vgrad_{tag}_layer{k}_{name}.npy"
+            if not file.exists():
+                continue
+            want = np.load(file)
+            got = got.reshape(-1, got.shape[-1]) if got.ndim == 3 else got  # B, C: 1 x N x L
+            assert relative(got, want) < 1e-12, (k, name)
+            checked += 1
+    assert checked >= (22 if rule == "gradient" else 10)
+    with pytest.raises(mixlens.Error, match=r"argument 'target_class'"):
+        vim.gradients(image, target_class=7)
+    with pytest.raises(mixlens.Error, match=r"argument 'signals'"):
+        vim.gradients(image, signals=["alpha"])
+
+
 def test_raw_and_rollout_rows_and_a_chosen_class(vim, image):
     full = vim.attention(image, alpha=False)
     assert np.allclose(vim.attribute(image, "rollout").scores, full.rollout[4], atol=1e-7)
